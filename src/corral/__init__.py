@@ -1,0 +1,1 @@
+"""Corral: microservice orchestration for Python."""

@@ -1,0 +1,105 @@
+"""The runtime contract: what the control plane tells a service instance, and where.
+
+A service instance learns everything from its environment, so the same service runs
+under ``corral up``, in a container and on Kubernetes. Both sides import the names from
+here and nowhere else: the control plane (plan, runtime, exporters) when it builds an
+instance's environment, the SDK when it reads it. This module imports nothing from
+Corral and does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- environment variables (control plane -> service) -------------------------------
+
+SERVICE: Final = "CORRAL_SERVICE"
+"""The service's name as written in the manifest."""
+
+INSTANCE: Final = "CORRAL_INSTANCE"
+"""This instance's id, unique within the system (``<service>-<n>``)."""
+
+SYSTEM: Final = "CORRAL_SYSTEM"
+"""The system's name (``name:`` in the manifest)."""
+
+HOST: Final = "HOST"
+PORT: Final = "PORT"
+"""Where the instance listens."""
+
+DATABASE_URL: Final = "DATABASE_URL"
+"""This service's own database (SQLAlchemy URL)."""
+
+NATS_URL: Final = "NATS_URL"
+"""The event bus."""
+
+DISCOVERY: Final = "CORRAL_DISCOVERY"
+"""How to find other services: ``registry+http://127.0.0.1:PORT`` locally, ``dns`` on
+Kubernetes, ``static`` (see :data:`SERVICE_URL_PREFIX`) elsewhere."""
+
+DISCOVERY_TOKEN: Final = "CORRAL_DISCOVERY_TOKEN"
+"""Bearer token for the registry's read-only watch endpoint (local mode only)."""
+
+SERVICE_URL_PREFIX: Final = "CORRAL_URL_"
+"""``CORRAL_URL_<SERVICE>`` (upper case, ``-`` as ``_``) gives a fixed base URL for a
+service; used by ``static`` discovery (Compose) and as an override in every mode."""
+
+RESILIENCE: Final = "CORRAL_RESILIENCE"
+"""JSON: resilience policies for this service's outgoing calls, per target service."""
+
+EVENTS: Final = "CORRAL_EVENTS"
+"""JSON: stream and consumer settings for this service's topics."""
+
+GRACE_PERIOD: Final = "CORRAL_STOP_GRACE_PERIOD"
+"""Seconds between SIGTERM and SIGKILL; the service drains within this window."""
+
+LOG_FORMAT: Final = "CORRAL_LOG_FORMAT"
+"""``json`` (default) or ``console``."""
+
+OTEL_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTEL_SERVICE_NAME: Final = "OTEL_SERVICE_NAME"
+"""OpenTelemetry: where traces go (unset means tracing export is off)."""
+
+ALL_VARIABLES: Final = (
+    SERVICE,
+    INSTANCE,
+    SYSTEM,
+    HOST,
+    PORT,
+    DATABASE_URL,
+    NATS_URL,
+    DISCOVERY,
+    DISCOVERY_TOKEN,
+    RESILIENCE,
+    EVENTS,
+    GRACE_PERIOD,
+    LOG_FORMAT,
+    OTEL_ENDPOINT,
+    OTEL_SERVICE_NAME,
+)
+
+# --- HTTP endpoints every SDK service serves -----------------------------------------
+
+LIVENESS_PATH: Final = "/healthz"
+"""200 while the process is alive and its event loop answers."""
+
+READINESS_PATH: Final = "/readyz"
+"""200 when the instance may receive traffic; 503 during start-up and after SIGTERM."""
+
+METRICS_PATH: Final = "/metrics"
+"""Prometheus text exposition."""
+
+# --- headers -------------------------------------------------------------------------
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+DEADLINE_HEADER: Final = "x-corral-deadline"
+"""Absolute deadline of the call chain, Unix time in seconds (float, as text)."""
+CALLER_HEADER: Final = "x-corral-caller"
+"""Name of the calling service."""
+CLAIM_HEADER_PREFIX: Final = "x-corral-claim-"
+"""The gateway forwards verified JWT claims as ``x-corral-claim-<claim>`` headers; it
+strips any client-supplied header with this prefix first."""
+
+
+def service_url_variable(service: str) -> str:
+    """``CORRAL_URL_<SERVICE>`` for a service name (``ride-matching`` -> ``CORRAL_URL_RIDE_MATCHING``)."""
+    return SERVICE_URL_PREFIX + service.upper().replace("-", "_")
