@@ -36,7 +36,7 @@ DISCOVERY: Final = "CORRAL_DISCOVERY"
 """How to find other services: ``registry+http://127.0.0.1:PORT`` locally, ``dns`` on
 Kubernetes, ``static`` (see :data:`SERVICE_URL_PREFIX`) elsewhere."""
 
-DISCOVERY_TOKEN: Final = "CORRAL_DISCOVERY_TOKEN"
+DISCOVERY_TOKEN: Final = "CORRAL_DISCOVERY_TOKEN"  # noqa: S105 - a variable name, not a secret
 """Bearer token for the registry's read-only watch endpoint (local mode only)."""
 
 SERVICE_URL_PREFIX: Final = "CORRAL_URL_"
@@ -77,6 +77,12 @@ ALL_VARIABLES: Final = (
     OTEL_SERVICE_NAME,
 )
 
+RESERVED: Final = frozenset(
+    {SYSTEM, SERVICE, INSTANCE, HOST, PORT, GRACE_PERIOD, DISCOVERY, DISCOVERY_TOKEN}
+)
+"""Variables the control plane owns per instance; a manifest's ``env`` may not set them.
+The others (DATABASE_URL, NATS_URL, OTEL_*, LOG_FORMAT) a manifest may point elsewhere."""
+
 # --- HTTP endpoints every SDK service serves -----------------------------------------
 
 LIVENESS_PATH: Final = "/healthz"
@@ -101,5 +107,5 @@ strips any client-supplied header with this prefix first."""
 
 
 def service_url_variable(service: str) -> str:
-    """``CORRAL_URL_<SERVICE>`` for a service name (``ride-matching`` -> ``CORRAL_URL_RIDE_MATCHING``)."""
+    """The variable holding a base URL: ``ride-matching`` -> ``CORRAL_URL_RIDE_MATCHING``."""
     return SERVICE_URL_PREFIX + service.upper().replace("-", "_")

@@ -1,0 +1,48 @@
+"""The manifest: Corral's user language (``corral.yaml``), its models and diagnostics.
+
+Pure apart from :func:`load`, which reads one file. Everything downstream (the plan,
+renderers, runtime) reads the validated :class:`Manifest`, never raw YAML.
+"""
+
+from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError, format_path
+from corral.manifest._load import DEFAULT_FILENAME, Manifest, load, parse, resolve_path
+from corral.manifest._service import (
+    BackoffSpec,
+    CheckSpec,
+    Condition,
+    DatabaseEngine,
+    DatabaseSpec,
+    ResourcesSpec,
+    RestartPolicy,
+    RestartSpec,
+    ServiceSpec,
+)
+from corral.manifest._source import SourceMap
+from corral.manifest._system import DatabasesSpec, PostgresSpec, SystemSpec
+from corral.manifest._types import parse_duration
+
+__all__ = [
+    "DEFAULT_FILENAME",
+    "BackoffSpec",
+    "CheckSpec",
+    "Condition",
+    "DatabaseEngine",
+    "DatabaseSpec",
+    "DatabasesSpec",
+    "Diagnostic",
+    "KeyPath",
+    "Manifest",
+    "ManifestError",
+    "PostgresSpec",
+    "ResourcesSpec",
+    "RestartPolicy",
+    "RestartSpec",
+    "ServiceSpec",
+    "SourceMap",
+    "SystemSpec",
+    "format_path",
+    "load",
+    "parse",
+    "parse_duration",
+    "resolve_path",
+]

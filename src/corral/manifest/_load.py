@@ -1,0 +1,87 @@
+"""Text -> validated :class:`Manifest`, or a :class:`ManifestError` listing every problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from corral.manifest._checks import check_system
+from corral.manifest._diagnostics import Diagnostic, ManifestError
+from corral.manifest._source import SourceMap, parse_yaml
+from corral.manifest._system import SystemSpec
+from corral.manifest._translate import translate
+
+DEFAULT_FILENAME = "corral.yaml"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest and where it came from (for locating later problems)."""
+
+    spec: SystemSpec
+    source: SourceMap
+    path: Path
+    """The manifest file; its folder is the system's root."""
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def diagnostic(
+        self, path: tuple[str | int, ...], message: str, hint: str | None = None
+    ) -> Diagnostic:
+        """A diagnostic pointing at ``path`` in this manifest (for plan and renderer checks)."""
+        return self.source.diagnostic(path, message, hint)
+
+
+def parse(text: str, path: Path | str = DEFAULT_FILENAME) -> Manifest:
+    """Validate manifest text. Pure: ``path`` is only used to name the file in errors."""
+    path = Path(path)
+    data, source = parse_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise ManifestError(
+            [Diagnostic(str(path), 1, 1, (), "the manifest must be a mapping (key: value)")]
+        )
+    try:
+        spec = SystemSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(translate(exc, SystemSpec, source)) from None
+    problems = check_system(spec, source)
+    if problems:
+        raise ManifestError(problems)
+    return Manifest(spec=spec, source=source, path=path)
+
+
+def resolve_path(target: Path | str | None) -> Path:
+    """A manifest path from a CLI argument: a file, a folder holding corral.yaml, or cwd."""
+    candidate = Path(target) if target else Path()
+    if candidate.is_dir():
+        candidate = candidate / DEFAULT_FILENAME
+    return candidate.absolute()
+
+
+def load(target: Path | str | None = None) -> Manifest:
+    """Read and validate a manifest file (the only I/O in this package)."""
+    path = resolve_path(target)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            [
+                Diagnostic(
+                    str(path),
+                    1,
+                    1,
+                    (),
+                    "no such manifest file",
+                    "run from a folder with corral.yaml or pass its path",
+                )
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            [Diagnostic(str(path), 1, 1, (), f"cannot read manifest: {exc}")]
+        ) from None
+    return parse(text, path)

@@ -1,0 +1,32 @@
+"""The whole manifest: a named system of services."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from corral.manifest._service import ServiceSpec
+from corral.manifest._types import STRICT, Name
+
+
+class PostgresSpec(BaseModel):
+    """A PostgreSQL server on which each postgres service gets its own database and role."""
+
+    model_config = STRICT
+
+    url: str = Field(description="Admin URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class DatabasesSpec(BaseModel):
+    model_config = STRICT
+
+    postgres: PostgresSpec | None = None
+
+
+class SystemSpec(BaseModel):
+    """A ``corral.yaml`` document."""
+
+    model_config = STRICT
+
+    name: Name
+    services: dict[Name, ServiceSpec] = Field(min_length=1)
+    databases: DatabasesSpec = DatabasesSpec()

@@ -1,0 +1,139 @@
+"""pydantic's validation errors -> Diagnostics a person can act on.
+
+pydantic reports a location tuple and a message; we map the location to the YAML
+position, phrase the message in the manifest's terms and add hints ("did you mean").
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterator
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from corral.manifest._diagnostics import Diagnostic, KeyPath
+from corral.manifest._source import SourceMap
+
+
+def translate(error: ValidationError, root: type[BaseModel], source: SourceMap) -> list[Diagnostic]:
+    """Every error pydantic found, as diagnostics, one per location and message."""
+    seen: set[tuple[KeyPath, str]] = set()
+    out: list[Diagnostic] = []
+    for detail in error.errors(include_url=False):
+        diagnostic = _one(detail, root, source)
+        key = (diagnostic.path, diagnostic.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(diagnostic)
+    return out
+
+
+def _one(detail: ErrorDetails, root: type[BaseModel], source: SourceMap) -> Diagnostic:
+    loc: KeyPath = tuple(detail["loc"])
+    kind = detail["type"]
+    is_key_error = "[key]" in loc
+    path = tuple(part for part in loc if part != "[key]")
+    message = detail["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        allowed = sorted(_allowed_keys(root, path[:-1]))
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else _known(allowed)
+        return source.diagnostic(path, f"unknown key {key!r}", hint)
+    if kind == "missing":
+        return source.diagnostic(path[:-1], f"missing required key {path[-1]!r}")
+    if is_key_error:
+        return source.diagnostic(path, message)
+    if kind == "enum" and isinstance(detail.get("input"), str):
+        expected = _enum_values(root, path)
+        close = difflib.get_close_matches(detail["input"], expected, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else None
+        return source.diagnostic(path, f"{_expected(message)}, got {detail['input']!r}", hint)
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_type":
+        got = detail.get("input")
+        shown = _describe(got)
+        return source.diagnostic(path, f"{_expected(message)}, got {shown}")
+    return source.diagnostic(path, message)
+
+
+def _known(allowed: list[str]) -> str | None:
+    if not allowed:
+        return None
+    return "known keys: " + ", ".join(allowed)
+
+
+def _expected(message: str) -> str:
+    """'Input should be a valid integer, unable to parse…' -> 'expected a valid integer'."""
+    head = message.split(", unable")[0]
+    return head.replace("Input should be", "expected")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return repr(value)
+
+
+def _unwrap(annotation: Any) -> Iterator[Any]:
+    """The concrete types inside Optional/Union/Annotated."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        yield from _unwrap(typing.get_args(annotation)[0])
+    elif origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            yield from _unwrap(arg)
+    else:
+        yield annotation
+
+
+def _types_at(root: type[BaseModel], path: KeyPath) -> list[Any]:
+    """The annotation types that apply at ``path``, following models and dict values."""
+    current: list[Any] = [root]
+    for part in path:
+        following: list[Any] = []
+        for candidate in current:
+            for concrete in _unwrap(candidate):
+                origin = typing.get_origin(concrete)
+                if isinstance(concrete, type) and issubclass(concrete, BaseModel):
+                    field = concrete.model_fields.get(str(part))
+                    if field is None:
+                        field = next(
+                            (f for f in concrete.model_fields.values() if f.alias == part), None
+                        )
+                    if field is not None:
+                        following.append(field.annotation)
+                elif origin is dict:
+                    following.append(typing.get_args(concrete)[1])
+                elif origin in (list, tuple):
+                    following.append(typing.get_args(concrete)[0])
+        current = following
+    return current
+
+
+def _allowed_keys(root: type[BaseModel], path: KeyPath) -> set[str]:
+    keys: set[str] = set()
+    for candidate in _types_at(root, path):
+        for concrete in _unwrap(candidate):
+            if isinstance(concrete, type) and issubclass(concrete, BaseModel):
+                for name, field in concrete.model_fields.items():
+                    keys.add(field.alias or name)
+    return keys
+
+
+def _enum_values(root: type[BaseModel], path: KeyPath) -> list[str]:
+    values: list[str] = []
+    for candidate in _types_at(root, path):
+        for concrete in _unwrap(candidate):
+            if isinstance(concrete, type) and issubclass(concrete, Enum):
+                values.extend(str(member.value) for member in concrete)
+    return values

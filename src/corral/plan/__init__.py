@@ -1,0 +1,36 @@
+"""The plan: the resolved system (instances, ports, environment, dependency order).
+
+Pure functions from a validated manifest; every renderer and the runtime read the
+Plan, never the YAML. See ``resolve``.
+"""
+
+from corral.plan._instances import (
+    Endpoints,
+    instance_environment,
+    instance_id,
+)
+from corral.plan._model import (
+    CheckKind,
+    CheckPlan,
+    DatabasePlan,
+    Plan,
+    RestartPlan,
+    ServicePlan,
+)
+from corral.plan._resolve import STATE_DIRNAME, find_cycle, resolve, start_order
+
+__all__ = [
+    "STATE_DIRNAME",
+    "CheckKind",
+    "CheckPlan",
+    "DatabasePlan",
+    "Endpoints",
+    "Plan",
+    "RestartPlan",
+    "ServicePlan",
+    "find_cycle",
+    "instance_environment",
+    "instance_id",
+    "resolve",
+    "start_order",
+]

@@ -1,0 +1,94 @@
+"""The Plan: the resolved system every renderer and the runtime read.
+
+Like Contour's DAG or Emissary's IR, it is rebuilt from scratch from a manifest and
+never mutated. Frozen dataclasses, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from corral.manifest import Condition, DatabaseEngine, RestartPolicy
+
+
+class CheckKind(StrEnum):
+    HTTP = "http"
+    TCP = "tcp"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    kind: CheckKind
+    path: str | None = None
+    """HTTP path (kind http)."""
+    argv: tuple[str, ...] = ()
+    """Command (kind command)."""
+    period: float = 1.0
+    timeout: float = 1.0
+    failure_threshold: int = 3
+    initial_delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class RestartPlan:
+    policy: RestartPolicy
+    backoff_initial: float
+    backoff_max: float
+    backoff_multiplier: float
+    reset_after: float
+
+
+@dataclass(frozen=True)
+class DatabasePlan:
+    engine: DatabaseEngine
+    name: str
+    sqlite_path: Path | None = None
+    """Where the SQLite file lives (engine sqlite)."""
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    argv: tuple[str, ...]
+    workdir: Path
+    replicas: int
+    fixed_port: int | None
+    env: Mapping[str, str]
+    """The manifest's own variables for this service (not the contract's)."""
+    readiness: CheckPlan | None
+    liveness: CheckPlan | None
+    startup: CheckPlan | None
+    depends_on: Mapping[str, Condition]
+    restart: RestartPlan
+    stop_grace_period: float
+    database: DatabasePlan
+    cpu: float | None = None
+    memory: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    app: str | None = None
+    """module:attribute when the service is a corral.sdk app."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    system: str
+    root: Path
+    """The manifest's folder; relative paths resolve against it."""
+    state_dir: Path
+    """Where the runtime keeps logs, databases and run state (``<root>/.corral``)."""
+    services: Mapping[str, ServicePlan]
+    start_order: tuple[str, ...]
+    """Dependencies first; ties broken by name so the order is stable."""
+    postgres_admin_url: str | None = None
+
+    @property
+    def stop_order(self) -> tuple[str, ...]:
+        return tuple(reversed(self.start_order))
+
+    def dependents(self, name: str) -> tuple[str, ...]:
+        """Services that depend on ``name`` directly."""
+        return tuple(s for s in self.start_order if name in self.services[s].depends_on)
