@@ -5,7 +5,10 @@ renderers, runtime) reads the validated :class:`Manifest`, never raw YAML.
 """
 
 from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError, format_path
+from corral.manifest._events import EventsSpec
+from corral.manifest._gateway import GatewaySpec
 from corral.manifest._load import DEFAULT_FILENAME, Manifest, load, parse, resolve_path
+from corral.manifest._resilience import ResilienceSpec
 from corral.manifest._service import (
     BackoffSpec,
     CheckSpec,
@@ -30,10 +33,13 @@ __all__ = [
     "DatabaseSpec",
     "DatabasesSpec",
     "Diagnostic",
+    "EventsSpec",
+    "GatewaySpec",
     "KeyPath",
     "Manifest",
     "ManifestError",
     "PostgresSpec",
+    "ResilienceSpec",
     "ResourcesSpec",
     "RestartPolicy",
     "RestartSpec",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from corral.manifest._events import EventsSpec
+from corral.manifest._gateway import GatewaySpec
+from corral.manifest._resilience import ResilienceSpec
 from corral.manifest._service import ServiceSpec
 from corral.manifest._types import STRICT, Name
 
@@ -30,3 +33,6 @@ class SystemSpec(BaseModel):
     name: Name
     services: dict[Name, ServiceSpec] = Field(min_length=1)
     databases: DatabasesSpec = DatabasesSpec()
+    gateway: GatewaySpec | None = None
+    events: EventsSpec | None = None
+    resilience: ResilienceSpec | None = None

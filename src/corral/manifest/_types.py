@@ -110,8 +110,12 @@ def parse_argv(value: Any) -> Any:
     if isinstance(value, list):
         if not value:
             raise ValueError("the command is empty")
-        if not all(isinstance(item, str | int | float) for item in value):
-            raise ValueError("every argument of a command must be a string")
+        for index, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise ValueError(
+                    f"argument {index} of the command is not a string; quote it "
+                    "(YAML reads true, false, yes, no and null as other types)"
+                )
         return [str(item) for item in value]
     raise ValueError("expected a command: a string or a list of strings")
 

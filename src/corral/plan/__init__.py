@@ -4,6 +4,8 @@ Pure functions from a validated manifest; every renderer and the runtime read th
 Plan, never the YAML. See ``resolve``.
 """
 
+from corral.plan._events import EventsPlan
+from corral.plan._gateway import GatewayPlan
 from corral.plan._instances import (
     Endpoints,
     instance_environment,
@@ -17,6 +19,7 @@ from corral.plan._model import (
     RestartPlan,
     ServicePlan,
 )
+from corral.plan._resilience import ResiliencePlan
 from corral.plan._resolve import STATE_DIRNAME, find_cycle, resolve, start_order
 
 __all__ = [
@@ -25,7 +28,10 @@ __all__ = [
     "CheckPlan",
     "DatabasePlan",
     "Endpoints",
+    "EventsPlan",
+    "GatewayPlan",
     "Plan",
+    "ResiliencePlan",
     "RestartPlan",
     "ServicePlan",
     "find_cycle",

@@ -12,6 +12,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from corral.manifest import Condition, DatabaseEngine, RestartPolicy
+from corral.plan._events import EventsPlan
+from corral.plan._gateway import GatewayPlan
+from corral.plan._resilience import ResiliencePlan
 
 
 class CheckKind(StrEnum):
@@ -84,6 +87,9 @@ class Plan:
     start_order: tuple[str, ...]
     """Dependencies first; ties broken by name so the order is stable."""
     postgres_admin_url: str | None = None
+    gateway: GatewayPlan | None = None
+    events: EventsPlan | None = None
+    resilience: ResiliencePlan | None = None
 
     @property
     def stop_order(self) -> tuple[str, ...]:

@@ -12,6 +12,8 @@ from corral.manifest import (
     ManifestError,
     ServiceSpec,
 )
+from corral.plan._events import resolve_events
+from corral.plan._gateway import resolve_gateway
 from corral.plan._model import (
     CheckKind,
     CheckPlan,
@@ -20,6 +22,7 @@ from corral.plan._model import (
     RestartPlan,
     ServicePlan,
 )
+from corral.plan._resilience import resolve_resilience
 
 STATE_DIRNAME = ".corral"
 SERVE_MODULE = "corral.sdk.serve"
@@ -49,6 +52,9 @@ def resolve(manifest: Manifest, *, python: str) -> Plan:
         services=services,
         start_order=order,
         postgres_admin_url=postgres,
+        gateway=resolve_gateway(manifest),
+        events=resolve_events(manifest),
+        resilience=resolve_resilience(manifest),
     )
 
 
