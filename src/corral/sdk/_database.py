@@ -1,0 +1,262 @@
+"""The service's own database: SQLAlchemy 2 async engine, a session per request, migrations.
+
+- ``DATABASE_URL`` may be a plain ``postgresql://`` or ``sqlite:///`` URL; it is turned into
+  the async driver's (asyncpg, aiosqlite).
+- SQLite: WAL, ``busy_timeout``, foreign keys on, and every transaction starts with
+  ``BEGIN IMMEDIATE``. WAL lets readers run beside a writer; ``BEGIN IMMEDIATE`` takes the
+  write lock up front, so a second writer waits (``busy_timeout``) instead of failing with
+  "database is locked" when a deferred read transaction tries to upgrade. The price: write
+  transactions of all processes are serialized, which is SQLite's model anyway.
+- Migrations (Alembic, a ``versions/`` directory, no ``env.py`` needed) or ``create_all``
+  run at start under a lock, so replicas starting together apply them exactly once:
+  PostgreSQL ``pg_advisory_xact_lock``, SQLite an exclusive ``flock`` on a file beside the
+  database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+__all__ = ["Database", "DbSession", "async_url"]
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def async_url(url: str | URL) -> URL:
+    """The async-driver form of a database URL (``postgresql://`` -> ``+asyncpg``)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        if driver in ("", "psycopg2", "asyncpg"):
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+            query = dict(parsed.query)
+            # libpq's sslmode is spelled ssl for asyncpg.
+            if "sslmode" in query:
+                query["ssl"] = query.pop("sslmode")
+                parsed = parsed.set(query=query)
+    elif backend == "sqlite" and driver in ("", "pysqlite", "aiosqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    return parsed
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    # We emit BEGIN ourselves (see _sqlite_begin); the driver must not.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    # flock, not a library: the stdlib call is all a single-host SQLite file needs.
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Database:
+    """``svc.db``: created by the Service, started with it when it has a database."""
+
+    def __init__(
+        self,
+        *,
+        migrations: str | Path | None = None,
+        metadata: MetaData | None = None,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.migrations = Path(migrations) if migrations is not None else None
+        self.metadata = metadata
+        self.engine_options = dict(engine_options or {})
+        self._engine: AsyncEngine | None = None
+        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self.url: URL | None = None
+        self.schema_state = "pending"
+        self.revision: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the database is not started (is the service running?)")
+        return self._engine
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessionmaker is None:
+            raise RuntimeError("the database is not started (is the service running?)")
+        return self._sessionmaker
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url is not None and self.url.get_backend_name() == "sqlite"
+
+    async def start(self, url: str) -> None:
+        self.url = async_url(url)
+        options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        options.update(self.engine_options)
+        engine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        self._engine = engine
+        self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        await self.prepare_schema()
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessionmaker = None
+
+    # -- sessions -------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed on success, rolled back on any error."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            else:
+                await session.commit()
+
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """FastAPI dependency; prefer the ``DbSession`` annotation, which commits before
+        the response is sent (``Depends(svc.db.session, scope="function")`` does too)."""
+        async with self.transaction() as session:
+            yield session
+
+    # -- readiness ------------------------------------------------------------------
+    async def check_reachable(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def check_schema(self) -> str:
+        if self.schema_state != "applied":
+            raise RuntimeError(f"schema {self.schema_state}")
+        return f"revision {self.revision}" if self.revision else "create_all"
+
+    # -- schema ---------------------------------------------------------------------
+    @property
+    def manages_schema(self) -> bool:
+        return self.migrations is not None or self.metadata is not None
+
+    async def prepare_schema(self) -> None:
+        """Apply migrations (or ``create_all``) once, whatever the number of replicas."""
+        if not self.manages_schema:
+            return
+        try:
+            if self.is_sqlite:
+                await self._prepare_sqlite()
+            else:
+                await self._prepare_postgres()
+        except BaseException:
+            self.schema_state = "failed"
+            raise
+        self.schema_state = "applied"
+
+    def _lock_key(self) -> int:
+        digest = hashlib.sha256(f"corral-migrate:{self.url}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    async def _prepare_postgres(self) -> None:
+        async with self.engine.connect() as conn:
+            # Transaction-scoped: released by the commit, even if this process dies.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._lock_key()})
+            self.revision = await conn.run_sync(self._apply)
+            await conn.commit()
+
+    async def _prepare_sqlite(self) -> None:
+        assert self.url is not None
+        database = self.url.database
+        if not database or database == ":memory:":
+            async with self.engine.begin() as conn:
+                self.revision = await conn.run_sync(self._apply)
+            return
+        lock_path = Path(database + ".migrate.lock")
+        lock = _file_lock(lock_path)
+        await asyncio.to_thread(lock.__enter__)
+        try:
+            async with self.engine.begin() as conn:
+                self.revision = await conn.run_sync(self._apply)
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _apply(self, connection: Connection) -> str | None:
+        if self.migrations is None:
+            assert self.metadata is not None
+            self.metadata.create_all(connection)
+            return None
+        return _alembic_upgrade(connection, self.migrations, self.metadata)
+
+
+def _alembic_upgrade(
+    connection: Connection, directory: Path, metadata: MetaData | None
+) -> str | None:
+    """``alembic upgrade head`` on this connection, without an ``env.py``.
+
+    Uses EnvironmentContext the way Alembic's own docs show (``script._upgrade_revs`` is
+    what ``alembic.command.upgrade`` passes as ``fn``), so a service's migrations folder
+    only needs ``versions/`` (and ``script.py.mako`` to generate new revisions).
+    """
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", os.fspath(directory))
+    script = ScriptDirectory.from_config(config)
+
+    def upgrade(rev: Any, _: MigrationContext) -> Any:
+        return script._upgrade_revs("head", rev)
+
+    with EnvironmentContext(config, script, fn=upgrade, destination_rev="head") as env:
+        env.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with env.begin_transaction():
+            env.run_migrations()
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    db: Database = request.app.state.corral_db
+    async with db.transaction() as session:
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+"""A request's session: ``async def h(session: DbSession)``. Committed when the handler
+returns (before the response is sent), rolled back when it raises."""

@@ -1,0 +1,160 @@
+"""Logging: structlog, one JSON object per line on stdout (or console lines for humans).
+
+Every line carries timestamp, level, service, instance, request_id, trace_id and span_id.
+Records from the standard library (uvicorn, SQLAlchemy, Alembic) go through the same
+processors, so stdout holds nothing but these lines. Secret values are redacted from the
+*rendered* line, which also catches secrets inside exception text and nested values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+import structlog
+from opentelemetry import trace
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from corral.sdk._context import request_id_var
+
+__all__ = ["REDACTED", "LineWriter", "configure_logging", "get_logger", "register_secrets"]
+
+REDACTED = "**********"
+
+_static: dict[str, str] = {}
+_secrets: set[str] = set()
+_secret_forms: list[tuple[str, str]] = []
+_lock = threading.Lock()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Add values that must never appear in a log line (process-wide, never removed)."""
+    with _lock:
+        for value in values:
+            if value and value not in _secrets:
+                _secrets.add(value)
+                _secret_forms.append((value, REDACTED))
+                escaped = json.dumps(value)[1:-1]
+                if escaped != value:
+                    _secret_forms.append((escaped, REDACTED))
+        # Longest first, so a secret that contains another is replaced whole.
+        _secret_forms.sort(key=lambda f: -len(f[0]))
+
+
+def redact(line: str) -> str:
+    for secret, replacement in _secret_forms:
+        if secret in line:
+            line = line.replace(secret, replacement)
+    return line
+
+
+def _add_static(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    for key, value in _static.items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
+def _add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    request_id = request_id_var.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
+    return event_dict
+
+
+class LineWriter:
+    """The one place log lines leave the process: redacts, writes, feeds capturers."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self.capturers: list[Callable[[str], None]] = []
+
+    def msg(self, line: str) -> None:
+        line = redact(line)
+        for capture in self.capturers:
+            capture(line)
+        stream = self._stream or sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
+
+    # structlog calls the method named after the level.
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+WRITER = LineWriter()
+
+
+class _WriterHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            WRITER.msg(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _shared_processors(console: bool) -> list[Processor]:
+    chain: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _add_static,
+        _add_request_context,
+    ]
+    if not console:
+        chain.append(structlog.processors.format_exc_info)
+    return chain
+
+
+def configure_logging(
+    *, service: str, instance: str, log_format: str = "json", level: str = "info"
+) -> None:
+    """Configure structlog and the standard library root logger (idempotent, process-wide)."""
+    console = log_format == "console"
+    _static.clear()
+    _static.update(service=service, instance=instance)
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        if console
+        else structlog.processors.JSONRenderer()
+    )
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    shared = _shared_processors(console)
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=lambda *_: WRITER,
+        cache_logger_on_first_use=True,
+    )
+    handler = _WriterHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if isinstance(old, _WriterHandler) or not isinstance(old, logging.NullHandler):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    # The SDK writes the one access line per request; the server's own goes.
+    logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request at INFO; services log their calls themselves.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
+def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:
+    """A structlog logger; lines carry the service, request and trace fields automatically."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(**initial)
+    return logger

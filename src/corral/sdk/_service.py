@@ -1,0 +1,334 @@
+"""``Service``: a FastAPI app with the runtime contract and production habits built in.
+
+Start-up order (``svc.start``, run by the ASGI lifespan):
+
+1. settings and runtime env are read (one :class:`SettingsError` listing every problem);
+2. logging and tracing are configured, secrets registered for redaction;
+3. the database starts and its schema is prepared (migrations or ``create_all``);
+4. lifecycle components start in registration order (``add_lifecycle``, ``on_startup``);
+5. readiness may turn true (the registered checks decide).
+
+Shutdown runs the reverse: readiness false, components stopped in reverse order (a
+failing ``stop`` is logged, never raised), database disposed, spans flushed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, Generic, Protocol, runtime_checkable
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from pydantic_settings import BaseSettings
+from sqlalchemy import MetaData
+from typing_extensions import TypeVar
+
+from corral import contract
+from corral.sdk._database import Database
+from corral.sdk._errors import PROBLEM_JSON, install_error_handlers, problem_body
+from corral.sdk._health import Health, ReadinessCheck
+from corral.sdk._logging import configure_logging, get_logger, register_secrets
+from corral.sdk._metrics import HttpMetrics
+from corral.sdk._middleware import TelemetryMiddleware
+from corral.sdk._settings import RuntimeEnv, ServiceSettings, load_settings, secret_values
+from corral.sdk._tracing import build_tracer_provider, set_caller
+
+__all__ = ["Lifecycle", "Service"]
+
+S = TypeVar("S", bound=BaseSettings, default=ServiceSettings)
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """Something that runs as long as the service: a broker connection, a client pool."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _Hooks:
+    def __init__(
+        self,
+        name: str,
+        start: Callable[[], Awaitable[None]] | None = None,
+        stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = name
+        self._start = start
+        self._stop = stop
+
+    async def start(self) -> None:
+        if self._start is not None:
+            await self._start()
+
+    async def stop(self) -> None:
+        if self._stop is not None:
+            await self._stop()
+
+
+class _ContextLifecycle:
+    def __init__(self, name: str, factory: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+        self.name = name
+        self._factory = factory
+        self._cm: AbstractAsyncContextManager[Any] | None = None
+
+    async def start(self) -> None:
+        self._cm = self._factory()
+        await self._cm.__aenter__()
+
+    async def stop(self) -> None:
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            await cm.__aexit__(None, None, None)
+
+
+class Service(Generic[S]):
+    """A Corral service. ``svc.app`` is the FastAPI app; route decorators are on both.
+
+    >>> svc = Service("greeter")
+    >>> @svc.get("/hello/{name}")
+    ... async def hello(name: str) -> dict[str, str]:
+    ...     return {"message": f"hello {name}"}
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: type[S] | None = None,
+        version: str = "0.1.0",
+        database: bool = False,
+        migrations: str | Path | None = None,
+        metadata: MetaData | None = None,
+        engine_options: dict[str, Any] | None = None,
+        drain_delay: float = 0.0,
+        log_level: str = "info",
+        **fastapi_options: Any,
+    ) -> None:
+        """``settings``: the pydantic-settings class read from the environment at start.
+        ``database``: the service owns a database (implied by ``migrations``/``metadata``).
+        ``migrations``: an Alembic folder (``versions/`` inside) applied at start.
+        ``metadata``: without ``migrations``, tables created with ``create_all`` at start.
+        ``drain_delay``: after SIGTERM keep serving at least this long (seconds) so load
+        balancers see readiness turn false; in-flight requests are always waited for.
+        Other keywords go to ``FastAPI(...)``.
+        """
+        self.name = name
+        self.version = version
+        self._settings_cls = settings
+        self.uses_database = database or migrations is not None or metadata is not None
+        self.drain_delay = drain_delay
+        self.log_level = log_level
+        self._runtime: RuntimeEnv | None = None
+        self._settings: S | None = None
+        self._lifecycles: list[Lifecycle] = []
+        self._started: list[Lifecycle] = []
+
+        self.health = Health()
+        self.metrics = HttpMetrics()
+        self.db = Database(migrations=migrations, metadata=metadata, engine_options=engine_options)
+        self.log = get_logger()
+        self._tracer_provider = build_tracer_provider(service=name, instance=name, endpoint=None)
+        self.tracer = self._tracer_provider.get_tracer("corral.sdk")
+
+        fastapi_options.setdefault("title", name)
+        self.app = FastAPI(version=version, lifespan=self._lifespan, **fastapi_options)
+        self.app.state.corral_service = self
+        self.app.state.corral_db = self.db
+        install_error_handlers(self.app)
+        self._add_builtin_routes()
+        self.app.add_middleware(
+            TelemetryMiddleware,
+            service=self,
+            quiet_paths=frozenset(
+                (contract.LIVENESS_PATH, contract.READINESS_PATH, contract.METRICS_PATH)
+            ),
+        )
+
+        # FastAPI's own decorators, signatures and all.
+        app = self.app
+        self.get = app.get
+        self.post = app.post
+        self.put = app.put
+        self.patch = app.patch
+        self.delete = app.delete
+        self.head = app.head
+        self.options = app.options
+        self.api_route = app.api_route
+        self.websocket = app.websocket
+        self.include_router = app.include_router
+        self.exception_handler = app.exception_handler
+
+    # -- settings -------------------------------------------------------------------
+    def load_settings(self) -> None:
+        """Read settings and the runtime env now; raises :class:`SettingsError`."""
+        runtime, settings = load_settings(
+            self.name, self._settings_cls, require_database=self.uses_database
+        )
+        self._runtime = runtime
+        self._settings = settings
+
+    def reset_settings(self) -> None:
+        """Forget loaded settings; the next start reads the environment again."""
+        self._runtime = None
+        self._settings = None
+
+    @property
+    def settings(self) -> S:
+        """The service's settings (read from the environment on first use)."""
+        if self._settings_cls is None:
+            raise AttributeError(f"service {self.name!r} was created without settings=")
+        if self._settings is None:
+            self.load_settings()
+        assert self._settings is not None
+        return self._settings
+
+    @property
+    def runtime(self) -> RuntimeEnv:
+        """What the control plane told this instance (HOST, PORT, DATABASE_URL, ...)."""
+        if self._runtime is None:
+            self.load_settings()
+        assert self._runtime is not None
+        return self._runtime
+
+    @property
+    def service_name(self) -> str:
+        return self.runtime.service or self.name
+
+    @property
+    def instance(self) -> str:
+        return self.runtime.instance or f"{self.service_name}-{os.getpid()}"
+
+    # -- extension points -----------------------------------------------------------
+    def add_readiness_check(
+        self, name: str, check: ReadinessCheck, *, timeout: float = 2.0
+    ) -> None:
+        """Readiness fails while ``await check()`` raises or returns ``False``."""
+        self.health.add_check(name, check, timeout=timeout)
+
+    def add_lifecycle(self, component: Lifecycle) -> None:
+        """Start ``component`` with the service (registration order), stop it in reverse."""
+        if not isinstance(component, Lifecycle):
+            raise TypeError(f"{component!r} has no async start()/stop()")
+        self._lifecycles.append(component)
+
+    def lifespan(
+        self, factory: Callable[[], AbstractAsyncContextManager[Any]]
+    ) -> Callable[[], AbstractAsyncContextManager[Any]]:
+        """Decorator: an async context manager factory entered at start, left at stop."""
+        self._lifecycles.append(
+            _ContextLifecycle(getattr(factory, "__name__", "lifespan"), factory)
+        )
+        return factory
+
+    def on_startup[F: Callable[[], Awaitable[None]]](self, fn: F) -> F:
+        """Decorator: run ``await fn()`` at start, in registration order."""
+        self._lifecycles.append(_Hooks(fn.__name__, start=fn))
+        return fn
+
+    def on_shutdown[F: Callable[[], Awaitable[None]]](self, fn: F) -> F:
+        """Decorator: run ``await fn()`` at stop (reverse registration order)."""
+        self._lifecycles.append(_Hooks(fn.__name__, stop=fn))
+        return fn
+
+    # -- lifecycle ------------------------------------------------------------------
+    def configure_telemetry(self) -> None:
+        """Logging and tracing from the runtime env (done by ``start`` and by serve)."""
+        runtime = self.runtime
+        configure_logging(
+            service=self.service_name,
+            instance=self.instance,
+            log_format=runtime.log_format,
+            level=self.log_level,
+        )
+        register_secrets(secret_values(runtime, self._settings))
+        set_caller(self.service_name)
+        if runtime.otel_endpoint:
+            self._tracer_provider = build_tracer_provider(
+                service=runtime.otel_service_name or self.service_name,
+                instance=self.instance,
+                endpoint=runtime.otel_endpoint,
+            )
+            self.tracer = self._tracer_provider.get_tracer("corral.sdk")
+
+    async def start(self) -> None:
+        if self._settings_cls is not None:
+            _ = self.settings
+        self.configure_telemetry()
+        if self.uses_database:
+            url = self.runtime.database_url
+            assert url is not None  # load_settings requires it
+            await self.db.start(url.get_secret_value())
+            self.add_readiness_check("database", self.db.check_reachable)
+            if self.db.manages_schema:
+                self.add_readiness_check("migrations", self.db.check_schema, timeout=0.5)
+        try:
+            for component in self._lifecycles:
+                await component.start()
+                self._started.append(component)
+        except BaseException:
+            await self.stop()
+            raise
+        self.health.draining = False
+        self.health.started = True
+        self.log.info("service started", version=self.version, database=self.uses_database)
+
+    async def stop(self) -> None:
+        self.health.begin_drain()
+        while self._started:
+            component = self._started.pop()
+            try:
+                await component.stop()
+            except Exception as exc:
+                self.log.error("component failed to stop", component=repr(component), exc_info=exc)
+        if self.uses_database:
+            self.health.remove_check("database")
+            self.health.remove_check("migrations")
+            await self.db.stop()
+        self._tracer_provider.force_flush(timeout_millis=2000)
+        self.health.started = False
+        self.log.info("service stopped")
+
+    @asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # -- built-in endpoints ---------------------------------------------------------
+    def _add_builtin_routes(self) -> None:
+        health = self.health
+        metrics = self.metrics
+
+        async def liveness() -> JSONResponse:
+            return JSONResponse({"status": "ok"})
+
+        async def readiness() -> JSONResponse:
+            ready, checks = await health.readiness()
+            if ready:
+                return JSONResponse({"status": "ready", "checks": checks})
+            failing = [name for name, result in checks.items() if not result["ok"]]
+            body = problem_body(
+                503,
+                "Not ready",
+                detail="failing: " + ", ".join(failing),
+                instance=contract.READINESS_PATH,
+                checks=checks,
+            )
+            return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
+
+        async def scrape() -> Response:
+            return Response(metrics.render(), media_type=metrics.content_type)
+
+        for path, endpoint in (
+            (contract.LIVENESS_PATH, liveness),
+            (contract.READINESS_PATH, readiness),
+            (contract.METRICS_PATH, scrape),
+        ):
+            self.app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
