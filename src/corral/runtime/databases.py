@@ -1,0 +1,102 @@
+"""Per-service databases: a SQLite file by default, a PostgreSQL database and role on request.
+
+PostgreSQL provisioning gives each service one database and one login role that owns it,
+with least privilege: the role cannot create databases or roles, and ``CONNECT`` on each
+service database is revoked from ``PUBLIC``, so service A's role cannot even connect to
+service B's database. Provisioning is idempotent (safe on every ``corral up``) and safe
+when two provisioners race (duplicate errors are treated as "already there").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import re
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import URL, make_url
+
+__all__ = ["database_name", "provision_postgres", "sqlite_url"]
+
+_IDENT = re.compile(r"[^a-z0-9_]")
+_MAX_IDENT = 63  # PostgreSQL's NAMEDATALEN - 1
+
+
+def database_name(system: str, service: str) -> str:
+    """``<system>_<service>`` as a safe PostgreSQL identifier (lower case, ``[a-z0-9_]``)."""
+    raw = _IDENT.sub("_", f"{system}_{service}".lower())
+    if not raw[0].isalpha():
+        raw = "s_" + raw
+    if len(raw) > _MAX_IDENT:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        raw = f"{raw[: _MAX_IDENT - 9]}_{digest}"
+    return raw
+
+
+def _password(admin_url: str, name: str) -> str:
+    # Derived, not random: every provisioning run (and every replica's URL) gets the same
+    # password, so re-running `corral up` never breaks connections of running instances.
+    # It is as secret as the admin URL it is derived from.
+    return hmac.new(admin_url.encode(), f"corral-db:{name}".encode(), hashlib.sha256).hexdigest()[
+        :32
+    ]
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _asyncpg_dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def provision_postgres(admin_url: str, system: str, service: str) -> str:
+    """Create (or update) the service's database and role; return the service's URL.
+
+    ``admin_url`` is a superuser (or CREATEROLE + CREATEDB) URL of the server. The result
+    is a ``postgresql+asyncpg://`` URL for the service's own role and database.
+    """
+    admin = make_url(admin_url)
+    name = database_name(system, service)
+    password = _password(admin_url, name)
+    ident = _quote(name)
+    conn = await asyncpg.connect(_asyncpg_dsn(admin))
+    try:
+        role_exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", name)
+        options = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+        # Passwords cannot be bound parameters in DDL; this one is hex, so quoting is safe.
+        if not role_exists:
+            with contextlib.suppress(asyncpg.DuplicateObjectError):
+                await conn.execute(f"CREATE ROLE {ident} {options} PASSWORD '{password}'")
+        await conn.execute(f"ALTER ROLE {ident} {options} PASSWORD '{password}'")
+        db_exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not db_exists:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                await conn.execute(f"CREATE DATABASE {ident} OWNER {ident}")
+        await conn.execute(f"ALTER DATABASE {ident} OWNER TO {ident}")
+        await conn.execute(f"REVOKE ALL ON DATABASE {ident} FROM PUBLIC")
+        await conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {ident} TO {ident}")
+    finally:
+        await conn.close()
+    # Inside the new database: only its owner may create objects in the public schema.
+    inner = await asyncpg.connect(_asyncpg_dsn(admin.set(database=name)))
+    try:
+        await inner.execute(f"ALTER SCHEMA public OWNER TO {ident}")
+        await inner.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    finally:
+        await inner.close()
+    return URL.create(
+        "postgresql+asyncpg",
+        username=name,
+        password=password,
+        host=admin.host,
+        port=admin.port,
+        database=name,
+    ).render_as_string(hide_password=False)
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The async SQLAlchemy URL of a SQLite file (absolute, so the working dir does not matter)."""
+    return "sqlite+aiosqlite:///" + str(Path(path).resolve())
