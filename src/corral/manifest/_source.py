@@ -7,6 +7,7 @@ can point at the manifest line that caused it. Pure: text in, data out.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,15 +44,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     try:
         node = yaml.load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        if "duplicate key" in problem:
-            problem = problem.split(" with value")[0]
-            hint = "each key may appear once in a mapping"
-        else:
-            hint = None
-        raise ManifestError([Diagnostic(file, line, column, (), problem, hint)]) from None
+        raise ManifestError([_syntax_diagnostic(exc, file)]) from None
     positions: dict[KeyPath, tuple[int, int]] = {(): (0, 0)}
     data = _plain(node, (), positions)
     if data is None:
@@ -59,12 +52,36 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     return data, SourceMap(file, positions)
 
 
+_DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
+
+
+def _syntax_diagnostic(exc: MarkedYAMLError, file: str) -> Diagnostic:
+    """A YAML syntax error, phrased for a person: where it is and what it was inside."""
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    hint: str | None = None
+    if (duplicate := _DUPLICATE.match(problem)) is not None:
+        problem = f"duplicate key {duplicate.group(1)!r}"
+        hint = "each key may appear once in a mapping"
+    elif "'\\t'" in problem:
+        problem = "a tab cannot indent YAML"
+        hint = "indent with spaces"
+    elif exc.context and exc.context_mark is not None and exc.problem_mark is not None:
+        start = exc.context_mark
+        hint = f"{exc.context} started at line {start.line + 1}, column {start.column + 1}"
+    return Diagnostic(file, line, column, (), problem, hint)
+
+
 def _plain(node: Any, path: KeyPath, positions: dict[KeyPath, tuple[int, int]]) -> Any:
     if isinstance(node, CommentedMap):
         out: dict[Any, Any] = {}
         for key, value in node.items():
             child = (*path, str(key))
-            positions[child] = node.lc.key(key)
+            # Keys brought in by a merge (``<<: *base``) have no position in this
+            # mapping; diagnostics about them point at the mapping itself.
+            if key in node.lc.data:
+                positions[child] = node.lc.key(key)
             out[str(key) if not isinstance(key, str) else key] = _plain(value, child, positions)
         return out
     if isinstance(node, CommentedSeq):
@@ -72,6 +89,11 @@ def _plain(node: Any, path: KeyPath, positions: dict[KeyPath, tuple[int, int]]) 
         for index, value in enumerate(node):
             child = (*path, index)
             positions[child] = node.lc.item(index)
+            # A list of names (``depends_on: [db, cache]``) becomes a mapping keyed by
+            # name in the model; record each item under its value too, so a problem
+            # with dependency ``db`` points at the item rather than at the list.
+            if isinstance(value, str):
+                positions.setdefault((*path, str(value)), node.lc.item(index))
             items.append(_plain(value, child, positions))
         return items
     if isinstance(node, str):
