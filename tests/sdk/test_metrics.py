@@ -1,0 +1,70 @@
+"""Prometheus metrics: route templates, fixed label for unmatched paths, per-service registry."""
+
+from __future__ import annotations
+
+from corral import contract
+from corral.sdk import UNMATCHED_ROUTE, Service
+from corral.sdk.testing import metric, serve_in_process
+
+
+def make_service(name: str = "metered") -> Service:
+    svc = Service(name)
+
+    @svc.get("/users/{user_id}/orders/{order_id}")
+    async def order(user_id: int, order_id: int) -> dict[str, int]:
+        return {"user": user_id, "order": order_id}
+
+    return svc
+
+
+async def test_requests_are_labelled_by_route_template() -> None:
+    """Three different raw paths count under one route template, never the raw path."""
+    svc = make_service()
+    async with serve_in_process(svc) as client:
+        for i in range(3):
+            await client.get(f"/users/{i}/orders/{i * 10}")
+        text = (await client.get(contract.METRICS_PATH)).text
+    template = "/users/{user_id}/orders/{order_id}"
+    assert metric(svc, "http_requests_total", method="GET", route=template, status="200") == 3
+    assert metric(svc, "http_request_duration_seconds_count", method="GET", route=template) == 3
+    assert "/users/1/orders" not in text
+    assert "process_cpu_seconds_total" in text or "python_info" in text
+
+
+async def test_unmatched_paths_share_one_label() -> None:
+    """404s from random paths all land under the fixed unmatched label."""
+    svc = make_service()
+    async with serve_in_process(svc) as client:
+        for path in ("/a", "/b/c", "/d?x=1"):
+            await client.get(path)
+    assert (
+        metric(svc, "http_requests_total", method="GET", route=UNMATCHED_ROUTE, status="404") == 3
+    )
+
+
+async def test_probes_and_scrapes_are_not_counted() -> None:
+    """Health probes and /metrics scrapes do not count as traffic; in-flight returns to 0."""
+    svc = make_service()
+    async with serve_in_process(svc) as client:
+        await client.get(contract.READINESS_PATH)
+        await client.get(contract.LIVENESS_PATH)
+        await client.get(contract.METRICS_PATH)
+    assert (
+        metric(
+            svc, "http_requests_total", method="GET", route=contract.READINESS_PATH, status="200"
+        )
+        == 0
+    )
+    assert metric(svc, "http_requests_in_flight") == 0
+
+
+async def test_two_services_in_one_process_have_separate_registries() -> None:
+    """Services in the same process do not share or clash on metrics."""
+    first, second = make_service("first"), make_service("second")
+    async with serve_in_process(first) as client:
+        await client.get("/users/1/orders/1")
+    async with serve_in_process(second) as client:
+        await client.get("/nope")
+    template = "/users/{user_id}/orders/{order_id}"
+    assert metric(first, "http_requests_total", method="GET", route=template, status="200") == 1
+    assert metric(second, "http_requests_total", method="GET", route=template, status="200") == 0

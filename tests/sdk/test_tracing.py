@@ -1,0 +1,93 @@
+"""Traces: W3C traceparent in and out, export off without an endpoint."""
+
+from __future__ import annotations
+
+from corral import contract
+from corral.sdk import Service, current_trace_id, inject_trace_headers
+from corral.sdk.testing import capture_logs, serve_in_process
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+def make_service() -> Service:
+    svc = Service("traced")
+
+    @svc.get("/outgoing")
+    async def outgoing() -> dict[str, str | None]:
+        headers = dict(inject_trace_headers())
+        return {**headers, "current": current_trace_id()}
+
+    return svc
+
+
+async def test_incoming_traceparent_continues_the_trace() -> None:
+    """A request with traceparent is handled in that trace; its logs carry the trace id."""
+    with capture_logs() as logs:
+        async with serve_in_process(make_service()) as client:
+            response = await client.get("/outgoing", headers={"traceparent": PARENT})
+    body = response.json()
+    assert body["current"] == TRACE_ID
+    access = next(line for line in logs if line["event"] == "request")
+    assert access["trace_id"] == TRACE_ID
+
+
+async def test_outgoing_headers_carry_trace_request_id_and_caller() -> None:
+    """inject_trace_headers adds a child traceparent, the request id and the caller name."""
+    async with serve_in_process(make_service()) as client:
+        response = await client.get(
+            "/outgoing", headers={"traceparent": PARENT, "x-request-id": "r-1"}
+        )
+    body = response.json()
+    version, trace_id, span_id, flags = body["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACE_ID, "01")
+    assert span_id != "00f067aa0ba902b7"
+    assert body[contract.REQUEST_ID_HEADER] == "r-1"
+    assert body[contract.CALLER_HEADER] == "traced"
+
+
+async def test_new_trace_without_incoming_header() -> None:
+    """Without traceparent each request starts its own trace."""
+    async with serve_in_process(make_service()) as client:
+        first = (await client.get("/outgoing")).json()["current"]
+        second = (await client.get("/outgoing")).json()["current"]
+    assert first and second and first != second
+
+
+async def test_export_is_off_without_endpoint() -> None:
+    """No OTLP endpoint: no span processor is installed, so nothing tries to connect."""
+    svc = make_service()
+    async with serve_in_process(svc, env={contract.OTEL_ENDPOINT: None}):
+        processors = svc._tracer_provider._active_span_processor._span_processors
+    assert processors == ()
+
+
+async def test_export_to_otlp_http_when_endpoint_is_set() -> None:
+    """With an endpoint, spans are posted over OTLP/HTTP to <endpoint>/v1/traces."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    paths: list[str] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            paths.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        svc = make_service()
+        async with serve_in_process(svc, env={contract.OTEL_ENDPOINT: endpoint}) as client:
+            await client.get("/outgoing")
+        # stop() flushed the batch processor before returning.
+    finally:
+        server.shutdown()
+    assert "/v1/traces" in paths
