@@ -103,7 +103,7 @@ async def pg_admin_url() -> AsyncIterator[str]:
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {exc}")
     await conn.close()
-    yield PG_ADMIN_URL
+    return PG_ADMIN_URL
 
 
 @pytest.fixture

@@ -50,7 +50,8 @@ async def test_request_lines_carry_contract_fields() -> None:
         assert line["service"] == "logger"
         assert line["instance"] == "logger-3"
     access = request_lines[-1]
-    assert access["route"] == "/work" and access["status"] == 200
+    assert access["route"] == "/work"
+    assert access["status"] == 200
     assert len({line["trace_id"] for line in request_lines}) == 1
 
 
@@ -66,9 +67,11 @@ async def test_secret_values_never_appear_in_any_line(capsys: object) -> None:
     assert lines, "nothing was printed"
     for line in lines:
         json.loads(line)  # every printed line is one JSON object
-    assert TOKEN not in out and PLAIN_SECRET not in out
+    assert TOKEN not in out
+    assert PLAIN_SECRET not in out
     dumped = json.dumps(logs)
-    assert TOKEN not in dumped and PLAIN_SECRET not in dumped
+    assert TOKEN not in dumped
+    assert PLAIN_SECRET not in dumped
     assert "**********" in dumped
 
 
@@ -86,6 +89,7 @@ async def test_console_format_is_for_humans() -> None:
     with capture_logs() as logs:
         async with serve_in_process(make_service(), env=env) as client:
             await client.get("/work")
-    assert logs and all("line" in entry for entry in logs)
+    assert logs
+    assert all("line" in entry for entry in logs)
     assert any("doing work" in entry["line"] for entry in logs)
     assert TOKEN not in json.dumps(logs)

@@ -51,7 +51,9 @@ async def test_new_trace_without_incoming_header() -> None:
     async with serve_in_process(make_service()) as client:
         first = (await client.get("/outgoing")).json()["current"]
         second = (await client.get("/outgoing")).json()["current"]
-    assert first and second and first != second
+    assert first
+    assert second
+    assert first != second
 
 
 async def test_export_is_off_without_endpoint() -> None:
