@@ -1,0 +1,220 @@
+"""The control-plane HTTP API served by a running ``corral up`` on 127.0.0.1.
+
+The CLI is a thin client of this API, and so will be the dashboard. Two bearer tokens:
+the admin token (file ``.corral/token``, mode 0600) may do everything; the discovery
+token, given to service instances, may only read and watch the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import asdict
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sse_starlette.sse import EventSourceResponse
+
+from corral.api._problems import ApiProblem, install
+from corral.runtime.registry import Registry
+
+API_VERSION = "v1"
+
+
+class LogSource(Protocol):
+    def read(
+        self,
+        services: Sequence[str] | None = None,
+        since: float | None = None,
+        tail: int | None = None,
+    ) -> Sequence[Any]: ...
+
+    def follow(
+        self, services: Sequence[str] | None = None, since: float | None = None
+    ) -> AsyncIterator[Any]: ...
+
+
+class ControlTarget(Protocol):
+    """What the API drives: the orchestrator plus its addons (see corral.control)."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def logs(self) -> LogSource: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def has_service(self, service: str) -> bool: ...
+
+    async def scale(self, service: str, replicas: int) -> None: ...
+
+    async def restart(self, service: str, *, rolling: bool = False) -> None: ...
+
+    async def stop_service(self, service: str) -> None: ...
+
+
+class ScaleRequest(BaseModel):
+    replicas: int = Field(ge=0, le=64, description="Desired number of instances.")
+
+
+class RestartRequest(BaseModel):
+    rolling: bool = Field(
+        default=False, description="One instance at a time, replacement ready first."
+    )
+
+
+class Accepted(BaseModel):
+    ok: bool = True
+    detail: str
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def create_app(
+    target: ControlTarget,
+    *,
+    admin_token: str,
+    discovery_token: str,
+    request_shutdown: Callable[[], Coroutine[Any, Any, None]],
+) -> FastAPI:
+    """Build the API app for one running system."""
+    app = FastAPI(
+        title="Corral control plane",
+        version=API_VERSION,
+        description="Status, scaling, restarts, logs and the instance registry of a "
+        "running Corral system. All endpoints need a bearer token.",
+    )
+    install(app)
+
+    def _check(credentials: HTTPAuthorizationCredentials | None, *allowed: str) -> None:
+        if credentials is None:
+            raise ApiProblem(401, "missing bearer token")
+        if not any(secrets.compare_digest(credentials.credentials, t) for t in allowed):
+            raise ApiProblem(401, "invalid bearer token")
+
+    Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+    def admin(credentials: Credentials) -> None:
+        _check(credentials, admin_token)
+
+    def reader(credentials: Credentials) -> None:
+        _check(credentials, admin_token, discovery_token)
+
+    def known(service: str) -> str:
+        if not target.has_service(service):
+            raise ApiProblem(404, "unknown service", f"no service named {service!r}")
+        return service
+
+    Admin = Depends(admin)
+    Reader = Depends(reader)
+
+    @app.get(f"/{API_VERSION}/status", dependencies=[Admin], tags=["system"])
+    async def status() -> dict[str, Any]:
+        """The system: services, instances and addon endpoints (e.g. gateway_url)."""
+        return target.status()
+
+    @app.get(f"/{API_VERSION}/instances", dependencies=[Admin], tags=["system"])
+    async def instances() -> list[dict[str, Any]]:
+        """Every instance the registry knows, components included."""
+        return [r.to_json() for r in target.registry.snapshot().instances]
+
+    @app.post(
+        f"/{API_VERSION}/services/{{service}}/scale",
+        dependencies=[Admin],
+        tags=["services"],
+    )
+    async def scale(service: str, body: ScaleRequest) -> Accepted:
+        """Set the number of instances; returns once new instances are ready."""
+        await target.scale(known(service), body.replicas)
+        return Accepted(detail=f"{service} scaled to {body.replicas}")
+
+    @app.post(
+        f"/{API_VERSION}/services/{{service}}/restart",
+        dependencies=[Admin],
+        tags=["services"],
+    )
+    async def restart(service: str, body: RestartRequest | None = None) -> Accepted:
+        """Restart every instance; with rolling, one at a time keeping N-1 ready."""
+        rolling = body.rolling if body else False
+        await target.restart(known(service), rolling=rolling)
+        return Accepted(detail=f"{service} restarted" + (" (rolling)" if rolling else ""))
+
+    @app.post(f"/{API_VERSION}/services/{{service}}/stop", dependencies=[Admin], tags=["services"])
+    async def stop(service: str) -> Accepted:
+        """Stop every instance of a service gracefully (scale to 0)."""
+        await target.stop_service(known(service))
+        return Accepted(detail=f"{service} stopped")
+
+    @app.post(f"/{API_VERSION}/down", dependencies=[Admin], tags=["system"])
+    async def down() -> Accepted:
+        """Stop the whole system (reverse dependency order) and end `corral up`."""
+        asyncio.get_running_loop().create_task(request_shutdown())
+        return Accepted(detail="stopping")
+
+    @app.get(f"/{API_VERSION}/logs", dependencies=[Admin], tags=["logs"], response_model=None)
+    async def logs(
+        request: Request,
+        service: Annotated[list[str] | None, Query()] = None,
+        since: Annotated[float | None, Query(description="Unix time")] = None,
+        tail: Annotated[int | None, Query(ge=0)] = None,
+        follow: bool = False,
+    ) -> Any:
+        """Merged log lines; with follow, a server-sent-event stream of new lines."""
+        for name in service or []:
+            known(name)
+        lines = [_line(x) for x in target.logs.read(service, since, tail)]
+        if not follow:
+            return lines
+
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            for line in lines:
+                yield {"event": "log", "data": json.dumps(line)}
+            last = lines[-1]["t"] if lines else since
+            async for entry in target.logs.follow(service, last):
+                if await request.is_disconnected():
+                    return
+                yield {"event": "log", "data": json.dumps(_line(entry))}
+
+        return EventSourceResponse(stream(), ping=15)
+
+    @app.get(f"/{API_VERSION}/registry", dependencies=[Reader], tags=["registry"])
+    async def registry() -> dict[str, Any]:
+        """The current registry snapshot (versioned)."""
+        return target.registry.snapshot().to_json()
+
+    @app.get(
+        f"/{API_VERSION}/registry/watch",
+        dependencies=[Reader],
+        tags=["registry"],
+        response_model=None,
+    )
+    async def watch(request: Request) -> EventSourceResponse:
+        """Server-sent events: the current snapshot, then each newer one."""
+
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            async for snapshot in target.registry.watch():
+                if await request.is_disconnected():
+                    return
+                yield {
+                    "event": "snapshot",
+                    "id": str(snapshot.version),
+                    "data": json.dumps(snapshot.to_json()),
+                }
+
+        return EventSourceResponse(stream(), ping=15)
+
+    return app
+
+
+def _line(entry: Any) -> dict[str, Any]:
+    if isinstance(entry, dict):
+        return entry
+    if hasattr(entry, "to_json"):
+        return dict(entry.to_json())
+    return asdict(entry)

@@ -1,0 +1,365 @@
+"""The ``corral`` command. Thin: it parses arguments, then either runs a system in this
+process (``up``) or calls the control-plane API of a running one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from corral.api import ApiClient, NotRunningError, RunFiles
+from corral.api._client import _pid_alive
+from corral.cli._logs import colour_for, format_line, parse_since
+from corral.cli._progress import StartProgress
+from corral.cli._tables import endpoints_lines, status_table
+from corral.manifest import ManifestError, load, resolve_path
+from corral.plan import STATE_DIRNAME, Plan, resolve
+
+app = typer.Typer(
+    name="corral",
+    help="Run a system of Python services from one manifest (corral.yaml).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+console = Console()
+errors = Console(stderr=True)
+
+FileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        "-f",
+        envvar="CORRAL_FILE",
+        help="Manifest file or its folder (default: ./corral.yaml).",
+        show_default=False,
+    ),
+]
+FileArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Manifest file or its folder (default: ./corral.yaml).", show_default=False
+    ),
+]
+
+
+class UserError(Exception):
+    """A mistake or a state the user can fix; printed without a traceback."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _plan(target: Path | None) -> Plan:
+    manifest = load(target)
+    return resolve(manifest, python=sys.executable)
+
+
+def _state_dir(target: Path | None) -> Path:
+    return resolve_path(target).parent / STATE_DIRNAME
+
+
+def _client(target: Path | None) -> ApiClient:
+    state_dir = _state_dir(target)
+    try:
+        return ApiClient.for_state_dir(state_dir)
+    except NotRunningError:
+        raise UserError(
+            f"no system is running for {resolve_path(target)} (start it with `corral up`)"
+        ) from None
+
+
+# --- validate -------------------------------------------------------------------------
+
+
+@app.command()
+def validate(file: FileArgument = None, file_option: FileOption = None) -> None:
+    """Check a manifest and list every problem (exit 1 if any)."""
+    plan = _plan(file or file_option)
+    names = ", ".join(plan.start_order)
+    console.print(
+        f"[green]✔[/] {resolve_path(file or file_option)}: system {plan.system!r}, "
+        f"{len(plan.services)} services ({names})",
+        highlight=False,
+    )
+
+
+# --- up / down ------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    file: FileArgument = None,
+    file_option: FileOption = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+    no_logs: Annotated[
+        bool, typer.Option("--no-logs", help="Do not follow logs once the system is ready.")
+    ] = False,
+    daemon: Annotated[bool, typer.Option("--daemon", hidden=True)] = False,
+) -> None:
+    """Start the system; Ctrl-C stops everything gracefully."""
+    target = file or file_option
+    manifest = load(target)
+    plan = resolve(manifest, python=sys.executable)
+    found = RunFiles(plan.state_dir).read()
+    if found and _pid_alive(int(found[0].get("pid", 0))) and found[0].get("pid") != os.getpid():
+        raise UserError(
+            f"system {plan.system!r} is already running (pid {found[0]['pid']}); "
+            "use `corral status` or `corral down`"
+        )
+    if detach:
+        _up_detached(manifest.path, plan)
+        return
+    from corral.control import SystemSession, addons_for
+    from corral.runtime.errors import StartError
+
+    session = SystemSession(manifest, plan, addons=addons_for(plan))
+    try:
+        asyncio.run(_run_foreground(session, plan, quiet=daemon, follow_logs=not no_logs))
+    except StartError as exc:
+        raise UserError(f"{plan.system} could not start: {exc}") from None
+
+
+async def _run_foreground(session: Any, plan: Plan, *, quiet: bool, follow_logs: bool) -> None:
+    desired = {name: s.replicas for name, s in plan.services.items()}
+    run = asyncio.create_task(session.run())
+    if not quiet:
+        with StartProgress(console, desired) as progress:
+            watch = session.registry.watch()
+            while not session.ready.is_set() and not run.done():
+                snapshot_task = asyncio.ensure_future(anext(watch))
+                done, _ = await asyncio.wait(
+                    {snapshot_task, run}, timeout=0.1, return_when=asyncio.FIRST_COMPLETED
+                )
+                if snapshot_task in done:
+                    snapshot = snapshot_task.result()
+                    progress.update([r.to_json() for r in snapshot.instances if not r.component])
+                else:
+                    snapshot_task.cancel()
+                    progress.update(
+                        [
+                            r.to_json()
+                            for r in session.registry.snapshot().instances
+                            if not r.component
+                        ]
+                    )
+                await asyncio.sleep(0)
+        if session.ready.is_set():
+            status = session.status()
+            for line in endpoints_lines(status):
+                console.print(line, highlight=False)
+            console.print("[dim]Ctrl-C stops the system; `corral status` in another terminal.[/]")
+            if follow_logs:
+                services = list(plan.start_order)
+                follower = asyncio.create_task(_print_logs(session, services))
+                await asyncio.wait({run})
+                follower.cancel()
+    await run
+    if not quiet:
+        console.print(f"[green]✔[/] {plan.system} stopped")
+
+
+async def _print_logs(session: Any, services: list[str]) -> None:
+    async for entry in session.logs.follow(None, time.time()):
+        line = entry.to_json() if hasattr(entry, "to_json") else dict(entry.__dict__)
+        console.print(
+            format_line(line, colour=colour_for(str(line.get("service")), services)),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _up_detached(manifest_path: Path, plan: Plan) -> None:
+    plan.state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = plan.state_dir / "corral.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "corral", "up", str(manifest_path), "--daemon"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    desired = {name: s.replicas for name, s in plan.services.items()}
+    client: ApiClient | None = None
+    with StartProgress(console, desired) as progress:
+        while True:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise UserError(f"{plan.system} could not start:\n" + "\n".join(tail))
+            if client is None:
+                found = RunFiles(plan.state_dir).read()
+                if found and found[0].get("pid") == process.pid:
+                    client = ApiClient(str(found[0]["url"]), found[1])
+            if client is not None:
+                try:
+                    status = client.status()
+                except NotRunningError:
+                    status = None
+                if status is not None:
+                    progress.update(
+                        [i for i in status.get("instances", []) if not i.get("component")]
+                    )
+                    if status.get("ready") or progress.all_ready:
+                        break
+            time.sleep(0.1)
+    for line in endpoints_lines(status):
+        console.print(line, highlight=False)
+    console.print(
+        f"[dim]running in the background (pid {process.pid}); logs: corral logs -f; "
+        "stop: corral down[/]"
+    )
+
+
+@app.command()
+def down(file: FileOption = None) -> None:
+    """Stop a running system gracefully (reverse dependency order)."""
+    state_dir = _state_dir(file)
+    with _client(file) as client:
+        pid = int((RunFiles(state_dir).read() or ({"pid": 0}, ""))[0].get("pid", 0))
+        client.down()
+    with console.status("stopping…"):
+        deadline = time.monotonic() + 300
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if _pid_alive(pid):
+        raise UserError(f"the system (pid {pid}) is still stopping; see .corral/corral.log")
+    console.print("[green]✔[/] stopped")
+
+
+# --- inspection -----------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    file: FileOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """Instances with pid, port, state, readiness, restarts and uptime."""
+    with _client(file) as client:
+        data = client.status()
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    console.print(status_table(data))
+    for line in endpoints_lines(data):
+        console.print(line, highlight=False)
+
+
+@app.command()
+def logs(
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to show (default all).")
+    ] = None,
+    file: FileOption = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    since: Annotated[str | None, typer.Option(help="Only lines newer than 30s, 10m, 2h…")] = None,
+    tail: Annotated[int | None, typer.Option("--tail", "-n", help="Last N lines.")] = None,
+) -> None:
+    """Merged logs of the system, one colour per service."""
+    names = services or []
+    start = parse_since(since, now=time.time()) if since else None
+    with _client(file) as client:
+        order = [str(s) for s in client.status().get("services", {})]
+        lines = (
+            client.follow_logs(names, since=start, tail=tail)
+            if follow
+            else iter(client.logs(names, since=start, tail=tail))
+        )
+        try:
+            for line in lines:
+                colour = colour_for(str(line.get("service")), order)
+                console.print(format_line(line, colour=colour), highlight=False, soft_wrap=True)
+        except KeyboardInterrupt:
+            pass
+
+
+# --- changes --------------------------------------------------------------------------
+
+
+@app.command()
+def scale(
+    assignments: Annotated[list[str], typer.Argument(help="SERVICE=N, one or more.")],
+    file: FileOption = None,
+) -> None:
+    """Set replicas; new instances count once ready, scale-down stops the newest first."""
+    wanted: list[tuple[str, int]] = []
+    for item in assignments:
+        service, _, text = item.partition("=")
+        if not service or not text.isdigit():
+            raise UserError(f"expected SERVICE=N, got {item!r}", code=2)
+        wanted.append((service, int(text)))
+    with _client(file) as client:
+        for service, count in wanted:
+            with console.status(f"scaling {service} to {count}…"):
+                client.scale(service, count)
+            console.print(f"[green]✔[/] {service} scaled to {count}")
+
+
+@app.command()
+def restart(
+    service: str,
+    file: FileOption = None,
+    rolling: Annotated[
+        bool, typer.Option(help="One instance at a time; the replacement is ready first.")
+    ] = False,
+) -> None:
+    """Restart a service's instances."""
+    with _client(file) as client, console.status(f"restarting {service}…"):
+        client.restart(service, rolling=rolling)
+    console.print(f"[green]✔[/] {service} restarted" + (" (rolling)" if rolling else ""))
+
+
+@app.command()
+def stop(service: str, file: FileOption = None) -> None:
+    """Stop every instance of one service (the rest keeps running)."""
+    with _client(file) as client, console.status(f"stopping {service}…"):
+        client.stop(service)
+    console.print(f"[green]✔[/] {service} stopped")
+
+
+# --- services -------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    target: Annotated[str, typer.Argument(help="module:attribute of a corral.sdk Service")],
+) -> None:
+    """Serve a corral.sdk service (what `app:` services run; HOST/PORT from the env)."""
+    from corral.sdk.serve import run
+
+    run(target)
+
+
+def main() -> None:
+    """Entry point: user mistakes become messages and exit codes, never tracebacks."""
+    from corral.api import ApiError
+
+    try:
+        app()
+    except ManifestError as exc:
+        errors.print(exc.render(), highlight=False, markup=False)
+        sys.exit(1)
+    except UserError as exc:
+        errors.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(exc.code)
+    except ApiError as exc:
+        errors.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(1)
+    except NotRunningError as exc:
+        errors.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

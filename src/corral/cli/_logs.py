@@ -1,0 +1,86 @@
+"""Merged log lines made readable: one colour per service, JSON log lines unpacked."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rich.text import Text
+
+PALETTE = (
+    "cyan",
+    "magenta",
+    "green",
+    "yellow",
+    "blue",
+    "bright_red",
+    "bright_cyan",
+    "bright_green",
+)
+LEVEL_STYLE = {
+    "debug": "dim",
+    "info": "green",
+    "warning": "yellow",
+    "error": "red",
+    "critical": "bold red",
+}
+_SKIP = {"event", "level", "timestamp", "time", "service", "instance", "logger"}
+
+
+def colour_for(service: str, services: list[str]) -> str:
+    """A stable colour per service (by its position in the manifest's order)."""
+    index = services.index(service) if service in services else sum(map(ord, service))
+    return PALETTE[index % len(PALETTE)]
+
+
+def format_line(entry: Mapping[str, Any], *, colour: str, width: int = 14) -> Text:
+    """``greeter-1  12:00:01.123 info  request handled method=GET status=200``."""
+    instance = str(entry.get("instance", "?"))
+    stamp = time.strftime("%H:%M:%S", time.localtime(float(entry.get("t", 0))))
+    millis = int((float(entry.get("t", 0)) % 1) * 1000)
+    text = Text()
+    text.append(f"{instance:<{width}}", style=colour)
+    text.append(f"{stamp}.{millis:03d} ", style="dim")
+    raw = str(entry.get("line", ""))
+    parsed = _json(raw)
+    if parsed is None:
+        style = "red" if entry.get("stream") == "stderr" else ""
+        text.append(raw, style=style)
+        return text
+    level = str(parsed.get("level", "info")).lower()
+    text.append(f"{level:<7} ", style=LEVEL_STYLE.get(level, ""))
+    text.append(str(parsed.get("event", parsed.get("message", ""))))
+    for key, value in parsed.items():
+        if key in _SKIP or value in (None, ""):
+            continue
+        text.append(f" {key}=", style="dim")
+        text.append(value if isinstance(value, str) else json.dumps(value))
+    return text
+
+
+def _json(raw: str) -> dict[str, Any] | None:
+    if not raw.startswith("{"):
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_SINCE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(value: str, *, now: float) -> float:
+    """``10m`` (ten minutes ago), ``90s``, or a Unix timestamp -> Unix time."""
+    match = _SINCE.match(value.strip())
+    if match:
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"invalid --since {value!r}: use 30s, 10m, 2h or a Unix time") from None

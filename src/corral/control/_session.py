@@ -1,0 +1,168 @@
+"""One running system: the API server, the orchestrator and the shutdown sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from corral.api import RunFiles, create_app
+from corral.api._files import new_token
+from corral.manifest import Manifest
+from corral.plan import Endpoints, Plan
+from corral.runtime.addon import Addon
+from corral.runtime.events import RuntimeEvent
+from corral.runtime.orchestrator import Orchestrator
+from corral.runtime.registry import Registry
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its signal capture: the session owns SIGINT/SIGTERM so that
+    Ctrl-C stops the services gracefully before the API goes away."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class SystemSession:
+    """Runs a system until asked to stop (signal or ``POST /v1/down``).
+
+    Order: API up (so instances can be given the registry address) -> orchestrator up
+    (addons, then services in dependency order) -> wait -> orchestrator down (reverse
+    order, graceful) -> API down -> run files removed.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        plan: Plan,
+        *,
+        addons: list[Addon] | None = None,
+        on_event: Callable[[RuntimeEvent], None] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.plan = plan
+        self.files = RunFiles(plan.state_dir)
+        self.admin_token = new_token()
+        self.discovery_token = new_token()
+        self.api_port = _free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self._addons = addons if addons is not None else []
+        self._stop = asyncio.Event()
+        self.orchestrator = Orchestrator(
+            manifest,
+            plan,
+            addons=self._addons,
+            endpoints=Endpoints(
+                discovery=f"registry+{self.api_url}",
+                discovery_token=self.discovery_token,
+                otel_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ),
+            on_event=on_event,
+        )
+        self.ready = asyncio.Event()
+        """Set once every service is ready."""
+
+    # --- ControlTarget (what the API drives) ---------------------------------------
+
+    @property
+    def registry(self) -> Registry:
+        return self.orchestrator.registry
+
+    @property
+    def logs(self) -> Any:
+        return self.orchestrator.logs
+
+    def has_service(self, service: str) -> bool:
+        return service in self.plan.services
+
+    def status(self) -> dict[str, Any]:
+        status = dict(self.orchestrator.status())
+        status["api_url"] = self.api_url
+        status.setdefault("gateway_url", None)
+        return status
+
+    async def scale(self, service: str, replicas: int) -> None:
+        await self.orchestrator.scale(service, replicas)
+
+    async def restart(self, service: str, *, rolling: bool = False) -> None:
+        await self.orchestrator.restart(service, rolling=rolling)
+
+    async def stop_service(self, service: str) -> None:
+        await self.orchestrator.stop_service(service)
+
+    async def request_shutdown(self) -> None:
+        self._stop.set()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until stopped. Raises the orchestrator's StartError if start-up fails
+        (after stopping whatever had started)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._stop.set)
+        app = create_app(
+            self,
+            admin_token=self.admin_token,
+            discovery_token=self.discovery_token,
+            request_shutdown=self.request_shutdown,
+        )
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.api_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        server = _ApiServer(config)
+        api_task = asyncio.create_task(server.serve(), name="corral-api")
+        try:
+            while not server.started:
+                if api_task.done():
+                    api_task.result()
+                await asyncio.sleep(0.01)
+            self.files.publish(
+                url=self.api_url,
+                pid=os.getpid(),
+                admin_token=self.admin_token,
+                extra={"system": self.plan.system, "manifest": str(self.manifest.path)},
+            )
+            up = asyncio.create_task(self.orchestrator.up(), name="corral-up")
+            stop = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait({up, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if up in done:
+                up.result()  # raises StartError
+                self.ready.set()
+                await self._stop.wait()
+            else:
+                up.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await up
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            # A second Ctrl-C during shutdown should not leave half-stopped processes.
+            loop.add_signal_handler(signal.SIGINT, lambda: None)
+            try:
+                await self.orchestrator.down()
+            finally:
+                loop.remove_signal_handler(signal.SIGINT)
+                server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await api_task
+                self.files.clear()
