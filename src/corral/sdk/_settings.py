@@ -88,7 +88,7 @@ def load_settings[S: BaseSettings](
         runtime = RuntimeEnv.model_validate(env)
     except ValidationError as err:
         problems.extend(_describe(err, runtime_names))
-    if runtime is not None and require_database and runtime.database_url is None:
+    if require_database and not env.get(contract.DATABASE_URL):
         problems.append(
             f"{contract.DATABASE_URL}: required but not set (this service has a database)"
         )
