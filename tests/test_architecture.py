@@ -1,0 +1,88 @@
+"""Import boundaries: the architecture in design.md, enforced.
+
+Imports flow inward: cli/api/control -> runtime/gateway/broker/export -> plan -> manifest.
+The SDK imports nothing of the control plane; the pure core never imports the runtime.
+Every import is checked, including those inside functions.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "corral"
+
+# package -> corral packages it may import (itself always allowed)
+ALLOWED: dict[str, set[str]] = {
+    "contract": set(),
+    "manifest": {"contract"},
+    "plan": {"contract", "manifest"},
+    "sdk": {"contract"},
+    "runtime": {"contract", "manifest", "plan"},
+    "gateway": {"contract", "manifest", "plan", "runtime"},
+    "broker": {"contract", "manifest", "plan", "runtime"},
+    "export": {"contract", "manifest", "plan", "gateway", "broker"},
+    "api": {"contract", "manifest", "plan", "runtime"},
+    "control": {"contract", "manifest", "plan", "runtime", "gateway", "broker", "api"},
+    "cli": {
+        "contract",
+        "manifest",
+        "plan",
+        "runtime",
+        "gateway",
+        "broker",
+        "export",
+        "api",
+        "control",
+        "sdk",
+    },
+}
+
+
+def _package_of(path: Path) -> str:
+    relative = path.relative_to(SRC)
+    return relative.parts[0].removesuffix(".py") if relative.parts else ""
+
+
+def _corral_imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "corral":
+                names = [f"corral.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "corral" and len(parts) > 1:
+                found.append((node.lineno, parts[1]))
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py") if p.name != "__main__.py" or p.parent != SRC)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_module_respects_import_boundaries(path: Path) -> None:
+    """A module imports only packages further in than its own (see design.md)."""
+    package = _package_of(path)
+    if package in ("__init__", "py"):
+        return
+    assert package in ALLOWED, f"new top-level package {package!r}: add it to ALLOWED"
+    allowed = ALLOWED[package] | {package}
+    bad = [(line, target) for line, target in _corral_imports(path) if target not in allowed]
+    assert not bad, f"{path.relative_to(SRC)} imports {bad} but {package} may only import {allowed}"
+
+
+def test_boundary_check_catches_a_violation(tmp_path: Path) -> None:
+    """The checker sees imports inside functions too (so the test above can fail)."""
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from corral.runtime import registry\n    import corral.cli\n")
+    assert _corral_imports(module) == [(2, "runtime"), (3, "cli")]
