@@ -11,11 +11,16 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_v
 from corral.manifest._types import (
     STRICT,
     Argv,
+    Bool,
     Cpu,
     Duration,
+    EnvName,
+    Int,
     MemoryBytes,
     Name,
+    Number,
     parse_env,
+    problem,
 )
 
 
@@ -25,20 +30,23 @@ class CheckSpec(BaseModel):
     model_config = STRICT
 
     http: str | None = Field(default=None, description="HTTP GET path; 2xx/3xx passes.")
-    tcp: bool | None = Field(
+    tcp: Bool | None = Field(
         default=None, description="Passes when the port accepts a TCP connection."
     )
     command: Argv | None = Field(default=None, description="Passes when the command exits 0.")
     period: Duration = Field(default=1.0, gt=0, description="Time between checks.")
     timeout: Duration = Field(default=1.0, gt=0, description="Time one check may take.")
-    failure_threshold: int = Field(default=3, ge=1, description="Consecutive failures that count.")
+    failure_threshold: Int = Field(default=3, ge=1, description="Consecutive failures that count.")
     initial_delay: Duration = Field(default=0.0, description="Wait before the first check.")
 
     @field_validator("http")
     @classmethod
     def _http_path(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
-            raise ValueError(f"an HTTP check path must start with '/', got {value!r}")
+            raise problem(
+                f"an HTTP check path must start with '/', got {value!r}",
+                f"did you mean '/{value}'?",
+            )
         return value
 
     @model_validator(mode="after")
@@ -81,7 +89,7 @@ class BackoffSpec(BaseModel):
 
     initial: Duration = Field(default=0.1, gt=0)
     max: Duration = Field(default=30.0, gt=0)
-    multiplier: float = Field(default=2.0, ge=1.0)
+    multiplier: Number = Field(default=2.0, ge=1.0)
     reset_after: Duration = Field(
         default=10.0, description="An instance up this long has its backoff reset."
     )
@@ -89,7 +97,9 @@ class BackoffSpec(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if self.max < self.initial:
-            raise ValueError("backoff max must not be smaller than backoff initial")
+            raise problem(
+                f"backoff max ({self.max:g}s) is smaller than initial ({self.initial:g}s)"
+            )
         return self
 
 
@@ -182,11 +192,11 @@ class ServiceSpec(BaseModel):
     workdir: str | None = Field(
         default=None, description="Working directory, relative to the manifest."
     )
-    replicas: int = Field(default=1, ge=0, le=64)
-    port: int | None = Field(
+    replicas: Int = Field(default=1, ge=0, le=64)
+    port: Int | None = Field(
         default=None, ge=1, le=65535, description="Fixed port; allocated when omitted."
     )
-    env: Annotated[dict[str, str], BeforeValidator(parse_env)] = Field(default_factory=dict)
+    env: Annotated[dict[EnvName, str], BeforeValidator(parse_env)] = Field(default_factory=dict)
     readiness: Check | None = None
     liveness: Check | None = None
     startup: Check | None = None
@@ -203,23 +213,24 @@ class ServiceSpec(BaseModel):
     @classmethod
     def _app_target(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^[\w.]+:[\w.]+$", value):
-            raise ValueError(f"app must be 'module:attribute', got {value!r}")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise ValueError(f"invalid environment variable name {key!r}")
+            raise problem(
+                f"app must be 'module:attribute', got {value!r}",
+                "name the module and the Service object in it, e.g. app: orders.main:service",
+            )
         return value
 
     @model_validator(mode="after")
     def _command_or_app(self) -> Self:
         if (self.command is None) == (self.app is None):
-            raise ValueError("a service needs exactly one of 'command' or 'app'")
+            if self.command is None:
+                raise problem(
+                    "a service needs 'command' or 'app'",
+                    "command: the program to run; app: module:attribute of a corral.sdk Service",
+                )
+            raise problem("a service has either 'command' or 'app', not both")
         if self.port is not None and self.replicas > 1:
-            raise ValueError(
-                "a fixed port cannot be shared by several replicas: drop 'port' or use replicas: 1"
+            raise problem(
+                f"fixed port {self.port} cannot be shared by {self.replicas} replicas",
+                "drop 'port' to have a port allocated per replica, or use replicas: 1",
             )
         return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from corral.manifest._events import EventsSpec
 from corral.manifest._gateway import GatewaySpec
@@ -31,8 +31,15 @@ class SystemSpec(BaseModel):
     model_config = STRICT
 
     name: Name
-    services: dict[Name, ServiceSpec] = Field(min_length=1)
+    services: dict[Name, ServiceSpec]
     databases: DatabasesSpec = DatabasesSpec()
     gateway: GatewaySpec | None = None
     events: EventsSpec | None = None
     resilience: ResilienceSpec | None = None
+
+    @field_validator("services")
+    @classmethod
+    def _at_least_one(cls, value: dict[str, ServiceSpec]) -> dict[str, ServiceSpec]:
+        if not value:
+            raise ValueError("a system needs at least one service")
+        return value

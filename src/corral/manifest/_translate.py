@@ -18,19 +18,39 @@ from pydantic_core import ErrorDetails
 
 from corral.manifest._diagnostics import Diagnostic, KeyPath
 from corral.manifest._source import SourceMap
+from corral.manifest._types import PROBLEM
 
 
 def translate(error: ValidationError, root: type[BaseModel], source: SourceMap) -> list[Diagnostic]:
     """Every error pydantic found, as diagnostics, one per location and message."""
+    details = error.errors(include_url=False)
+    misspelt = {_misspelling(detail, root) for detail in details} - {None}
     seen: set[tuple[KeyPath, str]] = set()
     out: list[Diagnostic] = []
-    for detail in error.errors(include_url=False):
+    for detail in details:
+        if detail["type"] == "missing" and tuple(detail["loc"]) in misspelt:
+            continue  # 'service:' for 'services:' is one mistake, reported once
         diagnostic = _one(detail, root, source)
         key = (diagnostic.path, diagnostic.message)
         if key not in seen:
             seen.add(key)
             out.append(diagnostic)
     return out
+
+
+def _misspelling(detail: ErrorDetails, root: type[BaseModel]) -> KeyPath | None:
+    """For an unknown key close to a known one, the path of the key it stands for."""
+    if detail["type"] != "extra_forbidden":
+        return None
+    path: KeyPath = tuple(detail["loc"])
+    close = _close_key(root, path)
+    return (*path[:-1], close) if close else None
+
+
+def _close_key(root: type[BaseModel], path: KeyPath) -> str | None:
+    allowed = sorted(_allowed_keys(root, path[:-1]))
+    close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _one(detail: ErrorDetails, root: type[BaseModel], source: SourceMap) -> Diagnostic:
@@ -40,11 +60,14 @@ def _one(detail: ErrorDetails, root: type[BaseModel], source: SourceMap) -> Diag
     path = tuple(part for part in loc if part != "[key]")
     message = detail["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
+    if kind == PROBLEM:
+        context = detail.get("ctx", {})
+        return source.diagnostic(path, str(context["message"]), context.get("hint"))
     if kind == "extra_forbidden":
         key = str(path[-1])
+        close = _close_key(root, path)
         allowed = sorted(_allowed_keys(root, path[:-1]))
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else _known(allowed)
+        hint = f"did you mean {close!r}?" if close else _known(allowed)
         return source.diagnostic(path, f"unknown key {key!r}", hint)
     if kind == "missing":
         return source.diagnostic(path[:-1], f"missing required key {path[-1]!r}")
@@ -52,14 +75,70 @@ def _one(detail: ErrorDetails, root: type[BaseModel], source: SourceMap) -> Diag
         return source.diagnostic(path, message)
     if kind == "enum" and isinstance(detail.get("input"), str):
         expected = _enum_values(root, path)
-        close = difflib.get_close_matches(detail["input"], expected, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else None
+        matches = difflib.get_close_matches(detail["input"], expected, n=1, cutoff=0.6)
+        hint = f"did you mean {matches[0]!r}?" if matches else None
         return source.diagnostic(path, f"{_expected(message)}, got {detail['input']!r}", hint)
-    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_type":
-        got = detail.get("input")
-        shown = _describe(got)
-        return source.diagnostic(path, f"{_expected(message)}, got {shown}")
+    got = detail.get("input")
+    if kind in _TYPE_WORDS:
+        return source.diagnostic(
+            path, f"expected {_TYPE_WORDS[kind]}, got {_describe(got)}", _type_hint(kind, path, got)
+        )
+    if kind in _BOUND_WORDS:
+        bound = next(iter(detail.get("ctx", {}).values()))
+        return source.diagnostic(
+            path, f"must be {_BOUND_WORDS[kind]} {_number(bound)}, got {_number(got)}"
+        )
+    if kind == "too_short":
+        least = detail.get("ctx", {}).get("min_length", 1)
+        return source.diagnostic(path, f"needs at least {least} entr{'y' if least == 1 else 'ies'}")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return source.diagnostic(path, f"{_expected(message)}, got {_describe(got)}")
     return source.diagnostic(path, message)
+
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+}
+
+_BOUND_WORDS = {
+    "greater_than": "greater than",
+    "greater_than_equal": "at least",
+    "less_than": "less than",
+    "less_than_equal": "at most",
+}
+
+
+def _type_hint(kind: str, path: KeyPath, got: Any) -> str | None:
+    """What a person most likely meant when a value has the wrong type."""
+    if kind == "string_type" and isinstance(got, bool | int | float):
+        return "quote it to make it a string"
+    if kind in ("int_type", "float_type") and isinstance(got, str):
+        try:
+            float(got)
+        except ValueError:
+            return None
+        return "write the number without quotes"
+    if kind == "model_type" and isinstance(got, str) and len(path) == 2 and path[0] == "services":
+        return f"a service is a mapping; did you mean 'command: {got}'?"
+    return None
+
+
+def _number(value: Any) -> str:
+    """``5.0`` -> ``5``; anything not a number as its repr."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return repr(value)
 
 
 def _known(allowed: list[str]) -> str | None:
@@ -81,6 +160,8 @@ def _describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return repr(value)
 
 

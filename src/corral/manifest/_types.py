@@ -5,20 +5,46 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Strict
+from pydantic_core import PydanticCustomError
 
 STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 """Every manifest model rejects unknown keys: a typo must never be silently ignored."""
+
+PROBLEM = "corral_problem"
+"""The pydantic error type of :func:`problem`; the translator reads its hint."""
+
+
+def problem(message: str, hint: str | None = None) -> PydanticCustomError:
+    """A validation error with a hint, raised from a validator instead of ValueError.
+
+    The message travels in the context, not the template, so braces in a user's value
+    are never taken for placeholders.
+    """
+    return PydanticCustomError(PROBLEM, "{message}", {"message": message, "hint": hint})
+
+
+Int = Annotated[int, Strict()]
+"""An integer as YAML writes it: ``true``, ``1.5`` and ``"2"`` are mistakes, not 1, 1, 2."""
+
+Bool = Annotated[bool, Strict()]
+"""``true`` or ``false``; not ``1``, ``"yes"`` or ``"on"``."""
+
+Number = Annotated[float, Strict()]
+"""A number (an integer is fine); not a boolean or a quoted string."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$|^[a-z]$")
 
 
 def _check_name(value: str) -> str:
     if not _NAME.match(value):
-        raise ValueError(
-            f"invalid name {value!r}: use lower-case letters, digits and '-', starting with a "
-            "letter (it becomes a DNS label, a process name and a database name)"
+        suggestion = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:42]
+        hint = (
+            f"did you mean {suggestion!r}?"
+            if _NAME.match(suggestion)
+            else "lower-case letters, digits and '-', starting with a letter"
         )
+        raise problem(f"invalid name {value!r}", hint)
     return value
 
 
@@ -38,7 +64,9 @@ def parse_duration(value: Any) -> Any:
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise ValueError(f"invalid duration {value!r}: use a number with ms, s, m or h")
+            raise problem(
+                f"invalid duration {value!r}", "write a number with ms, s, m or h, e.g. 500ms or 2s"
+            )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
         raise ValueError("expected a duration such as 500ms, 2s or 1m")
@@ -72,7 +100,10 @@ def parse_memory(value: Any) -> Any:
         return value
     if isinstance(value, str) and (match := _MEMORY.match(value)):
         return int(float(match.group(1)) * _MEMORY_FACTOR[match.group(2)])
-    raise ValueError(f"invalid memory size {value!r}: use a number with Ki, Mi, Gi (or K, M, G)")
+    hint = "write a number with Ki, Mi, Gi (or K, M, G), e.g. 256Mi"
+    if isinstance(value, str) and (match := re.match(r"^\s*([\d.]+)\s*([KMGT])i?B\s*$", value)):
+        hint = f"did you mean '{match.group(1)}{match.group(2)}i'?"
+    raise problem(f"invalid memory size {value!r}", hint)
 
 
 MemoryBytes = Annotated[int, BeforeValidator(parse_memory)]
@@ -89,7 +120,7 @@ def parse_cpu(value: Any) -> Any:
     if isinstance(value, str) and (match := _CPU.match(value)):
         cores = float(match.group(1))
         return cores / 1000 if match.group(2) else cores
-    raise ValueError(f"invalid CPU amount {value!r}: use cores (0.5) or millicores (500m)")
+    raise problem(f"invalid CPU amount {value!r}", "write cores (0.5) or millicores (500m)")
 
 
 Cpu = Annotated[float, BeforeValidator(parse_cpu)]
@@ -113,8 +144,7 @@ def parse_argv(value: Any) -> Any:
         for index, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, str | int | float):
                 raise ValueError(
-                    f"argument {index} of the command is not a string; quote it "
-                    "(YAML reads true, false, yes, no and null as other types)"
+                    f"argument {index} of the command is {_yaml_word(item)}, not a string; quote it"
                 )
         return [str(item) for item in value]
     raise ValueError("expected a command: a string or a list of strings")
@@ -123,16 +153,43 @@ def parse_argv(value: Any) -> Any:
 Argv = Annotated[tuple[str, ...], BeforeValidator(parse_argv)]
 
 
+def _yaml_word(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a mapping" if isinstance(value, dict) else "a list"
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(
+            f"invalid environment variable name {value!r}: letters, digits and '_', "
+            "not starting with a digit"
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+
+
 def parse_env(value: Any) -> Any:
-    """Environment values are strings; numbers and booleans are written as YAML scalars."""
+    """Environment values are strings; integers and booleans may be written bare.
+
+    A bare decimal such as ``3.10`` is refused: YAML reads it as the number 3.1, so
+    the service would silently get the wrong text.
+    """
     if not isinstance(value, dict):
         return value
     out: dict[Any, Any] = {}
     for key, item in value.items():
         if isinstance(item, bool):
             out[key] = "true" if item else "false"
-        elif isinstance(item, int | float):
+        elif isinstance(item, int):
             out[key] = str(item)
         else:
-            out[key] = item
+            out[key] = item  # floats and others fail the str check, with a "quote it" hint
     return out
