@@ -1,0 +1,58 @@
+"""examples/hello: greeter in process, front calling a real greeter process over HTTP."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sdk_helpers import EXAMPLES
+
+from corral import contract
+from corral.sdk.testing import capture_logs, serve_in_process
+
+
+@pytest.fixture
+def hello_path() -> Iterator[None]:
+    """Import the example modules the way serve does: from examples/hello."""
+    sys.path.insert(0, str(EXAMPLES))
+    yield
+    sys.path.remove(str(EXAMPLES))
+    for name in [m for m in sys.modules if m.split(".")[0] in ("greeter", "front")]:
+        del sys.modules[name]
+
+
+async def test_greeter_answers(hello_path: None) -> None:
+    """GET /hello/{name} returns the greeting as JSON."""
+    svc = importlib.import_module("greeter.app").svc
+    async with serve_in_process(svc, env={contract.INSTANCE: "greeter-1"}) as client:
+        response = await client.get("/hello/ada")
+    assert response.json() == {"message": "hello, ada", "served_by": "greeter-1"}
+
+
+@pytest.mark.integration
+async def test_front_calls_greeter_with_trace_context(hello_path: None, serve_process: Any) -> None:
+    """front reaches a real greeter by CORRAL_URL_GREETER and both log the same trace id."""
+    greeter = serve_process("greeter.app:svc", cwd=EXAMPLES)
+    greeter.wait_ready()
+    svc = importlib.import_module("front.app").svc
+    env = {contract.service_url_variable("greeter"): greeter.base_url, "GREETING_STYLE": "friendly"}
+    with capture_logs() as logs:
+        async with serve_in_process(svc, env=env) as client:
+            response = await client.get("/greet/ada")
+    assert response.status_code == 200
+    assert response.json() == {"greeting": "hello, ada! :)"}
+    trace_id = next(line["trace_id"] for line in logs if line["event"] == "request")
+    assert f'"trace_id": "{trace_id}"' in greeter.output()
+
+
+async def test_front_without_greeter_url_is_a_settings_error(hello_path: None) -> None:
+    """front refuses to start without CORRAL_URL_GREETER and names the variable."""
+    from corral.sdk import SettingsError
+
+    svc = importlib.import_module("front.app").svc
+    with pytest.raises(SettingsError, match="CORRAL_URL_GREETER"):
+        async with serve_in_process(svc, env={contract.service_url_variable("greeter"): None}):
+            pass
