@@ -74,6 +74,7 @@ class Accepted(BaseModel):
 
 
 _bearer = HTTPBearer(auto_error=False)
+_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def create_app(
@@ -98,12 +99,10 @@ def create_app(
         if not any(secrets.compare_digest(credentials.credentials, t) for t in allowed):
             raise ApiProblem(401, "invalid bearer token")
 
-    Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-    def admin(credentials: Credentials) -> None:
+    def admin(credentials: _Credentials) -> None:
         _check(credentials, admin_token)
 
-    def reader(credentials: Credentials) -> None:
+    def reader(credentials: _Credentials) -> None:
         _check(credentials, admin_token, discovery_token)
 
     def known(service: str) -> str:

@@ -350,16 +350,18 @@ def main() -> None:
     try:
         app()
     except ManifestError as exc:
-        errors.print(exc.render(), highlight=False, markup=False)
+        # Paths under the current folder are shown relative, as editors and compilers do.
+        text = exc.render().replace(f"{Path.cwd()}{os.sep}", "")
+        errors.print(text, highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)
     except UserError as exc:
-        errors.print(f"error: {exc}", highlight=False, markup=False)
+        errors.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.code)
     except ApiError as exc:
-        errors.print(f"error: {exc}", highlight=False, markup=False)
+        errors.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)
     except NotRunningError as exc:
-        errors.print(f"error: {exc}", highlight=False, markup=False)
+        errors.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -1,0 +1,189 @@
+"""The control-plane API against an in-memory target (the real one is covered end to end
+in tests/control)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+
+from corral.api import create_app
+from corral.runtime.registry import InstanceRecord, InstanceState, Registry
+
+ADMIN = "admin-token"
+DISCOVERY = "discovery-token"
+
+
+class FakeLogs:
+    def __init__(self) -> None:
+        self.lines = [
+            {"t": 1.0, "service": "web", "instance": "web-1", "stream": "stdout", "line": "a"},
+            {"t": 2.0, "service": "api", "instance": "api-1", "stream": "stdout", "line": "b"},
+        ]
+
+    def read(
+        self,
+        services: Sequence[str] | None = None,
+        since: float | None = None,
+        tail: int | None = None,
+    ) -> list[dict[str, Any]]:
+        out = [
+            x
+            for x in self.lines
+            if (not services or x["service"] in services) and (since is None or x["t"] > since)
+        ]
+        return out[-tail:] if tail else out
+
+    async def follow(
+        self, services: Sequence[str] | None = None, since: float | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        yield {"t": 3.0, "service": "web", "instance": "web-1", "stream": "stdout", "line": "c"}
+
+
+class FakeTarget:
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.logs = FakeLogs()
+        self.calls: list[tuple[str, ...]] = []
+
+    def status(self) -> dict[str, Any]:
+        return {"system": "demo", "instances": [], "gateway_url": None}
+
+    def has_service(self, service: str) -> bool:
+        return service in ("web", "api")
+
+    async def scale(self, service: str, replicas: int) -> None:
+        self.calls.append(("scale", service, str(replicas)))
+
+    async def restart(self, service: str, *, rolling: bool = False) -> None:
+        self.calls.append(("restart", service, str(rolling)))
+
+    async def stop_service(self, service: str) -> None:
+        self.calls.append(("stop", service))
+
+
+@pytest.fixture
+async def target() -> FakeTarget:
+    return FakeTarget()
+
+
+@pytest.fixture
+async def client(target: FakeTarget) -> AsyncIterator[httpx.AsyncClient]:
+    stopped = asyncio.Event()
+
+    async def shutdown() -> None:
+        stopped.set()
+
+    app = create_app(
+        target, admin_token=ADMIN, discovery_token=DISCOVERY, request_shutdown=shutdown
+    )
+    app.state.stopped = stopped
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        yield http
+
+
+def auth(token: str = ADMIN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_requests_without_a_token_get_a_401_problem(client: httpx.AsyncClient) -> None:
+    """No token, no access; the answer is problem+json."""
+    response = await client.get("/v1/status")
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["title"] == "missing bearer token"
+
+
+async def test_a_wrong_token_is_refused(client: httpx.AsyncClient) -> None:
+    """A token that is not the admin's is refused."""
+    response = await client.get("/v1/status", headers=auth("nope"))
+    assert response.status_code == 401
+    assert response.json()["title"] == "invalid bearer token"
+
+
+async def test_discovery_token_reads_the_registry_but_cannot_change_anything(
+    client: httpx.AsyncClient,
+) -> None:
+    """Instances hold the discovery token: registry read yes, scale/status no."""
+    assert (await client.get("/v1/registry", headers=auth(DISCOVERY))).status_code == 200
+    scale = await client.post(
+        "/v1/services/web/scale", json={"replicas": 2}, headers=auth(DISCOVERY)
+    )
+    assert scale.status_code == 401
+    assert (await client.get("/v1/status", headers=auth(DISCOVERY))).status_code == 401
+
+
+async def test_scale_reaches_the_target(client: httpx.AsyncClient, target: FakeTarget) -> None:
+    """POST scale calls the orchestrator with the service and count."""
+    response = await client.post("/v1/services/web/scale", json={"replicas": 3}, headers=auth())
+    assert response.status_code == 200
+    assert target.calls == [("scale", "web", "3")]
+
+
+async def test_unknown_service_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    """Scaling a service the manifest does not have names it in a 404 problem."""
+    response = await client.post("/v1/services/nope/scale", json={"replicas": 1}, headers=auth())
+    assert response.status_code == 404
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "unknown service",
+        "status": 404,
+        "detail": "no service named 'nope'",
+    }
+
+
+async def test_invalid_body_is_a_422_problem(client: httpx.AsyncClient) -> None:
+    """A negative replica count is refused with the field's location."""
+    response = await client.post("/v1/services/web/scale", json={"replicas": -1}, headers=auth())
+    assert response.status_code == 422
+    body = response.json()
+    assert body["title"] == "invalid request"
+    assert body["errors"][0]["loc"] == ["body", "replicas"]
+
+
+async def test_restart_passes_rolling(client: httpx.AsyncClient, target: FakeTarget) -> None:
+    """A rolling restart request is passed through as rolling."""
+    response = await client.post("/v1/services/api/restart", json={"rolling": True}, headers=auth())
+    assert response.status_code == 200
+    assert target.calls == [("restart", "api", "True")]
+
+
+async def test_logs_filter_by_service_and_tail(client: httpx.AsyncClient) -> None:
+    """Logs can be filtered by service and limited to the last lines."""
+    response = await client.get("/v1/logs", params={"service": "api"}, headers=auth())
+    assert [x["line"] for x in response.json()] == ["b"]
+    response = await client.get("/v1/logs", params={"tail": 1}, headers=auth())
+    assert [x["line"] for x in response.json()] == ["b"]
+
+
+async def test_down_requests_shutdown(client: httpx.AsyncClient) -> None:
+    """POST /down asks the session to stop."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    response = await client.post("/v1/down", headers=auth())
+    assert response.status_code == 200
+    await asyncio.wait_for(app.state.stopped.wait(), timeout=5)
+
+
+async def test_registry_snapshot_lists_instances(
+    client: httpx.AsyncClient, target: FakeTarget
+) -> None:
+    """The registry endpoint returns the versioned snapshot with addresses."""
+    target.registry.put(
+        InstanceRecord("web", "web-1", "127.0.0.1", 8001, InstanceState.RUNNING, ready=True)
+    )
+    body = (await client.get("/v1/registry", headers=auth(DISCOVERY))).json()
+    assert body["version"] == 1
+    assert body["instances"][0]["address"] == "127.0.0.1:8001"
+    assert body["instances"][0]["ready"] is True
+
+
+async def test_openapi_is_published(client: httpx.AsyncClient) -> None:
+    """The API documents itself (OpenAPI) without a token."""
+    spec = (await client.get("/openapi.json")).json()
+    assert "/v1/services/{service}/scale" in spec["paths"]
+    assert json.dumps(spec)  # serialisable

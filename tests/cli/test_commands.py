@@ -1,0 +1,68 @@
+"""The corral command as a user runs it: messages and exit codes, never tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def corral(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_validate_lists_every_problem_with_location(tmp_path: Path) -> None:
+    """`corral validate` prints each problem as file:line:col and exits 1, no traceback."""
+    (tmp_path / "corral.yaml").write_text(
+        "name: demo\nservices:\n  web:\n    command: [python, -m, http.server]\n"
+        "    replica: 2\n  api:\n    command: run\n    replicas: many\n"
+    )
+    result = corral("validate", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "corral.yaml:5:5: services.web.replica: unknown key 'replica'" in result.stderr
+    assert "did you mean 'replicas'?" in result.stderr
+    assert "corral.yaml:8:5: services.api.replicas: expected an integer" in result.stderr
+
+
+def test_validate_accepts_a_good_manifest(tmp_path: Path) -> None:
+    """A valid manifest is confirmed with its services in start order."""
+    (tmp_path / "corral.yaml").write_text(
+        "name: demo\nservices:\n  web:\n    command: run\n    depends_on: [db]\n"
+        "  db:\n    command: run\n"
+    )
+    result = corral("validate", str(tmp_path / "corral.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 services (db, web)" in result.stdout
+
+
+def test_missing_manifest_is_a_message(tmp_path: Path) -> None:
+    """No manifest: a one-line error, exit 1."""
+    result = corral("validate", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no such manifest file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_without_a_running_system_says_so(tmp_path: Path) -> None:
+    """Talking to a system that is not running explains how to start it."""
+    (tmp_path / "corral.yaml").write_text("name: demo\nservices:\n  web:\n    command: run\n")
+    result = corral("status", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no system is running" in result.stderr
+    assert "corral up" in result.stderr
+
+
+def test_scale_argument_must_be_service_equals_count(tmp_path: Path) -> None:
+    """A malformed SERVICE=N is a usage error (exit 2)."""
+    (tmp_path / "corral.yaml").write_text("name: demo\nservices:\n  web:\n    command: run\n")
+    result = corral("scale", "web:3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "expected SERVICE=N" in result.stderr

@@ -1,0 +1,65 @@
+"""Start-up progress rows from registry snapshots (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from corral.cli._progress import service_progress
+
+
+def inst(
+    service: str, state: str, ready: bool = False, message: str | None = None
+) -> dict[str, Any]:
+    return {"service": service, "state": state, "ready": ready, "message": message}
+
+
+CASES = [
+    pytest.param([], {"web": "waiting"}, id="nothing yet"),
+    pytest.param([inst("web", "pending")], {"web": "waiting"}, id="pending"),
+    pytest.param([inst("web", "starting")], {"web": "starting"}, id="starting"),
+    pytest.param(
+        [inst("web", "running", True), inst("web", "starting")], {"web": "starting"}, id="1 of 2"
+    ),
+    pytest.param(
+        [inst("web", "running", True), inst("web", "running", True)], {"web": "ready"}, id="2 of 2"
+    ),
+    pytest.param(
+        [inst("web", "crashloop", message="exited with 3")], {"web": "failing"}, id="crashloop"
+    ),
+    pytest.param(
+        [inst("web", "draining", True), inst("web", "running", True)],
+        {"web": "starting"},
+        id="draining does not count",
+    ),
+]
+
+
+@pytest.mark.parametrize(("instances", "expected"), CASES)
+def test_service_state(instances: list[dict[str, Any]], expected: dict[str, str]) -> None:
+    """Each registry situation maps to the state shown on the service's line."""
+    rows = service_progress({"web": 2}, instances, started_at=0.0, ready_at={}, now=1.5)
+    assert {r.service: r.state for r in rows} == expected
+
+
+def test_ready_time_is_when_the_service_first_became_ready() -> None:
+    """The time shown for a ready service is fixed at the moment it became ready."""
+    ready_at: dict[str, float] = {}
+    ready = [inst("web", "running", True)]
+    first = service_progress({"web": 1}, ready, started_at=10.0, ready_at=ready_at, now=10.4)
+    later = service_progress({"web": 1}, ready, started_at=10.0, ready_at=ready_at, now=20.0)
+    assert first[0].seconds == pytest.approx(0.4)
+    assert later[0].seconds == pytest.approx(0.4)
+
+
+def test_failing_service_shows_the_instance_message() -> None:
+    """A crash-looping service shows why."""
+    rows = service_progress(
+        {"web": 1},
+        [inst("web", "crashloop", message="exited with code 3")],
+        started_at=0,
+        ready_at={},
+        now=1,
+    )
+    assert rows[0].message == "exited with code 3"
