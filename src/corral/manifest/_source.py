@@ -44,7 +44,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     try:
         node = yaml.load(text)
     except MarkedYAMLError as exc:
-        raise ManifestError([_syntax_diagnostic(exc, file)]) from None
+        raise ManifestError([_syntax_diagnostic(exc, text, file)]) from None
     positions: dict[KeyPath, tuple[int, int]] = {(): (0, 0)}
     data = _plain(node, (), positions)
     if data is None:
@@ -55,22 +55,62 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
 _DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
 
 
-def _syntax_diagnostic(exc: MarkedYAMLError, file: str) -> Diagnostic:
+def _syntax_diagnostic(exc: MarkedYAMLError, text: str, file: str) -> Diagnostic:
     """A YAML syntax error, phrased for a person: where it is and what it was inside."""
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or exc.context or "invalid YAML"
+    path: KeyPath = ()
     hint: str | None = None
     if (duplicate := _DUPLICATE.match(problem)) is not None:
-        problem = f"duplicate key {duplicate.group(1)!r}"
+        key = duplicate.group(1)
+        problem = f"duplicate key {key!r}"
         hint = "each key may appear once in a mapping"
+        if exc.context_mark is not None:
+            start = (exc.context_mark.line, exc.context_mark.column)
+            path, first = _duplicate_key(text, key, start)
+            if first is not None:
+                hint = f"{key!r} is already set at line {first + 1}; each key may appear once"
     elif "'\\t'" in problem:
         problem = "a tab cannot indent YAML"
         hint = "indent with spaces"
+    elif problem == "mapping values are not allowed here":
+        problem = "unexpected ':'"
+        hint = "check this line's indentation, or quote a value that contains ': '"
     elif exc.context and exc.context_mark is not None and exc.problem_mark is not None:
-        start = exc.context_mark
-        hint = f"{exc.context} started at line {start.line + 1}, column {start.column + 1}"
-    return Diagnostic(file, line, column, (), problem, hint)
+        start_mark = exc.context_mark
+        hint = (
+            f"{exc.context} started at line {start_mark.line + 1}, column {start_mark.column + 1}"
+        )
+    return Diagnostic(file, line, column, path, problem, hint)
+
+
+def _duplicate_key(
+    text: str, key: str, mapping_start: tuple[int, int]
+) -> tuple[KeyPath, int | None]:
+    """The key path of a duplicated key and the line of its first occurrence.
+
+    Loads the text again allowing duplicates (the first one is kept), then finds the
+    mapping that starts where YAML said the duplicate was found.
+    """
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = True
+    positions: dict[KeyPath, tuple[int, int]] = {}
+    try:
+        _plain(yaml.load(text), (), positions)
+    except MarkedYAMLError:
+        return (), None
+    for path, (line, _column) in positions.items():
+        if not path or path[-1] != key:
+            continue
+        siblings = [
+            where
+            for other, where in positions.items()
+            if other[:-1] == path[:-1] and len(other) == len(path) and isinstance(other[-1], str)
+        ]
+        if min(siblings) == mapping_start:
+            return path, line
+    return (), None
 
 
 def _plain(node: Any, path: KeyPath, positions: dict[KeyPath, tuple[int, int]]) -> Any:

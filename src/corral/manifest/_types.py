@@ -143,8 +143,11 @@ def parse_argv(value: Any) -> Any:
             raise ValueError("the command is empty")
         for index, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, str | int | float):
-                raise ValueError(
-                    f"argument {index} of the command is {_yaml_word(item)}, not a string; quote it"
+                raise problem(
+                    f"argument {index} of the command is {_yaml_word(item)}, not a string",
+                    "quote it: YAML reads true, false and null as other types"
+                    if not isinstance(item, dict | list)
+                    else None,
                 )
         return [str(item) for item in value]
     raise ValueError("expected a command: a string or a list of strings")
@@ -154,10 +157,11 @@ Argv = Annotated[tuple[str, ...], BeforeValidator(parse_argv)]
 
 
 def _yaml_word(value: Any) -> str:
+    """How YAML spelled a non-string scalar, or what kind of collection it is."""
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "a boolean"
+        return "true" if value else "false"
     return "a mapping" if isinstance(value, dict) else "a list"
 
 
