@@ -80,6 +80,9 @@ def start_order(manifest: Manifest) -> tuple[str, ...]:
     remaining = dict(graph)
     while remaining:
         ready = sorted(n for n, deps in remaining.items() if all(d in done for d in deps))
+        # No cycle, and the manifest checks that every dependency exists: some service
+        # is always ready. If not, a caller skipped validation; fail loudly, don't spin.
+        assert ready, f"unresolvable dependencies: {sorted(remaining)}"
         done.extend(ready)
         for name in ready:
             del remaining[name]
