@@ -138,7 +138,7 @@ def parse_argv(value: Any) -> Any:
         if not argv:
             raise ValueError("the command is empty")
         return argv
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):  # a tuple is the validated form, built in code
         if not value:
             raise ValueError("the command is empty")
         for index, item in enumerate(value):
