@@ -134,6 +134,8 @@ class Service(Generic[S]):
         self.log = get_logger()
         self._tracer_provider = build_tracer_provider(service=name, instance=name, endpoint=None)
         self.tracer = self._tracer_provider.get_tracer("corral.sdk")
+        self.export_spans = False
+        """True when spans are recorded and exported (OTEL_EXPORTER_OTLP_ENDPOINT set)."""
 
         fastapi_options.setdefault("title", name)
         self.app = FastAPI(version=version, lifespan=self._lifespan, **fastapi_options)
@@ -254,6 +256,7 @@ class Service(Generic[S]):
                 endpoint=runtime.otel_endpoint,
             )
             self.tracer = self._tracer_provider.get_tracer("corral.sdk")
+            self.export_spans = True
 
     async def start(self) -> None:
         if self._settings_cls is not None:

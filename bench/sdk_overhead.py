@@ -1,0 +1,230 @@
+"""SDK overhead: the same handlers through corral.sdk (metrics, logs, tracing on) and as a
+bare FastAPI app, on the same server (uvicorn, uvloop, httptools, access log off), side by
+side in one run. Load comes from wrk in a separate process, to 127.0.0.1 only, bounded in
+duration. Results: bench/results/sdk_overhead.json (goal: SDK >= 0.85x bare throughput).
+
+    uv run python bench/sdk_overhead.py [--duration 5] [--rounds 2] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+ECHO_BODY = json.dumps({"rider": "ada", "pickup": [52.52, 13.405], "seats": 2, "note": "x" * 64})
+
+
+# --- the apps under test -------------------------------------------------------------
+def build_bare() -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/hello/{name}")
+    async def hello(name: str) -> dict[str, str]:
+        return {"message": f"hello {name}"}
+
+    @app.post("/echo")
+    async def echo(body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app
+
+
+def build_sdk() -> Any:
+    from corral.sdk import Service
+
+    svc = Service("bench")
+
+    @svc.get("/hello/{name}")
+    async def hello(name: str) -> dict[str, str]:
+        return {"message": f"hello {name}"}
+
+    @svc.post("/echo")
+    async def echo(body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    return svc
+
+
+def serve(kind: str, port: int) -> None:
+    """Child process: serve one app on 127.0.0.1:port."""
+    os.environ.update(HOST="127.0.0.1", PORT=str(port))
+    if kind == "sdk":
+        from corral.sdk.serve import run
+
+        sys.exit(run(build_sdk()))
+    import uvicorn
+
+    uvicorn.run(
+        build_bare(),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+# --- load generation -----------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, *, duration: int, connections: int, script: Path | None) -> dict[str, float]:
+    """Run wrk (one thread, bounded duration) and return req/s, p50 and p99 in ms."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        assert m, out
+        return float(m.group(1)) * _UNITS[m.group(2)]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def bench_server(
+    kind: str, *, duration: int, connections: int, post_script: Path, cmd: list[str] | None = None
+) -> dict[str, dict[str, float]]:
+    port = free_port()
+    argv = cmd or [sys.executable, str(Path(__file__).resolve()), "serve", kind, str(port)]
+    argv = [a.replace("{port}", str(port)) for a in argv]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=HERE.parent
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base + "/readyz")
+        wrk(base + "/hello/warmup", duration=1, connections=connections, script=None)
+        return {
+            "hello": wrk(
+                base + "/hello/ada", duration=duration, connections=connections, script=None
+            ),
+            "echo": wrk(
+                base + "/echo", duration=duration, connections=connections, script=post_script
+            ),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def post_script(directory: Path) -> Path:
+    script = directory / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(ECHO_BODY)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return script
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_generator": "wrk 1 thread, separate process, 127.0.0.1",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {"bare": [], "sdk": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        script = post_script(Path(tmp))
+        for r in range(args.rounds):
+            # Alternate the order so drift (thermal, neighbours) does not favour one side.
+            for kind in ("bare", "sdk") if r % 2 == 0 else ("sdk", "bare"):
+                result = bench_server(
+                    kind,
+                    duration=args.duration,
+                    connections=args.connections,
+                    post_script=script,
+                )
+                runs[kind].append(result)
+                print(kind, json.dumps(result), flush=True)
+    summary: dict[str, Any] = {}
+    for endpoint in ("hello", "echo"):
+        row: dict[str, Any] = {}
+        for kind in ("bare", "sdk"):
+            row[kind] = {
+                "rps": round(statistics.median(x[endpoint]["rps"] for x in runs[kind]), 1),
+                "p99_ms": round(statistics.median(x[endpoint]["p99_ms"] for x in runs[kind]), 2),
+                "p50_ms": round(statistics.median(x[endpoint]["p50_ms"] for x in runs[kind]), 2),
+            }
+        row["throughput_ratio_sdk_vs_bare"] = round(row["sdk"]["rps"] / row["bare"]["rps"], 3)
+        row["goal"] = 0.85
+        summary[endpoint] = row
+    report = {
+        "what": "corral.sdk (metrics, JSON logs to stdout->/dev/null, tracing spans, request id) "
+        "vs bare FastAPI, same handlers, uvicorn+uvloop+httptools, access log off",
+        "config": vars(args),
+        "machine": machine(),
+        "results": summary,
+        "rounds": runs,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sdk_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()
