@@ -9,6 +9,8 @@ import difflib
 
 from corral import contract
 from corral.manifest._diagnostics import Diagnostic
+from corral.manifest._events import check_events
+from corral.manifest._gateway import check_gateway
 from corral.manifest._service import DatabaseEngine
 from corral.manifest._source import SourceMap
 from corral.manifest._system import SystemSpec
@@ -58,4 +60,5 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
                         f"port {service.port} is already used by service {holder!r}",
                     )
                 )
-    return problems
+    problems.extend(check_events(spec.events, names, source))
+    return problems + check_gateway(spec.gateway, names, source)

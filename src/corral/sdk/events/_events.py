@@ -1,0 +1,614 @@
+"""``Events``: typed publish/subscribe with at-least-once delivery, outbox and inbox.
+
+Delivery of one event to one consuming service (the logic; transports only move bytes):
+
+1. the envelope is parsed and the payload validated into the handler's model
+   (a malformed event can never succeed: it goes to the dead letters at once);
+2. a CONSUMER span starts as a child of the producer's trace context;
+3. the handler runs; with an ``AsyncSession`` parameter it runs inside a transaction
+   that also inserts ``(service, event id)`` into the inbox, so a redelivered event
+   whose effect already committed is recognised and skipped;
+4. success -> ack (only after the commit); an exception -> nak with the topic's
+   backoff; after ``max_deliveries`` failures -> the dead-letter stream (error and
+   delivery history), then term.
+
+Publishing with ``session=`` writes the event to the outbox table in the caller's
+transaction; a relay task, woken right after commit (and by a slow safety poll),
+publishes unsent rows with ``Nats-Msg-Id`` = event id (JetStream drops duplicates)
+and marks them sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from corral import contract
+from corral.sdk.events import _tracing
+from corral.sdk.events._envelope import TYPE_HEADER, Envelope, new_event_id
+from corral.sdk.events._errors import EventSchemaError, NotStartedError, PublishError
+from corral.sdk.events._handlers import HandlerFn, HandlerSpec, inspect_handler
+from corral.sdk.events._tables import inbox, metadata, outbox
+from corral.sdk.events._topology import (
+    ConsumerDef,
+    TopicConfig,
+    Topology,
+    consumers_for,
+    partition_of,
+    replay_consumer,
+    replay_subject,
+    subject,
+)
+from corral.sdk.events._transport import DeadLetter, Delivery, Outgoing, Transport
+
+CRASH_HOOK = "CORRAL_EVENTS_TEST_CRASH"
+"""Test hook: ``after-commit`` or ``after-publish`` kills the process (SIGKILL) at that
+point of the outbox path, to prove no event is lost or duplicated."""
+
+ENV_MODE = "CORRAL_ENV"
+"""``production`` turns off payload re-validation on publish; anything else is development."""
+
+
+class Events:
+    """The events component of one service instance.
+
+    >>> events = Events("rides", transport=MemoryBroker().transport())  # doctest: +SKIP
+    >>> @events.subscribe("ride.requested")
+    ... async def on_requested(event: RideRequested, session: AsyncSession) -> None: ...
+    >>> await events.start()
+    >>> await events.publish("ride.requested", RideRequested(ride_id="r1"))
+    """
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        transport: Transport,
+        system: str = "corral",
+        topology: Topology | None = None,
+        instance: str | None = None,
+        engine: AsyncEngine | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+        validate: bool | None = None,
+        ensure: bool = True,
+        publish_timeout: float = 10.0,
+        outbox_poll_interval: float = 1.0,
+        outbox_batch: int = 500,
+        outbox_retention: float = 3600.0,
+    ) -> None:
+        """``transport``: :class:`NatsTransport` or a :class:`MemoryBroker`'s transport.
+        ``topology``: topic settings (from ``CORRAL_EVENTS`` under ``corral up``).
+        ``engine``: the service's database, for the outbox and the inbox.
+        ``validate``: re-validate payloads on publish (default: unless CORRAL_ENV=production).
+        ``ensure``: create missing streams and consumers (never changes existing ones).
+        """
+        self.service = service
+        self.instance = instance or f"{service}-{os.getpid()}"
+        self.topology = topology or Topology(system=system)
+        self.system = self.topology.system
+        self.transport = transport
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False) if engine else None
+        self._tracer = _tracing.get_tracer(tracer_provider)
+        self.validate = (
+            validate if validate is not None else os.environ.get(ENV_MODE) != "production"
+        )
+        self._ensure = ensure
+        self.publish_timeout = publish_timeout
+        self.outbox_poll_interval = outbox_poll_interval
+        self.outbox_batch = outbox_batch
+        self.outbox_retention = outbox_retention
+        self._models: dict[str, type[BaseModel]] = {}
+        self._handlers: dict[str, HandlerSpec] = {}
+        self._ensured: set[str] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._history: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._wake = asyncio.Event()
+        self._relay: asyncio.Task[None] | None = None
+        self._started = False
+        self._last_cleanup = 0.0
+        self.drop_acks = 0
+        """Test hook: swallow this many acknowledgements (as if lost), forcing redelivery."""
+        self.stats: dict[str, int] = {
+            "published": 0,
+            "outboxed": 0,
+            "relayed": 0,
+            "processed": 0,
+            "duplicates": 0,
+            "failed": 0,
+            "dead_lettered": 0,
+        }
+
+    # -- construction from the runtime contract ---------------------------------------
+    @classmethod
+    def from_env(
+        cls, service: str | None = None, *, engine: AsyncEngine | None = None, **options: Any
+    ) -> Events:
+        """Read NATS_URL, CORRAL_EVENTS, CORRAL_SYSTEM, CORRAL_SERVICE, CORRAL_INSTANCE."""
+        from corral.sdk.events._nats import NatsTransport
+
+        env = os.environ
+        name = env.get(contract.SERVICE) or service
+        if not name:
+            raise ValueError(f"no service name: pass one or set {contract.SERVICE}")
+        topology = (
+            Topology.from_json(env[contract.EVENTS])
+            if env.get(contract.EVENTS)
+            else Topology(system=env.get(contract.SYSTEM, "corral"))
+        )
+        url = env.get(contract.NATS_URL, "nats://127.0.0.1:4222")
+        return cls(
+            name,
+            transport=NatsTransport(url, name=env.get(contract.INSTANCE) or name),
+            topology=topology,
+            instance=env.get(contract.INSTANCE),
+            engine=engine,
+            **options,
+        )
+
+    # -- declaring ----------------------------------------------------------------------
+    def topic(self, name: str, model: type[BaseModel]) -> None:
+        """Declare the payload model of ``name``: publishing anything else fails (dev)."""
+        known = self._models.setdefault(name, model)
+        if known is not model:
+            raise ValueError(f"topic {name!r} already has payload model {known.__name__}")
+
+    def subscribe(self, topic: str) -> Callable[[HandlerFn], HandlerFn]:
+        """Decorator: handle ``topic``. Replicas of this service compete for its events."""
+
+        def register(fn: HandlerFn) -> HandlerFn:
+            if self._started:
+                raise RuntimeError("subscribe before start()")
+            if topic in self._handlers:
+                raise ValueError(f"{self.service} already handles {topic!r}")
+            spec = inspect_handler(topic, fn)
+            if spec.model is not None:
+                self.topic(topic, spec.model)
+            self._handlers[topic] = spec
+            return fn
+
+        return register
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect, create tables and missing streams, bind consumers, start the relay."""
+        await self.transport.start()
+        if self._engine is not None:
+            async with self._engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        topics = sorted(
+            {
+                *self._handlers,
+                *self._models,
+                *(
+                    n
+                    for n, t in self.topology.topics.items()
+                    if self.service in t.producers or self.service in t.consumers
+                ),
+            }
+        )
+        if self._ensure:
+            await self._ensure_topics(topics)
+        for topic in sorted(self._handlers):
+            for definition in self._consumers(topic):
+                await self.transport.subscribe(
+                    definition, self._on_delivery, ordered=definition.partition is not None
+                )
+        if self._handlers:
+            await self.transport.subscribe(
+                replay_consumer(self.system, self.service), self._on_delivery, ordered=False
+            )
+        self._started = True
+        if self._engine is not None:
+            self._relay = asyncio.create_task(self._relay_loop(), name=f"{self.service}-outbox")
+
+    async def stop(self) -> None:
+        """Stop the relay, let in-flight handlers finish, wait for pending acks, close."""
+        self._started = False
+        if self._relay is not None:
+            self._relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay
+            self._relay = None
+        with contextlib.suppress(Exception):
+            await self.flush(timeout=self.publish_timeout)
+        await self.transport.close()
+
+    async def connected(self) -> bool:
+        """Readiness: the broker connection is up."""
+        return self._started and await self.transport.connected()
+
+    # -- publishing ---------------------------------------------------------------------
+    async def publish(
+        self,
+        topic: str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        key: str | None = None,
+        session: AsyncSession | None = None,
+        wait: bool = True,
+    ) -> str:
+        """Publish an event; returns its id.
+
+        ``session``: write it to the outbox in that session's transaction instead; it is
+        published after the commit (never if the transaction rolls back).
+        ``key``: ordering key (required on per-key ordered topics).
+        ``wait=False``: return once sent; :meth:`flush` waits for the acknowledgements.
+        """
+        if not self._started:
+            raise NotStartedError(f"events of {self.service!r} not started")
+        config = self.topology.topic(topic)
+        data = self._check_payload(topic, payload)
+        if config.partitions and key is None:
+            raise ValueError(f"topic {topic!r} is ordered per key: pass key=")
+        part = partition_of(key, config.partitions) if config.partitions and key else None
+        if self._ensure and topic not in self._ensured:
+            await self._ensure_topics([topic])
+        with self._tracer.start_as_current_span(
+            f"{topic} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                _tracing.SYSTEM_ATTR: "nats",
+                _tracing.DESTINATION_ATTR: topic,
+                "corral.outbox": session is not None,
+            },
+        ) as span:
+            headers: dict[str, str] = {TYPE_HEADER: topic}
+            _tracing.inject(headers)
+            envelope = Envelope(
+                id=new_event_id(),
+                source=f"/{self.service}/{self.instance}",
+                type=topic,
+                traceparent=headers.get(_tracing.TRACEPARENT),
+                key=key,
+                data=data,
+            )
+            span.set_attribute(_tracing.MESSAGE_ID_ATTR, envelope.id)
+            message = Outgoing(
+                subject(self.system, topic, part), headers, envelope.to_bytes(), envelope.id
+            )
+            if session is not None:
+                await self._to_outbox(session, topic, message)
+                return envelope.id
+            future = await self.transport.publish(message)
+            self.stats["published"] += 1
+            if wait:
+                try:
+                    await asyncio.wait_for(future, self.publish_timeout)
+                except Exception as exc:
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    raise PublishError(f"{topic}: {exc}") from exc
+            else:
+                self._pending.add(future)
+                future.add_done_callback(self._pending.discard)
+        return envelope.id
+
+    async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - bounds a gather
+        """Wait until every ``wait=False`` publish was acknowledged; raise the first error."""
+        pending = list(self._pending)
+        if not pending:
+            return
+        results = await asyncio.wait_for(
+            asyncio.gather(*pending, return_exceptions=True), timeout or self.publish_timeout
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise PublishError(str(result)) from result
+
+    def _check_payload(self, topic: str, payload: BaseModel | dict[str, Any]) -> Any:
+        model = self._models.get(topic)
+        if model is not None and self.validate:
+            if isinstance(payload, BaseModel) and not isinstance(payload, model):
+                raise EventSchemaError(
+                    f"topic {topic!r} carries {model.__name__}, not {type(payload).__name__}"
+                )
+            raw = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+            try:
+                return model.model_validate(raw).model_dump(mode="json")
+            except ValidationError as exc:
+                raise EventSchemaError(
+                    f"payload for {topic!r} does not match {model.__name__}: {exc}"
+                ) from None
+        if isinstance(payload, BaseModel):
+            return payload.model_dump(mode="json")
+        return payload
+
+    # -- outbox -------------------------------------------------------------------------
+    async def _to_outbox(self, session: AsyncSession, topic: str, message: Outgoing) -> None:
+        if self._engine is None:
+            raise RuntimeError("publish(session=...) needs Events(engine=...) for the outbox")
+        await session.execute(
+            insert(outbox).values(
+                id=message.msg_id,
+                topic=topic,
+                subject=message.subject,
+                headers=json.dumps(message.headers),
+                body=message.body,
+                created_at=time.time(),
+                sent_at=None,
+                attempts=0,
+            )
+        )
+        sync = session.sync_session
+        if not sync.info.get("corral_outbox_hook"):
+            sync.info["corral_outbox_hook"] = True
+            event.listen(sync, "after_commit", self._after_commit)
+        self.stats["outboxed"] += 1
+
+    def _after_commit(self, _session: Session) -> None:
+        if os.environ.get(CRASH_HOOK) == "after-commit":
+            os.kill(os.getpid(), signal.SIGKILL)
+        self._wake.set()
+
+    async def _relay_loop(self) -> None:
+        while True:
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # broker or database away: the safety poll retries
+                sent = 0
+            if sent >= self.outbox_batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.outbox_poll_interval)
+            self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent outbox rows; returns how many were acknowledged.
+
+        Selects ``sent_at IS NULL`` in created order; on PostgreSQL with ``FOR UPDATE
+        SKIP LOCKED`` inside the transaction (replicas' relays share the work), on
+        SQLite in a short read transaction (a second relay may publish a row twice;
+        JetStream's de-duplication by event id drops the copy).
+        """
+        assert self._engine is not None
+        postgres = self._engine.dialect.name == "postgresql"
+        query = (
+            select(outbox.c.id, outbox.c.subject, outbox.c.headers, outbox.c.body)
+            .where(outbox.c.sent_at.is_(None))
+            .order_by(outbox.c.created_at, outbox.c.id)
+            .limit(self.outbox_batch)
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        async with self._engine.connect() as conn:
+            transaction = await conn.begin()
+            rows = (await conn.execute(query)).all()
+            if not postgres or not rows:
+                await transaction.commit()
+            if not rows:
+                await self._cleanup(conn)
+                return 0
+            futures = [
+                await self.transport.publish(
+                    Outgoing(row.subject, json.loads(row.headers), row.body, row.id)
+                )
+                for row in rows
+            ]
+            results = await asyncio.gather(
+                *(asyncio.wait_for(f, self.publish_timeout) for f in futures),
+                return_exceptions=True,
+            )
+            ok = [
+                row.id
+                for row, r in zip(rows, results, strict=True)
+                if not isinstance(r, BaseException)
+            ]
+            if os.environ.get(CRASH_HOOK) == "after-publish":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if not postgres:
+                transaction = await conn.begin()
+            if ok:
+                await conn.execute(
+                    update(outbox).where(outbox.c.id.in_(ok)).values(sent_at=time.time())
+                )
+            await transaction.commit()
+        self.stats["relayed"] += len(ok)
+        return len(ok)
+
+    async def _cleanup(self, conn: Any) -> None:
+        now = time.time()
+        if now - self._last_cleanup < 60:
+            return
+        self._last_cleanup = now
+        async with conn.begin():
+            await conn.execute(delete(outbox).where(outbox.c.sent_at < now - self.outbox_retention))
+
+    async def outbox_pending(self) -> int:
+        """Rows not yet acknowledged by the broker (for tests and status)."""
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(outbox.c.id).where(outbox.c.sent_at.is_(None)))
+            return len(rows.all())
+
+    # -- consuming ----------------------------------------------------------------------
+    def _consumers(self, topic: str) -> list[ConsumerDef]:
+        return consumers_for(self.system, self.service, self.topology.topic(topic))
+
+    async def _ensure_topics(self, topics: list[str]) -> None:
+        configs: list[TopicConfig] = [self.topology.topic(t) for t in topics]
+        defs = [d for t in topics if t in self._handlers for d in self._consumers(t)]
+        if self._handlers:
+            defs.append(replay_consumer(self.system, self.service))
+        await self.transport.ensure(self.system, configs, defs)
+        self._ensured.update(topics)
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        try:
+            envelope = Envelope.from_bytes(delivery.body)
+        except ValidationError as exc:
+            await self._dead_letter(delivery, None, f"malformed envelope: {exc}", "?")
+            return
+        topic = envelope.type
+        spec = self._handlers.get(topic)
+        config = self.topology.topic(topic)
+        parent = _tracing.extract(delivery.headers)
+        with self._tracer.start_as_current_span(
+            f"{topic} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                _tracing.SYSTEM_ATTR: "nats",
+                _tracing.DESTINATION_ATTR: topic,
+                _tracing.MESSAGE_ID_ATTR: envelope.id,
+                _tracing.DELIVERY_COUNT_ATTR: delivery.attempt,
+                _tracing.CONSUMER_GROUP_ATTR: self.service,
+            },
+        ) as span:
+            if spec is None:
+                await self._dead_letter(delivery, envelope, "no handler for this topic", topic)
+                return
+            if delivery.attempt > config.max_deliveries:
+                # The previous attempt never settled (process died, ack wait expired).
+                await self._dead_letter(
+                    delivery, envelope, "attempts exhausted without a result", topic
+                )
+                return
+            try:
+                payload = spec.model.model_validate(envelope.data) if spec.model else envelope.data
+            except ValidationError as exc:  # can never succeed: no retries
+                span.set_status(Status(StatusCode.ERROR, "invalid payload"))
+                await self._dead_letter(delivery, envelope, f"invalid payload: {exc}", topic)
+                return
+            try:
+                await self._run(spec, payload, envelope)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                self.stats["failed"] += 1
+                history = self._history.setdefault((topic, envelope.id), [])
+                history.append(
+                    {
+                        "attempt": delivery.attempt,
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "at": time.time(),
+                        "instance": self.instance,
+                    }
+                )
+                if delivery.attempt >= config.max_deliveries:
+                    await self._dead_letter(delivery, envelope, history[-1]["error"], topic)
+                else:
+                    await delivery.nak(config.delay(delivery.attempt))
+                return
+        self._history.pop((topic, envelope.id), None)
+        self.stats["processed"] += 1
+        if self.drop_acks > 0:
+            self.drop_acks -= 1
+            return
+        await delivery.ack()
+
+    async def _run(self, spec: HandlerSpec, payload: Any, envelope: Envelope) -> None:
+        kwargs: dict[str, Any] = {}
+        if spec.payload_param:
+            kwargs[spec.payload_param] = payload
+        if spec.envelope_param:
+            kwargs[spec.envelope_param] = envelope
+        if spec.session_param is None:
+            await spec.fn(**kwargs)
+            return
+        if self._sessions is None:
+            raise RuntimeError(
+                f"handler {spec.fn.__qualname__} takes a session: give Events(engine=...)"
+            )
+        try:
+            async with self._sessions() as session, session.begin():
+                seen = await session.execute(
+                    select(inbox.c.event_id).where(
+                        inbox.c.consumer == self.service, inbox.c.event_id == envelope.id
+                    )
+                )
+                if seen.first() is not None:
+                    self.stats["duplicates"] += 1
+                    return
+                await session.execute(
+                    insert(inbox).values(
+                        consumer=self.service, event_id=envelope.id, processed_at=time.time()
+                    )
+                )
+                kwargs[spec.session_param] = session
+                await spec.fn(**kwargs)
+        except IntegrityError:
+            # A concurrent delivery of the same event committed first.
+            self.stats["duplicates"] += 1
+
+    async def _dead_letter(
+        self, delivery: Delivery, envelope: Envelope | None, error: str, topic: str
+    ) -> None:
+        event_id = envelope.id if envelope else f"seq-{delivery.stream_seq}"
+        history = self._history.pop((topic, event_id), [])
+        letter = DeadLetter(
+            seq=0,
+            service=self.service,
+            topic=topic if topic != "?" else "unknown",
+            event_id=event_id,
+            error=error,
+            deliveries=delivery.attempt,
+            dead_at=time.time(),
+            history=history,
+            event=json.loads(envelope.to_bytes()) if envelope else {},
+            headers={k: v for k, v in delivery.headers.items() if not k.startswith("Nats-")},
+        )
+        await self.transport.dlq_add(self.system, letter)
+        self.stats["dead_lettered"] += 1
+        await delivery.term()
+
+    # -- dead letters -------------------------------------------------------------------
+    async def dead_letters(self) -> list[DeadLetter]:
+        return await self.transport.dlq_list(self.system)
+
+    async def replay(self, seq: int) -> bool:
+        """Send dead letter ``seq`` back to the service that failed it."""
+        return await replay_dead_letter(self.transport, self.system, seq, tracer=self._tracer)
+
+
+async def replay_dead_letter(
+    transport: Transport, system: str, seq: int, *, tracer: trace.Tracer | None = None
+) -> bool:
+    """Republish a dead letter to its service's replay queue, then delete it.
+
+    The replay span is a child of the original producer span, and the consumer's span
+    a child of the replay span: one trace from first publish to the replayed handling.
+    """
+    letter = await transport.dlq_get(system, seq)
+    if letter is None:
+        return False
+    tracer = tracer or _tracing.get_tracer(None)
+    with tracer.start_as_current_span(
+        f"{letter.topic} replay",
+        context=_tracing.extract(letter.headers),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            _tracing.SYSTEM_ATTR: "nats",
+            _tracing.DESTINATION_ATTR: letter.topic,
+            _tracing.MESSAGE_ID_ATTR: letter.event_id,
+            "corral.dead_letter.seq": seq,
+        },
+    ):
+        headers: dict[str, str] = {TYPE_HEADER: letter.topic}
+        _tracing.inject(headers)
+        event_data = dict(letter.event)
+        event_data["traceparent"] = headers.get(_tracing.TRACEPARENT)
+        message = Outgoing(
+            replay_subject(system, letter.service, letter.topic),
+            headers,
+            json.dumps(event_data).encode(),
+            f"replay:{seq}:{letter.event_id}",
+        )
+        await asyncio.wait_for(await transport.publish(message), 10.0)
+    await transport.dlq_delete(system, seq)
+    return True

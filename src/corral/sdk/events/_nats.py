@@ -1,0 +1,249 @@
+"""JetStream transport (nats-py): push consumers bound by queue group, async publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+
+from corral.sdk.events._envelope import new_event_id
+from corral.sdk.events._topology import (
+    ConsumerDef,
+    TopicConfig,
+    dlq_stream,
+    replay_stream,
+    stream_name,
+    stream_subjects,
+)
+from corral.sdk.events._transport import DeadLetter, Delivery, Handler, Outgoing, Transport
+
+DLQ_MAX_AGE = 14 * 24 * 3600.0
+
+
+def stream_config(system: str, topic: TopicConfig) -> js_api.StreamConfig:
+    """The JetStream stream for a topic (the broker provisions it; the SDK may create it)."""
+    return js_api.StreamConfig(
+        name=stream_name(system, topic.name),
+        subjects=stream_subjects(system, topic),
+        retention=js_api.RetentionPolicy(topic.retention),
+        max_age=topic.max_age or 0,
+        max_bytes=topic.max_bytes or -1,
+        max_msgs=topic.max_msgs or -1,
+        num_replicas=topic.replicas,
+        storage=js_api.StorageType.FILE,
+        duplicate_window=topic.duplicate_window,
+        discard=js_api.DiscardPolicy.OLD,
+    )
+
+
+def system_stream_configs(system: str) -> list[js_api.StreamConfig]:
+    """The dead-letter stream and the replay work queue of a system."""
+    return [
+        js_api.StreamConfig(
+            name=dlq_stream(system),
+            subjects=[f"{system}._dlq.>"],
+            retention=js_api.RetentionPolicy.LIMITS,
+            max_age=DLQ_MAX_AGE,
+            storage=js_api.StorageType.FILE,
+            duplicate_window=120.0,
+        ),
+        js_api.StreamConfig(
+            name=replay_stream(system),
+            subjects=[f"{system}._replay.>"],
+            retention=js_api.RetentionPolicy.WORK_QUEUE,
+            storage=js_api.StorageType.FILE,
+            duplicate_window=120.0,
+        ),
+    ]
+
+
+def consumer_config(definition: ConsumerDef) -> js_api.ConsumerConfig:
+    return js_api.ConsumerConfig(
+        durable_name=definition.durable,
+        deliver_subject=definition.deliver_subject,
+        deliver_group=definition.durable,
+        filter_subject=definition.filter_subject,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        ack_wait=definition.ack_wait,
+        max_deliver=definition.max_deliver,
+        max_ack_pending=definition.max_ack_pending,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+    )
+
+
+class _NatsDelivery(Delivery):
+    __slots__ = ("_msg", "attempt", "body", "headers", "stream_seq")
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self.body = msg.data
+        self.headers = dict(msg.headers or {})
+        meta = msg.metadata
+        self.attempt = meta.num_delivered or 1
+        self.stream_seq = meta.sequence.stream
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def nak(self, delay: float) -> None:
+        await self._msg.nak(delay=delay if delay > 0 else None)
+
+    async def term(self) -> None:
+        await self._msg.term()
+
+
+class NatsTransport(Transport):
+    """JetStream over one connection. ``url`` or an open ``client`` (not closed by us)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Client | None = None,
+        name: str | None = None,
+        max_pending_publishes: int = 4000,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ValueError("give exactly one of url or client")
+        self.url = url
+        self._nc = client
+        self._owns = client is None
+        self._name = name
+        self._max_pending = max_pending_publishes
+        self._js: JetStreamContext | None = None
+        self._subs: list[Any] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def client(self) -> Client:
+        assert self._nc is not None, "transport not started"
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "transport not started"
+        return self._js
+
+    async def start(self) -> None:
+        if self._nc is None:
+            assert self.url is not None
+            self._nc = await nats.connect(
+                self.url,
+                name=self._name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                allow_reconnect=True,
+            )
+        self._js = self._nc.jetstream(publish_async_max_pending=self._max_pending)
+
+    async def close(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await sub.unsubscribe()
+        self._subs.clear()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        if self._nc is not None and self._owns and not self._nc.is_closed:
+            await self._nc.drain()
+        self._js = None
+
+    async def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def ensure(
+        self, system: str, topics: list[TopicConfig], consumers: list[ConsumerDef]
+    ) -> None:
+        for config in [*(stream_config(system, t) for t in topics), *system_stream_configs(system)]:
+            try:
+                await self.js.stream_info(str(config.name))
+            except NotFoundError:
+                await self.js.add_stream(config)
+        for definition in consumers:
+            try:
+                await self.js.consumer_info(definition.stream, definition.durable)
+            except NotFoundError:
+                await self.js.add_consumer(definition.stream, consumer_config(definition))
+
+    async def publish(self, message: Outgoing) -> asyncio.Future[Any]:
+        headers = {**message.headers, "Nats-Msg-Id": message.msg_id}
+        return await self.js.publish_async(message.subject, message.body, headers=headers)
+
+    async def subscribe(self, consumer: ConsumerDef, handler: Handler, *, ordered: bool) -> None:
+        tasks = self._tasks
+
+        async def on_message(msg: Msg) -> None:
+            delivery = _NatsDelivery(msg)
+            if ordered:  # one at a time; the consumer's max_ack_pending=1 orders replicas
+                await handler(delivery)
+                return
+            task = asyncio.create_task(handler(delivery))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        sub = await self.client.subscribe(
+            consumer.deliver_subject, queue=consumer.durable, cb=on_message
+        )
+        self._subs.append(sub)
+
+    # -- dead letters ---------------------------------------------------------------
+    async def dlq_add(self, system: str, letter: DeadLetter) -> None:
+        body = json.dumps(letter.to_json_dict()).encode()
+        subject = f"{system}._dlq.{letter.service}.{letter.topic}"
+        msg_id = f"dlq:{letter.service}:{letter.event_id}:{new_event_id()}"
+        await self.js.publish(subject, body, headers={"Nats-Msg-Id": msg_id, **_trace(letter)})
+
+    async def dlq_list(self, system: str) -> list[DeadLetter]:
+        try:
+            info = await self.js.stream_info(dlq_stream(system))
+        except NotFoundError:
+            return []
+        out: list[DeadLetter] = []
+        state = info.state
+        if not state.messages:
+            return out
+        for seq in range(state.first_seq, state.last_seq + 1):
+            letter = await self.dlq_get(system, seq)
+            if letter is not None:
+                out.append(letter)
+        return out
+
+    async def dlq_get(self, system: str, seq: int) -> DeadLetter | None:
+        try:
+            raw = await self.js.get_msg(dlq_stream(system), seq)
+        except NotFoundError:
+            return None
+        if raw.data is None:
+            return None
+        return DeadLetter.from_json_dict(seq, json.loads(raw.data))
+
+    async def dlq_delete(self, system: str, seq: int) -> bool:
+        try:
+            return bool(await self.js.delete_msg(dlq_stream(system), seq))
+        except NotFoundError:
+            return False
+
+    async def dlq_purge(self, system: str) -> int:
+        try:
+            info = await self.js.stream_info(dlq_stream(system))
+        except NotFoundError:
+            return 0
+        count = int(info.state.messages)
+        await self.js.purge_stream(dlq_stream(system))
+        return count
+
+
+def _trace(letter: DeadLetter) -> dict[str, str]:
+    return {k: v for k, v in letter.headers.items() if k in ("traceparent", "tracestate")}
+
+
+def now() -> float:
+    return time.time()
