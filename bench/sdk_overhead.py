@@ -223,6 +223,14 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
 
 
+def granian_app() -> Any:
+    """Factory for bench/server_choice.py: the SDK app with settings and telemetry loaded."""
+    svc = build_sdk()
+    svc.load_settings()
+    svc.configure_telemetry()
+    return svc.app
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
