@@ -1,0 +1,57 @@
+"""The API gateway: Envoy as data plane, Corral as its control plane.
+
+- a pure renderer (:func:`render`, :func:`render_static`): GatewayPlan + registry
+  Snapshot -> Envoy config dicts, stably sorted;
+- delivery through file-based xDS (:class:`XdsWriter`: temp file, then atomic rename);
+- :class:`GatewayAddon`, which runs Envoy under the runtime's supervision and follows
+  the registry;
+- :func:`validate_gateway` (``envoy --mode validate``, mapped to manifest lines) and
+  :func:`live_routes` (the route table Envoy serves now).
+
+See docs/gateway.md.
+"""
+
+from corral.gateway._addon import COMPONENT_NAME, GatewayAddon, envoy_component
+from corral.gateway._admin import AdminClient, live_routes
+from corral.gateway._deliver import XdsWriter
+from corral.gateway._envoy import canonical
+from corral.gateway._errors import EnvoyNotFoundError, GatewayError, GatewayTimeoutError
+from corral.gateway._render import (
+    GatewayConfig,
+    Layout,
+    Ports,
+    render,
+    render_endpoints,
+    render_static,
+    route_names,
+)
+from corral.gateway._validate import (
+    ValidationResult,
+    envoy_binary,
+    validate_config,
+    validate_gateway,
+)
+
+__all__ = [
+    "COMPONENT_NAME",
+    "AdminClient",
+    "EnvoyNotFoundError",
+    "GatewayAddon",
+    "GatewayConfig",
+    "GatewayError",
+    "GatewayTimeoutError",
+    "Layout",
+    "Ports",
+    "ValidationResult",
+    "XdsWriter",
+    "canonical",
+    "envoy_binary",
+    "envoy_component",
+    "live_routes",
+    "render",
+    "render_endpoints",
+    "render_static",
+    "route_names",
+    "validate_config",
+    "validate_gateway",
+]

@@ -1,0 +1,252 @@
+"""The gateway as a runtime addon: run Envoy supervised, feed it every registry change.
+
+``start`` renders the bootstrap and xDS files, runs Envoy through ``ctx.run_component``
+(so it is supervised, logged and restarted like any instance; ready once the admin
+``/ready`` answers), then follows the registry: each new snapshot is rendered to EDS and
+only the files that changed are renamed into place. ``before_instance_stop`` takes the
+instance out of Envoy's endpoints and returns only when the admin API shows it gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from corral.gateway._admin import AdminClient
+from corral.gateway._deliver import XdsWriter
+from corral.gateway._envoy import T_CLUSTER, T_ROUTE_CONFIG, discovery_response
+from corral.gateway._errors import GatewayTimeoutError
+from corral.gateway._render import (
+    Layout,
+    Ports,
+    render_bootstrap,
+    render_clusters,
+    render_eds_files,
+    render_routes,
+)
+from corral.gateway._validate import envoy_binary
+from corral.manifest import DatabaseEngine, RestartPolicy
+from corral.plan import CheckKind, CheckPlan, DatabasePlan, RestartPlan, ServicePlan
+from corral.plan._gateway import GatewayPlan
+from corral.runtime.addon import Addon, RuntimeContext
+from corral.runtime.registry import InstanceRecord, Registry, Snapshot
+
+COMPONENT_NAME = "corral-gateway"
+_LOG = logging.getLogger("corral.gateway")
+# Envoy's own log lines as JSON, like every other process in the merged stream.
+_ENVOY_LOG_FORMAT = '{"timestamp":"%Y-%m-%dT%T.%fZ","level":"%l","logger":"envoy","event":"%j"}'
+
+
+def envoy_component(
+    *, envoy: str, bootstrap: Path, admin_port: int, workers: int, workdir: Path
+) -> ServicePlan:
+    """Envoy as a supervised component: ready when its admin ``/ready`` answers 200."""
+    return ServicePlan(
+        name=COMPONENT_NAME,
+        argv=(
+            envoy,
+            "-c",
+            str(bootstrap),
+            "--disable-hot-restart",
+            "--concurrency",
+            str(workers),
+            "--log-level",
+            "warn",
+            "--log-format",
+            _ENVOY_LOG_FORMAT,
+        ),
+        workdir=workdir,
+        replicas=1,
+        fixed_port=admin_port,
+        env={},
+        readiness=CheckPlan(CheckKind.HTTP, path="/ready", period=0.05, timeout=1.0),
+        liveness=CheckPlan(CheckKind.HTTP, path="/ready", period=2.0, failure_threshold=3),
+        startup=None,
+        depends_on={},
+        restart=RestartPlan(
+            policy=RestartPolicy.ALWAYS,
+            backoff_initial=0.1,
+            backoff_max=5.0,
+            backoff_multiplier=2.0,
+            reset_after=10.0,
+        ),
+        stop_grace_period=5.0,
+        database=DatabasePlan(engine=DatabaseEngine.NONE, name="corral_gateway"),
+    )
+
+
+class GatewayAddon(Addon):
+    """Runs Envoy and keeps its routes and endpoints in step with the plan and registry."""
+
+    name = "gateway"
+
+    def __init__(self, *, envoy: str | None = None, confirm_timeout: float = 5.0) -> None:
+        self._envoy = envoy
+        self._confirm_timeout = confirm_timeout
+        self._plan: GatewayPlan | None = None
+        self._writer: XdsWriter | None = None
+        self._layout: Layout | None = None
+        self._ports: Ports | None = None
+        self._admin: AdminClient | None = None
+        self._registry: Registry | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._excluded: set[str] = set()
+        self._address = "127.0.0.1"
+        self.apply_seconds: deque[float] = deque(maxlen=1000)
+        """Render+write time of recent registry changes (for status and the bench)."""
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def start(self, ctx: RuntimeContext) -> None:
+        plan = ctx.plan.gateway
+        if plan is None:
+            return
+        directory = ctx.state_dir / "gateway"
+        ports = Ports(listener=plan.port or ctx.free_port(), admin=ctx.free_port())
+        bootstrap = self.prepare(plan, ctx.registry.snapshot(), directory=directory, ports=ports)
+        self._registry = ctx.registry
+        await ctx.run_component(
+            envoy_component(
+                envoy=self._envoy or envoy_binary(),
+                bootstrap=bootstrap,
+                admin_port=ports.admin,
+                workers=plan.workers,
+                workdir=directory,
+            )
+        )
+        self.follow(ctx.registry)
+
+    def prepare(
+        self, plan: GatewayPlan, snapshot: Snapshot, *, directory: Path, ports: Ports
+    ) -> Path:
+        """Render and write every file (EDS, CDS, RDS, bootstrap); the bootstrap's path.
+
+        Separate from :meth:`start` so tests and tools can run Envoy themselves."""
+        self._plan = plan
+        self._ports = ports
+        self._layout = Layout(str(directory.absolute()))
+        self._writer = XdsWriter(directory)
+        self._address = "127.0.0.1" if plan.address in ("0.0.0.0", "::") else plan.address
+        self._admin = AdminClient(f"http://127.0.0.1:{ports.admin}")
+        self._write_plan(snapshot)
+        self._writer.write("bootstrap.json", render_bootstrap(plan, ports, self._layout))
+        return directory / "bootstrap.json"
+
+    def follow(self, registry: Registry) -> None:
+        """Re-render on every registry change, until :meth:`stop`."""
+        self._registry = registry
+        self._task = asyncio.get_running_loop().create_task(self._watch(registry))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                await self._admin.close()
+
+    def status(self) -> dict[str, Any]:
+        if self._ports is None:
+            return {}
+        return {
+            "gateway_url": f"http://{self._address}:{self._ports.listener}",
+            "gateway_admin_url": f"http://127.0.0.1:{self._ports.admin}",
+        }
+
+    # --- following the registry -------------------------------------------------------
+
+    async def _watch(self, registry: Registry) -> None:
+        async for snapshot in registry.watch():
+            try:
+                self.apply(snapshot)
+            except Exception:  # a render bug must not stop the gateway following changes
+                _LOG.exception("gateway: cannot apply registry snapshot %s", snapshot.version)
+
+    def apply(self, snapshot: Snapshot) -> list[str]:
+        """Render endpoints for ``snapshot`` and write the EDS files that changed."""
+        assert self._plan is not None
+        assert self._writer is not None
+        started = time.perf_counter()
+        for instance in list(self._excluded):
+            record = snapshot.get(instance)
+            if record is None or not record.serving:
+                self._excluded.discard(instance)
+        if self._excluded:
+            snapshot = Snapshot(
+                snapshot.version,
+                tuple(r for r in snapshot.instances if r.instance not in self._excluded),
+            )
+        files = {
+            f"eds/{name}.json": doc for name, doc in render_eds_files(self._plan, snapshot).items()
+        }
+        changed = self._writer.write_many(files)
+        if changed:
+            self.apply_seconds.append(time.perf_counter() - started)
+        return changed
+
+    def _write_plan(self, snapshot: Snapshot) -> None:
+        assert self._plan is not None
+        assert self._writer is not None
+        assert self._layout is not None
+        self.apply(snapshot)
+        self._writer.write(
+            "cds.json", discovery_response(render_clusters(self._plan, self._layout), T_CLUSTER)
+        )
+        self._writer.write(
+            "rds.json", discovery_response([render_routes(self._plan)], T_ROUTE_CONFIG)
+        )
+
+    def update_plan(self, plan: GatewayPlan) -> None:
+        """Apply a new gateway plan live (routes, clusters). Listener-level settings (port,
+        JWT providers, body size) take effect on the next start."""
+        assert self._registry is not None or self._plan is not None
+        self._plan = dataclasses.replace(plan, port=self._plan.port if self._plan else plan.port)
+        snapshot = self._registry.snapshot() if self._registry else Snapshot(0, ())
+        self._write_plan(snapshot)
+
+    # --- draining --------------------------------------------------------------------
+
+    async def before_instance_stop(self, record: InstanceRecord) -> None:
+        """Take ``record`` out of Envoy's endpoints; return once Envoy confirms it."""
+        if self._plan is None or self._admin is None or self._registry is None:
+            return
+        if record.service not in {c.name for c in self._plan.clusters} or record.component:
+            return
+        self._excluded.add(record.instance)
+        snapshot = self._registry.snapshot()
+        self.apply(snapshot)
+        expected = {
+            record.service: {
+                r.address
+                for r in snapshot.serving(record.service)
+                if r.instance != record.instance and not r.component
+            }
+        }
+        try:
+            await self._admin.wait_endpoints(expected, timeout=self._confirm_timeout)
+        except GatewayTimeoutError as exc:
+            # Stopping must go on; the runtime stops the instance anyway.
+            _LOG.warning("gateway: %s (%s)", exc, exc.context)
+
+    async def wait_applied(
+        self,
+        snapshot: Snapshot,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a deadline for polling, not a cancel scope
+    ) -> float:
+        """Wait until Envoy's endpoints match ``snapshot``; the seconds it took."""
+        assert self._plan is not None
+        assert self._admin is not None
+        expected = {
+            c.name: {r.address for r in snapshot.serving(c.name) if not r.component}
+            for c in self._plan.clusters
+        }
+        return await self._admin.wait_endpoints(expected, timeout=timeout)

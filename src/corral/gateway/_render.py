@@ -1,0 +1,482 @@
+"""The renderer: GatewayPlan + registry Snapshot -> Envoy config dicts. Pure.
+
+Output shape (everything stably sorted, so goldens and diffs are readable):
+
+- a bootstrap with the admin interface, one static listener whose connection manager
+  takes its routes from a file (RDS), and clusters from a file (CDS);
+- the route configuration (RDS): one virtual host, routes in manifest order, then a
+  catch-all 404;
+- the clusters (CDS), one per target service, each taking endpoints from its own file
+  (EDS), so an instance coming or going rewrites one small file and never the listener.
+
+Only instances that are ``serving`` (ready, not draining) become endpoints.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from corral.gateway._envoy import (
+    F_JWT,
+    T_CLUSTER,
+    T_ENDPOINTS,
+    T_HCM,
+    T_JWT_ROUTE,
+    T_PREVIOUS_HOSTS,
+    T_ROUTE_CONFIG,
+    T_STDOUT_LOG,
+    Json,
+    discovery_response,
+    duration,
+    header_value,
+)
+from corral.gateway._filters import (
+    PROBLEM_JSON,
+    http_filters,
+    local_reply_config,
+    route_filter_configs,
+)
+from corral.manifest import KeyPath
+from corral.manifest._gateway import HTTP_METHODS, IDEMPOTENT_METHODS, LoadBalancing
+from corral.plan._gateway import ClusterPlan, GatewayPlan, RoutePlan
+from corral.runtime.registry import Snapshot
+
+ROUTE_CONFIG_NAME = "corral"
+LISTENER_NAME = "gateway"
+NOT_FOUND_ROUTE = "corral-not-found"
+NO_RETRY_SUFFIX = "/no-retry"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the xDS files live (absolute paths inside the rendered config)."""
+
+    directory: str
+
+    @property
+    def cds(self) -> str:
+        return str(PurePosixPath(self.directory) / "cds.json")
+
+    @property
+    def rds(self) -> str:
+        return str(PurePosixPath(self.directory) / "rds.json")
+
+    def eds(self, cluster: str) -> str:
+        return str(PurePosixPath(self.directory) / "eds" / f"{cluster}.json")
+
+
+@dataclass(frozen=True)
+class Ports:
+    listener: int
+    admin: int
+
+
+# --- routes (RDS) ---------------------------------------------------------------------
+
+
+def render_routes(plan: GatewayPlan) -> Json:
+    """The RouteConfiguration: the user's routes in order, then a problem+json 404."""
+    routes: list[Json] = []
+    for route in plan.routes:
+        routes.extend(_route(plan, route))
+    not_found: Json = {
+        "name": NOT_FOUND_ROUTE,
+        "match": {"prefix": "/"},
+        "direct_response": {
+            "status": 404,
+            "body": {
+                "inline_string": '{"type":"about:blank","title":"Not Found","status":404,'
+                '"detail":"no route matches this request"}'
+            },
+        },
+        "response_headers_to_add": [header_value("content-type", PROBLEM_JSON)],
+    }
+    if plan.providers:
+        not_found["typed_per_filter_config"] = {F_JWT: {"@type": T_JWT_ROUTE, "disabled": True}}
+    routes.append(not_found)
+    return {
+        "name": ROUTE_CONFIG_NAME,
+        "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}],
+        # Claim headers are stripped on the way in by a filter; nothing else is needed here.
+    }
+
+
+def route_names(plan: GatewayPlan) -> dict[str, KeyPath]:
+    """Rendered route and cluster names -> the manifest key path they came from."""
+    names: dict[str, KeyPath] = {}
+    for route in plan.routes:
+        names[route.name] = route.path
+        names[route.name + NO_RETRY_SUFFIX] = route.path
+    for cluster in plan.clusters:
+        names[cluster.name] = cluster.path
+    for provider in plan.providers:
+        names[provider.name] = provider.path
+    return names
+
+
+def _route(plan: GatewayPlan, route: RoutePlan) -> list[Json]:
+    """One manifest route as one Envoy route, or two when only some methods may retry."""
+    methods = set(route.methods) or set(HTTP_METHODS)
+    if route.cors and route.methods:
+        methods.add("OPTIONS")  # let preflights reach the CORS filter
+    retried = route.retry.retries > 0 and route.retry.on
+    if not retried or route.retry.retry_non_idempotent:
+        return [_envoy_route(plan, route, route.name, methods, retry=bool(retried), all_=True)]
+    safe = methods & set(IDEMPOTENT_METHODS)
+    unsafe = methods - safe
+    out: list[Json] = []
+    if safe:
+        out.append(_envoy_route(plan, route, route.name, safe, retry=True, all_=not unsafe))
+    if unsafe:
+        name = route.name + NO_RETRY_SUFFIX if safe else route.name
+        out.append(_envoy_route(plan, route, name, unsafe, retry=False, all_=not safe))
+    return out
+
+
+def _envoy_route(
+    plan: GatewayPlan, route: RoutePlan, name: str, methods: set[str], *, retry: bool, all_: bool
+) -> Json:
+    match: Json = _path_match(route)
+    headers: list[Json] = []
+    if route.host:
+        headers.append(
+            {
+                "name": ":authority",
+                "string_match": {"safe_regex": {"regex": _host_regex(route.host)}},
+            }
+        )
+    if not (all_ and not route.methods):
+        listed = sorted(methods)
+        method_match: Json = (
+            {"exact": listed[0]}
+            if len(listed) == 1
+            else {"safe_regex": {"regex": "^(" + "|".join(listed) + ")$"}}
+        )
+        headers.append({"name": ":method", "string_match": method_match})
+    for header, spec in route.headers:
+        if spec.present is not None:
+            headers.append({"name": header, "present_match": spec.present})
+        elif spec.exact is not None:
+            headers.append({"name": header, "string_match": {"exact": spec.exact}})
+        elif spec.prefix is not None:
+            headers.append({"name": header, "string_match": {"prefix": spec.prefix}})
+        else:
+            headers.append({"name": header, "string_match": {"safe_regex": {"regex": spec.regex}}})
+    if headers:
+        match["headers"] = headers
+
+    action: Json = {"cluster": route.service, "timeout": duration(route.timeout)}
+    rewrite = _rewrite(route)
+    if rewrite:
+        action["regex_rewrite"] = rewrite
+    if retry:
+        policy = route.retry
+        backoff_max = policy.backoff.max or policy.backoff.base * 10
+        retry_policy: Json = {
+            "retry_on": ",".join(sorted(str(on) for on in policy.on)),
+            "num_retries": policy.retries,
+            "retry_back_off": {
+                "base_interval": duration(policy.backoff.base),
+                "max_interval": duration(backoff_max),
+            },
+            # Retry on a different instance than the one that just failed.
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {"@type": T_PREVIOUS_HOSTS},
+                }
+            ],
+            "host_selection_retry_max_attempts": 5,
+        }
+        if policy.per_try_timeout:
+            retry_policy["per_try_timeout"] = duration(policy.per_try_timeout)
+        action["retry_policy"] = retry_policy
+    if route.websocket:
+        action["upgrade_configs"] = [{"upgrade_type": "websocket", "enabled": True}]
+    cluster = plan.cluster(route.service)
+    if cluster.load_balancing is LoadBalancing.RING_HASH and cluster.hash_header:
+        action["hash_policy"] = [{"header": {"header_name": cluster.hash_header}}]
+
+    out: Json = {"name": name, "match": match, "route": action}
+    if route.request_headers.set:
+        out["request_headers_to_add"] = [
+            header_value(k, v) for k, v in sorted(route.request_headers.set.items())
+        ]
+    if route.request_headers.remove:
+        out["request_headers_to_remove"] = sorted(route.request_headers.remove)
+    if route.response_headers.set:
+        out["response_headers_to_add"] = [
+            header_value(k, v) for k, v in sorted(route.response_headers.set.items())
+        ]
+    if route.response_headers.remove:
+        out["response_headers_to_remove"] = sorted(route.response_headers.remove)
+    per_filter = route_filter_configs(plan, route)
+    if per_filter:
+        out["typed_per_filter_config"] = per_filter
+    return out
+
+
+def _path_match(route: RoutePlan) -> Json:
+    if route.exact is not None:
+        return {"path": route.exact}
+    if route.regex is not None:
+        return {"safe_regex": {"regex": route.regex}}
+    assert route.prefix is not None
+    if route.prefix.endswith("/"):
+        return {"prefix": route.prefix}
+    # /rides matches /rides and /rides/..., never /ridesx.
+    return {"path_separated_prefix": route.prefix}
+
+
+def _rewrite(route: RoutePlan) -> Json | None:
+    if route.rewrite is None:
+        return None
+    if route.regex is not None:
+        return {"pattern": {"regex": route.regex}, "substitution": route.rewrite}
+    if route.exact is not None:
+        return {"pattern": {"regex": "^.*$"}, "substitution": route.rewrite}
+    assert route.prefix is not None
+    stem = re.escape(route.prefix.rstrip("/"))
+    pattern = f"^{stem}/?" if route.rewrite.endswith("/") else f"^{stem}"
+    return {"pattern": {"regex": pattern}, "substitution": route.rewrite}
+
+
+def _host_regex(host: str) -> str:
+    port = "" if ":" in host else "(:[0-9]+)?"
+    if host.startswith("*."):
+        return "^[^.]+\\." + re.escape(host[2:]) + port + "$"
+    return "^" + re.escape(host) + port + "$"
+
+
+# --- clusters (CDS) and endpoints (EDS) ------------------------------------------------
+
+_LB = {
+    LoadBalancing.ROUND_ROBIN: "ROUND_ROBIN",
+    LoadBalancing.LEAST_REQUEST: "LEAST_REQUEST",
+    LoadBalancing.RING_HASH: "RING_HASH",
+}
+
+
+def render_cluster(cluster: ClusterPlan, *, eds: Json | None = None, eds_path: str = "") -> Json:
+    """One service's cluster: endpoints from ``eds_path`` (EDS), or inline ``eds``."""
+    out: Json = {"name": cluster.name, "connect_timeout": duration(cluster.connect_timeout)}
+    if eds is None:
+        out["type"] = "EDS"
+        out["eds_cluster_config"] = {
+            "eds_config": {"path_config_source": {"path": eds_path}, "resource_api_version": "V3"}
+        }
+    else:
+        out["type"] = "STATIC"
+        out["load_assignment"] = eds
+    out["lb_policy"] = _LB[cluster.load_balancing]
+    # A removed instance leaves at once, even while its health checks still pass.
+    out["ignore_health_on_host_removal"] = True
+    breaker = cluster.circuit_breaker
+    threshold: Json = {
+        "priority": "DEFAULT",
+        "max_connections": breaker.max_connections,
+        "max_pending_requests": breaker.max_pending_requests,
+        "max_requests": breaker.max_requests,
+        "max_retries": breaker.max_retries,
+    }
+    if cluster.retry_budget:
+        threshold["retry_budget"] = {
+            "budget_percent": {"value": cluster.retry_budget.percent},
+            "min_retry_concurrency": cluster.retry_budget.min_concurrency,
+        }
+    out["circuit_breakers"] = {"thresholds": [threshold]}
+    if cluster.outlier_detection:
+        od = cluster.outlier_detection
+        out["outlier_detection"] = {
+            "consecutive_5xx": od.consecutive_5xx,
+            "consecutive_gateway_failure": od.consecutive_gateway_failure,
+            "enforcing_consecutive_gateway_failure": 100,
+            "interval": duration(od.interval),
+            "base_ejection_time": duration(od.base_ejection_time),
+            "max_ejection_percent": od.max_ejection_percent,
+        }
+    if cluster.health_check:
+        hc = cluster.health_check
+        out["health_checks"] = [
+            {
+                "timeout": duration(hc.timeout),
+                "interval": duration(hc.interval),
+                "unhealthy_threshold": hc.unhealthy_threshold,
+                "healthy_threshold": hc.healthy_threshold,
+                "http_health_check": {"path": hc.path},
+            }
+        ]
+    return out
+
+
+def render_clusters(plan: GatewayPlan, layout: Layout) -> list[Json]:
+    return [render_cluster(c, eds_path=layout.eds(c.name)) for c in plan.clusters]
+
+
+def render_endpoints(plan: GatewayPlan, snapshot: Snapshot) -> dict[str, Json]:
+    """Cluster name -> ClusterLoadAssignment of its serving instances (sorted)."""
+    out: dict[str, Json] = {}
+    for cluster in plan.clusters:
+        endpoints = [
+            {
+                "endpoint": {
+                    "address": {
+                        "socket_address": {"address": record.host, "port_value": record.port}
+                    },
+                    "hostname": record.instance,
+                }
+            }
+            for record in sorted(
+                snapshot.serving(cluster.name), key=lambda r: (r.instance, r.host, r.port)
+            )
+            if not record.component
+        ]
+        assignment: Json = {"cluster_name": cluster.name, "endpoints": []}
+        if endpoints:
+            assignment["endpoints"] = [{"lb_endpoints": endpoints}]
+        out[cluster.name] = assignment
+    return out
+
+
+# --- the listener and bootstrap -----------------------------------------------------------
+
+
+def _access_log() -> list[Json]:
+    """One JSON line per request on stdout, so it joins the runtime's merged log stream."""
+    return [
+        {
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": T_STDOUT_LOG,
+                "log_format": {
+                    "json_format": {
+                        "timestamp": "%START_TIME%",
+                        "level": "info",
+                        "logger": "gateway",
+                        "event": "request",
+                        "method": "%REQ(:METHOD)%",
+                        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                        "status": "%RESPONSE_CODE%",
+                        "details": "%RESPONSE_CODE_DETAILS%",
+                        "flags": "%RESPONSE_FLAGS%",
+                        "duration_ms": "%DURATION%",
+                        "route": "%ROUTE_NAME%",
+                        "upstream": "%UPSTREAM_HOST%",
+                        "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                        "request_id": "%REQ(X-REQUEST-ID)%",
+                        "bytes_sent": "%BYTES_SENT%",
+                    }
+                },
+            },
+        }
+    ]
+
+
+def render_listener(plan: GatewayPlan, port: int, *, routes: Json) -> Json:
+    """The listener. ``routes`` is either ``{"rds": ...}`` or ``{"route_config": ...}``."""
+    hcm: Json = {
+        "@type": T_HCM,
+        "stat_prefix": "gateway",
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        # Path tricks (/public/../private, %2e%2e, //, %2F) are resolved or refused
+        # before routing, so they can never reach a route they do not name.
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
+        "server_name": "corral-gateway",
+        "upgrade_configs": [{"upgrade_type": "websocket", "enabled": False}],
+        "http_filters": http_filters(plan),
+        "access_log": _access_log(),
+        "local_reply_config": local_reply_config(),
+        **routes,
+    }
+    return {
+        "name": LISTENER_NAME,
+        "address": {"socket_address": {"address": plan.address, "port_value": port}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
+    }
+
+
+def _admin(port: int) -> Json:
+    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
+
+
+def render_bootstrap(plan: GatewayPlan, ports: Ports, layout: Layout) -> Json:
+    """The bootstrap Envoy starts from: admin, the listener (RDS from a file), CDS file."""
+    rds = {
+        "rds": {
+            "route_config_name": ROUTE_CONFIG_NAME,
+            "config_source": {
+                "path_config_source": {"path": layout.rds},
+                "resource_api_version": "V3",
+            },
+        }
+    }
+    return {
+        "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
+        "admin": _admin(ports.admin),
+        "dynamic_resources": {
+            "cds_config": {
+                "path_config_source": {"path": layout.cds},
+                "resource_api_version": "V3",
+            }
+        },
+        "static_resources": {"listeners": [render_listener(plan, ports.listener, routes=rds)]},
+    }
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything Envoy reads, as dicts, and the file each goes to (relative to layout)."""
+
+    bootstrap: Json
+    rds: Json
+    cds: Json
+    eds: dict[str, Json]
+
+    def files(self) -> dict[str, Json]:
+        """Relative path -> document (the bootstrap is written once, at start)."""
+        out = {"bootstrap.json": self.bootstrap, "rds.json": self.rds, "cds.json": self.cds}
+        for cluster, doc in sorted(self.eds.items()):
+            out[f"eds/{cluster}.json"] = doc
+        return out
+
+
+def render_eds_files(plan: GatewayPlan, snapshot: Snapshot) -> dict[str, Json]:
+    return {
+        name: discovery_response([assignment], T_ENDPOINTS)
+        for name, assignment in render_endpoints(plan, snapshot).items()
+    }
+
+
+def render(plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports, layout: Layout) -> GatewayConfig:
+    """The whole gateway config for one plan and one registry snapshot."""
+    return GatewayConfig(
+        bootstrap=render_bootstrap(plan, ports, layout),
+        rds=discovery_response([render_routes(plan)], T_ROUTE_CONFIG),
+        cds=discovery_response(render_clusters(plan, layout), T_CLUSTER),
+        eds=render_eds_files(plan, snapshot),
+    )
+
+
+def render_static(plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports) -> Json:
+    """One self-contained bootstrap (routes and endpoints inline) for ``--mode validate``,
+    which checks static resources only."""
+    endpoints = render_endpoints(plan, snapshot)
+    clusters = [render_cluster(c, eds=endpoints[c.name]) for c in plan.clusters]
+    listener = render_listener(plan, ports.listener, routes={"route_config": render_routes(plan)})
+    return {
+        "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
+        "admin": _admin(ports.admin),
+        "static_resources": {"listeners": [listener], "clusters": clusters},
+    }
