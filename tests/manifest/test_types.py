@@ -85,7 +85,8 @@ def test_memory_mistakes_hint(written: str, hint: str) -> None:
     """A size the loader cannot read is refused with a hint, suggesting Mi for MB."""
     with pytest.raises(PydanticCustomError) as caught:
         parse_memory(written)
-    assert caught.value.context == {"message": f"invalid memory size {written!r}", "hint": hint}
+    context = caught.value.context or {}
+    assert (context["message"], context["hint"]) == (f"invalid memory size {written!r}", hint)
 
 
 def test_memory_refuses_booleans() -> None:

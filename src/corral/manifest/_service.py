@@ -98,7 +98,8 @@ class BackoffSpec(BaseModel):
     def _ordered(self) -> Self:
         if self.max < self.initial:
             raise problem(
-                f"backoff max ({self.max:g}s) is smaller than initial ({self.initial:g}s)"
+                f"backoff max ({self.max:g}s) is smaller than initial ({self.initial:g}s)",
+                at="max",
             )
         return self
 
@@ -227,10 +228,11 @@ class ServiceSpec(BaseModel):
                     "a service needs 'command' or 'app'",
                     "command: the program to run; app: module:attribute of a corral.sdk Service",
                 )
-            raise problem("a service has either 'command' or 'app', not both")
+            raise problem("a service has either 'command' or 'app', not both", at="app")
         if self.port is not None and self.replicas > 1:
             raise problem(
                 f"fixed port {self.port} cannot be shared by {self.replicas} replicas",
                 "drop 'port' to have a port allocated per replica, or use replicas: 1",
+                at="port",
             )
         return self

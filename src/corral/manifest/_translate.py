@@ -62,6 +62,8 @@ def _one(detail: ErrorDetails, root: type[BaseModel], source: SourceMap) -> Diag
 
     if kind == PROBLEM:
         context = detail.get("ctx", {})
+        if context.get("at"):
+            path = (*path, str(context["at"]))
         return source.diagnostic(path, str(context["message"]), context.get("hint"))
     if kind == "extra_forbidden":
         key = str(path[-1])

@@ -15,13 +15,15 @@ PROBLEM = "corral_problem"
 """The pydantic error type of :func:`problem`; the translator reads its hint."""
 
 
-def problem(message: str, hint: str | None = None) -> PydanticCustomError:
+def problem(message: str, hint: str | None = None, *, at: str | None = None) -> PydanticCustomError:
     """A validation error with a hint, raised from a validator instead of ValueError.
 
-    The message travels in the context, not the template, so braces in a user's value
-    are never taken for placeholders.
+    ``at`` names the key a model validator blames (pydantic would point at the whole
+    mapping). The message travels in the context, not the template, so braces in a
+    user's value are never taken for placeholders.
     """
-    return PydanticCustomError(PROBLEM, "{message}", {"message": message, "hint": hint})
+    context = {"message": message, "hint": hint, "at": at}
+    return PydanticCustomError(PROBLEM, "{message}", context)
 
 
 Int = Annotated[int, Strict()]
