@@ -1,4 +1,6 @@
 """The runtime: the only part of Corral that starts and stops processes.
 
-``registry`` holds the live instances; ``addon`` is how the gateway and broker plug in.
+``orchestrator`` supervises a Plan's services; ``registry`` holds the live instances;
+``logs`` captures their output; ``events`` reports progress; ``errors`` is the error
+tree; ``addon`` is how the gateway and broker plug in.
 """

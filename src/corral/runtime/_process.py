@@ -1,0 +1,149 @@
+"""Spawning and killing process groups, and the client side of the reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+_REAPER_SCRIPT = Path(__file__).with_name("_reaper.py")
+
+_prctl: Any = None
+if sys.platform == "linux":
+    with contextlib.suppress(OSError, AttributeError):
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _child_setup(parent: int) -> None:
+    """Runs in the child between fork and exec: die with the orchestrator.
+
+    The second line of defence after the reaper: covers the window before the reaper
+    knows the group, at the cost of only reaching the direct child."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the orchestrator died before prctl took effect
+        os._exit(1)
+
+
+async def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    capture: bool = True,
+) -> asyncio.subprocess.Process:
+    """Start ``argv`` as the leader of a new session and process group.
+
+    Raises OSError when the program or working directory is missing."""
+    parent = os.getpid()
+    pipe = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        env=dict(env),
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=pipe,
+        stderr=pipe,
+        start_new_session=True,
+        preexec_fn=lambda: _child_setup(parent),
+        limit=1 << 20,
+    )
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    return signal_group(pgid, 0)
+
+
+async def wait_group_gone(pgid: int, deadline: float) -> bool:
+    """Wait (monotonic ``deadline``) until no process of the group is left.
+
+    The kernel gives no notification for a group emptying, so this polls with a
+    growing interval; it only runs while grandchildren outlive their leader."""
+    delay = 0.01
+    while group_alive(pgid):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.1)
+    return True
+
+
+def exit_status(returncode: int | None) -> tuple[int | None, int | None]:
+    """asyncio's returncode -> (exit code, signal number)."""
+    if returncode is None:
+        return None, None
+    if returncode < 0:
+        return None, -returncode
+    return returncode, None
+
+
+class Reaper:
+    """Client of :mod:`corral.runtime._reaper` (see its docstring for why it exists)."""
+
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        if self._proc is not None:
+            return
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-S",
+            str(_REAPER_SCRIPT),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _send(self, text: str) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdin.is_closing():
+            return
+        proc.stdin.write(text.encode())
+
+    def add(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def remove(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
+
+    async def stop(self) -> None:
+        """Close the pipe; the reaper kills what is still recorded and exits."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(ConnectionError):
+                proc.stdin.close()
+                await proc.stdin.wait_closed()
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

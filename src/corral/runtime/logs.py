@@ -1,0 +1,164 @@
+"""Captured output of every instance: one JSON-lines file per instance, plus live follow.
+
+``<state_dir>/logs/<instance>.log`` holds one JSON object per line::
+
+    {"t": 1718000000.123, "service": "web", "instance": "web-1", "stream": "stdout", "line": "..."}
+
+The runtime reads each instance's stdout and stderr pipes, timestamps every line on
+arrival and hands it to :meth:`LogStore.append`, which writes it to the file and fans it
+out in memory to followers (no polling of files). Files outlive the run, so ``corral
+logs`` works after ``corral down`` too; a new run appends to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Collection, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+Stream = Literal["stdout", "stderr"]
+
+_FOLLOW_QUEUE = 10_000
+"""Lines buffered per follower; a follower that falls further behind loses lines
+(counted in :attr:`LogStore.dropped`) rather than growing memory without bound."""
+
+_TAIL_KEPT = 50
+"""Recent lines kept in memory per instance (for start errors)."""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    t: float
+    """Unix time the line arrived."""
+    service: str
+    instance: str
+    stream: Stream
+    line: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LogLine:
+        stream: Stream = "stderr" if data.get("stream") == "stderr" else "stdout"
+        return cls(
+            t=float(data["t"]),
+            service=str(data["service"]),
+            instance=str(data["instance"]),
+            stream=stream,
+            line=str(data["line"]),
+        )
+
+
+class LogStore:
+    """Per-instance log files with in-memory fan-out. One event loop; not thread-safe."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._files: dict[str, IO[str]] = {}
+        self._recent: dict[str, deque[LogLine]] = {}
+        self._followers: set[asyncio.Queue[LogLine]] = set()
+        self.dropped = 0
+
+    def path(self, instance: str) -> Path:
+        return self.directory / f"{instance}.log"
+
+    # --- writing (the runtime) --------------------------------------------------------
+
+    def append(self, line: LogLine) -> None:
+        handle = self._files.get(line.instance)
+        if handle is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # Line-buffered so `corral logs` in another process sees lines at once.
+            handle = self.path(line.instance).open("a", encoding="utf-8", buffering=1)
+            self._files[line.instance] = handle
+        handle.write(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
+        self._recent.setdefault(line.instance, deque(maxlen=_TAIL_KEPT)).append(line)
+        for queue in self._followers:
+            try:
+                queue.put_nowait(line)
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+    def recent(self, instance: str, count: int = 20) -> list[str]:
+        """The last ``count`` lines this run captured from ``instance`` (text only)."""
+        lines = self._recent.get(instance, ())
+        return [entry.line for entry in list(lines)[-count:]]
+
+    def close(self, instance: str | None = None) -> None:
+        """Close one instance's file (or all); appending reopens it."""
+        names = [instance] if instance is not None else list(self._files)
+        for name in names:
+            handle = self._files.pop(name, None)
+            if handle is not None:
+                handle.close()
+
+    # --- reading (CLI, API) -----------------------------------------------------------
+
+    def read(
+        self,
+        services: Collection[str] | None = None,
+        since: float | None = None,
+        tail: int | None = None,
+    ) -> list[LogLine]:
+        """Stored lines of ``services`` (all when None) at or after ``since``, merged in
+        time order; only the last ``tail`` when given."""
+        lines: list[LogLine] = []
+        if self.directory.is_dir():
+            for path in sorted(self.directory.glob("*.log")):
+                lines.extend(_read_file(path, services, since))
+        lines.sort(key=lambda entry: entry.t)
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        return lines
+
+    async def follow(
+        self,
+        services: Collection[str] | None = None,
+        since: float | None = None,
+        tail: int | None = None,
+    ) -> AsyncIterator[LogLine]:
+        """Stored lines selected by ``since``/``tail`` (none when both are None), then
+        every new line as it arrives, until the caller stops iterating."""
+        queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=_FOLLOW_QUEUE)
+        self._followers.add(queue)  # subscribe first so no line falls in between
+        try:
+            seen: set[tuple[float, str, str, str]] = set()
+            if since is not None or tail is not None:
+                for entry in self.read(services, since, tail):
+                    seen.add((entry.t, entry.instance, entry.stream, entry.line))
+                    yield entry
+            while True:
+                entry = await queue.get()
+                if services is not None and entry.service not in services:
+                    continue
+                key = (entry.t, entry.instance, entry.stream, entry.line)
+                if seen:
+                    if key in seen:
+                        continue
+                    if queue.empty():
+                        seen.clear()  # caught up: history can no longer repeat
+                yield entry
+        finally:
+            self._followers.discard(queue)
+
+
+def _read_file(
+    path: Path, services: Collection[str] | None, since: float | None
+) -> Iterable[LogLine]:
+    with contextlib.suppress(OSError), path.open(encoding="utf-8", errors="replace") as handle:
+        for raw in handle:
+            try:
+                entry = LogLine.from_json(json.loads(raw))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line while the writer is mid-write
+            if services is not None and entry.service not in services:
+                continue
+            if since is not None and entry.t < since:
+                continue
+            yield entry

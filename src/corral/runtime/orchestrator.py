@@ -1,0 +1,577 @@
+"""The local orchestrator: runs a Plan's services as supervised processes.
+
+Lifecycle (``up`` ... ``down``), in the order Nameko documents for its extensions:
+
+1. stale-run cleanup: a previous run whose orchestrator died leaves ``run.json``; its
+   process groups that still live are killed (:class:`~corral.runtime.events.StaleRunCleaned`);
+2. the reaper starts (see :mod:`corral.runtime._reaper` for why);
+3. every addon's ``start(ctx)``, in the order given; addons may run supervised system
+   components through :meth:`Orchestrator.run_component`;
+4. services start as soon as their ``depends_on`` conditions hold (``started``: each
+   dependency's processes are spawned; ``healthy``: each is ready), independent ones in
+   parallel; ``up`` returns when every instance is ready.
+
+``down`` stops services in reverse dependency order (a service stops once everything
+depending on it has stopped), each instance gracefully; then every addon's ``stop()`` (in
+reverse order), then system components, then the reaper; ``run.json`` is removed.
+
+Every instance of a service is its own process group with the runtime-contract
+environment on top of the orchestrator's (minus contract variables it may itself have
+inherited). Instance ids are ``<service>-<n>``; ordinals are never reused in a run; a
+slot keeps its port across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral import contract
+from corral.manifest import Condition, DatabaseEngine, Manifest
+from corral.plan import Endpoints, Plan, ServicePlan, instance_environment
+from corral.runtime import _runstate
+from corral.runtime._checks import Prober
+from corral.runtime._instance import Instance
+from corral.runtime._process import Reaper
+from corral.runtime.addon import Addon
+from corral.runtime.errors import (
+    AlreadyRunningError,
+    CorralRuntimeError,
+    NotRunningError,
+    StartError,
+    UnknownServiceError,
+)
+from corral.runtime.events import (
+    AddonFailed,
+    RuntimeEvent,
+    ServiceReady,
+    ServiceStarting,
+    ServiceStopped,
+    StaleRunCleaned,
+    StartFailed,
+    SystemReady,
+)
+from corral.runtime.logs import LogStore
+from corral.runtime.registry import InstanceRecord, InstanceState, Registry
+
+POSTGRES_URL_VARIABLE = "CORRAL_POSTGRES_URL"
+"""Admin URL of a PostgreSQL server when the manifest names none."""
+
+
+@dataclass(eq=False)
+class _Service:
+    plan: ServicePlan
+    component: bool
+    desired: int
+    instances: dict[str, Instance] = field(default_factory=dict)
+    next_ordinal: int = 1
+    database_url: str | None = None
+    database_ready: bool = False
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    healthy: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+
+class Orchestrator:
+    """Supervises one system on this machine. Also the addons' ``RuntimeContext``."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        plan: Plan,
+        *,
+        addons: Sequence[Addon] = (),
+        endpoints: Endpoints = Endpoints(),
+        on_event: Callable[[RuntimeEvent], None] | None = None,
+        start_timeout: float = 120.0,
+        addon_timeout: float = 10.0,
+    ) -> None:
+        self._manifest = manifest
+        self._plan = plan
+        self.addons = tuple(addons)
+        self.endpoints = endpoints
+        self.on_event = on_event
+        self.start_timeout = start_timeout
+        """Seconds an instance may take to become ready before ``up``/``scale`` fail."""
+        self.addon_timeout = addon_timeout
+        """Bound on every addon's ``before_instance_stop`` for one instance."""
+        self.registry = Registry()
+        self.logs = LogStore(plan.state_dir / "logs")
+        self.prober = Prober()
+        self.reaper = Reaper()
+        self.started_at: float | None = None
+        self._state = "idle"
+        self._services: dict[str, _Service] = {
+            name: _Service(service, component=False, desired=service.replicas)
+            for name, service in plan.services.items()
+        }
+        self._components: list[str] = []
+        self._ports: set[int] = set()
+        self._down: asyncio.Task[None] | None = None
+        self._save_scheduled = False
+
+    # --- RuntimeContext -----------------------------------------------------------------
+
+    @property
+    def plan(self) -> Plan:
+        return self._plan
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def state_dir(self) -> Path:
+        return self._plan.state_dir
+
+    @property
+    def run_file(self) -> Path:
+        return self.state_dir / _runstate.RUN_FILE
+
+    @property
+    def state(self) -> str:
+        """idle, starting, running, stopping or stopped."""
+        return self._state
+
+    def free_port(self) -> int:
+        """A free TCP port on the loopback interface, never handed out twice in a run."""
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((self.endpoints.host if self._bindable() else "127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in self._ports:
+                self._ports.add(port)
+                return port
+        raise OSError("no free port found")  # pragma: no cover
+
+    def _bindable(self) -> bool:
+        return self.endpoints.host not in ("", "localhost")
+
+    async def run_component(self, service: ServicePlan) -> None:
+        """Supervise a system component like an instance; return once it is ready."""
+        self._require_running(allow_starting=True)
+        if service.name in self._services:
+            raise ValueError(f"component name {service.name!r} is already a service")
+        entry = _Service(service, component=True, desired=service.replicas)
+        self._services[service.name] = entry
+        self._components.append(service.name)
+        try:
+            await self._start_service(entry)
+        except StartError as error:
+            self.emit(StartFailed(error.service, error.instance, error.reason))
+            raise
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def up(self) -> None:
+        """Start addons, then every service in dependency order; return when all are
+        ready. On failure everything started is stopped and StartError is raised."""
+        if self._state != "idle":
+            raise CorralRuntimeError(f"this orchestrator was already started ({self._state})")
+        began = time.monotonic()
+        self._state = "starting"
+        self.started_at = time.time()
+        try:
+            self._clean_stale_run()
+            for sub in ("logs", "data"):
+                (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+            await self.reaper.start()
+            self._save_run_state()
+            for addon in self.addons:
+                await addon.start(self)
+            async with asyncio.TaskGroup() as group:
+                for name in self._plan.start_order:
+                    group.create_task(self._start_service(self._services[name]))
+        except BaseException as exc:
+            failure = _first_start_error(exc)
+            if failure is not None:
+                self.emit(StartFailed(failure.service, failure.instance, failure.reason))
+            await self.down()
+            if failure is not None:
+                raise failure from None
+            raise
+        self._state = "running"
+        self.emit(SystemReady(time.monotonic() - began))
+
+    async def down(self) -> None:
+        """Stop everything gracefully, in reverse dependency order. Idempotent."""
+        if self._down is None:
+            self._down = asyncio.get_running_loop().create_task(self._teardown())
+        await asyncio.shield(self._down)
+
+    async def scale(self, service: str, replicas: int) -> None:
+        """Run ``replicas`` instances: new ones count once ready (StartError otherwise,
+        and they are stopped again); scaling down stops the newest first, gracefully."""
+        entry = self._service(service)
+        if replicas < 0:
+            raise ValueError("replicas must be >= 0")
+        self._require_running()
+        async with entry.lock:
+            current = sorted(entry.instances.values(), key=lambda i: i.ordinal)
+            entry.desired = replicas
+            if replicas > len(current):
+                await self._ensure_database(entry)
+                fresh = [self._new_instance(entry) for _ in range(replicas - len(current))]
+                try:
+                    await self._wait_ready(entry, [(i, 1) for i in fresh])
+                except BaseException as exc:
+                    entry.desired = len(current)
+                    await self._stop_instances(entry, fresh)
+                    self._report(exc)
+                    raise
+            elif replicas < len(current):
+                await self._stop_instances(entry, current[replicas:][::-1])
+            if entry.desired > 0:
+                entry.started.set()
+                entry.healthy.set()
+
+    async def restart(self, service: str, *, rolling: bool = False) -> None:
+        """Restart every instance. Rolling: one at a time, each replacement (a new
+        instance) ready before the old one stops, so at least N-1 stay ready; a service
+        on a fixed port cannot overlap and is restarted in place, one at a time."""
+        entry = self._service(service)
+        self._require_running()
+        async with entry.lock:
+            current = sorted(entry.instances.values(), key=lambda i: i.ordinal)
+            try:
+                if not rolling:
+                    await self._wait_ready(entry, [(i, i.request_restart()) for i in current])
+                    return
+                for old in current:
+                    if entry.plan.fixed_port is not None:
+                        await self._wait_ready(entry, [(old, old.request_restart())])
+                        continue
+                    fresh = self._new_instance(entry)
+                    try:
+                        await self._wait_ready(entry, [(fresh, 1)])
+                    except BaseException:
+                        await self._stop_instances(entry, [fresh])
+                        raise
+                    await self._stop_instances(entry, [old])
+            except StartError as exc:
+                self._report(exc)
+                raise
+
+    async def stop_service(self, service: str) -> None:
+        """Stop every instance of ``service`` gracefully (``scale`` brings it back)."""
+        entry = self._service(service)
+        self._require_running()
+        async with entry.lock:
+            entry.desired = 0
+            await self._stop_instances(entry, list(entry.instances.values())[::-1])
+        self.emit(ServiceStopped(service))
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able: system, services (desired replicas, ready count), instances
+        (registry records), plus each addon's ``status()``."""
+        snapshot = self.registry.snapshot()
+        services: dict[str, Any] = {}
+        for name, entry in self._services.items():
+            records = snapshot.of(name)
+            services[name] = {
+                "replicas": entry.desired,
+                "ready": sum(1 for r in records if r.serving),
+                "instances": len(records),
+                "component": entry.component,
+                "depends_on": {dep: str(cond) for dep, cond in entry.plan.depends_on.items()},
+                "port": entry.plan.fixed_port,
+            }
+        data: dict[str, Any] = {
+            "system": self._plan.system,
+            "state": self._state,
+            "pid": os.getpid(),
+            "state_dir": str(self.state_dir),
+            "started_at": self.started_at,
+            "registry_version": snapshot.version,
+            "services": services,
+            "instances": [record.to_json() for record in snapshot.instances],
+        }
+        for addon in self.addons:
+            try:
+                data.update(addon.status())
+            except Exception as exc:  # an addon's status must not break ours
+                data.setdefault("addon_errors", {})[addon.name] = str(exc)
+        return data
+
+    # --- Host (what instances use) ------------------------------------------------------
+
+    def emit(self, event: RuntimeEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def environment(self, service: ServicePlan, instance: str, port: int) -> dict[str, str]:
+        # The orchestrator's own environment, minus contract variables it may have
+        # inherited (a parent corral, a shell's DATABASE_URL) that are not this
+        # instance's to see.
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in contract.ALL_VARIABLES and not key.startswith(contract.SERVICE_URL_PREFIX)
+        }
+        entry = self._services.get(service.name)
+        if entry is not None and not entry.component:
+            for addon in self.addons:
+                env.update(addon.environment(service))
+        database = entry.database_url if entry is not None else None
+        env.update(
+            instance_environment(
+                self._plan,
+                service,
+                instance=instance,
+                port=port,
+                endpoints=self.endpoints,
+                database_url=database,
+            )
+        )
+        return env
+
+    async def before_stop(self, record: InstanceRecord) -> None:
+        if not self.addons:
+            return
+
+        async def one(addon: Addon) -> None:
+            try:
+                await addon.before_instance_stop(record)
+            except Exception as exc:
+                self.emit(AddonFailed(addon.name, "before_instance_stop", str(exc)))
+
+        try:
+            async with asyncio.timeout(self.addon_timeout):
+                await asyncio.gather(*(one(addon) for addon in self.addons))
+        except TimeoutError:
+            self.emit(
+                AddonFailed("*", "before_instance_stop", f"timed out after {self.addon_timeout:g}s")
+            )
+
+    def groups_changed(self) -> None:
+        """Save run.json soon (once per burst of changes)."""
+        if self._save_scheduled:
+            return
+        self._save_scheduled = True
+        asyncio.get_running_loop().call_soon(self._save_run_state)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _service(self, name: str) -> _Service:
+        entry = self._services.get(name)
+        if entry is None:
+            raise UnknownServiceError(name, sorted(self._services))
+        return entry
+
+    def _report(self, exc: BaseException) -> None:
+        if isinstance(exc, StartError):
+            self.emit(StartFailed(exc.service, exc.instance, exc.reason))
+
+    def _require_running(self, *, allow_starting: bool = False) -> None:
+        allowed = {"running", "starting"} if allow_starting else {"running"}
+        if self._state not in allowed:
+            raise NotRunningError(f"the system is not running (state: {self._state})")
+
+    def _new_instance(self, entry: _Service) -> Instance:
+        if self._state in ("stopping", "stopped"):
+            raise NotRunningError("the system is stopping")
+        ordinal = entry.next_ordinal
+        entry.next_ordinal += 1
+        fixed = entry.plan.fixed_port
+        instance = Instance(
+            self,
+            entry.plan,
+            ordinal,
+            address=self.endpoints.host,
+            port=fixed if fixed is not None else self.free_port(),
+            component=entry.component,
+        )
+        entry.instances[instance.id] = instance
+        instance.start()
+        return instance
+
+    async def _ensure_database(self, entry: _Service) -> None:
+        if entry.database_ready:
+            return
+        database = entry.plan.database
+        # Imported here: provisioning pulls in asyncpg and SQLAlchemy, which a system
+        # without databases should not pay for at start-up.
+        from corral.runtime import databases
+
+        if database.engine is DatabaseEngine.SQLITE and database.sqlite_path is not None:
+            database.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            entry.database_url = databases.sqlite_url(database.sqlite_path)
+        elif database.engine is DatabaseEngine.POSTGRES:
+            admin = self._plan.postgres_admin_url or os.environ.get(POSTGRES_URL_VARIABLE)
+            if not admin:
+                raise StartError(
+                    entry.name,
+                    "uses a postgres database but no server is configured: set "
+                    f"databases.postgres.url in the manifest or {POSTGRES_URL_VARIABLE}",
+                )
+            try:
+                entry.database_url = await databases.provision_postgres(
+                    admin, self._plan.system, entry.name
+                )
+            except Exception as exc:
+                raise StartError(
+                    entry.name, f"cannot provision its postgres database: {exc}"
+                ) from exc
+        entry.database_ready = True
+
+    async def _start_service(self, entry: _Service) -> None:
+        for dependency, condition in entry.plan.depends_on.items():
+            other = self._services[dependency]
+            await (other.healthy if condition is Condition.HEALTHY else other.started).wait()
+        began = time.monotonic()
+        self.emit(ServiceStarting(entry.name, entry.desired, entry.component))
+        try:
+            await self._ensure_database(entry)
+            fresh = [self._new_instance(entry) for _ in range(entry.desired)]
+            async with asyncio.TaskGroup() as group:
+                for instance in fresh:
+                    group.create_task(instance.wait_spawned())
+            entry.started.set()
+            await self._wait_ready(entry, [(i, 1) for i in fresh])
+        except BaseException as exc:
+            failure = _first_start_error(exc)
+            if failure is not None:
+                raise failure from None
+            raise
+        entry.healthy.set()
+        self.emit(ServiceReady(entry.name, time.monotonic() - began))
+
+    async def _wait_ready(self, entry: _Service, targets: Iterable[tuple[Instance, int]]) -> None:
+        targets = list(targets)
+        try:
+            async with asyncio.timeout(self.start_timeout), asyncio.TaskGroup() as group:
+                for instance, generation in targets:
+                    group.create_task(instance.wait_ready(generation))
+        except TimeoutError:
+            late = next((i for i, g in targets if not i.record.serving), targets[0][0])
+            why = late.record.message or "readiness never passed"
+            raise late.start_error(f"not ready after {self.start_timeout:g}s ({why})") from None
+        except BaseExceptionGroup as group_error:
+            failure = _first_start_error(group_error)
+            if failure is None:
+                raise
+            raise failure from None
+
+    async def _stop_instances(self, entry: _Service, instances: Sequence[Instance]) -> None:
+        if not instances:
+            return
+        async with asyncio.TaskGroup() as group:
+            for instance in instances:
+                group.create_task(instance.stop())
+        for instance in instances:
+            entry.instances.pop(instance.id, None)
+            self.logs.close(instance.id)
+        self.registry.remove_many(i.id for i in instances)
+        self.groups_changed()
+
+    async def _teardown(self) -> None:
+        self._state = "stopping"
+        try:
+            stopped = {name: asyncio.Event() for name in self._plan.start_order}
+
+            async def stop_one(name: str) -> None:
+                for dependent in self._plan.dependents(name):
+                    await stopped[dependent].wait()
+                entry = self._services[name]
+                had = bool(entry.instances)
+                await self._stop_instances(entry, list(entry.instances.values())[::-1])
+                stopped[name].set()
+                if had:
+                    self.emit(ServiceStopped(name))
+
+            async with asyncio.TaskGroup() as group:
+                for name in self._plan.stop_order:
+                    group.create_task(stop_one(name))
+            for addon in reversed(self.addons):
+                try:
+                    await addon.stop()
+                except Exception as exc:  # stop() must not raise; carry on if it does
+                    self.emit(AddonFailed(addon.name, "stop", str(exc)))
+            for name in reversed(self._components):
+                entry = self._services[name]
+                await self._stop_instances(entry, list(entry.instances.values())[::-1])
+        finally:
+            # Whatever happened above, no process outlives down(): the reaper kills any
+            # group still recorded when its pipe closes.
+            for entry in self._services.values():
+                for instance in entry.instances.values():
+                    if instance.pgid is not None:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(instance.pgid, signal.SIGKILL)
+            await self.prober.close()
+            self.logs.close()
+            await self.reaper.stop()
+            with contextlib.suppress(FileNotFoundError):
+                self.run_file.unlink()
+            self._state = "stopped"
+
+    def _clean_stale_run(self) -> None:
+        previous = _runstate.read(self.run_file)
+        if previous is None:
+            return
+        owner = _runstate.owner_alive(previous)
+        if owner is not None:
+            raise AlreadyRunningError(owner, str(self.state_dir))
+        killed = _runstate.kill_leftovers(previous)
+        pid = previous.get("pid")
+        self.emit(StaleRunCleaned(pid if isinstance(pid, int) else 0, killed))
+        with contextlib.suppress(FileNotFoundError):
+            self.run_file.unlink()
+
+    def _save_run_state(self) -> None:
+        self._save_scheduled = False
+        if self._state in ("stopped", "idle"):
+            return
+        instances = []
+        for entry in self._services.values():
+            for instance in entry.instances.values():
+                if instance.pgid is None:
+                    continue
+                record = self.registry.snapshot().get(instance.id)
+                instances.append(
+                    {
+                        "service": entry.name,
+                        "instance": instance.id,
+                        "pid": record.pid if record else instance.pgid,
+                        "pgid": instance.pgid,
+                        "port": instance.port,
+                        "create_time": instance.create_time,
+                    }
+                )
+        _runstate.write(
+            self.run_file,
+            {
+                "pid": os.getpid(),
+                "create_time": _runstate.process_create_time(os.getpid()),
+                "system": self._plan.system,
+                "started_at": self.started_at,
+                "reaper_pid": self.reaper.pid,
+                "instances": instances,
+            },
+        )
+
+
+def _first_start_error(exc: BaseException) -> StartError | None:
+    if isinstance(exc, StartError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_start_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+__all__ = ["InstanceState", "Orchestrator"]
