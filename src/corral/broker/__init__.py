@@ -1,0 +1,33 @@
+"""The event bus in the control plane: the embedded nats-server, provisioning of streams
+and consumers from the plan, dead-letter operations and the AsyncAPI catalog.
+
+``BrokerAddon`` plugs into the local runtime; the CLI wires ``dlq_*`` and ``catalog``
+(plain async functions taking a NATS URL) into ``corral events``.
+"""
+
+from corral.broker._addon import BrokerAddon
+from corral.broker._catalog import build_catalog, catalog, payload_schemas
+from corral.broker._dlq import dlq_list, dlq_purge, dlq_replay, dlq_show
+from corral.broker._provision import Drift, ProvisionReport, provision
+from corral.broker._server import BrokerError, component_plan, find_binary, server_config
+from corral.broker._topology import topic_config, topology
+
+__all__ = [
+    "BrokerAddon",
+    "BrokerError",
+    "Drift",
+    "ProvisionReport",
+    "build_catalog",
+    "catalog",
+    "component_plan",
+    "dlq_list",
+    "dlq_purge",
+    "dlq_replay",
+    "dlq_show",
+    "find_binary",
+    "payload_schemas",
+    "provision",
+    "server_config",
+    "topic_config",
+    "topology",
+]
