@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ def serve_process(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-async def pg_admin_url() -> AsyncIterator[str]:
+async def pg_admin_url() -> str:
     """A superuser URL of the real PostgreSQL server (skips when none runs)."""
     try:
         conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
