@@ -18,7 +18,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Generic, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, runtime_checkable
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -35,6 +35,9 @@ from corral.sdk._metrics import HttpMetrics
 from corral.sdk._middleware import TelemetryMiddleware
 from corral.sdk._settings import RuntimeEnv, ServiceSettings, load_settings, secret_values
 from corral.sdk._tracing import build_tracer_provider, set_caller
+
+if TYPE_CHECKING:
+    from corral.sdk.events import Events
 
 __all__ = ["Lifecycle", "Service"]
 
@@ -128,6 +131,7 @@ class Service(Generic[S]):
         self._lifecycles: list[Lifecycle] = []
         self._started: list[Lifecycle] = []
 
+        self._events: Events | None = None
         self.health = Health()
         self.metrics = HttpMetrics()
         self.db = Database(migrations=migrations, metadata=metadata, engine_options=engine_options)
@@ -204,6 +208,15 @@ class Service(Generic[S]):
     @property
     def instance(self) -> str:
         return self.runtime.instance or f"{self.service_name}-{os.getpid()}"
+
+    @property
+    def events(self) -> Events:
+        """Typed publish/subscribe over NATS JetStream (see corral.sdk.events)."""
+        if self._events is None:
+            from corral.sdk.events._service import for_service
+
+            self._events = for_service(self)
+        return self._events
 
     # -- extension points -----------------------------------------------------------
     def add_readiness_check(

@@ -77,7 +77,7 @@ class Events:
         self,
         service: str,
         *,
-        transport: Transport,
+        transport: Transport | None,
         system: str = "corral",
         topology: Topology | None = None,
         instance: str | None = None,
@@ -100,7 +100,7 @@ class Events:
         self.instance = instance or f"{service}-{os.getpid()}"
         self.topology = topology or Topology(system=system)
         self.system = self.topology.system
-        self.transport = transport
+        self._transport = transport
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False) if engine else None
         self._tracer = _tracing.get_tracer(tracer_provider)
@@ -133,31 +133,63 @@ class Events:
             "dead_lettered": 0,
         }
 
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            raise NotStartedError(f"events of {self.service!r} have no transport yet")
+        return self._transport
+
+    def configure(
+        self,
+        *,
+        transport: Transport,
+        topology: Topology | None = None,
+        instance: str | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        """Late configuration (the SDK's Service does this at start, from the env)."""
+        self._transport = transport
+        if topology is not None:
+            self.topology = topology
+            self.system = topology.system
+        if instance:
+            self.instance = instance
+        if engine is not None:
+            self._engine = engine
+            self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
     # -- construction from the runtime contract ---------------------------------------
     @classmethod
     def from_env(
         cls, service: str | None = None, *, engine: AsyncEngine | None = None, **options: Any
     ) -> Events:
         """Read NATS_URL, CORRAL_EVENTS, CORRAL_SYSTEM, CORRAL_SERVICE, CORRAL_INSTANCE."""
-        from corral.sdk.events._nats import NatsTransport
-
         env = os.environ
         name = env.get(contract.SERVICE) or service
         if not name:
             raise ValueError(f"no service name: pass one or set {contract.SERVICE}")
+        events = cls(name, transport=None, **options)
+        events.configure_from_env(engine=engine)
+        return events
+
+    def configure_from_env(self, *, engine: AsyncEngine | None = None) -> None:
+        """NATS_URL (default nats://127.0.0.1:4222), CORRAL_EVENTS, CORRAL_SYSTEM,
+        CORRAL_INSTANCE from the runtime contract."""
+        from corral.sdk.events._nats import NatsTransport
+
+        env = os.environ
         topology = (
             Topology.from_json(env[contract.EVENTS])
             if env.get(contract.EVENTS)
             else Topology(system=env.get(contract.SYSTEM, "corral"))
         )
         url = env.get(contract.NATS_URL, "nats://127.0.0.1:4222")
-        return cls(
-            name,
-            transport=NatsTransport(url, name=env.get(contract.INSTANCE) or name),
+        instance = env.get(contract.INSTANCE)
+        self.configure(
+            transport=NatsTransport(url, name=instance or self.service),
             topology=topology,
-            instance=env.get(contract.INSTANCE),
+            instance=instance,
             engine=engine,
-            **options,
         )
 
     # -- declaring ----------------------------------------------------------------------
