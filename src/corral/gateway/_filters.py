@@ -127,7 +127,8 @@ def _provider(provider: ProviderPlan) -> Json:
             for claim in provider.forward_claims
         ],
         "payload_in_metadata": PAYLOAD_METADATA_KEY,
-        "clock_skew_seconds": math.ceil(provider.clock_skew),
+        # 0 would mean "unset" (60 s) to Envoy, so the smallest skew is 1 s.
+        "clock_skew_seconds": max(1, math.ceil(provider.clock_skew)),
     }
     if provider.jwks_file is not None:
         out["local_jwks"] = {"filename": str(provider.jwks_file)}
@@ -324,22 +325,64 @@ def problem_body(title: str) -> Json:
 PROBLEM_JSON = "application/problem+json"
 
 
+def _status_filter(status: int) -> Json:
+    return {
+        "status_code_filter": {
+            "comparison": {
+                "op": "EQ",
+                "value": {"default_value": status, "runtime_key": f"corral.local_reply.{status}"},
+            }
+        }
+    }
+
+
 def local_reply_config() -> Json:
     """Every reply Envoy makes itself (401, 403, 429, 503...) as problem+json."""
     mappers: list[Json] = []
-    for status, title in sorted(_TITLES.items()):
-        mapper: Json = {
+    # jwt_authn answers 403 for a token with the wrong audience, but a token minted for
+    # another system is not a credential here at all: 401. Only RBAC's 403 (a valid token
+    # without the role or claim) stays 403.
+    mappers.append(
+        {
             "filter": {
-                "status_code_filter": {
-                    "comparison": {
-                        "op": "EQ",
-                        "value": {
-                            "default_value": status,
-                            "runtime_key": f"corral.local_reply.{status}",
+                "and_filter": {
+                    "filters": [
+                        _status_filter(403),
+                        {
+                            # A verified token left its payload: the 403 came from RBAC.
+                            "metadata_filter": {
+                                "matcher": {
+                                    "filter": F_JWT,
+                                    "path": [{"key": PAYLOAD_METADATA_KEY}],
+                                    "value": {"present_match": True},
+                                },
+                                "match_if_key_not_found": False,
+                            }
                         },
-                    }
+                    ]
                 }
             },
+            "body_format_override": {
+                "json_format": problem_body(_TITLES[403]),
+                "content_type": PROBLEM_JSON,
+            },
+        }
+    )
+    mappers.append(
+        {
+            "filter": _status_filter(403),
+            "status_code": 401,
+            "body_format_override": {
+                "json_format": problem_body(_TITLES[401]),
+                "content_type": PROBLEM_JSON,
+            },
+        }
+    )
+    for status, title in sorted(_TITLES.items()):
+        if status == 403:
+            continue
+        mapper: Json = {
+            "filter": _status_filter(status),
             "body_format_override": {
                 "json_format": problem_body(title),
                 "content_type": PROBLEM_JSON,
