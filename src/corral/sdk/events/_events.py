@@ -348,7 +348,11 @@ class Events:
                 raise EventSchemaError(
                     f"topic {topic!r} carries {model.__name__}, not {type(payload).__name__}"
                 )
-            raw = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+            raw = (
+                payload.model_dump(mode="json", warnings=False)
+                if isinstance(payload, BaseModel)
+                else payload
+            )
             try:
                 return model.model_validate(raw).model_dump(mode="json")
             except ValidationError as exc:

@@ -1,0 +1,303 @@
+"""One abstract suite for every transport (as FastStream's tests/brokers/base): the
+in-memory bus and JetStream must behave the same way for handlers."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from pydantic import BaseModel
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from corral.sdk.events import (
+    Envelope,
+    Events,
+    EventSchemaError,
+    TopicConfig,
+    Topology,
+    Transport,
+)
+from events.helpers import eventually
+
+
+class RideRequested(BaseModel):
+    ride_id: str
+    seats: int = 1
+
+
+class Other(BaseModel):
+    name: str
+
+
+effects_md = MetaData()
+effects = Table(
+    "effects", effects_md, Column("n", Integer, primary_key=True), Column("ride_id", String(50))
+)
+
+Make = Callable[..., Awaitable[Events]]
+FAST = TopicConfig(name="ride.requested", backoff=(0.05, 0.05), max_deliveries=3, ack_wait=5.0)
+
+
+class EventsSuite(abc.ABC):
+    """Behaviour every transport shares."""
+
+    @abc.abstractmethod
+    def transport(self) -> Transport:
+        """A new connection (another replica or service) to the same bus."""
+
+    @abc.abstractmethod
+    def system(self) -> str: ...
+
+    @pytest.fixture
+    async def make(self, spans: tuple[TracerProvider, InMemorySpanExporter]) -> AsyncIterator[Make]:
+        started: list[Events] = []
+
+        async def make(
+            service: str,
+            handlers: dict[str, Callable[..., Awaitable[Any]]] | None = None,
+            *,
+            topics: tuple[TopicConfig, ...] = (FAST,),
+            engine: Any = None,
+        ) -> Events:
+            topology = Topology(system=self.system(), topics={t.name: t for t in topics})
+            events = Events(
+                service,
+                transport=self.transport(),
+                topology=topology,
+                engine=engine,
+                tracer_provider=spans[0],
+                outbox_poll_interval=0.2,
+            )
+            for topic, fn in (handlers or {}).items():
+                events.subscribe(topic)(fn)
+            await events.start()
+            started.append(events)
+            return events
+
+        yield make
+        for events in reversed(started):
+            await events.stop()
+
+    async def test_typed_payload_and_envelope(self, make: Make) -> None:
+        """A handler receives the payload as its model and the CloudEvents envelope."""
+        got: list[tuple[RideRequested, Envelope]] = []
+
+        async def on_ride(event: RideRequested, envelope: Envelope) -> None:
+            got.append((event, envelope))
+
+        events = await make("matching", {"ride.requested": on_ride})
+        event_id = await events.publish("ride.requested", RideRequested(ride_id="r1", seats=2))
+        await eventually(lambda: len(got) == 1)
+        payload, envelope = got[0]
+        assert payload == RideRequested(ride_id="r1", seats=2)
+        assert (envelope.id, envelope.type, envelope.specversion) == (
+            event_id,
+            "ride.requested",
+            "1.0",
+        )
+        assert envelope.source.startswith("/matching/")
+
+    async def test_replicas_compete_services_fan_out(self, make: Make) -> None:
+        """Each event reaches exactly one replica of a service, and every subscribing service."""
+        seen: dict[str, list[str]] = {"m1": [], "m2": [], "t": []}
+
+        def record(key: str) -> Callable[[RideRequested], Awaitable[None]]:
+            async def handler(event: RideRequested) -> None:
+                seen[key].append(event.ride_id)
+
+            return handler
+
+        producer = await make("matching", {"ride.requested": record("m1")})
+        await make("matching", {"ride.requested": record("m2")})
+        await make("tracking", {"ride.requested": record("t")})
+        for n in range(40):
+            await producer.publish("ride.requested", RideRequested(ride_id=str(n)), wait=False)
+        await producer.flush()
+        await eventually(lambda: len(seen["m1"]) + len(seen["m2"]) == 40 and len(seen["t"]) == 40)
+        assert sorted(seen["m1"] + seen["m2"], key=int) == [str(n) for n in range(40)]
+        assert seen["m1"] and seen["m2"], "both replicas should get a share"
+
+    async def test_redelivery_after_handler_error(self, make: Make) -> None:
+        """A handler that raises gets the event again (after backoff) until it succeeds."""
+        attempts: list[int] = []
+
+        async def flaky(event: RideRequested) -> None:
+            attempts.append(1)
+            if len(attempts) < 3:
+                raise RuntimeError("database hiccup")
+
+        events = await make("matching", {"ride.requested": flaky})
+        await events.publish("ride.requested", RideRequested(ride_id="r1"))
+        await eventually(lambda: events.stats["processed"] == 1)
+        assert len(attempts) == 3
+        assert events.stats["failed"] == 2
+        assert await events.dead_letters() == []
+
+    async def test_dead_letter_after_max_deliveries_then_replay(self, make: Make) -> None:
+        """After max_deliveries failures the event is dead-lettered with its history;
+        replay sends it back to that service only."""
+        broken = True
+        handled: list[str] = []
+        other: list[str] = []
+
+        async def handler(event: RideRequested) -> None:
+            if broken:
+                raise ValueError(f"cannot match {event.ride_id}")
+            handled.append(event.ride_id)
+
+        async def tracking(event: RideRequested) -> None:
+            other.append(event.ride_id)
+
+        events = await make("matching", {"ride.requested": handler})
+        await make("tracking", {"ride.requested": tracking})
+        await events.publish("ride.requested", RideRequested(ride_id="r9"))
+        await eventually(lambda: events.stats["dead_lettered"] == 1)
+        letters = await events.dead_letters()
+        assert len(letters) == 1
+        letter = letters[0]
+        assert (letter.service, letter.topic, letter.deliveries) == (
+            "matching",
+            "ride.requested",
+            3,
+        )
+        assert letter.error == "ValueError: cannot match r9"
+        assert [h["attempt"] for h in letter.history] == [1, 2, 3]
+        assert letter.event["data"] == {"ride_id": "r9", "seats": 1}
+
+        broken = False
+        assert await events.replay(letter.seq)
+        await eventually(lambda: handled == ["r9"])
+        assert await events.dead_letters() == []
+        assert other == ["r9"], "the replay must not reach services that handled it"
+
+    async def test_inbox_skips_redelivered_event(self, make: Make, tmp_db: str) -> None:
+        """With a session, the inbox makes a redelivered event (ack lost) apply once."""
+        engine = create_async_engine(tmp_db)
+        async with engine.begin() as conn:
+            await conn.run_sync(effects_md.create_all)
+        calls: list[str] = []
+
+        async def apply(event: RideRequested, session: AsyncSession) -> None:
+            calls.append(event.ride_id)
+            await session.execute(insert(effects).values(ride_id=event.ride_id))
+
+        quick = TopicConfig(name="ride.requested", ack_wait=0.5, max_deliveries=5, backoff=())
+        events = await make("matching", {"ride.requested": apply}, topics=(quick,), engine=engine)
+        events.drop_acks = 1  # the first acknowledgement is lost: the broker redelivers
+        await events.publish("ride.requested", RideRequested(ride_id="r1"))
+        await eventually(lambda: events.stats["duplicates"] == 1, timeout=15)
+        async with engine.connect() as conn:
+            count = (await conn.execute(select(func.count()).select_from(effects))).scalar_one()
+        assert count == 1
+        assert calls == ["r1"], "the handler must not run again for a processed event"
+        await engine.dispose()
+
+    async def test_outbox_commit_publishes_rollback_does_not(self, make: Make, tmp_db: str) -> None:
+        """An event published in a transaction is delivered after commit, never after rollback."""
+        engine = create_async_engine(tmp_db)
+        got: list[str] = []
+
+        async def on_ride(event: RideRequested) -> None:
+            got.append(event.ride_id)
+
+        await make("matching", {"ride.requested": on_ride})
+        producer = await make("rides", engine=engine)
+        async with AsyncSession(engine) as session:
+            async with session.begin():
+                await producer.publish(
+                    "ride.requested", RideRequested(ride_id="rolled"), session=session
+                )
+                await session.rollback()
+            async with session.begin():
+                await producer.publish(
+                    "ride.requested", RideRequested(ride_id="kept"), session=session
+                )
+        await eventually(lambda: got == ["kept"])
+        assert await producer.outbox_pending() == 0
+        await engine.dispose()
+
+    async def test_schema_mismatch_fails_on_publish(self, make: Make) -> None:
+        """Publishing a payload that does not match the topic's model fails in development."""
+
+        async def on_ride(event: RideRequested) -> None:
+            pass
+
+        events = await make("matching", {"ride.requested": on_ride})
+        with pytest.raises(EventSchemaError, match="carries RideRequested"):
+            await events.publish("ride.requested", Other(name="x"))
+        with pytest.raises(EventSchemaError, match="does not match"):
+            await events.publish("ride.requested", RideRequested.model_construct(ride_id=5))
+        with pytest.raises(EventSchemaError):
+            await events.publish("ride.requested", {"seats": 2})
+
+    async def test_per_key_order_survives_retries(self, make: Make) -> None:
+        """On a per-key ordered topic, one key's events are handled in order, even when
+        one of them fails first (the key waits for its retry)."""
+        ordered = TopicConfig(
+            name="ride.updated", partitions=2, backoff=(0.05,), max_deliveries=3, ack_wait=5.0
+        )
+        seen: list[tuple[str, int]] = []
+        failed: set[int] = set()
+
+        async def on_update(event: dict[str, Any]) -> None:
+            key, n = event["ride"], event["n"]
+            if key == "a" and n == 3 and n not in failed:
+                failed.add(n)
+                raise RuntimeError("once")
+            seen.append((key, n))
+
+        await make("tracking", {"ride.updated": on_update}, topics=(ordered,))
+        await make("tracking", {"ride.updated": on_update}, topics=(ordered,))
+        producer = await make("rides", topics=(ordered,))
+        for n in range(10):
+            for key in ("a", "b"):
+                await producer.publish("ride.updated", {"ride": key, "n": n}, key=key, wait=False)
+        await producer.flush()
+        await eventually(lambda: len(seen) == 20)
+        for key in ("a", "b"):
+            assert [n for k, n in seen if k == key] == list(range(10))
+
+    async def test_trace_continues_through_retry_and_replay(
+        self, make: Make, spans: tuple[TracerProvider, InMemorySpanExporter]
+    ) -> None:
+        """Consumer spans (each retry) are children of the producer span; after a replay the
+        consumer span is a child of the replay span, itself a child of the producer's."""
+        provider, exporter = spans
+        failing = True
+
+        async def handler(event: RideRequested) -> None:
+            if failing:
+                raise RuntimeError("nope")
+
+        events = await make("matching", {"ride.requested": handler})
+        tracer = provider.get_tracer("test")
+        with tracer.start_as_current_span("POST /rides") as request_span:
+            await events.publish("ride.requested", RideRequested(ride_id="r1"))
+        trace_id = request_span.get_span_context().trace_id
+        await eventually(lambda: events.stats["dead_lettered"] == 1)
+        failing = False
+        letter = (await events.dead_letters())[0]
+        await events.replay(letter.seq)
+        await eventually(lambda: events.stats["processed"] == 1)
+
+        def by_name(name: str) -> list[Any]:
+            return [s for s in exporter.get_finished_spans() if s.name == name]
+
+        await eventually(lambda: len(by_name("ride.requested process")) == 4)
+        (producer,) = by_name("ride.requested publish")
+        (replay,) = by_name("ride.requested replay")
+        assert producer.kind is SpanKind.PRODUCER
+        assert producer.parent.span_id == request_span.get_span_context().span_id
+        assert replay.parent.span_id == producer.context.span_id
+        process = sorted(by_name("ride.requested process"), key=lambda s: s.start_time)
+        assert {s.context.trace_id for s in [producer, replay, *process]} == {trace_id}
+        assert [s.parent.span_id for s in process[:3]] == [producer.context.span_id] * 3
+        assert process[3].parent.span_id == replay.context.span_id
+        assert [s.attributes["messaging.delivery.count"] for s in process] == [1, 2, 3, 1]
+        assert all(s.kind is SpanKind.CONSUMER for s in process)
