@@ -1,0 +1,88 @@
+"""Changing a running service: scale up and down, in-place and rolling restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from runtime_helpers import gone, service, wait_until
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def serving(orch, name="web"):
+    return [r.instance for r in orch.registry.snapshot().serving(name)]
+
+
+async def test_scale_up_counts_new_instances_once_ready_and_down_stops_newest(system) -> None:
+    """Scaling up adds instances that serve only once ready; scaling down stops the
+    newest first, gracefully, and ordinals are never reused."""
+    orch, _ = system({"web": service(env={"SVC_READY_AFTER": 0.3})})
+    await orch.up()
+    scaling = asyncio.create_task(orch.scale("web", 3))
+    await wait_until(lambda: orch.registry.snapshot().get("web-3") is not None)
+    assert serving(orch) == ["web-1"]  # the new ones are still starting
+    await scaling
+    assert serving(orch) == ["web-1", "web-2", "web-3"]
+    assert orch.status()["services"]["web"]["replicas"] == 3
+    pids = {r.instance: r.pid for r in orch.registry.snapshot().instances}
+    await orch.scale("web", 1)
+    assert [r.instance for r in orch.registry.snapshot().instances] == ["web-1"]
+    assert gone(pids["web-2"])
+    assert gone(pids["web-3"])
+    assert not gone(pids["web-1"])
+    await orch.scale("web", 2)
+    assert serving(orch) == ["web-1", "web-4"]
+
+
+async def test_restart_in_place_keeps_ids_and_ports(system) -> None:
+    """A plain restart replaces every process but keeps instance ids and ports."""
+    orch, _ = system({"web": service(replicas=2)})
+    await orch.up()
+    before = {r.instance: r for r in orch.registry.snapshot().instances}
+    await orch.restart("web")
+    after = {r.instance: r for r in orch.registry.snapshot().instances}
+    assert set(after) == set(before)
+    for name, record in after.items():
+        assert record.serving
+        assert record.port == before[name].port
+        assert record.pid != before[name].pid
+        assert gone(before[name].pid)
+
+
+async def test_rolling_restart_keeps_n_minus_1_ready(system) -> None:
+    """A rolling restart replaces instances one at a time; every registry version seen
+    during it has at least N-1 serving instances."""
+    orch, _ = system({"web": service(replicas=3, env={"SVC_READY_AFTER": 0.2})})
+    await orch.up()
+    old = {r.instance: r.pid for r in orch.registry.snapshot().instances}
+    samples: list[int] = []
+    versions: list[int] = []
+
+    async def sample() -> None:
+        async for snap in orch.registry.watch():
+            versions.append(snap.version)
+            samples.append(len(snap.serving("web")))
+
+    watcher = asyncio.create_task(sample())
+    await asyncio.sleep(0)
+    await orch.restart("web", rolling=True)
+    await wait_until(lambda: versions and versions[-1] == orch.registry.snapshot().version)
+    watcher.cancel()
+    assert len(samples) > 10  # the watch saw the restart step by step
+    assert min(samples) >= 2
+    assert serving(orch) == ["web-4", "web-5", "web-6"]
+    assert all(gone(pid) for pid in old.values())
+
+
+async def test_stop_service_then_scale_back(system) -> None:
+    """stop_service stops every instance; scale brings the service back with new ids."""
+    orch, _ = system({"web": service(replicas=2)})
+    await orch.up()
+    pids = [r.pid for r in orch.registry.snapshot().instances]
+    await orch.stop_service("web")
+    assert orch.registry.snapshot().of("web") == ()
+    assert all(gone(p) for p in pids)
+    assert orch.status()["services"]["web"]["replicas"] == 0
+    await orch.scale("web", 1)
+    assert serving(orch) == ["web-3"]

@@ -1,0 +1,144 @@
+"""Starting a system: dependency order, readiness gating, start failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from runtime_helpers import gone, service, wait_until
+
+from corral.runtime.errors import StartError, UnknownServiceError
+from corral.runtime.events import InstanceReady, InstanceStarted, ServiceReady, SystemReady
+from corral.runtime.registry import InstanceState
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def first_time(recorder, kind, instance):
+    return next(t for t, e in recorder.events if isinstance(e, kind) and e.instance == instance)
+
+
+async def test_up_runs_every_replica_with_contract_environment(system) -> None:
+    """up returns with every replica serving, each with its own port, id and contract env."""
+    orch, events = system(
+        {"web": service(replicas=2, env={"SVC_PRINT_ENV": "PORT,CORRAL_INSTANCE"})}
+    )
+    await orch.up()
+    records = orch.registry.snapshot().instances
+    assert [r.instance for r in records] == ["web-1", "web-2"]
+    assert all(r.serving and r.pid for r in records)
+    assert len({r.port for r in records}) == 2
+    lines = {line.line for line in orch.logs.read(["web"])}
+    for r in records:
+        assert f"PORT={r.port}" in lines
+        assert f"CORRAL_INSTANCE={r.instance}" in lines
+    assert events.of(SystemReady)
+    status = orch.status()
+    assert status["services"]["web"]["replicas"] == 2
+    assert {i["instance"] for i in status["instances"]} == {"web-1", "web-2"}
+    assert {"pid", "port", "state", "ready", "restarts", "uptime"} <= set(status["instances"][0])
+
+
+async def test_healthy_dependency_waits_for_readiness(system) -> None:
+    """A dependent with condition healthy is spawned only after its dependency is ready."""
+    orch, events = system(
+        {
+            "db": service(env={"SVC_READY_AFTER": 0.6}),
+            "api": service(depends_on={"db": "healthy"}),
+        }
+    )
+    await orch.up()
+    assert first_time(events, InstanceStarted, "api-1") >= first_time(events, InstanceReady, "db-1")
+
+
+async def test_started_dependency_does_not_wait_for_readiness(system) -> None:
+    """A dependent with condition started is spawned while its dependency is still starting."""
+    orch, events = system(
+        {"db": service(env={"SVC_READY_AFTER": 1.0}), "api": service(depends_on=["db"])}
+    )
+    await orch.up()
+    assert first_time(events, InstanceStarted, "api-1") < first_time(events, InstanceReady, "db-1")
+    assert [e.service for e in events.of(ServiceReady)] == ["api", "db"]
+
+
+async def test_instance_is_ready_only_after_readiness_passes(system) -> None:
+    """While readiness fails the instance is STARTING and not ready; up waits for it."""
+    orch, events = system({"web": service(env={"SVC_READY_AFTER": 0.8})})
+    up = asyncio.create_task(orch.up())
+    record = await wait_until(lambda: (r := orch.registry.snapshot().get("web-1")) and r.pid and r)
+    assert record.state is InstanceState.STARTING
+    assert not record.ready
+    assert not up.done()
+    await up
+    assert orch.registry.snapshot().get("web-1").serving
+    assert events.of(InstanceReady)[0].seconds >= 0.8
+
+
+async def test_missing_program_fails_start_and_leaves_nothing(system, tmp_path) -> None:
+    """A service that cannot be spawned raises StartError and up stops what it started."""
+    bad = {"command": [str(tmp_path / "no-such-program")], "database": "none"}
+    orch, events = system({"good": service(), "bad": bad})
+    with pytest.raises(StartError) as caught:
+        await orch.up()
+    assert caught.value.service == "bad"
+    assert caught.value.instance == "bad-1"
+    assert "no-such-program" in str(caught.value)
+    good_pids = [e.pid for e in events.of(InstanceStarted) if e.instance == "good-1"]
+    assert all(gone(pid) for pid in good_pids)
+    assert orch.state == "stopped"
+    assert not orch.run_file.exists()
+
+
+async def test_crash_before_ready_reports_reason_and_log_tail(system) -> None:
+    """A service that exits at start (restart never) fails up with its last log lines."""
+    orch, _ = system(
+        {"web": service(restart="never", env={"SVC_CRASH_AFTER": 0, "SVC_EXIT_CODE": 3})}
+    )
+    with pytest.raises(StartError) as caught:
+        await orch.up()
+    assert "exited with code 3" in caught.value.reason
+    assert any("crashing with 3" in line for line in caught.value.log_tail)
+    assert "crashing with 3" in caught.value.details()
+
+
+async def test_crash_loop_at_start_fails_up(system) -> None:
+    """A service crashing at every start fails up (as a crash loop) instead of waiting forever."""
+    orch, _ = system(
+        {
+            "web": service(
+                env={"SVC_CRASH_AFTER": 0},
+                restart={"backoff": {"initial": "50ms", "max": "200ms"}},
+            )
+        }
+    )
+    with pytest.raises(StartError, match="crash loop"):
+        await orch.up()
+
+
+async def test_postgres_without_server_is_a_clear_start_error(system, monkeypatch) -> None:
+    """A postgres service with no admin URL anywhere fails with a hint naming both places."""
+    monkeypatch.delenv("CORRAL_POSTGRES_URL", raising=False)
+    orch, _ = system({"web": service(database="postgres")})
+    with pytest.raises(StartError, match="CORRAL_POSTGRES_URL") as caught:
+        await orch.up()
+    assert caught.value.service == "web"
+
+
+async def test_sqlite_database_url_is_created(system) -> None:
+    """A sqlite service gets DATABASE_URL pointing into <state_dir>/data, whose folder exists."""
+    orch, _ = system({"web": service(database="sqlite", env={"SVC_PRINT_ENV": "DATABASE_URL"})})
+    await orch.up()
+    url = next(x.line for x in orch.logs.read() if x.line.startswith("DATABASE_URL="))
+    assert "sqlite" in url
+    assert str(orch.state_dir / "data") in url
+    assert (orch.state_dir / "data").is_dir()
+
+
+async def test_unknown_service_is_a_named_error(system) -> None:
+    """Operations on a service the plan lacks raise UnknownServiceError listing known ones."""
+    orch, _ = system({"web": service(readiness=False)})
+    await orch.up()
+    with pytest.raises(UnknownServiceError, match="known: web"):
+        await orch.scale("nope", 2)
+    assert os.getpid() == orch.status()["pid"]
