@@ -51,26 +51,32 @@ async def test_restart_in_place_keeps_ids_and_ports(system) -> None:
 
 
 async def test_rolling_restart_keeps_n_minus_1_ready(system) -> None:
-    """A rolling restart replaces instances one at a time; every registry version seen
-    during it has at least N-1 serving instances."""
+    """A rolling restart replaces instances one at a time: in every registry version seen
+    during it at least N-1 instances serve, and each old instance leaves traffic only
+    after its replacement serves."""
     orch, _ = system({"web": service(replicas=3, env={"SVC_READY_AFTER": 0.2})})
     await orch.up()
     old = {r.instance: r.pid for r in orch.registry.snapshot().instances}
-    samples: list[int] = []
-    versions: list[int] = []
+    snapshots = []
 
     async def sample() -> None:
         async for snap in orch.registry.watch():
-            versions.append(snap.version)
-            samples.append(len(snap.serving("web")))
+            snapshots.append(snap)
 
     watcher = asyncio.create_task(sample())
     await asyncio.sleep(0)
     await orch.restart("web", rolling=True)
-    await wait_until(lambda: versions and versions[-1] == orch.registry.snapshot().version)
+    await wait_until(
+        lambda: snapshots and snapshots[-1].version == orch.registry.snapshot().version
+    )
     watcher.cancel()
-    assert len(samples) > 10  # the watch saw the restart step by step
-    assert min(samples) >= 2
+    assert len(snapshots) > 10  # the watch saw the restart step by step
+    assert min(len(snap.serving("web")) for snap in snapshots) >= 2
+    for before, after in (("web-1", "web-4"), ("web-2", "web-5"), ("web-3", "web-6")):
+        left = next(s for s in snapshots if not ((r := s.get(before)) and r.serving))
+        replacement = left.get(after)
+        assert replacement is not None
+        assert replacement.serving, f"{before} left traffic before {after} was ready"
     assert serving(orch) == ["web-4", "web-5", "web-6"]
     assert all(gone(pid) for pid in old.values())
 
