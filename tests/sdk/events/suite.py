@@ -121,7 +121,8 @@ class EventsSuite(abc.ABC):
         await producer.flush()
         await eventually(lambda: len(seen["m1"]) + len(seen["m2"]) == 40 and len(seen["t"]) == 40)
         assert sorted(seen["m1"] + seen["m2"], key=int) == [str(n) for n in range(40)]
-        assert seen["m1"] and seen["m2"], "both replicas should get a share"
+        assert seen["m1"], "both replicas should get a share"
+        assert seen["m2"], "both replicas should get a share"
 
     async def test_redelivery_after_handler_error(self, make: Make) -> None:
         """A handler that raises gets the event again (after backoff) until it succeeds."""
