@@ -154,13 +154,22 @@ def start_gateway(
     bootstrap = addon.prepare(plan.gateway, snap, directory=folder / "gw", ports=ports)
     log = folder / "envoy.log"
     process = subprocess.Popen(
-        [envoy_binary(), "-c", str(bootstrap), "--disable-hot-restart", "--concurrency",
-         str(workers), "-l", "warn"],
+        [
+            envoy_binary(),
+            "-c",
+            str(bootstrap),
+            "--disable-hot-restart",
+            "--concurrency",
+            str(workers),
+            "-l",
+            "warn",
+        ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
     gateway = Gateway(addon, process, ports, log, plan)
     try:
+
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError("envoy exited:\n" + log.read_text()[-3000:])
@@ -197,8 +206,14 @@ class KeyPair:
 
     def jwk(self) -> dict[str, str]:
         numbers = self.private.public_key().public_numbers()
-        return {"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
-                "n": _b64(numbers.n), "e": _b64(numbers.e)}
+        return {
+            "kty": "RSA",
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "RS256",
+            "n": _b64(numbers.n),
+            "e": _b64(numbers.e),
+        }
 
     def public_pem(self) -> bytes:
         from cryptography.hazmat.primitives import serialization

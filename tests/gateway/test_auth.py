@@ -61,7 +61,9 @@ def gateway(
 ) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("auth")
     jwks = write_jwks(folder / "jwks.json", [key])
-    gw = start_gateway(manifest(jwks), folder, [upstreams["a"].record("a"), upstreams["b"].record("b")])
+    gw = start_gateway(
+        manifest(jwks), folder, [upstreams["a"].record("a"), upstreams["b"].record("b")]
+    )
     yield gw
     gw.stop()
 
@@ -175,9 +177,15 @@ def test_missing_role_is_403(gateway: Gateway, key: KeyPair) -> None:
 
 def test_required_claim(gateway: Gateway, key: KeyPair) -> None:
     """A required claim must hold the configured value."""
-    assert gateway.client.get("/tenant", headers=bearer(key.token(claims(tenant="red")))).status_code == 403
+    assert (
+        gateway.client.get("/tenant", headers=bearer(key.token(claims(tenant="red")))).status_code
+        == 403
+    )
     assert gateway.client.get("/tenant", headers=bearer(key.token(claims()))).status_code == 403
-    assert gateway.client.get("/tenant", headers=bearer(key.token(claims(tenant="blue")))).status_code == 200
+    assert (
+        gateway.client.get("/tenant", headers=bearer(key.token(claims(tenant="blue")))).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,9 @@ gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(
+    upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("routing")
     records = [upstreams[n].record(n) for n in ("a", "b", "c")]
     gw = start_gateway(MANIFEST, folder, records)

@@ -1,0 +1,144 @@
+"""Rate limits, body size, CORS, retries and 503s through a real Envoy."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+from gateway_harness import Upstream, start_gateway, wait_until
+
+from corral.runtime.registry import InstanceState
+
+MANIFEST = """
+name: policies
+services:
+  a: {command: "true"}
+  b: {command: "true"}
+gateway:
+  max_body_size: 1Ki
+  routes:
+    - match: {prefix: /limited}
+      service: a
+      rate_limit: {requests: 5, per: 100ms, key: client}
+    - match: {prefix: /big}
+      service: a
+      max_body_size: 64Ki
+    - match: {prefix: /cors}
+      service: a
+      cors: {origins: ["https://app.test"], expose_headers: [x-trace]}
+    - match: {prefix: /flaky}
+      service: a
+      retry: {on: [5xx], retries: 2}
+    - match: {prefix: /post-flaky}
+      service: a
+      retry: {on: [connect-failure], retries: 2}
+    - match: {prefix: /empty}
+      service: b
+    - match: {prefix: /}
+      service: a
+      request_headers: {set: {x-from-gateway: "yes"}, remove: [x-drop-me]}
+      response_headers: {set: {x-served-by: corral}}
+"""
+
+
+def test_rate_limit_429_problem_json_and_rate(
+    upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    """Past its bucket a client gets 429 problem+json with Retry-After; the rate holds within 10%."""
+    gw = start_gateway(MANIFEST, tmp_path, [upstreams["a"].record("a")])
+    try:
+        # Drain the bucket (5 tokens) first.
+        while gw.client.get("/limited").status_code == 200:
+            pass
+        denied = gw.client.get("/limited")
+        assert denied.status_code == 429
+        assert denied.headers["content-type"] == "application/problem+json"
+        assert denied.headers["retry-after"] == "1"
+        assert denied.json()["title"] == "Too Many Requests"
+        # Configured rate: 5 per 100 ms = 50/s. Hammer for 2 s and count what passes.
+        window = 2.0
+        allowed = 0
+        start = time.monotonic()
+        while time.monotonic() - start < window:
+            if gw.client.get("/limited").status_code == 200:
+                allowed += 1
+        elapsed = time.monotonic() - start
+        expected = 50 * elapsed
+        assert abs(allowed - expected) <= 0.1 * expected, (allowed, expected)
+    finally:
+        gw.stop()
+
+
+def test_body_size_header_rules_cors_and_503(
+    upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    """Oversized bodies get 413, header rules apply, CORS preflight answers, no instance is 503."""
+    gw = start_gateway(MANIFEST, tmp_path, [upstreams["a"].record("a")])
+    try:
+        big = gw.client.post("/x", content=b"x" * 4096)
+        assert big.status_code == 413
+        assert big.headers["content-type"] == "application/problem+json"
+        assert gw.client.post("/big", content=b"x" * 4096).json()["body_size"] == 4096
+
+        echoed = gw.client.get("/x", headers={"x-drop-me": "1"})
+        assert echoed.headers["x-served-by"] == "corral"
+        assert echoed.json()["headers"]["x-from-gateway"] == "yes"
+        assert "x-drop-me" not in echoed.json()["headers"]
+
+        preflight = gw.client.options(
+            "/cors",
+            headers={"origin": "https://app.test", "access-control-request-method": "POST"},
+        )
+        assert preflight.headers["access-control-allow-origin"] == "https://app.test"
+        other = gw.client.options(
+            "/cors",
+            headers={"origin": "https://evil.test", "access-control-request-method": "POST"},
+        )
+        assert "access-control-allow-origin" not in other.headers
+
+        empty = gw.client.get("/empty")
+        assert empty.status_code == 503
+        assert empty.headers["retry-after"] == "1"
+        assert empty.json()["title"] == "Service Unavailable"
+    finally:
+        gw.stop()
+
+
+def test_retries_only_idempotent_and_skip_dead_instance(
+    upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    """With one dead instance, GETs are retried onto the live one; POSTs are not retried."""
+    dead = Upstream.start("dead")
+    records = [upstreams["a"].record("a"), dead.record("a")]
+    gw = start_gateway(MANIFEST, tmp_path, records)
+    try:
+        dead.kill()
+        # POST is not idempotent: not retried, so some land on the dead instance and fail.
+        posts = [gw.client.post("/post-flaky/x").status_code for _ in range(6)]
+        assert 503 in posts, posts
+        assert 200 in posts, posts
+        # GET is retried on the other instance (previous_hosts predicate): never fails.
+        gets = [gw.client.get("/post-flaky/x").status_code for _ in range(30)]
+        assert set(gets) == {200}, gets
+    finally:
+        gw.stop()
+        dead.kill()
+
+
+def test_only_serving_instances_get_traffic(upstreams: dict[str, Upstream], tmp_path: Path) -> None:
+    """Starting or draining instances are not endpoints."""
+    records = [
+        upstreams["a"].record("a"),
+        upstreams["b"].record("a", ready=False),
+        upstreams["c"]
+        .record("a")
+        .__class__(**{**upstreams["c"].record("a").__dict__, "state": InstanceState.DRAINING}),
+    ]
+    gw = start_gateway(MANIFEST, tmp_path, records)
+    try:
+        names = {gw.client.get("/x").json()["name"] for _ in range(20)}
+        assert names == {"a"}
+        wait_until(lambda: gw.endpoints()["a"] == {upstreams["a"].record("a").address})
+    finally:
+        gw.stop()
