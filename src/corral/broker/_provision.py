@@ -84,6 +84,8 @@ def _norm(value: Any) -> Any:
 
 
 def _same(want: Any, have: Any) -> bool:
+    if want is None:
+        return True  # the manifest does not say: the server's default stands
     want, have = _norm(want), _norm(have)
     if isinstance(want, float) and isinstance(have, float | int):
         return math.isclose(want, float(have), abs_tol=0.001)
