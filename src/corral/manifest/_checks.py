@@ -11,6 +11,7 @@ from corral import contract
 from corral.manifest._diagnostics import Diagnostic
 from corral.manifest._events import check_events
 from corral.manifest._gateway import check_gateway
+from corral.manifest._resilience import check_resilience
 from corral.manifest._service import DatabaseEngine
 from corral.manifest._source import SourceMap
 from corral.manifest._system import SystemSpec
@@ -61,4 +62,5 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
                     )
                 )
     problems.extend(check_events(spec.events, names, source))
+    problems.extend(check_resilience(spec.resilience, names, source))
     return problems + check_gateway(spec.gateway, names, source)
