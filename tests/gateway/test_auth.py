@@ -111,7 +111,7 @@ def _bad_tokens(key: KeyPair) -> dict[str, str]:
     now = int(time.time())
     other = KeyPair.generate("k1")  # same kid, different key
     good = key.token(claims())
-    head, payload, signature = good.split(".")
+    head, _payload, signature = good.split(".")
     tampered_payload = _b64(json.dumps(claims(sub="someone-else")).encode())
     hs_header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
     hs_signing_input = _unsigned(hs_header, claims())

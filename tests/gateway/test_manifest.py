@@ -105,5 +105,7 @@ def test_envoy_rejection_points_at_the_route() -> None:
 
 def test_valid_gateway_has_no_envoy_problems() -> None:
     """A good gateway section passes Envoy's validator."""
-    manifest = parse(HEAD + "  routes:\n    - match: {prefix: /}\n      service: orders\n", "c.yaml")
+    manifest = parse(
+        HEAD + "  routes:\n    - match: {prefix: /}\n      service: orders\n", "c.yaml"
+    )
     assert validate_gateway(manifest, resolve(manifest, python=sys.executable)) == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 from gateway_harness import Upstream, start_gateway, wait_until
 
 from corral.runtime.registry import InstanceState
@@ -45,7 +44,7 @@ gateway:
 def test_rate_limit_429_problem_json_and_rate(
     upstreams: dict[str, Upstream], tmp_path: Path
 ) -> None:
-    """Past its bucket a client gets 429 problem+json with Retry-After; the rate holds within 10%."""
+    """Past its bucket: 429 problem+json with Retry-After; the rate holds within 10%."""
     gw = start_gateway(MANIFEST, tmp_path, [upstreams["a"].record("a")])
     try:
         # Drain the bucket (5 tokens) first.

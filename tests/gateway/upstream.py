@@ -13,7 +13,12 @@ from aiohttp import WSMsgType, web
 
 
 def main() -> None:
-    port, name = int(sys.argv[1]), sys.argv[2]
+    if sys.argv[1] == "env":  # under the orchestrator: the runtime contract
+        import os
+
+        port, name = int(os.environ["PORT"]), os.environ["CORRAL_INSTANCE"]
+    else:
+        port, name = int(sys.argv[1]), sys.argv[2]
     jwks = pathlib.Path(sys.argv[3]) if len(sys.argv) > 3 else None
 
     async def jwks_handler(request: web.Request) -> web.Response:

@@ -97,6 +97,7 @@ class GatewayAddon(Addon):
         self._registry: Registry | None = None
         self._task: asyncio.Task[None] | None = None
         self._excluded: set[str] = set()
+        self._last = Snapshot(0, ())
         self._address = "127.0.0.1"
         self.apply_seconds: deque[float] = deque(maxlen=1000)
         """Render+write time of recent registry changes (for status and the bench)."""
@@ -175,6 +176,7 @@ class GatewayAddon(Addon):
         assert self._plan is not None
         assert self._writer is not None
         started = time.perf_counter()
+        self._last = snapshot
         for instance in list(self._excluded):
             record = snapshot.get(instance)
             if record is None or not record.serving:
@@ -209,8 +211,7 @@ class GatewayAddon(Addon):
         JWT providers, body size) take effect on the next start."""
         assert self._registry is not None or self._plan is not None
         self._plan = dataclasses.replace(plan, port=self._plan.port if self._plan else plan.port)
-        snapshot = self._registry.snapshot() if self._registry else Snapshot(0, ())
-        self._write_plan(snapshot)
+        self._write_plan(self._registry.snapshot() if self._registry else self._last)
 
     # --- draining --------------------------------------------------------------------
 

@@ -1,0 +1,130 @@
+"""Through the orchestrator: Envoy supervised as a component, traffic kept across failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gateway_harness import HERE, manifest_from
+
+from corral.gateway import GatewayAddon
+from corral.runtime.orchestrator import Orchestrator
+
+pytestmark = pytest.mark.integration
+
+
+def manifest(replicas: int) -> str:
+    return f"""
+name: orchestrated
+services:
+  web:
+    command: ["{sys.executable}", "{HERE / "upstream.py"}", env]
+    replicas: {replicas}
+    readiness: {{http: /__ready, period: 50ms}}
+    stop_grace_period: 2s
+    database: none
+gateway:
+  routes:
+    - match: {{prefix: /}}
+      service: web
+"""
+
+
+async def _up(tmp_path: Path, replicas: int) -> tuple[Orchestrator, GatewayAddon]:
+    manifest_obj, plan = manifest_from(manifest(replicas), tmp_path)
+    addon = GatewayAddon()
+    orchestrator = Orchestrator(manifest_obj, plan, addons=[addon], start_timeout=30)
+    await orchestrator.up()
+    return orchestrator, addon
+
+
+class Steady:
+    """A client sending GETs back to back; counts failures."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ok = 0
+        self.failed: list[str] = []
+        self.seen: dict[str, float] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+            while not self._stop.is_set():
+                try:
+                    response = await client.get("/")
+                except httpx.HTTPError as exc:
+                    self.failed.append(repr(exc))
+                    continue
+                if response.status_code == 200:
+                    self.ok += 1
+                    self.seen.setdefault(response.json()["name"], time.monotonic())
+                else:
+                    self.failed.append(f"{response.status_code} {response.text[:200]}")
+
+    async def __aenter__(self) -> Steady:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+
+@pytest.fixture
+async def three(tmp_path: Path) -> AsyncIterator[tuple[Orchestrator, GatewayAddon]]:
+    orchestrator, addon = await _up(tmp_path, 3)
+    yield orchestrator, addon
+    await orchestrator.down()
+
+
+async def test_kill_9_of_one_replica_fails_no_request(
+    three: tuple[Orchestrator, GatewayAddon],
+) -> None:
+    """kill -9 of one of three replicas under a steady client: 0 failed GETs."""
+    orchestrator, addon = three
+    url = addon.status()["gateway_url"]
+    victim = orchestrator.registry.snapshot().serving("web")[0]
+    assert victim.pid is not None
+    async with Steady(url) as client:
+        await asyncio.sleep(0.3)  # load already flowing before the kill
+        os.kill(victim.pid, signal.SIGKILL)
+        await asyncio.sleep(1.5)
+    assert client.failed == []
+    assert client.ok > 50
+
+
+async def test_rolling_restart_fails_no_request(three: tuple[Orchestrator, GatewayAddon]) -> None:
+    """A rolling restart of a 3-replica service under a steady client: 0 failed requests."""
+    orchestrator, addon = three
+    before = {r.instance for r in orchestrator.registry.snapshot().serving("web")}
+    async with Steady(addon.status()["gateway_url"]) as client:
+        await orchestrator.restart("web", rolling=True)
+    after = {r.instance for r in orchestrator.registry.snapshot().serving("web")}
+    assert before.isdisjoint(after)
+    assert client.failed == []
+
+
+async def test_scale_up_traffic_within_a_second(tmp_path: Path) -> None:
+    """Scale 1 -> 3: every new replica gets traffic within 1 s of being ready."""
+    orchestrator, addon = await _up(tmp_path, 1)
+    try:
+        async with Steady(addon.status()["gateway_url"]) as client:
+            await orchestrator.scale("web", 3)
+            ready_at = time.monotonic()
+            deadline = ready_at + 1.0
+            while len(client.seen) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        assert len(client.seen) == 3, client.seen
+        assert client.failed == []
+    finally:
+        await orchestrator.down()
