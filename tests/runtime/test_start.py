@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 
+import psutil
 import pytest
 from runtime_helpers import gone, service, wait_until
 
-from corral.runtime.errors import StartError, UnknownServiceError
+from corral.runtime.errors import AlreadyRunningError, StartError, UnknownServiceError
 from corral.runtime.events import InstanceReady, InstanceStarted, ServiceReady, SystemReady
 from corral.runtime.registry import InstanceState
 
@@ -142,3 +146,31 @@ async def test_unknown_service_is_a_named_error(system) -> None:
     with pytest.raises(UnknownServiceError, match="known: web"):
         await orch.scale("nope", 2)
     assert os.getpid() == orch.status()["pid"]
+
+
+async def test_cancelled_up_stops_what_it_started(system) -> None:
+    """Cancelling up (Ctrl-C) mid-start stops every process it had started."""
+    orch, events = system({"web": service(replicas=2, env={"SVC_READY_AFTER": 30})})
+    up = asyncio.create_task(orch.up())
+    await wait_until(lambda: len(events.of(InstanceStarted)) == 2)
+    up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await up
+    assert orch.state == "stopped"
+    assert all(gone(e.pid) for e in events.of(InstanceStarted))
+
+
+async def test_second_orchestrator_on_a_live_run_is_refused(system, tmp_path) -> None:
+    """up refuses to start when run.json names a live orchestrator of this system."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        orch, _ = system({"web": service()})
+        orch.state_dir.mkdir(parents=True, exist_ok=True)
+        created = psutil.Process(other.pid).create_time()
+        orch.run_file.write_text(json.dumps({"pid": other.pid, "create_time": created}))
+        with pytest.raises(AlreadyRunningError, match=str(other.pid)):
+            await orch.up()
+        assert orch.run_file.exists()  # the live run's state is left alone
+    finally:
+        other.kill()
+        other.wait()

@@ -278,6 +278,10 @@ class Instance:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
                 self._restarts += 1
+        except Exception as exc:  # a bug here must not leave a silent, dead slot
+            reason = f"internal error in the supervisor: {exc!r}"
+            self._failure = self.start_error(reason)
+            self._set(state=InstanceState.FAILED, ready=False, message=reason)
         finally:
             if self._stop_requested:
                 self._set(state=InstanceState.EXITED, ready=False, message="stopped")

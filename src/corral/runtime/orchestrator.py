@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -61,6 +62,8 @@ from corral.runtime.events import (
 )
 from corral.runtime.logs import LogStore
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry
+
+_log = logging.getLogger(__name__)
 
 POSTGRES_URL_VARIABLE = "CORRAL_POSTGRES_URL"
 """Admin URL of a PostgreSQL server when the manifest names none."""
@@ -121,6 +124,7 @@ class Orchestrator:
         self._ports: set[int] = set()
         self._down: asyncio.Task[None] | None = None
         self._save_scheduled = False
+        self._create_time = _runstate.process_create_time(os.getpid())
 
     # --- RuntimeContext -----------------------------------------------------------------
 
@@ -181,10 +185,10 @@ class Orchestrator:
         if self._state != "idle":
             raise CorralRuntimeError(f"this orchestrator was already started ({self._state})")
         began = time.monotonic()
+        self._clean_stale_run()  # before owning anything: a live run's files stay untouched
         self._state = "starting"
         self.started_at = time.time()
         try:
-            self._clean_stale_run()
             for sub in ("logs", "data"):
                 (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
             await self.reaper.start()
@@ -308,8 +312,12 @@ class Orchestrator:
     # --- Host (what instances use) ------------------------------------------------------
 
     def emit(self, event: RuntimeEvent) -> None:
-        if self.on_event is not None:
+        if self.on_event is None:
+            return
+        try:
             self.on_event(event)
+        except Exception:  # a display callback must never break supervision
+            _log.exception("on_event callback failed for %r", event)
 
     def environment(self, service: ServicePlan, instance: str, port: int) -> dict[str, str]:
         # The orchestrator's own environment, minus contract variables it may have
@@ -554,7 +562,7 @@ class Orchestrator:
             self.run_file,
             {
                 "pid": os.getpid(),
-                "create_time": _runstate.process_create_time(os.getpid()),
+                "create_time": self._create_time,
                 "system": self._plan.system,
                 "started_at": self.started_at,
                 "reaper_pid": self.reaper.pid,
