@@ -116,3 +116,23 @@ async def test_stale_run_is_cleaned_up_on_next_up(tmp_path: Path, system) -> Non
     assert cleaned.groups
     assert {i["pgid"] for i in run["instances"]} >= set(cleaned.groups)
     await wait_until(lambda: all(gone(p) for p in survivors))
+
+
+async def test_cooperative_grandchild_does_not_wait_out_the_grace_period(system) -> None:
+    """When a service and its grandchild both exit on SIGTERM, stop finishes without
+    waiting for the grace period or resorting to SIGKILL."""
+    orch, events = system(
+        {
+            "web": service(
+                env={"SVC_GRANDCHILD": 1, "SVC_GRANDCHILD_TERM": 1}, stop_grace_period="5s"
+            )
+        }
+    )
+    await orch.up()
+    leader = orch.registry.snapshot().get("web-1").pid
+    grandchildren = await wait_until(lambda: descendants(leader))
+    await orch.stop_service("web")
+    [stopped] = events.of(InstanceStopped)
+    assert not stopped.killed
+    assert stopped.seconds < 4
+    assert all(gone(p) for p in [leader, *grandchildren])

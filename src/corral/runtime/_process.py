@@ -70,7 +70,27 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    return signal_group(pgid, 0)
+    """Whether a live (non-zombie) process is left in the group.
+
+    Zombies count as gone: an exited grandchild is reparented to init, and where init
+    does not reap (some container inits), ``killpg(pgid, 0)`` would report it forever."""
+    if not signal_group(pgid, 0):
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():  # pragma: no cover - non-Linux: trust the signal
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after ")".
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 async def wait_group_gone(pgid: int, deadline: float) -> bool:
