@@ -1,0 +1,192 @@
+"""The match store contract, run against memory, SQLite and PostgreSQL; the invariant under
+concurrent claims from several replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from contracts.geo import Position
+from matching.domain import Claim, Matcher, MatchingRules
+from matching.store import MemoryMatchStore, SqlMatchStore, metadata
+
+from corral.sdk import Database
+
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+HERE = Position(lat=52.52, lng=13.405)
+PG_ADMIN_URL = os.environ.get("CORRAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _postgres_url() -> AsyncIterator[str]:
+    try:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {exc}")
+    name = f"ridehail_matching_{uuid.uuid4().hex[:10]}"
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A factory of stores over ONE shared truth: each call is another replica's handle."""
+    databases: list[Database] = []
+    if request.param == "memory":
+        shared = MemoryMatchStore()
+        yield lambda: shared
+        return
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'matching.db'}"
+        urls: AsyncIterator[str] | None = None
+    else:
+        urls = _postgres_url()
+        url = await anext(urls)
+
+    async def replica() -> SqlMatchStore:
+        db = Database(metadata=metadata)
+        await db.start(url)
+        databases.append(db)
+        return SqlMatchStore(db)
+
+    yield replica
+    for db in databases:
+        await db.stop()
+    if urls is not None:
+        await urls.aclose()
+
+
+async def store_of(make_store: Callable[[], Any]) -> Any:
+    made = make_store()
+    return await made if asyncio.iscoroutine(made) else made
+
+
+async def test_claim_takes_driver_and_ride_once(make_store: Callable[[], Any]) -> None:
+    """A claim succeeds once; the same driver or the same ride cannot be claimed again."""
+    store = await store_of(make_store)
+    await store.set_driver("d1", online=True, position=HERE, now=T0)
+    await store.set_driver("d2", online=True, position=HERE, now=T0)
+    assert await store.add_ride("r1", HERE, T0)
+    assert await store.add_ride("r2", HERE, T0)
+    assert not await store.add_ride("r1", HERE, T0)  # a redelivery
+    assert await store.claim("d1", "r1", T0) is Claim.OK
+    assert await store.claim("d1", "r2", T0) is Claim.DRIVER_TAKEN
+    assert await store.claim("d2", "r1", T0) is Claim.RIDE_GONE
+    assert await store.assignments() == {"r1": "d1"}
+    assert [w.id for w in await store.waiting()] == ["r2"]
+    assert await store.available_drivers() == {"d2": HERE}
+
+
+async def test_offline_or_unknown_driver_cannot_be_claimed(make_store: Callable[[], Any]) -> None:
+    """Offline and unknown drivers are refused."""
+    store = await store_of(make_store)
+    await store.set_driver("off", online=False, position=HERE, now=T0)
+    await store.add_ride("r1", HERE, T0)
+    assert await store.claim("off", "r1", T0) is Claim.DRIVER_TAKEN
+    assert await store.claim("ghost", "r1", T0) is Claim.DRIVER_TAKEN
+    assert [w.id for w in await store.waiting()] == ["r1"]
+
+
+async def test_close_frees_driver_at_dropoff_and_tombstones(make_store: Callable[[], Any]) -> None:
+    """Closing a ride frees its driver where the ride ended; a closed ride never waits again."""
+    store = await store_of(make_store)
+    dropoff = Position(lat=52.6, lng=13.5)
+    await store.set_driver("d1", online=True, position=HERE, now=T0)
+    await store.add_ride("r1", HERE, T0)
+    await store.claim("d1", "r1", T0)
+    assert await store.close_ride("r1", T0, driver_position=dropoff) == "d1"
+    assert await store.available_drivers() == {"d1": dropoff}
+    assert await store.close_ride("early", T0) is None  # cancelled before requested arrived
+    assert not await store.add_ride("early", HERE, T0)
+    assert await store.waiting() == []
+
+
+async def test_expire_happens_once_and_runs_hook_in_the_transaction(
+    make_store: Callable[[], Any],
+) -> None:
+    """Only one of several expiries of a waiting ride wins; its hook runs exactly once."""
+    store = await store_of(make_store)
+    await store.add_ride("r1", HERE, T0)
+    calls: list[Any] = []
+
+    async def hook(session: Any) -> None:
+        calls.append(session)
+
+    results = [await store.expire("r1", T0, on_commit=hook) for _ in range(3)]
+    assert results == [True, False, False]
+    assert len(calls) == 1
+    await store.set_driver("d1", online=True, position=HERE, now=T0)
+    assert await store.claim("d1", "r1", T0) is Claim.RIDE_GONE
+
+
+async def test_failed_hook_rolls_the_claim_back(make_store: Callable[[], Any]) -> None:
+    """If writing the event fails, the assignment does not happen either (SQL stores)."""
+    store = await store_of(make_store)
+    if isinstance(store, MemoryMatchStore):
+        pytest.skip("the memory store has no transaction to roll back")
+    await store.set_driver("d1", online=True, position=HERE, now=T0)
+    await store.add_ride("r1", HERE, T0)
+
+    async def broken(session: Any) -> None:
+        raise RuntimeError("outbox write failed")
+
+    with pytest.raises(RuntimeError):
+        await store.claim("d1", "r1", T0, on_commit=broken)
+    assert await store.assignments() == {}
+    assert await store.claim("d1", "r1", T0) is Claim.OK
+
+
+async def test_concurrent_claims_of_one_driver_from_many_replicas(
+    make_store: Callable[[], Any],
+) -> None:
+    """20 rides race for one driver through 4 replicas' own connections: exactly one wins."""
+    replicas = [await store_of(make_store) for _ in range(4)]
+    await replicas[0].set_driver("d1", online=True, position=HERE, now=T0)
+    for i in range(20):
+        await replicas[0].add_ride(f"r{i}", HERE, T0)
+    verdicts = await asyncio.gather(*(replicas[i % 4].claim("d1", f"r{i}", T0) for i in range(20)))
+    assert verdicts.count(Claim.OK) == 1
+    assert len(await replicas[0].assignments()) == 1
+
+
+async def test_several_matchers_never_put_a_driver_on_two_rides(
+    make_store: Callable[[], Any],
+) -> None:
+    """3 matching replicas, 12 drivers, 30 rides arriving concurrently: every assignment is
+    one driver on one ride, and exactly min(rides, drivers) rides are matched."""
+    rules = MatchingRules(max_pickup_km=50)
+    matchers = [Matcher(await store_of(make_store), rules=rules) for _ in range(3)]
+    for d in range(12):
+        position = Position(lat=HERE.lat + 0.001 * d, lng=HERE.lng)
+        # Each replica hears about every driver (as after a sweep): maximal contention.
+        for matcher in matchers:
+            matcher.index.upsert(f"d{d}", position)
+        await matchers[d % 3].store.set_driver(f"d{d}", online=True, position=position, now=T0)
+    results = await asyncio.gather(
+        *(
+            matchers[r % 3].ride_requested(f"r{r}", HERE, T0 + timedelta(milliseconds=r))
+            for r in range(30)
+        )
+    )
+    matches = [m for m in results if m is not None]
+    # Rides left waiting by a lost race are picked up by the sweep.
+    for matcher in matchers:
+        swept, _ = await matcher.sweep(T0 + timedelta(seconds=1))
+        matches += swept
+    drivers = [m.driver_id for m in matches]
+    rides = [m.ride_id for m in matches]
+    assert len(set(drivers)) == len(drivers) == 12
+    assert len(set(rides)) == len(rides) == 12
+    assignments = await matchers[0].store.assignments()
+    assert assignments == {m.ride_id: m.driver_id for m in matches}
+    assert len(await matchers[0].store.waiting()) == 18

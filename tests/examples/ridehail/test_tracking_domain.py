@@ -1,0 +1,80 @@
+"""Bounded position history, ride binding and live fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from contracts.geo import Position
+from tracking.domain import Hub, Tracks
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def at(i: int) -> Position:
+    return Position(lat=52.5 + i * 0.001, lng=13.4)
+
+
+def test_history_is_bounded_per_driver() -> None:
+    """Only the last `keep` positions are kept."""
+    tracks = Tracks(keep=3)
+    for i in range(10):
+        tracks.record("d1", at(i), T0 + timedelta(seconds=i))
+    assert [f.position for f in tracks.recent_for_driver("d1")] == [at(7), at(8), at(9)]
+
+
+def test_positions_belong_to_the_ride_only_while_bound() -> None:
+    """A driver's positions join the ride's track between ride.matched and its end, and the
+    driven distance is summed along the track."""
+    tracks = Tracks()
+    tracks.record("d1", at(0), T0)
+    tracks.bind("r1", "d1")
+    for i in range(1, 4):
+        assert tracks.record("d1", at(i), T0).ride_id == "r1"
+    tracks.unbind("r1", "completed")
+    assert tracks.record("d1", at(9), T0).ride_id is None
+    assert [f.position for f in tracks.recent_for_ride("r1")] == [at(1), at(2), at(3)]
+    assert tracks.distance_km("r1") == pytest.approx(0.2224, abs=0.001)
+    assert tracks.ended["r1"] == "completed"
+    assert tracks.distance_km("unknown") is None
+
+
+def test_ended_rides_are_bounded() -> None:
+    """Old ended rides and their tracks are forgotten beyond keep_rides."""
+    tracks = Tracks(keep_rides=2)
+    for r in range(3):
+        tracks.bind(f"r{r}", "d1")
+        tracks.record("d1", at(r), T0)
+        tracks.unbind(f"r{r}", "completed")
+    assert list(tracks.ended) == ["r1", "r2"]
+    assert tracks.recent_for_ride("r0") == []
+
+
+async def test_fan_out_reaches_every_follower_and_close_ends_streams() -> None:
+    """Two followers get each update; closing sends the final status and ends both."""
+    hub = Hub()
+    a, b = hub.follow("r1"), hub.follow("r1")
+    other = hub.follow("r2")
+    assert hub.publish("r1", {"n": 1}) == 2
+    hub.close("r1", {"type": "status", "status": "completed"})
+
+    async def drain(follower: object) -> list[object]:
+        return [u async for u in follower]  # type: ignore[attr-defined]
+
+    got = await asyncio.wait_for(asyncio.gather(drain(a), drain(b)), 1)
+    assert got == [[{"n": 1}, {"type": "status", "status": "completed"}]] * 2
+    assert hub.followers("r1") == 0
+    assert other.queue.empty()
+
+
+async def test_slow_follower_keeps_the_newest_updates() -> None:
+    """A full queue drops the oldest update, counts it, and never blocks the publisher."""
+    hub = Hub(queue_size=3)
+    follower = hub.follow("r1")
+    for n in range(5):
+        hub.publish("r1", {"n": n})
+    assert follower.dropped == 2
+    assert [follower.queue.get_nowait() for _ in range(3)] == [{"n": 2}, {"n": 3}, {"n": 4}]
+    hub.leave(follower)
+    assert hub.followers("r1") == 0
