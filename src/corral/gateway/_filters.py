@@ -127,6 +127,9 @@ def _provider(provider: ProviderPlan) -> Json:
             for claim in provider.forward_claims
         ],
         "payload_in_metadata": PAYLOAD_METADATA_KEY,
+        # Remember verified tokens (until they expire): a signature check per request
+        # would otherwise cost most of the gateway's throughput.
+        "jwt_cache_config": {"jwt_cache_size": 10000},
         # 0 would mean "unset" (60 s) to Envoy, so the smallest skew is 1 s.
         "clock_skew_seconds": max(1, math.ceil(provider.clock_skew)),
     }
