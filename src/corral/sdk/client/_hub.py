@@ -1,0 +1,108 @@
+"""The clients of one :class:`~corral.sdk.Service`: ``svc.client("payments")``.
+
+One resolver (one registry watch) and one set of policies per service, one cached
+:class:`ServiceClient` per target, metrics in the service's registry, and all of it
+closed when the service stops (it registers itself with ``add_lifecycle``). It also
+installs :class:`DeadlineMiddleware` (incoming deadlines) and the circuits endpoint
+(``GET /corral/circuits``) that ``corral status`` reads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import JSONResponse
+
+from corral.sdk.client._deadline import DeadlineMiddleware
+
+if TYPE_CHECKING:
+    from corral.sdk._service import Service
+    from corral.sdk.client._balancer import Balancing
+    from corral.sdk.client._client import ServiceClient
+    from corral.sdk.client._discovery import Resolver
+    from corral.sdk.client._policy import Policies
+    from corral.sdk.client._telemetry import ClientTelemetry
+
+__all__ = ["CIRCUITS_PATH", "ClientHub"]
+
+CIRCUITS_PATH = "/corral/circuits"
+"""JSON: ``{"service", "instance", "circuits": [{"target", "state", ...}]}``."""
+
+
+class ClientHub:
+    def __init__(self, service: Service[Any]) -> None:
+        self._service = service
+        self._clients: dict[str, ServiceClient] = {}
+        self._resolver: Resolver | None = None
+        self._policies: Policies | None = None
+        self._telemetry: ClientTelemetry | None = None
+        self._running = False
+        service.app.add_middleware(DeadlineMiddleware)
+        service.app.add_api_route(
+            CIRCUITS_PATH, self._circuits_endpoint, methods=["GET"], include_in_schema=False
+        )
+        service.add_lifecycle(self)
+
+    def get(self, target: str, *, balancing: Balancing | str | None = None) -> ServiceClient:
+        """The client for ``target`` (created on first use, then cached)."""
+        client = self._clients.get(target)
+        if client is None:
+            from corral.sdk.client._client import ServiceClient
+            from corral.sdk.client._discovery import resolver_from_env
+            from corral.sdk.client._policy import Policies
+            from corral.sdk.client._telemetry import ClientTelemetry
+
+            if self._resolver is None:
+                self._resolver = resolver_from_env()
+            if self._policies is None:
+                self._policies = Policies.from_env()
+            if self._telemetry is None:
+                self._telemetry = ClientTelemetry(self._service.metrics.registry)
+            client = ServiceClient(
+                target,
+                resolver=self._resolver,
+                policy=self._policies.for_target(target),
+                telemetry=self._telemetry,
+                balancing=balancing or "round_robin",
+                caller=self._caller(),
+                tracer=self._tracer(),
+                own_resolver=False,
+            )
+            self._clients[target] = client
+        return client
+
+    def circuits(self) -> list[dict[str, object]]:
+        return [client.circuit() for _, client in sorted(self._clients.items())]
+
+    async def _circuits_endpoint(self) -> JSONResponse:
+        service = self._service
+        return JSONResponse(
+            {"service": service.name, "instance": service.instance, "circuits": self.circuits()}
+        )
+
+    def _caller(self) -> str | None:
+        try:
+            return self._service.service_name
+        except Exception:  # settings not readable yet: the env var decides later
+            return None
+
+    def _tracer(self) -> Any:
+        return self._service.tracer if self._service.export_spans else None
+
+    # -- Lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._running = True
+        tracer = self._tracer()
+        for client in self._clients.values():
+            client.tracer = tracer
+            if client.caller is None:
+                client.caller = self._caller()
+
+    async def stop(self) -> None:
+        self._running = False
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+        if self._resolver is not None:
+            resolver, self._resolver = self._resolver, None
+            await resolver.stop()

@@ -1,0 +1,122 @@
+"""What service calls report: Prometheus metrics, structlog events and span events.
+
+Metrics go into the service's own registry when there is one (``svc.metrics.registry``),
+so they appear on its ``/metrics``; circuit states are also a gauge there, which is what
+``corral status`` reads (0 closed, 1 half-open, 2 open)::
+
+    corral_client_calls_total{target, outcome}            outcome: ok | <error reason>
+    corral_client_retries_total{target}
+    corral_client_retry_budget_exhausted_total{target}
+    corral_client_circuit_state{target}
+    corral_client_circuit_transitions_total{target, state}
+    corral_client_bulkhead_rejections_total{target}
+    corral_client_fallbacks_total{target, reason}
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from corral.sdk._logging import get_logger
+from corral.sdk.client._breaker import CircuitState
+
+__all__ = ["CIRCUIT_STATE_VALUES", "ClientTelemetry"]
+
+CIRCUIT_STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+class ClientTelemetry:
+    """One per registry; shared by all clients of a service."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "corral_client_calls",
+            "Calls to other services, by outcome.",
+            ("target", "outcome"),
+            registry=r,
+        )
+        self.retries = Counter(
+            "corral_client_retries", "Retried attempts to other services.", ("target",), registry=r
+        )
+        self.budget_exhausted = Counter(
+            "corral_client_retry_budget_exhausted",
+            "Retries not made because the retry budget was spent.",
+            ("target",),
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "corral_client_circuit_state",
+            "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+            ("target",),
+            registry=r,
+        )
+        self.circuit_transitions = Counter(
+            "corral_client_circuit_transitions",
+            "Circuit breaker state changes, by the state entered.",
+            ("target", "state"),
+            registry=r,
+        )
+        self.bulkhead_rejections = Counter(
+            "corral_client_bulkhead_rejections",
+            "Calls rejected because the target's bulkhead was full.",
+            ("target",),
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "corral_client_fallbacks",
+            "Fallbacks used instead of a failed call, by the failure.",
+            ("target", "reason"),
+            registry=r,
+        )
+        self.log = get_logger()
+        self._ok: dict[str, Counter] = {}
+
+    def call_ok(self, target: str) -> None:
+        counter = self._ok.get(target)
+        if counter is None:
+            counter = self._ok[target] = self.calls.labels(target, "ok")
+        counter.inc()
+
+    def call_failed(self, target: str, reason: str) -> None:
+        self.calls.labels(target, reason).inc()
+
+    def retry(self, target: str, attempt: int, delay: float, why: str) -> None:
+        self.retries.labels(target).inc()
+        self.log.info(
+            "client retry", target=target, attempt=attempt, delay_ms=round(delay * 1000, 1), why=why
+        )
+        _span_event("corral.client.retry", target=target, attempt=attempt, why=why)
+
+    def budget_spent(self, target: str, attempt: int) -> None:
+        self.budget_exhausted.labels(target).inc()
+        self.log.warning("client retry budget exhausted", target=target, attempt=attempt)
+        _span_event("corral.client.retry_budget_exhausted", target=target)
+
+    def circuit_changed(self, target: str, old: CircuitState, new: CircuitState, why: str) -> None:
+        self.circuit_state.labels(target).set(CIRCUIT_STATE_VALUES[new])
+        self.circuit_transitions.labels(target, new.value).inc()
+        log = self.log.warning if new is CircuitState.OPEN else self.log.info
+        log("circuit state changed", target=target, old=old.value, new=new.value, why=why)
+        _span_event("corral.client.circuit", target=target, old=old.value, new=new.value, why=why)
+
+    def circuit_created(self, target: str) -> None:
+        self.circuit_state.labels(target).set(0)
+
+    def bulkhead_rejected(self, target: str, active: int, queued: int) -> None:
+        self.bulkhead_rejections.labels(target).inc()
+        self.log.warning("bulkhead full", target=target, in_flight=active, queued=queued)
+        _span_event("corral.client.bulkhead_rejected", target=target)
+
+    def fallback_used(self, target: str, reason: str, error: str) -> None:
+        self.fallbacks.labels(target, reason).inc()
+        self.log.warning("fallback used", target=target, reason=reason, error=error)
+        _span_event("corral.client.fallback", target=target, reason=reason)
+
+
+def _span_event(name: str, **attributes: str | int) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(name, attributes)
