@@ -35,8 +35,10 @@ from corral.sdk._metrics import HttpMetrics
 from corral.sdk._middleware import TelemetryMiddleware
 from corral.sdk._settings import RuntimeEnv, ServiceSettings, load_settings, secret_values
 from corral.sdk._tracing import build_tracer_provider, set_caller
+from corral.sdk.client._hub import ClientHub
 
 if TYPE_CHECKING:
+    from corral.sdk.client import ServiceClient
     from corral.sdk.events import Events
 
 __all__ = ["Lifecycle", "Service"]
@@ -168,6 +170,7 @@ class Service(Generic[S]):
         self.websocket = app.websocket
         self.include_router = app.include_router
         self.exception_handler = app.exception_handler
+        self._clients = ClientHub(self)
 
     # -- settings -------------------------------------------------------------------
     def load_settings(self) -> None:
@@ -217,6 +220,11 @@ class Service(Generic[S]):
 
             self._events = for_service(self)
         return self._events
+
+    def client(self, service: str) -> ServiceClient:
+        """A pooled client calling ``service`` by name under the manifest's resilience
+        policy (see corral.sdk.client); cached per target, closed when the service stops."""
+        return self._clients.get(service)
 
     # -- extension points -----------------------------------------------------------
     def add_readiness_check(
