@@ -31,8 +31,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-console = Console()
-errors = Console(stderr=True)
+# Piped output (scripts, CI logs) gets a wide fixed width instead of rich's 80 columns,
+# so tables and diagnostics are not cut or folded.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 FileOption = Annotated[
     Path | None,
@@ -84,8 +86,19 @@ def _client(target: Path | None) -> ApiClient:
 
 @app.command()
 def validate(file: FileArgument = None, file_option: FileOption = None) -> None:
-    """Check a manifest and list every problem (exit 1 if any)."""
-    plan = _plan(file or file_option)
+    """Check a manifest and list every problem (exit 1 if any), including what Envoy
+    would reject in the rendered gateway config."""
+    manifest = load(file or file_option)
+    plan = resolve(manifest, python=sys.executable)
+    if plan.gateway is not None:
+        from corral.gateway import EnvoyNotFoundError, validate_gateway
+
+        try:
+            problems = validate_gateway(manifest, plan)
+        except EnvoyNotFoundError as exc:
+            raise UserError(f"cannot validate the gateway: {exc}") from None
+        if problems:
+            raise ManifestError(problems)
     names = ", ".join(plan.start_order)
     console.print(
         f"[green]✔[/] {resolve_path(file or file_option)}: system {plan.system!r}, "
@@ -127,7 +140,7 @@ def up(
     try:
         asyncio.run(_run_foreground(session, plan, quiet=daemon, follow_logs=not no_logs))
     except StartError as exc:
-        raise UserError(f"{plan.system} could not start: {exc}") from None
+        raise UserError(f"{plan.system} could not start: {exc.details()}") from None
 
 
 async def _run_foreground(session: Any, plan: Plan, *, quiet: bool, follow_logs: bool) -> None:
@@ -135,25 +148,14 @@ async def _run_foreground(session: Any, plan: Plan, *, quiet: bool, follow_logs:
     run = asyncio.create_task(session.run())
     if not quiet:
         with StartProgress(console, desired) as progress:
-            watch = session.registry.watch()
+            # Redraw from the registry at a steady rate; a watch would redraw per change,
+            # which is more work and no more information for a person.
             while not session.ready.is_set() and not run.done():
-                snapshot_task = asyncio.ensure_future(anext(watch))
-                done, _ = await asyncio.wait(
-                    {snapshot_task, run}, timeout=0.1, return_when=asyncio.FIRST_COMPLETED
-                )
-                if snapshot_task in done:
-                    snapshot = snapshot_task.result()
-                    progress.update([r.to_json() for r in snapshot.instances if not r.component])
-                else:
-                    snapshot_task.cancel()
-                    progress.update(
-                        [
-                            r.to_json()
-                            for r in session.registry.snapshot().instances
-                            if not r.component
-                        ]
-                    )
-                await asyncio.sleep(0)
+                snapshot = session.registry.snapshot()
+                progress.update([r.to_json() for r in snapshot.instances if not r.component])
+                await asyncio.wait({run}, timeout=0.05)
+            snapshot = session.registry.snapshot()
+            progress.update([r.to_json() for r in snapshot.instances if not r.component])
         if session.ready.is_set():
             status = session.status()
             for line in endpoints_lines(status):
@@ -328,6 +330,45 @@ def stop(service: str, file: FileOption = None) -> None:
     with _client(file) as client, console.status(f"stopping {service}…"):
         client.stop(service)
     console.print(f"[green]✔[/] {service} stopped")
+
+
+# --- gateway --------------------------------------------------------------------------
+
+gateway_app = typer.Typer(help="The Envoy API gateway.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
+
+
+@gateway_app.command("routes")
+def gateway_routes(
+    file: FileOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The raw route list.")] = False,
+) -> None:
+    """The route table Envoy is serving right now (read from its admin API)."""
+    from rich.table import Table
+
+    from corral.gateway import live_routes
+
+    with _client(file) as client:
+        admin = client.status().get("gateway_admin_url")
+    if not admin:
+        raise UserError("this system has no gateway (no `gateway:` section in the manifest)")
+    routes = live_routes(str(admin))
+    if as_json:
+        print(json.dumps(routes, indent=2, sort_keys=True))
+        return
+    table = Table(title="gateway routes (live, in match order)", title_justify="left")
+    columns = ("match", "methods", "host", "service", "rewrite", "timeout", "auth")
+    for column in columns:
+        table.add_column(column)
+    for route in routes:
+        table.add_row(*(_cell(route.get(column)) for column in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 # --- services -------------------------------------------------------------------------
