@@ -345,6 +345,7 @@ class ServiceClient:
                     headers,
                     attempt_timeout,
                     attempt,
+                    at if cut else None,
                 )
                 verdict = response.status < 500
             except TimeoutError:
@@ -412,13 +413,15 @@ class ServiceClient:
         headers: Mapping[str, str] | None,
         attempt_timeout: float,
         attempt: int,
+        send_deadline: float | None,
     ) -> Response:
         outgoing: dict[str, str] = dict(headers) if headers else {}
-        inject_trace_headers(outgoing)
         if self.caller is not None:
             outgoing.setdefault(contract.CALLER_HEADER, self.caller)
-        at = time.time() + attempt_timeout
-        outgoing[contract.DEADLINE_HEADER] = f"{at:.6f}"
+        inject_trace_headers(outgoing)  # traceparent, request id (and caller, if unset)
+        if send_deadline is None:
+            send_deadline = time.time() + attempt_timeout
+        outgoing[contract.DEADLINE_HEADER] = f"{send_deadline:.6f}"
         least = self._least
         if least:
             self.balancer.begin(url)
