@@ -53,6 +53,7 @@ class TokenIssuer:
             "aud": self.audience,
             "sub": subject,
             "role": str(role),
+            "roles": [str(role)],  # the gateway matches roles in a list claim
             "email": email,
             "iat": int(now.timestamp()),
             "nbf": int(now.timestamp()),

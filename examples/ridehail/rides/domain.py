@@ -84,7 +84,7 @@ TRANSITIONS: dict[tuple[RideStatus, Action], RideStatus] = {
 EVENT_OF: dict[Action, str | None] = {
     Action.MATCH: None,  # matching published ride.matched; rides only records it
     Action.UNMATCH: None,  # likewise ride.unmatched
-    Action.ARRIVE: "ride.driver_arriving",
+    Action.ARRIVE: "ride.driver-arriving",
     Action.START: "ride.started",
     Action.COMPLETE: "ride.completed",
     Action.CANCEL: "ride.cancelled",

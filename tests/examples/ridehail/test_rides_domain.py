@@ -81,7 +81,7 @@ def test_happy_path_records_times_distance_and_topics() -> None:
         ride = result.ride
         topics.append(result.topic)
         assert ride.status is expected
-    assert topics == [None, "ride.driver_arriving", "ride.started", "ride.completed"]
+    assert topics == [None, "ride.driver-arriving", "ride.started", "ride.completed"]
     assert ride.driver_id == "d1"
     assert ride.duration_s == 300.0
     assert ride.distance_km == pytest.approx(3.78, abs=0.01)

@@ -1,0 +1,183 @@
+"""auth: sign-up, login, JWKS. Tokens are ES256 JWTs the gateway verifies (see keys.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from auth.keys import KeyRing, RotationRules
+from auth.passwords import MAX_LENGTH, Passwords, WeakPassword
+from auth.store import SqlKeyStore, metadata, users
+from auth.tokens import Role, TokenIssuer
+from corral.sdk import DbSession, Problem, Service, ServiceSettings
+
+
+class Settings(ServiceSettings):
+    token_issuer: str = "ridehail-auth"
+    token_audience: str = "ridehail"
+    token_ttl_s: int = Field(default=900, ge=30, le=3600)
+    rotate_every_s: int = Field(default=86_400, ge=60)
+    jwks_cache_s: int = Field(default=30, ge=0)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19_456, ge=8)
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+
+
+svc = Service("auth", settings=Settings, metadata=metadata, title="ridehail auth")
+state: dict[str, object] = {}
+
+
+def ring() -> KeyRing:
+    return state["ring"]  # type: ignore[return-value]
+
+
+def issuer() -> TokenIssuer:
+    return state["issuer"]  # type: ignore[return-value]
+
+
+def passwords() -> Passwords:
+    return state["passwords"]  # type: ignore[return-value]
+
+
+async def _rotation_loop() -> None:
+    """Reload the ring now and then (another replica may have rotated); rotate when due."""
+    while True:
+        await asyncio.sleep(10)
+        try:
+            await ring().ensure(datetime.now(UTC))
+        except Exception as exc:  # keep serving with the keys we have
+            svc.log.warning("key ring refresh failed", error=str(exc))
+
+
+@svc.on_startup
+async def _start() -> None:
+    settings = svc.settings
+    rules = RotationRules(
+        token_ttl=timedelta(seconds=settings.token_ttl_s),
+        verifier_cache=timedelta(seconds=settings.jwks_cache_s),
+        rotate_every=timedelta(seconds=settings.rotate_every_s),
+    )
+    keys = KeyRing(SqlKeyStore(svc.db), rules)
+    await keys.ensure(datetime.now(UTC))
+    state["ring"] = keys
+    state["issuer"] = TokenIssuer(
+        keys, issuer=settings.token_issuer, audience=settings.token_audience, ttl=rules.token_ttl
+    )
+    state["passwords"] = Passwords(
+        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+    )
+    if settings.admin_email and settings.admin_password:
+        await _ensure_admin(settings.admin_email, settings.admin_password.get_secret_value())
+    state["rotation"] = asyncio.create_task(_rotation_loop())
+
+
+@svc.on_shutdown
+async def _stop() -> None:
+    task = state.pop("rotation", None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _ensure_admin(email: str, password: str) -> None:
+    async with svc.db.transaction() as session:
+        if await session.scalar(select(users.c.id).where(users.c.email == email)) is None:
+            await session.execute(
+                insert(users).values(
+                    id=str(uuid.uuid4()),
+                    email=email,
+                    name="admin",
+                    role="admin",
+                    password_hash=await asyncio.to_thread(passwords().hash, password),
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+
+Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
+EmailStr = Annotated[
+    str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+]
+"""Shape only: an address is proven by a confirmation mail, not by a regular expression."""
+
+
+class Signup(BaseModel):
+    email: EmailStr
+    password: Password
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    role: Literal["rider", "driver"]
+
+
+class Account(BaseModel):
+    id: str
+    email: str
+    role: str
+
+
+class Login(BaseModel):
+    email: EmailStr
+    password: Password
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+@svc.post("/signup", status_code=201)
+async def signup(body: Signup, session: DbSession) -> Account:
+    """Create a rider or driver account (admins are created by the operator)."""
+    try:
+        password_hash = await asyncio.to_thread(passwords().hash, body.password)
+    except WeakPassword as exc:
+        raise Problem(422, "Weak password", detail=str(exc)) from exc
+    user_id = str(uuid.uuid4())
+    email = body.email.lower()
+    if await session.scalar(select(users.c.id).where(users.c.email == email)) is not None:
+        raise Problem(409, "Email taken", detail=f"an account for {email} exists")
+    try:
+        await session.execute(
+            insert(users).values(
+                id=user_id,
+                email=email,
+                name=body.name,
+                role=body.role,
+                password_hash=password_hash,
+                created_at=datetime.now(UTC),
+            )
+        )
+        await session.flush()
+    except IntegrityError as exc:
+        raise Problem(409, "Email taken", detail=f"an account for {email} exists") from exc
+    return Account(id=user_id, email=email, role=body.role)
+
+
+@svc.post("/login")
+async def login(body: Login, session: DbSession) -> TokenResponse:
+    """Exchange email and password for a short-lived access token."""
+    row = (await session.execute(select(users).where(users.c.email == body.email.lower()))).first()
+    ok = await asyncio.to_thread(
+        passwords().verify, row.password_hash if row else None, body.password
+    )
+    if row is None or not ok:
+        raise Problem(401, "Invalid credentials", detail="wrong email or password")
+    issued = issuer().issue(
+        subject=row.id, role=Role(row.role), email=row.email, now=datetime.now(UTC)
+    )
+    return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
+
+
+@svc.get("/.well-known/jwks.json")
+async def jwks() -> dict[str, object]:
+    """The public keys: the signing one, the next one and the previous one."""
+    return ring().jwks()

@@ -1,0 +1,78 @@
+"""auth's own database: users and the signing-key ring."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
+
+from auth.keys import KeyState, SigningKey
+from corral.sdk import Database
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(10), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(40), primary_key=True),
+    Column("state", String(10), nullable=False),
+    Column("private_pem", String(400), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class SqlKeyStore:
+    """The key ring in auth's database; ``replace`` is a compare-and-swap in one transaction
+    (on SQLite BEGIN IMMEDIATE serializes it; on PostgreSQL the primary keys make a
+    concurrent duplicate insert fail, which is reported as "someone else won")."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def load(self) -> list[SigningKey]:
+        async with self._db.sessionmaker() as session:
+            rows = await session.execute(select(signing_keys))
+            return [
+                SigningKey(r.kid, KeyState(r.state), r.private_pem, _utc(r.created_at))
+                for r in rows
+            ]
+
+    async def replace(self, expected: list[str], keys: list[SigningKey]) -> bool:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            async with self._db.transaction() as session:
+                current = sorted((await session.scalars(select(signing_keys.c.kid))).all())
+                if current != sorted(expected):
+                    return False
+                await session.execute(delete(signing_keys))
+                await session.execute(
+                    insert(signing_keys),
+                    [
+                        {
+                            "kid": k.kid,
+                            "state": str(k.state),
+                            "private_pem": k.private_pem,
+                            "created_at": k.created_at,
+                        }
+                        for k in keys
+                    ],
+                )
+        except IntegrityError:
+            return False
+        return True

@@ -1,0 +1,91 @@
+"""The events between ridehail services: one pydantic model per topic.
+
+| topic | producer | consumers |
+|---|---|---|
+| ride.requested | rides | matching, tracking |
+| ride.matched | matching | rides, tracking |
+| ride.unmatched | matching | rides, tracking |
+| ride.driver-arriving | rides | tracking |
+| ride.started | rides | tracking |
+| ride.completed | rides | payments, matching, tracking |
+| ride.cancelled | rides | matching, tracking |
+| payment.captured | payments | rides |
+| payment.failed | payments | rides |
+
+Every payload carries ``ride_id``, the ordering key of its topic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.geo import Position
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # newer producers may add fields
+    ride_id: str
+
+
+class RideRequested(_Event):
+    rider_id: str
+    pickup: Position
+    dropoff: Position
+    requested_at: datetime
+
+
+class RideMatched(_Event):
+    driver_id: str
+    pickup_km: float
+
+
+class RideUnmatched(_Event):
+    reason: str
+
+
+class RideProgressed(_Event):
+    """ride.driver-arriving and ride.started."""
+
+    driver_id: str
+    status: str
+
+
+class RideCompleted(_Event):
+    rider_id: str
+    driver_id: str
+    dropoff: Position
+    distance_km: float
+    duration_s: float
+    completed_at: datetime
+
+
+class RideCancelled(_Event):
+    rider_id: str
+    driver_id: str | None
+    reason: str
+
+
+class PaymentCaptured(_Event):
+    amount: str
+    currency: str
+    charge_id: str
+
+
+class PaymentFailed(_Event):
+    reason: str
+    attempts: int
+
+
+TOPICS: dict[str, type[BaseModel]] = {
+    "ride.requested": RideRequested,
+    "ride.matched": RideMatched,
+    "ride.unmatched": RideUnmatched,
+    "ride.driver-arriving": RideProgressed,
+    "ride.started": RideProgressed,
+    "ride.completed": RideCompleted,
+    "ride.cancelled": RideCancelled,
+    "payment.captured": PaymentCaptured,
+    "payment.failed": PaymentFailed,
+}

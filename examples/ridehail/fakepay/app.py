@@ -1,0 +1,119 @@
+"""fakepay: a stand-in payment provider with Stripe-like idempotency and injectable faults.
+
+``POST /charges`` (header ``Idempotency-Key``) -> 201, or 200 with the first charge when
+the key was used before; 503 when a fault is injected; ``PUT /faults`` changes the
+failure rate, the number of next calls to fail and the latency. Its books live in memory
+(a real provider's are not ours to keep); run one replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.identity import CallerDep, require
+from corral.sdk import Problem, Service, ServiceSettings
+from fakepay.domain import Charge, Faults, InjectedFailure, KeyReused, Provider
+
+
+class Settings(ServiceSettings):
+    fakepay_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fakepay_latency_ms: float = Field(default=0.0, ge=0)
+    fakepay_seed: int | None = None
+
+
+svc = Service("fakepay", settings=Settings, title="fake payment provider")
+provider = Provider()
+
+
+@svc.on_startup
+async def _start() -> None:
+    s = svc.settings
+    provider.faults = Faults(
+        failure_rate=s.fakepay_failure_rate, latency_ms=s.fakepay_latency_ms, seed=s.fakepay_seed
+    )
+
+
+class ChargeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    reference: str = Field(min_length=1, max_length=100)
+
+
+class ChargeView(BaseModel):
+    id: str
+    amount: str
+    currency: str
+    reference: str
+    created_at: datetime
+
+
+def _view(charge: Charge) -> ChargeView:
+    return ChargeView(
+        id=charge.id,
+        amount=str(charge.amount),
+        currency=charge.currency,
+        reference=charge.reference,
+        created_at=charge.created_at,
+    )
+
+
+@svc.post("/charges")
+async def charge(
+    body: ChargeRequest, idempotency_key: Annotated[str, Header(min_length=8, max_length=100)]
+) -> JSONResponse:
+    """Charge once per Idempotency-Key."""
+    if provider.faults.latency_ms:
+        await asyncio.sleep(provider.faults.latency_ms / 1000)
+    try:
+        made, replayed = provider.charge(
+            key=idempotency_key,
+            amount=body.amount,
+            currency=body.currency,
+            reference=body.reference,
+            now=datetime.now(UTC),
+        )
+    except InjectedFailure as exc:
+        raise Problem(
+            503, "Provider unavailable", detail=str(exc), headers={"Retry-After": "1"}
+        ) from exc
+    except KeyReused as exc:
+        raise Problem(422, "Idempotency key reused", detail=str(exc)) from exc
+    return JSONResponse(
+        _view(made).model_dump(mode="json"),
+        status_code=200 if replayed else 201,
+        headers={"Idempotent-Replayed": "true" if replayed else "false"},
+    )
+
+
+class FaultSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fail_next: int = Field(default=0, ge=0)
+    latency_ms: float = Field(default=0.0, ge=0, le=60_000)
+    seed: int | None = None
+
+
+@svc.put("/faults")
+async def set_faults(body: FaultSettings, caller: CallerDep) -> FaultSettings:
+    """Change the injected faults (admins)."""
+    require(caller, "admin")
+    provider.faults = Faults(**body.model_dump())
+    return body
+
+
+@svc.get("/charges")
+async def list_charges(caller: CallerDep, reference: str | None = None) -> dict[str, object]:
+    """Every charge (or those for one reference), with attempt counters (admins)."""
+    require(caller, "admin")
+    charges = [
+        _view(c) for c in provider.charges.values() if reference is None or c.reference == reference
+    ]
+    return {"charges": charges, "attempts": provider.attempts, "failures": provider.failures}

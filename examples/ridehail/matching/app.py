@@ -1,0 +1,150 @@
+"""matching: driver availability; assigns the nearest free driver to each ride.
+
+Every replica keeps its own R-tree of free drivers (index.py) and proposes candidates
+from it; the database decides (store.py: conditional updates), so replicas never
+disagree about who drives whom. A sweep on each replica resyncs the index, retries
+waiting rides and expires the ones that waited too long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import events as ev
+from contracts.geo import Position
+from contracts.identity import CallerDep, require
+from corral.sdk import Problem, Service, ServiceSettings
+from matching.domain import Match, Matcher, MatchingRules
+from matching.store import SqlMatchStore, metadata
+
+
+class Settings(ServiceSettings):
+    max_pickup_km: float = Field(default=15.0, gt=0)
+    wait_timeout_s: float = Field(default=120.0, gt=0)
+    sweep_interval_s: float = Field(default=0.5, gt=0)
+
+
+svc = Service("matching", settings=Settings, metadata=metadata, title="ridehail matching")
+state: dict[str, Any] = {}
+
+
+def matcher() -> Matcher:
+    m: Matcher = state["matcher"]
+    return m
+
+
+async def _publish_match(match: Match, session: AsyncSession) -> None:
+    payload = ev.RideMatched(
+        ride_id=match.ride_id, driver_id=match.driver_id, pickup_km=match.pickup_km
+    )
+    await svc.events.publish("ride.matched", payload, key=match.ride_id, session=session)
+
+
+async def _publish_unmatched(ride_id: str, session: AsyncSession) -> None:
+    seconds = svc.settings.wait_timeout_s
+    payload = ev.RideUnmatched(ride_id=ride_id, reason=f"no driver within {seconds:g}s")
+    await svc.events.publish("ride.unmatched", payload, key=ride_id, session=session)
+
+
+async def _sweeper() -> None:
+    while True:
+        await asyncio.sleep(svc.settings.sweep_interval_s)
+        try:
+            matches, unmatched = await matcher().sweep(datetime.now(UTC))
+        except Exception as exc:  # the next sweep tries again
+            svc.log.warning("sweep failed", error=str(exc))
+            continue
+        for match in matches:
+            svc.log.info("matched by sweep", ride_id=match.ride_id, driver_id=match.driver_id)
+        for ride_id in unmatched:
+            svc.log.info("ride unmatched", ride_id=ride_id)
+
+
+@svc.on_startup
+async def _start() -> None:
+    settings = svc.settings
+    state["matcher"] = Matcher(
+        SqlMatchStore(svc.db),
+        rules=MatchingRules(
+            max_pickup_km=settings.max_pickup_km,
+            wait_timeout=timedelta(seconds=settings.wait_timeout_s),
+        ),
+        on_match=_publish_match,
+        on_unmatched=_publish_unmatched,
+    )
+    state["sweeper"] = asyncio.create_task(_sweeper())
+
+
+@svc.on_shutdown
+async def _stop() -> None:
+    task = state.pop("sweeper", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Availability(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    available: bool
+    position: Position | None = None
+
+
+class AvailabilityView(BaseModel):
+    driver_id: str
+    available: bool
+    ride_id: str | None
+    matched_ride_id: str | None = None
+
+
+@svc.put("/drivers/me/availability")
+async def set_availability(body: Availability, caller: CallerDep) -> AvailabilityView:
+    """A driver goes on or off duty, with where they are; a free driver may be matched
+    with a waiting ride at once (``matched_ride_id``)."""
+    require(caller, "driver")
+    if body.available and body.position is None:
+        raise Problem(422, "Position needed", detail="say where you are when going available")
+    m = matcher()
+    match = await m.driver_availability(
+        caller.id, available=body.available, position=body.position, now=datetime.now(UTC)
+    )
+    on_ride = (await m.store.assignments()) if match is None else {}  # type: ignore[attr-defined]
+    ride_id = (
+        match.ride_id if match else next((r for r, d in on_ride.items() if d == caller.id), None)
+    )
+    return AvailabilityView(
+        driver_id=caller.id,
+        available=body.available,
+        ride_id=ride_id,
+        matched_ride_id=match.ride_id if match else None,
+    )
+
+
+@svc.get("/assignments")
+async def assignments(caller: CallerDep) -> dict[str, str]:
+    """ride id -> driver id of every ride a driver is on now (admins; invariant checks)."""
+    require(caller, "admin")
+    result: dict[str, str] = await matcher().store.assignments()  # type: ignore[attr-defined]
+    return result
+
+
+# -- events from rides ----------------------------------------------------------------
+@svc.events.subscribe("ride.requested")
+async def on_requested(event: ev.RideRequested) -> None:
+    await matcher().ride_requested(event.ride_id, event.pickup, event.requested_at)
+
+
+@svc.events.subscribe("ride.completed")
+async def on_completed(event: ev.RideCompleted) -> None:
+    await matcher().ride_closed(event.ride_id, datetime.now(UTC), driver_position=event.dropoff)
+
+
+@svc.events.subscribe("ride.cancelled")
+async def on_cancelled(event: ev.RideCancelled) -> None:
+    await matcher().ride_closed(event.ride_id, datetime.now(UTC))
