@@ -1,8 +1,17 @@
-"""The control-plane HTTP API (server side) and its client (used by the CLI)."""
+"""The control-plane HTTP API (server side) and its client (used by the CLI).
 
-from corral.api._app import API_VERSION, ControlTarget, create_app
+The server side (FastAPI) is imported only when asked for, so the CLI's client
+commands start fast.
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from corral.api._client import ApiClient, ApiError, NotRunningError
 from corral.api._files import RunFiles
+from corral.api._version import API_VERSION
+
+if TYPE_CHECKING:
+    from corral.api._app import ControlTarget, create_app
 
 __all__ = [
     "API_VERSION",
@@ -13,3 +22,11 @@ __all__ = [
     "RunFiles",
     "create_app",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ControlTarget", "create_app"):
+        from corral.api import _app
+
+        return getattr(_app, name)
+    raise AttributeError(name)

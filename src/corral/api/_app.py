@@ -20,9 +20,8 @@ from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from corral.api._problems import ApiProblem, install
+from corral.api._version import API_VERSION
 from corral.runtime.registry import Registry
-
-API_VERSION = "v1"
 
 
 class LogSource(Protocol):

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from corral.api._app import API_VERSION
 from corral.api._files import RunFiles
+from corral.api._version import API_VERSION
 
 
 class ApiError(Exception):

@@ -1,0 +1,196 @@
+"""`corral up/status/logs/scale/restart/down` as a user runs them: real CLI processes,
+a real orchestrator, real services (the runtime tests' stdlib fixture service)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+FIXTURE = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "svc.py"
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def corral(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def manifest(tmp_path: Path, *, api_env: str = "") -> Path:
+    path = tmp_path / "corral.yaml"
+    path.write_text(
+        f"""name: demo
+services:
+  api:
+    command: [{sys.executable}, {FIXTURE}]
+    readiness: /readyz
+    stop_grace_period: 5s
+    env: {{{api_env}}}
+  web:
+    command: [{sys.executable}, {FIXTURE}]
+    readiness: /readyz
+    depends_on: {{api: healthy}}
+    stop_grace_period: 5s
+"""
+    )
+    return path
+
+
+def status(cwd: Path) -> dict[str, Any]:
+    result = corral("status", "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture
+def system_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder with a manifest; whatever runs there is taken down afterwards."""
+    manifest(tmp_path)
+    yield tmp_path
+    corral("down", cwd=tmp_path, timeout=60)
+
+
+def test_detached_up_status_scale_logs_down(system_dir: Path) -> None:
+    """The whole operator loop through the CLI leaves no process behind."""
+    up = corral("up", "-d", cwd=system_dir)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "ready 1/1" in up.stdout
+
+    data = status(system_dir)
+    assert data["system"] == "demo"
+    assert data["api_url"].startswith("http://127.0.0.1:")
+    assert "gateway_url" in data
+    records = [i for i in data["instances"] if not i["component"]]
+    assert {r["instance"] for r in records} == {"api-1", "web-1"}
+    for record in records:
+        for field in ("service", "instance", "pid", "port", "state", "ready", "restarts", "uptime"):
+            assert field in record
+        assert record["state"] == "running"
+        assert record["ready"] is True
+
+    table = corral("status", cwd=system_dir)
+    assert "web-1" in table.stdout
+    assert "running" in table.stdout
+
+    scaled = corral("scale", "web=3", cwd=system_dir)
+    assert scaled.returncode == 0, scaled.stderr
+    web = [i for i in status(system_dir)["instances"] if i["service"] == "web"]
+    assert len(web) == 3
+    assert all(i["ready"] for i in web)
+
+    logs = corral("logs", "web", "--tail", "50", cwd=system_dir)
+    assert "hello from web-3" in logs.stdout
+    assert "api-1" not in logs.stdout
+
+    rolled = corral("restart", "web", "--rolling", cwd=system_dir)
+    assert rolled.returncode == 0, rolled.stderr
+
+    pids = [i["pid"] for i in status(system_dir)["instances"]]
+    orchestrator_pid = status(system_dir)["pid"]
+    down = corral("down", cwd=system_dir)
+    assert down.returncode == 0, down.stderr
+    wait_for(lambda: not alive([*pids, orchestrator_pid]), what="every process to exit")
+    assert not (system_dir / ".corral" / "api.json").exists()
+
+
+def test_ctrl_c_stops_everything_in_reverse_dependency_order(system_dir: Path) -> None:
+    """SIGINT to a foreground `corral up` stops web before api, then exits 0."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "corral", "up", "--no-logs"],
+        cwd=system_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: (
+                (system_dir / ".corral" / "api.json").exists()
+                and all(i["ready"] for i in status(system_dir)["instances"])
+                and len(status(system_dir)["instances"]) == 2
+            ),
+            what="the system to be ready",
+        )
+        pids = [i["pid"] for i in status(system_dir)["instances"]]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    wait_for(lambda: not alive(pids), what="services to exit")
+
+    def bye_time(instance: str) -> float:
+        for line in (system_dir / ".corral" / "logs" / f"{instance}.log").read_text().splitlines():
+            entry = json.loads(line)
+            if entry["line"].startswith("bye from"):
+                return float(entry["t"])
+        raise AssertionError(f"{instance} never said bye")
+
+    assert bye_time("web-1") <= bye_time("api-1")
+
+
+def test_a_service_that_cannot_start_is_explained(tmp_path: Path) -> None:
+    """A crashing service makes `up` exit 1 with its last log lines and no traceback."""
+    manifest(tmp_path, api_env="SVC_CRASH_AFTER: '0', SVC_EXIT_CODE: '3'")
+    result = corral("up", "--no-logs", cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "demo could not start" in result.stderr
+    assert "api-1" in result.stderr
+    assert "hello from api-1" in result.stderr  # the instance's own output, shown
+    assert not (tmp_path / ".corral" / "api.json").exists()
+
+
+def test_second_up_is_refused_while_running(system_dir: Path) -> None:
+    """Starting a system twice explains that it already runs."""
+    assert corral("up", "-d", cwd=system_dir).returncode == 0
+    again = corral("up", "-d", cwd=system_dir)
+    assert again.returncode == 1
+    assert "already running" in again.stderr
+
+
+def test_unknown_service_is_a_clear_error(system_dir: Path) -> None:
+    """Scaling a service the manifest lacks is refused by name."""
+    assert corral("up", "-d", cwd=system_dir).returncode == 0
+    result = corral("scale", "nope=2", cwd=system_dir)
+    assert result.returncode == 1
+    assert "no service named 'nope'" in result.stderr
