@@ -4,7 +4,6 @@ a real orchestrator, real services (the runtime tests' stdlib fixture service)."
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -150,7 +149,7 @@ def test_ctrl_c_stops_everything_in_reverse_dependency_order(system_dir: Path) -
         )
         pids = [i["pid"] for i in status(system_dir)["instances"]]
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        _out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
