@@ -1,0 +1,171 @@
+"""Overhead of the policy-wrapped ServiceClient against a bare pooled aiohttp session.
+
+Both call the same upstream (raw ASGI JSON on uvicorn with uvloop/httptools, its own
+process, 127.0.0.1) from one uvloop process, side by side, rounds alternating the order.
+The wrapped client runs the default policy (timeout, retries + budget, circuit breaker)
+plus a bulkhead, with trace/request-id/caller/deadline headers and metrics.
+Goals (issue 6): added p50 latency <= 10% at 1 in flight; throughput >= 0.9x at 16.
+Results: bench/results/client_overhead.json.
+
+    uv run python bench/client_overhead.py [--duration 3] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from http_clients import free_port, wait_for_port  # noqa: E402
+
+
+async def measure(
+    call: Callable[[], Awaitable[None]], concurrency: int, duration: float
+) -> dict[str, Any]:
+    for _ in range(200):
+        await call()
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + duration
+
+    async def worker() -> None:
+        while (start := time.perf_counter()) < stop_at:
+            await call()
+            latencies.append(time.perf_counter() - start)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(q[49] * 1000, 4),
+        "p99_ms": round(q[98] * 1000, 4),
+    }
+
+
+async def run(kind: str, url: str, concurrency: int, duration: float) -> dict[str, Any]:
+    import aiohttp
+
+    from corral.sdk.client import (
+        BulkheadPolicy,
+        ClientTelemetry,
+        Policy,
+        ServiceClient,
+        StaticResolver,
+    )
+
+    if kind == "bare":
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=10)
+        )
+
+        async def bare() -> None:
+            async with session.get(url + "/estimate") as response:
+                await response.read()
+                assert response.status == 200
+
+        try:
+            return await measure(bare, concurrency, duration)
+        finally:
+            await session.close()
+    client = ServiceClient(
+        "pricing",
+        resolver=StaticResolver({"pricing": url}),
+        policy=Policy(bulkhead=BulkheadPolicy(max_concurrent=256, max_queue=0)),
+        telemetry=ClientTelemetry(),
+        caller="bench",
+    )
+
+    async def wrapped() -> None:
+        response = await client.get("/estimate")
+        assert response.status == 200
+
+    try:
+        return await measure(wrapped, concurrency, duration)
+    finally:
+        await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args()
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+            f"import http_clients; http_clients.serve_upstream({port})",
+        ]
+    )
+    import uvloop
+
+    runs: list[dict[str, Any]] = []
+    try:
+        wait_for_port(port)
+        url = f"http://127.0.0.1:{port}"
+        for round_no in range(args.rounds):
+            order = ["bare", "wrapped"] if round_no % 2 == 0 else ["wrapped", "bare"]
+            for concurrency in args.concurrency:
+                for kind in order:
+                    result = uvloop.run(run(kind, url, concurrency, args.duration))
+                    result.update(kind=kind, concurrency=concurrency, round=round_no)
+                    runs.append(result)
+                    print(json.dumps(result), flush=True)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    summary: dict[str, dict[str, Any]] = {}
+    for concurrency in args.concurrency:
+        row: dict[str, Any] = {}
+        for kind in ("bare", "wrapped"):
+            mine = [r for r in runs if r["kind"] == kind and r["concurrency"] == concurrency]
+            row[kind] = {
+                key: round(statistics.median(r[key] for r in mine), 4)
+                for key in ("rps", "p50_ms", "p99_ms")
+            }
+        row["throughput_ratio"] = round(row["wrapped"]["rps"] / row["bare"]["rps"], 3)
+        row["p50_added_pct"] = round(
+            (row["wrapped"]["p50_ms"] / row["bare"]["p50_ms"] - 1) * 100, 1
+        )
+        summary[str(concurrency)] = row
+    goals = {
+        "p50_added_pct_at_1_max": 10.0,
+        "throughput_ratio_at_16_min": 0.9,
+        "p50_met": summary.get("1", {}).get("p50_added_pct", 1e9) <= 10.0,
+        "throughput_met": summary.get("16", {}).get("throughput_ratio", 0) >= 0.9,
+    }
+    out = {
+        "benchmark": "client_overhead",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "upstream": "raw ASGI JSON on uvicorn (uvloop, httptools), separate process",
+        "wrapped_policy": "timeout 10s, retries 3 + budget, breaker (5 consecutive), bulkhead 256",
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "summary_median_of_rounds": summary,
+        "goals": goals,
+        "runs": runs,
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "client_overhead.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({"summary": summary, "goals": goals}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
