@@ -1,0 +1,58 @@
+"""``python -m ridehail_cli demo|sim`` (from examples/ridehail)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, find_gateway
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ridehail", description=__doc__)
+    parser.add_argument(
+        "--gateway", help="gateway base URL (default: RIDEHAIL_URL or corral status)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="a scripted tour: one ride from sign-up to payment")
+    sim = commands.add_parser("sim", help="a city of riders and drivers, then invariant checks")
+    sim.add_argument("--riders", type=int, default=10)
+    sim.add_argument("--drivers", type=int, default=5)
+    sim.add_argument("--duration", type=float, default=30.0, help="seconds of new ride requests")
+    sim.add_argument("--drain", type=float, default=30.0, help="seconds for rides in flight to end")
+    sim.add_argument("--cancel-rate", type=float, default=0.1)
+    sim.add_argument("--speed", type=float, default=1.0, help="driver speed-up factor")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--admin-email", default=ADMIN_EMAIL)
+    sim.add_argument("--admin-password", default=ADMIN_PASSWORD)
+    sim.add_argument("--nats-url", help="to check dead letters (default: from corral status)")
+    args = parser.parse_args(argv)
+    gateway = find_gateway(args.gateway)
+    if args.command == "demo":
+        from ridehail_cli.demo import tour
+
+        return asyncio.run(tour(gateway))
+    from ridehail_cli.sim import simulate
+
+    if args.riders < 1 or args.drivers < 1 or args.duration <= 0:
+        parser.error("--riders and --drivers must be >= 1 and --duration > 0")
+    return asyncio.run(
+        simulate(
+            gateway,
+            riders=args.riders,
+            drivers=args.drivers,
+            duration=args.duration,
+            drain=args.drain,
+            cancel_rate=args.cancel_rate,
+            speed=args.speed,
+            seed=args.seed,
+            admin_email=args.admin_email,
+            admin_password=args.admin_password,
+            nats_url=args.nats_url,
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

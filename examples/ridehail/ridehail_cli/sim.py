@@ -1,0 +1,343 @@
+"""The city simulator: riders request rides, drivers serve them, all through the gateway.
+
+Each rider loops: request a ride (random pickup and dropoff in the city), wait for a
+match, wait for completion, wait for the payment; sometimes cancel while waiting. Each
+driver loops: go available, wait for an assignment, arrive, drive (posting positions),
+start, complete, become available again at the dropoff. After ``--duration`` seconds no
+new ride is requested; rides in flight finish (bounded by ``--drain``). Then, as an
+admin, the invariants are checked; any failure makes the exit status non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from ridehail_cli.api import ApiError, Person, Timing, corral_status
+
+console = Console()
+CITY = (52.45, 13.30, 52.57, 13.50)  # lat/lng box: central Berlin
+FINAL = {"completed", "cancelled", "unmatched"}
+
+
+def somewhere(rng: random.Random) -> dict[str, float]:
+    return {"lat": rng.uniform(CITY[0], CITY[2]), "lng": rng.uniform(CITY[1], CITY[3])}
+
+
+@dataclass
+class Stats:
+    timing: Timing = field(default_factory=Timing)
+    flow: Timing = field(default_factory=Timing)  # requested -> matched -> completed -> paid
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    ride_ids: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+
+async def poll(person: Person, path: str, until: Any, stop_at: float, every: float = 0.15) -> Any:
+    while time.monotonic() < stop_at:
+        response = await person.call("GET", path, step="poll", ok=(404,))
+        if response.status_code == 200:
+            body = response.json()
+            if until(body):
+                return body
+        await asyncio.sleep(every)
+    return None
+
+
+async def rider_loop(
+    rider: Person,
+    stats: Stats,
+    rng: random.Random,
+    until: float,
+    drain_until: float,
+    cancel_rate: float,
+) -> None:
+    while time.monotonic() < until:
+        try:
+            t0 = time.monotonic()
+            response = await rider.call(
+                "POST",
+                "/rides",
+                step="request",
+                json={"pickup": somewhere(rng), "dropoff": somewhere(rng)},
+            )
+            ride_id = response.json()["id"]
+            stats.ride_ids.append(ride_id)
+            stats.counts["requested"] += 1
+            wants_cancel = rng.random() < cancel_rate
+            if wants_cancel:
+                await asyncio.sleep(rng.uniform(0, 0.5))
+                cancelled = await rider.call(
+                    "POST", f"/rides/{ride_id}/cancel", step="cancel", ok=(409,)
+                )
+                if cancelled.status_code == 200:
+                    stats.counts["cancelled"] += 1
+                    continue
+            ride = await poll(
+                rider, f"/rides/{ride_id}", lambda r: r["status"] != "requested", drain_until
+            )
+            if ride is None:
+                stats.counts["stuck"] += 1
+                continue
+            if ride["status"] in ("unmatched", "cancelled"):
+                stats.counts[ride["status"]] += 1
+                continue
+            t1 = time.monotonic()
+            stats.flow.add("requested->matched", t1 - t0)
+            ride = await poll(
+                rider, f"/rides/{ride_id}", lambda r: r["status"] in FINAL, drain_until, 0.3
+            )
+            if ride is None or ride["status"] != "completed":
+                stats.counts["stuck" if ride is None else ride["status"]] += 1
+                continue
+            t2 = time.monotonic()
+            stats.flow.add("matched->completed", t2 - t1)
+            stats.counts["completed"] += 1
+            paid = await poll(
+                rider,
+                f"/payments?ride_id={ride_id}",
+                lambda p: p["status"] == "captured",
+                drain_until,
+                0.3,
+            )
+            if paid is not None:
+                stats.flow.add("completed->paid", time.monotonic() - t2)
+                stats.flow.add("requested->paid", time.monotonic() - t0)
+                stats.counts["paid"] += 1
+        except (ApiError, httpx.HTTPError) as exc:
+            stats.errors[
+                type(exc).__name__ + (f" {exc.status}" if isinstance(exc, ApiError) else "")
+            ] += 1
+            await asyncio.sleep(0.2)
+
+
+async def driver_loop(
+    driver: Person, stats: Stats, rng: random.Random, drain_until: float, speed: float
+) -> None:
+    where = somewhere(rng)
+    while time.monotonic() < drain_until:
+        try:
+            response = await driver.call(
+                "PUT",
+                "/drivers/me/availability",
+                step="available",
+                json={"available": True, "position": where},
+            )
+            ride_id = response.json().get("ride_id")
+            while ride_id is None and time.monotonic() < drain_until:
+                await asyncio.sleep(0.2)
+                mine = (
+                    await driver.call("GET", "/rides?status=matched&limit=5", step="poll")
+                ).json()
+                ride_id = mine[0]["id"] if mine else None
+            if ride_id is None:
+                break
+            found = await driver.call("GET", f"/rides/{ride_id}", step="poll", ok=(404,))
+            ride = found.json()
+            if found.status_code == 404 or ride["status"] != "matched":
+                await asyncio.sleep(0.1)  # rides has not heard of the match yet, or it ended
+                continue
+            await asyncio.sleep(0.1 / speed)
+            step = await driver.call("POST", f"/rides/{ride_id}/arrive", step="arrive", ok=(409,))
+            if step.status_code == 409:  # the rider cancelled meanwhile
+                await asyncio.sleep(0.1)
+                continue
+            await driver.call("POST", f"/rides/{ride_id}/start", step="start")
+            pickup, dropoff = ride["pickup"], ride["dropoff"]
+            for i in range(1, 5):
+                point = {k: pickup[k] + (dropoff[k] - pickup[k]) * i / 4 for k in ("lat", "lng")}
+                await driver.call(
+                    "POST", "/tracking/positions", step="position", json={"position": point}
+                )
+                await asyncio.sleep(0.1 / speed)
+            await driver.call("POST", f"/rides/{ride_id}/complete", step="complete")
+            where = dropoff
+        except (ApiError, httpx.HTTPError) as exc:
+            stats.errors[
+                type(exc).__name__ + (f" {exc.status}" if isinstance(exc, ApiError) else "")
+            ] += 1
+            await asyncio.sleep(0.2)
+    await driver.call(
+        "PUT",
+        "/drivers/me/availability",
+        step="available",
+        json={"available": False},
+        ok=(401, 403, 422),
+    )
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency_table(title: str, samples: dict[str, list[float]]) -> Table:
+    table = Table(title=title)
+    for column in ("step", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="right" if column != "step" else "left")
+    for step, values in samples.items():
+        table.add_row(
+            step,
+            str(len(values)),
+            *(f"{pct(values, q) * 1000:.0f}" for q in (0.5, 0.95, 0.99)),
+            f"{max(values) * 1000:.0f}",
+        )
+    return table
+
+
+def progress(stats: Stats, duration: float) -> Table:
+    elapsed = time.monotonic() - stats.started
+    table = Table(title=f"ridehail sim  {elapsed:5.1f}s / {duration:.0f}s", show_header=False)
+    for key in ("requested", "completed", "paid", "cancelled", "unmatched", "stuck"):
+        table.add_row(key, str(stats.counts[key]))
+    table.add_row("rides/s (completed)", f"{stats.counts['completed'] / max(elapsed, 1e-9):.2f}")
+    table.add_row("errors", ", ".join(f"{k}: {v}" for k, v in stats.errors.items()) or "0")
+    return table
+
+
+async def check_invariants(admin: Person, stats: Stats, nats_url: str | None) -> list[str]:
+    """Every completed ride paid exactly once; no driver on two rides at once; no ride
+    stuck; no unexplained dead letter."""
+    failures: list[str] = []
+    rides = (await admin.call("GET", "/rides?limit=1000", step="check")).json()
+    ours = {r["id"]: r for r in rides if r["id"] in set(stats.ride_ids)}
+    stuck = [f"{r['id']} ({r['status']})" for r in ours.values() if r["status"] not in FINAL]
+    if stuck:
+        failures.append(f"{len(stuck)} rides stuck in a non-final state: {stuck[:5]}")
+    charges = (await admin.call("GET", "/admin/fakepay/charges", step="check")).json()["charges"]
+    per_ride = Counter(c["reference"] for c in charges)
+    payments = {
+        p["ride_id"]: p for p in (await admin.call("GET", "/payments/all", step="check")).json()
+    }
+    completed = [r for r in ours.values() if r["status"] == "completed"]
+    for ride in completed:
+        n = per_ride.get(ride["id"], 0)
+        status = payments.get(ride["id"], {}).get("status")
+        if n != 1 or status != "captured":
+            failures.append(f"ride {ride['id']} completed but charged {n} times (payment {status})")
+    for ride_id, n in per_ride.items():
+        if n > 1:
+            failures.append(f"ride {ride_id} charged {n} times")
+    by_driver: dict[str, list[tuple[str, str]]] = {}
+    for ride in ours.values():
+        if ride["driver_id"] and ride["matched_at"]:
+            end = ride["completed_at"] or "9999"
+            if ride["status"] == "cancelled":
+                end = ride["matched_at"]  # freed at cancellation; its time is not kept
+            by_driver.setdefault(ride["driver_id"], []).append((ride["matched_at"], end))
+    for driver_id, spans in by_driver.items():
+        spans.sort()
+        for (_, end_a), (start_b, _) in itertools.pairwise(spans):
+            if start_b < end_a:
+                failures.append(f"driver {driver_id} was on two rides at once")
+    busy = (await admin.call("GET", "/admin/matching/assignments", step="check")).json()
+    if len(set(busy.values())) != len(busy):
+        failures.append(f"matching holds a driver on two rides: {busy}")
+    if nats_url:
+        from corral.broker import dlq_list
+
+        failed_payments = {rid for rid, p in payments.items() if p["status"] == "failed"}
+        for letter in await dlq_list(nats_url, "ridehail"):
+            explained = (
+                letter["topic"] == "ride.completed"
+                and letter["service"] == "payments"
+                and ("provider" in str(letter["error"]) or failed_payments)
+            )
+            if not explained:
+                failures.append(f"unexplained dead letter: {letter}")
+    return failures
+
+
+async def simulate(
+    gateway: str,
+    *,
+    riders: int,
+    drivers: int,
+    duration: float,
+    drain: float,
+    cancel_rate: float,
+    speed: float,
+    seed: int,
+    admin_email: str,
+    admin_password: str,
+    nats_url: str | None,
+) -> int:
+    rng = random.Random(seed)
+    stats = Stats()
+    limits = httpx.Limits(max_connections=max(20, riders + drivers + 5))
+    async with httpx.AsyncClient(base_url=gateway, timeout=15, limits=limits) as http:
+        console.print(f"signing up {riders} riders and {drivers} drivers through {gateway} ...")
+        people = [Person(http, "rider", stats.timing) for _ in range(riders)]
+        people += [Person(http, "driver", stats.timing) for _ in range(drivers)]
+        gate = asyncio.Semaphore(8)
+
+        async def enrol(person: Person) -> None:
+            async with gate:
+                await person.signup()
+                await person.login()
+
+        await asyncio.gather(*(enrol(p) for p in people))
+        admin = await Person.admin(http, admin_email, admin_password)
+        stats.started = time.monotonic()
+        until = stats.started + duration
+        drain_until = until + drain
+        tasks = [
+            asyncio.create_task(
+                rider_loop(p, stats, random.Random(rng.random()), until, drain_until, cancel_rate)
+            )
+            for p in people
+            if p.role == "rider"
+        ]
+        drivers_done = asyncio.Event()
+        driver_tasks = [
+            asyncio.create_task(
+                driver_loop(p, stats, random.Random(rng.random()), drain_until, speed)
+            )
+            for p in people
+            if p.role == "driver"
+        ]
+        with Live(progress(stats, duration), console=console, refresh_per_second=4) as live:
+            while not all(t.done() for t in tasks):
+                live.update(progress(stats, duration))
+                await asyncio.sleep(0.25)
+            elapsed = time.monotonic() - stats.started
+            drivers_done.set()
+            for task in driver_tasks:
+                task.cancel()
+            await asyncio.gather(*driver_tasks, return_exceptions=True)
+            live.update(progress(stats, duration))
+        console.print(
+            latency_table("API latency per call (through the gateway)", stats.timing.samples)
+        )
+        console.print(latency_table("ride flow", stats.flow.samples))
+        console.print(
+            f"completed rides/s: {stats.counts['completed'] / elapsed:.2f}   "
+            f"requested rides/s: {stats.counts['requested'] / elapsed:.2f}   over {elapsed:.1f}s"
+        )
+        if nats_url is None:
+            nats_url = corral_status().get("nats_url")
+        failures = await check_invariants(admin, stats, nats_url)
+    if not nats_url:
+        console.print("[yellow]dead letters not checked: no NATS URL (pass --nats-url)[/]")
+    if failures:
+        for failure in failures:
+            console.print(f"[red]✘ {failure}[/]")
+        return 1
+    console.print(
+        "[green]✔ invariants hold:[/] every completed ride paid exactly once, no driver on "
+        "two rides, no ride stuck, no unexplained dead letter"
+    )
+    return 0

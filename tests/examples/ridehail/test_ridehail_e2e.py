@@ -1,0 +1,272 @@
+"""ridehail end to end: real service processes, embedded NATS and Envoy; every request
+goes through the gateway, as a rider, a driver or an admin would send it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from ridehail_system import EXAMPLE, running_system
+
+sys.path.insert(0, str(EXAMPLE))
+from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, Person  # noqa: E402
+from ridehail_cli.demo import tour  # noqa: E402
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(240),
+]
+
+BERLIN = {"lat": 52.52, "lng": 13.405}  # the tour's city: its driver stays around
+MADRID = {"lat": 40.4168, "lng": -3.7038}
+NEARBY = {"lat": 40.4178, "lng": -3.7028}
+MIDWAY = {"lat": 40.4068, "lng": -3.6888}
+DROPOFF = {"lat": 40.3968, "lng": -3.6738}
+
+
+def faster(text: str) -> str:
+    """Shorter waits and quicker retries, so failure paths finish within a test."""
+    return (
+        text.replace("WAIT_TIMEOUT_S: 120", "WAIT_TIMEOUT_S: 6")
+        .replace("backoff: [500ms, 2s, 5s, 10s]", "backoff: [300ms, 500ms, 1s]")
+        .replace("FAKEPAY_LATENCY_MS: 20", "FAKEPAY_LATENCY_MS: 0")
+    )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[str, Any]]:
+    async with running_system(tmp_path_factory.mktemp("ridehail"), edit=faster) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http(system: tuple[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system[0], timeout=15) as client:
+        yield client
+
+
+async def person(http: httpx.AsyncClient, role: str) -> Person:
+    someone = Person(http, role)
+    await someone.signup()
+    await someone.login()
+    return someone
+
+
+async def admin(http: httpx.AsyncClient) -> Person:
+    return await Person.admin(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+async def eventually(person: Person, path: str, predicate: Any, within: float = 20) -> Any:
+    deadline = time.monotonic() + within
+    body: Any = None
+    while time.monotonic() < deadline:
+        response = await person.call("GET", path, ok=(404,))
+        body = response.json()
+        if response.status_code == 200 and predicate(body):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{path} never satisfied the condition; last: {body}")
+
+
+async def available(driver: Person, where: dict[str, float]) -> dict[str, Any]:
+    response = await driver.call(
+        "PUT", "/drivers/me/availability", json={"available": True, "position": where}
+    )
+    return dict(response.json())
+
+
+async def offline(driver: Person) -> None:
+    await driver.call("PUT", "/drivers/me/availability", json={"available": False})
+
+
+async def test_the_tour_runs_from_signup_to_payment(system: tuple[str, Any]) -> None:
+    """The scripted tour (`ridehail demo`) completes a ride and sees it paid."""
+    assert await tour(system[0]) == 0
+
+
+async def test_happy_path_fare_estimate_match_track_complete_pay(http: httpx.AsyncClient) -> None:
+    """A rider's ride is matched with the nearby driver, driven, completed, paid once."""
+    rider, driver = await person(http, "rider"), await person(http, "driver")
+    await available(driver, NEARBY)
+    ride = (await rider.call("POST", "/rides", json={"pickup": MADRID, "dropoff": DROPOFF})).json()
+    assert ride["status"] == "requested"
+    assert ride["fare_estimate"] is not None
+    ride_id = ride["id"]
+    matched = await eventually(rider, f"/rides/{ride_id}", lambda r: r["status"] == "matched")
+    assert matched["driver_id"] == driver.id
+    for step, status in (("arrive", "driver_arriving"), ("start", "in_progress")):
+        assert (await driver.call("POST", f"/rides/{ride_id}/{step}")).json()["status"] == status
+    for point in (MADRID, MIDWAY, DROPOFF):
+        await driver.call("POST", "/tracking/positions", json={"position": point})
+    done = (await driver.call("POST", f"/rides/{ride_id}/complete")).json()
+    assert done["status"] == "completed"
+    assert done["distance_km"] == pytest.approx(3.376, abs=0.01)  # along the track, not straight
+    payment = await eventually(
+        rider, f"/payments?ride_id={ride_id}", lambda p: p["status"] == "captured"
+    )
+    assert payment["currency"] == "EUR"
+    ops = await admin(http)
+    charges = (await ops.call("GET", f"/admin/fakepay/charges?reference={ride_id}")).json()
+    assert [c["amount"] for c in charges["charges"]] == [payment["amount"]]
+    await eventually(rider, f"/rides/{ride_id}", lambda r: r["payment_status"] == "captured")
+    assert (await driver.call("GET", "/rides")).json()[0]["id"] == ride_id
+
+
+async def test_cancellation_frees_the_driver_and_is_final(http: httpx.AsyncClient) -> None:
+    """The rider cancels a matched ride; the driver is free for the next ride; cancelling
+    again or driving the cancelled ride is a 409."""
+    rider, driver = await person(http, "rider"), await person(http, "driver")
+    await available(driver, {"lat": 48.85, "lng": 2.35})  # Paris: nobody else around
+    pickup = {"lat": 48.851, "lng": 2.351}
+    ride = (await rider.call("POST", "/rides", json={"pickup": pickup, "dropoff": DROPOFF})).json()
+    await eventually(rider, f"/rides/{ride['id']}", lambda r: r["status"] == "matched")
+    cancelled = (await rider.call("POST", f"/rides/{ride['id']}/cancel")).json()
+    assert cancelled["status"] == "cancelled"
+    again = await rider.call("POST", f"/rides/{ride['id']}/cancel", ok=(409,))
+    assert again.status_code == 409
+    assert again.headers["content-type"].startswith("application/problem+json")
+    arrive = await driver.call("POST", f"/rides/{ride['id']}/arrive", ok=(409,))
+    assert arrive.status_code == 409
+    second = (
+        await rider.call("POST", "/rides", json={"pickup": pickup, "dropoff": DROPOFF})
+    ).json()
+    matched = await eventually(rider, f"/rides/{second['id']}", lambda r: r["status"] == "matched")
+    assert matched["driver_id"] == driver.id
+    await rider.call("POST", f"/rides/{second['id']}/cancel")
+
+
+async def test_no_driver_then_one_appears_then_timeout(http: httpx.AsyncClient) -> None:
+    """A ride with no driver around waits and is matched when one comes online; another
+    ride with nobody around becomes unmatched after the wait timeout."""
+    rider = await person(http, "rider")
+    lonely = {"lat": -33.86, "lng": 151.21}  # Sydney
+    ride = (await rider.call("POST", "/rides", json={"pickup": lonely, "dropoff": lonely})).json()
+    await asyncio.sleep(1.0)
+    assert (await rider.call("GET", f"/rides/{ride['id']}")).json()["status"] == "requested"
+    driver = await person(http, "driver")
+    await available(driver, {"lat": -33.861, "lng": 151.211})
+    matched = await eventually(rider, f"/rides/{ride['id']}", lambda r: r["status"] == "matched")
+    assert matched["driver_id"] == driver.id
+    nowhere = {"lat": 64.14, "lng": -21.94}  # Reykjavik
+    late = (await rider.call("POST", "/rides", json={"pickup": nowhere, "dropoff": nowhere})).json()
+    ended = await eventually(
+        rider, f"/rides/{late['id']}", lambda r: r["status"] == "unmatched", within=25
+    )
+    assert "no driver" in ended["ended_reason"]
+
+
+async def test_provider_failing_then_recovering_charges_exactly_once(
+    http: httpx.AsyncClient,
+) -> None:
+    """The provider fails the next 6 calls; payments retries (and the bus redelivers)
+    until it recovers: the ride is charged exactly once."""
+    ops = await admin(http)
+    rider, driver = await person(http, "rider"), await person(http, "driver")
+    where = {"lat": 40.71, "lng": -74.0}  # New York
+    await available(driver, where)
+    ride = (await rider.call("POST", "/rides", json={"pickup": where, "dropoff": DROPOFF})).json()
+    await eventually(rider, f"/rides/{ride['id']}", lambda r: r["status"] == "matched")
+    await ops.call("PUT", "/admin/fakepay/faults", json={"fail_next": 6})
+    for step in ("arrive", "start", "complete"):
+        await driver.call("POST", f"/rides/{ride['id']}/{step}")
+    payment = await eventually(
+        rider, f"/payments?ride_id={ride['id']}", lambda p: p["status"] == "captured", within=40
+    )
+    assert payment["attempts"] >= 2
+    charges = (await ops.call("GET", f"/admin/fakepay/charges?reference={ride['id']}")).json()
+    assert len(charges["charges"]) == 1
+    assert charges["failures"] >= 6
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path", "status"),
+    [
+        ("rider", "POST", "/rides/{ride}/complete", 403),  # a rider completing a ride
+        ("other_driver", "GET", "/rides/{ride}", 404),  # a driver reading another's ride
+        ("other_rider", "GET", "/rides/{ride}", 404),
+        ("driver", "POST", "/rides", 403),  # gateway: drivers have no ride requests... role ok,
+        ("rider", "PUT", "/drivers/me/availability", 403),  # gateway role check
+        ("rider", "POST", "/tracking/positions", 403),
+        ("driver", "GET", "/payments?ride_id={ride}", 403),
+        ("rider", "GET", "/admin/fakepay/charges", 403),
+        ("anonymous", "GET", "/rides", 401),
+    ],
+)
+async def test_role_violations_are_refused(
+    http: httpx.AsyncClient, who: str, method: str, path: str, status: int
+) -> None:
+    """Wrong roles and strangers get 401/403/404 problems, never the data."""
+    people = {
+        name: await person(http, name.split("_")[-1])
+        for name in ("rider", "other_rider", "driver", "other_driver")
+    }
+    people["anonymous"] = Person(http, "rider")
+    await available(people["driver"], {"lat": 35.68, "lng": 139.69})  # Tokyo
+    rider = people["rider"]
+    ride = (
+        await rider.call(
+            "POST", "/rides", json={"pickup": {"lat": 35.681, "lng": 139.691}, "dropoff": BERLIN}
+        )
+    ).json()
+    await eventually(rider, f"/rides/{ride['id']}", lambda r: r["status"] == "matched")
+    body = {"available": True, "position": BERLIN} if method == "PUT" else None
+    if path == "/tracking/positions":
+        body = {"position": BERLIN}
+    if path == "/rides":
+        body = {"pickup": BERLIN, "dropoff": DROPOFF}
+    response = await people[who].call(method, path.format(ride=ride["id"]), json=body, ok=(status,))
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    await offline(people["driver"])
+    await rider.call("POST", f"/rides/{ride['id']}/cancel", ok=(409,))
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b'{"pickup": {"lat": 95, "lng": 0}, "dropoff": {"lat": 0, "lng": 0}}', "json", 422),
+        (b'{"pickup": {"lat": "x"}}', "json", 422),
+        (b'{"pickup": ', "json", 422),  # truncated JSON
+        (b'{"pickup": {"lat": 1, "lng": 1}, "dropoff": {"lat": 1, "lng": 1}, "x": 1}', "json", 422),
+        (b"x" * (65 * 1024), "json", 413),  # over the gateway's 64 KiB limit
+    ],
+)
+async def test_malformed_and_oversized_requests_get_problems(
+    http: httpx.AsyncClient, content: bytes, content_type: str, status: int
+) -> None:
+    """Bad coordinates, wrong types, broken JSON, unknown fields and oversized bodies are
+    answered with a problem+json naming the status."""
+    rider = await person(http, "rider")
+    response = await rider.call(
+        "POST",
+        "/rides",
+        content=content,
+        headers={"content-type": f"application/{content_type}"},
+        ok=(status,),
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == status
+
+
+async def test_signup_and_login_errors(http: httpx.AsyncClient) -> None:
+    """A duplicate email is a 409, a weak password a 422, a wrong password a 401."""
+    rider = await person(http, "rider")
+    body = {"email": rider.email, "password": "another-password", "name": "x", "role": "rider"}
+    assert (await rider.call("POST", "/auth/signup", json=body, ok=(409,))).status_code == 409
+    weak = body | {"email": "weak@sim.ridehail.local", "password": "short"}
+    assert (await rider.call("POST", "/auth/signup", json=weak, ok=(422,))).status_code == 422
+    admin_signup = body | {"email": "boss@sim.ridehail.local", "role": "admin"}
+    assert (
+        await rider.call("POST", "/auth/signup", json=admin_signup, ok=(422,))
+    ).status_code == 422
+    bad = {"email": rider.email, "password": "wrong-password!"}
+    assert (await rider.call("POST", "/auth/login", json=bad, ok=(401,))).status_code == 401
