@@ -22,10 +22,13 @@ ALLOWED: dict[str, set[str]] = {
     "sdk": {"contract"},
     "runtime": {"contract", "manifest", "plan"},
     "gateway": {"contract", "manifest", "plan", "runtime"},
-    "broker": {"contract", "manifest", "plan", "runtime"},
-    "export": {"contract", "manifest", "plan", "gateway", "broker"},
+    # The broker provisions exactly the streams and consumers the SDK's events module
+    # names (subjects, stream configs, the envelope): one definition, read by both sides.
+    # The reverse never happens: the SDK imports nothing of the control plane.
+    "broker": {"contract", "manifest", "plan", "runtime", "sdk"},
+    "export": {"contract", "manifest", "plan", "gateway", "broker", "sdk"},
     "api": {"contract", "manifest", "plan", "runtime"},
-    "control": {"contract", "manifest", "plan", "runtime", "gateway", "broker", "api"},
+    "control": {"contract", "manifest", "plan", "runtime", "gateway", "broker", "api", "sdk"},
     "cli": {
         "contract",
         "manifest",

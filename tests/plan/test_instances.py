@@ -179,3 +179,23 @@ def test_every_value_is_a_string() -> None:
     """The environment is ready for a process: every name and value is a string."""
     env = environment(plan("{A: '1'}"), endpoints=FULL, database_url="sqlite:///x")
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+
+
+def test_resilience_policies_reach_the_calling_service() -> None:
+    """A resilience section becomes CORRAL_RESILIENCE (JSON) in each caller's environment."""
+    import json
+
+    text = (
+        "name: shop\nservices:\n  web:\n    command: x\n  payments:\n    command: x\n"
+        "resilience:\n  services:\n    payments:\n      timeout: 3s\n"
+    )
+    resolved = resolve(parse(text, Path("/srv/shop/corral.yaml")), python="python3")
+    env = environment(resolved)
+    document = json.loads(env[contract.RESILIENCE])
+    assert "payments" in json.dumps(document)
+    assert "3" in json.dumps(document)
+
+
+def test_no_resilience_section_means_no_variable() -> None:
+    """Without a resilience section the SDK's defaults apply and nothing is set."""
+    assert contract.RESILIENCE not in environment(plan())

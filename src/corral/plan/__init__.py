@@ -19,7 +19,7 @@ from corral.plan._model import (
     RestartPlan,
     ServicePlan,
 )
-from corral.plan._resilience import ResiliencePlan
+from corral.plan._resilience import ResiliencePlan, resilience_environment
 from corral.plan._resolve import STATE_DIRNAME, find_cycle, resolve, start_order
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "find_cycle",
     "instance_environment",
     "instance_id",
+    "resilience_environment",
     "resolve",
     "start_order",
 ]

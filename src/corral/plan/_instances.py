@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from corral import contract
 from corral.plan._model import Plan, ServicePlan
+from corral.plan._resilience import resilience_environment
 
 
 def instance_id(service: str, ordinal: int) -> str:
@@ -69,6 +70,7 @@ def instance_environment(
         owned[contract.DISCOVERY] = endpoints.discovery
     if endpoints.discovery_token:
         owned[contract.DISCOVERY_TOKEN] = endpoints.discovery_token
+    owned.update(resilience_environment(plan, service.name))
     owned.update(endpoints.extra)
     return {**overridable, **service.env, **owned}
 
