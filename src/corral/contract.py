@@ -94,6 +94,9 @@ READINESS_PATH: Final = "/readyz"
 METRICS_PATH: Final = "/metrics"
 """Prometheus text exposition."""
 
+CIRCUITS_PATH: Final = "/corral/circuits"
+"""JSON: the state of this instance's circuit breakers per target (for ``corral status``)."""
+
 # --- headers -------------------------------------------------------------------------
 
 REQUEST_ID_HEADER: Final = "x-request-id"

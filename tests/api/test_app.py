@@ -56,6 +56,9 @@ class FakeTarget:
     def has_service(self, service: str) -> bool:
         return service in ("web", "api")
 
+    async def circuits(self) -> list[dict[str, Any]]:
+        return [{"service": "web", "instance": "web-1", "target": "api", "state": "open"}]
+
     async def scale(self, service: str, replicas: int) -> None:
         self.calls.append(("scale", service, str(replicas)))
 
@@ -116,6 +119,14 @@ async def test_discovery_token_reads_the_registry_but_cannot_change_anything(
     )
     assert scale.status_code == 401
     assert (await client.get("/v1/status", headers=auth(DISCOVERY))).status_code == 401
+
+
+async def test_status_lists_open_circuits(client: httpx.AsyncClient) -> None:
+    """Status carries the circuits services report as not closed."""
+    body = (await client.get("/v1/status", headers=auth())).json()
+    assert body["open_circuits"] == [
+        {"service": "web", "instance": "web-1", "target": "api", "state": "open"}
+    ]
 
 
 async def test_scale_reaches_the_target(client: httpx.AsyncClient, target: FakeTarget) -> None:

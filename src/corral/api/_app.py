@@ -50,6 +50,8 @@ class ControlTarget(Protocol):
 
     def has_service(self, service: str) -> bool: ...
 
+    async def circuits(self) -> list[dict[str, Any]]: ...
+
     async def scale(self, service: str, replicas: int) -> None: ...
 
     async def restart(self, service: str, *, rolling: bool = False) -> None: ...
@@ -114,8 +116,11 @@ def create_app(
 
     @app.get(f"/{API_VERSION}/status", dependencies=[Admin], tags=["system"])
     async def status() -> dict[str, Any]:
-        """The system: services, instances and addon endpoints (e.g. gateway_url)."""
-        return target.status()
+        """The system: services, instances, addon endpoints (e.g. gateway_url) and the
+        circuit breakers that services report open or half-open."""
+        status = target.status()
+        status["open_circuits"] = await target.circuits()
+        return status
 
     @app.get(f"/{API_VERSION}/instances", dependencies=[Admin], tags=["system"])
     async def instances() -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from corral.api import ApiClient, NotRunningError, RunFiles
 from corral.api._client import _pid_alive
 from corral.cli._logs import colour_for, format_line, parse_since
 from corral.cli._progress import StartProgress
-from corral.cli._tables import endpoints_lines, status_table
+from corral.cli._tables import circuit_lines, endpoints_lines, status_table
 from corral.manifest import ManifestError, load, resolve_path
 from corral.plan import STATE_DIRNAME, Plan, resolve
 
@@ -256,6 +256,8 @@ def status(
     console.print(status_table(data))
     for line in endpoints_lines(data):
         console.print(line, highlight=False)
+    for line in circuit_lines(data):
+        console.print(f"[red]{line}[/]", highlight=False)
 
 
 @app.command()

@@ -60,3 +60,16 @@ def endpoints_lines(status: Mapping[str, Any]) -> list[str]:
     if status.get("api_url"):
         lines.append(f"api      {status['api_url']}  (docs: {status['api_url']}/docs)")
     return lines
+
+
+def circuit_lines(status: Mapping[str, Any]) -> list[str]:
+    """``open circuit  web-1 -> api  open (retry in 4s)`` for each circuit not closed."""
+    lines = []
+    for circuit in status.get("open_circuits") or []:
+        retry = circuit.get("retry_after")
+        suffix = f" (retry in {human_duration(retry)})" if retry else ""
+        lines.append(
+            f"circuit  {circuit.get('instance')} -> {circuit.get('target')}  "
+            f"{circuit.get('state')}{suffix}"
+        )
+    return lines

@@ -10,8 +10,10 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp
 import uvicorn
 
+from corral import contract
 from corral.api import RunFiles, create_app
 from corral.api._files import new_token
 from corral.manifest import Manifest
@@ -19,7 +21,7 @@ from corral.plan import Endpoints, Plan
 from corral.runtime.addon import Addon
 from corral.runtime.events import RuntimeEvent
 from corral.runtime.orchestrator import Orchestrator
-from corral.runtime.registry import Registry
+from corral.runtime.registry import InstanceRecord, Registry
 
 
 def _free_port() -> int:
@@ -94,6 +96,38 @@ class SystemSession:
         status["api_url"] = self.api_url
         status.setdefault("gateway_url", None)
         return status
+
+    async def circuits(self) -> list[dict[str, Any]]:
+        """Circuit breakers that are not closed, across every serving SDK instance.
+
+        Asked of the instances at the moment (each answers CIRCUITS_PATH), so the answer
+        is what the callers themselves believe, not a guess from the outside."""
+        targets = [
+            record
+            for record in self.registry.snapshot().instances
+            if record.serving and not record.component and self.plan.services[record.service].app
+        ]
+        if not targets:
+            return []
+        timeout = aiohttp.ClientTimeout(total=1.0)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+
+            async def one(record: InstanceRecord) -> list[dict[str, Any]]:
+                try:
+                    async with http.get(record.url + contract.CIRCUITS_PATH) as response:
+                        if response.status != 200:
+                            return []
+                        body = await response.json()
+                except (aiohttp.ClientError, TimeoutError, ValueError):
+                    return []
+                return [
+                    {"service": record.service, "instance": record.instance, **circuit}
+                    for circuit in body.get("circuits", [])
+                    if circuit.get("state") != "closed"
+                ]
+
+            found = await asyncio.gather(*(one(r) for r in targets))
+        return [circuit for group in found for circuit in group]
 
     async def scale(self, service: str, replicas: int) -> None:
         await self.orchestrator.scale(service, replicas)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
 
+from corral import contract
 from corral.sdk.client._deadline import DeadlineMiddleware
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CIRCUITS_PATH", "ClientHub"]
 
-CIRCUITS_PATH = "/corral/circuits"
+CIRCUITS_PATH = contract.CIRCUITS_PATH
 """JSON: ``{"service", "instance", "circuits": [{"target", "state", ...}]}``."""
 
 
