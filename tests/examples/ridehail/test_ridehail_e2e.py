@@ -7,7 +7,6 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +15,8 @@ import pytest_asyncio
 from ridehail_system import EXAMPLE, running_system
 
 sys.path.insert(0, str(EXAMPLE))
-from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, Person  # noqa: E402
-from ridehail_cli.demo import tour  # noqa: E402
+from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, Person
+from ridehail_cli.demo import tour
 
 pytestmark = [
     pytest.mark.integration,
