@@ -373,6 +373,123 @@ def _cell(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+# --- events ---------------------------------------------------------------------------
+
+events_app = typer.Typer(help="The event bus (NATS JetStream).", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: events a service could not handle.", no_args_is_help=True)
+events_app.add_typer(dlq_app, name="dlq")
+app.add_typer(events_app, name="events")
+
+
+def _bus(file: Path | None) -> tuple[str, str]:
+    """(NATS URL, system name) of the running system."""
+    with _client(file) as client:
+        data = client.status()
+    url = data.get("nats_url")
+    if not url:
+        raise UserError("this system has no event bus (no `events:` section in the manifest)")
+    return str(url), str(data["system"])
+
+
+@events_app.command("catalog")
+def events_catalog(
+    file: FileOption = None,
+    as_yaml: Annotated[bool, typer.Option("--yaml", help="YAML instead of JSON.")] = False,
+) -> None:
+    """Topics, producers, consumers and payload schemas, as an AsyncAPI 3 document."""
+    from corral.broker import catalog
+
+    plan = _plan(file)
+    if plan.events is None:
+        raise UserError("this manifest has no `events:` section")
+    url = None
+    found = RunFiles(plan.state_dir).read()
+    if found and _pid_alive(int(found[0].get("pid", 0))):
+        with _client(file) as client:
+            url = client.status().get("nats_url")
+    document = asyncio.run(catalog(url, plan.events, plan.root))
+    if as_yaml:
+        from ruamel.yaml import YAML
+
+        yaml = YAML()
+        yaml.default_flow_style = False
+        yaml.dump(document, sys.stdout)
+    else:
+        print(json.dumps(document, indent=2, sort_keys=False))
+
+
+@dlq_app.command("list")
+def dlq_list_command(
+    file: FileOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every dead letter, oldest first."""
+    from rich.table import Table
+
+    from corral.broker import dlq_list
+
+    url, system = _bus(file)
+    letters = asyncio.run(dlq_list(url, system))
+    if as_json:
+        print(json.dumps(letters, indent=2))
+        return
+    if not letters:
+        console.print("[green]no dead letters[/]")
+        return
+    table = Table(title=f"dead letters ({len(letters)})", title_justify="left")
+    for column in ("seq", "service", "topic", "event_id", "deliveries", "error"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(
+            *(_cell(letter.get(c)) for c in ("seq", "service", "topic", "event_id")),
+            _cell(letter.get("deliveries")),
+            _cell(letter.get("error")),
+        )
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show_command(seq: int, file: FileOption = None) -> None:
+    """One dead letter whole: the event, the error and its delivery history."""
+    from corral.broker import dlq_show
+
+    url, system = _bus(file)
+    letter = asyncio.run(dlq_show(url, system, seq))
+    if letter is None:
+        raise UserError(f"no dead letter with sequence {seq}")
+    print(json.dumps(letter, indent=2, default=str))
+
+
+@dlq_app.command("replay")
+def dlq_replay_command(
+    seq: Annotated[int | None, typer.Argument(help="One dead letter; all when omitted.")] = None,
+    file: FileOption = None,
+) -> None:
+    """Send dead letters back to the service that failed them (trace context kept)."""
+    from corral.broker import dlq_replay
+
+    url, system = _bus(file)
+    replayed = asyncio.run(dlq_replay(url, system, seq))
+    if seq is not None and not replayed:
+        raise UserError(f"no dead letter with sequence {seq}")
+    console.print(f"[green]✔[/] replayed {len(replayed)} dead letter(s)")
+
+
+@dlq_app.command("purge")
+def dlq_purge_command(
+    file: FileOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete every dead letter."""
+    from corral.broker import dlq_purge
+
+    url, system = _bus(file)
+    if not yes and not typer.confirm("delete every dead letter?"):
+        raise UserError("nothing deleted")
+    count = asyncio.run(dlq_purge(url, system))
+    console.print(f"[green]✔[/] purged {count} dead letter(s)")
+
+
 # --- services -------------------------------------------------------------------------
 
 
