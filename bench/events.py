@@ -30,10 +30,12 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "sdk"))
-from events.helpers import NatsServer  # noqa: E402
+import contextlib
 
-from corral.sdk.events import Events, NatsTransport, TopicConfig, Topology  # noqa: E402
-from corral.sdk.events._tables import metadata, outbox  # noqa: E402
+from events.helpers import NatsServer
+
+from corral.sdk.events import Events, NatsTransport, TopicConfig, Topology
+from corral.sdk.events._tables import metadata, outbox
 
 LAT_N, THR_N, OUTBOX_N = 1000, 10000, 5000
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -165,10 +167,8 @@ async def bench_outbox(url: str, db: str) -> float:
     await events.start()
     if events._relay:  # measure the relay alone: stop the background task
         events._relay.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await events._relay
-        except asyncio.CancelledError:
-            pass
     await events._ensure_topics(["ping"])
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -183,7 +183,7 @@ async def bench_outbox(url: str, db: str) -> float:
                 "headers": "{}",
                 "body": json.dumps(
                     {"id": eid, "source": "/b", "type": "ping", "data": {"n": n}}
-                ).encode(),  # noqa: E501
+                ).encode(),
                 "created_at": time.time() + n * 1e-6,
                 "sent_at": None,
                 "attempts": 0,

@@ -70,7 +70,7 @@ async def delete_streams(url: str, system: str) -> None:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, what: str = ""
+    check: Callable[[], Awaitable[bool] | bool], timeout: float = 30.0, what: str = ""
 ) -> None:
     """Poll ``check`` until true (no fixed sleeps in tests)."""
     deadline = asyncio.get_running_loop().time() + timeout
