@@ -1,8 +1,15 @@
-"""Gateway benchmark: the same upstream direct, through Corral's Envoy gateway (JWT and a
-rate limit on the route) and through a minimal aiohttp reverse proxy, side by side in one
-run; plus the time from a registry change to Envoy applying it.
+"""Gateway benchmark: the same upstream direct, through a minimal Envoy (one static route,
+router filter only: what this machine allows Envoy at all), through Corral's Envoy gateway
+(JWT and a rate limit on the route), through the same gateway with its stdout read by the
+orchestrator's log pipeline (as under ``corral up``) and through a minimal aiohttp reverse
+proxy; plus the time from a registry change to Envoy applying it.
 
-    uv run python bench/gateway.py [--duration 5] [--connections 32] [--swaps 200]
+    uv run python bench/gateway.py [--rounds 5] [--duration 3] [--connections 32] [--swaps 200]
+
+Targets run interleaved (shuffled order, several rounds; medians reported), because the
+2 cores are shared and their load changes from second to second: only numbers from the
+same rounds compare. Each target also reports the CPU its processes used (cores) and
+Envoy's CPU per request, which says what Envoy could serve with one worker on an idle core.
 
 Load goes to 127.0.0.1 only, with wrk (apt-get install -y wrk). Writes
 bench/results/gateway.json. Goals: gateway >= 0.7x direct and >= 2.5x the Python proxy;
@@ -16,7 +23,9 @@ import asyncio
 import json
 import os
 import platform
+import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,11 +35,13 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "gateway"))
-from gateway_harness import KeyPair, free_port, start_gateway, wait_until, write_jwks
+from gateway_harness import KeyPair, free_port, manifest_from, start_gateway, wait_until, write_jwks
 
-from corral.runtime.registry import InstanceRecord, InstanceState, Registry
+from corral.gateway import GatewayAddon, Ports, envoy_binary
+from corral.runtime.registry import InstanceRecord, InstanceState, Registry, Snapshot
 
 UPSTREAM = """
 async def app(scope, receive, send):
@@ -64,6 +75,116 @@ app.router.add_route("*", "/{tail:.*}", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
+# The orchestrator's log pipeline for one component, as corral.runtime._instance._pump
+# runs it under `corral up`: read each line, timestamp it, LogStore.append it.
+LOG_PIPELINE = """
+import asyncio, sys, time
+from pathlib import Path
+from corral.runtime.logs import LogLine, LogStore
+
+async def main():
+    store = LogStore(Path(sys.argv[1]))
+    proc = await asyncio.create_subprocess_exec(
+        *sys.argv[2:], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        limit=1 << 20)
+
+    async def pump(stream, name):
+        while True:
+            raw = await stream.readline()
+            if not raw:
+                return
+            text = raw.decode("utf-8", errors="replace").rstrip("\\r\\n")
+            store.append(LogLine(time.time(), "corral-gateway", "corral-gateway-1", name, text))
+
+    try:
+        await asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"))
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+
+asyncio.run(main())
+"""
+
+
+def minimal_envoy(port: int, admin: int, upstream: int) -> dict[str, object]:
+    """The least Envoy can do: one listener, one route, the router filter, one static
+    cluster. Everything Corral's gateway renders beyond this is what it costs."""
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "minimal",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters"
+                                        ".network.http_connection_manager.v3.HttpConnectionManager",
+                                        "stat_prefix": "minimal",
+                                        "route_config": {
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "all",
+                                                    "domains": ["*"],
+                                                    "routes": [
+                                                        {
+                                                            "match": {"prefix": "/"},
+                                                            "route": {"cluster": "api"},
+                                                        }
+                                                    ],
+                                                }
+                                            ]
+                                        },
+                                        "http_filters": [
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {
+                                                    "@type": "type.googleapis.com/envoy.extensions"
+                                                    ".filters.http.router.v3.Router"
+                                                },
+                                            }
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "api",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": "api",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": "127.0.0.1",
+                                                    "port_value": upstream,
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+    }
+
+
 MANIFEST = """
 name: bench
 services:
@@ -82,6 +203,7 @@ gateway:
 
 
 def wrk(url: str, *, duration: int, connections: int, token: str) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [
             "wrk",
@@ -97,6 +219,8 @@ def wrk(url: str, *, duration: int, connections: int, token: str) -> dict[str, f
         text=True,
         check=True,
     ).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     assert p99 is not None, out
@@ -106,7 +230,76 @@ def wrk(url: str, *, duration: int, connections: int, token: str) -> dict[str, f
         "requests_per_s": rps,
         "p99_ms": round(float(p99.group(1)) * scale, 3),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "wrk_cpu_s": wrk_cpu,
     }
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU of these processes and all their children so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            for p in [process, *process.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def machine_busy() -> float:
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def measure(
+    targets: dict[str, tuple[str, list[int]]],
+    upstream_pid: int,
+    *,
+    rounds: int,
+    duration: int,
+    connections: int,
+    token: str,
+) -> dict[str, dict[str, object]]:
+    """Every target once per round, in a new random order each round; medians."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for url, _ in targets.values():  # warm up
+        wrk(url, duration=1, connections=connections, token=token)
+    for _ in range(rounds):
+        order = list(targets)
+        random.shuffle(order)
+        for name in order:
+            url, pids = targets[name]
+            started, busy = time.monotonic(), machine_busy()
+            proxy_cpu, upstream_cpu = cpu_seconds(pids), cpu_seconds([upstream_pid])
+            sample = wrk(url, duration=duration, connections=connections, token=token)
+            elapsed = time.monotonic() - started
+            sample["proxy_cores"] = (cpu_seconds(pids) - proxy_cpu) / elapsed
+            sample["upstream_cores"] = (cpu_seconds([upstream_pid]) - upstream_cpu) / elapsed
+            sample["wrk_cores"] = sample.pop("wrk_cpu_s") / elapsed
+            sample["machine_busy_cores"] = (machine_busy() - busy) / elapsed
+            samples[name].append(sample)
+    out: dict[str, dict[str, object]] = {}
+    for name, rows in samples.items():
+        rps = statistics.median(r["requests_per_s"] for r in rows)
+        result: dict[str, object] = {
+            "requests_per_s": round(rps, 1),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rows),
+            "non_2xx": sum(int(r["non_2xx"]) for r in rows),
+            "rounds_requests_per_s": [round(r["requests_per_s"]) for r in rows],
+            "cores": {
+                key.removesuffix("_cores"): round(statistics.median(r[key] for r in rows), 2)
+                for key in ("wrk_cores", "upstream_cores", "proxy_cores", "machine_busy_cores")
+            },
+        }
+        if targets[name][1]:
+            per_request = statistics.median(
+                1e6 * r["proxy_cores"] / r["requests_per_s"] for r in rows
+            )
+            result["proxy_cpu_us_per_request"] = round(per_request, 1)
+        out[name] = result
+    return out
 
 
 def answers(url: str) -> bool:
@@ -153,7 +346,8 @@ def _record(instance: str, port: int) -> InstanceRecord:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--swaps", type=int, default=200)
     args = parser.parse_args()
@@ -163,15 +357,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="corral-bench-gw-"))
     (work / "upstream_app.py").write_text(UPSTREAM)
     (work / "proxy.py").write_text(PROXY)
+    (work / "log_pipeline.py").write_text(LOG_PIPELINE)
     processes: list[subprocess.Popen[bytes]] = []
 
-    def spawn(argv: list[str]) -> None:
-        processes.append(
-            subprocess.Popen(argv, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
+    def spawn(argv: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
+        out = log.open("wb") if log else subprocess.DEVNULL
+        process = subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
+    def envoy(bootstrap: Path) -> list[str]:
+        # As the gateway addon runs it (one worker), minus the JSON log format.
+        return [
+            *(envoy_binary(), "-c", str(bootstrap), "--disable-hot-restart", "--concurrency"),
+            "1",
+            "-l",
+            "warn",
+        ]
 
     upstream_ports = [free_port(), free_port()]
-    for port in upstream_ports:
+    upstreams = [
         spawn(
             [
                 sys.executable,
@@ -185,10 +390,22 @@ def main() -> None:
                 "warning",
             ]
         )
+        for port in upstream_ports
+    ]
     proxy_port = free_port()
-    spawn([sys.executable, "proxy.py", str(proxy_port), f"http://127.0.0.1:{upstream_ports[0]}"])
+    proxy = spawn(
+        [sys.executable, "proxy.py", str(proxy_port), f"http://127.0.0.1:{upstream_ports[0]}"]
+    )
     for port in [*upstream_ports, proxy_port]:
         wait_until(lambda p=port: answers(f"http://127.0.0.1:{p}/"), what=f"port {port}")
+
+    # A minimal Envoy: the same binary, worker count and upstream, nothing else.
+    minimal_port, minimal_admin = free_port(), free_port()
+    minimal_bootstrap = work / "minimal.json"
+    minimal_bootstrap.write_text(
+        json.dumps(minimal_envoy(minimal_port, minimal_admin, upstream_ports[0]))
+    )
+    minimal = spawn(envoy(minimal_bootstrap), work / "minimal.log")
 
     key = KeyPair.generate("bench")
     jwks = write_jwks(work / "jwks.json", [key])
@@ -202,52 +419,104 @@ def main() -> None:
             "exp": now + 3600,
         }
     )
-    gw = start_gateway(
-        MANIFEST.format(jwks=jwks), work / "gw", [_record("api-1", upstream_ports[0])]
+    manifest = MANIFEST.format(jwks=jwks)
+    # Corral's gateway as the tests run it: stdout (the access log) to a file.
+    gw = start_gateway(manifest, work / "gw", [_record("api-1", upstream_ports[0])])
+    # The same config, with stdout read line by line by the orchestrator's log pipeline.
+    _, plan = manifest_from(manifest, work / "orch")
+    assert plan.gateway is not None
+    orch_ports = Ports(listener=free_port(), admin=free_port())
+    orch_bootstrap = GatewayAddon().prepare(
+        plan.gateway,
+        Snapshot(1, (_record("api-1", upstream_ports[0]),)),
+        directory=work / "orch" / "gw",
+        ports=orch_ports,
     )
+    orchestrated = spawn(
+        [
+            sys.executable,
+            "log_pipeline.py",
+            str(work / "orch" / "logs"),
+            *envoy(orch_bootstrap),
+        ]
+    )
+    for admin in (minimal_admin, orch_ports.admin):
+        wait_until(lambda a=admin: answers(f"http://127.0.0.1:{a}/ready"), what="envoy ready")
     try:
-        assert (
-            httpx.get(gw.url + "/", headers={"authorization": f"Bearer {token}"}).status_code == 200
-        )
-        assert httpx.get(gw.url + "/").status_code == 401
+        auth = {"authorization": f"Bearer {token}"}
         targets = {
-            "direct": f"http://127.0.0.1:{upstream_ports[0]}/",
-            "gateway": gw.url + "/",
-            "aiohttp_proxy": f"http://127.0.0.1:{proxy_port}/",
+            "direct": (f"http://127.0.0.1:{upstream_ports[0]}/", []),
+            "minimal_envoy": (f"http://127.0.0.1:{minimal_port}/", [minimal.pid]),
+            "gateway": (gw.url + "/", [gw.process.pid]),
+            "gateway_orchestrator_logs": (
+                f"http://127.0.0.1:{orch_ports.listener}/",
+                [orchestrated.pid],
+            ),
+            "aiohttp_proxy": (f"http://127.0.0.1:{proxy_port}/", [proxy.pid]),
         }
-        for url in targets.values():  # warm up
-            wrk(url, duration=1, connections=args.connections, token=token)
-        results = {
-            name: wrk(url, duration=args.duration, connections=args.connections, token=token)
-            for name, url in targets.items()
-        }
+        for name, (url, _) in targets.items():
+            wait_until(
+                lambda u=url: httpx.get(u, headers=auth).status_code == 200, what=f"{name} 200"
+            )
+        for url in (gw.url, f"http://127.0.0.1:{orch_ports.listener}"):
+            assert httpx.get(url + "/").status_code == 401
+        results = measure(
+            targets,
+            upstreams[0].pid,
+            rounds=args.rounds,
+            duration=args.duration,
+            connections=args.connections,
+            token=token,
+        )
         change = asyncio.run(swaps(gw, upstream_ports, args.swaps))
     finally:
         gw.stop()
         for process in processes:
+            for child in psutil.Process(process.pid).children(recursive=True):
+                child.terminate()
             process.terminate()
         for process in processes:
             process.wait(10)
 
-    direct = results["direct"]["requests_per_s"]
-    proxy = results["aiohttp_proxy"]["requests_per_s"]
-    gateway = results["gateway"]["requests_per_s"]
+    def rps(name: str) -> float:
+        value = results[name]["requests_per_s"]
+        assert isinstance(value, float)
+        return value
+
     report = {
         "benchmark": "gateway",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        },
         "load": {
             "tool": "wrk",
             "threads": 1,
             "connections": args.connections,
             "duration_s": args.duration,
-            "upstream": "uvicorn, tiny JSON",
+            "rounds": args.rounds,
+            "order": "interleaved, shuffled each round; medians",
+            "upstream": "uvicorn, tiny JSON (the same process for every target)",
         },
-        "gateway_route": "JWT (RS256, local JWKS) + local rate limit keyed by subject "
-        "(high enough not to trigger); Envoy 1 worker; JSON access log",
+        "targets": {
+            "minimal_envoy": "one static route, router filter only; 1 worker",
+            "gateway": "Corral's rendered config (file xDS): JWT (RS256, local JWKS, verified "
+            "token cache) + local rate limit keyed by subject (high enough not to trigger), "
+            "claim-header stripping, CORS, buffer, path normalization, problem+json replies, "
+            "JSON access log on stdout to a file; 1 worker",
+            "gateway_orchestrator_logs": "the same, with stdout read by the orchestrator's "
+            "log pipeline (readline, timestamp, LogStore.append) as under corral up",
+        },
         "results": results,
         "ratios": {
-            "gateway_vs_direct": round(gateway / direct, 3),
-            "gateway_vs_aiohttp_proxy": round(gateway / proxy, 3),
+            "gateway_vs_direct": round(rps("gateway") / rps("direct"), 3),
+            "gateway_vs_aiohttp_proxy": round(rps("gateway") / rps("aiohttp_proxy"), 3),
+            "minimal_envoy_vs_direct": round(rps("minimal_envoy") / rps("direct"), 3),
+            "gateway_vs_minimal_envoy": round(rps("gateway") / rps("minimal_envoy"), 3),
+            "gateway_orchestrator_logs_vs_gateway": round(
+                rps("gateway_orchestrator_logs") / rps("gateway"), 3
+            ),
         },
         "goals": {
             "gateway_vs_direct": ">= 0.7",
