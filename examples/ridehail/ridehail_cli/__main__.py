@@ -1,4 +1,4 @@
-"""``python -m ridehail_cli demo|sim`` (from examples/ridehail)."""
+"""The ridehail command: `ridehail demo` (a scripted tour) and `ridehail sim` (a city)."""
 
 from __future__ import annotations
 
