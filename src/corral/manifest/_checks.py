@@ -6,6 +6,8 @@ Each returns diagnostics rather than raising, so one run reports every problem.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
+from typing import Any
 
 from corral import contract
 from corral.manifest._diagnostics import Diagnostic
@@ -17,6 +19,44 @@ from corral.manifest._source import SourceMap
 from corral.manifest._system import SystemSpec
 
 
+def dependency_problems(
+    name: str, dependencies: Iterable[str], services: list[str], source: SourceMap
+) -> list[Diagnostic]:
+    """A service depending on itself or on a service the manifest does not have."""
+    problems = []
+    for dependency in sorted(dependencies):
+        path = ("services", name, "depends_on", dependency)
+        if dependency == name:
+            problems.append(source.diagnostic(path, f"service {name!r} depends on itself"))
+        elif dependency not in services:
+            close = difflib.get_close_matches(dependency, services, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"services: {', '.join(services)}"
+            problems.append(
+                source.diagnostic(path, f"depends on unknown service {dependency!r}", hint)
+            )
+    return problems
+
+
+def check_raw_references(data: dict[str, Any], source: SourceMap) -> list[Diagnostic]:
+    """Dependency references checked on the raw data, for manifests that also have field
+    errors: the person fixing them should see every problem in one run."""
+    services = data.get("services")
+    if not isinstance(services, dict):
+        return []
+    names = sorted(str(n) for n in services)
+    problems: list[Diagnostic] = []
+    for name, service in sorted(services.items()):
+        depends_on = service.get("depends_on") if isinstance(service, dict) else None
+        if isinstance(depends_on, dict):
+            targets = [str(t) for t in depends_on]
+        elif isinstance(depends_on, list):
+            targets = [t for t in depends_on if isinstance(t, str)]
+        else:
+            continue
+        problems += dependency_problems(str(name), targets, names, source)
+    return problems
+
+
 def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
     """Cross-references: dependencies exist, databases are not shared, ports not reused."""
     problems: list[Diagnostic] = []
@@ -24,16 +64,7 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
     databases: dict[str, str] = {}
     ports: dict[int, str] = {}
     for name, service in sorted(spec.services.items()):
-        for dependency in sorted(service.depends_on):
-            path = ("services", name, "depends_on", dependency)
-            if dependency == name:
-                problems.append(source.diagnostic(path, f"service {name!r} depends on itself"))
-            elif dependency not in spec.services:
-                close = difflib.get_close_matches(dependency, names, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"services: {', '.join(names)}"
-                problems.append(
-                    source.diagnostic(path, f"depends on unknown service {dependency!r}", hint)
-                )
+        problems += dependency_problems(name, service.depends_on, names, source)
         for variable in sorted(set(service.env) & contract.RESERVED):
             problems.append(
                 source.diagnostic(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from corral.manifest._checks import check_system
+from corral.manifest._checks import check_raw_references, check_system
 from corral.manifest._diagnostics import Diagnostic, ManifestError
 from corral.manifest._source import SourceMap, parse_yaml
 from corral.manifest._system import SystemSpec
@@ -47,7 +47,12 @@ def parse(text: str, path: Path | str = DEFAULT_FILENAME) -> Manifest:
     try:
         spec = SystemSpec.model_validate(data)
     except ValidationError as exc:
-        raise ManifestError(translate(exc, SystemSpec, source)) from None
+        problems = translate(exc, SystemSpec, source)
+        seen = {(d.path, d.message) for d in problems}
+        problems += [
+            d for d in check_raw_references(data, source) if (d.path, d.message) not in seen
+        ]
+        raise ManifestError(problems) from None
     problems = check_system(spec, source)
     if problems:
         raise ManifestError(problems)
