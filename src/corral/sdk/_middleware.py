@@ -28,8 +28,10 @@ from opentelemetry.trace import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral import contract
+from corral.sdk import _logging
 from corral.sdk._context import request_id_var
 from corral.sdk._errors import PROBLEM_JSON, problem_body
+from corral.sdk._logging import WRITER, access_line
 from corral.sdk._metrics import UNMATCHED_ROUTE
 from corral.sdk._tracing import PROPAGATOR
 
@@ -119,9 +121,11 @@ class TelemetryMiddleware:
             span = _light_span(parent)
         ctx_token = otel_context.attach(trace.set_span_in_context(span))
         recording = span.is_recording()
+        span_ctx = span.get_span_context()
+        trace_hex = format(span_ctx.trace_id, "032x")
         if request_id is None:
             # The trace id is a fine request id: unique, and one id less to correlate.
-            request_id = format(span.get_span_context().trace_id, "032x")
+            request_id = trace_hex
         rid_token = request_id_var.set(request_id)
         rid_header = (_REQUEST_ID, request_id.encode())
 
@@ -167,14 +171,29 @@ class TelemetryMiddleware:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
-            log.info(
-                "request",
-                method=method,
-                path=scope["path"],
-                route=route,
-                status=status,
-                duration_ms=round(seconds * 1000, 3),
-            )
+            if _logging.fast_access:
+                valid = span_ctx.is_valid
+                WRITER.msg(
+                    access_line(
+                        method,
+                        scope["path"],
+                        route,
+                        status,
+                        round(seconds * 1000, 3),
+                        request_id,
+                        trace_hex if valid else None,
+                        format(span_ctx.span_id, "016x") if valid else None,
+                    )
+                )
+            else:  # console lines, or a level above info: structlog decides
+                log.info(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    route=route,
+                    status=status,
+                    duration_ms=round(seconds * 1000, 3),
+                )
             span.end()
             otel_context.detach(ctx_token)
             request_id_var.reset(rid_token)
