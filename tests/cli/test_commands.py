@@ -66,3 +66,35 @@ def test_scale_argument_must_be_service_equals_count(tmp_path: Path) -> None:
     result = corral("scale", "web:3", cwd=tmp_path)
     assert result.returncode == 2
     assert "expected SERVICE=N" in result.stderr
+
+
+def test_migrate_applies_each_sdk_service_schema_to_its_own_database(tmp_path: Path) -> None:
+    """`corral migrate` creates an SDK service's tables in the database `up` would give it."""
+    import sqlite3
+
+    (tmp_path / "notes.py").write_text(
+        "from sqlalchemy import Column, Integer, MetaData, Table\n"
+        "from corral.sdk import Service\n"
+        "metadata = MetaData()\n"
+        "Table('note', metadata, Column('id', Integer, primary_key=True))\n"
+        "svc = Service('notes', metadata=metadata)\n"
+    )
+    (tmp_path / "corral.yaml").write_text(
+        "name: demo\nservices:\n  notes:\n    app: notes:svc\n"
+        "  other:\n    command: run\n    database: none\n"
+    )
+    result = corral("migrate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "notes: create_all" in result.stdout
+    assert "other: not a corral.sdk app" in result.stdout
+    database = tmp_path / ".corral" / "data" / "notes.sqlite3"
+    tables = sqlite3.connect(database).execute("SELECT name FROM sqlite_master").fetchall()
+    assert ("note",) in tables
+
+
+def test_migrate_names_an_unknown_service(tmp_path: Path) -> None:
+    """Migrating a service the manifest lacks is refused by name."""
+    (tmp_path / "corral.yaml").write_text("name: demo\nservices:\n  web:\n    command: run\n")
+    result = corral("migrate", "nope", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no service named 'nope'" in result.stderr

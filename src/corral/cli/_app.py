@@ -334,6 +334,71 @@ def stop(service: str, file: FileOption = None) -> None:
     console.print(f"[green]✔[/] {service} stopped")
 
 
+# --- databases ------------------------------------------------------------------------
+
+
+@app.command()
+def migrate(
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to migrate (default: all).")
+    ] = None,
+    file: FileOption = None,
+) -> None:
+    """Apply each SDK service's migrations to its own database, then exit.
+
+    The same databases `corral up` gives the services (provisioned on PostgreSQL when
+    the manifest asks for it) and the same lock, so it is safe while they run."""
+    from corral.plan import Endpoints, instance_environment
+    from corral.runtime.databases import DatabaseSetupError, service_database_url
+
+    plan = _plan(file)
+    names = services or list(plan.start_order)
+    unknown = [n for n in names if n not in plan.services]
+    if unknown:
+        raise UserError(
+            f"no service named {unknown[0]!r} (services: {', '.join(plan.start_order)})"
+        )
+    failed = 0
+    for name in names:
+        service = plan.services[name]
+        if service.app is None:
+            console.print(f"[dim]- {name}: not a corral.sdk app (migrate it yourself)[/]")
+            continue
+        try:
+            url = asyncio.run(service_database_url(plan, service, os.environ))
+        except DatabaseSetupError as exc:
+            raise UserError(f"{name}: {exc}") from None
+        if url is None:
+            console.print(f"[dim]- {name}: no database[/]")
+            continue
+        env = {
+            **os.environ,
+            **instance_environment(
+                plan,
+                service,
+                instance=f"{name}-migrate",
+                port=0,
+                endpoints=Endpoints(),
+                database_url=url,
+            ),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "corral.sdk.migrate", service.app],
+            cwd=service.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0:
+            console.print(f"[green]✔[/] {result.stdout.strip()}", highlight=False)
+        else:
+            failed += 1
+            errors.print(f"✖ {name}: {result.stderr.strip()}", highlight=False, markup=False)
+    if failed:
+        raise UserError(f"{failed} service(s) could not be migrated")
+
+
 # --- gateway --------------------------------------------------------------------------
 
 gateway_app = typer.Typer(help="The Envoy API gateway.", no_args_is_help=True)

@@ -13,12 +13,23 @@ import contextlib
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["database_name", "provision_postgres", "sqlite_url"]
+from corral.manifest import DatabaseEngine
+from corral.plan import Plan, ServicePlan
+
+__all__ = [
+    "POSTGRES_URL_VARIABLE",
+    "DatabaseSetupError",
+    "database_name",
+    "provision_postgres",
+    "service_database_url",
+    "sqlite_url",
+]
 
 _IDENT = re.compile(r"[^a-z0-9_]")
 _MAX_IDENT = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -100,3 +111,35 @@ async def provision_postgres(admin_url: str, system: str, service: str) -> str:
 def sqlite_url(path: str | Path) -> str:
     """The async SQLAlchemy URL of a SQLite file (absolute, so the working dir does not matter)."""
     return "sqlite+aiosqlite:///" + str(Path(path).resolve())
+
+
+POSTGRES_URL_VARIABLE = "CORRAL_POSTGRES_URL"
+"""Admin URL of a PostgreSQL server, when the manifest names none."""
+
+
+class DatabaseSetupError(Exception):
+    """A service's database could not be prepared (no server configured, provisioning failed)."""
+
+
+async def service_database_url(
+    plan: Plan, service: ServicePlan, environ: Mapping[str, str]
+) -> str | None:
+    """The DATABASE_URL a service's instances get: its SQLite file (folder created), its
+    own provisioned PostgreSQL database, or None for ``database: none``. Shared by the
+    orchestrator and ``corral migrate`` so both point at the same database."""
+    database = service.database
+    if database.engine is DatabaseEngine.SQLITE and database.sqlite_path is not None:
+        database.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite_url(database.sqlite_path)
+    if database.engine is DatabaseEngine.POSTGRES:
+        admin = plan.postgres_admin_url or environ.get(POSTGRES_URL_VARIABLE)
+        if not admin:
+            raise DatabaseSetupError(
+                "uses a postgres database but no server is configured: set "
+                f"databases.postgres.url in the manifest or {POSTGRES_URL_VARIABLE}"
+            )
+        try:
+            return await provision_postgres(admin, plan.system, service.name)
+        except Exception as exc:
+            raise DatabaseSetupError(f"cannot provision its postgres database: {exc}") from exc
+    return None

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from corral import contract
-from corral.manifest import Condition, DatabaseEngine, Manifest
+from corral.manifest import Condition, Manifest
 from corral.plan import Endpoints, Plan, ServicePlan, instance_environment
 from corral.runtime import _runstate
 from corral.runtime._checks import Prober
@@ -65,7 +65,6 @@ from corral.runtime.registry import InstanceRecord, InstanceState, Registry
 
 _log = logging.getLogger(__name__)
 
-POSTGRES_URL_VARIABLE = "CORRAL_POSTGRES_URL"
 """Admin URL of a PostgreSQL server when the manifest names none."""
 
 
@@ -408,30 +407,16 @@ class Orchestrator:
     async def _ensure_database(self, entry: _Service) -> None:
         if entry.database_ready:
             return
-        database = entry.plan.database
         # Imported here: provisioning pulls in asyncpg and SQLAlchemy, which a system
         # without databases should not pay for at start-up.
         from corral.runtime import databases
 
-        if database.engine is DatabaseEngine.SQLITE and database.sqlite_path is not None:
-            database.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            entry.database_url = databases.sqlite_url(database.sqlite_path)
-        elif database.engine is DatabaseEngine.POSTGRES:
-            admin = self._plan.postgres_admin_url or os.environ.get(POSTGRES_URL_VARIABLE)
-            if not admin:
-                raise StartError(
-                    entry.name,
-                    "uses a postgres database but no server is configured: set "
-                    f"databases.postgres.url in the manifest or {POSTGRES_URL_VARIABLE}",
-                )
-            try:
-                entry.database_url = await databases.provision_postgres(
-                    admin, self._plan.system, entry.name
-                )
-            except Exception as exc:
-                raise StartError(
-                    entry.name, f"cannot provision its postgres database: {exc}"
-                ) from exc
+        try:
+            entry.database_url = await databases.service_database_url(
+                self._plan, entry.plan, os.environ
+            )
+        except databases.DatabaseSetupError as exc:
+            raise StartError(entry.name, str(exc)) from exc
         entry.database_ready = True
 
     async def _start_service(self, entry: _Service) -> None:
