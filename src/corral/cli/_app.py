@@ -46,6 +46,16 @@ FileOption = Annotated[
         show_default=False,
     ),
 ]
+LogsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        envvar="CORRAL_FILE",
+        help="Manifest file or its folder (default: ./corral.yaml).",
+        show_default=False,
+    ),
+]
+"""For `logs`, where -f means --follow (as in docker and kubectl)."""
 FileArgument = Annotated[
     Path | None,
     typer.Argument(
@@ -265,7 +275,7 @@ def logs(
     services: Annotated[
         list[str] | None, typer.Argument(help="Services to show (default all).")
     ] = None,
-    file: FileOption = None,
+    file: LogsFileOption = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
