@@ -68,3 +68,50 @@ async def test_two_services_in_one_process_have_separate_registries() -> None:
     template = "/users/{user_id}/orders/{order_id}"
     assert metric(first, "http_requests_total", method="GET", route=template, status="200") == 1
     assert metric(second, "http_requests_total", method="GET", route=template, status="200") == 0
+
+
+def test_lock_free_metrics_expose_what_prometheus_client_would() -> None:
+    """Counts, cumulative buckets (le inclusive), sums and in-flight match the library's."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from corral.sdk._metrics import BUCKETS, HttpMetrics
+
+    ours = HttpMetrics(process=False)
+    reference = CollectorRegistry()
+    counter = Counter("http_requests", "", ("method", "route", "status"), registry=reference)
+    histogram = Histogram(
+        "http_request_duration_seconds",
+        "",
+        ("method", "route"),
+        buckets=BUCKETS,
+        registry=reference,
+    )
+    observations = [
+        ("GET", "/a/{x}", 200, 0.0004),
+        ("GET", "/a/{x}", 200, 0.005),  # exactly on a bound: counted in le="0.005"
+        ("GET", "/a/{x}", 500, 0.3),
+        ("POST", "/b", 201, 12.0),  # beyond the last bound: +Inf only
+    ]
+    for method, route, status, seconds in observations:
+        ours.observe(method, route, status, seconds)
+        counter.labels(method, route, str(status)).inc()
+        histogram.labels(method, route).observe(seconds)
+    ours.active += 2
+
+    def samples(
+        registry: CollectorRegistry,
+    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created") and s.name != "http_requests_in_flight"
+        }
+
+    assert samples(ours.registry) == samples(reference)
+    assert ours.sample("http_requests_in_flight") == 2
+    created = ours.sample(
+        "http_requests_created", {"method": "POST", "route": "/b", "status": "201"}
+    )
+    assert created is not None
+    assert created > 0

@@ -142,7 +142,7 @@ class TelemetryMiddleware:
 
         health = service.health
         health.request_started()
-        metrics.in_flight.inc()
+        metrics.active += 1
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_wrapper)
@@ -160,7 +160,7 @@ class TelemetryMiddleware:
                 await self._send_500(scope, send_wrapper, request_id, span)
         finally:
             seconds = time.perf_counter() - start
-            metrics.in_flight.dec()
+            metrics.active -= 1
             health.request_finished()
             route = _route_template(scope)
             metrics.observe(method, route, status, seconds)
