@@ -160,6 +160,15 @@ def test_bad_tokens_are_401_problem_json(gateway: Gateway, key: KeyPair, case: s
     assert problem["type"] == "about:blank"
 
 
+def test_token_in_the_query_string_is_not_accepted(gateway: Gateway, key: KeyPair) -> None:
+    """Only the Authorization header carries a token: ?access_token= (Envoy's default
+    second place) would leak bearer tokens into access logs."""
+    token = key.token(claims())
+    assert gateway.client.get("/private/x", headers=bearer(token)).status_code == 200
+    response = gateway.client.get("/private/x", params={"access_token": token})
+    assert response.status_code == 401
+
+
 def test_catch_all_route_requires_a_token(gateway: Gateway) -> None:
     """A route without an auth key is protected by default when a provider exists."""
     assert gateway.client.get("/somewhere").status_code == 401

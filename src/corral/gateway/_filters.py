@@ -122,6 +122,9 @@ def _provider(provider: ProviderPlan) -> Json:
         "issuer": provider.issuer,
         "audiences": list(provider.audiences),
         "forward": False,
+        # Only the Authorization header. Envoy's default also accepts ?access_token= in
+        # the URL, which puts bearer tokens into access logs, proxies and browser history.
+        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
         "claim_to_headers": [
             {"header_name": contract.CLAIM_HEADER_PREFIX + claim.lower(), "claim_name": claim}
             for claim in provider.forward_claims
