@@ -28,6 +28,7 @@ class Settings(ServiceSettings):
     max_pickup_km: float = Field(default=15.0, gt=0)
     wait_timeout_s: float = Field(default=120.0, gt=0)
     sweep_interval_s: float = Field(default=0.5, gt=0)
+    driver_idle_timeout_s: float = Field(default=120.0, gt=0)
 
 
 svc = Service("matching", settings=Settings, metadata=metadata, title="ridehail matching")
@@ -74,6 +75,7 @@ async def _start() -> None:
         rules=MatchingRules(
             max_pickup_km=settings.max_pickup_km,
             wait_timeout=timedelta(seconds=settings.wait_timeout_s),
+            driver_idle_timeout=timedelta(seconds=settings.driver_idle_timeout_s),
         ),
         on_match=_publish_match,
         on_unmatched=_publish_unmatched,

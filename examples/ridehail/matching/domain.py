@@ -90,6 +90,12 @@ class MatchStore(Protocol):
         """A waiting ride becomes unmatched; True for exactly one caller."""
         ...
 
+    async def expire_idle_drivers(self, before: datetime) -> list[str]:
+        """Free drivers not heard from since ``before`` go offline (a closed app, a lost
+        phone, a killed simulator): they are never proposed again until they say they
+        are available. Drivers on a ride are left alone. Returns who went offline."""
+        ...
+
     async def waiting(self) -> list[WaitingRide]:
         """Rides waiting for a driver, oldest first."""
         ...
@@ -107,6 +113,10 @@ class MatchingRules:
     """A ride waiting longer than this becomes ``unmatched``."""
     candidates: int = 5
     """How many nearest drivers to try before the ride waits."""
+    driver_idle_timeout: timedelta = timedelta(minutes=2)
+    """A free driver who has not confirmed availability for this long goes offline: a
+    driver app that vanished without saying so must not be matched (its ride would wait
+    forever in ``matched``). Driver apps re-send availability while they wait."""
 
 
 class Matcher:
@@ -171,7 +181,9 @@ class Matcher:
         return await self._serve_waiting(driver_id, where, now)
 
     async def sweep(self, now: datetime) -> tuple[list[Match], list[str]]:
-        """Resync the index; expire rides that waited too long; retry the others."""
+        """Take idle drivers offline; resync the index; expire rides that waited too long;
+        retry the others."""
+        await self.store.expire_idle_drivers(now - self.rules.driver_idle_timeout)
         self.index.replace_all(await self.store.available_drivers())
         matches: list[Match] = []
         unmatched: list[str] = []

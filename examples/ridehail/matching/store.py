@@ -215,6 +215,20 @@ class SqlMatchStore:
                 await on_commit(session)
         return True
 
+    async def expire_idle_drivers(self, before: datetime) -> list[str]:
+        async with self._db.transaction() as session:
+            idle = and_(
+                drivers.c.online.is_(True),
+                drivers.c.ride_id.is_(None),
+                drivers.c.updated_at < before,
+            )
+            gone = list((await session.scalars(select(drivers.c.id).where(idle))).all())
+            if gone:
+                await session.execute(
+                    update(drivers).where(and_(idle, drivers.c.id.in_(gone))).values(online=False)
+                )
+            return gone
+
     async def waiting(self) -> list[WaitingRide]:
         async with self._db.sessionmaker() as session:
             rows = await session.execute(
@@ -274,6 +288,7 @@ class MemoryMatchStore:
     ) -> str | None:
         row = self.drivers.setdefault(driver_id, {"ride_id": None, "position": None})
         row["online"] = online
+        row["at"] = now
         if position is not None:
             row["position"] = position
         return row["ride_id"]  # type: ignore[return-value]
@@ -289,6 +304,7 @@ class MemoryMatchStore:
             return Claim.DRIVER_TAKEN
         ride |= {"status": "assigned", "driver_id": driver_id}
         driver["ride_id"] = ride_id
+        driver["at"] = now
         if on_commit is not None:
             await on_commit(None)
         return Claim.OK
@@ -304,6 +320,7 @@ class MemoryMatchStore:
         for driver_id, driver in self.drivers.items():
             if driver["ride_id"] == ride_id:
                 driver["ride_id"] = None
+                driver["at"] = now
                 if driver_position is not None:
                     driver["position"] = driver_position
                 return driver_id
@@ -319,6 +336,16 @@ class MemoryMatchStore:
         if on_commit is not None:
             await on_commit(None)
         return True
+
+    async def expire_idle_drivers(self, before: datetime) -> list[str]:
+        gone = [
+            driver_id
+            for driver_id, d in self.drivers.items()
+            if d["online"] and d["ride_id"] is None and d["at"] < before  # type: ignore[operator]
+        ]
+        for driver_id in gone:
+            self.drivers[driver_id]["online"] = False
+        return gone
 
     async def waiting(self) -> list[WaitingRide]:
         rows = [

@@ -11,6 +11,7 @@ admin, the invariants are checked; any failure makes the exit status non-zero.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -28,6 +29,8 @@ from ridehail_cli.api import ApiError, Person, Timing, corral_status
 console = Console()
 CITY = (52.45, 13.30, 52.57, 13.50)  # lat/lng box: central Berlin
 FINAL = {"completed", "cancelled", "unmatched"}
+HEARTBEAT_S = 5.0  # a waiting driver re-confirms availability this often
+FLOW = ("requested->matched", "matched->completed", "completed->paid", "requested->paid")
 
 
 def somewhere(rng: random.Random) -> dict[str, float]:
@@ -116,65 +119,97 @@ async def rider_loop(
                 stats.flow.add("requested->paid", time.monotonic() - t0)
                 stats.counts["paid"] += 1
         except (ApiError, httpx.HTTPError) as exc:
-            stats.errors[
-                type(exc).__name__ + (f" {exc.status}" if isinstance(exc, ApiError) else "")
-            ] += 1
+            stats.errors[error_name(exc)] += 1
             await asyncio.sleep(0.2)
 
 
 async def driver_loop(
-    driver: Person, stats: Stats, rng: random.Random, drain_until: float, speed: float
+    driver: Person,
+    stats: Stats,
+    rng: random.Random,
+    stop: asyncio.Event,
+    drain_until: float,
+    speed: float,
 ) -> None:
+    """Serve rides until told to stop; always go offline at the end, so no later ride is
+    matched with a driver who has left (matching also takes silent drivers offline)."""
     where = somewhere(rng)
-    while time.monotonic() < drain_until:
-        try:
+    try:
+        while not stop.is_set() and time.monotonic() < drain_until:
+            try:
+                ride_id = await wait_for_assignment(driver, where, stop, drain_until)
+                if ride_id is None:
+                    break
+                found = await driver.call("GET", f"/rides/{ride_id}", step="poll", ok=(404,))
+                ride = found.json()
+                if found.status_code == 404 or ride["status"] != "matched":
+                    await asyncio.sleep(0.1)  # rides has not heard of the match yet, or it ended
+                    continue
+                await asyncio.sleep(0.1 / speed)
+                step = await driver.call(
+                    "POST", f"/rides/{ride_id}/arrive", step="arrive", ok=(409,)
+                )
+                if step.status_code == 409:  # the rider cancelled meanwhile
+                    await asyncio.sleep(0.1)
+                    continue
+                await driver.call("POST", f"/rides/{ride_id}/start", step="start")
+                pickup, dropoff = ride["pickup"], ride["dropoff"]
+                for i in range(1, 5):
+                    point = {
+                        k: pickup[k] + (dropoff[k] - pickup[k]) * i / 4 for k in ("lat", "lng")
+                    }
+                    await driver.call(
+                        "POST", "/tracking/positions", step="position", json={"position": point}
+                    )
+                    await asyncio.sleep(0.1 / speed)
+                await driver.call("POST", f"/rides/{ride_id}/complete", step="complete")
+                where = dropoff
+            except (ApiError, httpx.HTTPError) as exc:
+                stats.errors[error_name(exc)] += 1
+                await asyncio.sleep(0.2)
+    finally:
+        with contextlib.suppress(ApiError, httpx.HTTPError, asyncio.TimeoutError):
+            await asyncio.wait_for(
+                asyncio.shield(
+                    driver.call(
+                        "PUT",
+                        "/drivers/me/availability",
+                        step="available",
+                        json={"available": False},
+                        ok=(401, 403, 422),
+                    )
+                ),
+                5,
+            )
+
+
+async def wait_for_assignment(
+    driver: Person, where: dict[str, float], stop: asyncio.Event, drain_until: float
+) -> str | None:
+    """Say "available here" (again every few seconds, as a driver app does), and poll
+    rides for an assignment; None when told to stop first."""
+    heartbeat = 0.0
+    while not stop.is_set() and time.monotonic() < drain_until:
+        if time.monotonic() - heartbeat >= HEARTBEAT_S:
             response = await driver.call(
                 "PUT",
                 "/drivers/me/availability",
                 step="available",
                 json={"available": True, "position": where},
             )
-            ride_id = response.json().get("ride_id")
-            while ride_id is None and time.monotonic() < drain_until:
-                await asyncio.sleep(0.2)
-                mine = (
-                    await driver.call("GET", "/rides?status=matched&limit=5", step="poll")
-                ).json()
-                ride_id = mine[0]["id"] if mine else None
-            if ride_id is None:
-                break
-            found = await driver.call("GET", f"/rides/{ride_id}", step="poll", ok=(404,))
-            ride = found.json()
-            if found.status_code == 404 or ride["status"] != "matched":
-                await asyncio.sleep(0.1)  # rides has not heard of the match yet, or it ended
-                continue
-            await asyncio.sleep(0.1 / speed)
-            step = await driver.call("POST", f"/rides/{ride_id}/arrive", step="arrive", ok=(409,))
-            if step.status_code == 409:  # the rider cancelled meanwhile
-                await asyncio.sleep(0.1)
-                continue
-            await driver.call("POST", f"/rides/{ride_id}/start", step="start")
-            pickup, dropoff = ride["pickup"], ride["dropoff"]
-            for i in range(1, 5):
-                point = {k: pickup[k] + (dropoff[k] - pickup[k]) * i / 4 for k in ("lat", "lng")}
-                await driver.call(
-                    "POST", "/tracking/positions", step="position", json={"position": point}
-                )
-                await asyncio.sleep(0.1 / speed)
-            await driver.call("POST", f"/rides/{ride_id}/complete", step="complete")
-            where = dropoff
-        except (ApiError, httpx.HTTPError) as exc:
-            stats.errors[
-                type(exc).__name__ + (f" {exc.status}" if isinstance(exc, ApiError) else "")
-            ] += 1
-            await asyncio.sleep(0.2)
-    await driver.call(
-        "PUT",
-        "/drivers/me/availability",
-        step="available",
-        json={"available": False},
-        ok=(401, 403, 422),
-    )
+            heartbeat = time.monotonic()
+            if ride_id := response.json().get("ride_id"):
+                return str(ride_id)
+        mine = (await driver.call("GET", "/rides?status=matched&limit=5", step="poll")).json()
+        if mine:
+            return str(mine[0]["id"])
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+    return None
+
+
+def error_name(exc: Exception) -> str:
+    return type(exc).__name__ + (f" {exc.status}" if isinstance(exc, ApiError) else "")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -189,6 +224,9 @@ def latency_table(title: str, samples: dict[str, list[float]]) -> Table:
     for column in ("step", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="right" if column != "step" else "left")
     for step, values in samples.items():
+        if not values:
+            table.add_row(step, "0", "-", "-", "-", "-")
+            continue
         table.add_row(
             step,
             str(len(values)),
@@ -198,22 +236,30 @@ def latency_table(title: str, samples: dict[str, list[float]]) -> Table:
     return table
 
 
-def progress(stats: Stats, duration: float) -> Table:
+def progress(stats: Stats, duration: float, phase: str) -> Group:
     elapsed = time.monotonic() - stats.started
-    table = Table(title=f"ridehail sim  {elapsed:5.1f}s / {duration:.0f}s", show_header=False)
+    counts = Table(
+        title=f"ridehail sim  {elapsed:5.1f}s / {duration:.0f}s  ({phase})", show_header=False
+    )
     for key in ("requested", "completed", "paid", "cancelled", "unmatched", "stuck"):
-        table.add_row(key, str(stats.counts[key]))
-    table.add_row("rides/s (completed)", f"{stats.counts['completed'] / max(elapsed, 1e-9):.2f}")
-    table.add_row("errors", ", ".join(f"{k}: {v}" for k, v in stats.errors.items()) or "0")
-    return table
+        counts.add_row(key, str(stats.counts[key]))
+    counts.add_row("rides/s (completed)", f"{stats.counts['completed'] / max(elapsed, 1e-9):.2f}")
+    counts.add_row("errors", ", ".join(f"{k}: {v}" for k, v in stats.errors.items()) or "0")
+    flow = {step: stats.flow.samples.get(step, []) for step in FLOW}
+    return Group(counts, latency_table("ride flow (live)", flow))
 
 
-async def check_invariants(admin: Person, stats: Stats, nats_url: str | None) -> list[str]:
+async def check_invariants(
+    admin: Person, stats: Stats, nats_url: str | None, letters_before: int | None
+) -> list[str]:
     """Every completed ride paid exactly once; no driver on two rides at once; no ride
-    stuck; no unexplained dead letter."""
+    stuck; no unexplained dead letter (among those that arrived during the run)."""
     failures: list[str] = []
+    wanted = set(stats.ride_ids)
     rides = (await admin.call("GET", "/rides?limit=1000", step="check")).json()
-    ours = {r["id"]: r for r in rides if r["id"] in set(stats.ride_ids)}
+    ours = {r["id"]: r for r in rides if r["id"] in wanted}
+    for ride_id in wanted - ours.keys():  # older than the newest 1000 rides
+        ours[ride_id] = (await admin.call("GET", f"/rides/{ride_id}", step="check")).json()
     stuck = [f"{r['id']} ({r['status']})" for r in ours.values() if r["status"] not in FINAL]
     if stuck:
         failures.append(f"{len(stuck)} rides stuck in a non-final state: {stuck[:5]}")
@@ -246,11 +292,9 @@ async def check_invariants(admin: Person, stats: Stats, nats_url: str | None) ->
     busy = (await admin.call("GET", "/admin/matching/assignments", step="check")).json()
     if len(set(busy.values())) != len(busy):
         failures.append(f"matching holds a driver on two rides: {busy}")
-    if nats_url:
-        from corral.broker import dlq_list
-
+    if nats_url and letters_before is not None:
         failed_payments = {rid for rid, p in payments.items() if p["status"] == "failed"}
-        for letter in await dlq_list(nats_url, "ridehail"):
+        for letter in (await dead_letters(nats_url))[letters_before:]:
             explained = (
                 letter["topic"] == "ride.completed"
                 and letter["service"] == "payments"
@@ -259,6 +303,19 @@ async def check_invariants(admin: Person, stats: Stats, nats_url: str | None) ->
             if not explained:
                 failures.append(f"unexplained dead letter: {letter}")
     return failures
+
+
+class BusUnreachable(Exception):
+    """The dead-letter stream could not be read."""
+
+
+async def dead_letters(nats_url: str) -> list[dict[str, Any]]:
+    from corral.broker import dlq_list
+
+    try:
+        return list(await asyncio.wait_for(dlq_list(nats_url, "ridehail"), 15))
+    except Exception as exc:  # nats-py raises several unrelated types; report any, once
+        raise BusUnreachable(f"{nats_url}: {type(exc).__name__} {exc}".strip()) from exc
 
 
 async def simulate(
@@ -274,9 +331,55 @@ async def simulate(
     admin_email: str,
     admin_password: str,
     nats_url: str | None,
+    report: dict[str, Any] | None = None,
+) -> int:
+    """Run the city; 0 when every invariant holds, 1 when one fails, 2 when the system
+    could not be talked to (one line saying why, never a traceback)."""
+    try:
+        return await _simulate(
+            gateway,
+            riders=riders,
+            drivers=drivers,
+            duration=duration,
+            drain=drain,
+            cancel_rate=cancel_rate,
+            speed=speed,
+            seed=seed,
+            admin_email=admin_email,
+            admin_password=admin_password,
+            nats_url=nats_url,
+            report=report,
+        )
+    except httpx.HTTPError as exc:
+        where = exc.request.url if isinstance(exc, httpx.RequestError) else gateway
+        console.print(f"[red]✘ cannot talk to ridehail at {where}:[/] {type(exc).__name__} {exc}")
+    except ApiError as exc:
+        console.print(f"[red]✘ the system refused a call the simulator needs:[/] {exc}")
+    except BusUnreachable as exc:
+        console.print(f"[red]✘ cannot read the dead letters at[/] {exc} (pass --nats-url?)")
+    return 2
+
+
+async def _simulate(
+    gateway: str,
+    *,
+    riders: int,
+    drivers: int,
+    duration: float,
+    drain: float,
+    cancel_rate: float,
+    speed: float,
+    seed: int,
+    admin_email: str,
+    admin_password: str,
+    nats_url: str | None,
+    report: dict[str, Any] | None,
 ) -> int:
     rng = random.Random(seed)
     stats = Stats()
+    if nats_url is None:
+        nats_url = corral_status().get("nats_url")
+    letters_before = len(await dead_letters(nats_url)) if nats_url else None
     limits = httpx.Limits(max_connections=max(20, riders + drivers + 5))
     async with httpx.AsyncClient(base_url=gateway, timeout=15, limits=limits) as http:
         console.print(f"signing up {riders} riders and {drivers} drivers through {gateway} ...")
@@ -294,6 +397,7 @@ async def simulate(
         stats.started = time.monotonic()
         until = stats.started + duration
         drain_until = until + drain
+        stop = asyncio.Event()
         tasks = [
             asyncio.create_task(
                 rider_loop(p, stats, random.Random(rng.random()), until, drain_until, cancel_rate)
@@ -301,24 +405,30 @@ async def simulate(
             for p in people
             if p.role == "rider"
         ]
-        drivers_done = asyncio.Event()
         driver_tasks = [
             asyncio.create_task(
-                driver_loop(p, stats, random.Random(rng.random()), drain_until, speed)
+                driver_loop(p, stats, random.Random(rng.random()), stop, drain_until, speed)
             )
             for p in people
             if p.role == "driver"
         ]
-        with Live(progress(stats, duration), console=console, refresh_per_second=4) as live:
-            while not all(t.done() for t in tasks):
-                live.update(progress(stats, duration))
-                await asyncio.sleep(0.25)
-            elapsed = time.monotonic() - stats.started
-            drivers_done.set()
-            for task in driver_tasks:
+        try:
+            with Live(
+                progress(stats, duration, "requesting"), console=console, refresh_per_second=4
+            ) as live:
+                while not all(t.done() for t in tasks):
+                    phase = "requesting" if time.monotonic() < until else "draining"
+                    live.update(progress(stats, duration, phase))
+                    await asyncio.sleep(0.25)
+                elapsed = time.monotonic() - stats.started
+                stop.set()  # drivers finish, go offline
+                await asyncio.wait(driver_tasks, timeout=10)
+                live.update(progress(stats, duration, "done"))
+        finally:
+            stop.set()
+            for task in (*tasks, *driver_tasks):
                 task.cancel()
-            await asyncio.gather(*driver_tasks, return_exceptions=True)
-            live.update(progress(stats, duration))
+            await asyncio.gather(*tasks, *driver_tasks, return_exceptions=True)
         console.print(
             latency_table("API latency per call (through the gateway)", stats.timing.samples)
         )
@@ -327,9 +437,15 @@ async def simulate(
             f"completed rides/s: {stats.counts['completed'] / elapsed:.2f}   "
             f"requested rides/s: {stats.counts['requested'] / elapsed:.2f}   over {elapsed:.1f}s"
         )
-        if nats_url is None:
-            nats_url = corral_status().get("nats_url")
-        failures = await check_invariants(admin, stats, nats_url)
+        failures = await check_invariants(admin, stats, nats_url, letters_before)
+    if report is not None:
+        report.update(
+            elapsed_s=round(elapsed, 2),
+            counts=dict(stats.counts),
+            errors=dict(stats.errors),
+            flow={k: list(v) for k, v in stats.flow.samples.items()},
+            failures=failures,
+        )
     if not nats_url:
         console.print("[yellow]dead letters not checked: no NATS URL (pass --nats-url)[/]")
     if failures:

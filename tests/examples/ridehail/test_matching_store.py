@@ -190,3 +190,18 @@ async def test_several_matchers_never_put_a_driver_on_two_rides(
     assignments = await matchers[0].store.assignments()
     assert assignments == {m.ride_id: m.driver_id for m in matches}
     assert len(await matchers[0].store.waiting()) == 18
+
+
+async def test_idle_free_drivers_go_offline_busy_ones_stay(make_store: Callable[[], Any]) -> None:
+    """A free driver silent since before the cutoff goes offline; a driver on a ride, or
+    one who confirmed availability since, stays."""
+    store = await store_of(make_store)
+    later = T0 + timedelta(minutes=5)
+    for driver_id in ("silent", "busy", "fresh"):
+        await store.set_driver(driver_id, online=True, position=HERE, now=T0)
+    await store.add_ride("r1", HERE, T0)
+    assert await store.claim("busy", "r1", T0) is Claim.OK
+    await store.set_driver("fresh", online=True, position=HERE, now=later)
+    assert await store.expire_idle_drivers(later - timedelta(minutes=2)) == ["silent"]
+    assert set(await store.available_drivers()) == {"fresh"}
+    assert await store.expire_idle_drivers(later - timedelta(minutes=2)) == []
