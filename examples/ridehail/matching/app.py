@@ -136,6 +136,16 @@ async def assignments(caller: CallerDep) -> dict[str, str]:
     return result
 
 
+@svc.get("/waiting")
+async def waiting(caller: CallerDep) -> list[dict[str, object]]:
+    """Rides waiting for a driver, oldest first (admins: operations and tests)."""
+    require(caller, "admin")
+    return [
+        {"ride_id": w.id, "pickup": w.pickup.model_dump(), "requested_at": w.requested_at}
+        for w in await matcher().store.waiting()
+    ]
+
+
 # -- events from rides ----------------------------------------------------------------
 @svc.events.subscribe("ride.requested")
 async def on_requested(event: ev.RideRequested) -> None:

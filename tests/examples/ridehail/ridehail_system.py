@@ -79,7 +79,7 @@ async def wait_for_jwks(url: str, timeout: float = 20) -> None:
             response = await client.get("/auth/.well-known/jwks.json")
             if response.status_code == 200:
                 return
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
         raise TimeoutError(f"JWKS not served through the gateway: {response}")
 
 
