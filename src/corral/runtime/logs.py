@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import orjson
+
 Stream = Literal["stdout", "stderr"]
 
 _FOLLOW_QUEUE = 10_000
@@ -63,6 +65,8 @@ class LogStore:
         self._files: dict[str, IO[str]] = {}
         self._recent: dict[str, deque[LogLine]] = {}
         self._followers: set[asyncio.Queue[LogLine]] = set()
+        self._dirty: set[IO[str]] = set()
+        self._flush_pending = False
         self.dropped = 0
 
     def path(self, instance: str) -> Path:
@@ -74,16 +78,33 @@ class LogStore:
         handle = self._files.get(line.instance)
         if handle is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            # Line-buffered so `corral logs` in another process sees lines at once.
-            handle = self.path(line.instance).open("a", encoding="utf-8", buffering=1)
+            handle = self.path(line.instance).open("a", encoding="utf-8")
             self._files[line.instance] = handle
-        handle.write(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
+        # Buffered and flushed once per event-loop turn, not per line: a chatty instance
+        # (Envoy's access log writes a line per request) otherwise costs a write(2) and a
+        # json.dumps per line in this process, measured at ~7% of gateway throughput.
+        handle.write(orjson.dumps(line.to_json()).decode() + "\n")
+        self._dirty.add(handle)
+        if not self._flush_pending:
+            self._flush_pending = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (tests writing directly): flush now
+                self.flush()
         self._recent.setdefault(line.instance, deque(maxlen=_TAIL_KEPT)).append(line)
         for queue in self._followers:
             try:
                 queue.put_nowait(line)
             except asyncio.QueueFull:
                 self.dropped += 1
+
+    def flush(self) -> None:
+        """Write buffered lines to their files (readers in other processes see them)."""
+        self._flush_pending = False
+        dirty, self._dirty = self._dirty, set()
+        for handle in dirty:
+            with contextlib.suppress(OSError, ValueError):  # closed meanwhile
+                handle.flush()
 
     def recent(self, instance: str, count: int = 20) -> list[str]:
         """The last ``count`` lines this run captured from ``instance`` (text only)."""
@@ -96,6 +117,7 @@ class LogStore:
         for name in names:
             handle = self._files.pop(name, None)
             if handle is not None:
+                self._dirty.discard(handle)
                 handle.close()
 
     # --- reading (CLI, API) -----------------------------------------------------------
@@ -108,6 +130,7 @@ class LogStore:
     ) -> list[LogLine]:
         """Stored lines of ``services`` (all when None) at or after ``since``, merged in
         time order; only the last ``tail`` when given."""
+        self.flush()
         lines: list[LogLine] = []
         if self.directory.is_dir():
             for path in sorted(self.directory.glob("*.log")):
