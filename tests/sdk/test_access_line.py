@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from typing import Any
 
@@ -130,3 +132,30 @@ def test_rendering_never_loses_a_line() -> None:
     """Values orjson refuses (a 70-bit integer) still render, through the stdlib."""
     line = _logging.dumps({"big": 2**70, "text": "\u00e9"})
     assert json.loads(line) == {"big": 2**70, "text": "\u00e9"}
+
+
+class _Stream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed: list[str] = []
+
+    def flush(self) -> None:
+        self.flushed.append(self.getvalue())
+
+
+def test_lines_outside_a_loop_are_flushed_at_once() -> None:
+    """Without a running event loop every line is flushed as it is written."""
+    stream = _Stream()
+    _logging.LineWriter(stream).msg("one")
+    assert stream.flushed == ["one\n"]
+
+
+async def test_lines_on_a_loop_are_flushed_once_per_loop_pass() -> None:
+    """Lines written in one loop pass leave in one flush, before the next pass ends."""
+    stream = _Stream()
+    writer = _logging.LineWriter(stream)
+    writer.msg("one")
+    writer.msg("two")
+    assert stream.flushed == []
+    await asyncio.sleep(0)
+    assert stream.flushed == ["one\ntwo\n"]

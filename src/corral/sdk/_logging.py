@@ -14,6 +14,8 @@ chain at about a quarter of the SDK's per-request cost).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -126,11 +128,18 @@ def _add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> Ev
 
 
 class LineWriter:
-    """The one place log lines leave the process: redacts, writes, feeds capturers."""
+    """The one place log lines leave the process: redacts, writes, feeds capturers.
+
+    Outside an event loop every line is flushed at once. On a running loop the flush
+    is deferred to the end of the current loop pass, so the lines of all requests that
+    finish in one pass leave in one ``write(2)`` (the per-line flush was a fifth of the
+    middleware's cost); a line then waits microseconds, never for more traffic.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
         self.capturers: list[Callable[[str], None]] = []
+        self._pending: set[tuple[asyncio.AbstractEventLoop, TextIO]] = set()
 
     def msg(self, line: str) -> None:
         line = redact(line)
@@ -138,7 +147,21 @@ class LineWriter:
             capture(line)
         stream = self._stream or sys.stdout
         stream.write(line + "\n")
-        stream.flush()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a thread without a loop, or no loop at all
+            stream.flush()
+            return
+        key = (loop, stream)
+        if key not in self._pending:
+            self._pending.add(key)
+            loop.call_soon(self._flush, key)
+
+    def _flush(self, key: tuple[asyncio.AbstractEventLoop, TextIO]) -> None:
+        self._pending.discard(key)
+        # stdout closed or its reader gone: there is nowhere left to log to.
+        with contextlib.suppress(OSError, ValueError):
+            key[1].flush()
 
     # structlog calls the method named after the level.
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
