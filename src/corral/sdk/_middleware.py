@@ -43,6 +43,7 @@ __all__ = ["TelemetryMiddleware"]
 _REQUEST_ID = contract.REQUEST_ID_HEADER.encode()
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 _MAX_REQUEST_ID = 128
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 def _route_template(scope: Scope) -> str:
@@ -73,7 +74,7 @@ def _light_span(parent: otel_context.Context | None) -> trace.Span:
     if parent_ctx is not None and parent_ctx.is_valid:
         trace_id, flags, state = parent_ctx.trace_id, parent_ctx.trace_flags, parent_ctx.trace_state
     else:
-        trace_id, flags, state = random.getrandbits(128), TraceFlags(TraceFlags.SAMPLED), None
+        trace_id, flags, state = random.getrandbits(128), _SAMPLED, None
     span_id = random.getrandbits(64)
     if trace_id == 0 or span_id == 0:  # invalid ids, vanishingly unlikely
         return INVALID_SPAN
