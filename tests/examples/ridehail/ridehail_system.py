@@ -52,7 +52,11 @@ async def running_system(
     run = asyncio.create_task(session.run())
     try:
         ready = asyncio.create_task(session.ready.wait())
-        done, _ = await asyncio.wait({run, ready}, timeout=timeout)
+        # FIRST_COMPLETED: `run` only ends at shutdown (or on a start error); the default
+        # (ALL_COMPLETED) waited out the whole timeout on every start.
+        done, _ = await asyncio.wait(
+            {run, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if ready not in done:
             ready.cancel()
             if run.done():

@@ -1,0 +1,65 @@
+"""ridehail on PostgreSQL: the same services, only the manifest changed
+(examples/ridehail/corral.postgres.yaml), run end to end through the gateway."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from ridehail_cli.demo import tour
+from ridehail_system import EXAMPLE, running_system
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio, pytest.mark.timeout(180)]
+
+ADMIN_URL = os.environ.get(
+    "RIDEHAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+SERVICES = ("auth", "rides", "matching", "payments")
+
+
+async def _reachable() -> bool:
+    try:
+        conn = await asyncpg.connect(ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+async def _drop(system: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        for service in SERVICES:
+            name = f"{system}_{service}"
+            with contextlib.suppress(asyncpg.PostgresError):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            with contextlib.suppress(asyncpg.PostgresError):
+                await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+    finally:
+        await conn.close()
+
+
+async def test_the_tour_runs_on_postgresql(tmp_path: Path) -> None:
+    """With corral.postgres.yaml (a unique system name, so its own databases), the tour
+    completes a ride and its payment, and the rides table lives in PostgreSQL."""
+    if not await _reachable():
+        pytest.skip(f"no PostgreSQL at {ADMIN_URL}")
+    system = f"rhpg{uuid.uuid4().hex[:8]}"
+    manifest = (EXAMPLE / "corral.postgres.yaml").read_text()
+    manifest = manifest.replace("name: ridehail\n", f"name: {system}\n").replace(
+        "postgresql://postgres@127.0.0.1:5432/postgres", ADMIN_URL
+    )
+    try:
+        async with running_system(tmp_path, edit=lambda _: manifest) as (gateway, _):
+            assert await tour(gateway) == 0
+        conn = await asyncpg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{system}_rides")
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM rides WHERE status = 'completed'") == 1
+        finally:
+            await conn.close()
+    finally:
+        await _drop(system)
