@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from corral.sdk.events import CRASH_HOOK
 from corral.sdk.events._topology import stream_name
-from events.helpers import NatsServer, delete_streams, eventually
+from events.helpers import NatsServer, delete_streams
 
 APP = Path(__file__).with_name("outbox_app.py")
 ROOT = Path(__file__).parents[3]
@@ -81,32 +81,47 @@ async def test_broker_restart_loses_no_committed_event(tmp_path: Path, system: s
     db = f"sqlite+aiosqlite:///{tmp_path / 'rides.sqlite3'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     env.pop(CRASH_HOOK, None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(APP),
-        "stream",
-        server.url,
-        system,
-        db,
-        "200",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    # stderr goes to a file, not an unread pipe: a producer logging reconnect errors
+    # while the test waits on its stdout must never block on a full pipe.
+    errors = tmp_path / "producer.err"
+    with errors.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(APP),
+            "stream",
+            server.url,
+            system,
+            db,
+            "200",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+        )
+    assert proc.stdout is not None
+    stdout = proc.stdout
+
+    async def until_committed(n: int) -> None:
+        """Read the producer's progress until event ``n`` is committed (fail on EOF)."""
+        while True:
+            line = (await stdout.readline()).decode().strip()
+            if not line:
+                await proc.wait()
+                raise AssertionError(f"producer ended early: {errors.read_text()[-2000:]}")
+            if line.isdigit() and int(line) >= n:
+                return
+
     try:
-        assert proc.stdout is not None
-        while int((await proc.stdout.readline()).decode() or "-1") < 50:
-            pass
+        await asyncio.wait_for(until_committed(50), 60)
         server.kill()  # SIGKILL mid-stream
-        while int((await proc.stdout.readline()).decode() or "-1") < 100:
-            pass
-        server.start()  # same port, same store
-        rest = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
-        assert "drained" in rest
+        await asyncio.wait_for(until_committed(100), 60)
+        await asyncio.to_thread(server.start, 30.0)  # same port, same store
+        rest = (await asyncio.wait_for(proc.communicate(), 90))[0].decode()
+        assert "drained" in rest.splitlines(), rest + errors.read_text()[-2000:]
         assert proc.returncode == 0
-        await eventually(lambda: stored(server.url, system), timeout=5)
+        # "drained" means every row was acknowledged, so stored already: exact, once.
         assert await stored(server.url, system) == 200
     finally:
         if proc.returncode is None:
             proc.kill()
+            await proc.wait()
         server.kill()
