@@ -392,6 +392,9 @@ class Events:
 
     async def _relay_loop(self) -> None:
         while True:
+            # Clear before reading the outbox: a commit during relay_once sets the event
+            # again and is picked up by the next round, never lost between wait and clear.
+            self._wake.clear()
             try:
                 sent = await self.relay_once()
             except asyncio.CancelledError:
@@ -402,7 +405,6 @@ class Events:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.outbox_poll_interval)
-            self._wake.clear()
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent outbox rows; returns how many were acknowledged.
@@ -430,12 +432,20 @@ class Events:
             if not rows:
                 await self._cleanup(conn)
                 return 0
-            futures = [
-                await self.transport.publish(
-                    Outgoing(row.subject, json.loads(row.headers), row.body, row.id)
-                )
-                for row in rows
-            ]
+            futures: list[asyncio.Future[Any]] = []
+            try:
+                for row in rows:
+                    futures.append(
+                        await self.transport.publish(
+                            Outgoing(row.subject, json.loads(row.headers), row.body, row.id)
+                        )
+                    )
+            except BaseException:
+                # e.g. the client's reconnect buffer is full: give back what was sent
+                # (nats-py holds a pending-publish slot until a future is done).
+                for future in futures:
+                    future.cancel()
+                raise
             results = await asyncio.gather(
                 *(asyncio.wait_for(f, self.publish_timeout) for f in futures),
                 return_exceptions=True,
