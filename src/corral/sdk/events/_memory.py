@@ -85,11 +85,28 @@ class _Consumer:
             self.attempts[message.seq] = attempt
             subscriber = self.subscribers[next(self._rr) % len(self.subscribers)]
             delivery = _MemoryDelivery(self, message, attempt)
-            loop = asyncio.get_running_loop()
-            self.in_flight[message.seq] = loop.call_later(
-                self.definition.ack_wait, self._redeliver, message, delivery
-            )
-            self.broker.spawn(subscriber.handler(delivery))
+            self.in_flight[message.seq] = None
+            task = self.broker.spawn(subscriber.handler(delivery))
+            self._arm(message, delivery, task)
+
+    def _arm(
+        self, message: _Message, delivery: _MemoryDelivery, task: asyncio.Future[None]
+    ) -> None:
+        if delivery.settled or message.seq not in self.in_flight:
+            return
+        self.in_flight[message.seq] = asyncio.get_running_loop().call_later(
+            self.definition.ack_wait, self._expire, message, delivery, task
+        )
+
+    def _expire(
+        self, message: _Message, delivery: _MemoryDelivery, task: asyncio.Future[None]
+    ) -> None:
+        # As NatsTransport's in-progress heartbeats: a handler still running keeps its
+        # message; one that returned without settling it is redelivered.
+        if task.done():
+            self._redeliver(message, delivery)
+        else:
+            self._arm(message, delivery, task)
 
     def settle(self, message: _Message, delivery: _MemoryDelivery) -> bool:
         if delivery.settled or message.seq not in self.in_flight:
@@ -152,10 +169,11 @@ class MemoryBroker:
     def transport(self) -> MemoryTransport:
         return MemoryTransport(self)
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def add_stream(self, name: str, subjects: list[str]) -> None:
         self.streams.setdefault(name, _Stream(name, subjects))

@@ -179,13 +179,20 @@ class NatsTransport(Transport):
 
     async def subscribe(self, consumer: ConsumerDef, handler: Handler, *, ordered: bool) -> None:
         tasks = self._tasks
+        loop = asyncio.get_running_loop()
+        beat = consumer.ack_wait / 2 if consumer.ack_wait > 0 else 0.0
 
         async def on_message(msg: Msg) -> None:
-            delivery = _NatsDelivery(msg)
-            if ordered:  # one at a time; the consumer's max_ack_pending=1 orders replicas
-                await handler(delivery)
+            # Eager start: the handler runs now, up to its first real suspension; most
+            # handlers (and the ack, a buffered write) finish without ever being scheduled.
+            task = asyncio.Task(handler(_NatsDelivery(msg)), loop=loop, eager_start=True)
+            if task.done():
                 return
-            task = asyncio.create_task(handler(delivery))
+            if beat:
+                _keep_in_progress(loop, msg, task, beat)
+            if ordered:  # one at a time; the consumer's max_ack_pending=1 orders replicas
+                await task
+                return
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
@@ -193,6 +200,10 @@ class NatsTransport(Transport):
             consumer.deliver_subject, queue=consumer.durable, cb=on_message
         )
         self._subs.append(sub)
+        # A PING/PONG round trip: the server has processed the SUB when it answers, so
+        # once start() returns this replica is bound to the queue group (without it, an
+        # event published right after start() may all go to the replicas bound earlier).
+        await self.client.flush()
 
     # -- dead letters ---------------------------------------------------------------
     async def dlq_add(self, system: str, letter: DeadLetter) -> None:
@@ -239,6 +250,30 @@ class NatsTransport(Transport):
         count = int(info.state.messages)
         await self.js.purge_stream(dlq_stream(system))
         return count
+
+
+def _keep_in_progress(
+    loop: asyncio.AbstractEventLoop, msg: Msg, task: asyncio.Task[None], every: float
+) -> None:
+    """While ``task`` runs, tell the server every ``every`` seconds (half the ack wait)
+    that the message is in progress, so a slow handler is not redelivered to another
+    replica while it still works (a dead process stops beating and is redelivered)."""
+    handle: list[asyncio.TimerHandle] = []
+
+    def beat() -> None:
+        if task.done():
+            return
+        progress = loop.create_task(msg.in_progress())
+        progress.add_done_callback(_ignore_result)
+        handle[0] = loop.call_later(every, beat)
+
+    handle.append(loop.call_later(every, beat))
+    task.add_done_callback(lambda _: handle[0].cancel())
+
+
+def _ignore_result(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a lost heartbeat only means an earlier redelivery
 
 
 def _trace(letter: DeadLetter) -> dict[str, str]:
