@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from corral import contract
 from corral.sdk.events import _tracing
-from corral.sdk.events._envelope import TYPE_HEADER, Envelope, new_event_id
+from corral.sdk.events._envelope import TYPE_HEADER, Envelope, encode_envelope, new_event_id
 from corral.sdk.events._errors import EventSchemaError, NotStartedError, PublishError
 from corral.sdk.events._handlers import HandlerFn, HandlerSpec, inspect_handler
 from corral.sdk.events._tables import inbox, metadata, outbox
@@ -290,7 +290,9 @@ class Events:
         part = partition_of(key, config.partitions) if config.partitions and key else None
         if self._ensure and topic not in self._ensured:
             await self._ensure_topics([topic])
-        with self._tracer.start_as_current_span(
+        # The PRODUCER span is started, not made current: nothing runs inside it but the
+        # send, and its context goes into the headers explicitly (cheaper than attach).
+        span = self._tracer.start_span(
             f"{topic} publish",
             kind=SpanKind.PRODUCER,
             attributes={
@@ -298,24 +300,24 @@ class Events:
                 _tracing.DESTINATION_ATTR: topic,
                 "corral.outbox": session is not None,
             },
-        ) as span:
+        )
+        try:
+            event_id = new_event_id()
+            span.set_attribute(_tracing.MESSAGE_ID_ATTR, event_id)
             headers: dict[str, str] = {TYPE_HEADER: topic}
-            _tracing.inject(headers)
-            envelope = Envelope(
-                id=new_event_id(),
-                source=f"/{self.service}/{self.instance}",
+            _tracing.inject(headers, trace.set_span_in_context(span))
+            body = encode_envelope(
+                event_id=event_id,
+                source=self._source,
                 type=topic,
                 traceparent=headers.get(_tracing.TRACEPARENT),
                 key=key,
                 data=data,
             )
-            span.set_attribute(_tracing.MESSAGE_ID_ATTR, envelope.id)
-            message = Outgoing(
-                subject(self.system, topic, part), headers, envelope.to_bytes(), envelope.id
-            )
+            message = Outgoing(subject(self.system, topic, part), headers, body, event_id)
             if session is not None:
                 await self._to_outbox(session, topic, message)
-                return envelope.id
+                return event_id
             future = await self.transport.publish(message)
             self.stats["published"] += 1
             if wait:
@@ -327,7 +329,18 @@ class Events:
             else:
                 self._pending.add(future)
                 future.add_done_callback(self._pending.discard)
-        return envelope.id
+        except BaseException as exc:
+            if not isinstance(exc, PublishError):
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            span.end()
+        return event_id
+
+    @property
+    def _source(self) -> str:
+        return f"/{self.service}/{self.instance}"
 
     async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - bounds a gather
         """Wait until every ``wait=False`` publish was acknowledged; raise the first error."""

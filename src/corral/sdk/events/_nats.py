@@ -86,10 +86,18 @@ class _NatsDelivery(Delivery):
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
         self.body = msg.data
-        self.headers = dict(msg.headers or {})
-        meta = msg.metadata
-        self.attempt = meta.num_delivered or 1
-        self.stream_seq = meta.sequence.stream
+        self.headers = msg.headers or {}
+        # The ack subject carries the delivery count and stream sequence:
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>
+        # (9 tokens; 12 with domain and account hash). Read the two numbers directly
+        # rather than through msg.metadata (it builds several objects per message).
+        tokens = msg.reply.split(".")
+        if len(tokens) == 9 and tokens[1] == "ACK":
+            self.attempt, self.stream_seq = int(tokens[4]) or 1, int(tokens[5])
+        else:
+            meta = msg.metadata
+            self.attempt = meta.num_delivered or 1
+            self.stream_seq = meta.sequence.stream
 
     async def ack(self) -> None:
         await self._msg.ack()

@@ -31,7 +31,7 @@ def inject(headers: dict[str, str], context: Context | None = None) -> None:
 
 
 def extract(headers: Mapping[str, str] | None) -> Context:
-    return _PROPAGATOR.extract(dict(headers or {}))
+    return _PROPAGATOR.extract(headers or {})  # read only: no copy
 
 
 def get_tracer(provider: trace.TracerProvider | None) -> trace.Tracer:
