@@ -3,7 +3,8 @@
 Every path except ``/admin/*`` is "work": it counts the attempt, records the headers and
 the time it arrived, then answers according to the mode set by ``POST /admin/mode``:
 ``{"mode": "ok"}``, ``{"mode": "fail", "status": 503}``, ``{"mode": "hang"}`` (never
-answers until the mode changes) or ``{"mode": "slow", "delay": 0.3}``.
+answers until the mode changes) or ``{"mode": "slow", "delay": 0.3}``. A ``"count": N``
+with ``fail`` fails only the next N calls, then answers ok again (a provider recovering).
 ``GET /admin/stats`` reports attempts, in-flight work and the last request's headers;
 ``POST /admin/reset`` zeroes the counters and sets the mode back to ok.
 """
@@ -47,6 +48,10 @@ class Fault:
                     await asyncio.sleep(float(mode.get("delay", 0.2)))
                     mode = {"mode": "ok"}
                 if mode["mode"] == "fail":
+                    if "count" in mode:
+                        if mode["count"] <= 0:
+                            return web.json_response({"instance": self.name, "path": request.path})
+                        mode["count"] -= 1
                     return web.json_response({"error": "injected"}, status=int(mode["status"]))
                 return web.json_response({"instance": self.name, "path": request.path})
         finally:

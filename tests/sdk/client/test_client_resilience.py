@@ -333,3 +333,41 @@ async def test_deadline_cuts_an_attempt_short(make_client: MakeClient, upstream:
     with deadline(0.2), pytest.raises(DeadlineExceededError):
         await client.get("/work")
     assert await upstream.attempts() == 1
+
+
+# -- recovery -----------------------------------------------------------------------------
+@pytest.mark.parametrize("threshold", [10, 3], ids=["breaker-stays-closed", "breaker-opens"])
+async def test_calls_succeed_again_once_the_upstream_recovers(
+    make_client: MakeClient, upstream: Upstream, threshold: int
+) -> None:
+    """An upstream failing its next 6 calls, then recovering: keyed POSTs (ridehail's
+    payments -> fakepay policy) succeed again within the breaker's wait."""
+    wait = 0.3
+    client = make_client(
+        timeout=2.0,
+        retries=RetryPolicy(attempts=3, initial=0.01, max=0.05, on_status=frozenset({503})),
+        circuit_breaker=BreakerPolicy(consecutive_failures=threshold, wait=wait),
+    )
+    await upstream.mode("fail", status=503, count=6)
+    key = {"Idempotency-Key": "ride-charge-0123456789"}
+    body = {"amount": "12.30", "currency": "EUR", "reference": "r1"}
+    outcomes: list[str] = []
+    recovered_at: float | None = None
+    started = time.monotonic()
+    while time.monotonic() - started < 5.0:
+        try:
+            response = await client.post("/charges", json=body, headers=key)
+        except (UpstreamError, CircuitOpenError) as exc:
+            outcomes.append(exc.reason)
+            await asyncio.sleep(0.05)
+            continue
+        outcomes.append(str(response.status))
+        recovered_at = time.monotonic()
+        break
+    assert recovered_at is not None, outcomes
+    assert (await upstream.stats())["by_method"]["POST"] >= 6
+    assert client.breaker is not None
+    assert client.breaker.state is CircuitState.CLOSED
+    # once recovered, every further call succeeds
+    for _ in range(5):
+        assert (await client.post("/charges", json=body, headers=key)).status == 200
