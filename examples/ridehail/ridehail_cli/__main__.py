@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, find_gateway
 
@@ -37,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.riders < 1 or args.drivers < 1 or args.duration <= 0:
         parser.error("--riders and --drivers must be >= 1 and --duration > 0")
+    try:
+        return _run(args, simulate, gateway)
+    except KeyboardInterrupt:
+        print("ridehail sim: interrupted (simulated drivers asked to go offline)", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, simulate: Any, gateway: str) -> int:
     return asyncio.run(
         simulate(
             gateway,
