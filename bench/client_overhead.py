@@ -44,12 +44,14 @@ async def measure(
             await call()
             latencies.append(time.perf_counter() - start)
 
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     q = statistics.quantiles(latencies, n=100)
     return {
         "rps": round(len(latencies) / elapsed, 1),
+        # client-process CPU per call: unlike latency, not inflated by being descheduled
+        "cpu_us_per_call": round(cpu / len(latencies) * 1e6, 2),
         "p50_ms": round(q[49] * 1000, 4),
         "p99_ms": round(q[98] * 1000, 4),
     }
@@ -138,12 +140,41 @@ def main() -> None:
             mine = [r for r in runs if r["kind"] == kind and r["concurrency"] == concurrency]
             row[kind] = {
                 key: round(statistics.median(r[key] for r in mine), 4)
-                for key in ("rps", "p50_ms", "p99_ms")
+                for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_call")
             }
-        row["throughput_ratio"] = round(row["wrapped"]["rps"] / row["bare"]["rps"], 3)
+        # Ratios of the two runs of the same round (side by side on a shared machine),
+        # then the median over rounds: load that comes and goes hits both sides alike.
+        pairs = [
+            (
+                next(
+                    r
+                    for r in runs
+                    if r["kind"] == "bare" and r["round"] == n and r["concurrency"] == concurrency
+                ),
+                next(
+                    r
+                    for r in runs
+                    if r["kind"] == "wrapped"
+                    and r["round"] == n
+                    and r["concurrency"] == concurrency
+                ),
+            )
+            for n in range(args.rounds)
+        ]
+        row["throughput_ratio"] = round(statistics.median(w["rps"] / b["rps"] for b, w in pairs), 3)
         row["p50_added_pct"] = round(
-            (row["wrapped"]["p50_ms"] / row["bare"]["p50_ms"] - 1) * 100, 1
+            statistics.median((w["p50_ms"] / b["p50_ms"] - 1) * 100 for b, w in pairs), 1
         )
+        row["cpu_added_us_per_call"] = round(
+            statistics.median(w["cpu_us_per_call"] - b["cpu_us_per_call"] for b, w in pairs), 2
+        )
+        row["per_round"] = [
+            {
+                "throughput_ratio": round(w["rps"] / b["rps"], 3),
+                "p50_added_pct": round((w["p50_ms"] / b["p50_ms"] - 1) * 100, 1),
+            }
+            for b, w in pairs
+        ]
         summary[str(concurrency)] = row
     goals = {
         "p50_added_pct_at_1_max": 10.0,
@@ -159,6 +190,7 @@ def main() -> None:
         "duration_s": args.duration,
         "rounds": args.rounds,
         "summary_median_of_rounds": summary,
+        "ratios": "median over rounds of the ratio within each round",
         "goals": goals,
         "runs": runs,
     }

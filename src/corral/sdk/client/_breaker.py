@@ -97,6 +97,16 @@ class CircuitBreaker:
     # -- closed-state accounting -------------------------------------------------------
     def _record(self, success: bool) -> None:
         policy = self.policy
+        if policy.failure_rate is None:  # consecutive failures only: no window to keep
+            if success:
+                self.consecutive = 0
+                return
+            self.consecutive += 1
+            if policy.consecutive_failures is not None and (
+                self.consecutive >= policy.consecutive_failures
+            ):
+                self._open(f"{self.consecutive} consecutive failures")
+            return
         epoch = int(self._clock() / self._bucket_width)
         index = epoch % _BUCKETS
         if self._bucket_epoch[index] != epoch:

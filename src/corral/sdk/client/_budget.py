@@ -24,6 +24,8 @@ class RetryBudget:
         self._calls = [0] * _BUCKETS
         self._retries = [0] * _BUCKETS
         self._epochs = [0] * _BUCKETS
+        self._deposit_index = 0
+        self._deposit_until = float("-inf")
 
     def _bucket(self) -> tuple[int, int]:
         epoch = int(self._clock() / self._width)
@@ -35,8 +37,19 @@ class RetryBudget:
         return epoch, index
 
     def deposit(self) -> None:
-        """One client call was made."""
-        _, index = self._bucket()
+        """One client call was made (the hot path: one clock read while the bucket holds)."""
+        now = self._clock()
+        if now < self._deposit_until:
+            self._calls[self._deposit_index] += 1
+            return
+        epoch = int(now / self._width)
+        index = epoch % _BUCKETS
+        if self._epochs[index] != epoch:
+            self._epochs[index] = epoch
+            self._calls[index] = 0
+            self._retries[index] = 0
+        self._deposit_index = index
+        self._deposit_until = (epoch + 1) * self._width
         self._calls[index] += 1
 
     def try_withdraw(self) -> bool:

@@ -19,14 +19,15 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import SpanKind, Tracer, get_current_span
+from yarl import URL
 
 from corral import contract
-from corral.sdk._tracing import inject_trace_headers
+from corral.sdk import _tracing
+from corral.sdk._context import request_id_var
 from corral.sdk.client._balancer import Balancer, Balancing
 from corral.sdk.client._breaker import CircuitBreaker
 from corral.sdk.client._budget import RetryBudget
@@ -51,15 +52,37 @@ Fallback = Callable[[ServiceCallError], T | Awaitable[T]]
 """Called with the final error; its (awaited) result is returned instead of a response."""
 
 
-@dataclass(frozen=True, slots=True)
 class Response:
-    """A finished response (the body is read; the connection is back in the pool)."""
+    """A finished response (the body is read; the connection is back in the pool).
 
-    status: int
-    headers: Mapping[str, str]
-    content: bytes
-    url: str
-    attempts: int = 1
+    Read-only by convention: a plain slotted class rather than a frozen dataclass, whose
+    ``__init__`` goes through ``object.__setattr__`` per field on every call; ``url`` is
+    turned into text only when asked for.
+    """
+
+    __slots__ = ("_url", "attempts", "content", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        content: bytes,
+        url: str | URL,
+        attempts: int = 1,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.content = content
+        self._url = url
+        self.attempts = attempts
+
+    @property
+    def url(self) -> str:
+        url = self._url
+        return url if isinstance(url, str) else str(url)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.url} attempts={self.attempts}>"
 
     @property
     def ok(self) -> bool:
@@ -114,6 +137,7 @@ class ServiceClient:
         self.resolver = resolver if resolver is not None else resolver_from_env()
         self._own_resolver = resolver is None if own_resolver is None else own_resolver
         self.telemetry = telemetry if telemetry is not None else ClientTelemetry()
+        self._static_headers: dict[str, str] = {}
         self.caller = caller or os.environ.get(contract.SERVICE)
         self.tracer = tracer
         self.balancer = Balancer(Balancing(balancing))
@@ -132,6 +156,16 @@ class ServiceClient:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._resolver_started = False
+
+    @property
+    def caller(self) -> str | None:
+        """The name sent in the caller header (the calling service)."""
+        return self._caller
+
+    @caller.setter
+    def caller(self, value: str | None) -> None:
+        self._caller = value
+        self._static_headers = {} if value is None else {contract.CALLER_HEADER: value}
 
     # -- verbs -------------------------------------------------------------------------
     async def get(
@@ -415,10 +449,10 @@ class ServiceClient:
         attempt: int,
         send_deadline: float | None,
     ) -> Response:
-        outgoing: dict[str, str] = dict(headers) if headers else {}
-        if self.caller is not None:
-            outgoing.setdefault(contract.CALLER_HEADER, self.caller)
-        inject_trace_headers(outgoing)  # traceparent, request id (and caller, if unset)
+        outgoing = self._static_headers.copy()  # the caller; the request's own win
+        if headers:
+            outgoing.update(headers)
+        _context_headers(outgoing)  # traceparent, request id (and caller, if unset)
         if send_deadline is None:
             send_deadline = time.time() + attempt_timeout
         outgoing[contract.DEADLINE_HEADER] = f"{send_deadline:.6f}"
@@ -433,7 +467,7 @@ class ServiceClient:
                 ) as raw,
             ):
                 body = await raw.read()
-                return Response(raw.status, raw.headers, body, str(raw.url), attempt)
+                return Response(raw.status, raw.headers, body, raw.url, attempt)
         finally:
             if least:
                 self.balancer.end(url)
@@ -466,3 +500,25 @@ class ServiceClient:
 
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
+
+
+_TRACEPARENT = "traceparent"
+_TRACESTATE = "tracestate"
+
+
+def _context_headers(out: dict[str, str]) -> None:
+    """What :func:`corral.sdk._tracing.inject_trace_headers` adds, without the propagator
+    machinery: W3C ``traceparent``/``tracestate`` only when a valid span is current (the
+    same text ``TraceContextTextMapPropagator.inject`` writes), then the request id and,
+    if still unset, the process's caller name."""
+    ctx = get_current_span().get_span_context()
+    if ctx.is_valid:
+        out[_TRACEPARENT] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+        if ctx.trace_state:
+            out[_TRACESTATE] = ctx.trace_state.to_header()
+    request_id = request_id_var.get()
+    if request_id is not None:
+        out.setdefault(contract.REQUEST_ID_HEADER, request_id)
+    caller = _tracing._caller  # the SDK's own process-wide caller name (set_caller)
+    if caller:
+        out.setdefault(contract.CALLER_HEADER, caller[0])
