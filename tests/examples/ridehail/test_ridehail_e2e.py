@@ -221,12 +221,6 @@ async def test_rider_follows_the_ride_live_through_the_gateway(http: httpx.Async
     await offline(driver)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: after fakepay's 6 injected 503s, payments' 20 later attempts through "
-    "ServiceClient still fail (payment ends 'failed', dead-lettered) although fakepay "
-    "alone recovers after fail_next (checked in-process); suspect client breaker/retry state",
-)
 async def test_provider_failing_then_recovering_charges_exactly_once(
     system: tuple[str, Any], http: httpx.AsyncClient
 ) -> None:
