@@ -5,7 +5,6 @@ Each returns diagnostics rather than raising, so one run reports every problem.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +12,7 @@ from corral import contract
 from corral.manifest._diagnostics import Diagnostic
 from corral.manifest._events import check_events
 from corral.manifest._gateway import check_gateway
+from corral.manifest._references import service_hint
 from corral.manifest._resilience import check_resilience
 from corral.manifest._service import DatabaseEngine
 from corral.manifest._source import SourceMap
@@ -29,8 +29,7 @@ def dependency_problems(
         if dependency == name:
             problems.append(source.diagnostic(path, f"service {name!r} depends on itself"))
         elif dependency not in services:
-            close = difflib.get_close_matches(dependency, services, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"services: {', '.join(services)}"
+            hint = service_hint(dependency, services)
             problems.append(
                 source.diagnostic(path, f"depends on unknown service {dependency!r}", hint)
             )

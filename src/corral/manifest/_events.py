@@ -28,7 +28,6 @@ consuming services) are checked by :func:`check_events`.
 
 from __future__ import annotations
 
-import difflib
 import re
 from enum import StrEnum
 from typing import Annotated, Self
@@ -36,6 +35,7 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from corral.manifest._diagnostics import Diagnostic
+from corral.manifest._references import service_hint
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, MemoryBytes, Name
 
@@ -163,8 +163,7 @@ def check_events(
                     problems.append(source.diagnostic(path, f"{name!r} is listed twice"))
                 seen.add(name)
                 if name not in services:
-                    close = difflib.get_close_matches(name, services, n=1)
-                    hint = f"did you mean {close[0]!r}?" if close else _known(services)
+                    hint = service_hint(name, services)
                     problems.append(
                         source.diagnostic(path, f"{role[:-1]} {name!r} is not a service", hint)
                     )
@@ -219,7 +218,3 @@ def effective_delivery(defaults: DeliverySpec, topic: DeliverySpec) -> DeliveryS
         backoff=backoff,
         ack_wait=topic.ack_wait or defaults.ack_wait or DEFAULT_ACK_WAIT,
     )
-
-
-def _known(names: list[str]) -> str:
-    return "services: " + ", ".join(names) if names else "no services are defined"

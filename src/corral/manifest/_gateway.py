@@ -25,7 +25,6 @@ Cross-section checks (unknown services, undefined providers) live in
 
 from __future__ import annotations
 
-import difflib
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -33,6 +32,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from corral.manifest._diagnostics import Diagnostic
+from corral.manifest._references import closest_hint, service_hint
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, MemoryBytes, Name
 
@@ -399,12 +399,10 @@ def check_gateway(
     if gateway is None:
         return []
     problems: list[Diagnostic] = []
-    known = sorted(services)
     providers = sorted(gateway.jwt)
 
     def unknown_service(path: tuple[str | int, ...], name: str) -> None:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"services: {', '.join(known)}"
+        hint = service_hint(name, services)
         problems.append(source.diagnostic(path, f"unknown service {name!r}", hint))
 
     for name, provider in sorted(gateway.jwt.items()):
@@ -420,13 +418,12 @@ def check_gateway(
         auth = route.auth
         if isinstance(auth, JwtAuthSpec):
             if auth.jwt is not None and auth.jwt not in gateway.jwt:
-                close = difflib.get_close_matches(auth.jwt, providers, n=1)
-                hint = (
-                    f"did you mean {close[0]!r}?"
-                    if close
-                    else "define it under gateway.jwt"
-                    if not providers
-                    else f"providers: {', '.join(providers)}"
+                hint = closest_hint(
+                    auth.jwt,
+                    providers,
+                    f"providers: {', '.join(providers)}"
+                    if providers
+                    else "define it under gateway.jwt",
                 )
                 problems.append(
                     source.diagnostic(

@@ -30,12 +30,12 @@ never YAML. Cross-section checks (unknown target services) live in
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from corral.manifest._diagnostics import Diagnostic
+from corral.manifest._references import service_hint
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, Int, Name, Number
 
@@ -188,15 +188,12 @@ def check_resilience(
     """Every target named under ``resilience.services`` is a service of the system."""
     if resilience is None:
         return []
-    problems: list[Diagnostic] = []
-    known = sorted(services)
-    for name in sorted(resilience.services):
-        if name not in services:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"services: {', '.join(known)}"
-            problems.append(
-                source.diagnostic(
-                    ("resilience", "services", name), f"unknown service {name!r}", hint
-                )
-            )
-    return problems
+    return [
+        source.diagnostic(
+            ("resilience", "services", name),
+            f"unknown service {name!r}",
+            service_hint(name, services),
+        )
+        for name in sorted(resilience.services)
+        if name not in services
+    ]
