@@ -7,8 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from corral.manifest import DatabaseEngine, RestartPolicy
-from corral.plan import CheckKind, CheckPlan, DatabasePlan, RestartPlan, ServicePlan
+from corral.plan import CheckKind, CheckPlan, ServicePlan, supervised_component
 
 COMPONENT_NAME = "corral-nats"
 READINESS_PATH = "/healthz?js-enabled-only=true"
@@ -60,25 +59,16 @@ def component_plan(
 ) -> ServicePlan:
     """The server as a supervised component: readiness is the monitoring port's
     ``/healthz?js-enabled-only=true`` (JetStream up), restarts always."""
-    return ServicePlan(
+    return supervised_component(
         name=COMPONENT_NAME,
         argv=(binary, "-c", str(config_path)),
         workdir=workdir,
-        replicas=1,
-        fixed_port=monitor_port,
-        env={},
+        port=monitor_port,
         readiness=CheckPlan(CheckKind.HTTP, path=READINESS_PATH, period=0.1, timeout=1.0),
         liveness=CheckPlan(CheckKind.HTTP, path="/healthz", period=2.0, failure_threshold=3),
-        startup=None,
-        depends_on={},
-        restart=RestartPlan(
-            policy=RestartPolicy.ALWAYS,
-            backoff_initial=0.2,
-            backoff_max=5.0,
-            backoff_multiplier=2.0,
-            reset_after=30.0,
-        ),
+        backoff_initial=0.2,
+        reset_after=30.0,
         stop_grace_period=10.0,
-        database=DatabasePlan(engine=DatabaseEngine.NONE, name=COMPONENT_NAME),
+        database_name=COMPONENT_NAME,
         labels={"corral.component": "broker"},
     )

@@ -31,8 +31,7 @@ from corral.gateway._render import (
     render_routes,
 )
 from corral.gateway._validate import envoy_binary
-from corral.manifest import DatabaseEngine, RestartPolicy
-from corral.plan import CheckKind, CheckPlan, DatabasePlan, RestartPlan, ServicePlan
+from corral.plan import CheckKind, CheckPlan, ServicePlan, supervised_component
 from corral.plan._gateway import GatewayPlan
 from corral.runtime.addon import Addon, RuntimeContext
 from corral.runtime.registry import InstanceRecord, Registry, Snapshot
@@ -47,7 +46,7 @@ def envoy_component(
     *, envoy: str, bootstrap: Path, admin_port: int, workers: int, workdir: Path
 ) -> ServicePlan:
     """Envoy as a supervised component: ready when its admin ``/ready`` answers 200."""
-    return ServicePlan(
+    return supervised_component(
         name=COMPONENT_NAME,
         argv=(
             envoy,
@@ -62,22 +61,13 @@ def envoy_component(
             _ENVOY_LOG_FORMAT,
         ),
         workdir=workdir,
-        replicas=1,
-        fixed_port=admin_port,
-        env={},
+        port=admin_port,
         readiness=CheckPlan(CheckKind.HTTP, path="/ready", period=0.05, timeout=1.0),
         liveness=CheckPlan(CheckKind.HTTP, path="/ready", period=2.0, failure_threshold=3),
-        startup=None,
-        depends_on={},
-        restart=RestartPlan(
-            policy=RestartPolicy.ALWAYS,
-            backoff_initial=0.1,
-            backoff_max=5.0,
-            backoff_multiplier=2.0,
-            reset_after=10.0,
-        ),
+        backoff_initial=0.1,
+        reset_after=10.0,
         stop_grace_period=5.0,
-        database=DatabasePlan(engine=DatabaseEngine.NONE, name="corral_gateway"),
+        database_name="corral_gateway",
     )
 
 

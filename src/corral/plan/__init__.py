@@ -18,6 +18,7 @@ from corral.plan._model import (
     Plan,
     RestartPlan,
     ServicePlan,
+    supervised_component,
 )
 from corral.plan._resilience import ResiliencePlan, resilience_environment
 from corral.plan._resolve import STATE_DIRNAME, find_cycle, resolve, start_order
@@ -40,4 +41,5 @@ __all__ = [
     "resilience_environment",
     "resolve",
     "start_order",
+    "supervised_component",
 ]

@@ -98,3 +98,48 @@ class Plan:
     def dependents(self, name: str) -> tuple[str, ...]:
         """Services that depend on ``name`` directly."""
         return tuple(s for s in self.start_order if name in self.services[s].depends_on)
+
+
+COMPONENT_BACKOFF_MAX = 5.0
+COMPONENT_BACKOFF_MULTIPLIER = 2.0
+
+
+def supervised_component(
+    *,
+    name: str,
+    argv: tuple[str, ...],
+    workdir: Path,
+    port: int,
+    readiness: CheckPlan,
+    liveness: CheckPlan,
+    backoff_initial: float,
+    reset_after: float,
+    stop_grace_period: float,
+    database_name: str,
+    labels: Mapping[str, str] | None = None,
+) -> ServicePlan:
+    """A binary Corral itself runs (Envoy, nats-server) as a supervised component: one
+    replica whose checks answer on ``port``, no manifest env, dependencies or database,
+    always restarted with backoff doubling up to five seconds."""
+    return ServicePlan(
+        name=name,
+        argv=argv,
+        workdir=workdir,
+        replicas=1,
+        fixed_port=port,
+        env={},
+        readiness=readiness,
+        liveness=liveness,
+        startup=None,
+        depends_on={},
+        restart=RestartPlan(
+            policy=RestartPolicy.ALWAYS,
+            backoff_initial=backoff_initial,
+            backoff_max=COMPONENT_BACKOFF_MAX,
+            backoff_multiplier=COMPONENT_BACKOFF_MULTIPLIER,
+            reset_after=reset_after,
+        ),
+        stop_grace_period=stop_grace_period,
+        database=DatabasePlan(engine=DatabaseEngine.NONE, name=database_name),
+        labels=dict(labels or {}),
+    )
