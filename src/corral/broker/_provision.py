@@ -121,14 +121,7 @@ async def _stream(js: JetStreamContext, want: js_api.StreamConfig, report: Provi
         await js.add_stream(want)
         report.created.append(name)
         return
-    changes: dict[str, Any] = {}
-    for key in (*_STREAM_MUTABLE, *_STREAM_FIXED):
-        w, h = getattr(want, key), getattr(have, key)
-        if not _same(w, h):
-            mutable = key in _STREAM_MUTABLE
-            report.drift.append(Drift(name, None, key, _norm(w), _norm(h), mutable))
-            if mutable:
-                changes[key] = w
+    changes = _drift(want, have, report, (name, None), _STREAM_MUTABLE, _STREAM_FIXED)
     if changes:
         await js.update_stream(have.evolve(**changes))
         report.updated.append(name)
@@ -147,16 +140,30 @@ async def _consumer(
         await js.add_consumer(stream, want)
         report.created.append(label)
         return
-    changes: dict[str, Any] = {}
-    for key in (*_CONSUMER_MUTABLE, *_CONSUMER_FIXED):
-        w, h = getattr(want, key), getattr(have, key)
-        if not _same(w, h):
-            mutable = key in _CONSUMER_MUTABLE
-            report.drift.append(Drift(stream, durable, key, _norm(w), _norm(h), mutable))
-            if mutable:
-                changes[key] = w
+    changes = _drift(want, have, report, (stream, durable), _CONSUMER_MUTABLE, _CONSUMER_FIXED)
     if changes:
         await js.add_consumer(stream, have.evolve(**changes))  # create-or-update
         report.updated.append(label)
     else:
         report.unchanged.append(label)
+
+
+def _drift(
+    want: Any,
+    have: Any,
+    report: ProvisionReport,
+    where: tuple[str, str | None],
+    mutable: tuple[str, ...],
+    fixed: tuple[str, ...],
+) -> dict[str, Any]:
+    """Record every field of ``have`` that differs from ``want`` as drift on the stream (and
+    consumer) ``where``; return the mutable ones, with their wanted values, for the update."""
+    stream, consumer = where
+    changes: dict[str, Any] = {}
+    for key in (*mutable, *fixed):
+        w, h = getattr(want, key), getattr(have, key)
+        if not _same(w, h):
+            report.drift.append(Drift(stream, consumer, key, _norm(w), _norm(h), key in mutable))
+            if key in mutable:
+                changes[key] = w
+    return changes
