@@ -13,8 +13,7 @@ import sys
 from typing import Any
 
 from corral.sdk._service import Service
-from corral.sdk._settings import SettingsError
-from corral.sdk.serve import EXIT_CONFIG, TargetError, load_target
+from corral.sdk.serve import EXIT_CONFIG, load_configured
 
 EXIT_FAILED = 3
 
@@ -35,11 +34,8 @@ async def migrate(service: Service[Any]) -> str:
 
 
 def run(target: str | Service[Any]) -> int:
-    try:
-        service = load_target(target) if isinstance(target, str) else target
-        service.load_settings()
-    except (TargetError, SettingsError) as exc:
-        print(f"corral migrate: {exc}", file=sys.stderr)
+    service = load_configured(target, command="migrate")
+    if service is None:
         return EXIT_CONFIG
     try:
         outcome = asyncio.run(migrate(service))

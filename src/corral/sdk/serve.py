@@ -33,7 +33,7 @@ import uvicorn
 from corral.sdk._service import Service
 from corral.sdk._settings import SettingsError
 
-__all__ = ["EXIT_CONFIG", "load_target", "main", "run"]
+__all__ = ["EXIT_CONFIG", "load_configured", "load_target", "main", "run"]
 
 EXIT_CONFIG = 2
 SHUTDOWN_MARGIN = 1.0
@@ -67,6 +67,18 @@ def load_target(target: str) -> Service[Any]:
     if not isinstance(obj, Service):
         raise TargetError(f"{target!r} is a {type(obj).__name__}, not a corral.sdk.Service")
     return obj
+
+
+def load_configured(target: str | Service[Any], *, command: str) -> Service[Any] | None:
+    """``target`` (loaded if given as ``module:attribute``) with its settings read, or None
+    after one ``corral <command>: ...`` line on stderr: the caller exits ``EXIT_CONFIG``."""
+    try:
+        service = load_target(target) if isinstance(target, str) else target
+        service.load_settings()
+    except (TargetError, SettingsError) as exc:
+        print(f"corral {command}: {exc}", file=sys.stderr)
+        return None
+    return service
 
 
 class _DrainingServer(uvicorn.Server):
@@ -120,11 +132,8 @@ def run(
     port: int | None = None,
 ) -> int:
     """Serve ``target`` until stopped; returns the exit code (0 clean, 2 bad settings)."""
-    try:
-        service = load_target(target) if isinstance(target, str) else target
-        service.load_settings()
-    except (TargetError, SettingsError) as exc:
-        print(f"corral serve: {exc}", file=sys.stderr)
+    service = load_configured(target, command="serve")
+    if service is None:
         return EXIT_CONFIG
     service.configure_telemetry()
     runtime = service.runtime
