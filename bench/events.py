@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "sdk"))
 import contextlib
 
+from _common import percentile, write_result
 from events.helpers import NatsServer
 
 from corral.sdk.events import Events, NatsTransport, TopicConfig, Topology
@@ -55,8 +56,18 @@ class Ping(BaseModel):
 
 
 def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+    """Percentile of latencies in seconds, in ms."""
+    return percentile(values, q) * 1000
+
+
+async def drop_streams(url: str, system: str) -> None:
+    """Delete the streams a round created (their names start with its system name)."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    for info in await js.streams_info():
+        if info.config.name and info.config.name.startswith(system):
+            await js.delete_stream(info.config.name)
+    await nc.close()
 
 
 async def bench_raw(url: str) -> dict[str, float]:
@@ -166,12 +177,7 @@ async def bench_sdk(url: str) -> dict[str, float]:
     result = await run_pattern(publish, latencies, state, done, flush=events.flush)
     await events.stop()
     del loop_publish
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    for info in await js.streams_info():
-        if info.config.name and info.config.name.startswith(system):
-            await js.delete_stream(info.config.name)
-    await nc.close()
+    await drop_streams(url, system)
     return result
 
 
@@ -230,12 +236,7 @@ async def bench_outbox(url: str, db: str) -> float:
     events._relay = None
     await events.stop()
     await engine.dispose()
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    for info in await js.streams_info():
-        if info.config.name and info.config.name.startswith(system):
-            await js.delete_stream(info.config.name)
-    await nc.close()
+    await drop_streams(url, system)
     return stored / elapsed
 
 
@@ -308,9 +309,8 @@ async def main() -> None:
         "per_round": rounds,
         "outbox_relay_stored_events_per_s": {"sqlite": sqlite, "postgresql": pg},
     }
-    out = Path(__file__).parent / "results" / "events.json"
     if "--no-save" not in sys.argv:
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_result("events.json", results)
     print(json.dumps(results["median"], indent=2))
     print(json.dumps(results["outbox_relay_stored_events_per_s"]))
 

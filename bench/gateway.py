@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import random
-import re
 import resource
 import shutil
 import statistics
@@ -38,6 +37,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "gateway"))
+from _common import parse_wrk, percentile, write_result
 from gateway_harness import KeyPair, free_port, manifest_from, start_gateway, wait_until, write_jwks
 
 from corral.gateway import GatewayAddon, Ports, envoy_binary
@@ -221,15 +221,11 @@ def wrk(url: str, *, duration: int, connections: int, token: str) -> dict[str, f
     ).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    assert p99 is not None, out
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    stats = parse_wrk(out)
     return {
-        "requests_per_s": rps,
-        "p99_ms": round(float(p99.group(1)) * scale, 3),
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "requests_per_s": stats["rps"],
+        "p99_ms": round(stats["p99_ms"], 3),
+        "non_2xx": int(stats["non_2xx"]),
         "wrk_cpu_s": wrk_cpu,
     }
 
@@ -309,11 +305,6 @@ def answers(url: str) -> bool:
         return False
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def swaps(gw, upstream_ports: list[int], count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Registry change -> Envoy's /clusters shows it, over many endpoint swaps."""
     registry = Registry()
@@ -334,7 +325,7 @@ async def swaps(gw, upstream_ports: list[int], count: int) -> dict[str, float]: 
     return {
         "swaps": count,
         "p50_ms": round(statistics.median(timings), 3),
-        "p99_ms": round(pct(timings, 0.99), 3),
+        "p99_ms": round(percentile(timings, 0.99), 3),
         "max_ms": round(max(timings), 3),
         "render_and_write_p50_ms": round(statistics.median(render), 3),
     }
@@ -525,8 +516,7 @@ def main() -> None:
         },
         "registry_change_to_envoy_applied": change,
     }
-    out = Path(__file__).parent / "results" / "gateway.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_result("gateway.json", report)
     print(json.dumps(report, indent=2))
 
 

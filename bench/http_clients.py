@@ -25,8 +25,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from _common import free_port, write_result
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 BODY = json.dumps({"id": "r-1", "eta_seconds": 240, "price": 12.5}).encode()
 
 
@@ -55,12 +56,6 @@ def serve_upstream(port: int) -> None:
         access_log=False,
         log_level="warning",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
@@ -210,8 +205,7 @@ def main() -> None:
         "fastest_by_concurrency": best,
         "runs": runs,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "http_clients.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result("http_clients.json", out)
     print(json.dumps({"summary": summary, "fastest": best}, indent=2))
 
 

@@ -27,12 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_result
+
 from corral.manifest import parse
 from corral.plan import CheckKind, CheckPlan, resolve
 from corral.runtime._checks import CheckTarget, Prober
 from corral.runtime.orchestrator import Orchestrator
 
-RESULTS = Path(__file__).parent / "results" / "orchestrator.json"
 SERVICES = 10
 
 SERVICE_CODE = """
@@ -199,6 +200,5 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     result = asyncio.run(main(args.rounds))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("orchestrator.json", result)
     print(json.dumps(result, indent=2))

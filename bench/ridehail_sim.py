@@ -33,6 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "examples" / "ridehail"))
 sys.path.insert(0, str(ROOT / "examples" / "ridehail"))
+from _common import write_result  # noqa: E402
 from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD  # noqa: E402
 from ridehail_cli.sim import pct, simulate  # noqa: E402
 from ridehail_system import running_system  # noqa: E402
@@ -214,8 +215,7 @@ def main() -> None:
         "runs": runs,
         "saturates_first": runs[-1]["saturates_first"],
     }
-    out = ROOT / "bench" / "results" / "ridehail.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("ridehail.json", result)
     for run in runs:
         summary = {k: run[k] for k in ("workload", "results", "saturates_first", "sim_exit_code")}
         summary["per_service"] = run["cpu"]["per_service"]

@@ -18,9 +18,7 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import free_port, parse_wrk, write_result
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 ECHO_BODY = json.dumps({"rider": "ada", "pickup": [52.52, 13.405], "seats": 2, "note": "x" * 64})
 
 
@@ -97,12 +95,6 @@ def serve(kind: str, port: int) -> None:
 
 
 # --- load generation -----------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_ready(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,31 +107,13 @@ def wait_ready(url: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
 def wrk(url: str, *, duration: int, connections: int, script: Path | None) -> dict[str, float]:
     """Run wrk (one thread, bounded duration) and return req/s, p50 and p99 in ms."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     if script is not None:
         cmd += ["-s", str(script)]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
-        assert m, out
-        return float(m.group(1)) * _UNITS[m.group(2)]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    requests = re.search(r"(\d+) requests in", out)
-    return {
-        "requests": float(requests.group(1)) if requests else 0.0,
-        "rps": rps,
-        "p50_ms": pct("50"),
-        "p99_ms": pct("99"),
-        "non_2xx": float(errors.group(1)) if errors else 0.0,
-    }
+    return parse_wrk(out)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -265,8 +239,7 @@ def main() -> None:
         "results": summary,
         "rounds": runs,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sdk_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_result("sdk_overhead.json", report)
     print(json.dumps(summary, indent=2))
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sdk_overhead import RESULTS, bench_server, machine, post_script
+from _common import write_result
+from sdk_overhead import bench_server, machine, post_script
 
 
 def main() -> None:
@@ -71,8 +72,7 @@ def main() -> None:
         "(readiness false, drain, exit 0) in-process, where granian runs its own signal "
         "handling and worker processes.",
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "server_choice.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_result("server_choice.json", report)
 
 
 if __name__ == "__main__":
