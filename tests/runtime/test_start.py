@@ -12,8 +12,10 @@ import psutil
 import pytest
 from runtime_helpers import gone, service, wait_until
 
+from corral.runtime.databases import POSTGRES_URL_VARIABLE
 from corral.runtime.errors import AlreadyRunningError, StartError, UnknownServiceError
 from corral.runtime.events import InstanceReady, InstanceStarted, ServiceReady, SystemReady
+from corral.runtime.orchestrator import CONTROL_PLANE_SECRETS
 from corral.runtime.registry import InstanceState
 
 pytestmark = pytest.mark.timeout(30)
@@ -174,3 +176,13 @@ async def test_second_orchestrator_on_a_live_run_is_refused(system, tmp_path) ->
     finally:
         other.kill()
         other.wait()
+
+
+async def test_postgres_admin_url_never_reaches_instances(system, monkeypatch) -> None:
+    """CORRAL_POSTGRES_URL in the orchestrator's environment is not passed to instances."""
+    monkeypatch.setenv("CORRAL_POSTGRES_URL", "postgresql://admin:secret@127.0.0.1:1/postgres")
+    orch, _ = system({"web": service(env={"SVC_PRINT_ENV": "CORRAL_POSTGRES_URL,CORRAL_INSTANCE"})})
+    await orch.up()
+    await wait_until(lambda: "CORRAL_INSTANCE=web-1" in {x.line for x in orch.logs.read()})
+    assert "CORRAL_POSTGRES_URL=None" in {x.line for x in orch.logs.read()}
+    assert POSTGRES_URL_VARIABLE in CONTROL_PLANE_SECRETS

@@ -17,8 +17,8 @@ reverse order), then system components, then the reaper; ``run.json`` is removed
 
 Every instance of a service is its own process group with the runtime-contract
 environment on top of the orchestrator's (minus contract variables it may itself have
-inherited). Instance ids are ``<service>-<n>``; ordinals are never reused in a run; a
-slot keeps its port across restarts.
+inherited, and minus :data:`CONTROL_PLANE_SECRETS`). Instance ids are ``<service>-<n>``;
+ordinals are never reused in a run; a slot keeps its port across restarts.
 """
 
 from __future__ import annotations
@@ -65,7 +65,15 @@ from corral.runtime.registry import InstanceRecord, InstanceState, Registry
 
 _log = logging.getLogger(__name__)
 
-"""Admin URL of a PostgreSQL server when the manifest names none."""
+# "CORRAL_POSTGRES_URL" is databases.POSTGRES_URL_VARIABLE, spelled out because importing
+# databases would load asyncpg and SQLAlchemy at start-up (see _ensure_database).
+CONTROL_PLANE_SECRETS: frozenset[str] = frozenset({"CORRAL_POSTGRES_URL"})
+"""Variables only the orchestrator may see, never passed to instances or components.
+
+A deny-list on top of the inherited environment: ``CORRAL_POSTGRES_URL`` is the admin
+(superuser) URL used to provision every service's database; a service that saw it could
+connect to, or drop, any other service's database. Add here any variable that carries a
+control-plane credential."""
 
 
 @dataclass(eq=False)
@@ -321,11 +329,13 @@ class Orchestrator:
     def environment(self, service: ServicePlan, instance: str, port: int) -> dict[str, str]:
         # The orchestrator's own environment, minus contract variables it may have
         # inherited (a parent corral, a shell's DATABASE_URL) that are not this
-        # instance's to see.
+        # instance's to see, and minus the control plane's own secrets.
         env = {
             key: value
             for key, value in os.environ.items()
-            if key not in contract.ALL_VARIABLES and not key.startswith(contract.SERVICE_URL_PREFIX)
+            if key not in contract.ALL_VARIABLES
+            and key not in CONTROL_PLANE_SECRETS
+            and not key.startswith(contract.SERVICE_URL_PREFIX)
         }
         entry = self._services.get(service.name)
         if entry is not None and not entry.component:
