@@ -198,3 +198,33 @@ async def test_openapi_is_published(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/services/{service}/scale" in spec["paths"]
     assert json.dumps(spec)  # serialisable
+
+
+async def test_a_non_ascii_token_is_a_401_not_a_500(client: httpx.AsyncClient) -> None:
+    """Header bytes outside ASCII are compared safely and refused."""
+    response = await client.get(
+        "/v1/status", headers={"Authorization": "Bearer t\xe9st".encode("latin-1")}
+    )
+    assert response.status_code == 401
+
+
+async def test_runtime_errors_are_problems_with_the_reason(
+    client: httpx.AsyncClient, target: FakeTarget
+) -> None:
+    """New instances that never become ready: 503 with the instance's last log lines."""
+    from corral.runtime.errors import StartError
+
+    async def failing_scale(service: str, replicas: int) -> None:
+        raise StartError(
+            service,
+            "crash loop: exited with code 3",
+            instance="web-2",
+            log_tail=["boom: bad config"],
+        )
+
+    target.scale = failing_scale  # type: ignore[method-assign]
+    response = await client.post("/v1/services/web/scale", json={"replicas": 2}, headers=auth())
+    assert response.status_code == 503
+    body = response.json()
+    assert body["title"] == "instances did not become ready"
+    assert "boom: bad config" in body["detail"]

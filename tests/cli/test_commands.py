@@ -98,3 +98,16 @@ def test_migrate_names_an_unknown_service(tmp_path: Path) -> None:
     result = corral("migrate", "nope", cwd=tmp_path)
     assert result.returncode == 1
     assert "no service named 'nope'" in result.stderr
+
+
+def test_unreachable_event_bus_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    """`corral up` with an external NATS that does not answer explains it in one line."""
+    (tmp_path / "corral.yaml").write_text(
+        "name: demo\nservices:\n  web:\n    command: [python3, -m, http.server]\n"
+        "events:\n  url: nats://127.0.0.1:1\n  topics:\n"
+        "    thing.happened: {producers: [web], consumers: [web]}\n"
+    )
+    result = corral("up", "--no-logs", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot reach NATS at nats://127.0.0.1:1" in result.stderr

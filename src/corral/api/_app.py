@@ -93,11 +93,15 @@ def create_app(
         "running Corral system. All endpoints need a bearer token.",
     )
     install(app)
+    background: set[asyncio.Task[None]] = set()
 
     def _check(credentials: HTTPAuthorizationCredentials | None, *allowed: str) -> None:
         if credentials is None:
             raise ApiProblem(401, "missing bearer token")
-        if not any(secrets.compare_digest(credentials.credentials, t) for t in allowed):
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII text, and a
+        # header may carry any latin-1 character.
+        given = credentials.credentials.encode("utf-8", "surrogateescape")
+        if not any(secrets.compare_digest(given, t.encode()) for t in allowed):
             raise ApiProblem(401, "invalid bearer token")
 
     def admin(credentials: _Credentials) -> None:
@@ -157,7 +161,10 @@ def create_app(
     @app.post(f"/{API_VERSION}/down", dependencies=[Admin], tags=["system"])
     async def down() -> Accepted:
         """Stop the whole system (reverse dependency order) and end `corral up`."""
-        asyncio.get_running_loop().create_task(request_shutdown())
+        # Kept referenced: the loop holds tasks only weakly.
+        task = asyncio.get_running_loop().create_task(request_shutdown())
+        background.add(task)
+        task.add_done_callback(background.discard)
         return Accepted(detail="stopping")
 
     @app.get(f"/{API_VERSION}/logs", dependencies=[Admin], tags=["logs"], response_model=None)

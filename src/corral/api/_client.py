@@ -41,6 +41,7 @@ def _pid_alive(pid: int) -> bool:
 class ApiClient:
     def __init__(self, url: str, token: str, *, timeout: float = 120.0) -> None:
         self.url = url.rstrip("/")
+        self._timeout = timeout
         self._http = httpx.Client(
             base_url=f"{self.url}/{API_VERSION}",
             headers={"Authorization": f"Bearer {token}"},
@@ -67,8 +68,16 @@ class ApiClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if method != "GET":
+            # Scaling and restarts answer when the new instances are ready, which can
+            # take as long as the services take to start: wait for the answer.
+            kwargs.setdefault("timeout", httpx.Timeout(self._timeout, read=None))
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise NotRunningError(
+                f"the control plane at {self.url} did not answer in time ({exc!r})"
+            ) from None
         except httpx.TransportError as exc:
             raise NotRunningError(f"cannot reach the control plane at {self.url}: {exc}") from None
         if response.status_code >= 400:

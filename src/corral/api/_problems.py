@@ -9,6 +9,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from corral.runtime.errors import (
+    CorralRuntimeError,
+    NotRunningError,
+    StartError,
+    UnknownServiceError,
+)
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -36,6 +43,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api_problem(_: Request, exc: ApiProblem) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail)
+
+    @app.exception_handler(CorralRuntimeError)
+    async def _runtime(_: Request, exc: CorralRuntimeError) -> JSONResponse:
+        # An operation the runtime refused or could not finish (new instances that never
+        # became ready, a system on its way down): the reason, with the instance's last
+        # log lines, is what the operator needs, not a bare 500.
+        if isinstance(exc, StartError):
+            return problem(503, "instances did not become ready", exc.details())
+        if isinstance(exc, UnknownServiceError):
+            return problem(404, "unknown service", str(exc))
+        if isinstance(exc, NotRunningError):
+            return problem(409, "the system is not running", str(exc))
+        return problem(409, "refused by the runtime", str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -23,6 +23,11 @@ from corral.plan import EventsPlan, ServicePlan
 from corral.runtime.addon import Addon, RuntimeContext
 
 
+async def _quiet(_: Exception) -> None:
+    """nats-py logs every failed connection attempt with a traceback by default; the
+    outcome is reported once, as a BrokerError with the URL."""
+
+
 class BrokerAddon(Addon):
     name = "broker"
 
@@ -69,7 +74,9 @@ class BrokerAddon(Addon):
         self._events = events
         if events is not None:
             try:
-                nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+                nc = await nats.connect(
+                    url, connect_timeout=5, max_reconnect_attempts=3, error_cb=_quiet
+                )
             except Exception as exc:
                 raise BrokerError(f"cannot reach NATS at {url}: {exc}") from exc
             try:

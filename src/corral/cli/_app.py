@@ -143,14 +143,22 @@ def up(
     if detach:
         _up_detached(manifest.path, plan)
         return
+    from corral.broker import BrokerError
     from corral.control import SystemSession, addons_for
-    from corral.runtime.errors import StartError
+    from corral.gateway import GatewayError
+    from corral.runtime.errors import AlreadyRunningError, CorralRuntimeError, StartError
 
     session = SystemSession(manifest, plan, addons=addons_for(plan))
     try:
         asyncio.run(_run_foreground(session, plan, quiet=daemon, follow_logs=not no_logs))
     except StartError as exc:
         raise UserError(f"{plan.system} could not start: {exc.details()}") from None
+    except AlreadyRunningError as exc:
+        raise UserError(str(exc)) from None
+    except (CorralRuntimeError, GatewayError, BrokerError) as exc:
+        # Setup problems of the parts (no envoy or nats-server binary, NATS unreachable):
+        # the person can fix them, so a message, not a traceback.
+        raise UserError(f"{plan.system} could not start: {exc}") from None
 
 
 async def _run_foreground(session: Any, plan: Plan, *, quiet: bool, follow_logs: bool) -> None:

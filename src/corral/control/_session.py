@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,7 @@ from corral.api._files import new_token
 from corral.manifest import Manifest
 from corral.plan import Endpoints, Plan
 from corral.runtime.addon import Addon
+from corral.runtime.errors import AlreadyRunningError
 from corral.runtime.events import RuntimeEvent
 from corral.runtime.orchestrator import Orchestrator
 from corral.runtime.registry import InstanceRecord, Registry
@@ -37,6 +40,26 @@ class _ApiServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+@contextlib.contextmanager
+def _exclusive(state_dir: Path) -> Iterator[None]:
+    """One session per state directory: an exclusive lock on ``.corral/lock``, held for
+    the whole run. Taken before anything is published or cleaned, so a second
+    `corral up` racing the first can neither start a copy nor delete the first one's
+    address and token files. The kernel drops the lock if this process dies."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            found = RunFiles(state_dir).read()
+            pid = int(found[0].get("pid", 0)) if found else 0
+            raise AlreadyRunningError(pid, str(state_dir)) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 class SystemSession:
@@ -145,7 +168,12 @@ class SystemSession:
 
     async def run(self) -> None:
         """Serve until stopped. Raises the orchestrator's StartError if start-up fails
-        (after stopping whatever had started)."""
+        (after stopping whatever had started), and AlreadyRunningError if another
+        session holds this system's state directory."""
+        with _exclusive(self.plan.state_dir):
+            await self._run()
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, self._stop.set)
