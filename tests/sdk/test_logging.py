@@ -93,3 +93,32 @@ async def test_console_format_is_for_humans() -> None:
     assert all("line" in entry for entry in logs)
     assert any("doing work" in entry["line"] for entry in logs)
     assert TOKEN not in json.dumps(logs)
+
+
+async def test_contract_secrets_are_redacted_too(capsys: object) -> None:
+    """The discovery token and a password in NATS_URL (as written, percent-encoded) never
+    appear, although the service's settings do not declare them."""
+    svc = Service("leaky")
+    discovery_token = "disc-7d1e0b99a4"
+    nats_password = "p@ss/w0rd!"
+
+    @svc.get("/leak")
+    async def leak() -> dict[str, str]:
+        import os
+
+        svc.log.info(
+            "env", token=os.environ[contract.DISCOVERY_TOKEN], url=os.environ[contract.NATS_URL]
+        )
+        return {"ok": "yes"}
+
+    env = {
+        contract.DISCOVERY_TOKEN: discovery_token,
+        contract.NATS_URL: "nats://bus:p%40ss%2Fw0rd%21@127.0.0.1:4222",
+    }
+    async with serve_in_process(svc, env=env) as client:
+        await client.get("/leak")
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "env" in out
+    assert discovery_token not in out
+    assert "p%40ss%2Fw0rd%21" not in out
+    assert nats_password not in out

@@ -33,7 +33,13 @@ from corral.sdk._health import Health, ReadinessCheck
 from corral.sdk._logging import configure_logging, get_logger, register_secrets
 from corral.sdk._metrics import HttpMetrics
 from corral.sdk._middleware import TelemetryMiddleware
-from corral.sdk._settings import RuntimeEnv, ServiceSettings, load_settings, secret_values
+from corral.sdk._settings import (
+    RuntimeEnv,
+    ServiceSettings,
+    environment_secrets,
+    load_settings,
+    secret_values,
+)
 from corral.sdk._tracing import build_tracer_provider, set_caller
 from corral.sdk.client._hub import ClientHub
 
@@ -268,7 +274,7 @@ class Service(Generic[S]):
             log_format=runtime.log_format,
             level=self.log_level,
         )
-        register_secrets(secret_values(runtime, self._settings))
+        register_secrets(secret_values(runtime, self._settings) | environment_secrets(os.environ))
         set_caller(self.service_name)
         if runtime.otel_endpoint:
             self._tracer_provider = build_tracer_provider(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from typing import Literal
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -132,6 +133,27 @@ def secret_values(*models: BaseModel | None) -> set[str]:
             except Exception:
                 password = None
             if password:
-                found.add(str(password))
+                found |= _password_forms(str(password))
     # Very short values would redact ordinary words; they are not secrets worth the name.
     return {s for s in found if len(s) >= 4}
+
+
+def environment_secrets(environ: Mapping[str, str]) -> set[str]:
+    """Secrets the runtime contract hands every instance, whatever the service's settings
+    declare: the registry's discovery token and credentials inside the bus URL."""
+    found: set[str] = set()
+    token = environ.get(contract.DISCOVERY_TOKEN)
+    if token:
+        found.add(token)
+    for variable in (contract.NATS_URL, contract.DATABASE_URL):
+        url = environ.get(variable)
+        if url and "@" in url:
+            password = urlsplit(url).password
+            if password:
+                found |= _password_forms(unquote(password))
+    return {s for s in found if len(s) >= 4}
+
+
+def _password_forms(password: str) -> set[str]:
+    """The password as decoded and as written in a URL (percent-encoded)."""
+    return {password, quote(password, safe=""), quote(password)}
