@@ -227,5 +227,8 @@ class KeyPair:
 
 
 def write_jwks(path: Path, keys: Iterable[KeyPair]) -> Path:
-    path.write_text(json.dumps({"keys": [k.jwk() for k in keys]}))
+    """Write a JWKS file atomically, so a server reading it never sees half a file."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"keys": [k.jwk() for k in keys]}))
+    temporary.replace(path)
     return path

@@ -130,14 +130,17 @@ def _provider(provider: ProviderPlan) -> Json:
             for claim in provider.forward_claims
         ],
         "payload_in_metadata": PAYLOAD_METADATA_KEY,
-        # Remember verified tokens (until they expire): a signature check per request
-        # would otherwise cost most of the gateway's throughput.
-        "jwt_cache_config": {"jwt_cache_size": 10000},
         # 0 would mean "unset" (60 s) to Envoy, so the smallest skew is 1 s.
         "clock_skew_seconds": max(1, math.ceil(provider.clock_skew)),
     }
     if provider.jwks_file is not None:
         out["local_jwks"] = {"filename": str(provider.jwks_file)}
+        # Remember verified tokens (until they expire): a signature check per request
+        # costs about a third of the gateway's throughput. Sound only because these keys
+        # never change while Envoy runs: Envoy's token cache is not cleared when a JWKS is
+        # re-fetched, so with remote keys a token signed by a withdrawn key would keep
+        # passing until its own expiry.
+        out["jwt_cache_config"] = {"jwt_cache_size": 10000}
     else:
         assert provider.jwks_service is not None
         out["remote_jwks"] = {
@@ -146,7 +149,8 @@ def _provider(provider: ProviderPlan) -> Json:
                 "cluster": provider.jwks_service,
                 "timeout": "1s",
             },
-            "cache_duration": duration(provider.cache),
+            # Envoy reads whole seconds; under 1 s would be 0, a re-fetch loop.
+            "cache_duration": duration(max(1, math.ceil(provider.cache))),
             # Fetch in the background (at start and before expiry) so key rotation is
             # picked up without a restart, and never hold the listener for it.
             "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
