@@ -29,6 +29,7 @@ from corral.gateway._envoy import (
     F_ROUTER,
     T_BUFFER,
     T_BUFFER_ROUTE,
+    T_CEL_FILTER,
     T_CORS,
     T_CORS_ROUTE,
     T_JWT,
@@ -348,49 +349,36 @@ def _status_filter(status: int) -> Json:
 
 def local_reply_config() -> Json:
     """Every reply Envoy makes itself (401, 403, 429, 503...) as problem+json."""
-    mappers: list[Json] = []
     # jwt_authn answers 403 for a token with the wrong audience, but a token minted for
-    # another system is not a credential here at all: 401. Only RBAC's 403 (a valid token
-    # without the role or claim) stays 403.
-    mappers.append(
+    # another system is not a credential here at all: 401. Every other 403 stays 403: RBAC's
+    # (a valid token without the role or claim) and Envoy's refused upgrade (a WebSocket
+    # handshake on a route without ``websocket: true``, details ``upgrade_failed``).
+    mappers: list[Json] = [
         {
             "filter": {
                 "and_filter": {
                     "filters": [
                         _status_filter(403),
                         {
-                            # A verified token left its payload: the 403 came from RBAC.
-                            "metadata_filter": {
-                                "matcher": {
-                                    "filter": F_JWT,
-                                    "path": [{"key": PAYLOAD_METADATA_KEY}],
-                                    "value": {"present_match": True},
+                            "extension_filter": {
+                                "name": "envoy.access_loggers.extension_filters.cel",
+                                "typed_config": {
+                                    "@type": T_CEL_FILTER,
+                                    "expression": "response.code_details.startsWith('jwt_authn')",
                                 },
-                                "match_if_key_not_found": False,
                             }
                         },
                     ]
                 }
             },
-            "body_format_override": {
-                "json_format": problem_body(_TITLES[403]),
-                "content_type": PROBLEM_JSON,
-            },
-        }
-    )
-    mappers.append(
-        {
-            "filter": _status_filter(403),
             "status_code": 401,
             "body_format_override": {
                 "json_format": problem_body(_TITLES[401]),
                 "content_type": PROBLEM_JSON,
             },
         }
-    )
+    ]
     for status, title in sorted(_TITLES.items()):
-        if status == 403:
-            continue
         mapper: Json = {
             "filter": _status_filter(status),
             "body_format_override": {
