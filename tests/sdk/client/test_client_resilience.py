@@ -184,6 +184,24 @@ async def test_hung_probe_is_bounded_and_the_breaker_recovers(
     assert client.breaker.state is CircuitState.CLOSED
 
 
+async def test_attempt_timeout_bounds_a_slow_answer(
+    make_client: MakeClient, upstream: Upstream
+) -> None:
+    """A per-call timeout ends an attempt the upstream answers too slowly, on time; a
+    zero timeout fails at once instead of meaning "no timeout" to aiohttp."""
+    client = make_client(retries=NO_RETRY, circuit_breaker=None)
+    assert (await client.get("/work")).status == 200  # a pooled connection
+    await upstream.mode("slow", delay=1.0)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        await client.get("/work", timeout=0.2)
+    assert 0.2 <= time.monotonic() - started < 0.8
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        await client.get("/work", timeout=0)
+    assert time.monotonic() - started < 0.1
+
+
 # -- retries --------------------------------------------------------------------------
 async def test_retries_use_full_jitter(make_client: MakeClient, upstream: Upstream) -> None:
     """Retry delays are random within [0, min(max, initial * 2**n)]: they differ."""

@@ -4,10 +4,10 @@ One call, in order: the deadline is checked (an expired one never sends); the bu
 admits, queues or rejects; then per attempt the circuit breaker admits (or fails fast),
 discovery and the balancer pick an instance, and the request goes out on a pooled aiohttp
 session (chosen by bench/http_clients.py) with trace context, request id, caller and
-deadline headers, bounded by the attempt timeout and the deadline. Failed attempts are
-retried with exponential backoff and full jitter when the request is idempotent, the
-retry budget allows, and the deadline leaves room. A ``fallback`` turns a final
-:class:`ServiceCallError` into a value.
+deadline headers, bounded by the attempt timeout and the deadline (aiohttp's own
+per-request timer). Failed attempts are retried with exponential backoff and full jitter
+when the request is idempotent, the retry budget allows, and the deadline leaves room.
+A ``fallback`` turns a final :class:`ServiceCallError` into a value.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json as jsonlib
+import math
 import os
 import random
 import time
@@ -156,6 +157,7 @@ class ServiceClient:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._resolver_started = False
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     @property
     def caller(self) -> str | None:
@@ -453,19 +455,36 @@ class ServiceClient:
         if headers:
             outgoing.update(headers)
         _context_headers(outgoing)  # traceparent, request id (and caller, if unset)
+        cut = send_deadline is not None
         if send_deadline is None:
             send_deadline = time.time() + attempt_timeout
         outgoing[contract.DEADLINE_HEADER] = f"{send_deadline:.6f}"
+        if attempt_timeout <= 0:  # aiohttp would read 0 as "no timeout"
+            raise TimeoutError
+        bound = None if cut else self._timeouts.get(attempt_timeout)
+        if bound is None:
+            bound = _attempt_timeout(attempt_timeout)
+            # the policy's few timeouts (and per-call overrides) are built once; a
+            # deadline's cut is a one-off value
+            if not cut and len(self._timeouts) < 16:
+                self._timeouts[attempt_timeout] = bound
         least = self._least
         if least:
             self.balancer.begin(url)
         try:
-            async with (
-                asyncio.timeout(attempt_timeout),
-                session.request(
-                    method, url + path, params=params, json=json, data=content, headers=outgoing
-                ) as raw,
-            ):
+            # aiohttp's own per-request timer bounds the whole attempt (connecting,
+            # sending, headers and body: it is cancelled when the body is read) and
+            # raises TimeoutError, as an asyncio.timeout around it would, without a
+            # second timer per attempt.
+            async with session.request(
+                method,
+                url + path,
+                params=params,
+                json=json,
+                data=content,
+                headers=outgoing,
+                timeout=bound,
+            ) as raw:
                 body = await raw.read()
                 return Response(raw.status, raw.headers, body, raw.url, attempt)
         finally:
@@ -500,6 +519,12 @@ class ServiceClient:
 
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
+
+
+def _attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """One attempt's bound as aiohttp's total timeout. No rounding: aiohttp rounds
+    timeouts of 5 s or more up to a whole second of loop time unless told otherwise."""
+    return aiohttp.ClientTimeout(total=seconds, ceil_threshold=math.inf)
 
 
 _TRACEPARENT = "traceparent"
