@@ -78,6 +78,11 @@ class Upstream:
             pid=self.process.pid,
         )
 
+    def fault(self, fault: str) -> None:
+        """``unhealthy`` (its /readyz answers 503), ``failing`` (500 to all else), ``ok``."""
+        url = f"http://127.0.0.1:{self.port}/__control/{fault}"
+        httpx.post(url, timeout=2.0).raise_for_status()
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()

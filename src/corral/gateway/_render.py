@@ -303,6 +303,10 @@ def render_cluster(cluster: ClusterPlan, *, eds: Json | None = None, eds_path: s
             {
                 "timeout": duration(hc.timeout),
                 "interval": duration(hc.interval),
+                # Envoy checks a cluster that has had no traffic yet only every 60 s
+                # (no_traffic_interval), and the timer armed then is not shortened when
+                # traffic starts: a failing instance kept its traffic for up to a minute.
+                "no_traffic_interval": duration(hc.interval),
                 "unhealthy_threshold": hc.unhealthy_threshold,
                 "healthy_threshold": hc.healthy_threshold,
                 "http_health_check": {"path": hc.path},
