@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
-from runtime_helpers import gone, service, wait_until
+from runtime_helpers import SVC, gone, service, wait_until
 
+from corral.runtime._process import process_alive
 from corral.runtime.databases import POSTGRES_URL_VARIABLE
 from corral.runtime.errors import AlreadyRunningError, StartError, UnknownServiceError
 from corral.runtime.events import InstanceReady, InstanceStarted, ServiceReady, SystemReady
@@ -186,3 +191,53 @@ async def test_postgres_admin_url_never_reaches_instances(system, monkeypatch) -
     await wait_until(lambda: "CORRAL_INSTANCE=web-1" in {x.line for x in orch.logs.read()})
     assert "CORRAL_POSTGRES_URL=None" in {x.line for x in orch.logs.read()}
     assert POSTGRES_URL_VARIABLE in CONTROL_PLANE_SECRETS
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_fixed_port_taken_by_another_program_fails_start(system) -> None:
+    """A fixed port already served by a foreign program is a StartError, not a false ready."""
+    port = _free_port()
+    foreign = subprocess.Popen(
+        [sys.executable, SVC], env={**os.environ, "PORT": str(port), "CORRAL_INSTANCE": "foreign"}
+    )
+    try:
+        await wait_until(lambda: _accepts(port))
+        orch, _ = system({"web": service(port=port)})
+        with pytest.raises(StartError, match=f"port {port} is already in use") as caught:
+            await orch.up()
+        assert caught.value.instance == "web-1"
+        assert foreign.poll() is None
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+async def test_readiness_guard_sees_a_dead_process_asyncio_has_not_reaped() -> None:
+    """process_alive, which a passing readiness probe must also satisfy, is False for a
+    killed instance process even before asyncio has reaped it."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(30)")
+    try:
+        assert process_alive(proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        # Polled without yielding to the event loop, so asyncio cannot reap it meanwhile.
+        deadline = time.monotonic() + 5.0
+        while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "never became a zombie"
+            time.sleep(0.005)
+        assert proc.returncode is None
+        assert not process_alive(proc)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+    assert not process_alive(proc)

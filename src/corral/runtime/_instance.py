@@ -21,6 +21,8 @@ from corral.runtime._checks import CheckTarget, Prober
 from corral.runtime._process import (
     Reaper,
     exit_status,
+    port_in_use,
+    process_alive,
     signal_group,
     spawn,
     wait_group_gone,
@@ -46,6 +48,10 @@ CRASHLOOP_AFTER = 3
 
 _FAST_READINESS = 0.05
 """First readiness poll interval while starting; grows 1.5x per poll up to the period."""
+
+_PORT_RELEASE = 2.0
+"""How long a respawn on a fixed port waits for the port to be released (a killed
+process of this slot may hold it for a moment) before the port counts as taken."""
 
 _PIPE_DRAIN = 1.0
 """How long to keep reading output after the whole group is gone (a process that left
@@ -231,6 +237,13 @@ class Instance:
         crashes = 0
         try:
             while not self._stop_requested:
+                if self.service.fixed_port is not None and not await self._port_free():
+                    # Spawning anyway would let the readiness check reach the program
+                    # that holds the port and report this instance ready.
+                    reason = f"port {self.port} is already in use"
+                    self._failure = self.start_error(reason)
+                    self._set(state=InstanceState.FAILED, ready=False, pid=None, message=reason)
+                    return
                 try:
                     proc = await self._spawn()
                 except OSError as exc:
@@ -286,6 +299,14 @@ class Instance:
             if self._stop_requested:
                 self._set(state=InstanceState.EXITED, ready=False, message="stopped")
 
+    async def _port_free(self) -> bool:
+        deadline = time.monotonic() + (_PORT_RELEASE if self.generation else 0.0)
+        while port_in_use(self.address, self.port):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = self.host.environment(self.service, self.id, self.port)
         self._env = env
@@ -324,7 +345,7 @@ class Instance:
                     group.create_task(self._pump(proc.stdout, "stdout")),
                     group.create_task(self._pump(proc.stderr, "stderr")),
                 ]
-                checks = group.create_task(self._checks(spawned))
+                checks = group.create_task(self._checks(spawned, proc))
                 exited = group.create_task(proc.wait())
                 killer = group.create_task(kill.wait())
                 await asyncio.wait({exited, killer}, return_when=asyncio.FIRST_COMPLETED)
@@ -390,22 +411,31 @@ class Instance:
     def _target(self) -> CheckTarget:
         return CheckTarget(self.address, self.port, self._env, self.service.workdir)
 
-    async def _checks(self, spawned: float) -> None:
+    async def _checks(self, spawned: float, proc: asyncio.subprocess.Process) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._readiness(spawned))
+            group.create_task(self._readiness(spawned, proc))
             if self.service.liveness is not None or self.service.startup is not None:
                 group.create_task(self._liveness())
 
-    async def _readiness(self, spawned: float) -> None:
+    async def _readiness(self, spawned: float, proc: asyncio.subprocess.Process) -> None:
         check = self.service.readiness
         if check is None:
             self._became_ready(spawned)
             return
         prober, target = self.host.prober, self._target()
+
+        async def probe() -> tuple[bool, str]:
+            ok, message = await prober.probe(check, target)
+            # A pass counts only while this instance's own process runs: once it has
+            # died, whatever answered (another program on the port) is not this instance.
+            if ok and not process_alive(proc):
+                return False, "the instance's process has exited"
+            return ok, message
+
         await asyncio.sleep(check.initial_delay)
         interval = _FAST_READINESS
         while True:
-            ok, message = await prober.probe(check, target)
+            ok, message = await probe()
             if ok:
                 break
             if self.record.message != f"not ready: {message}":
@@ -416,7 +446,7 @@ class Instance:
         ready, failures = True, 0
         while True:
             await asyncio.sleep(check.period)
-            ok, message = await prober.probe(check, target)
+            ok, message = await probe()
             failures = 0 if ok else failures + 1
             if ok and not ready:
                 ready = True

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -90,6 +92,37 @@ def group_alive(pgid: int) -> bool:
         fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
             return True
+    return False
+
+
+def process_alive(proc: asyncio.subprocess.Process) -> bool:
+    """Whether ``proc`` still runs: not yet reaped by asyncio, and not a zombie that
+    asyncio has not got round to reaping."""
+    if proc.returncode is not None:
+        return False
+    try:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # pragma: no cover - no /proc (non-Linux): trust asyncio
+        return True
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return bool(fields) and fields[0] not in ("Z", "X")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another socket already listens on (or holds) ``host:port``.
+
+    Binds with SO_REUSEADDR, as servers do, so a closed connection in TIME_WAIT does not
+    count; a listener on the same port of any overlapping address does."""
+    host = "127.0.0.1" if host in ("", "localhost") else host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
     return False
 
 
