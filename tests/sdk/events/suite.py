@@ -4,6 +4,7 @@ in-memory bus and JetStream must behave the same way for handlers."""
 from __future__ import annotations
 
 import abc
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from corral.sdk.events import (
@@ -22,6 +24,7 @@ from corral.sdk.events import (
     TopicConfig,
     Topology,
     Transport,
+    inbox,
 )
 from events.helpers import eventually
 
@@ -198,6 +201,72 @@ class EventsSuite(abc.ABC):
             count = (await conn.execute(select(func.count()).select_from(effects))).scalar_one()
         assert count == 1
         assert calls == ["r1"], "the handler must not run again for a processed event"
+        await engine.dispose()
+
+    async def test_handler_integrity_error_is_retried_not_swallowed(
+        self, make: Make, tmp_db: str
+    ) -> None:
+        """A handler whose own write violates a constraint is retried, then dead-lettered;
+        it is not mistaken for a duplicate delivery and acknowledged."""
+        engine = create_async_engine(tmp_db)
+        async with engine.begin() as conn:
+            await conn.run_sync(effects_md.create_all)
+            await conn.execute(insert(effects).values(n=1, ride_id="taken"))
+        calls: list[str] = []
+
+        async def apply(event: RideRequested, session: AsyncSession) -> None:
+            calls.append(event.ride_id)
+            await session.execute(insert(effects).values(n=1, ride_id=event.ride_id))
+
+        events = await make("matching", {"ride.requested": apply}, engine=engine)
+        await events.publish("ride.requested", RideRequested(ride_id="r1"))
+        await eventually(lambda: events.stats["dead_lettered"] == 1)
+        assert calls == ["r1"] * 3
+        assert events.stats["duplicates"] == 0
+        (letter,) = await events.dead_letters()
+        assert letter.error.startswith("IntegrityError")
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(inbox.c.event_id))).all()
+        assert rows == [], "a failed handler must not leave an inbox row"
+        await engine.dispose()
+
+    async def test_inbox_conflict_from_concurrent_delivery_is_a_duplicate(
+        self, make: Make, tmp_db: str
+    ) -> None:
+        """When another delivery of the event commits its inbox row between our check and
+        our insert, the insert's conflict is a duplicate: acknowledged, effect not applied."""
+        engine = create_async_engine(tmp_db)
+        async with engine.begin() as conn:
+            await conn.run_sync(effects_md.create_all)
+        calls: list[str] = []
+
+        async def apply(event: RideRequested, session: AsyncSession) -> None:
+            calls.append(event.ride_id)
+            await session.execute(insert(effects).values(ride_id=event.ride_id))
+
+        path = tmp_db.removeprefix("sqlite+aiosqlite:///")
+
+        def concurrent_commit(
+            _conn: Any, _cursor: Any, statement: str, params: Any, *_: Any
+        ) -> None:
+            # The other replica commits the same event's inbox row just before ours.
+            if statement.startswith("INSERT INTO corral_inbox"):
+                with sqlite3.connect(path) as other:
+                    other.execute("INSERT INTO corral_inbox VALUES (?, ?, 0)", params[:2])
+
+        events = await make("matching", {"ride.requested": apply}, engine=engine)
+        # The hook blocks the event loop while it writes: let the relay's first outbox
+        # cleanup (a write transaction on the same file) finish first, or both wait.
+        await eventually(lambda: events._last_cleanup > 0, what="first outbox cleanup")
+        sa_event.listen(engine.sync_engine, "before_cursor_execute", concurrent_commit)
+        await events.publish("ride.requested", RideRequested(ride_id="r1"))
+        await eventually(lambda: events.stats["duplicates"] == 1)
+        sa_event.remove(engine.sync_engine, "before_cursor_execute", concurrent_commit)
+        assert events.stats["failed"] == 0
+        assert events.stats["dead_lettered"] == 0
+        async with engine.connect() as conn:
+            count = (await conn.execute(select(func.count()).select_from(effects))).scalar_one()
+        assert count == 0, "the losing delivery's effect must be rolled back"
         await engine.dispose()
 
     async def test_outbox_commit_publishes_rollback_does_not(self, make: Make, tmp_db: str) -> None:

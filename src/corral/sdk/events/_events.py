@@ -7,7 +7,9 @@ Delivery of one event to one consuming service (the logic; transports only move 
 2. a CONSUMER span starts as a child of the producer's trace context;
 3. the handler runs; with an ``AsyncSession`` parameter it runs inside a transaction
    that also inserts ``(service, event id)`` into the inbox, so a redelivered event
-   whose effect already committed is recognised and skipped;
+   whose effect already committed is recognised and skipped (a constraint violation is
+   a duplicate only when that inbox row exists after the rollback; the handler's own
+   violations are ordinary failures);
 4. success -> ack (only after the commit); an exception -> nak with the topic's
    backoff; after ``max_deliveries`` failures -> the dead-letter stream (error and
    delivery history), then term.
@@ -584,14 +586,12 @@ class Events:
             raise RuntimeError(
                 f"handler {spec.fn.__qualname__} takes a session: give Events(engine=...)"
             )
+        seen = select(inbox.c.event_id).where(
+            inbox.c.consumer == self.service, inbox.c.event_id == envelope.id
+        )
         try:
             async with self._sessions() as session, session.begin():
-                seen = await session.execute(
-                    select(inbox.c.event_id).where(
-                        inbox.c.consumer == self.service, inbox.c.event_id == envelope.id
-                    )
-                )
-                if seen.first() is not None:
+                if (await session.execute(seen)).first() is not None:
                     self.stats["duplicates"] += 1
                     return
                 await session.execute(
@@ -602,7 +602,13 @@ class Events:
                 kwargs[spec.session_param] = session
                 await spec.fn(**kwargs)
         except IntegrityError:
-            # A concurrent delivery of the same event committed first.
+            # Only the inbox row's conflict means "a concurrent delivery of this event
+            # committed first". The handler's own constraint violations (raised by its
+            # statements or at commit) are failures: retried, then dead-lettered. The
+            # transaction is rolled back by now, so whether the row exists decides.
+            async with self._sessions() as session:
+                if (await session.execute(seen)).first() is None:
+                    raise
             self.stats["duplicates"] += 1
 
     async def _dead_letter(
