@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from runtime_helpers import SVC, service, wait_until
 from corral.manifest import DatabaseEngine, RestartPolicy
 from corral.plan import CheckKind, CheckPlan, DatabasePlan, RestartPlan, ServicePlan
 from corral.runtime.addon import Addon, RuntimeContext
+from corral.runtime.logs import LogLine, LogStore
 from corral.runtime.registry import InstanceRecord, InstanceState
 
 pytestmark = pytest.mark.timeout(30)
@@ -117,3 +119,73 @@ async def test_addon_components_environment_and_draining(system) -> None:
     await orch.down()
     assert [r.instance for r in addon.drained] == ["web-1", "broker-1"]
     assert addon.order == ["start", "stop"]
+
+
+def _write_log(path: Path, service: str, instance: str, times: list[float]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for n, t in enumerate(times):
+            line = LogLine(t, service, instance, "stdout", f"{instance} line {n}")
+            handle.write(json.dumps(line.to_json()) + "\n")
+
+
+def test_tail_of_large_log_files_reads_from_the_end(tmp_path: Path, monkeypatch) -> None:
+    """tail=5 over two large interleaved files returns the last 5 lines in time order,
+    parsing only lines near the end of each file."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    count = 60_000
+    _write_log(logs / "web-1.log", "web", "web-1", [1000.0 + 2 * n for n in range(count)])
+    _write_log(logs / "api-1.log", "api", "api-1", [1001.0 + 2 * n for n in range(count)])
+    with (logs / "web-1.log").open("a") as handle:
+        handle.write('{"t": 1e12, "service": "web", "inst')  # a torn last line
+    parsed = 0
+    real = LogLine.from_json
+
+    def counting(data: dict[str, Any]) -> LogLine:
+        nonlocal parsed
+        parsed += 1
+        return real(data)
+
+    monkeypatch.setattr(LogLine, "from_json", staticmethod(counting))
+    store = LogStore(logs)
+    tail = store.read(tail=5)
+    assert [x.line for x in tail] == [
+        "api-1 line 59997",
+        "web-1 line 59998",
+        "api-1 line 59998",
+        "web-1 line 59999",
+        "api-1 line 59999",
+    ]
+    assert [x.line for x in store.read(["web"], tail=2)] == ["web-1 line 59998", "web-1 line 59999"]
+    assert [x.line for x in store.read(["api"], since=1000.0 + 2 * count - 4, tail=10)] == [
+        "api-1 line 59998",
+        "api-1 line 59999",
+    ]
+    assert parsed < 1000
+    assert len(store.read(tail=0)) == 0
+    assert len(store.read()) == 2 * count
+
+
+def test_since_skips_files_not_written_since(tmp_path: Path) -> None:
+    """Files whose mtime is older than since are not read; newer ones are filtered by t."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _write_log(logs / "old-1.log", "old", "old-1", [5000.0])  # a line "newer" than its file
+    os.utime(logs / "old-1.log", (100.0, 100.0))
+    _write_log(logs / "web-1.log", "web", "web-1", [10.0, 20.0, 30.0])
+    assert [x.line for x in LogStore(logs).read(since=200.0)] == []
+    assert [x.line for x in LogStore(logs).read(["web"], since=20.0)] == [
+        "web-1 line 1",
+        "web-1 line 2",
+    ]
+
+
+async def test_stopped_instances_recent_lines_are_dropped(system) -> None:
+    """Scaling down forgets the stopped instance's in-memory recent lines."""
+    orch, _ = system({"web": service(replicas=2)})
+    await orch.up()
+    await wait_until(lambda: orch.logs.recent("web-2"))
+    await orch.scale("web", 1)
+    assert orch.logs.recent("web-2") == []
+    assert orch.logs.recent("web-1")
+    assert any(x.instance == "web-2" for x in orch.logs.read(["web"]))

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import os
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -112,8 +112,12 @@ class LogStore:
         return [entry.line for entry in list(lines)[-count:]]
 
     def close(self, instance: str | None = None) -> None:
-        """Close one instance's file (or all); appending reopens it."""
+        """Close one instance's file (or all); appending reopens it. Closing one instance
+        (stopped for good: ids are never reused in a run) also forgets its recent lines,
+        which start errors have already copied."""
         names = [instance] if instance is not None else list(self._files)
+        if instance is not None:
+            self._recent.pop(instance, None)
         for name in names:
             handle = self._files.pop(name, None)
             if handle is not None:
@@ -129,15 +133,27 @@ class LogStore:
         tail: int | None = None,
     ) -> list[LogLine]:
         """Stored lines of ``services`` (all when None) at or after ``since``, merged in
-        time order; only the last ``tail`` when given."""
+        time order; only the last ``tail`` when given.
+
+        Files are appended across runs and never rotated, so this avoids reading them
+        whole: a file last written before ``since`` is skipped, and with ``tail`` or
+        ``since`` each file is read backwards from its end, only as far as needed (each
+        file is in arrival order, so the first line older than ``since`` ends it)."""
         self.flush()
+        if tail is not None and tail <= 0:
+            return []
         lines: list[LogLine] = []
         if self.directory.is_dir():
             for path in sorted(self.directory.glob("*.log")):
-                lines.extend(_read_file(path, services, since))
+                if since is not None and _mtime(path) < since:
+                    continue
+                if tail is None and since is None:
+                    lines.extend(_read_file(path, services))
+                else:
+                    lines.extend(_read_backwards(path, services, since, tail))
         lines.sort(key=lambda entry: entry.t)
         if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
+            lines = lines[-tail:]
         return lines
 
     async def follow(
@@ -171,17 +187,69 @@ class LogStore:
             self._followers.discard(queue)
 
 
-def _read_file(
-    path: Path, services: Collection[str] | None, since: float | None
-) -> Iterable[LogLine]:
+_BLOCK = 64 * 1024
+"""Bytes read per step when reading a log file backwards."""
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _parse(raw: str) -> LogLine | None:
+    if not raw.strip():
+        return None
+    try:
+        return LogLine.from_json(orjson.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        return None  # a torn last line while the writer is mid-write
+
+
+def _read_file(path: Path, services: Collection[str] | None) -> Iterable[LogLine]:
     with contextlib.suppress(OSError), path.open(encoding="utf-8", errors="replace") as handle:
         for raw in handle:
-            try:
-                entry = LogLine.from_json(json.loads(raw))
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line while the writer is mid-write
+            entry = _parse(raw)
+            if entry is None:
+                continue
             if services is not None and entry.service not in services:
+                return  # one instance per file, so one service: none of it is wanted
+            yield entry
+
+
+def _reversed_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a binary file, last first, reading it backwards in blocks."""
+    position = handle.seek(0, os.SEEK_END)
+    rest = b""
+    while position > 0:
+        size = min(_BLOCK, position)
+        position -= size
+        handle.seek(position)
+        chunk = handle.read(size) + rest
+        parts = chunk.split(b"\n")
+        rest = parts[0]  # may continue in the block before
+        yield from reversed(parts[1:])
+    yield rest
+
+
+def _read_backwards(
+    path: Path, services: Collection[str] | None, since: float | None, tail: int | None
+) -> list[LogLine]:
+    """The last ``tail`` (all when None) lines of ``path`` at or after ``since``, in file
+    order."""
+    found: list[LogLine] = []
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        for raw in _reversed_lines(handle):
+            entry = _parse(raw.decode("utf-8", errors="replace"))
+            if entry is None:
                 continue
             if since is not None and entry.t < since:
-                continue
-            yield entry
+                break
+            if services is not None and entry.service not in services:
+                break  # one instance per file, so one service: none of it is wanted
+            found.append(entry)
+            if tail is not None and len(found) >= tail:
+                break
+    found.reverse()
+    return found
