@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 from runtime_helpers import gone, service, wait_until
+
+from corral.runtime.registry import InstanceState
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -92,3 +96,16 @@ async def test_stop_service_then_scale_back(system) -> None:
     assert orch.status()["services"]["web"]["replicas"] == 0
     await orch.scale("web", 1)
     assert serving(orch) == ["web-3"]
+
+
+async def test_scale_replaces_instances_that_exited_for_good(system) -> None:
+    """An instance left EXITED (restart never) does not count: scale web=1 replaces it
+    and returns with one serving instance."""
+    orch, _ = system({"web": service(restart="never")})
+    await orch.up()
+    os.kill(orch.registry.snapshot().get("web-1").pid, signal.SIGKILL)
+    await wait_until(lambda: orch.registry.snapshot().get("web-1").state is InstanceState.EXITED)
+    await orch.scale("web", 1)
+    assert serving(orch) == ["web-2"]
+    assert [r.instance for r in orch.registry.snapshot().instances] == ["web-2"]
+    assert orch.status()["services"]["web"]["ready"] == 1

@@ -224,12 +224,16 @@ class Orchestrator:
 
     async def scale(self, service: str, replicas: int) -> None:
         """Run ``replicas`` instances: new ones count once ready (StartError otherwise,
-        and they are stopped again); scaling down stops the newest first, gracefully."""
+        and they are stopped again); scaling down stops the newest first, gracefully.
+        Slots whose process is gone for good (FAILED, or EXITED under restart policy
+        never/on-failure) do not count: they are dropped and replaced."""
         entry = self._service(service)
         if replicas < 0:
             raise ValueError("replicas must be >= 0")
         self._require_running()
         async with entry.lock:
+            dead = [i for i in entry.instances.values() if not i.running]
+            await self._stop_instances(entry, dead)
             current = sorted(entry.instances.values(), key=lambda i: i.ordinal)
             entry.desired = replicas
             if replicas > len(current):
