@@ -4,8 +4,10 @@ in-memory bus and JetStream must behave the same way for handlers."""
 from __future__ import annotations
 
 import abc
+import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import pytest
@@ -21,10 +23,13 @@ from corral.sdk.events import (
     Envelope,
     Events,
     EventSchemaError,
+    Outgoing,
+    PayloadTooLargeError,
     TopicConfig,
     Topology,
     Transport,
     inbox,
+    outbox,
 )
 from events.helpers import eventually
 
@@ -44,6 +49,26 @@ effects = Table(
 )
 
 Make = Callable[..., Awaitable[Events]]
+
+
+def count_publishes(events: Events, refuse: Collection[str] = ()) -> dict[str, int]:
+    """Count ``events``' publishes per message id; the broker "refuses" ids in ``refuse``."""
+    counts: dict[str, int] = {}
+    transport = events.transport
+    real = transport.publish
+
+    async def publish(message: Outgoing) -> asyncio.Future[Any]:
+        counts[message.msg_id] = counts.get(message.msg_id, 0) + 1
+        if message.msg_id in refuse:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_exception(RuntimeError("stream refused the message"))
+            return future
+        return await real(message)
+
+    transport.publish = publish  # type: ignore[method-assign]
+    return counts
+
+
 FAST = TopicConfig(name="ride.requested", backoff=(0.05, 0.05), max_deliveries=3, ack_wait=5.0)
 
 
@@ -298,6 +323,104 @@ class EventsSuite(abc.ABC):
 
         await eventually(sent, what="outbox row marked sent")
         assert got == ["kept"], "the rolled-back event must never be published"
+        await engine.dispose()
+
+    async def test_outbox_row_too_large_does_not_block_later_rows(
+        self, make: Make, tmp_db: str
+    ) -> None:
+        """An outbox row bigger than the broker's max_payload (written before a limit
+        changed, say) is failed at once; the rows before and after it are delivered and
+        marked sent, each published once, and later relay rounds leave it alone."""
+        engine = create_async_engine(tmp_db)
+        got: list[str] = []
+
+        async def on_ride(event: RideRequested) -> None:
+            got.append(event.ride_id)
+
+        await make("matching", {"ride.requested": on_ride})
+        producer = await make("rides", engine=engine)
+        published = count_publishes(producer)
+        limit = producer.transport.max_payload()
+        assert limit is not None
+        async with AsyncSession(engine) as session, session.begin():
+            first = await producer.publish(
+                "ride.requested", RideRequested(ride_id="r1"), session=session
+            )
+            await session.execute(
+                insert(outbox).values(
+                    id="too-large",
+                    topic="ride.requested",
+                    subject=f"{self.system()}.ride.requested",
+                    headers="{}",
+                    body=b"x" * (limit + 1),
+                    created_at=time.time(),
+                    attempts=0,
+                )
+            )
+            last = await producer.publish(
+                "ride.requested", RideRequested(ride_id="r2"), session=session
+            )
+
+        async def drained() -> bool:
+            return await producer.outbox_pending() == 0
+
+        await eventually(drained, what="the rows around the large one sent")
+        await eventually(lambda: got == ["r1", "r2"])
+        assert await producer.outbox_failed() == ["too-large"]
+        assert producer.stats["outbox_failed"] == 1
+        for _ in range(3):
+            assert await producer.relay_once() == 0
+        assert published == {first: 1, "too-large": 1, last: 1}
+        await engine.dispose()
+
+    async def test_outbox_publish_too_large_fails_in_the_transaction(
+        self, make: Make, tmp_db: str
+    ) -> None:
+        """publish(session=...) of an event bigger than max_payload raises at once, with
+        the sizes, instead of writing a row the relay can never send."""
+        engine = create_async_engine(tmp_db)
+        producer = await make("rides", engine=engine)
+        limit = producer.transport.max_payload()
+        assert limit is not None
+        async with AsyncSession(engine) as session, session.begin():
+            with pytest.raises(PayloadTooLargeError, match=f"at most {limit}"):
+                await producer.publish(
+                    "ride.requested", RideRequested(ride_id="x" * limit), session=session
+                )
+        with pytest.raises(PayloadTooLargeError):
+            await producer.publish("ride.requested", RideRequested(ride_id="x" * limit))
+        assert await producer.outbox_pending() == 0
+        assert await producer.outbox_failed() == []
+        await engine.dispose()
+
+    async def test_outbox_row_refused_counts_attempts_then_fails(
+        self, make: Make, tmp_db: str
+    ) -> None:
+        """A row the broker keeps refusing is retried up to outbox_max_attempts, then
+        failed; the rows around it are sent once and not published again meanwhile."""
+        engine = create_async_engine(tmp_db)
+        got: list[str] = []
+
+        async def on_ride(event: RideRequested) -> None:
+            got.append(event.ride_id)
+
+        await make("matching", {"ride.requested": on_ride})
+        producer = await make("rides", engine=engine)
+        producer.outbox_max_attempts = 3
+        poison: set[str] = set()
+        published = count_publishes(producer, refuse=poison)
+        async with AsyncSession(engine) as session, session.begin():
+            ids = [
+                await producer.publish(
+                    "ride.requested", RideRequested(ride_id=f"r{n}"), session=session
+                )
+                for n in range(3)
+            ]
+            poison.add(ids[1])
+        await eventually(lambda: producer.stats["outbox_failed"] == 1)
+        await eventually(lambda: got == ["r0", "r2"])
+        assert await producer.outbox_failed() == [ids[1]]
+        assert published == {ids[0]: 1, ids[1]: 3, ids[2]: 1}
         await engine.dispose()
 
     async def test_schema_mismatch_fails_on_publish(self, make: Make) -> None:

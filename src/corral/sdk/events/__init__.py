@@ -12,7 +12,13 @@ See docs/events.md for the guarantees.
 """
 
 from corral.sdk.events._envelope import Envelope, new_event_id
-from corral.sdk.events._errors import EventSchemaError, EventsError, NotStartedError, PublishError
+from corral.sdk.events._errors import (
+    EventSchemaError,
+    EventsError,
+    NotStartedError,
+    PayloadTooLargeError,
+    PublishError,
+)
 from corral.sdk.events._events import CRASH_HOOK, Events, replay_dead_letter
 from corral.sdk.events._memory import MemoryBroker, MemoryTransport
 from corral.sdk.events._nats import NatsTransport
@@ -33,6 +39,7 @@ __all__ = [
     "NatsTransport",
     "NotStartedError",
     "Outgoing",
+    "PayloadTooLargeError",
     "PublishError",
     "TopicConfig",
     "Topology",

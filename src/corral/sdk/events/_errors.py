@@ -3,6 +3,7 @@
 EventsError
 ├── EventSchemaError   (also ValueError) payload does not match the topic's model
 ├── PublishError       the broker did not store the event in time
+│   └── PayloadTooLargeError  (also ValueError) bigger than the broker's max_payload
 └── NotStartedError    publish before ``await events.start()``
 """
 
@@ -19,6 +20,11 @@ class EventSchemaError(EventsError, ValueError):
 
 class PublishError(EventsError):
     """The broker did not acknowledge the event."""
+
+
+class PayloadTooLargeError(PublishError, ValueError):
+    """The event (envelope and headers) is bigger than the broker accepts in one message:
+    publishing it can never succeed."""
 
 
 class NotStartedError(EventsError):

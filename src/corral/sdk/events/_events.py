@@ -17,7 +17,11 @@ Delivery of one event to one consuming service (the logic; transports only move 
 Publishing with ``session=`` writes the event to the outbox table in the caller's
 transaction; a relay task, woken right after commit (and by a slow safety poll),
 publishes unsent rows with ``Nats-Msg-Id`` = event id (JetStream drops duplicates)
-and marks them sent.
+and marks each acknowledged row sent. A row the broker refuses counts an attempt (not
+when the connection is down or the acknowledgement only timed out); a row that can never
+be published (bigger than max_payload) or that reached ``outbox_max_attempts`` is left
+as failed (logged, ``stats["outbox_failed"]``, :meth:`Events.outbox_failed`) and no
+longer holds up the rows after it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import time
@@ -42,7 +47,12 @@ from sqlalchemy.orm import Session
 from corral import contract
 from corral.sdk.events import _tracing
 from corral.sdk.events._envelope import TYPE_HEADER, Envelope, encode_envelope, new_event_id
-from corral.sdk.events._errors import EventSchemaError, NotStartedError, PublishError
+from corral.sdk.events._errors import (
+    EventSchemaError,
+    NotStartedError,
+    PayloadTooLargeError,
+    PublishError,
+)
 from corral.sdk.events._handlers import HandlerFn, HandlerSpec, inspect_handler
 from corral.sdk.events._tables import inbox, metadata, outbox
 from corral.sdk.events._topology import (
@@ -60,6 +70,8 @@ from corral.sdk.events._transport import DeadLetter, Delivery, Outgoing, Transpo
 CRASH_HOOK = "CORRAL_EVENTS_TEST_CRASH"
 """Test hook: ``after-commit`` or ``after-publish`` kills the process (SIGKILL) at that
 point of the outbox path, to prove no event is lost or duplicated."""
+
+log = logging.getLogger("corral.events")
 
 ENV_MODE = "CORRAL_ENV"
 """``production`` turns off payload re-validation on publish; anything else is development."""
@@ -91,12 +103,14 @@ class Events:
         outbox_poll_interval: float = 1.0,
         outbox_batch: int = 500,
         outbox_retention: float = 3600.0,
+        outbox_max_attempts: int = 10,
     ) -> None:
         """``transport``: :class:`NatsTransport` or a :class:`MemoryBroker`'s transport.
         ``topology``: topic settings (from ``CORRAL_EVENTS`` under ``corral up``).
         ``engine``: the service's database, for the outbox and the inbox.
         ``validate``: re-validate payloads on publish (default: unless CORRAL_ENV=production).
         ``ensure``: create missing streams and consumers (never changes existing ones).
+        ``outbox_max_attempts``: refusals by the broker before an outbox row is failed.
         """
         self.service = service
         self.instance = instance or f"{service}-{os.getpid()}"
@@ -114,6 +128,7 @@ class Events:
         self.outbox_poll_interval = outbox_poll_interval
         self.outbox_batch = outbox_batch
         self.outbox_retention = outbox_retention
+        self.outbox_max_attempts = outbox_max_attempts
         self._models: dict[str, type[BaseModel]] = {}
         self._handlers: dict[str, HandlerSpec] = {}
         self._ensured: set[str] = set()
@@ -133,6 +148,7 @@ class Events:
             "duplicates": 0,
             "failed": 0,
             "dead_lettered": 0,
+            "outbox_failed": 0,
         }
 
     @property
@@ -318,6 +334,8 @@ class Events:
             )
             message = Outgoing(subject(self.system, topic, part), headers, body, event_id)
             if session is not None:
+                # Refused now, in the caller's transaction, rather than by the relay later.
+                self.transport.check_size(message)
                 await self._to_outbox(session, topic, message)
                 return event_id
             future = await self.transport.publish(message)
@@ -332,7 +350,7 @@ class Events:
                 self._pending.add(future)
                 future.add_done_callback(self._pending.discard)
         except BaseException as exc:
-            if not isinstance(exc, PublishError):
+            if not isinstance(exc, PublishError) or isinstance(exc, PayloadTooLargeError):
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             raise
@@ -424,16 +442,25 @@ class Events:
     async def relay_once(self) -> int:
         """Publish one batch of unsent outbox rows; returns how many were acknowledged.
 
-        Selects ``sent_at IS NULL`` in created order; on PostgreSQL with ``FOR UPDATE
-        SKIP LOCKED`` inside the transaction (replicas' relays share the work), on
-        SQLite in a short read transaction (a second relay may publish a row twice;
-        JetStream's de-duplication by event id drops the copy).
+        Selects ``sent_at IS NULL`` and ``attempts < outbox_max_attempts`` in created
+        order; on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` inside the transaction
+        (replicas' relays share the work), on SQLite in a short read transaction (a
+        second relay may publish a row twice; JetStream's de-duplication by event id
+        drops the copy). Every acknowledged row is marked sent, whatever happened to the
+        others; a refused row counts an attempt (see the module docstring).
         """
         assert self._engine is not None
         postgres = self._engine.dialect.name == "postgresql"
         query = (
-            select(outbox.c.id, outbox.c.subject, outbox.c.headers, outbox.c.body)
-            .where(outbox.c.sent_at.is_(None))
+            select(
+                outbox.c.id,
+                outbox.c.topic,
+                outbox.c.subject,
+                outbox.c.headers,
+                outbox.c.body,
+                outbox.c.attempts,
+            )
+            .where(outbox.c.sent_at.is_(None), outbox.c.attempts < self.outbox_max_attempts)
             .order_by(outbox.c.created_at, outbox.c.id)
             .limit(self.outbox_batch)
         )
@@ -447,40 +474,85 @@ class Events:
             if not rows:
                 await self._cleanup(conn)
                 return 0
-            futures: list[asyncio.Future[Any]] = []
-            try:
-                for row in rows:
-                    futures.append(
-                        await self.transport.publish(
-                            Outgoing(row.subject, json.loads(row.headers), row.body, row.id)
-                        )
-                    )
-            except BaseException:
-                # e.g. the client's reconnect buffer is full: give back what was sent
-                # (nats-py holds a pending-publish slot until a future is done).
-                for future in futures:
-                    future.cancel()
-                raise
-            results = await asyncio.gather(
-                *(asyncio.wait_for(f, self.publish_timeout) for f in futures),
-                return_exceptions=True,
-            )
-            ok = [
-                row.id
-                for row, r in zip(rows, results, strict=True)
-                if not isinstance(r, BaseException)
-            ]
+            results = await self._publish_rows(rows)
             if os.environ.get(CRASH_HOOK) == "after-publish":
                 os.kill(os.getpid(), signal.SIGKILL)
+            ok = [row.id for row, r in zip(rows, results, strict=True) if r is None]
+            refused = [
+                (row, r)
+                for row, r in zip(rows, results, strict=True)
+                if isinstance(r, BaseException)
+            ]
+            counted = await self._count_attempts(refused)
             if not postgres:
                 transaction = await conn.begin()
             if ok:
                 await conn.execute(
                     update(outbox).where(outbox.c.id.in_(ok)).values(sent_at=time.time())
                 )
+            for row_id, attempts in counted.items():
+                await conn.execute(
+                    update(outbox).where(outbox.c.id == row_id).values(attempts=attempts)
+                )
             await transaction.commit()
         self.stats["relayed"] += len(ok)
         return len(ok)
+
+    async def _publish_rows(self, rows: Any) -> list[BaseException | bool | None]:
+        """Publish rows in order; per row None (acknowledged), an exception (refused),
+        or False (not tried: the connection refused an earlier row)."""
+        results: list[BaseException | bool | None] = [False] * len(rows)
+        futures: dict[int, asyncio.Future[Any]] = {}
+        try:
+            for index, row in enumerate(rows):
+                message = Outgoing(row.subject, json.loads(row.headers), row.body, row.id)
+                try:
+                    futures[index] = await self.transport.publish(message)
+                except PayloadTooLargeError as exc:  # this row only: the rest still go
+                    results[index] = exc
+                except Exception:  # e.g. reconnect buffer full: retry from here next round
+                    break
+            settled = await asyncio.gather(
+                *(asyncio.wait_for(f, self.publish_timeout) for f in futures.values()),
+                return_exceptions=True,
+            )
+        except BaseException:
+            # Cancelled: give back what was sent (nats-py holds a pending-publish slot
+            # until a future is done).
+            for future in futures.values():
+                future.cancel()
+            raise
+        for index, result in zip(futures, settled, strict=True):
+            results[index] = result if isinstance(result, BaseException) else None
+        return results
+
+    async def _count_attempts(self, refused: list[tuple[Any, BaseException]]) -> dict[str, int]:
+        """New ``attempts`` of refused rows. A row that can never be published is failed
+        at once; a refusal counts only while the connection is up and is not a timeout
+        (a broker that is away or slow is not the row's fault: it waits, never fails)."""
+        if not refused:
+            return {}
+        up = await self.transport.connected()
+        counted: dict[str, int] = {}
+        for row, exc in refused:
+            if isinstance(exc, PayloadTooLargeError):
+                attempts = self.outbox_max_attempts
+            elif up and not isinstance(exc, TimeoutError):
+                attempts = row.attempts + 1
+            else:
+                continue
+            counted[row.id] = attempts
+            if attempts >= self.outbox_max_attempts:
+                self.stats["outbox_failed"] += 1
+                log.error(
+                    "outbox event %s (%s) failed after %d attempt(s), no longer retried: %s: %s",
+                    row.id,
+                    row.topic,
+                    row.attempts + 1,
+                    type(exc).__name__,
+                    exc,
+                )
+        return counted
 
     async def _cleanup(self, conn: Any) -> None:
         now = time.time()
@@ -491,11 +563,27 @@ class Events:
             await conn.execute(delete(outbox).where(outbox.c.sent_at < now - self.outbox_retention))
 
     async def outbox_pending(self) -> int:
-        """Rows not yet acknowledged by the broker (for tests and status)."""
+        """Rows the relay still tries to publish (for tests and status)."""
         assert self._engine is not None
         async with self._engine.connect() as conn:
-            rows = await conn.execute(select(outbox.c.id).where(outbox.c.sent_at.is_(None)))
+            rows = await conn.execute(
+                select(outbox.c.id).where(
+                    outbox.c.sent_at.is_(None), outbox.c.attempts < self.outbox_max_attempts
+                )
+            )
             return len(rows.all())
+
+    async def outbox_failed(self) -> list[str]:
+        """Ids of outbox rows the relay gave up on, oldest first. They stay in the table;
+        ``UPDATE corral_outbox SET attempts = 0 WHERE id = ...`` sends one again."""
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(outbox.c.id)
+                .where(outbox.c.sent_at.is_(None), outbox.c.attempts >= self.outbox_max_attempts)
+                .order_by(outbox.c.created_at, outbox.c.id)
+            )
+            return [row.id for row in rows]
 
     # -- consuming ----------------------------------------------------------------------
     def _consumers(self, topic: str) -> list[ConsumerDef]:

@@ -26,6 +26,9 @@ from corral.sdk.events._topology import (
 )
 from corral.sdk.events._transport import DeadLetter, Delivery, Handler, Outgoing, Transport
 
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""nats-server's default max_payload (1 MB), which the in-memory broker enforces too."""
+
 
 def subject_matches(pattern: str, subject: str) -> bool:
     """NATS subject matching with ``*`` (one token) and ``>`` (the rest)."""
@@ -196,6 +199,7 @@ class MemoryBroker:
 class MemoryTransport(Transport):
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
+        self.max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD
         self._open = False
         self._subscriptions: list[tuple[_Consumer, _Subscriber]] = []
 
@@ -227,7 +231,11 @@ class MemoryTransport(Transport):
                 for message in self.broker.streams[definition.stream].messages.values():
                     consumer.offer(message)
 
+    def max_payload(self) -> int | None:
+        return self.max_payload_bytes
+
     async def publish(self, message: Outgoing) -> asyncio.Future[Any]:
+        self.check_size(message)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
             self.broker.store(message)

@@ -181,7 +181,13 @@ class NatsTransport(Transport):
             except NotFoundError:
                 await self.js.add_consumer(definition.stream, consumer_config(definition))
 
+    def max_payload(self) -> int | None:
+        return self._nc.max_payload if self._nc is not None else None
+
     async def publish(self, message: Outgoing) -> asyncio.Future[Any]:
+        # Checked here, not left to nats-py: its MaxPayloadError is raised after
+        # publish_async took a pending-publish slot that is then never given back.
+        self.check_size(message)
         headers = {**message.headers, "Nats-Msg-Id": message.msg_id}
         return await self.js.publish_async(message.subject, message.body, headers=headers)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.sdk.events._errors import PayloadTooLargeError
 from corral.sdk.events._topology import ConsumerDef, TopicConfig
 
 
@@ -23,6 +24,13 @@ class Outgoing:
     headers: dict[str, str]
     body: bytes
     msg_id: str
+
+    @property
+    def size(self) -> int:
+        """Bytes the broker counts against its max_payload: body and the header block
+        (``NATS/1.0``, one ``key: value`` line per header, the ``Nats-Msg-Id`` too)."""
+        headers = {**self.headers, "Nats-Msg-Id": self.msg_id}
+        return len(self.body) + 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 class Delivery(abc.ABC):
@@ -104,7 +112,21 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def publish(self, message: Outgoing) -> asyncio.Future[Any]:
-        """Send; the returned future resolves when the broker stored the message."""
+        """Send; the returned future resolves when the broker stored the message.
+        Raises :class:`PayloadTooLargeError` at once for a message that can never fit."""
+
+    def max_payload(self) -> int | None:
+        """The largest message the broker accepts (None: unknown or unlimited)."""
+        return None
+
+    def check_size(self, message: Outgoing) -> None:
+        """Raise :class:`PayloadTooLargeError` if ``message`` exceeds :meth:`max_payload`."""
+        limit = self.max_payload()
+        if limit is not None and message.size > limit:
+            raise PayloadTooLargeError(
+                f"event {message.msg_id} on {message.subject!r} is {message.size} bytes "
+                f"with headers; the broker accepts at most {limit} (max_payload)"
+            )
 
     @abc.abstractmethod
     async def subscribe(self, consumer: ConsumerDef, handler: Handler, *, ordered: bool) -> None:
