@@ -159,6 +159,8 @@ async def test_postgres_service_with_migrations(pg_admin_url: str, unique: str) 
     """On a provisioned PostgreSQL database, replicas migrate once and sessions work."""
     import asyncpg
 
+    from corral.runtime.databases import database_name
+
     url = await provision_postgres(pg_admin_url, "sdktest", unique)
     replicas = [Database(migrations=MIGRATIONS) for _ in range(3)]
     try:
@@ -170,7 +172,7 @@ async def test_postgres_service_with_migrations(pg_admin_url: str, unique: str) 
     finally:
         await asyncio.gather(*(db.stop() for db in replicas))
         admin = await asyncpg.connect(pg_admin_url)
-        name = f"sdktest_{unique}"
+        name = database_name("sdktest", unique)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
         await admin.close()

@@ -368,6 +368,7 @@ def migrate(
     the manifest asks for it) and the same lock, so it is safe while they run."""
     from corral.plan import Endpoints, instance_environment
     from corral.runtime.databases import DatabaseSetupError, service_database_url
+    from corral.runtime.orchestrator import CONTROL_PLANE_SECRETS
 
     plan = _plan(file)
     names = services or list(plan.start_order)
@@ -390,7 +391,7 @@ def migrate(
             console.print(f"[dim]- {name}: no database[/]")
             continue
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in CONTROL_PLANE_SECRETS},
             **instance_environment(
                 plan,
                 service,
