@@ -25,6 +25,13 @@ class Bulkhead:
     def queued(self) -> int:
         return len(self._waiters)
 
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one, without awaiting (the common case)."""
+        if self.active < self.max_concurrent and not self._waiters:
+            self.active += 1
+            return True
+        return False
+
     async def acquire(self, wait: float | None) -> None:
         """Take a slot, queue for one, or raise :class:`BulkheadFullError` immediately."""
         if self.active < self.max_concurrent and not self._waiters:

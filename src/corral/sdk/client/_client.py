@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
+from multidict import CIMultiDict
 from opentelemetry.trace import SpanKind, Tracer, get_current_span
 from yarl import URL
 
@@ -167,7 +168,13 @@ class ServiceClient:
     @caller.setter
     def caller(self, value: str | None) -> None:
         self._caller = value
+        # sent as a default header of the session: aiohttp merges it with each request's
+        # own headers (which win) without a per-call copy
         self._static_headers = {} if value is None else {contract.CALLER_HEADER: value}
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.headers.popall(contract.CALLER_HEADER, None)
+            session.headers.update(self._static_headers)
 
     # -- verbs -------------------------------------------------------------------------
     async def get(
@@ -296,7 +303,7 @@ class ServiceClient:
                 f"deadline passed before calling {target!r}; nothing was sent", target=target
             )
         bulkhead = self.bulkhead
-        if bulkhead is not None:
+        if bulkhead is not None and not bulkhead.try_acquire():
             try:
                 await bulkhead.acquire(None if at is None else at - time.time())
             except BulkheadFullError:
@@ -451,10 +458,9 @@ class ServiceClient:
         attempt: int,
         send_deadline: float | None,
     ) -> Response:
-        outgoing = self._static_headers.copy()  # the caller; the request's own win
-        if headers:
-            outgoing.update(headers)
-        _context_headers(outgoing)  # traceparent, request id (and caller, if unset)
+        # the caller is a session default header; the request's own headers win over it
+        outgoing: CIMultiDict[str] = CIMultiDict(headers) if headers else CIMultiDict()
+        _context_headers(outgoing, self._caller is None)  # traceparent, request id
         cut = send_deadline is not None
         if send_deadline is None:
             send_deadline = time.time() + attempt_timeout
@@ -496,6 +502,7 @@ class ServiceClient:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0),
             timeout=aiohttp.ClientTimeout(total=None),
+            headers=self._static_headers,
         )
         return self._session
 
@@ -531,11 +538,12 @@ _TRACEPARENT = "traceparent"
 _TRACESTATE = "tracestate"
 
 
-def _context_headers(out: dict[str, str]) -> None:
+def _context_headers(out: CIMultiDict[str], no_caller: bool) -> None:
     """What :func:`corral.sdk._tracing.inject_trace_headers` adds, without the propagator
     machinery: W3C ``traceparent``/``tracestate`` only when a valid span is current (the
     same text ``TraceContextTextMapPropagator.inject`` writes), then the request id and,
-    if still unset, the process's caller name."""
+    when the client has no caller of its own and the request none either, the process's
+    caller name."""
     ctx = get_current_span().get_span_context()
     if ctx.is_valid:
         out[_TRACEPARENT] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
@@ -545,5 +553,5 @@ def _context_headers(out: dict[str, str]) -> None:
     if request_id is not None:
         out.setdefault(contract.REQUEST_ID_HEADER, request_id)
     caller = _tracing._caller  # the SDK's own process-wide caller name (set_caller)
-    if caller:
+    if no_caller and caller:
         out.setdefault(contract.CALLER_HEADER, caller[0])
