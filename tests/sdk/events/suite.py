@@ -20,6 +20,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from corral.sdk.events import (
+    DeadLetter,
+    Delivery,
     Envelope,
     Events,
     EventSchemaError,
@@ -205,6 +207,68 @@ class EventsSuite(abc.ABC):
         await eventually(lambda: handled == ["r9"])
         assert await events.dead_letters() == []
         assert other == ["r9"], "the replay must not reach services that handled it"
+
+    async def test_dead_letter_stored_once_when_term_is_lost(self, make: Make) -> None:
+        """A dead-lettered delivery whose term is lost comes back once more; the dead
+        letter stored again for it is de-duplicated: one dead letter per message."""
+        quick = TopicConfig(name="ride.requested", ack_wait=0.5, max_deliveries=2, backoff=())
+        terms: list[int] = []
+
+        async def handler(event: RideRequested) -> None:
+            raise ValueError(f"cannot match {event.ride_id}")
+
+        events = await make("matching", {"ride.requested": handler}, topics=(quick,))
+        dead_letter = events._dead_letter
+
+        async def losing_first_term(delivery: Delivery, *args: Any) -> None:
+            real_term = delivery.term
+
+            async def term() -> None:
+                terms.append(delivery.attempt)
+                if len(terms) > 1:  # the first is lost, as if the process died after dlq_add
+                    await real_term()
+
+            delivery.term = term  # type: ignore[method-assign]
+            await dead_letter(delivery, *args)
+
+        events._dead_letter = losing_first_term  # type: ignore[method-assign]
+        await events.publish("ride.requested", RideRequested(ride_id="r1"))
+        await eventually(lambda: len(terms) == 2, what="the dead letter stored twice")
+        assert terms == [2, 3], "the extra delivery stores the dead letter again"
+        letters = await events.dead_letters()
+        assert len(letters) == 1, "the second dead letter must be de-duplicated"
+        assert letters[0].error == "ValueError: cannot match r1"
+
+    async def test_dead_letter_not_stored_naks_the_event(self, make: Make) -> None:
+        """When storing the dead letter fails, the event is nak'ed (not left unsettled nor
+        dropped) and its extra delivery stores the dead letter, with the history."""
+        quick = TopicConfig(name="ride.requested", ack_wait=5.0, max_deliveries=2, backoff=())
+
+        async def handler(event: RideRequested) -> None:
+            raise ValueError(f"cannot match {event.ride_id}")
+
+        events = await make("matching", {"ride.requested": handler}, topics=(quick,))
+        events.dead_letter_retry = 0.05
+        transport = events.transport
+        store = transport.dlq_add
+        tries: list[int] = []
+
+        async def failing_once(system: str, letter: DeadLetter, *, msg_id: str) -> None:
+            tries.append(letter.deliveries)
+            if len(tries) == 1:
+                raise ConnectionError("broker away")
+            await store(system, letter, msg_id=msg_id)
+
+        transport.dlq_add = failing_once  # type: ignore[method-assign]
+        await events.publish("ride.requested", RideRequested(ride_id="r1"))
+        await eventually(lambda: events.stats["dead_lettered"] == 1)
+        assert tries == [2, 3]
+        assert events.stats["dead_letter_errors"] == 1
+        (letter,) = await events.dead_letters()
+        assert letter.error == (
+            "attempts exhausted without a result; last error: ValueError: cannot match r1"
+        )
+        assert [h["attempt"] for h in letter.history] == [1, 2]
 
     async def test_inbox_skips_redelivered_event(self, make: Make, tmp_db: str) -> None:
         """With a session, the inbox makes a redelivered event (ack lost) apply once."""

@@ -12,7 +12,10 @@ Delivery of one event to one consuming service (the logic; transports only move 
    violations are ordinary failures);
 4. success -> ack (only after the commit); an exception -> nak with the topic's
    backoff; after ``max_deliveries`` failures -> the dead-letter stream (error and
-   delivery history), then term.
+   delivery history), then term. The dead letter's ``Nats-Msg-Id`` is derived from the
+   delivered message (service, stream, sequence), so a dead letter stored again after a
+   crash or a lost term is dropped by JetStream; a dead letter that cannot be stored
+   naks the event (retried later) rather than leaving it unsettled.
 
 Publishing with ``session=`` writes the event to the outbox table in the caller's
 transaction; a relay task, woken right after commit (and by a slow safety poll),
@@ -72,6 +75,8 @@ CRASH_HOOK = "CORRAL_EVENTS_TEST_CRASH"
 point of the outbox path, to prove no event is lost or duplicated."""
 
 log = logging.getLogger("corral.events")
+
+EXHAUSTED = "attempts exhausted without a result"
 
 ENV_MODE = "CORRAL_ENV"
 """``production`` turns off payload re-validation on publish; anything else is development."""
@@ -138,6 +143,8 @@ class Events:
         self._relay: asyncio.Task[None] | None = None
         self._started = False
         self._last_cleanup = 0.0
+        self.dead_letter_retry = 5.0
+        """Seconds before an event whose dead letter could not be stored comes back."""
         self.drop_acks = 0
         """Test hook: swallow this many acknowledgements (as if lost), forcing redelivery."""
         self.stats: dict[str, int] = {
@@ -149,6 +156,7 @@ class Events:
             "failed": 0,
             "dead_lettered": 0,
             "outbox_failed": 0,
+            "dead_letter_errors": 0,
         }
 
     @property
@@ -624,9 +632,7 @@ class Events:
                 return
             if delivery.attempt > config.max_deliveries:
                 # The previous attempt never settled (process died, ack wait expired).
-                await self._dead_letter(
-                    delivery, envelope, "attempts exhausted without a result", topic
-                )
+                await self._dead_letter(delivery, envelope, EXHAUSTED, topic)
                 return
             try:
                 payload = spec.model.model_validate(envelope.data) if spec.model else envelope.data
@@ -704,6 +710,8 @@ class Events:
     ) -> None:
         event_id = envelope.id if envelope else f"seq-{delivery.stream_seq}"
         history = self._history.pop((topic, event_id), [])
+        if history and error == EXHAUSTED:  # the last recorded failure says more
+            error = f"{EXHAUSTED}; last error: {history[-1]['error']}"
         letter = DeadLetter(
             seq=0,
             service=self.service,
@@ -716,7 +724,26 @@ class Events:
             event=json.loads(envelope.to_bytes()) if envelope else {},
             headers={k: v for k, v in delivery.headers.items() if not k.startswith("Nats-")},
         )
-        await self.transport.dlq_add(self.system, letter)
+        # One dead letter per delivered message: JetStream drops a second one with this
+        # id (e.g. stored again because the term below was lost, or the process died).
+        msg_id = f"dlq:{self.service}:{event_id}:{delivery.stream}:{delivery.stream_seq}"
+        try:
+            await self.transport.dlq_add(self.system, letter, msg_id=msg_id)
+        except Exception as exc:
+            # Not stored: keep the event (nak, not term) so a later delivery tries again;
+            # the consumer's extra delivery beyond max_deliveries is for exactly this.
+            log.warning(
+                "dead letter for %s (%s) not stored, event redelivered later: %s: %s",
+                event_id,
+                topic,
+                type(exc).__name__,
+                exc,
+            )
+            if history:
+                self._history[(topic, event_id)] = history
+            self.stats["dead_letter_errors"] += 1
+            await delivery.nak(self.dead_letter_retry)
+            return
         self.stats["dead_lettered"] += 1
         await delivery.term()
 

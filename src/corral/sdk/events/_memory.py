@@ -15,7 +15,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.sdk.events._envelope import new_event_id
 from corral.sdk.events._topology import (
     ConsumerDef,
     TopicConfig,
@@ -145,6 +144,7 @@ class _MemoryDelivery(Delivery):
         self.body = message.body
         self.headers = dict(message.headers)
         self.attempt = attempt
+        self.stream = consumer.definition.stream
         self.stream_seq = message.seq
         self.settled = False
 
@@ -256,10 +256,9 @@ class MemoryTransport(Transport):
         self._subscriptions.append((state, subscriber))
         state.pump()
 
-    async def dlq_add(self, system: str, letter: DeadLetter) -> None:
+    async def dlq_add(self, system: str, letter: DeadLetter, *, msg_id: str) -> None:
         body = json.dumps(letter.to_json_dict()).encode()
         subject = f"{system}._dlq.{letter.service}.{letter.topic}"
-        msg_id = f"dlq:{letter.service}:{letter.event_id}:{new_event_id()}"
         await (await self.publish(Outgoing(subject, {}, body, msg_id)))
 
     async def dlq_list(self, system: str) -> list[DeadLetter]:

@@ -15,7 +15,6 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from corral.sdk.events._envelope import new_event_id
 from corral.sdk.events._topology import (
     ConsumerDef,
     TopicConfig,
@@ -81,7 +80,7 @@ def consumer_config(definition: ConsumerDef) -> js_api.ConsumerConfig:
 
 
 class _NatsDelivery(Delivery):
-    __slots__ = ("_msg", "attempt", "body", "headers", "stream_seq")
+    __slots__ = ("_msg", "attempt", "body", "headers", "stream", "stream_seq")
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
@@ -94,9 +93,11 @@ class _NatsDelivery(Delivery):
         tokens = msg.reply.split(".")
         if len(tokens) == 9 and tokens[1] == "ACK":
             self.attempt, self.stream_seq = int(tokens[4]) or 1, int(tokens[5])
+            self.stream = tokens[2]
         else:
             meta = msg.metadata
             self.attempt = meta.num_delivered or 1
+            self.stream = meta.stream
             self.stream_seq = meta.sequence.stream
 
     async def ack(self) -> None:
@@ -220,10 +221,9 @@ class NatsTransport(Transport):
         await self.client.flush()
 
     # -- dead letters ---------------------------------------------------------------
-    async def dlq_add(self, system: str, letter: DeadLetter) -> None:
+    async def dlq_add(self, system: str, letter: DeadLetter, *, msg_id: str) -> None:
         body = json.dumps(letter.to_json_dict()).encode()
         subject = f"{system}._dlq.{letter.service}.{letter.topic}"
-        msg_id = f"dlq:{letter.service}:{letter.event_id}:{new_event_id()}"
         await self.js.publish(subject, body, headers={"Nats-Msg-Id": msg_id, **_trace(letter)})
 
     async def dlq_list(self, system: str) -> list[DeadLetter]:

@@ -40,6 +40,8 @@ class Delivery(abc.ABC):
     headers: dict[str, str]
     attempt: int
     """1 on the first delivery."""
+    stream: str
+    """The stream the message is stored in (a topic's, or the system's replay queue)."""
     stream_seq: int
 
     @abc.abstractmethod
@@ -135,7 +137,9 @@ class Transport(abc.ABC):
 
     # -- dead letters ---------------------------------------------------------------
     @abc.abstractmethod
-    async def dlq_add(self, system: str, letter: DeadLetter) -> None: ...
+    async def dlq_add(self, system: str, letter: DeadLetter, *, msg_id: str) -> None:
+        """Store a dead letter; a second one with the same ``msg_id`` (within the
+        stream's duplicate window) is dropped, as JetStream does."""
 
     @abc.abstractmethod
     async def dlq_list(self, system: str) -> list[DeadLetter]: ...
