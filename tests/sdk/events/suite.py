@@ -270,6 +270,31 @@ class EventsSuite(abc.ABC):
         )
         assert [h["attempt"] for h in letter.history] == [1, 2]
 
+    async def test_failure_history_is_bounded(self, make: Make) -> None:
+        """Failures whose retry succeeds on another replica are never cleared on the
+        replica that failed them: it keeps only the most recent history_limit ones."""
+        done: list[str] = []
+
+        async def failing(event: RideRequested) -> None:
+            raise RuntimeError("this replica cannot")
+
+        async def working(event: RideRequested) -> None:
+            done.append(event.ride_id)
+
+        limit = 3
+        # Enough deliveries that no event is dead-lettered by landing on the bad one only.
+        many = TopicConfig(name="ride.requested", max_deliveries=20, backoff=(0.01,))
+        bad = await make("matching", {"ride.requested": failing}, topics=(many,))
+        bad.history_limit = limit
+        await make("matching", {"ride.requested": working}, topics=(many,))
+        for n in range(30):
+            await bad.publish("ride.requested", RideRequested(ride_id=str(n)), wait=False)
+        await bad.flush()
+        await eventually(lambda: len(done) == 30, what="the other replica handled them all")
+        assert bad.stats["failed"] > limit, "the failing replica should have seen several"
+        assert bad.stats["dead_lettered"] == 0
+        assert len(bad._history) <= limit
+
     async def test_inbox_skips_redelivered_event(self, make: Make, tmp_db: str) -> None:
         """With a session, the inbox makes a redelivered event (ack lost) apply once."""
         engine = create_async_engine(tmp_db)

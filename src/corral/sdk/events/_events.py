@@ -139,6 +139,10 @@ class Events:
         self._ensured: set[str] = set()
         self._pending: set[asyncio.Future[Any]] = set()
         self._history: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        """Failed attempts seen by this instance, per (topic, event id), for the dead
+        letter. An entry whose retry went to another replica is never popped here, so
+        the dict keeps only the ``history_limit`` most recently failed events."""
+        self.history_limit = 10_000
         self._wake = asyncio.Event()
         self._relay: asyncio.Task[None] | None = None
         self._started = False
@@ -646,7 +650,7 @@ class Events:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 self.stats["failed"] += 1
-                history = self._history.setdefault((topic, envelope.id), [])
+                history = self._remember_failure((topic, envelope.id))
                 history.append(
                     {
                         "attempt": delivery.attempt,
@@ -666,6 +670,14 @@ class Events:
             self.drop_acks -= 1
             return
         await delivery.ack()
+
+    def _remember_failure(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        # Re-inserted at the end: insertion order is failure order, oldest evicted first.
+        history = self._history.pop(key, [])
+        self._history[key] = history
+        while len(self._history) > self.history_limit:
+            del self._history[next(iter(self._history))]
+        return history
 
     async def _run(self, spec: HandlerSpec, payload: Any, envelope: Envelope) -> None:
         kwargs: dict[str, Any] = {}
@@ -740,7 +752,7 @@ class Events:
                 exc,
             )
             if history:
-                self._history[(topic, event_id)] = history
+                self._remember_failure((topic, event_id)).extend(history)
             self.stats["dead_letter_errors"] += 1
             await delivery.nak(self.dead_letter_retry)
             return
