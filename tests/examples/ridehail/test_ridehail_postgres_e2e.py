@@ -13,6 +13,8 @@ import pytest
 from ridehail_cli.demo import tour
 from ridehail_system import EXAMPLE, running_system
 
+from corral.runtime.databases import database_name
+
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio, pytest.mark.timeout(180)]
 
 ADMIN_URL = os.environ.get(
@@ -34,7 +36,7 @@ async def _drop(system: str) -> None:
     conn = await asyncpg.connect(ADMIN_URL)
     try:
         for service in SERVICES:
-            name = f"{system}_{service}"
+            name = database_name(system, service)
             with contextlib.suppress(asyncpg.PostgresError):
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             with contextlib.suppress(asyncpg.PostgresError):
@@ -56,7 +58,8 @@ async def test_the_tour_runs_on_postgresql(tmp_path: Path) -> None:
     try:
         async with running_system(tmp_path, edit=lambda _: manifest) as (gateway, _):
             assert await tour(gateway) == 0
-        conn = await asyncpg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{system}_rides")
+        rides = database_name(system, "rides")
+        conn = await asyncpg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{rides}")
         try:
             assert await conn.fetchval("SELECT count(*) FROM rides WHERE status = 'completed'") == 1
         finally:
