@@ -22,3 +22,11 @@ def test_a_second_session_on_the_same_state_dir_is_refused(tmp_path: Path) -> No
         assert files.read() is not None
     with _exclusive(tmp_path):  # released: the next session may start
         pass
+
+
+def test_the_state_dir_is_private(tmp_path: Path) -> None:
+    """`.corral` (logs, databases, tokens) is readable by its owner only."""
+    state = tmp_path / ".corral"
+    state.mkdir(mode=0o755)
+    with _exclusive(state):
+        assert state.stat().st_mode & 0o777 == 0o700

@@ -227,3 +227,20 @@ def test_path_tricks_never_reach_protected_route(gateway: Gateway, path: str) ->
     else:
         assert response.status_code in (400, 401), (path, response.status_code, response.text)
         assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_access_log_omits_the_query_string(gateway: Gateway, key: KeyPair) -> None:
+    """Query strings (API keys, reset tokens) never reach the access log; the path does."""
+    import time as _time
+
+    gateway.client.get("/public/logged", params={"reset_token": "s3cr3t-token-value"})
+    deadline = _time.monotonic() + 10
+    paths: list[str] = []
+    while not paths and _time.monotonic() < deadline:
+        text = gateway.log.read_text(errors="replace")
+        for line in text.splitlines():
+            if line.startswith("{") and "/public/logged" in line:
+                paths.append(str(json.loads(line)["path"]))
+        _time.sleep(0.05)
+    assert paths == ["/public/logged"], text[-600:]
+    assert "s3cr3t-token-value" not in text

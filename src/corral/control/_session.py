@@ -49,6 +49,9 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
     `corral up` racing the first can neither start a copy nor delete the first one's
     address and token files. The kernel drops the lock if this process dies."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    # Logs, databases and run state are the operator's alone: service output can hold
+    # personal data, and SQLite files hold everything.
+    state_dir.chmod(0o700)
     fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

@@ -361,7 +361,8 @@ def _access_log() -> list[Json]:
                         "logger": "gateway",
                         "event": "request",
                         "method": "%REQ(:METHOD)%",
-                        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                        # Without the query string: it may carry API keys or reset tokens.
+                        "path": "%PATH(NQ:ORIG_OR_PATH)%",
                         "status": "%RESPONSE_CODE%",
                         "details": "%RESPONSE_CODE_DETAILS%",
                         "flags": "%RESPONSE_FLAGS%",
