@@ -49,3 +49,9 @@ def test_since_rejects_nonsense() -> None:
     """A bad --since is a clear error."""
     with pytest.raises(ValueError, match="invalid --since"):
         parse_since("yesterday", now=0)
+
+
+def test_long_instance_names_stay_separated_from_the_time() -> None:
+    """An instance id longer than the column still has a space before the time."""
+    text = format_line({"t": 0, "instance": "corral-gateway-1", "line": "x"}, colour="red").plain
+    assert text.startswith("corral-gateway-1 ")

@@ -36,13 +36,13 @@ def colour_for(service: str, services: list[str]) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def format_line(entry: Mapping[str, Any], *, colour: str, width: int = 14) -> Text:
+def format_line(entry: Mapping[str, Any], *, colour: str, width: int = 13) -> Text:
     """``greeter-1  12:00:01.123 info  request handled method=GET status=200``."""
     instance = str(entry.get("instance", "?"))
     stamp = time.strftime("%H:%M:%S", time.localtime(float(entry.get("t", 0))))
     millis = int((float(entry.get("t", 0)) % 1) * 1000)
     text = Text()
-    text.append(f"{instance:<{width}}", style=colour)
+    text.append(f"{instance:<{width}} ", style=colour)
     text.append(f"{stamp}.{millis:03d} ", style="dim")
     raw = str(entry.get("line", ""))
     parsed = _json(raw)
