@@ -1,4 +1,5 @@
-"""The SDK's one pure-ASGI middleware: request id, trace context, metrics, access log.
+"""The SDK's one pure-ASGI middleware: request id, trace context, deadline, metrics, access
+log.
 
 One middleware instead of four: they all need the same facts (route template, status,
 duration, trace id) and one ``send`` wrapper per request costs less than four. Pure ASGI
@@ -34,6 +35,7 @@ from corral.sdk._errors import PROBLEM_JSON, problem_body
 from corral.sdk._logging import WRITER, access_line
 from corral.sdk._metrics import UNMATCHED_ROUTE
 from corral.sdk._tracing import PROPAGATOR
+from corral.sdk.client._deadline import deadline_var, parse_deadline
 
 if TYPE_CHECKING:
     from corral.sdk._service import Service
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["TelemetryMiddleware"]
 
 _REQUEST_ID = contract.REQUEST_ID_HEADER.encode()
+_DEADLINE = contract.DEADLINE_HEADER.encode()
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 _MAX_REQUEST_ID = 128
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -106,9 +109,14 @@ class TelemetryMiddleware:
         log = service.log
         request_id: str | None = None
         carrier: dict[str, str] | None = None
+        deadline_raw: bytes | None = None
         for name, value in scope["headers"]:
             if name == _REQUEST_ID:
                 request_id = _valid_request_id(value)
+            elif name == _DEADLINE:
+                # The first header only, as DeadlineMiddleware does.
+                if deadline_raw is None:
+                    deadline_raw = value
             elif name in _TRACE_HEADERS:
                 if carrier is None:
                     carrier = {}
@@ -128,6 +136,9 @@ class TelemetryMiddleware:
             # The trace id is a fine request id: unique, and one id less to correlate.
             request_id = trace_hex
         rid_token = request_id_var.set(request_id)
+        # The caller's deadline becomes the handler's (DeadlineMiddleware, fused here).
+        at = parse_deadline(deadline_raw) if deadline_raw is not None else None
+        dl_token = deadline_var.set(at) if at is not None else None
         rid_header = (_REQUEST_ID, request_id.encode())
 
         status = 500
@@ -198,6 +209,8 @@ class TelemetryMiddleware:
             span.end()
             otel_context.detach(ctx_token)
             request_id_var.reset(rid_token)
+            if dl_token is not None:
+                deadline_var.reset(dl_token)
 
     @staticmethod
     async def _send_500(scope: Scope, send: Send, request_id: str, span: trace.Span) -> None:

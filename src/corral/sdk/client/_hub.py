@@ -3,8 +3,9 @@
 One resolver (one registry watch) and one set of policies per service, one cached
 :class:`ServiceClient` per target, metrics in the service's registry, and all of it
 closed when the service stops (it registers itself with ``add_lifecycle``). It also
-installs :class:`DeadlineMiddleware` (incoming deadlines) and the circuits endpoint
-(``GET /corral/circuits``) that ``corral status`` reads.
+installs the circuits endpoint (``GET /corral/circuits``) that ``corral status`` reads.
+Incoming deadlines are read by the SDK's own middleware (one ASGI layer less than
+:class:`DeadlineMiddleware`, which stays for plain FastAPI apps).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi.responses import JSONResponse
 
 from corral import contract
-from corral.sdk.client._deadline import DeadlineMiddleware
 
 if TYPE_CHECKING:
     from corral.sdk._service import Service
@@ -38,7 +38,6 @@ class ClientHub:
         self._policies: Policies | None = None
         self._telemetry: ClientTelemetry | None = None
         self._running = False
-        service.app.add_middleware(DeadlineMiddleware)
         service.app.add_api_route(
             CIRCUITS_PATH, self._circuits_endpoint, methods=["GET"], include_in_schema=False
         )
