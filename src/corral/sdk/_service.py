@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic_settings import BaseSettings
 from sqlalchemy import MetaData
+from starlette.routing import Match
 from typing_extensions import TypeVar
 
 from corral import contract
@@ -285,7 +286,22 @@ class Service(Generic[S]):
             self.tracer = self._tracer_provider.get_tracer("corral.sdk")
             self.export_spans = True
 
+    def _builtin_routes_last(self) -> None:
+        """Move the built-in routes behind the service's own, where no route of the service
+        matches their paths (so nothing changes but the order of tries): the router tries
+        routes in order, and four regex misses cost every request about 2 us."""
+        routes = self.app.router.routes
+        builtin = set(self._builtin_paths)
+        mine = [r for r in routes if getattr(r, "path", None) in builtin]
+        others = [r for r in routes if r not in mine]
+        for path in builtin:
+            scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+            if any(r.matches(scope)[0] is not Match.NONE for r in others):
+                return
+        routes[:] = [*others, *mine]
+
     async def start(self) -> None:
+        self._builtin_routes_last()
         if self._settings_cls is not None:
             _ = self.settings
         self.configure_telemetry()
@@ -356,6 +372,12 @@ class Service(Generic[S]):
         async def scrape() -> Response:
             return Response(metrics.render(), media_type=metrics.content_type)
 
+        self._builtin_paths = (
+            contract.LIVENESS_PATH,
+            contract.READINESS_PATH,
+            contract.METRICS_PATH,
+            contract.CIRCUITS_PATH,
+        )
         for path, endpoint in (
             (contract.LIVENESS_PATH, liveness),
             (contract.READINESS_PATH, readiness),
