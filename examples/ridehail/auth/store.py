@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select, text
 
 from auth.keys import KeyState, SigningKey
 from corral.sdk import Database
@@ -37,9 +37,14 @@ def _utc(value: datetime) -> datetime:
 
 
 class SqlKeyStore:
-    """The key ring in auth's database; ``replace`` is a compare-and-swap in one transaction
-    (on SQLite BEGIN IMMEDIATE serializes it; on PostgreSQL the primary keys make a
-    concurrent duplicate insert fail, which is reported as "someone else won")."""
+    """The key ring in auth's database; ``replace`` is a compare-and-swap in one transaction.
+
+    The swap must serialize: two replicas that both read the old ring and both write their
+    own would split the ring, and tokens signed with the key the gateway has not fetched
+    are refused until its JWKS cache expires. On SQLite the SDK's BEGIN IMMEDIATE already
+    serializes writers; PostgreSQL's READ COMMITTED does not (new random kids never
+    collide, and a later DELETE sees the other replica's committed rows), so the
+    transaction first takes a table lock that only one writer can hold."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -57,6 +62,9 @@ class SqlKeyStore:
 
         try:
             async with self._db.transaction() as session:
+                if session.bind.dialect.name == "postgresql":
+                    # EXCLUSIVE blocks other writers (and lockers) but not plain reads.
+                    await session.execute(text("LOCK TABLE signing_keys IN EXCLUSIVE MODE"))
                 current = sorted((await session.scalars(select(signing_keys.c.kid))).all())
                 if current != sorted(expected):
                     return False

@@ -1,0 +1,90 @@
+"""auth's key store on real databases: two replicas creating or rotating the ring at the
+same moment must agree on ONE ring (the compare-and-swap in SqlKeyStore.replace).
+
+A ring split across replicas is not cosmetic: the gateway caches the JWKS it fetched from
+one replica, so tokens signed by the other replica's key are refused until the cache
+expires (this broke the PostgreSQL end-to-end tour now and then)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from auth.keys import KeyRing, KeyState, generate_key
+from auth.store import SqlKeyStore, metadata
+
+from corral.sdk import Database
+
+pytestmark = pytest.mark.asyncio
+NOW = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+PG_ADMIN_URL = os.environ.get("CORRAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'auth.db'}"
+        return
+    try:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {exc}")
+    name = f"ridehail_auth_{uuid.uuid4().hex[:10]}"
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.fixture
+async def replicas(database_url: str) -> AsyncIterator[list[SqlKeyStore]]:
+    """Key stores of four replicas over one database, each with its own connection pool."""
+    databases = [Database(metadata=metadata) for _ in range(4)]
+    for db in databases:
+        await db.start(database_url)
+    yield [SqlKeyStore(db) for db in databases]
+    for db in databases:
+        await db.stop()
+
+
+async def test_concurrent_creation_has_exactly_one_winner(replicas: list[SqlKeyStore]) -> None:
+    """Every replica tries to create the ring on an empty table at once: one wins, the
+    table holds exactly the winner's keys, the others are told they lost."""
+    for round_ in range(10):
+        expected = [k.kid for k in await replicas[0].load()]
+        proposals = [
+            [generate_key(KeyState.CURRENT, NOW), generate_key(KeyState.NEXT, NOW)]
+            for _ in replicas
+        ]
+        won = await asyncio.gather(
+            *(
+                store.replace(expected, keys)
+                for store, keys in zip(replicas, proposals, strict=True)
+            )
+        )
+        assert won.count(True) == 1, f"round {round_}: {won}"
+        winner = proposals[won.index(True)]
+        stored = sorted(k.kid for k in await replicas[1].load())
+        assert stored == sorted(k.kid for k in winner), f"round {round_}"
+
+
+async def test_replicas_starting_together_sign_with_the_same_key(
+    replicas: list[SqlKeyStore],
+) -> None:
+    """KeyRing.ensure on every replica at once (as `corral up` starts auth's replicas):
+    all end up with one current key, and the JWKS each serves is the same."""
+    rings = [KeyRing(store) for store in replicas]
+    await asyncio.gather(*(ring.ensure(NOW) for ring in rings))
+    for ring in rings:
+        await ring.refresh()
+    assert len({ring.current.kid for ring in rings}) == 1
+    assert all(ring.jwks() == rings[0].jwks() for ring in rings)
+    assert len(rings[0].keys) == 2
