@@ -8,22 +8,19 @@ expires (this broke the PostgreSQL end-to-end tour now and then)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 from auth.keys import KeyRing, KeyState, generate_key
 from auth.store import SqlKeyStore, metadata
+from scratch_postgres import scratch_database
 
 from corral.sdk import Database
 
 pytestmark = pytest.mark.asyncio
 NOW = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
-PG_ADMIN_URL = os.environ.get("CORRAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -31,17 +28,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'auth.db'}"
         return
-    try:
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {exc}")
-    name = f"ridehail_auth_{uuid.uuid4().hex[:10]}"
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await conn.close()
+    async with scratch_database("ridehail_auth") as url:
+        yield url
 
 
 @pytest.fixture

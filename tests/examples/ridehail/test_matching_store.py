@@ -4,66 +4,62 @@ concurrent claims from several replicas."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from contracts.geo import Position
 from matching.domain import Claim, Matcher, MatchingRules
 from matching.store import MemoryMatchStore, SqlMatchStore, metadata
+from scratch_postgres import scratch_database
 
 from corral.sdk import Database
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 HERE = Position(lat=52.52, lng=13.405)
-PG_ADMIN_URL = os.environ.get("CORRAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-async def _postgres_url() -> AsyncIterator[str]:
-    try:
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {exc}")
-    name = f"ridehail_matching_{uuid.uuid4().hex[:10]}"
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await conn.close()
+@contextlib.asynccontextmanager
+async def store_factory(kind: str, tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
+    """A factory of stores over ONE shared truth: each call is another replica's handle."""
+    if kind == "memory":
+        shared = MemoryMatchStore()
+        yield lambda: shared
+        return
+    databases: list[Database] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp_path / 'matching.db'}"
+        else:
+            url = await stack.enter_async_context(scratch_database("ridehail_matching"))
+
+        async def replica() -> SqlMatchStore:
+            db = Database(metadata=metadata)
+            await db.start(url)
+            databases.append(db)
+            return SqlMatchStore(db)
+
+        try:
+            yield replica
+        finally:
+            for db in databases:
+                await db.stop()
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """A factory of stores over ONE shared truth: each call is another replica's handle."""
-    databases: list[Database] = []
-    if request.param == "memory":
-        shared = MemoryMatchStore()
-        yield lambda: shared
-        return
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'matching.db'}"
-        urls: AsyncIterator[str] | None = None
-    else:
-        urls = _postgres_url()
-        url = await anext(urls)
+    async with store_factory(request.param, tmp_path) as factory:
+        yield factory
 
-    async def replica() -> SqlMatchStore:
-        db = Database(metadata=metadata)
-        await db.start(url)
-        databases.append(db)
-        return SqlMatchStore(db)
 
-    yield replica
-    for db in databases:
-        await db.stop()
-    if urls is not None:
-        await urls.aclose()
+@pytest.fixture(params=["sqlite", "postgres"])
+async def make_sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """Only the stores with transactions."""
+    async with store_factory(request.param, tmp_path) as factory:
+        yield factory
 
 
 async def store_of(make_store: Callable[[], Any]) -> Any:
@@ -129,11 +125,10 @@ async def test_expire_happens_once_and_runs_hook_in_the_transaction(
     assert await store.claim("d1", "r1", T0) is Claim.RIDE_GONE
 
 
-async def test_failed_hook_rolls_the_claim_back(make_store: Callable[[], Any]) -> None:
-    """If writing the event fails, the assignment does not happen either (SQL stores)."""
-    store = await store_of(make_store)
-    if isinstance(store, MemoryMatchStore):
-        pytest.skip("the memory store has no transaction to roll back")
+async def test_failed_hook_rolls_the_claim_back(make_sql_store: Callable[[], Any]) -> None:
+    """If writing the event fails, the assignment does not happen either (SQL stores: the
+    memory store has no transaction to roll back)."""
+    store = await store_of(make_sql_store)
     await store.set_driver("d1", online=True, position=HERE, now=T0)
     await store.add_ride("r1", HERE, T0)
 
