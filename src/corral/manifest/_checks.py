@@ -14,6 +14,7 @@ from corral.manifest._events import check_events
 from corral.manifest._gateway import check_gateway
 from corral.manifest._references import service_hint
 from corral.manifest._resilience import check_resilience
+from corral.manifest._route_shadowing import shadowed_routes
 from corral.manifest._service import DatabaseEngine
 from corral.manifest._source import SourceMap
 from corral.manifest._system import SystemSpec
@@ -93,4 +94,7 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
                 )
     problems.extend(check_events(spec.events, names, source))
     problems.extend(check_resilience(spec.resilience, names, source))
-    return problems + check_gateway(spec.gateway, names, source)
+    problems.extend(check_gateway(spec.gateway, names, source))
+    if spec.gateway is not None:
+        problems.extend(shadowed_routes(spec.gateway.routes, source))
+    return problems
