@@ -83,6 +83,11 @@ RESERVED: Final = frozenset(
 """Variables the control plane owns per instance; a manifest's ``env`` may not set them.
 The others (DATABASE_URL, NATS_URL, OTEL_*, LOG_FORMAT) a manifest may point elsewhere."""
 
+COMPONENT_PREFIX: Final = "corral-"
+"""Names Corral's own supervised components carry (corral-gateway, corral-nats) in the
+registry, logs and Envoy clusters; no service may be named so."""
+
+
 # --- HTTP endpoints every SDK service serves -----------------------------------------
 
 LIVENESS_PATH: Final = "/healthz"

@@ -7,9 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
+from corral import contract
 from corral.plan import CheckKind, CheckPlan, ServicePlan, supervised_component
 
-COMPONENT_NAME = "corral-nats"
+COMPONENT_NAME = f"{contract.COMPONENT_PREFIX}nats"
 READINESS_PATH = "/healthz?js-enabled-only=true"
 
 

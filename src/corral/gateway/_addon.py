@@ -18,6 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from corral import contract
 from corral.gateway._admin import AdminClient
 from corral.gateway._deliver import XdsWriter
 from corral.gateway._envoy import T_CLUSTER, T_ROUTE_CONFIG, discovery_response
@@ -36,7 +37,7 @@ from corral.plan._gateway import GatewayPlan
 from corral.runtime.addon import Addon, RuntimeContext
 from corral.runtime.registry import InstanceRecord, Registry, Snapshot
 
-COMPONENT_NAME = "corral-gateway"
+COMPONENT_NAME = f"{contract.COMPONENT_PREFIX}gateway"
 _LOG = logging.getLogger("corral.gateway")
 # Envoy's own log lines as JSON, like every other process in the merged stream.
 _ENVOY_LOG_FORMAT = '{"timestamp":"%Y-%m-%dT%T.%fZ","level":"%l","logger":"envoy","event":"%j"}'

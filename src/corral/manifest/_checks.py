@@ -65,6 +65,15 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
     ports: dict[int, str] = {}
     for name, service in sorted(spec.services.items()):
         problems += dependency_problems(name, service.depends_on, names, source)
+        if name.startswith(contract.COMPONENT_PREFIX):
+            problems.append(
+                source.diagnostic(
+                    ("services", name),
+                    f"service names starting with {contract.COMPONENT_PREFIX!r} are reserved "
+                    "for Corral's own components",
+                    f"did you mean {name.removeprefix(contract.COMPONENT_PREFIX)!r}?",
+                )
+            )
         for variable in sorted(set(service.env) & contract.RESERVED):
             problems.append(
                 source.diagnostic(
