@@ -14,11 +14,17 @@ the driver taken; on SQLite every write transaction starts with BEGIN IMMEDIATE 
 does this), which serializes them. Unique indexes are the second line: ``drivers.ride_id``
 (one driver per ride) and ``match_rides.driver_id`` among assigned rides (one assigned
 ride per driver).
+
+The other writers are single conditional statements too, never "read, then write" (on
+PostgreSQL another replica commits between the two): ``expire`` and ``close_ride`` change
+a ride only ``WHERE status`` still allows it, and ``close_ride``'s tombstone for a ride
+matching never heard of is ``INSERT ... ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -35,7 +41,9 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.geo import Position
 from corral.sdk import Database
@@ -73,6 +81,12 @@ match_rides = Table(
         postgresql_where=text("status = 'assigned'"),
     ),
 )
+
+
+def _insert_new(session: AsyncSession, table: Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the session's dialect (SQLite or PostgreSQL)."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
 
 
 def _utc(value: datetime) -> datetime:
@@ -174,21 +188,26 @@ class SqlMatchStore:
         self, ride_id: str, now: datetime, *, driver_position: Position | None = None
     ) -> str | None:
         async with self._db.transaction() as session:
-            status = await session.scalar(
-                select(match_rides.c.status).where(match_rides.c.id == ride_id)
+            # A tombstone if matching never heard of the ride (cancelled before
+            # ride.requested arrived). ON CONFLICT, not "select, then insert": on PostgreSQL
+            # a concurrent add_ride inserts between the two (it waits for ours or we for it).
+            await session.execute(
+                _insert_new(session, match_rides).values(
+                    id=ride_id, status="closed", requested_at=now, updated_at=now
+                )
             )
-            if status is None:  # closed before matching heard of it: a tombstone
-                await session.execute(
-                    insert(match_rides).values(
-                        id=ride_id, status="closed", requested_at=now, updated_at=now
+            # Conditional: a ride that another replica expired meanwhile stays unmatched
+            # (its ride.unmatched went out); a read status would be stale on PostgreSQL.
+            await session.execute(
+                update(match_rides)
+                .where(
+                    and_(
+                        match_rides.c.id == ride_id,
+                        match_rides.c.status.in_(("waiting", "assigned")),
                     )
                 )
-            elif status in ("waiting", "assigned"):
-                await session.execute(
-                    update(match_rides)
-                    .where(match_rides.c.id == ride_id)
-                    .values(status="closed", updated_at=now)
-                )
+                .values(status="closed", updated_at=now)
+            )
             driver_id: str | None = await session.scalar(
                 select(drivers.c.id).where(drivers.c.ride_id == ride_id)
             )

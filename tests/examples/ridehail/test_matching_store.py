@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from contracts.geo import Position
 from matching.domain import Claim, Matcher, MatchingRules
-from matching.store import MemoryMatchStore, SqlMatchStore, metadata
+from matching.store import MemoryMatchStore, SqlMatchStore, match_rides, metadata
 from scratch_postgres import scratch_database
+from sqlalchemy import select
 
 from corral.sdk import Database
 
@@ -200,3 +201,99 @@ async def test_idle_free_drivers_go_offline_busy_ones_stay(make_store: Callable[
     assert await store.expire_idle_drivers(later - timedelta(minutes=2)) == ["silent"]
     assert set(await store.available_drivers()) == {"fresh"}
     assert await store.expire_idle_drivers(later - timedelta(minutes=2)) == []
+
+
+async def status_of(store: SqlMatchStore, ride_id: str) -> str | None:
+    async with store._db.sessionmaker() as session:
+        status: str | None = await session.scalar(
+            select(match_rides.c.status).where(match_rides.c.id == ride_id)
+        )
+        return status
+
+
+async def test_concurrent_expiries_from_many_replicas_have_one_winner(
+    make_sql_store: Callable[[], Any],
+) -> None:
+    """Every replica's sweep expires the same overdue rides at once: each ride becomes
+    unmatched exactly once (one ride.unmatched), whichever replica wins."""
+    replicas = [await store_of(make_sql_store) for _ in range(4)]
+    rides = [f"r{i}" for i in range(10)]
+    for ride_id in rides:
+        await replicas[0].add_ride(ride_id, HERE, T0)
+    hooks: list[str] = []
+
+    def hook(ride_id: str) -> Any:
+        async def run(session: Any) -> None:
+            hooks.append(ride_id)
+
+        return run
+
+    for ride_id in rides:
+        won = await asyncio.gather(
+            *(store.expire(ride_id, T0, on_commit=hook(ride_id)) for store in replicas)
+        )
+        assert won.count(True) == 1, (ride_id, won)
+    assert sorted(hooks) == sorted(rides)
+
+
+async def test_claim_and_expiry_racing_on_one_ride_have_one_winner(
+    make_sql_store: Callable[[], Any],
+) -> None:
+    """A sweep expires a ride at the moment another replica matches it: the ride is either
+    matched (and its driver taken) or unmatched (and its driver free), never both."""
+    replicas = [await store_of(make_sql_store) for _ in range(4)]
+    for i in range(10):
+        ride_id, driver_id = f"r{i}", f"d{i}"
+        await replicas[0].set_driver(driver_id, online=True, position=HERE, now=T0)
+        await replicas[0].add_ride(ride_id, HERE, T0)
+        claims_a, expiry_a, expiry_b, claims_b = await asyncio.gather(
+            replicas[1].claim(driver_id, ride_id, T0),
+            replicas[2].expire(ride_id, T0),
+            replicas[3].expire(ride_id, T0),
+            replicas[0].claim(driver_id, ride_id, T0),
+        )
+        matched = [claims_a, claims_b].count(Claim.OK)
+        unmatched = [expiry_a, expiry_b].count(True)
+        assert matched + unmatched == 1, (claims_a, claims_b, expiry_a, expiry_b)
+        if matched:
+            assert await status_of(replicas[0], ride_id) == "assigned"
+            assert (await replicas[0].assignments())[ride_id] == driver_id
+        else:
+            assert await status_of(replicas[0], ride_id) == "unmatched"
+            assert driver_id in await replicas[0].available_drivers()
+
+
+async def test_ride_closed_while_matching_first_hears_of_it(
+    make_sql_store: Callable[[], Any],
+) -> None:
+    """ride.requested and ride.cancelled of one ride reach two replicas at once (each
+    possibly twice): neither handler fails, and the ride never waits afterwards."""
+    replicas = [await store_of(make_sql_store) for _ in range(4)]
+    for i in range(20):
+        ride_id = f"r{i}"
+        await asyncio.gather(
+            replicas[0].add_ride(ride_id, HERE, T0),
+            replicas[1].close_ride(ride_id, T0),
+            replicas[2].add_ride(ride_id, HERE, T0),
+            replicas[3].close_ride(ride_id, T0),
+        )
+        assert await status_of(replicas[0], ride_id) == "closed"
+    assert await replicas[0].waiting() == []
+
+
+async def test_closing_an_expiring_ride_keeps_the_expiry(
+    make_sql_store: Callable[[], Any],
+) -> None:
+    """The rider cancels as the sweep expires the ride: if the expiry won (ride.unmatched
+    went out), the ride stays unmatched; otherwise it is closed and never expires."""
+    replicas = [await store_of(make_sql_store) for _ in range(4)]
+    for i in range(20):
+        ride_id = f"r{i}"
+        await replicas[0].add_ride(ride_id, HERE, T0)
+        closes = [replicas[k].close_ride(ride_id, T0) for k in (1, 3)]
+        expiries = [replicas[k].expire(ride_id, T0) for k in (0, 2)]
+        _, expired_a, _, expired_b = await asyncio.gather(
+            closes[0], expiries[0], closes[1], expiries[1]
+        )
+        expected = "unmatched" if True in (expired_a, expired_b) else "closed"
+        assert await status_of(replicas[0], ride_id) == expected, f"ride {i}"
