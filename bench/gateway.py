@@ -416,7 +416,7 @@ def main() -> None:
     # The same config, with stdout read line by line by the orchestrator's log pipeline.
     _, plan = manifest_from(manifest, work / "orch")
     assert plan.gateway is not None
-    orch_ports = Ports(listener=free_port(), admin=free_port())
+    orch_ports = Ports(listener=free_port(), stats=free_port())
     orch_bootstrap = GatewayAddon().prepare(
         plan.gateway,
         Snapshot(1, (_record("api-1", upstream_ports[0]),)),
@@ -431,8 +431,8 @@ def main() -> None:
             *envoy(orch_bootstrap),
         ]
     )
-    for admin in (minimal_admin, orch_ports.admin):
-        wait_until(lambda a=admin: answers(f"http://127.0.0.1:{a}/ready"), what="envoy ready")
+    for ready_port in (minimal_admin, orch_ports.stats):
+        wait_until(lambda p=ready_port: answers(f"http://127.0.0.1:{p}/ready"), what="envoy ready")
     try:
         auth = {"authorization": f"Bearer {token}"}
         targets = {

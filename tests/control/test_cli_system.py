@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -193,3 +194,50 @@ def test_unknown_service_is_a_clear_error(system_dir: Path) -> None:
     result = corral("scale", "nope=2", cwd=system_dir)
     assert result.returncode == 1
     assert "no service named 'nope'" in result.stderr
+
+
+def test_gateway_routes_and_metrics_but_no_admin_port(tmp_path: Path) -> None:
+    """With a gateway: `corral gateway routes` reads Envoy's live table through the admin
+    socket (mode 0600); the metrics URL serves Prometheus text; nothing else of the admin
+    API is reachable over TCP."""
+    path = manifest(tmp_path)
+    path.write_text(
+        path.read_text()
+        + """gateway:
+  routes:
+    - match: {prefix: /api}
+      service: api
+      rewrite: /
+      auth: public
+"""
+    )
+    try:
+        up = corral("up", "-d", cwd=tmp_path)
+        assert up.returncode == 0, up.stdout + up.stderr
+        data = status(tmp_path)
+        socket = Path(data["gateway_admin_socket"])
+        assert socket.is_socket()
+        assert socket.stat().st_mode & 0o777 == 0o600
+
+        routes = corral("gateway", "routes", "--json", cwd=tmp_path)
+        assert routes.returncode == 0, routes.stderr
+        rows = json.loads(routes.stdout)
+        assert [(r["match"], r["service"]) for r in rows[:1]] == [("prefix /api", "api")]
+
+        metrics = httpx.get(data["gateway_metrics_url"], timeout=5)
+        assert metrics.status_code == 200
+        assert "envoy_cluster_upstream_cx_total" in metrics.text
+        stats_base = data["gateway_metrics_url"].removesuffix("/stats/prometheus")
+        for method, admin_path in [("POST", "/quitquitquit"), ("GET", "/config_dump")]:
+            assert httpx.request(method, stats_base + admin_path, timeout=5).status_code == 404
+        assert httpx.get(data["gateway_url"] + "/api/", timeout=5).status_code == 200
+    finally:
+        corral("down", cwd=tmp_path, timeout=60)
+
+
+def test_gateway_routes_without_a_gateway_is_a_clear_error(system_dir: Path) -> None:
+    assert corral("up", "-d", cwd=system_dir).returncode == 0
+    result = corral("gateway", "routes", cwd=system_dir)
+    assert result.returncode == 1
+    assert "has no gateway" in result.stderr
+    assert "Traceback" not in result.stderr

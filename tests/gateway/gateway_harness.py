@@ -120,14 +120,24 @@ class Gateway:
         return f"http://127.0.0.1:{self.ports.listener}"
 
     @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.admin}"
+    def admin_socket(self) -> str:
+        assert self.addon.status(), "the addon has prepared this gateway"
+        return str(self.addon.status()["gateway_admin_socket"])
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.stats}"
+
+    def admin_get(self, path: str) -> httpx.Response:
+        """GET on Envoy's admin API, through its Unix socket."""
+        transport = httpx.HTTPTransport(uds=self.admin_socket)
+        with httpx.Client(transport=transport, timeout=2) as client:
+            return client.get("http://envoy-admin" + path)
 
     def endpoints(self) -> dict[str, set[str]]:
         from corral.gateway._admin import parse_clusters
 
-        data = httpx.get(self.admin_url + "/clusters?format=json", timeout=2).json()
-        return parse_clusters(data)
+        return parse_clusters(self.admin_get("/clusters?format=json").json())
 
     def wait_endpoints(self, expected: Mapping[str, set[str]], timeout: float = 10.0) -> None:
         wait_until(
@@ -155,7 +165,7 @@ def start_gateway(
     assert plan.gateway is not None
     snap = snapshot(records)
     addon = GatewayAddon()
-    ports = Ports(listener=plan.gateway.port or free_port(), admin=free_port())
+    ports = Ports(listener=plan.gateway.port or free_port(), stats=free_port())
     bootstrap = addon.prepare(plan.gateway, snap, directory=folder / "gw", ports=ports)
     log = folder / "envoy.log"
     process = subprocess.Popen(
@@ -178,7 +188,7 @@ def start_gateway(
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError("envoy exited:\n" + log.read_text()[-3000:])
-            return _answers(gateway.admin_url + "/ready")
+            return _answers(gateway.stats_url + "/ready")
 
         wait_until(ready, what="envoy /ready")
         expected: dict[str, set[str]] = {c.name: set() for c in plan.gateway.clusters}

@@ -21,7 +21,7 @@ from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
 REGEN = os.environ.get("CORRAL_REGEN_GOLDEN") == "1"
-PORTS = Ports(listener=10000, admin=10001)
+PORTS = Ports(listener=10000, stats=10001)
 
 
 def _inputs(case: str, *, real_path: bool = False) -> tuple[GatewayPlan, Snapshot]:

@@ -82,7 +82,7 @@ async def test_live_routes_and_route_change(upstreams: dict[str, Upstream], tmp_
 
     gw = start_gateway(MANIFEST, tmp_path, [upstreams["a"].record("web")])
     try:
-        rows = live_routes(gw.admin_url)
+        rows = live_routes(gw.admin_socket)
         assert [(r["name"], r["match"], r["service"]) for r in rows] == [
             ("0-web", "prefix /", "web"),
             ("0-web/no-retry", "prefix /", "web"),
@@ -96,7 +96,7 @@ async def test_live_routes_and_route_change(upstreams: dict[str, Upstream], tmp_
         gw.addon.update_plan(dataclasses.replace(plan.gateway))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            if live_routes(gw.admin_url)[0]["match"] == "prefix /v2":
+            if live_routes(gw.admin_socket)[0]["match"] == "prefix /v2":
                 break
             await asyncio.sleep(0.005)
         assert gw.client.get("/v2/hello").json()["path"] == "/hello"

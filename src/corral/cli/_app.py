@@ -430,15 +430,19 @@ def gateway_routes(
     as_json: Annotated[bool, typer.Option("--json", help="The raw route list.")] = False,
 ) -> None:
     """The route table Envoy is serving right now (read from its admin API)."""
+    import httpx
     from rich.table import Table
 
     from corral.gateway import live_routes
 
     with _client(file) as client:
-        admin = client.status().get("gateway_admin_url")
+        admin = client.status().get("gateway_admin_socket")
     if not admin:
         raise UserError("this system has no gateway (no `gateway:` section in the manifest)")
-    routes = live_routes(str(admin))
+    try:
+        routes = live_routes(str(admin))
+    except httpx.HTTPError as exc:
+        raise UserError(f"cannot read the gateway's routes from {admin}: {exc}") from None
     if as_json:
         print(json.dumps(routes, indent=2, sort_keys=True))
         return

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 from corral import contract
 from corral.gateway._admin import AdminClient
+from corral.gateway._admin_access import READY_PATH, STATS_PATH
 from corral.gateway._deliver import XdsWriter
 from corral.gateway._envoy import T_CLUSTER, T_ROUTE_CONFIG, discovery_response
 from corral.gateway._errors import GatewayTimeoutError
@@ -39,14 +42,17 @@ from corral.runtime.registry import InstanceRecord, Registry, Snapshot
 
 COMPONENT_NAME = f"{contract.COMPONENT_PREFIX}gateway"
 _LOG = logging.getLogger("corral.gateway")
+# sun_path holds 108 bytes with the terminating NUL.
+_MAX_SOCKET_PATH = 107
 # Envoy's own log lines as JSON, like every other process in the merged stream.
 _ENVOY_LOG_FORMAT = '{"timestamp":"%Y-%m-%dT%T.%fZ","level":"%l","logger":"envoy","event":"%j"}'
 
 
 def envoy_component(
-    *, envoy: str, bootstrap: Path, admin_port: int, workers: int, workdir: Path
+    *, envoy: str, bootstrap: Path, stats_port: int, workers: int, workdir: Path
 ) -> ServicePlan:
-    """Envoy as a supervised component: ready when its admin ``/ready`` answers 200."""
+    """Envoy as a supervised component: ready when ``/ready`` on its stats listener
+    (the admin API's, through the socket) answers 200."""
     return supervised_component(
         name=COMPONENT_NAME,
         argv=(
@@ -62,9 +68,9 @@ def envoy_component(
             _ENVOY_LOG_FORMAT,
         ),
         workdir=workdir,
-        port=admin_port,
-        readiness=CheckPlan(CheckKind.HTTP, path="/ready", period=0.05, timeout=1.0),
-        liveness=CheckPlan(CheckKind.HTTP, path="/ready", period=2.0, failure_threshold=3),
+        port=stats_port,
+        readiness=CheckPlan(CheckKind.HTTP, path=READY_PATH, period=0.05, timeout=1.0),
+        liveness=CheckPlan(CheckKind.HTTP, path=READY_PATH, period=2.0, failure_threshold=3),
         backoff_initial=0.1,
         reset_after=10.0,
         stop_grace_period=5.0,
@@ -85,6 +91,7 @@ class GatewayAddon(Addon):
         self._layout: Layout | None = None
         self._ports: Ports | None = None
         self._admin: AdminClient | None = None
+        self._socket_dir: Path | None = None
         self._registry: Registry | None = None
         self._task: asyncio.Task[None] | None = None
         self._excluded: set[str] = set()
@@ -100,14 +107,14 @@ class GatewayAddon(Addon):
         if plan is None:
             return
         directory = ctx.state_dir / "gateway"
-        ports = Ports(listener=plan.port or ctx.free_port(), admin=ctx.free_port())
+        ports = Ports(listener=plan.port or ctx.free_port(), stats=ctx.free_port())
         bootstrap = self.prepare(plan, ctx.registry.snapshot(), directory=directory, ports=ports)
         self._registry = ctx.registry
         await ctx.run_component(
             envoy_component(
                 envoy=self._envoy or envoy_binary(),
                 bootstrap=bootstrap,
-                admin_port=ports.admin,
+                stats_port=ports.stats,
                 workers=plan.workers,
                 workdir=directory,
             )
@@ -122,10 +129,16 @@ class GatewayAddon(Addon):
         Separate from :meth:`start` so tests and tools can run Envoy themselves."""
         self._plan = plan
         self._ports = ports
-        self._layout = Layout(str(directory.absolute()))
+        self._socket_dir = None
+        socket = directory.absolute() / "admin.sock"
+        if len(str(socket).encode()) > _MAX_SOCKET_PATH:
+            # A private (0700) directory with a short path instead.
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="corral-gw-"))
+            socket = self._socket_dir / "admin.sock"
+        self._layout = Layout(str(directory.absolute()), socket=str(socket))
         self._writer = XdsWriter(directory)
         self._address = "127.0.0.1" if plan.address in ("0.0.0.0", "::") else plan.address
-        self._admin = AdminClient(f"http://127.0.0.1:{ports.admin}")
+        self._admin = AdminClient(str(socket))
         self._write_plan(snapshot)
         self._writer.write("bootstrap.json", render_bootstrap(plan, ports, self._layout))
         return directory / "bootstrap.json"
@@ -144,13 +157,17 @@ class GatewayAddon(Addon):
         if self._admin is not None:
             with contextlib.suppress(Exception):
                 await self._admin.close()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def status(self) -> dict[str, Any]:
         if self._ports is None:
             return {}
+        assert self._layout is not None
         return {
             "gateway_url": f"http://{self._address}:{self._ports.listener}",
-            "gateway_admin_url": f"http://127.0.0.1:{self._ports.admin}",
+            "gateway_metrics_url": f"http://127.0.0.1:{self._ports.stats}{STATS_PATH}",
+            "gateway_admin_socket": self._layout.admin_socket,
         }
 
     # --- following the registry -------------------------------------------------------

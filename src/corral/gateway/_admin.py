@@ -1,4 +1,5 @@
-"""Envoy's admin API: readiness, the live endpoint set, the live route table."""
+"""Envoy's admin API over its Unix socket: readiness, the live endpoint set, the live
+route table (see _admin_access.py for why a socket)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ import httpx
 
 from corral.gateway._errors import GatewayTimeoutError
 
+# The host part is never resolved: requests go to the socket.
+_BASE_URL = "http://envoy-admin"
+
 
 class AdminClient:
-    """Async client of one Envoy's admin interface (loopback only)."""
+    """Async client of one Envoy's admin interface, through its Unix socket."""
 
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url.rstrip("/")
-        self._client = httpx.AsyncClient(base_url=self.admin_url, timeout=2.0)
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+        self._client = httpx.AsyncClient(
+            base_url=_BASE_URL, transport=httpx.AsyncHTTPTransport(uds=socket), timeout=2.0
+        )
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -71,15 +77,13 @@ def parse_clusters(data: dict[str, Any]) -> dict[str, set[str]]:
     return out
 
 
-def live_routes(admin_url: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
+def live_routes(admin_socket: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
     """The route table Envoy is serving now (from its config_dump), one dict per route:
     ``name``, ``match`` (e.g. ``prefix /rides``), ``methods``, ``host``, ``service``,
     ``rewrite``, ``timeout``, ``auth`` (a requirement name, ``public`` or None)."""
-    response = httpx.get(
-        admin_url.rstrip("/") + "/config_dump",
-        params={"resource": "dynamic_route_configs"},
-        timeout=timeout,
-    )
+    transport = httpx.HTTPTransport(uds=admin_socket)
+    with httpx.Client(base_url=_BASE_URL, transport=transport, timeout=timeout) as client:
+        response = client.get("/config_dump", params={"resource": "dynamic_route_configs"})
     response.raise_for_status()
     rows: list[dict[str, Any]] = []
     for config in response.json().get("configs", []):

@@ -2,8 +2,9 @@
 
 Output shape (everything stably sorted, so goldens and diffs are readable):
 
-- a bootstrap with the admin interface, one static listener whose connection manager
-  takes its routes from a file (RDS), and clusters from a file (CDS);
+- a bootstrap with the admin interface (on a Unix socket), one static listener whose
+  connection manager takes its routes from a file (RDS), clusters from a file (CDS), and
+  the loopback stats listener (readiness and Prometheus stats only; _admin_access.py);
 - the route configuration (RDS): one virtual host, routes in manifest order, then a
   catch-all 404;
 - the clusters (CDS), one per target service, each taking endpoints from its own file
@@ -18,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from corral.gateway._admin_access import admin, admin_cluster, stats_listener
 from corral.gateway._envoy import (
     F_JWT,
     T_CLUSTER,
@@ -51,9 +53,16 @@ NO_RETRY_SUFFIX = "/no-retry"
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the xDS files live (absolute paths inside the rendered config)."""
+    """Where the xDS files and the admin socket live (absolute paths in the config)."""
 
     directory: str
+    socket: str | None = None
+    """The admin socket when not ``<directory>/admin.sock`` (a Unix socket path must fit
+    in 107 bytes, which a deep state directory may not: see :func:`admin_socket_path`)."""
+
+    @property
+    def admin_socket(self) -> str:
+        return self.socket or str(PurePosixPath(self.directory) / "admin.sock")
 
     @property
     def cds(self) -> str:
@@ -70,7 +79,8 @@ class Layout:
 @dataclass(frozen=True)
 class Ports:
     listener: int
-    admin: int
+    stats: int
+    """Loopback port of Envoy's readiness and Prometheus stats (not the admin API)."""
 
 
 # --- routes (RDS) ---------------------------------------------------------------------
@@ -412,10 +422,6 @@ def render_listener(plan: GatewayPlan, port: int, *, routes: Json) -> Json:
     }
 
 
-def _admin(port: int) -> Json:
-    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
-
-
 def render_bootstrap(plan: GatewayPlan, ports: Ports, layout: Layout) -> Json:
     """The bootstrap Envoy starts from: admin, the listener (RDS from a file), CDS file."""
     rds = {
@@ -429,14 +435,20 @@ def render_bootstrap(plan: GatewayPlan, ports: Ports, layout: Layout) -> Json:
     }
     return {
         "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
-        "admin": _admin(ports.admin),
+        "admin": admin(layout.admin_socket),
         "dynamic_resources": {
             "cds_config": {
                 "path_config_source": {"path": layout.cds},
                 "resource_api_version": "V3",
             }
         },
-        "static_resources": {"listeners": [render_listener(plan, ports.listener, routes=rds)]},
+        "static_resources": {
+            "listeners": [
+                render_listener(plan, ports.listener, routes=rds),
+                stats_listener(ports.stats),
+            ],
+            "clusters": [admin_cluster(layout.admin_socket)],
+        },
     }
 
 
@@ -474,14 +486,20 @@ def render(plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports, layout: Layou
     )
 
 
-def render_static(plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports) -> Json:
+def render_static(
+    plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports, layout: Layout | None = None
+) -> Json:
     """One self-contained bootstrap (routes and endpoints inline) for ``--mode validate``,
-    which checks static resources only."""
+    which checks static resources only (and binds nothing: ``layout`` is only named)."""
+    layout = layout or Layout("/corral")
     endpoints = render_endpoints(plan, snapshot)
     clusters = [render_cluster(c, eds=endpoints[c.name]) for c in plan.clusters]
     listener = render_listener(plan, ports.listener, routes={"route_config": render_routes(plan)})
     return {
         "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
-        "admin": _admin(ports.admin),
-        "static_resources": {"listeners": [listener], "clusters": clusters},
+        "admin": admin(layout.admin_socket),
+        "static_resources": {
+            "listeners": [listener, stats_listener(ports.stats)],
+            "clusters": [*clusters, admin_cluster(layout.admin_socket)],
+        },
     }
