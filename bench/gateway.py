@@ -43,6 +43,9 @@ from gateway_harness import KeyPair, free_port, manifest_from, start_gateway, wa
 from corral.gateway import GatewayAddon, Ports, envoy_binary
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry, Snapshot
 
+SDK_BENCH = Path(__file__).resolve().parent / "sdk_overhead.py"
+SDK_PATH = "/hello/bench"
+
 UPSTREAM = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -250,8 +253,7 @@ def machine_busy() -> float:
 
 
 def measure(
-    targets: dict[str, tuple[str, list[int]]],
-    upstream_pid: int,
+    targets: dict[str, tuple[str, list[int], int]],
     *,
     rounds: int,
     duration: int,
@@ -260,13 +262,13 @@ def measure(
 ) -> dict[str, dict[str, object]]:
     """Every target once per round, in a new random order each round; medians."""
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-    for url, _ in targets.values():  # warm up
+    for url, _, _ in targets.values():  # warm up
         wrk(url, duration=1, connections=connections, token=token)
     for _ in range(rounds):
         order = list(targets)
         random.shuffle(order)
         for name in order:
-            url, pids = targets[name]
+            url, pids, upstream_pid = targets[name]
             started, busy = time.monotonic(), machine_busy()
             proxy_cpu, upstream_cpu = cpu_seconds(pids), cpu_seconds([upstream_pid])
             sample = wrk(url, duration=duration, connections=connections, token=token)
@@ -289,12 +291,43 @@ def measure(
                 for key in ("wrk_cores", "upstream_cores", "proxy_cores", "machine_busy_cores")
             },
         }
-        if targets[name][1]:
-            per_request = statistics.median(
-                1e6 * r["proxy_cores"] / r["requests_per_s"] for r in rows
-            )
-            result["proxy_cpu_us_per_request"] = round(per_request, 1)
+        for key in ("proxy", "upstream", "wrk"):
+            if key != "proxy" or targets[name][1]:
+                per_request = statistics.median(
+                    1e6 * r[f"{key}_cores"] / r["requests_per_s"] for r in rows
+                )
+                result[f"{key}_cpu_us_per_request"] = round(per_request, 1)
         out[name] = result
+    return out
+
+
+def ceiling(results: dict[str, dict[str, object]], cores: int) -> dict[str, object]:
+    """The best ``gateway_vs_direct`` this machine allows ANY proxy as cheap as the minimal
+    Envoy, from CPU per request alone (so it holds however busy the machine was).
+
+    Direct, the one-process upstream is capped by its own core (1e6 / upstream us) and all
+    of it by the cores (cores * 1e6 / (upstream + wrk us)). Proxied, every request also
+    costs the proxy's CPU: cores * 1e6 / (upstream + wrk + proxy us), whatever the proxy's
+    worker count. The ratio of the two rates is the ceiling."""
+
+    def us(target: str, key: str) -> float:
+        value = results[target][f"{key}_cpu_us_per_request"]
+        assert isinstance(value, float)
+        return value
+
+    out: dict[str, object] = {
+        "cores": cores,
+        "proxy_cpu_us_per_request": us("minimal_envoy", "proxy"),
+    }
+    for prefix, direct in (("", "direct"), ("sdk_", "sdk_direct")):
+        upstream, load = us(direct, "upstream"), us(direct, "wrk")
+        direct_max = min(1e6 / upstream, cores * 1e6 / (upstream + load))
+        proxied_max = min(
+            1e6 / upstream, cores * 1e6 / (upstream + load + us("minimal_envoy", "proxy"))
+        )
+        out[f"{prefix}direct_max_requests_per_s"] = round(direct_max)
+        out[f"{prefix}proxied_max_requests_per_s"] = round(proxied_max)
+        out[f"{prefix}max_ratio_vs_direct"] = round(proxied_max / direct_max, 3)
     return out
 
 
@@ -387,7 +420,14 @@ def main() -> None:
     proxy = spawn(
         [sys.executable, "proxy.py", str(proxy_port), f"http://127.0.0.1:{upstream_ports[0]}"]
     )
-    for port in [*upstream_ports, proxy_port]:
+    # A realistic upstream: a Corral SDK service (metrics, logs, traces on), as
+    # bench/sdk_overhead.py serves it; with its own Python proxy.
+    sdk_port, sdk_proxy_port = free_port(), free_port()
+    sdk = spawn([sys.executable, str(SDK_BENCH), "serve", "sdk", str(sdk_port)])
+    sdk_proxy = spawn(
+        [sys.executable, "proxy.py", str(sdk_proxy_port), f"http://127.0.0.1:{sdk_port}"]
+    )
+    for port in [*upstream_ports, proxy_port, sdk_port, sdk_proxy_port]:
         wait_until(lambda p=port: answers(f"http://127.0.0.1:{p}/"), what=f"port {port}")
 
     # A minimal Envoy: the same binary, worker count and upstream, nothing else.
@@ -413,6 +453,7 @@ def main() -> None:
     manifest = MANIFEST.format(jwks=jwks)
     # Corral's gateway as the tests run it: stdout (the access log) to a file.
     gw = start_gateway(manifest, work / "gw", [_record("api-1", upstream_ports[0])])
+    gw_sdk = start_gateway(manifest, work / "gw-sdk", [_record("api-1", sdk_port)])
     # The same config, with stdout read line by line by the orchestrator's log pipeline.
     _, plan = manifest_from(manifest, work / "orch")
     assert plan.gateway is not None
@@ -435,17 +476,26 @@ def main() -> None:
         wait_until(lambda p=ready_port: answers(f"http://127.0.0.1:{p}/ready"), what="envoy ready")
     try:
         auth = {"authorization": f"Bearer {token}"}
+        raw = upstreams[0].pid
         targets = {
-            "direct": (f"http://127.0.0.1:{upstream_ports[0]}/", []),
-            "minimal_envoy": (f"http://127.0.0.1:{minimal_port}/", [minimal.pid]),
-            "gateway": (gw.url + "/", [gw.process.pid]),
+            "direct": (f"http://127.0.0.1:{upstream_ports[0]}/", [], raw),
+            "minimal_envoy": (f"http://127.0.0.1:{minimal_port}/", [minimal.pid], raw),
+            "gateway": (gw.url + "/", [gw.process.pid], raw),
             "gateway_orchestrator_logs": (
                 f"http://127.0.0.1:{orch_ports.listener}/",
                 [orchestrated.pid],
+                raw,
             ),
-            "aiohttp_proxy": (f"http://127.0.0.1:{proxy_port}/", [proxy.pid]),
+            "aiohttp_proxy": (f"http://127.0.0.1:{proxy_port}/", [proxy.pid], raw),
+            "sdk_direct": (f"http://127.0.0.1:{sdk_port}{SDK_PATH}", [], sdk.pid),
+            "sdk_gateway": (gw_sdk.url + SDK_PATH, [gw_sdk.process.pid], sdk.pid),
+            "sdk_aiohttp_proxy": (
+                f"http://127.0.0.1:{sdk_proxy_port}{SDK_PATH}",
+                [sdk_proxy.pid],
+                sdk.pid,
+            ),
         }
-        for name, (url, _) in targets.items():
+        for name, (url, _, _) in targets.items():
             wait_until(
                 lambda u=url: httpx.get(u, headers=auth).status_code == 200, what=f"{name} 200"
             )
@@ -453,7 +503,6 @@ def main() -> None:
             assert httpx.get(url + "/").status_code == 401
         results = measure(
             targets,
-            upstreams[0].pid,
             rounds=args.rounds,
             duration=args.duration,
             connections=args.connections,
@@ -462,6 +511,7 @@ def main() -> None:
         change = asyncio.run(swaps(gw, upstream_ports, args.swaps))
     finally:
         gw.stop()
+        gw_sdk.stop()
         for process in processes:
             for child in psutil.Process(process.pid).children(recursive=True):
                 child.terminate()
@@ -488,7 +538,8 @@ def main() -> None:
             "duration_s": args.duration,
             "rounds": args.rounds,
             "order": "interleaved, shuffled each round; medians",
-            "upstream": "uvicorn, tiny JSON (the same process for every target)",
+            "upstream": "uvicorn, tiny JSON (the same process for every target); sdk_*: a "
+            "Corral SDK service's GET /hello/{name} (bench/sdk_overhead.py serve sdk)",
         },
         "targets": {
             "minimal_envoy": "one static route, router filter only; 1 worker",
@@ -502,6 +553,10 @@ def main() -> None:
         "results": results,
         "ratios": {
             "gateway_vs_direct": round(rps("gateway") / rps("direct"), 3),
+            "sdk_gateway_vs_sdk_direct": round(rps("sdk_gateway") / rps("sdk_direct"), 3),
+            "sdk_gateway_vs_sdk_aiohttp_proxy": round(
+                rps("sdk_gateway") / rps("sdk_aiohttp_proxy"), 3
+            ),
             "gateway_vs_aiohttp_proxy": round(rps("gateway") / rps("aiohttp_proxy"), 3),
             "minimal_envoy_vs_direct": round(rps("minimal_envoy") / rps("direct"), 3),
             "gateway_vs_minimal_envoy": round(rps("gateway") / rps("minimal_envoy"), 3),
@@ -514,6 +569,7 @@ def main() -> None:
             "gateway_vs_aiohttp_proxy": ">= 2.5",
             "registry_change_p99_ms": "< 50",
         },
+        "ceiling": ceiling(results, os.cpu_count() or 1),
         "registry_change_to_envoy_applied": change,
     }
     write_result("gateway.json", report)
