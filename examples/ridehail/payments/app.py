@@ -7,6 +7,10 @@ are retried here with jittered backoff (domain.RetryPolicy); when those run out 
 handler raises, the event is redelivered with the topic's backoff, and after its last
 delivery it lands in the dead-letter stream with the payment marked ``failed``: an
 operator replays it once the provider is back (``corral events dlq replay``).
+
+Deliveries of one ride.completed may overlap; the store (store.py) makes the row, the
+capture and payment.captured happen once, and a late failed attempt never marks a
+captured payment failed (nor sends payment.failed after payment.captured).
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import Field
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import events as ev
 from contracts.calls import Calls
 from contracts.identity import CallerDep
 from corral.sdk import Problem, Service, ServiceSettings
 from corral.sdk.client import ServiceCallError
+from payments import store
 from payments.domain import (
     ChargeOutcome,
     GiveUp,
@@ -104,51 +110,17 @@ async def all_payments(caller: CallerDep) -> list[dict[str, Any]]:
     ]
 
 
-async def _record_attempt(ride_id: str, status: PaymentStatus, error: str | None) -> int:
-    async with svc.db.transaction() as session:
-        await session.execute(
-            update(payments)
-            .where(payments.c.ride_id == ride_id)
-            .values(
-                status=str(status),
-                attempts=payments.c.attempts + 1,
-                last_error=error[:300] if error else None,
-                updated_at=datetime.now(UTC),
-            )
-        )
-        attempts: int = await session.scalar(
-            select(payments.c.attempts).where(payments.c.ride_id == ride_id)
-        )
-        return attempts
-
-
 @svc.events.subscribe("ride.completed")
 async def on_completed(event: ev.RideCompleted) -> None:
     now = datetime.now(UTC)
     fare = tariff().fare(distance_km=event.distance_km, duration_s=event.duration_s)
     key = idempotency_key(event.ride_id)
-    async with svc.db.transaction() as session:
-        row = (
-            await session.execute(select(payments).where(payments.c.ride_id == event.ride_id))
-        ).first()
-        if row is None:
-            await session.execute(
-                insert(payments).values(
-                    ride_id=event.ride_id,
-                    rider_id=event.rider_id,
-                    amount=str(fare.amount),
-                    currency=fare.currency,
-                    status=str(PaymentStatus.PENDING),
-                    idempotency_key=key,
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        elif row.status == PaymentStatus.CAPTURED:
-            return  # a redelivery after the capture committed
-        else:
-            fare = type(fare)(Decimal(row.amount), row.currency)  # the first computed fare
+    opened = await store.open_payment(
+        svc.db, ride_id=event.ride_id, rider_id=event.rider_id, fare=fare, key=key, now=now
+    )
+    if opened is None:
+        return  # a redelivery after the capture committed
+    fare = opened  # the first computed fare, whichever delivery computed it
 
     policy = RetryPolicy(
         attempts=svc.settings.charge_attempts,
@@ -168,41 +140,55 @@ async def on_completed(event: ev.RideCompleted) -> None:
             response, outcome, error = None, ChargeOutcome.TRANSIENT, f"{exc.reason}: {exc}"
         if outcome is ChargeOutcome.CAPTURED:
             assert response is not None
-            charge_id = str(response.json()["id"])
-            async with svc.db.transaction() as session:
-                await session.execute(
-                    update(payments)
-                    .where(payments.c.ride_id == event.ride_id)
-                    .values(
-                        status=str(PaymentStatus.CAPTURED),
-                        charge_id=charge_id,
-                        attempts=payments.c.attempts + 1,
-                        last_error=None,
-                        updated_at=datetime.now(UTC),
-                    )
-                )
-                captured = ev.PaymentCaptured(
-                    ride_id=event.ride_id,
-                    amount=str(fare.amount),
-                    currency=fare.currency,
-                    charge_id=charge_id,
-                )
-                await svc.events.publish(
-                    "payment.captured", captured, key=event.ride_id, session=session
-                )
+            captured = ev.PaymentCaptured(
+                ride_id=event.ride_id,
+                amount=str(fare.amount),
+                currency=fare.currency,
+                charge_id=str(response.json()["id"]),
+            )
+            # False: another delivery recorded this capture (and its event) first.
+            await store.capture(
+                svc.db,
+                event.ride_id,
+                captured.charge_id,
+                now=datetime.now(UTC),
+                on_commit=_publish_captured(captured),
+            )
             return
         decision = policy.after_failure(attempt, outcome)
+        give_up = isinstance(decision, GiveUp)
+        recorded = await store.record_attempt(
+            svc.db,
+            event.ride_id,
+            PaymentStatus.FAILED if give_up else PaymentStatus.RETRYING,
+            error,
+            now=datetime.now(UTC),
+            # payment.failed in the transaction that marks it failed (never after a capture)
+            on_commit=_publish_failed(event.ride_id, f"{decision.reason} ({error})")
+            if isinstance(decision, GiveUp)
+            else None,
+        )
+        if recorded is None:
+            return  # another delivery captured it meanwhile
         if isinstance(decision, GiveUp):
-            attempts = await _record_attempt(event.ride_id, PaymentStatus.FAILED, error)
-            async with svc.db.transaction() as session:
-                failed = ev.PaymentFailed(
-                    ride_id=event.ride_id, reason=f"{decision.reason} ({error})", attempts=attempts
-                )
-                await svc.events.publish(
-                    "payment.failed", failed, key=event.ride_id, session=session
-                )
             if outcome is ChargeOutcome.DECLINED:
                 return  # final: nothing a redelivery could change
             raise ChargeFailed(f"ride {event.ride_id}: {decision.reason} ({error})")
-        await _record_attempt(event.ride_id, PaymentStatus.RETRYING, error)
         await asyncio.sleep(decision.delay_s)
+
+
+def _publish_captured(captured: ev.PaymentCaptured) -> store.OnCommit:
+    async def publish(session: AsyncSession) -> None:
+        await svc.events.publish(
+            "payment.captured", captured, key=captured.ride_id, session=session
+        )
+
+    return publish
+
+
+def _publish_failed(ride_id: str, reason: str) -> store.OnAttempt:
+    async def publish(session: AsyncSession, attempts: int) -> None:
+        failed = ev.PaymentFailed(ride_id=ride_id, reason=reason, attempts=attempts)
+        await svc.events.publish("payment.failed", failed, key=ride_id, session=session)
+
+    return publish

@@ -1,8 +1,27 @@
-"""payments' own database: one row per ride (the primary key is the ride id)."""
+"""payments' own database: one row per ride (the primary key is the ride id).
+
+Several deliveries of one ride.completed may run at once (a redelivery while the first
+still works, a second replica), so every change is one statement that decides by itself,
+never "read the row, then write": the row is created with ``INSERT ... ON CONFLICT DO
+NOTHING``, and a payment leaves ``captured`` for nothing (``WHERE status <> 'captured'``).
+On SQLite writers are serialized anyway; on PostgreSQL (READ COMMITTED) a read is stale
+by the time the write runs, while a conditional UPDATE waits for the other writer and
+re-checks its WHERE on the row it committed.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from corral.sdk import Database
+from payments.domain import Money, PaymentStatus
 
 metadata = MetaData()
 
@@ -21,3 +40,99 @@ payments = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+OnCommit = Callable[[Any], Awaitable[None]]
+"""Runs inside the transaction that made the change, with its session (the outbox)."""
+
+OnAttempt = Callable[[Any, int], Awaitable[None]]
+"""The same, for a recorded attempt: with the session and the payment's attempts."""
+
+
+async def open_payment(
+    db: Database, *, ride_id: str, rider_id: str, fare: Money, key: str, now: datetime
+) -> Money | None:
+    """The ride's payment, created ``pending`` on first sight; returns the fare to charge
+    (the first one computed), or None when the ride is already paid."""
+    async with db.transaction() as session:
+        await session.execute(
+            _insert_new(session).values(
+                ride_id=ride_id,
+                rider_id=rider_id,
+                amount=str(fare.amount),
+                currency=fare.currency,
+                status=str(PaymentStatus.PENDING),
+                idempotency_key=key,
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        row = (
+            await session.execute(
+                select(payments.c.amount, payments.c.currency, payments.c.status).where(
+                    payments.c.ride_id == ride_id
+                )
+            )
+        ).one()
+    if row.status == PaymentStatus.CAPTURED:
+        return None
+    return Money(Decimal(row.amount), row.currency)
+
+
+async def record_attempt(
+    db: Database,
+    ride_id: str,
+    status: PaymentStatus,
+    error: str | None,
+    *,
+    now: datetime,
+    on_commit: OnAttempt | None = None,
+) -> int | None:
+    """A failed attempt: the payment is ``retrying`` or ``failed``; returns its attempts,
+    or None when it was captured meanwhile (nothing recorded, ``on_commit`` not run)."""
+    async with db.transaction() as session:
+        attempts: int | None = await session.scalar(
+            update(payments)
+            .where(payments.c.ride_id == ride_id, payments.c.status != PaymentStatus.CAPTURED)
+            .values(
+                status=str(status),
+                attempts=payments.c.attempts + 1,
+                last_error=error[:300] if error else None,
+                updated_at=now,
+            )
+            .returning(payments.c.attempts)
+        )
+        if attempts is not None and on_commit is not None:
+            await on_commit(session, attempts)
+        return attempts
+
+
+async def capture(
+    db: Database, ride_id: str, charge_id: str, *, now: datetime, on_commit: OnCommit | None = None
+) -> bool:
+    """The provider took the charge: the payment is ``captured``. True for exactly one
+    caller (who runs ``on_commit``: payment.captured goes out once); False when another
+    delivery recorded the capture first."""
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(payments)
+            .where(payments.c.ride_id == ride_id, payments.c.status != PaymentStatus.CAPTURED)
+            .values(
+                status=str(PaymentStatus.CAPTURED),
+                charge_id=charge_id,
+                attempts=payments.c.attempts + 1,
+                last_error=None,
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        if on_commit is not None:
+            await on_commit(session)
+    return True
+
+
+def _insert_new(session: AsyncSession) -> Any:
+    """``INSERT INTO payments ... ON CONFLICT DO NOTHING`` in the session's dialect."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(payments).on_conflict_do_nothing()

@@ -1,0 +1,123 @@
+"""payments' store on real databases, under what several deliveries of one ride.completed
+do at once (a redelivery while the first still runs, a second payments replica): one
+payment row, one fare, one capture (one payment.captured), and a capture is never undone
+by a late failure. Each replica has its own connection pool, as separate processes do."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from payments.domain import Money, PaymentStatus, idempotency_key
+from payments.store import capture, metadata, open_payment, payments, record_attempt
+from scratch_postgres import scratch_database
+from sqlalchemy import select
+
+from corral.sdk import Database
+
+pytestmark = pytest.mark.asyncio
+NOW = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+RIDES = [f"ride-{i}" for i in range(10)]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[Database]]:
+    """Four replicas' databases over one payments database, each with its own pool."""
+    databases = [Database(metadata=metadata) for _ in range(4)]
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'payments.db'}"
+        for db in databases:
+            await db.start(url)
+        yield databases
+    else:
+        async with scratch_database("ridehail_payments") as url:
+            for db in databases:
+                await db.start(url)
+            yield databases
+    for db in databases:
+        await db.stop()
+
+
+async def open_on(db: Database, ride_id: str, amount: str) -> Money | None:
+    fare = Money(Decimal(amount), "EUR")
+    key = idempotency_key(ride_id)
+    return await open_payment(db, ride_id=ride_id, rider_id="rider", fare=fare, key=key, now=NOW)
+
+
+def recording(log: list[tuple[str, str]], ride_id: str, topic: str) -> Any:
+    """An on_commit hook that notes the event it would write to the outbox."""
+
+    async def run(session: Any, *_: Any) -> None:
+        log.append((ride_id, topic))
+
+    return run
+
+
+async def fail_on(db: Database, ride_id: str, log: list[tuple[str, str]]) -> int | None:
+    """A delivery that gave up: the payment failed, payment.failed written."""
+    hook = recording(log, ride_id, "failed")
+    return await record_attempt(db, ride_id, PaymentStatus.FAILED, "503", now=NOW, on_commit=hook)
+
+
+async def row_of(db: Database, ride_id: str) -> Any:
+    async with db.sessionmaker() as session:
+        return (await session.execute(select(payments).where(payments.c.ride_id == ride_id))).one()
+
+
+async def test_first_deliveries_on_every_replica_open_one_payment(replicas: list[Database]) -> None:
+    """ride.completed handled by every replica at once (each computing its own fare): no
+    handler fails, there is one row, and every replica charges the one stored fare."""
+    for ride_id in RIDES:
+        fares = await asyncio.gather(
+            *(open_on(db, ride_id, f"1{k}.00") for k, db in enumerate(replicas))
+        )
+        stored = await row_of(replicas[0], ride_id)
+        assert fares == [Money(Decimal(stored.amount), "EUR")] * len(replicas), ride_id
+        assert stored.status == PaymentStatus.PENDING
+
+
+async def test_a_payment_is_captured_once(replicas: list[Database]) -> None:
+    """Several deliveries get the provider's (idempotent) answer at once: exactly one
+    records the capture and writes payment.captured; the others are told it was done."""
+    published: list[tuple[str, str]] = []
+    for ride_id in RIDES:
+        await open_on(replicas[0], ride_id, "12.00")
+        hook = recording(published, ride_id, "captured")
+        won = await asyncio.gather(
+            *(
+                capture(db, ride_id, f"ch_{k}", now=NOW, on_commit=hook)
+                for k, db in enumerate(replicas)
+            )
+        )
+        assert won.count(True) == 1, (ride_id, won)
+        row = await row_of(replicas[0], ride_id)
+        assert row.status == PaymentStatus.CAPTURED
+        assert row.charge_id == f"ch_{won.index(True)}"
+        assert await open_on(replicas[1], ride_id, "12.00") is None  # a later redelivery
+    assert sorted(published) == [(ride_id, "captured") for ride_id in sorted(RIDES)]
+
+
+async def test_a_late_failure_never_undoes_a_capture(replicas: list[Database]) -> None:
+    """One delivery captures while others record failed attempts at the same moment: the
+    payment ends captured whatever the order, and no payment.failed is written after the
+    capture."""
+    events: list[tuple[str, str]] = []
+    for ride_id in RIDES:
+        await open_on(replicas[0], ride_id, "12.00")
+        captured = recording(events, ride_id, "captured")
+        await asyncio.gather(
+            capture(replicas[0], ride_id, "ch_1", now=NOW, on_commit=captured),
+            fail_on(replicas[1], ride_id, events),
+            record_attempt(replicas[2], ride_id, PaymentStatus.RETRYING, "503", now=NOW),
+            fail_on(replicas[3], ride_id, events),
+        )
+        row = await row_of(replicas[0], ride_id)
+        assert row.status == PaymentStatus.CAPTURED, ride_id
+        assert row.charge_id == "ch_1"
+        mine = [topic for r, topic in events if r == ride_id]
+        assert "failed" not in mine[mine.index("captured") :], (ride_id, mine)
