@@ -10,13 +10,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from auth.keys import KeyRing, RotationRules
 from auth.passwords import MAX_LENGTH, Passwords, WeakPassword
 from auth.store import SqlKeyStore, metadata, users
 from auth.tokens import Role, TokenIssuer
-from corral.sdk import DbSession, Problem, Service, ServiceSettings
+from corral.sdk import Database, DbSession, Problem, Service, ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -75,7 +76,8 @@ async def _start() -> None:
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
     )
     if settings.admin_email and settings.admin_password:
-        await _ensure_admin(settings.admin_email, settings.admin_password.get_secret_value())
+        secret = settings.admin_password.get_secret_value()
+        await ensure_admin(svc.db, passwords(), settings.admin_email, secret)
     state["rotation"] = asyncio.create_task(_rotation_loop())
 
 
@@ -88,19 +90,31 @@ async def _stop() -> None:
             await task
 
 
-async def _ensure_admin(email: str, password: str) -> None:
-    async with svc.db.transaction() as session:
-        if await session.scalar(select(users.c.id).where(users.c.email == email)) is None:
-            await session.execute(
-                insert(users).values(
-                    id=str(uuid.uuid4()),
-                    email=email,
-                    name="admin",
-                    role="admin",
-                    password_hash=await asyncio.to_thread(passwords().hash, password),
-                    created_at=datetime.now(UTC),
-                )
+async def ensure_admin(db: Database, hasher: Passwords, email: str, password: str) -> bool:
+    """Create the operator's admin account unless it exists; True when this call made it.
+
+    Every replica runs this as it starts, all at once under ``corral up``. The insert is
+    ``ON CONFLICT DO NOTHING``: "select, then insert" lets two replicas both see no admin
+    on PostgreSQL, and the second one's duplicate email failed its startup."""
+    async with db.sessionmaker() as session:
+        if await session.scalar(select(users.c.id).where(users.c.email == email)) is not None:
+            return False  # the usual case: no Argon2 hash at every start
+    password_hash = await asyncio.to_thread(hasher.hash, password)
+    async with db.transaction() as session:
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        result = await session.execute(
+            dialect.insert(users)
+            .values(
+                id=str(uuid.uuid4()),
+                email=email,
+                name="admin",
+                role="admin",
+                password_hash=password_hash,
+                created_at=datetime.now(UTC),
             )
+            .on_conflict_do_nothing()
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]

@@ -13,9 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from auth.app import ensure_admin
 from auth.keys import KeyRing, KeyState, generate_key
-from auth.store import SqlKeyStore, metadata
+from auth.passwords import Passwords
+from auth.store import SqlKeyStore, metadata, users
 from scratch_postgres import scratch_database
+from sqlalchemy import select
 
 from corral.sdk import Database
 
@@ -33,14 +36,20 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
-async def replicas(database_url: str) -> AsyncIterator[list[SqlKeyStore]]:
-    """Key stores of four replicas over one database, each with its own connection pool."""
-    databases = [Database(metadata=metadata) for _ in range(4)]
-    for db in databases:
+async def databases(database_url: str) -> AsyncIterator[list[Database]]:
+    """Four replicas' handles on one database, each with its own connection pool."""
+    handles = [Database(metadata=metadata) for _ in range(4)]
+    for db in handles:
         await db.start(database_url)
-    yield [SqlKeyStore(db) for db in databases]
-    for db in databases:
+    yield handles
+    for db in handles:
         await db.stop()
+
+
+@pytest.fixture
+def replicas(databases: list[Database]) -> list[SqlKeyStore]:
+    """Key stores of four replicas over one database."""
+    return [SqlKeyStore(db) for db in databases]
 
 
 async def test_concurrent_creation_has_exactly_one_winner(replicas: list[SqlKeyStore]) -> None:
@@ -76,3 +85,19 @@ async def test_replicas_starting_together_sign_with_the_same_key(
     assert len({ring.current.kid for ring in rings}) == 1
     assert all(ring.jwks() == rings[0].jwks() for ring in rings)
     assert len(rings[0].keys) == 2
+
+
+async def test_replicas_starting_together_create_one_admin(databases: list[Database]) -> None:
+    """Every replica makes sure the operator's admin account exists as it starts (all at
+    once under `corral up`): one creates it, none fails to start, and it can log in."""
+    hasher = Passwords(time_cost=1, memory_kib=8)
+    for round_ in range(5):
+        email = f"admin-{round_}@ridehail.local"
+        made = await asyncio.gather(
+            *(ensure_admin(db, hasher, email, "change-me-admin") for db in databases)
+        )
+        assert made.count(True) == 1, f"round {round_}: {made}"
+        async with databases[0].sessionmaker() as session:
+            rows = (await session.execute(select(users).where(users.c.email == email))).all()
+        assert len(rows) == 1
+        assert hasher.verify(rows[0].password_hash, "change-me-admin")
