@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from payments.domain import Money, PaymentStatus, idempotency_key
 from payments.store import capture, metadata, open_payment, payments, record_attempt
-from scratch_postgres import scratch_database
 from sqlalchemy import select
+from store_replicas import replica_databases
 
 from corral.sdk import Database
 
@@ -28,19 +28,8 @@ RIDES = [f"ride-{i}" for i in range(10)]
 @pytest.fixture(params=["sqlite", "postgres"])
 async def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[Database]]:
     """Four replicas' databases over one payments database, each with its own pool."""
-    databases = [Database(metadata=metadata) for _ in range(4)]
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'payments.db'}"
-        for db in databases:
-            await db.start(url)
+    async with replica_databases(request.param, tmp_path, metadata, name="payments") as databases:
         yield databases
-    else:
-        async with scratch_database("ridehail_payments") as url:
-            for db in databases:
-                await db.start(url)
-            yield databases
-    for db in databases:
-        await db.stop()
 
 
 async def open_on(db: Database, ride_id: str, amount: str) -> Money | None:
