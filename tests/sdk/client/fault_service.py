@@ -53,7 +53,10 @@ class Fault:
                             return web.json_response({"instance": self.name, "path": request.path})
                         mode["count"] -= 1
                     return web.json_response({"error": "injected"}, status=int(mode["status"]))
-                return web.json_response({"instance": self.name, "path": request.path})
+                response = web.json_response({"instance": self.name, "path": request.path})
+                # a cookie on every answer: callers must not send it back on later calls
+                response.set_cookie("upstream-session", str(self.attempts))
+                return response
         finally:
             self.in_flight -= 1
 

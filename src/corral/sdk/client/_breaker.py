@@ -49,6 +49,7 @@ class CircuitBreaker:
         self._on_change = on_change
         self._clock = clock
         self._probe_since: float | None = None
+        self._counts_only = policy.failure_rate is None
         self._bucket_width = policy.window / _BUCKETS
         self._calls = [0] * _BUCKETS
         self._failures = [0] * _BUCKETS
@@ -79,6 +80,9 @@ class CircuitBreaker:
     def release(self, probe: bool, success: bool | None) -> None:
         """Report an admitted attempt: True success, False failure, None no verdict
         (cancelled, or rejected before sending)."""
+        if success and not probe and self._counts_only and self.state is CircuitState.CLOSED:
+            self.consecutive = 0  # the common case, without _record()'s call
+            return
         if probe:
             self._probe_since = None
             if success is None or self.state is not CircuitState.HALF_OPEN:
@@ -97,7 +101,7 @@ class CircuitBreaker:
     # -- closed-state accounting -------------------------------------------------------
     def _record(self, success: bool) -> None:
         policy = self.policy
-        if policy.failure_rate is None:  # consecutive failures only: no window to keep
+        if self._counts_only:  # consecutive failures only: no window to keep
             if success:
                 self.consecutive = 0
                 return

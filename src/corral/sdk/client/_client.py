@@ -31,7 +31,7 @@ from corral import contract
 from corral.sdk import _tracing
 from corral.sdk._context import request_id_var
 from corral.sdk.client._balancer import Balancer, Balancing
-from corral.sdk.client._breaker import CircuitBreaker
+from corral.sdk.client._breaker import CircuitBreaker, CircuitState
 from corral.sdk.client._budget import RetryBudget
 from corral.sdk.client._bulkhead import Bulkhead
 from corral.sdk.client._deadline import deadline_var
@@ -44,7 +44,13 @@ from corral.sdk.client._errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from corral.sdk.client._policy import IDEMPOTENCY_KEY, IDEMPOTENT_METHODS, Policies, Policy
+from corral.sdk.client._policy import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENT_METHODS,
+    Policies,
+    Policy,
+    RetryPolicy,
+)
 from corral.sdk.client._telemetry import ClientTelemetry
 
 __all__ = ["Fallback", "Response", "ServiceClient"]
@@ -159,6 +165,9 @@ class ServiceClient:
         self._session: aiohttp.ClientSession | None = None
         self._resolver_started = False
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._counts = self.telemetry.counts(target)
+        self._deadline_ms = -1
+        self._deadline_text = ""
 
     @property
     def caller(self) -> str | None:
@@ -284,6 +293,10 @@ class ServiceClient:
             return result
 
     # -- the policy --------------------------------------------------------------------
+    # One coroutine per call: the deadline check, bulkhead, attempts and the send are one
+    # frame rather than three nested ones (each nested coroutine is created per call and
+    # resumed on every suspension). The rare paths (queueing, retry decisions, errors) are
+    # plain methods.
     async def _call(
         self,
         method: str,
@@ -295,207 +308,242 @@ class ServiceClient:
         timeout_override: float | None,
     ) -> Response:
         target = self.target
-        telemetry = self.telemetry
         at = deadline_var.get()
         if at is not None and at <= time.time():
-            telemetry.call_failed(target, DeadlineExceededError.reason)
+            self._counts.fail(DeadlineExceededError.reason)
             raise DeadlineExceededError(
                 f"deadline passed before calling {target!r}; nothing was sent", target=target
             )
         bulkhead = self.bulkhead
         if bulkhead is not None and not bulkhead.try_acquire():
-            try:
-                await bulkhead.acquire(None if at is None else at - time.time())
-            except BulkheadFullError:
-                telemetry.bulkhead_rejected(target, bulkhead.active, bulkhead.queued)
-                telemetry.call_failed(target, BulkheadFullError.reason)
-                raise
-            except TimeoutError:
-                telemetry.call_failed(target, DeadlineExceededError.reason)
-                raise DeadlineExceededError(
-                    f"deadline passed waiting in the bulkhead of {target!r}", target=target
-                ) from None
+            await self._queue(bulkhead, at)
         try:
-            response = await self._attempts(
-                method, path, json, content, params, headers, timeout_override, at
-            )
+            policy = self.policy
+            if policy.routes:
+                policy_timeout, retry = policy.for_route(method, path)
+            else:
+                policy_timeout, retry = policy.timeout, policy.retries
+            if timeout_override is not None:
+                policy_timeout = timeout_override
+            if not self._resolver_started:
+                await self.resolver.start()
+                self._resolver_started = True
+            session = self._session or self._open_session()
+            self.budget.deposit()
+            outgoing = self._context_headers(headers)
+            breaker = self.breaker
+            least = self._least
+            url = ""
+            attempt = 0
+            while True:
+                attempt += 1
+                attempt_timeout = policy_timeout
+                cut = False
+                if at is not None:
+                    left = at - time.time()
+                    if left <= 0:
+                        raise DeadlineExceededError(
+                            f"deadline passed before attempt {attempt} to {target!r}",
+                            target=target,
+                            attempts=attempt - 1,
+                        )
+                    if left < attempt_timeout:
+                        attempt_timeout, cut = left, True
+                # a closed breaker admits without a call (acquire() would return False)
+                probe = (
+                    breaker.acquire(attempt_timeout)
+                    if breaker is not None and breaker.state is not _CLOSED
+                    else False
+                )
+                verdict: bool | None = None
+                error: ServiceCallError | None = None
+                response: Response | None = None
+                try:
+                    urls = self.resolver.endpoints(target)
+                    url = urls[0] if len(urls) == 1 else self.balancer.pick(urls, url or None)
+                    if attempt_timeout <= 0:  # aiohttp would read 0 as "no timeout"
+                        raise TimeoutError
+                    # The deadline header: the caller's deadline when it cuts the attempt,
+                    # else the end of the attempt timeout; in whole milliseconds, rounded
+                    # down (never later than the real one), and formatted once per
+                    # millisecond: float formatting is most of the header's cost.
+                    ends = at if cut and at is not None else time.time() + attempt_timeout
+                    ends_ms = int(ends * 1000)
+                    if ends_ms != self._deadline_ms:
+                        self._deadline_ms = ends_ms
+                        self._deadline_text = f"{ends_ms // 1000}.{ends_ms % 1000:03d}"
+                    outgoing[_DEADLINE] = self._deadline_text
+                    if cut:
+                        bound = _attempt_timeout(attempt_timeout)  # a one-off value
+                    else:
+                        bound = self._timeouts.get(attempt_timeout) or self._timeout_for(
+                            attempt_timeout
+                        )
+                    if least:
+                        self.balancer.begin(url)
+                    try:
+                        # aiohttp's own per-request timer bounds the whole attempt
+                        # (connecting, sending, headers and body: it is cancelled when the
+                        # body is read) and raises TimeoutError, as an asyncio.timeout
+                        # around it would, without a second timer per attempt. Awaited
+                        # directly rather than as ``async with``: read() already waits
+                        # for the connection's release, so only a failed read needs the
+                        # release that __aexit__ would do.
+                        raw = await session.request(
+                            method,
+                            url + path,
+                            params=params,
+                            json=json,
+                            data=content,
+                            headers=outgoing,
+                            timeout=bound,
+                        )
+                        try:
+                            body = await raw.read()
+                        except BaseException:
+                            raw.release()
+                            raise
+                    finally:
+                        if least:
+                            self.balancer.end(url)
+                    response = Response(raw.status, raw.headers, body, raw.url, attempt)
+                    verdict = raw.status < 500
+                except TimeoutError:
+                    verdict = False
+                    error = (DeadlineExceededError if cut else UpstreamTimeoutError)(
+                        f"attempt {attempt} to {target!r} timed out after {attempt_timeout:.3f}s",
+                        target=target,
+                        attempts=attempt,
+                    )
+                except (aiohttp.ClientError, OSError) as exc:
+                    verdict = False
+                    error = UpstreamConnectionError(
+                        f"attempt {attempt} to {target!r} failed: {exc!r}",
+                        target=target,
+                        attempts=attempt,
+                    )
+                finally:
+                    if breaker is not None:
+                        breaker.release(probe, verdict)
+                if (
+                    response is not None
+                    and response.status < 500
+                    and (response.status not in retry.on_status)
+                ):
+                    self._counts.ok += 1
+                    return response
+                delay = self._retry_delay(
+                    method, path, headers, retry, attempt, response, error, cut, at
+                )
+                if delay is None:  # a status below 500 that may not be retried
+                    assert response is not None
+                    self._counts.ok += 1
+                    return response
+                await asyncio.sleep(delay)
         except ServiceCallError as exc:
-            telemetry.call_failed(target, exc.reason)
+            self._counts.fail(exc.reason)
             raise
         finally:
             if bulkhead is not None:
                 bulkhead.release()
-        telemetry.call_ok(target)
-        return response
 
-    async def _attempts(
+    async def _queue(self, bulkhead: Bulkhead, at: float | None) -> None:
+        """Wait for a bulkhead slot (all taken), or count and raise the rejection."""
+        target = self.target
+        try:
+            await bulkhead.acquire(None if at is None else at - time.time())
+        except BulkheadFullError:
+            self.telemetry.bulkhead_rejected(target, bulkhead.active, bulkhead.queued)
+            self._counts.fail(BulkheadFullError.reason)
+            raise
+        except TimeoutError:
+            self._counts.fail(DeadlineExceededError.reason)
+            raise DeadlineExceededError(
+                f"deadline passed waiting in the bulkhead of {target!r}", target=target
+            ) from None
+
+    def _retry_delay(
         self,
         method: str,
         path: str,
-        json: Any,
-        content: bytes | None,
-        params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
-        timeout_override: float | None,
+        retry: RetryPolicy,
+        attempt: int,
+        response: Response | None,
+        error: ServiceCallError | None,
+        cut: bool,
         at: float | None,
-    ) -> Response:
+    ) -> float | None:
+        """After a failed attempt: the backoff before the next one, or raise; None: the
+        response (a retryable status below 500 that may not be retried) is the answer."""
         target = self.target
-        policy_timeout, retry = self.policy.for_route(method, path)
-        if timeout_override is not None:
-            policy_timeout = timeout_override
         retryable = retry.attempts > 1 and (
             method in IDEMPOTENT_METHODS
             or (headers is not None and any(k.lower() == IDEMPOTENCY_KEY for k in headers))
         )
-        if not self._resolver_started:
-            await self.resolver.start()
-            self._resolver_started = True
-        session = self._session or self._open_session()
-        breaker = self.breaker
-        budget = self.budget
-        budget.deposit()
-        attempt = 0
-        last_url: str | None = None
-        while True:
-            attempt += 1
-            attempt_timeout = policy_timeout
-            cut = False
-            if at is not None:
-                left = at - time.time()
-                if left <= 0:
-                    raise DeadlineExceededError(
-                        f"deadline passed before attempt {attempt} to {target!r}",
-                        target=target,
-                        attempts=attempt - 1,
-                    )
-                if left < attempt_timeout:
-                    attempt_timeout, cut = left, True
-            probe = breaker.acquire(attempt_timeout) if breaker is not None else False
-            verdict: bool | None = None
-            error: ServiceCallError | None = None
-            response: Response | None = None
-            try:
-                url = self.balancer.pick(self.resolver.endpoints(target), last_url)
-                last_url = url
-                response = await self._send(
-                    session,
-                    method,
-                    url,
-                    path,
-                    json,
-                    content,
-                    params,
-                    headers,
-                    attempt_timeout,
-                    attempt,
-                    at if cut else None,
-                )
-                verdict = response.status < 500
-            except TimeoutError:
-                verdict = False
-                error = (DeadlineExceededError if cut else UpstreamTimeoutError)(
-                    f"attempt {attempt} to {target!r} timed out after {attempt_timeout:.3f}s",
-                    target=target,
-                    attempts=attempt,
-                )
-            except (aiohttp.ClientError, OSError) as exc:
-                verdict = False
-                error = UpstreamConnectionError(
-                    f"attempt {attempt} to {target!r} failed: {exc!r}",
-                    target=target,
-                    attempts=attempt,
-                )
-            finally:
-                if breaker is not None:
-                    breaker.release(probe, verdict)
-            if response is not None:
-                status = response.status
-                if status not in retry.on_status and status < 500:
-                    return response
-                if status not in retry.on_status or not retryable or attempt >= retry.attempts:
-                    if status < 500:
-                        return response
-                    raise UpstreamError(
-                        f"{target!r} answered {status} to {method} {path}",
-                        target=target,
-                        attempts=attempt,
-                        status=status,
-                        body=response.content,
-                    )
-                why = f"status {status}"
-                error = UpstreamError(
+        if response is not None:
+            status = response.status
+            if status not in retry.on_status or not retryable or attempt >= retry.attempts:
+                if status < 500:
+                    return None
+                raise UpstreamError(
                     f"{target!r} answered {status} to {method} {path}",
                     target=target,
                     attempts=attempt,
                     status=status,
                     body=response.content,
                 )
-            else:
-                assert error is not None
-                if not retryable or attempt >= retry.attempts or cut:
-                    raise error
-                why = error.reason
-            if not budget.try_withdraw():
-                self.telemetry.budget_spent(target, attempt)
+            why = f"status {status}"
+            error = UpstreamError(
+                f"{target!r} answered {status} to {method} {path}",
+                target=target,
+                attempts=attempt,
+                status=status,
+                body=response.content,
+            )
+        else:
+            assert error is not None
+            if not retryable or attempt >= retry.attempts or cut:
                 raise error
-            delay = random.uniform(0, min(retry.max, retry.initial * 2 ** (attempt - 1)))  # noqa: S311
-            if at is not None and time.time() + delay >= at:
-                raise error
-            self.telemetry.retry(target, attempt, delay, why)
-            await asyncio.sleep(delay)
+            why = error.reason
+        if not self.budget.try_withdraw():
+            self.telemetry.budget_spent(target, attempt)
+            raise error
+        delay = random.uniform(0, min(retry.max, retry.initial * 2 ** (attempt - 1)))  # noqa: S311
+        if at is not None and time.time() + delay >= at:
+            raise error
+        self.telemetry.retry(target, attempt, delay, why)
+        return delay
 
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        path: str,
-        json: Any,
-        content: bytes | None,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        attempt_timeout: float,
-        attempt: int,
-        send_deadline: float | None,
-    ) -> Response:
-        # the caller is a session default header; the request's own headers win over it
-        outgoing: CIMultiDict[str] = CIMultiDict(headers) if headers else CIMultiDict()
-        _context_headers(outgoing, self._caller is None)  # traceparent, request id
-        cut = send_deadline is not None
-        if send_deadline is None:
-            send_deadline = time.time() + attempt_timeout
-        outgoing[contract.DEADLINE_HEADER] = f"{send_deadline:.6f}"
-        if attempt_timeout <= 0:  # aiohttp would read 0 as "no timeout"
-            raise TimeoutError
-        bound = None if cut else self._timeouts.get(attempt_timeout)
-        if bound is None:
-            bound = _attempt_timeout(attempt_timeout)
-            # the policy's few timeouts (and per-call overrides) are built once; a
-            # deadline's cut is a one-off value
-            if not cut and len(self._timeouts) < 16:
-                self._timeouts[attempt_timeout] = bound
-        least = self._least
-        if least:
-            self.balancer.begin(url)
-        try:
-            # aiohttp's own per-request timer bounds the whole attempt (connecting,
-            # sending, headers and body: it is cancelled when the body is read) and
-            # raises TimeoutError, as an asyncio.timeout around it would, without a
-            # second timer per attempt.
-            async with session.request(
-                method,
-                url + path,
-                params=params,
-                json=json,
-                data=content,
-                headers=outgoing,
-                timeout=bound,
-            ) as raw:
-                body = await raw.read()
-                return Response(raw.status, raw.headers, body, raw.url, attempt)
-        finally:
-            if least:
-                self.balancer.end(url)
+    def _context_headers(self, headers: Mapping[str, str] | None) -> CIMultiDict[str]:
+        """The request's headers plus what :func:`corral.sdk._tracing.inject_trace_headers`
+        adds, without the propagator machinery: W3C ``traceparent``/``tracestate`` only
+        when a valid span is current (the same text ``TraceContextTextMapPropagator``
+        writes), the request id and, when the client has no caller of its own and the
+        request none either, the process's caller name. (The client's own caller is a
+        session default header; the request's headers win over it.) One CIMultiDict, which
+        aiohttp takes without converting it."""
+        out: CIMultiDict[str] = CIMultiDict(headers) if headers else CIMultiDict()
+        ctx = get_current_span().get_span_context()
+        if ctx.is_valid:
+            out[_TRACEPARENT] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+            if ctx.trace_state:
+                out[_TRACESTATE] = ctx.trace_state.to_header()
+        request_id = request_id_var.get()
+        if request_id is not None:
+            out.setdefault(contract.REQUEST_ID_HEADER, request_id)
+        if self._caller is None:
+            caller = _tracing._caller  # the SDK's own process-wide caller name (set_caller)
+            if caller:
+                out.setdefault(contract.CALLER_HEADER, caller[0])
+        return out
+
+    def _timeout_for(self, seconds: float) -> aiohttp.ClientTimeout:
+        bound = _attempt_timeout(seconds)
+        # the policy's few timeouts (and per-call overrides) are built once
+        if len(self._timeouts) < 16:
+            self._timeouts[seconds] = bound
+        return bound
 
     # -- lifecycle ---------------------------------------------------------------------
     def _open_session(self) -> aiohttp.ClientSession:
@@ -503,6 +551,10 @@ class ServiceClient:
             connector=aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0),
             timeout=aiohttp.ClientTimeout(total=None),
             headers=self._static_headers,
+            # One session carries the calls of every request this service handles: a
+            # cookie one upstream answer sets must not ride along on other users' calls.
+            # (No jar to consult is also cheaper per call.)
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self._session
 
@@ -536,22 +588,5 @@ def _attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
 
 _TRACEPARENT = "traceparent"
 _TRACESTATE = "tracestate"
-
-
-def _context_headers(out: CIMultiDict[str], no_caller: bool) -> None:
-    """What :func:`corral.sdk._tracing.inject_trace_headers` adds, without the propagator
-    machinery: W3C ``traceparent``/``tracestate`` only when a valid span is current (the
-    same text ``TraceContextTextMapPropagator.inject`` writes), then the request id and,
-    when the client has no caller of its own and the request none either, the process's
-    caller name."""
-    ctx = get_current_span().get_span_context()
-    if ctx.is_valid:
-        out[_TRACEPARENT] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
-        if ctx.trace_state:
-            out[_TRACESTATE] = ctx.trace_state.to_header()
-    request_id = request_id_var.get()
-    if request_id is not None:
-        out.setdefault(contract.REQUEST_ID_HEADER, request_id)
-    caller = _tracing._caller  # the SDK's own process-wide caller name (set_caller)
-    if no_caller and caller:
-        out.setdefault(contract.CALLER_HEADER, caller[0])
+_DEADLINE = contract.DEADLINE_HEADER
+_CLOSED = CircuitState.CLOSED

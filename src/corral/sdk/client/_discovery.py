@@ -166,9 +166,11 @@ class RegistryResolver:
         self._started = None
 
     def endpoints(self, service: str) -> tuple[str, ...]:
-        url = self._env.get(contract.service_url_variable(service))
-        if url is not None:
-            return (url,)
+        # per call: the override names are built only when there are overrides at all
+        if self._env:
+            url = self._env.get(contract.service_url_variable(service))
+            if url is not None:
+                return (url,)
         found = self._serving.get(service)
         if not found:
             raise NoInstancesError(

@@ -15,15 +15,60 @@ so they appear on its ``/metrics``; circuit states are also a gauge there, which
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from corral.sdk._logging import get_logger
 from corral.sdk.client._breaker import CircuitState
 
-__all__ = ["CIRCUIT_STATE_VALUES", "ClientTelemetry"]
+__all__ = ["CIRCUIT_STATE_VALUES", "CallCounts", "ClientTelemetry"]
 
 CIRCUIT_STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+class CallCounts:
+    """Outcome counts of one target's calls: ``corral_client_calls_total``.
+
+    Plain integers bumped on the event loop and read at scrape time by
+    :class:`_CallsCollector` (prometheus_client's custom-collector API), instead of a
+    labelled ``Counter`` child: its ``inc`` is three Python calls and a lock per call,
+    which the client's hot path (one count per call) cannot afford.
+    """
+
+    __slots__ = ("failed", "ok")
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed: dict[str, int] = {}
+
+    def fail(self, reason: str) -> None:
+        self.failed[reason] = self.failed.get(reason, 0) + 1
+
+
+class _CallsCollector(Collector):
+    _NAME = "corral_client_calls"
+    _HELP = "Calls to other services, by outcome."
+
+    def __init__(self) -> None:
+        self.targets: dict[str, CallCounts] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        # names only, so registering never calls collect()
+        yield CounterMetricFamily(self._NAME, self._HELP, labels=("target", "outcome"))
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._NAME, self._HELP, labels=("target", "outcome"))
+        # list() copies in one C call: a scrape from a worker thread never iterates a
+        # dict the event loop is growing
+        for target, counts in list(self.targets.items()):
+            family.add_metric((target, "ok"), counts.ok)
+            for reason, value in list(counts.failed.items()):
+                family.add_metric((target, reason), value)
+        yield family
 
 
 class ClientTelemetry:
@@ -32,12 +77,8 @@ class ClientTelemetry:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.calls = Counter(
-            "corral_client_calls",
-            "Calls to other services, by outcome.",
-            ("target", "outcome"),
-            registry=r,
-        )
+        self._calls = _CallsCollector()
+        r.register(self._calls)
         self.retries = Counter(
             "corral_client_retries", "Retried attempts to other services.", ("target",), registry=r
         )
@@ -72,16 +113,19 @@ class ClientTelemetry:
             registry=r,
         )
         self.log = get_logger()
-        self._ok: dict[str, Counter] = {}
+
+    def counts(self, target: str) -> CallCounts:
+        """The call counts of ``target`` (a client keeps them: one ``+= 1`` per call)."""
+        counts = self._calls.targets.get(target)
+        if counts is None:
+            counts = self._calls.targets[target] = CallCounts()
+        return counts
 
     def call_ok(self, target: str) -> None:
-        counter = self._ok.get(target)
-        if counter is None:
-            counter = self._ok[target] = self.calls.labels(target, "ok")
-        counter.inc()
+        self.counts(target).ok += 1
 
     def call_failed(self, target: str, reason: str) -> None:
-        self.calls.labels(target, reason).inc()
+        self.counts(target).fail(reason)
 
     def retry(self, target: str, attempt: int, delay: float, why: str) -> None:
         self.retries.labels(target).inc()

@@ -1,0 +1,90 @@
+"""What the client's per-call fast path must keep doing (see docs/design-notes.md,
+"Overhead"): counting every call, sending every context header, resetting and opening
+the breaker, and not replaying cookies between calls."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import generate_latest
+
+from corral import contract
+from corral.sdk.client import (
+    BreakerPolicy,
+    CircuitBreaker,
+    CircuitState,
+    ClientTelemetry,
+    Policy,
+    RetryPolicy,
+    ServiceClient,
+    StaticResolver,
+    UpstreamError,
+)
+
+from .conftest import Upstream
+
+
+def make(upstream: Upstream, **policy: object) -> ServiceClient:
+    return ServiceClient(
+        "fault",
+        # a host name: aiohttp's default cookie jar ignores cookies of IP addresses
+        resolver=StaticResolver({"fault": upstream.url.replace("127.0.0.1", "localhost")}),
+        policy=Policy(**policy),  # type: ignore[arg-type]
+        telemetry=ClientTelemetry(),
+        caller="caller",
+    )
+
+
+async def test_calls_are_counted_and_scraped(upstream: Upstream) -> None:
+    """Outcome counts are plain integers read at scrape time: they still reach the
+    registry's exposition, per target and outcome."""
+    async with make(upstream, retries=RetryPolicy(attempts=1)) as client:
+        for _ in range(3):
+            await client.get("/work")
+        await upstream.mode("fail", status=503)
+        with pytest.raises(UpstreamError):
+            await client.get("/work")
+        registry = client.telemetry.registry
+        ok = {"target": "fault", "outcome": "ok"}
+        assert registry.get_sample_value("corral_client_calls_total", ok) == 3
+        status = {"target": "fault", "outcome": UpstreamError.reason}
+        assert registry.get_sample_value("corral_client_calls_total", status) == 1
+        text = generate_latest(registry).decode()
+    assert 'corral_client_calls_total{outcome="ok",target="fault"} 3.0' in text
+    assert 'corral_client_calls_total{outcome="status",target="fault"} 1.0' in text
+
+
+async def test_every_attempt_carries_the_context_headers(upstream: Upstream) -> None:
+    """Without a deadline: the deadline header is the end of the attempt timeout (whole
+    milliseconds, rounded down), next to the caller; no cookie comes back."""
+    async with make(upstream, timeout=5.0) as client:
+        await client.get("/work")
+        before = time.time()
+        await client.get("/work")
+        after = time.time()
+    headers = {k.lower(): v for k, v in (await upstream.stats())["last"]["headers"].items()}
+    sent = float(headers[contract.DEADLINE_HEADER])
+    assert before + 5.0 - 1e-3 <= sent <= after + 5.0
+    assert headers[contract.CALLER_HEADER] == "caller"
+    # the first answer set a cookie; one session serves every user's calls, so it is
+    # not sent back
+    assert "cookie" not in headers
+
+
+def test_breaker_success_resets_and_failures_still_open() -> None:
+    """The closed-state success shortcut resets the consecutive count like _record()."""
+    changes: list[CircuitState] = []
+    breaker = CircuitBreaker(
+        "t",
+        BreakerPolicy(consecutive_failures=3),
+        on_change=lambda _t, _old, new, _why: changes.append(new),
+    )
+    for outcome in (False, False, True, False, False):
+        assert breaker.acquire(1.0) is False
+        breaker.release(False, outcome)
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.consecutive == 2
+    breaker.release(breaker.acquire(1.0), False)
+    assert breaker.state is CircuitState.OPEN
+    assert changes == [CircuitState.OPEN]
