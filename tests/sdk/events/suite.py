@@ -19,6 +19,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from corral.sdk import Database
 from corral.sdk.events import (
     DeadLetter,
     Delivery,
@@ -511,6 +512,43 @@ class EventsSuite(abc.ABC):
         assert await producer.outbox_failed() == [ids[1]]
         assert published == {ids[0]: 1, ids[1]: 3, ids[2]: 1}
         await engine.dispose()
+
+    async def test_replicas_relaying_one_refused_row_count_every_attempt(
+        self, make: Make, tmp_db: str
+    ) -> None:
+        """Two replicas' relays (own engines, one SQLite file) retry the same refused row
+        at the same moment: every refusal is counted, none lost, so the row fails after
+        outbox_max_attempts publishes in all (plus at most one per relay in flight)."""
+        databases = [Database() for _ in range(2)]  # configured as svc.db is
+        for database in databases:
+            await database.start(tmp_db)
+        engines = [database.engine for database in databases]
+        replicas = [await make("rides", engine=engine) for engine in engines]
+        poison: set[str] = set()
+        publishes = [count_publishes(replica, refuse=poison) for replica in replicas]
+        for replica in replicas:
+            replica.outbox_max_attempts = 6
+        async with AsyncSession(engines[0]) as session, session.begin():
+            row_id = await replicas[0].publish(
+                "ride.requested", RideRequested(ride_id="r1"), session=session
+            )
+            poison.add(row_id)
+        for _ in range(3):  # both relays read the row before either writes back
+            await asyncio.gather(*(replica.relay_once() for replica in replicas))
+        await eventually(
+            lambda: (
+                replicas[0].stats["outbox_failed"] >= 1 or replicas[1].stats["outbox_failed"] >= 1
+            )
+        )
+        async with AsyncSession(engines[0]) as session:
+            attempts = await session.scalar(select(outbox.c.attempts).where(outbox.c.id == row_id))
+        refused = sum(counts.get(row_id, 0) for counts in publishes)
+        assert attempts == refused, publishes
+        # Four relays may be in flight at the limit: each replica's own loop and the
+        # test's relay_once; each overshoots by at most its one publish.
+        assert 6 <= refused <= 6 + 3, publishes
+        for database in databases:
+            await database.stop()
 
     async def test_schema_mismatch_fails_on_publish(self, make: Make) -> None:
         """Publishing a payload that does not match the topic's model fails in development."""

@@ -495,18 +495,31 @@ class Events:
                 for row, r in zip(rows, results, strict=True)
                 if isinstance(r, BaseException)
             ]
-            counted = await self._count_attempts(refused)
+            counted = await self._counted_refusals(refused)
             if not postgres:
                 transaction = await conn.begin()
             if ok:
                 await conn.execute(
                     update(outbox).where(outbox.c.id.in_(ok)).values(sent_at=time.time())
                 )
-            for row_id, attempts in counted.items():
-                await conn.execute(
-                    update(outbox).where(outbox.c.id == row_id).values(attempts=attempts)
+            failed: list[tuple[Any, int, BaseException]] = []
+            for row, exc, fails_now in counted:
+                # Counted in SQL, not from the value read: on SQLite the read was in its
+                # own transaction, and another replica's relay may have counted a refusal
+                # of the same row since (a lost update would retry it past the limit).
+                attempts = await conn.scalar(
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(
+                        attempts=self.outbox_max_attempts if fails_now else outbox.c.attempts + 1
+                    )
+                    .returning(outbox.c.attempts)
                 )
+                if attempts is not None and attempts >= self.outbox_max_attempts:
+                    failed.append((row, attempts, exc))
             await transaction.commit()
+            for row, attempts, exc in failed:
+                self._report_failed(row, attempts, exc)
         self.stats["relayed"] += len(ok)
         return len(ok)
 
@@ -538,33 +551,32 @@ class Events:
             results[index] = result if isinstance(result, BaseException) else None
         return results
 
-    async def _count_attempts(self, refused: list[tuple[Any, BaseException]]) -> dict[str, int]:
-        """New ``attempts`` of refused rows. A row that can never be published is failed
-        at once; a refusal counts only while the connection is up and is not a timeout
-        (a broker that is away or slow is not the row's fault: it waits, never fails)."""
+    async def _counted_refusals(
+        self, refused: list[tuple[Any, BaseException]]
+    ) -> list[tuple[Any, BaseException, bool]]:
+        """The refusals that count against a row, each with whether it fails the row at
+        once (a row that can never be published). A refusal counts only while the
+        connection is up and is not a timeout (a broker that is away or slow is not the
+        row's fault: it waits, never fails)."""
         if not refused:
-            return {}
+            return []
         up = await self.transport.connected()
-        counted: dict[str, int] = {}
-        for row, exc in refused:
-            if isinstance(exc, PayloadTooLargeError):
-                attempts = self.outbox_max_attempts
-            elif up and not isinstance(exc, TimeoutError):
-                attempts = row.attempts + 1
-            else:
-                continue
-            counted[row.id] = attempts
-            if attempts >= self.outbox_max_attempts:
-                self.stats["outbox_failed"] += 1
-                log.error(
-                    "outbox event %s (%s) failed after %d attempt(s), no longer retried: %s: %s",
-                    row.id,
-                    row.topic,
-                    row.attempts + 1,
-                    type(exc).__name__,
-                    exc,
-                )
-        return counted
+        return [
+            (row, exc, isinstance(exc, PayloadTooLargeError))
+            for row, exc in refused
+            if isinstance(exc, PayloadTooLargeError) or (up and not isinstance(exc, TimeoutError))
+        ]
+
+    def _report_failed(self, row: Any, attempts: int, exc: BaseException) -> None:
+        self.stats["outbox_failed"] += 1
+        log.error(
+            "outbox event %s (%s) failed after %d attempt(s), no longer retried: %s: %s",
+            row.id,
+            row.topic,
+            attempts,
+            type(exc).__name__,
+            exc,
+        )
 
     async def _cleanup(self, conn: Any) -> None:
         now = time.time()
