@@ -14,6 +14,7 @@ never stay stuck half-open.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -160,5 +161,6 @@ class CircuitBreaker:
             "target": self.target,
             "state": self.state.value,
             "consecutive_failures": self.consecutive,
-            "retry_after": round(retry_after, 3),
+            # Rounded up: 0 must mean a probe may go now (acquire agrees), never "0.0004".
+            "retry_after": math.ceil(retry_after * 1000) / 1000,
         }
