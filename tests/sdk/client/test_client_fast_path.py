@@ -7,9 +7,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import generate_latest
 
 from corral import contract
+from corral.sdk._context import request_id_var
 from corral.sdk.client import (
     BreakerPolicy,
     CircuitBreaker,
@@ -70,6 +73,24 @@ async def test_every_attempt_carries_the_context_headers(upstream: Upstream) -> 
     # the first answer set a cookie; one session serves every user's calls, so it is
     # not sent back
     assert "cookie" not in headers
+
+
+async def test_trace_context_matches_the_propagator(upstream: Upstream) -> None:
+    """The hand-written traceparent is what OpenTelemetry's W3C propagator writes (with
+    flags and a trace state), and the request id goes along."""
+    tracer = TracerProvider().get_tracer("test")
+    expected: dict[str, str] = {}
+    token = request_id_var.set("req-1")
+    try:
+        async with make(upstream) as client:
+            with tracer.start_as_current_span("handler"):
+                TraceContextTextMapPropagator().inject(expected)
+                await client.get("/work")
+    finally:
+        request_id_var.reset(token)
+    headers = {k.lower(): v for k, v in (await upstream.stats())["last"]["headers"].items()}
+    assert headers["traceparent"] == expected["traceparent"]
+    assert headers[contract.REQUEST_ID_HEADER] == "req-1"
 
 
 def test_breaker_success_resets_and_failures_still_open() -> None:

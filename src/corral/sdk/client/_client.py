@@ -19,12 +19,13 @@ import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
-from opentelemetry.trace import SpanKind, Tracer, get_current_span
+from opentelemetry import context as otel_context
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Tracer, set_span_in_context
 from yarl import URL
 
 from corral import contract
@@ -186,20 +187,20 @@ class ServiceClient:
             session.headers.update(self._static_headers)
 
     # -- verbs -------------------------------------------------------------------------
-    async def get(
+    def get(
         self,
         path: str,
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - per-attempt policy timeout, as httpx's
+        timeout: float | None = None,  # per-attempt policy timeout, as httpx's
         fallback: Fallback[T] | None = None,
-    ) -> Response | T:
-        return await self.request(
+    ) -> Coroutine[Any, Any, Response | T]:
+        return self.request(
             "GET", path, params=params, headers=headers, timeout=timeout, fallback=fallback
         )
 
-    async def post(
+    def post(
         self,
         path: str,
         *,
@@ -207,10 +208,10 @@ class ServiceClient:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - per-attempt policy timeout, as httpx's
+        timeout: float | None = None,  # per-attempt policy timeout, as httpx's
         fallback: Fallback[T] | None = None,
-    ) -> Response | T:
-        return await self.request(
+    ) -> Coroutine[Any, Any, Response | T]:
+        return self.request(
             "POST",
             path,
             json=json,
@@ -221,7 +222,7 @@ class ServiceClient:
             fallback=fallback,
         )
 
-    async def put(
+    def put(
         self,
         path: str,
         *,
@@ -229,10 +230,10 @@ class ServiceClient:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - per-attempt policy timeout, as httpx's
+        timeout: float | None = None,  # per-attempt policy timeout, as httpx's
         fallback: Fallback[T] | None = None,
-    ) -> Response | T:
-        return await self.request(
+    ) -> Coroutine[Any, Any, Response | T]:
+        return self.request(
             "PUT",
             path,
             json=json,
@@ -243,20 +244,20 @@ class ServiceClient:
             fallback=fallback,
         )
 
-    async def delete(
+    def delete(
         self,
         path: str,
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - per-attempt policy timeout, as httpx's
+        timeout: float | None = None,  # per-attempt policy timeout, as httpx's
         fallback: Fallback[T] | None = None,
-    ) -> Response | T:
-        return await self.request(
+    ) -> Coroutine[Any, Any, Response | T]:
+        return self.request(
             "DELETE", path, params=params, headers=headers, timeout=timeout, fallback=fallback
         )
 
-    async def request(
+    def request(
         self,
         method: str,
         path: str,
@@ -265,21 +266,42 @@ class ServiceClient:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - per-attempt policy timeout, as httpx's
+        timeout: float | None = None,  # per-attempt policy timeout, as httpx's
         fallback: Fallback[T] | None = None,
+    ) -> Coroutine[Any, Any, Response | T]:
+        """One call under the policy. ``timeout`` overrides the policy's per attempt.
+
+        The verbs are plain functions returning the call's coroutine (as aiohttp's
+        ``session.get`` returns an awaitable): without a fallback or a span to wrap around
+        it, the policy's own coroutine is the call, with no coroutine per layer."""
+        method = method.upper()
+        if fallback is None and self.tracer is None:
+            return self._call(method, path, json, content, params, headers, timeout)
+        return self._wrapped(method, path, json, content, params, headers, timeout, fallback)
+
+    async def _wrapped(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        timeout_override: float | None,
+        fallback: Fallback[T] | None,
     ) -> Response | T:
-        """One call under the policy. ``timeout`` overrides the policy's per attempt."""
+        """A call with a CLIENT span around it and/or a fallback for its final error."""
         try:
             if self.tracer is None:
                 return await self._call(
-                    method.upper(), path, json, content, params, headers, timeout
+                    method, path, json, content, params, headers, timeout_override
                 )
             with self.tracer.start_as_current_span(
-                f"{method.upper()} {self.target}", kind=SpanKind.CLIENT
+                f"{method} {self.target}", kind=SpanKind.CLIENT
             ) as span:
                 span.set_attribute("corral.target", self.target)
                 response = await self._call(
-                    method.upper(), path, json, content, params, headers, timeout
+                    method, path, json, content, params, headers, timeout_override
                 )
                 span.set_attribute("http.response.status_code", response.status)
                 return response
@@ -371,7 +393,7 @@ class ServiceClient:
                     ends_ms = int(ends * 1000)
                     if ends_ms != self._deadline_ms:
                         self._deadline_ms = ends_ms
-                        self._deadline_text = f"{ends_ms // 1000}.{ends_ms % 1000:03d}"
+                        self._deadline_text = f"{ends_ms / 1000:.3f}"
                     outgoing[_DEADLINE] = self._deadline_text
                     if cut:
                         bound = _attempt_timeout(attempt_timeout)  # a one-off value
@@ -524,11 +546,19 @@ class ServiceClient:
         session default header; the request's headers win over it.) One CIMultiDict, which
         aiohttp takes without converting it."""
         out: CIMultiDict[str] = CIMultiDict(headers) if headers else CIMultiDict()
-        ctx = get_current_span().get_span_context()
-        if ctx.is_valid:
-            out[_TRACEPARENT] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
-            if ctx.trace_state:
-                out[_TRACESTATE] = ctx.trace_state.to_header()
+        # trace.get_current_span(), two calls shorter: the current context's span entry
+        span = otel_context.get_current().get(_SPAN_KEY)
+        if isinstance(span, Span):
+            ctx = span.get_span_context()
+            if ctx.is_valid:
+                # bytes.hex() of the ids: the same text as the propagator's
+                # "{:032x}" formatting in under half the time
+                out[_TRACEPARENT] = (
+                    f"00-{ctx.trace_id.to_bytes(16).hex()}-{ctx.span_id.to_bytes(8).hex()}"
+                    f"{_FLAGS[ctx.trace_flags & 0xFF]}"
+                )
+                if ctx.trace_state:
+                    out[_TRACESTATE] = ctx.trace_state.to_header()
         request_id = request_id_var.get()
         if request_id is not None:
             out.setdefault(contract.REQUEST_ID_HEADER, request_id)
@@ -588,5 +618,9 @@ def _attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
 
 _TRACEPARENT = "traceparent"
 _TRACESTATE = "tracestate"
+_FLAGS = tuple(f"-{flags:02x}" for flags in range(256))
 _DEADLINE = contract.DEADLINE_HEADER
 _CLOSED = CircuitState.CLOSED
+# The key OpenTelemetry keeps the current span under (private to it, with a random
+# suffix), found through its public API: the only entry of a context holding a span.
+(_SPAN_KEY,) = set_span_in_context(INVALID_SPAN, otel_context.Context())
