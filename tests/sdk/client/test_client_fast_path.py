@@ -8,6 +8,9 @@ import time
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import generate_latest
 
@@ -91,6 +94,25 @@ async def test_trace_context_matches_the_propagator(upstream: Upstream) -> None:
     headers = {k.lower(): v for k, v in (await upstream.stats())["last"]["headers"].items()}
     assert headers["traceparent"] == expected["traceparent"]
     assert headers[contract.REQUEST_ID_HEADER] == "req-1"
+
+
+async def test_tracing_on_wraps_the_call_in_a_client_span(upstream: Upstream) -> None:
+    """With a tracer the call is a CLIENT span, current while the request goes out (the
+    coroutine made before the span starts runs inside it)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with make(upstream) as client:
+        client.tracer = provider.get_tracer("test")
+        response = await client.get("/work")
+    assert response.status == 200
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "GET fault"
+    assert span.kind is SpanKind.CLIENT
+    assert span.attributes == {"corral.target": "fault", "http.response.status_code": 200}
+    headers = {k.lower(): v for k, v in (await upstream.stats())["last"]["headers"].items()}
+    assert span.context is not None
+    assert headers["traceparent"].split("-")[2] == format(span.context.span_id, "016x")
 
 
 def test_breaker_success_resets_and_failures_still_open() -> None:

@@ -275,34 +275,23 @@ class ServiceClient:
         ``session.get`` returns an awaitable): without a fallback or a span to wrap around
         it, the policy's own coroutine is the call, with no coroutine per layer."""
         method = method.upper()
+        call = self._call(method, path, json, content, params, headers, timeout)
         if fallback is None and self.tracer is None:
-            return self._call(method, path, json, content, params, headers, timeout)
-        return self._wrapped(method, path, json, content, params, headers, timeout, fallback)
+            return call
+        return self._wrapped(method, call, fallback)
 
     async def _wrapped(
-        self,
-        method: str,
-        path: str,
-        json: Any,
-        content: bytes | None,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        timeout_override: float | None,
-        fallback: Fallback[T] | None,
+        self, method: str, call: Coroutine[Any, Any, Response], fallback: Fallback[T] | None
     ) -> Response | T:
         """A call with a CLIENT span around it and/or a fallback for its final error."""
         try:
             if self.tracer is None:
-                return await self._call(
-                    method, path, json, content, params, headers, timeout_override
-                )
+                return await call
             with self.tracer.start_as_current_span(
                 f"{method} {self.target}", kind=SpanKind.CLIENT
             ) as span:
                 span.set_attribute("corral.target", self.target)
-                response = await self._call(
-                    method, path, json, content, params, headers, timeout_override
-                )
+                response = await call  # runs inside the span: it is current when awaited
                 span.set_attribute("http.response.status_code", response.status)
                 return response
         except ServiceCallError as exc:
