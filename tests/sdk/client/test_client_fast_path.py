@@ -10,7 +10,14 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    TraceState,
+    use_span,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import generate_latest
 
@@ -78,21 +85,35 @@ async def test_every_attempt_carries_the_context_headers(upstream: Upstream) -> 
     assert "cookie" not in headers
 
 
-async def test_trace_context_matches_the_propagator(upstream: Upstream) -> None:
-    """The hand-written traceparent is what OpenTelemetry's W3C propagator writes (with
-    flags and a trace state), and the request id goes along."""
-    tracer = TracerProvider().get_tracer("test")
+@pytest.mark.parametrize("state", [None, TraceState([("vendor", "v1"), ("other", "x")])])
+async def test_trace_context_matches_the_propagator(
+    upstream: Upstream, state: TraceState | None
+) -> None:
+    """The hand-written traceparent/tracestate are what OpenTelemetry's W3C propagator
+    writes (flags, small ids with leading zeros, a trace state or none), and the request
+    id goes along."""
+    span = NonRecordingSpan(
+        SpanContext(
+            trace_id=0x1F,
+            span_id=0x2A,
+            is_remote=False,
+            trace_flags=TraceFlags(1),
+            trace_state=state,
+        )
+    )
     expected: dict[str, str] = {}
     token = request_id_var.set("req-1")
     try:
         async with make(upstream) as client:
-            with tracer.start_as_current_span("handler"):
+            with use_span(span):
                 TraceContextTextMapPropagator().inject(expected)
                 await client.get("/work")
     finally:
         request_id_var.reset(token)
     headers = {k.lower(): v for k, v in (await upstream.stats())["last"]["headers"].items()}
     assert headers["traceparent"] == expected["traceparent"]
+    assert headers.get("tracestate") == expected.get("tracestate")
+    assert (state is None) == ("tracestate" not in headers)
     assert headers[contract.REQUEST_ID_HEADER] == "req-1"
 
 

@@ -25,7 +25,14 @@ from typing import Any, TypeVar
 import aiohttp
 from multidict import CIMultiDict
 from opentelemetry import context as otel_context
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Tracer, set_span_in_context
+from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
+    INVALID_SPAN,
+    Span,
+    SpanKind,
+    Tracer,
+    set_span_in_context,
+)
 from yarl import URL
 
 from corral import contract
@@ -536,8 +543,10 @@ class ServiceClient:
         aiohttp takes without converting it."""
         out: CIMultiDict[str] = CIMultiDict(headers) if headers else CIMultiDict()
         # trace.get_current_span(), two calls shorter: the current context's span entry
-        span = otel_context.get_current().get(_SPAN_KEY)
-        if isinstance(span, Span):
+        # (only set_span_in_context writes that key, always with a Span: no isinstance
+        # check against the Span ABC, which is two more calls)
+        span: Span | None = otel_context.get_current().get(_SPAN_KEY)  # type: ignore[assignment]
+        if span is not None:
             ctx = span.get_span_context()
             if ctx.is_valid:
                 # bytes.hex() of the ids: the same text as the propagator's
@@ -546,8 +555,10 @@ class ServiceClient:
                     f"00-{ctx.trace_id.to_bytes(16).hex()}-{ctx.span_id.to_bytes(8).hex()}"
                     f"{_FLAGS[ctx.trace_flags & 0xFF]}"
                 )
-                if ctx.trace_state:
-                    out[_TRACESTATE] = ctx.trace_state.to_header()
+                state = ctx.trace_state
+                # most spans share the empty default; its truth test is a Python __len__
+                if state is not DEFAULT_TRACE_STATE and state:
+                    out[_TRACESTATE] = state.to_header()
         request_id = request_id_var.get()
         if request_id is not None:
             out.setdefault(contract.REQUEST_ID_HEADER, request_id)
