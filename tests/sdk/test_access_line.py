@@ -135,9 +135,17 @@ def test_rendering_never_loses_a_line() -> None:
 
 
 class _Stream(io.StringIO):
+    """Records each write and flush; writes count as system calls, as on stdout under
+    PYTHONUNBUFFERED=1."""
+
     def __init__(self) -> None:
         super().__init__()
         self.flushed: list[str] = []
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
 
     def flush(self) -> None:
         self.flushed.append(self.getvalue())
@@ -150,12 +158,69 @@ def test_lines_outside_a_loop_are_flushed_at_once() -> None:
     assert stream.flushed == ["one\n"]
 
 
-async def test_lines_on_a_loop_are_flushed_once_per_loop_pass() -> None:
-    """Lines written in one loop pass leave in one flush, before the next pass ends."""
+async def test_lines_on_a_loop_leave_in_one_write_per_loop_pass() -> None:
+    """Lines written in one loop pass leave in one write and one flush, before the next
+    pass ends (even where every write is a system call)."""
     stream = _Stream()
     writer = _logging.LineWriter(stream)
     writer.msg("one")
     writer.msg("two")
-    assert stream.flushed == []
+    assert stream.writes == stream.flushed == []
     await asyncio.sleep(0)
     assert stream.flushed == ["one\ntwo\n"]
+    writer.msg("three")
+    await asyncio.sleep(0)
+    assert stream.writes == ["one\ntwo\n", "three\n"]
+
+
+async def test_lines_of_an_unfinished_pass_are_written_at_exit() -> None:
+    """flush_pending (the atexit hook) writes lines whose loop pass never ended."""
+    stream = _Stream()
+    writer = _logging.LineWriter(stream)
+    writer.msg("last words")
+    writer.flush_pending()
+    assert stream.writes == ["last words\n"]
+    await asyncio.sleep(0)  # the pass's own flush finds nothing left
+    assert stream.writes == ["last words\n"]
+
+
+def _assert_fast_equals_chain(fields: dict[str, Any]) -> None:
+    chain = _chain_line(**fields)
+    fast = json.loads(
+        _logging.access_line(**fields, request_id="r-2", trace_id="a" * 32, span_id="b" * 16)
+    )
+    chain.pop("timestamp")
+    fast.pop("timestamp")
+    # Outside a request the chain has no ids: the fast path is given them.
+    assert fast.pop("request_id") == "r-2"
+    assert (fast.pop("trace_id"), fast.pop("span_id")) == ("a" * 32, "b" * 16)
+    assert list(fast) == list(chain)
+    assert fast == chain
+
+
+async def test_fast_line_without_bound_context_equals_the_chain() -> None:
+    """With no structlog context bound (none ever, or none in this context) the line skips
+    the merge and still equals the chain's."""
+    fields: dict[str, Any] = {
+        "method": "POST",
+        "path": "/items",
+        "route": "/items",
+        "status": 201,
+        "duration_ms": 0.5,
+    }
+    registry = structlog.contextvars._CONTEXT_VARS
+    saved = dict(registry)
+    async with serve_in_process(make_service(), env={"API_TOKEN": "t"}):
+        try:
+            registry.clear()  # as in a process that never bound anything
+            assert _logging._nothing_bound()
+            _assert_fast_equals_chain(fields)
+            structlog.contextvars.bind_contextvars(probe=1)
+            assert not _logging._nothing_bound()
+            structlog.contextvars.unbind_contextvars("probe")  # registered, bound to nothing
+            assert registry
+            assert _logging._nothing_bound()
+            _assert_fast_equals_chain(fields)
+        finally:
+            registry.clear()
+            registry.update(saved)

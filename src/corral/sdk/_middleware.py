@@ -6,6 +6,10 @@ duration, trace id) and one ``send`` wrapper per request costs less than four. P
 because Starlette's ``BaseHTTPMiddleware`` costs 2-3x throughput. It is also the last
 line for unhandled exceptions: it logs them with the request and trace ids and answers a
 generic problem+json 500, so the server never prints a second, unstructured traceback.
+
+It is the outermost layer of the app (:func:`wrap_stack`), outside the users' own
+middleware, so their work is timed, logged and traced too, and it stands in for
+Starlette's ``ServerErrorMiddleware``, which then only costs a layer per request.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import (
     INVALID_SPAN,
     NonRecordingSpan,
@@ -26,6 +31,7 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral import contract
@@ -40,13 +46,38 @@ from corral.sdk.client._deadline import deadline_var, parse_deadline
 if TYPE_CHECKING:
     from corral.sdk._service import Service
 
-__all__ = ["TelemetryMiddleware"]
+__all__ = ["TelemetryMiddleware", "wrap_stack"]
 
 _REQUEST_ID = contract.REQUEST_ID_HEADER.encode()
 _DEADLINE = contract.DEADLINE_HEADER.encode()
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 _MAX_REQUEST_ID = 128
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_getrandbits = random.getrandbits
+_perf_counter = time.perf_counter
+
+# OTel keeps the current context in one ContextVar of its runtime context. Setting that
+# variable directly does what ``attach(set_span_in_context(span))`` and ``detach`` do
+# without their four wrapper calls (0.2 us a request); any other runtime context (chosen
+# with OTEL_PYTHON_CONTEXT) goes through the public functions.
+_runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+_CURRENT_CONTEXT = (
+    _runtime._current_context if type(_runtime) is ContextVarsRuntimeContext else None
+)
+
+
+def wrap_stack(stack: ASGIApp, service: Service[Any], quiet_paths: frozenset[str]) -> ASGIApp:
+    """The app's middleware stack with :class:`TelemetryMiddleware` outermost.
+
+    Starlette's ``ServerErrorMiddleware`` (always on top of a FastAPI stack) would only
+    wrap ``send`` once more per request: every exception reaching it has gone through
+    this middleware, which answered it. It stays where it still has work: with a handler
+    registered for ``Exception``/500 (it calls it, then this middleware logs) or in
+    debug mode (the traceback page).
+    """
+    if type(stack) is ServerErrorMiddleware and stack.handler is None and not stack.debug:
+        stack = stack.app
+    return TelemetryMiddleware(stack, service=service, quiet_paths=quiet_paths)
 
 
 def _route_template(scope: Scope) -> str:
@@ -77,13 +108,12 @@ def _light_span(parent: otel_context.Context | None) -> trace.Span:
     if parent_ctx is not None and parent_ctx.is_valid:
         trace_id, flags, state = parent_ctx.trace_id, parent_ctx.trace_flags, parent_ctx.trace_state
     else:
-        trace_id, flags, state = random.getrandbits(128), _SAMPLED, None
-    span_id = random.getrandbits(64)
+        trace_id, flags, state = _getrandbits(128), _SAMPLED, None
+    span_id = _getrandbits(64)
     if trace_id == 0 or span_id == 0:  # invalid ids, vanishingly unlikely
         return INVALID_SPAN
-    return NonRecordingSpan(
-        SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=state)
-    )
+    # Positional arguments: keywords cost SpanContext.__new__ 0.25 us more.
+    return NonRecordingSpan(SpanContext(trace_id, span_id, False, flags, state))
 
 
 class TelemetryMiddleware:
@@ -99,14 +129,15 @@ class TelemetryMiddleware:
         self.quiet_paths = quiet_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.quiet_paths:
-            # Probes and scrapes: no log line, span or metric (they would drown the rest).
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"] in self.quiet_paths:
+            # Probes and scrapes: no log line, span or metric (they would drown the rest).
+            await self._quiet(scope, receive, send)
             return
 
         service = self.service
-        metrics = service.metrics
-        log = service.log
         request_id: str | None = None
         carrier: dict[str, str] | None = None
         deadline_raw: bytes | None = None
@@ -128,10 +159,15 @@ class TelemetryMiddleware:
             span = service.tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
         else:
             span = _light_span(parent)
-        ctx_token = otel_context.attach(trace.set_span_in_context(span))
+        span_context = trace.set_span_in_context(span)
+        if _CURRENT_CONTEXT is not None:
+            ctx_token = _CURRENT_CONTEXT.set(span_context)
+        else:
+            ctx_token = otel_context.attach(span_context)
         recording = span.is_recording()
         span_ctx = span.get_span_context()
-        trace_hex = format(span_ctx.trace_id, "032x")
+        # Lowercase hex, zero-padded: to_bytes().hex() takes half the time of format().
+        trace_hex = span_ctx.trace_id.to_bytes(16).hex()
         if request_id is None:
             # The trace id is a fine request id: unique, and one id less to correlate.
             request_id = trace_hex
@@ -153,25 +189,30 @@ class TelemetryMiddleware:
             await send(message)
 
         health = service.health
+        metrics = service.metrics
         health.request_started()
         metrics.active += 1
-        start = time.perf_counter()
+        start = _perf_counter()
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
             status = 500
             if recording:
                 span.record_exception(exc)
-            log.error(
+            service.log.error(
                 "unhandled exception",
                 method=method,
                 path=scope["path"],
                 exc_info=exc,
             )
             if not started:
-                await self._send_500(scope, send_wrapper, request_id, span)
+                await _send_500(
+                    scope, send_wrapper, {"request_id": request_id, "trace_id": trace_hex}
+                )
         finally:
-            seconds = time.perf_counter() - start
+            seconds = _perf_counter() - start
+            # Milliseconds to 3 decimals; round(x, 3) takes 0.37 us, this 0.07 us.
+            duration_ms = int(seconds * 1_000_000 + 0.5) / 1000
             metrics.active -= 1
             health.request_finished()
             route = _route_template(scope)
@@ -183,6 +224,7 @@ class TelemetryMiddleware:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
+                span.end()
             if _logging.fast_access:
                 valid = span_ctx.is_valid
                 WRITER.msg(
@@ -191,48 +233,67 @@ class TelemetryMiddleware:
                         scope["path"],
                         route,
                         status,
-                        round(seconds * 1000, 3),
+                        duration_ms,
                         request_id,
                         trace_hex if valid else None,
-                        format(span_ctx.span_id, "016x") if valid else None,
+                        span_ctx.span_id.to_bytes(8).hex() if valid else None,
                     )
                 )
             else:  # console lines, or a level above info: structlog decides
-                log.info(
+                service.log.info(
                     "request",
                     method=method,
                     path=scope["path"],
                     route=route,
                     status=status,
-                    duration_ms=round(seconds * 1000, 3),
+                    duration_ms=duration_ms,
                 )
-            span.end()
-            otel_context.detach(ctx_token)
+            if _CURRENT_CONTEXT is not None:
+                _CURRENT_CONTEXT.reset(ctx_token)
+            else:
+                otel_context.detach(ctx_token)
             request_id_var.reset(rid_token)
             if dl_token is not None:
                 deadline_var.reset(dl_token)
 
-    @staticmethod
-    async def _send_500(scope: Scope, send: Send, request_id: str, span: trace.Span) -> None:
-        ctx = span.get_span_context()
-        body = json.dumps(
-            problem_body(
-                500,
-                detail="The server failed to handle this request; quote the request_id "
-                "when reporting it.",
-                instance=scope["path"],
-                request_id=request_id,
-                trace_id=format(ctx.trace_id, "032x"),
+    async def _quiet(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A probe or scrape: only the 500 path (``ServerErrorMiddleware``'s job before)."""
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            self.service.log.error(
+                "unhandled exception", method=scope["method"], path=scope["path"], exc_info=exc
             )
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+            if not started:
+                await _send_500(scope, send, {})
+
+
+async def _send_500(scope: Scope, send: Send, ids: dict[str, str]) -> None:
+    body = json.dumps(
+        problem_body(
+            500,
+            detail="The server failed to handle this request"
+            + ("; quote the request_id when reporting it." if ids else "."),
+            instance=scope["path"],
+            **ids,
         )
-        await send({"type": "http.response.body", "body": body})
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

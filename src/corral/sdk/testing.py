@@ -17,6 +17,7 @@ sample from the service's own registry::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
@@ -82,6 +83,9 @@ async def serve_in_process(
                 async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
                     yield client
         service.reset_settings()
+        # Log lines leave at the end of a loop pass: end this one, so a caller reading
+        # stdout next (capsys) finds the lines of the shutdown too.
+        await asyncio.sleep(0)
 
 
 @contextmanager
