@@ -3,7 +3,8 @@
 Both call the same upstream (raw ASGI JSON on uvicorn with uvloop/httptools, its own
 process, 127.0.0.1) from one uvloop process, side by side, rounds alternating the order.
 The wrapped client runs the default policy (timeout, retries + budget, circuit breaker)
-plus a bulkhead, with trace/request-id/caller/deadline headers and metrics.
+plus a bulkhead and metrics, inside a current span and request id as in a handler, so
+it sends traceparent, request id, caller and deadline headers on every call.
 Goals (issue 6): added p50 latency <= 10% at 1 in flight; throughput >= 0.9x at 16.
 Results: bench/results/client_overhead.json.
 
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,22 +46,38 @@ async def measure(
             await call()
             latencies.append(time.perf_counter() - start)
 
-    began, cpu_began = time.perf_counter(), time.process_time()
+    began, usage_began = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    elapsed, usage = time.perf_counter() - began, resource.getrusage(resource.RUSAGE_SELF)
+    user = usage.ru_utime - usage_began.ru_utime
+    system = usage.ru_stime - usage_began.ru_stime
+    calls = len(latencies)
     q = statistics.quantiles(latencies, n=100)
     return {
-        "rps": round(len(latencies) / elapsed, 1),
-        # client-process CPU per call: unlike latency, not inflated by being descheduled
-        "cpu_us_per_call": round(cpu / len(latencies) * 1e6, 2),
+        "rps": round(calls / elapsed, 1),
+        # client-process CPU per call: unlike latency, not inflated by being descheduled;
+        # user (Python, the libraries) and system (the socket calls, waking the upstream)
+        "cpu_us_per_call": round((user + system) / calls * 1e6, 2),
+        "user_us_per_call": round(user / calls * 1e6, 2),
+        "sys_us_per_call": round(system / calls * 1e6, 2),
         "p50_ms": round(q[49] * 1000, 4),
         "p99_ms": round(q[98] * 1000, 4),
     }
 
 
-async def run(kind: str, url: str, concurrency: int, duration: float) -> dict[str, Any]:
+async def run(
+    kind: str, url: str, concurrency: int, duration: float, context: bool = True
+) -> dict[str, Any]:
     import aiohttp
+    from opentelemetry.trace import (
+        INVALID_SPAN,
+        NonRecordingSpan,
+        SpanContext,
+        TraceFlags,
+        use_span,
+    )
 
+    from corral.sdk._context import request_id_var
     from corral.sdk.client import (
         BulkheadPolicy,
         ClientTelemetry,
@@ -94,9 +112,23 @@ async def run(kind: str, url: str, concurrency: int, duration: float) -> dict[st
         response = await client.get("/estimate")
         assert response.status == 200
 
+    # As inside a service's handler: a current span (its context is what traceparent
+    # carries; not recording, as with export off) and a request id, so all four context
+    # headers go out on every call.
+    span = NonRecordingSpan(
+        SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0xB7AD6B7169203331,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+    )
+    token = request_id_var.set("0f9c2b7e4d1a4c3e8b5a6d7c8e9f0a1b" if context else None)
     try:
-        return await measure(wrapped, concurrency, duration)
+        with use_span(span if context else INVALID_SPAN):
+            return await measure(wrapped, concurrency, duration)
     finally:
+        request_id_var.reset(token)
         await client.aclose()
 
 
@@ -105,6 +137,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument(
+        "--no-context",
+        dest="context",
+        action="store_false",
+        help="no current span or request id: only the caller and deadline headers go out "
+        "(how this bench measured before the context was added)",
+    )
     args = parser.parse_args()
     port = free_port()
     server = subprocess.Popen(
@@ -125,7 +164,7 @@ def main() -> None:
             order = ["bare", "wrapped"] if round_no % 2 == 0 else ["wrapped", "bare"]
             for concurrency in args.concurrency:
                 for kind in order:
-                    result = uvloop.run(run(kind, url, concurrency, args.duration))
+                    result = uvloop.run(run(kind, url, concurrency, args.duration, args.context))
                     result.update(kind=kind, concurrency=concurrency, round=round_no)
                     runs.append(result)
                     print(json.dumps(result), flush=True)
@@ -140,7 +179,14 @@ def main() -> None:
             mine = [r for r in runs if r["kind"] == kind and r["concurrency"] == concurrency]
             row[kind] = {
                 key: round(statistics.median(r[key] for r in mine), 4)
-                for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_call")
+                for key in (
+                    "rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "cpu_us_per_call",
+                    "user_us_per_call",
+                    "sys_us_per_call",
+                )
             }
         # Ratios of the two runs of the same round (side by side on a shared machine),
         # then the median over rounds: load that comes and goes hits both sides alike.
@@ -165,9 +211,13 @@ def main() -> None:
         row["p50_added_pct"] = round(
             statistics.median((w["p50_ms"] / b["p50_ms"] - 1) * 100 for b, w in pairs), 1
         )
-        row["cpu_added_us_per_call"] = round(
-            statistics.median(w["cpu_us_per_call"] - b["cpu_us_per_call"] for b, w in pairs), 2
-        )
+        for key in ("cpu", "user", "sys"):
+            row[f"{key}_added_us_per_call"] = round(
+                statistics.median(
+                    w[f"{key}_us_per_call"] - b[f"{key}_us_per_call"] for b, w in pairs
+                ),
+                2,
+            )
         row["per_round"] = [
             {
                 "throughput_ratio": round(w["rps"] / b["rps"], 3),
@@ -187,6 +237,10 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "upstream": "raw ASGI JSON on uvicorn (uvloop, httptools), separate process",
         "wrapped_policy": "timeout 10s, retries 3 + budget, breaker (5 consecutive), bulkhead 256",
+        "wrapped_context": "current span + request id: traceparent, x-request-id, "
+        "x-corral-caller, x-corral-deadline on every call"
+        if args.context
+        else "none: x-corral-caller and x-corral-deadline only",
         "duration_s": args.duration,
         "rounds": args.rounds,
         "summary_median_of_rounds": summary,
