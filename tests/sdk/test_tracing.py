@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from opentelemetry.trace import SpanContext, TraceState
+
 from corral import contract
-from corral.sdk import Service, current_trace_id, inject_trace_headers
+from corral.sdk import Service, _middleware, current_trace_id, inject_trace_headers
+from corral.sdk._tracing import PROPAGATOR
 from corral.sdk.testing import capture_logs, serve_in_process
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -93,3 +96,21 @@ async def test_export_to_otlp_http_when_endpoint_is_set() -> None:
     finally:
         server.shutdown()
     assert "/v1/traces" in paths
+
+
+def test_light_spans_carry_the_context_otel_would_build() -> None:
+    """The unchecked SpanContext of light spans is in use and equals OTel's own, for a
+    new trace and under a parent with trace state."""
+    assert _middleware._span_context is _middleware._valid_span_context
+    fresh = _middleware._light_span(None).get_span_context()
+    assert fresh == SpanContext(fresh.trace_id, fresh.span_id, False, fresh.trace_flags, None)
+    assert fresh.is_valid
+    assert fresh.trace_flags.sampled
+    assert not fresh.is_remote
+    parent = PROPAGATOR.extract({"traceparent": PARENT, "tracestate": "vendor=x"})
+    child = _middleware._light_span(parent).get_span_context()
+    assert format(child.trace_id, "032x") == TRACE_ID
+    assert child.trace_state == TraceState([("vendor", "x")])
+    assert child == SpanContext(
+        child.trace_id, child.span_id, False, child.trace_flags, child.trace_state
+    )

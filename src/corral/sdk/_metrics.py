@@ -52,6 +52,18 @@ class _Timing:
         self.created = time.time()
 
 
+class _Series:
+    """One (method, route, status) request count, with its (method, route) histogram, so
+    a request costs one dict lookup."""
+
+    __slots__ = ("count", "created", "timing")
+
+    def __init__(self, timing: _Timing) -> None:
+        self.count = 0
+        self.created = time.time()
+        self.timing = timing
+
+
 class _HttpCollector(Collector):
     def __init__(self, metrics: HttpMetrics) -> None:
         self._metrics = metrics
@@ -64,9 +76,9 @@ class _HttpCollector(Collector):
             "HTTP requests handled, by method, route template and status.",
             labels=("method", "route", "status"),
         )
-        for (method, route, status), count in list(self._metrics._counts.items()):
-            when = self._metrics._count_created[method, route, status] if created else None
-            requests.add_metric((method, route, str(status)), count, created=when)
+        for (method, route, status), series in list(self._metrics._series.items()):
+            when = series.created if created else None
+            requests.add_metric((method, route, str(status)), series.count, created=when)
         yield requests
         duration = HistogramMetricFamily(
             "http_request_duration_seconds",
@@ -106,8 +118,7 @@ class HttpMetrics:
             process_collector.ProcessCollector(registry=self.registry)
             platform_collector.PlatformCollector(registry=self.registry)
             gc_collector.GCCollector(registry=self.registry)
-        self._counts: dict[tuple[str, str, int], int] = {}
-        self._count_created: dict[tuple[str, str, int], float] = {}
+        self._series: dict[tuple[str, str, int], _Series] = {}
         self._timings: dict[tuple[str, str], _Timing] = {}
         self.active = 0
         """Requests being handled now (``http_requests_in_flight``)."""
@@ -120,16 +131,14 @@ class HttpMetrics:
         self.in_flight.set_function(lambda: self.active)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        counts = self._counts
-        if key in counts:
-            counts[key] += 1
-        else:
-            self._count_created[key] = time.time()
-            counts[key] = 1
-        timing = self._timings.get((method, route))
-        if timing is None:
-            timing = self._timings[method, route] = _Timing()
+        series = self._series.get((method, route, status))
+        if series is None:
+            timing = self._timings.get((method, route))
+            if timing is None:
+                timing = self._timings[method, route] = _Timing()
+            series = self._series[method, route, status] = _Series(timing)
+        series.count += 1
+        timing = series.timing
         # Buckets are inclusive upper bounds (le): bisect_left puts 0.005 in "0.005".
         timing.buckets[bisect_left(BUCKETS, seconds)] += 1
         timing.total += seconds

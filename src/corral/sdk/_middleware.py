@@ -23,6 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
     INVALID_SPAN,
     NonRecordingSpan,
     SpanContext,
@@ -30,6 +31,7 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
+    TraceState,
 )
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -112,8 +114,36 @@ def _light_span(parent: otel_context.Context | None) -> trace.Span:
     span_id = _getrandbits(64)
     if trace_id == 0 or span_id == 0:  # invalid ids, vanishingly unlikely
         return INVALID_SPAN
+    return NonRecordingSpan(_span_context(trace_id, span_id, flags, state))
+
+
+def _checked_span_context(
+    trace_id: int, span_id: int, flags: TraceFlags, state: TraceState | None
+) -> SpanContext:
     # Positional arguments: keywords cost SpanContext.__new__ 0.25 us more.
-    return NonRecordingSpan(SpanContext(trace_id, span_id, False, flags, state))
+    return SpanContext(trace_id, span_id, False, flags, state)
+
+
+def _valid_span_context(
+    trace_id: int, span_id: int, flags: TraceFlags, state: TraceState | None
+) -> SpanContext:
+    """``SpanContext(trace_id, span_id, False, flags, state)`` for ids known to be valid
+    (from ``getrandbits`` or a valid parent), without its range checks: the tuple it
+    would build, at a third of the cost. Used only if it builds the same tuple here."""
+    return _new_tuple(
+        SpanContext,
+        (trace_id, span_id, False, flags, DEFAULT_TRACE_STATE if state is None else state, True),
+    )
+
+
+_new_tuple = tuple.__new__
+_probe = (2**128 - 1, 2**64 - 1, _SAMPLED, None)
+_span_context = (
+    _valid_span_context
+    if _valid_span_context(*_probe) == _checked_span_context(*_probe)
+    and _valid_span_context(*_probe).is_valid
+    else _checked_span_context
+)
 
 
 class TelemetryMiddleware:
