@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanContext, TraceState
 
 from corral import contract
@@ -114,3 +115,25 @@ def test_light_spans_carry_the_context_otel_would_build() -> None:
     assert child == SpanContext(
         child.trace_id, child.span_id, False, child.trace_flags, child.trace_state
     )
+
+
+async def test_the_request_context_keeps_what_was_current_and_is_restored() -> None:
+    """The span is added to a copy of the current OTel context (its values stay visible in
+    the handler) and the previous context is current again afterwards."""
+    assert _middleware._CURRENT_CONTEXT is not None  # the direct ContextVar path is tested
+    svc = Service("contexts")
+    key = otel_context.create_key("outer")
+
+    @svc.get("/seen")
+    async def seen() -> dict[str, object]:
+        return {"outer": otel_context.get_value(key), "trace": current_trace_id()}
+
+    token = otel_context.attach(otel_context.set_value(key, "kept"))
+    try:
+        before = otel_context.get_current()
+        async with serve_in_process(svc) as client:
+            response = await client.get("/seen", headers={"traceparent": PARENT})
+        assert otel_context.get_current() == before
+    finally:
+        otel_context.detach(token)
+    assert response.json() == {"outer": "kept", "trace": TRACE_ID}

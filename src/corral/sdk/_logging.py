@@ -151,7 +151,8 @@ class LineWriter:
         atexit.register(self.flush_pending)
 
     def msg(self, line: str) -> None:
-        line = redact(line)
+        if _secret_forms:  # a call less per line while there is nothing to redact
+            line = redact(line)
         for capture in self.capturers:
             capture(line)
         stream = self._stream or sys.stdout
