@@ -105,3 +105,26 @@ async def test_live_routes_and_route_change(upstreams: dict[str, Upstream], tmp_
         assert gw.process.poll() is None
     finally:
         gw.stop()
+
+
+async def test_admin_socket_under_a_deep_state_directory(
+    upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    """A state directory too deep for a Unix socket path (107 bytes) puts the admin socket
+    in a private short directory instead: Envoy serves, the admin API answers there, and
+    the directory is removed when the gateway stops."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    gw = start_gateway(MANIFEST, deep, [upstreams["a"].record("web")])
+    try:
+        socket = Path(gw.admin_socket)
+        assert len(str(socket).encode()) <= 107
+        assert not socket.is_relative_to(deep)
+        assert socket.parent.stat().st_mode & 0o777 == 0o700
+        assert socket.stat().st_mode & 0o777 == 0o600
+        assert gw.client.get("/").status_code == 200
+        assert live_routes(str(socket))[0]["service"] == "web"
+    finally:
+        gw.stop()
+        await gw.addon.stop()
+    assert not socket.parent.exists()
