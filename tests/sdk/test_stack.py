@@ -129,7 +129,7 @@ async def test_a_users_500_handler_answers_and_the_crash_is_logged() -> None:
     [error] = [line for line in logs if line.get("event") == "unhandled exception"]
     [access] = [line for line in logs if line.get("event") == "request"]
     assert error["request_id"] == access["request_id"] == response.headers["x-request-id"]
-    assert access["status"] == 500  # the request failed, whatever the handler answered
+    assert access["status"] == 503  # what the client got; the error line tells the crash
 
 
 async def test_users_middleware_is_inside_telemetry() -> None:
@@ -192,3 +192,34 @@ async def test_a_route_matching_a_builtin_path_keeps_the_order() -> None:
     async with serve_in_process(svc) as client:
         assert svc.app.router.routes == before
         assert (await client.get("/docs")).headers["content-type"].startswith("text/html")
+
+
+async def test_a_crash_answered_inside_users_middleware_keeps_their_headers() -> None:
+    """The problem+json 500 of a crashing handler passes through the users' middleware:
+    CORS headers are on it (a browser can read it), and a middleware using call_next
+    gets a response, not an exception; the crash is logged once, with the request id."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.middleware.cors import CORSMiddleware
+
+    svc = make_service()
+
+    async def stamp(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["x-stamped"] = "yes"
+        return response
+
+    svc.app.add_middleware(BaseHTTPMiddleware, dispatch=stamp)
+    svc.app.add_middleware(CORSMiddleware, allow_origins=["https://app.test"])
+    with capture_logs() as logs:
+        async with serve_in_process(svc) as client:
+            response = await client.get("/crash", headers={"origin": "https://app.test"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["access-control-allow-origin"] == "https://app.test"
+    assert response.headers["x-stamped"] == "yes"
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+    [error] = [line for line in logs if line.get("event") == "unhandled exception"]
+    assert error["request_id"] == response.headers["x-request-id"]
+    assert "Crash: boom" in error["exception"]
+    [access] = [line for line in logs if line.get("event") == "request"]
+    assert access["status"] == 500
