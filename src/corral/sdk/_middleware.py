@@ -84,6 +84,21 @@ def wrap_stack(stack: ASGIApp, service: Service[Any], quiet_paths: frozenset[str
     return TelemetryMiddleware(stack, service=service, quiet_paths=quiet_paths)
 
 
+class _NotingStart:
+    """``send``, noting whether the response has started (then no 500 can follow)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 UNHANDLED = "corral.unhandled"
 """Scope key under which :class:`ErrorResponder` hands an answered exception outwards."""
 
@@ -108,18 +123,11 @@ class ErrorResponder:
         if self.stand_aside or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        send_wrapper = _NotingStart(send)
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
-            if started:  # too late to answer: the outer layer logs it
+            if send_wrapper.started:  # too late to answer: the outer layer logs it
                 raise
             scope[UNHANDLED] = exc
             request_id = request_id_var.get()
@@ -339,21 +347,14 @@ class TelemetryMiddleware:
 
     async def _quiet(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A probe or scrape: only the 500 path (``ServerErrorMiddleware``'s job before)."""
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        send_wrapper = _NotingStart(send)
         failure: BaseException | None = None
         try:
             await self.app(scope, receive, send_wrapper)
             failure = scope.get(UNHANDLED)  # answered by ErrorResponder
         except Exception as exc:
             failure = exc
-            if not started:
+            if not send_wrapper.started:
                 await _send_500(scope, send, {})
         if failure is not None:
             self.service.log.error(
