@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -34,6 +35,9 @@ from opentelemetry.trace import (
     TraceState,
 )
 from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral import contract
@@ -70,8 +74,12 @@ _CURRENT_CONTEXT = (
 (_SPAN_KEY,) = trace.set_span_in_context(INVALID_SPAN, otel_context.Context())
 
 
-def wrap_stack(stack: ASGIApp, service: Service[Any], quiet_paths: frozenset[str]) -> ASGIApp:
-    """The app's middleware stack with :class:`TelemetryMiddleware` outermost.
+def wrap_stack(
+    build: Callable[[], ASGIApp], service: Service[Any], quiet_paths: frozenset[str]
+) -> ASGIApp:
+    """The app's middleware stack (``build`` is FastAPI's builder) with
+    :class:`TelemetryMiddleware` outermost, and :func:`answer_unhandled` installed unless
+    the user's own handler for ``Exception``/500 (or debug mode) is to answer instead.
 
     Starlette's ``ServerErrorMiddleware`` (always on top of a FastAPI stack) would only
     wrap ``send`` once more per request: every exception reaching it has gone through
@@ -79,6 +87,17 @@ def wrap_stack(stack: ASGIApp, service: Service[Any], quiet_paths: frozenset[str
     registered for ``Exception``/500 (it calls it, then this middleware logs) or in
     debug mode (the traceback page).
     """
+    app = service.app
+    stack = build()
+    handlers = app.exception_handlers
+    if not (app.debug or 500 in handlers or Exception in handlers):
+        # Into the innermost layer's own table: FastAPI would route a handler for
+        # Exception registered on the app out to ServerErrorMiddleware instead.
+        layer: Any = stack
+        while layer is not None and not isinstance(layer, ExceptionMiddleware):
+            layer = getattr(layer, "app", None)
+        if layer is not None:  # else a user's layer hides it: TelemetryMiddleware answers
+            layer.add_exception_handler(Exception, answer_unhandled)
     if type(stack) is ServerErrorMiddleware and stack.handler is None and not stack.debug:
         stack = stack.app
     return TelemetryMiddleware(stack, service=service, quiet_paths=quiet_paths)
@@ -100,42 +119,26 @@ class _NotingStart:
 
 
 UNHANDLED = "corral.unhandled"
-"""Scope key under which :class:`ErrorResponder` hands an answered exception outwards."""
+"""Scope key under which :func:`answer_unhandled` hands an answered exception outwards."""
 
 
-class ErrorResponder:
-    """The innermost of the users' middleware (Service adds it before any of theirs):
-    answers an unhandled exception with the problem+json 500 *inside* the users'
-    middleware, so what they add to every response (CORS headers, say) is on the 500 too
-    and they see a response, not an exception. The exception travels outwards in the
-    scope to :class:`TelemetryMiddleware`, which logs it and records it on the span.
+async def answer_unhandled(request: Request, exc: Exception) -> Response:
+    """The problem+json 500 for an exception no handler took, answered where Starlette
+    answers the handled ones: inside the users' middleware, so what they add to every
+    response (CORS headers, say) is on it and ``call_next`` gets a response, not an
+    exception. It costs nothing until something fails (a middleware layer would cost
+    every request).
 
-    It stands aside where Starlette's ``ServerErrorMiddleware`` is kept (a handler for
-    ``Exception``/500, which must see the exception, or debug mode's traceback page).
+    The exception travels outwards in the scope to :class:`TelemetryMiddleware`, which
+    logs it and records it on the span.
     """
-
-    def __init__(self, app: ASGIApp, *, service: Service[Any]) -> None:
-        self.app = app
-        handlers = service.app.exception_handlers
-        self.stand_aside = service.app.debug or 500 in handlers or Exception in handlers
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.stand_aside or scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        send_wrapper = _NotingStart(send)
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception as exc:
-            if send_wrapper.started:  # too late to answer: the outer layer logs it
-                raise
-            scope[UNHANDLED] = exc
-            request_id = request_id_var.get()
-            ids: dict[str, str] = {}
-            if request_id is not None:  # not on probes, which telemetry leaves alone
-                span_ctx = trace.get_current_span().get_span_context()
-                ids = {"request_id": request_id, "trace_id": span_ctx.trace_id.to_bytes(16).hex()}
-            await _send_500(scope, send_wrapper, ids)
+    request.scope[UNHANDLED] = exc
+    request_id = request_id_var.get()
+    ids: dict[str, str] = {}
+    if request_id is not None:  # not on probes, which telemetry leaves alone
+        span_ctx = trace.get_current_span().get_span_context()
+        ids = {"request_id": request_id, "trace_id": span_ctx.trace_id.to_bytes(16).hex()}
+    return Response(_problem_500(request.scope, ids), 500, media_type=PROBLEM_JSON)
 
 
 def _route_template(scope: Scope) -> str:
@@ -284,7 +287,7 @@ class TelemetryMiddleware:
         failure: BaseException | None = None
         try:
             await self.app(scope, receive, send_wrapper)
-            # Answered inside the users' middleware by ErrorResponder: still a crash.
+            # Answered inside the users' middleware by answer_unhandled: still a crash.
             failure = scope.get(UNHANDLED)
         except Exception as exc:
             failure = exc
@@ -351,7 +354,7 @@ class TelemetryMiddleware:
         failure: BaseException | None = None
         try:
             await self.app(scope, receive, send_wrapper)
-            failure = scope.get(UNHANDLED)  # answered by ErrorResponder
+            failure = scope.get(UNHANDLED)  # answered by answer_unhandled
         except Exception as exc:
             failure = exc
             if not send_wrapper.started:
@@ -362,8 +365,8 @@ class TelemetryMiddleware:
             )
 
 
-async def _send_500(scope: Scope, send: Send, ids: dict[str, str]) -> None:
-    body = json.dumps(
+def _problem_500(scope: Scope, ids: dict[str, str]) -> bytes:
+    return json.dumps(
         problem_body(
             500,
             detail="The server failed to handle this request"
@@ -372,6 +375,10 @@ async def _send_500(scope: Scope, send: Send, ids: dict[str, str]) -> None:
             **ids,
         )
     ).encode()
+
+
+async def _send_500(scope: Scope, send: Send, ids: dict[str, str]) -> None:
+    body = _problem_500(scope, ids)
     await send(
         {
             "type": "http.response.start",

@@ -33,7 +33,7 @@ from corral.sdk._errors import PROBLEM_JSON, install_error_handlers, problem_bod
 from corral.sdk._health import Health, ReadinessCheck
 from corral.sdk._logging import configure_logging, get_logger, register_secrets
 from corral.sdk._metrics import HttpMetrics
-from corral.sdk._middleware import ErrorResponder, wrap_stack
+from corral.sdk._middleware import wrap_stack
 from corral.sdk._settings import (
     RuntimeEnv,
     ServiceSettings,
@@ -156,14 +156,12 @@ class Service(Generic[S]):
         self.app.state.corral_db = self.db
         install_error_handlers(self.app)
         self._add_builtin_routes()
-        # Added first, so it stays the innermost of the users' middleware: see its doc.
-        self.app.add_middleware(ErrorResponder, service=self)
         # The telemetry middleware goes around the whole stack FastAPI builds (users'
         # middleware included), not into it with add_middleware: see wrap_stack.
         build_stack = self.app.build_middleware_stack
         quiet = frozenset((contract.LIVENESS_PATH, contract.READINESS_PATH, contract.METRICS_PATH))
         self.app.build_middleware_stack = (  # type: ignore[method-assign]
-            lambda: wrap_stack(build_stack(), self, quiet)
+            lambda: wrap_stack(build_stack, self, quiet)
         )
 
         # FastAPI's own decorators, signatures and all.
