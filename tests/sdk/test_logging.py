@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from pydantic import Field, SecretStr
@@ -122,3 +123,21 @@ async def test_contract_secrets_are_redacted_too(capsys: object) -> None:
     assert discovery_token not in out
     assert "p%40ss%2Fw0rd%21" not in out
     assert nats_password not in out
+
+
+async def test_warnings_leave_at_once_with_the_lines_before_them() -> None:
+    """On a running loop info lines wait for the end of the loop pass (one write for
+    all), but a warning or worse is written at once, after the lines logged before it."""
+    import io
+
+    from corral.sdk._logging import LineWriter
+
+    out = io.StringIO()
+    writer = LineWriter(out)
+    writer.info("first")
+    assert out.getvalue() == ""  # batched until the loop pass ends
+    writer.error("second")
+    assert out.getvalue() == "first\nsecond\n"
+    writer.info("third")
+    await asyncio.sleep(0)
+    assert out.getvalue() == "first\nsecond\nthird\n"

@@ -183,8 +183,19 @@ class LineWriter:
         for key in list(self._pending):
             self._flush(key)
 
+    def urgent(self, line: str) -> None:
+        """A warning or worse leaves at once, with the lines before it: it may be the
+        last thing a process says before the loop blocks or the process is killed."""
+        self.msg(line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # written at once already
+            return
+        self._flush((loop, self._stream or sys.stdout))  # this loop's lines only
+
     # structlog calls the method named after the level.
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+    debug = info = log = msg
+    warning = warn = error = critical = exception = fatal = urgent
 
 
 WRITER = LineWriter()
@@ -267,7 +278,8 @@ _structlog_vars: dict[str, contextvars.ContextVar[Any]] | None = getattr(
 def _nothing_bound() -> bool:
     if _structlog_vars is None:
         return False
-    for var in _structlog_vars.values():  # noqa: SIM110 - all() adds a generator per call
+    # A copy: another thread binding a new key would change the dict mid-iteration.
+    for var in tuple(_structlog_vars.values()):  # noqa: SIM110 - all() adds a generator
         if var.get() is not Ellipsis:
             return False
     return True
