@@ -507,9 +507,15 @@ class Events:
                 # Counted in SQL, not from the value read: on SQLite the read was in its
                 # own transaction, and another replica's relay may have counted a refusal
                 # of the same row since (a lost update would retry it past the limit).
+                # Only an unsent row still under the limit: of two relays refused at
+                # the limit, one reports the failure, and a row sent meanwhile stays sent.
                 attempts = await conn.scalar(
                     update(outbox)
-                    .where(outbox.c.id == row.id)
+                    .where(
+                        outbox.c.id == row.id,
+                        outbox.c.sent_at.is_(None),
+                        outbox.c.attempts < self.outbox_max_attempts,
+                    )
                     .values(
                         attempts=self.outbox_max_attempts if fails_now else outbox.c.attempts + 1
                     )
