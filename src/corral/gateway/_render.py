@@ -58,7 +58,8 @@ class Layout:
     directory: str
     socket: str | None = None
     """The admin socket when not ``<directory>/admin.sock`` (a Unix socket path must fit
-    in 107 bytes, which a deep state directory may not: see :func:`admin_socket_path`)."""
+    in 107 bytes, which a deep state directory may not: GatewayAddon.prepare then picks a
+    private short directory)."""
 
     @property
     def admin_socket(self) -> str:

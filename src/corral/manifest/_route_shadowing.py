@@ -27,12 +27,13 @@ def shadowed_routes(routes: Sequence[RouteSpec], source: SourceMap) -> list[Diag
         for earlier in range(later):
             if covers(routes[earlier].match, route.match):
                 line, _ = source.locate(("gateway", "routes", earlier))
+                # Named by line, which is what the reader sees (the index is 0-based).
                 problems.append(
                     source.diagnostic(
                         ("gateway", "routes", later, "match"),
-                        f"this route can never match: route {earlier} (line {line}) takes "
-                        "every request it would (routes are tried in order, first match wins)",
-                        f"move it above route {earlier}, or narrow route {earlier}",
+                        f"this route can never match: the route at line {line} takes every "
+                        "request it would (routes are tried in order, first match wins)",
+                        f"move it above the route at line {line}, or narrow that one",
                     )
                 )
                 break
