@@ -152,3 +152,32 @@ def test_breaker_success_resets_and_failures_still_open() -> None:
     breaker.release(breaker.acquire(1.0), False)
     assert breaker.state is CircuitState.OPEN
     assert changes == [CircuitState.OPEN]
+
+
+def test_verbs_mock_as_async() -> None:
+    """The verbs return coroutines without being ``async def``; mocks still treat them as
+    async, so users' tests can ``await`` a mocked client."""
+    import inspect
+    from unittest.mock import AsyncMock, create_autospec
+
+    for verb in ("get", "post", "put", "delete", "request"):
+        assert inspect.iscoroutinefunction(getattr(ServiceClient, verb)), verb
+    mocked = create_autospec(ServiceClient, instance=True)
+    assert isinstance(mocked.get, AsyncMock)
+    assert isinstance(AsyncMock(spec=ServiceClient).post, AsyncMock)
+
+
+async def test_a_wrapped_call_dropped_before_it_starts_warns_nothing(upstream: Upstream) -> None:
+    """A call with a fallback that is never awaited (its task cancelled before it ran)
+    leaves no inner coroutine behind to warn "was never awaited"."""
+    import gc
+    import warnings
+
+    async with make(upstream) as client:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call = client.get("/work", fallback=lambda exc: None)
+            call.close()
+            del call
+            gc.collect()
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

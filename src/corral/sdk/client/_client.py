@@ -282,23 +282,34 @@ class ServiceClient:
         ``session.get`` returns an awaitable): without a fallback or a span to wrap around
         it, the policy's own coroutine is the call, with no coroutine per layer."""
         method = method.upper()
-        call = self._call(method, path, json, content, params, headers, timeout)
         if fallback is None and self.tracer is None:
-            return call
-        return self._wrapped(method, call, fallback)
+            return self._call(method, path, json, content, params, headers, timeout)
+        # The arguments, not a coroutine made now: a wrapper cancelled before it starts
+        # must not leave an inner coroutine that was never awaited (a RuntimeWarning).
+        args = (method, path, json, content, params, headers, timeout)
+        return self._wrapped(method, args, fallback)
+
+    # The verbs return coroutines: say so to inspect.iscoroutinefunction, so that
+    # AsyncMock(spec=ServiceClient) and create_autospec mock them as async, as before.
+    get = inspect.markcoroutinefunction(get)
+    post = inspect.markcoroutinefunction(post)
+    put = inspect.markcoroutinefunction(put)
+    delete = inspect.markcoroutinefunction(delete)
+    request = inspect.markcoroutinefunction(request)
 
     async def _wrapped(
-        self, method: str, call: Coroutine[Any, Any, Response], fallback: Fallback[T] | None
+        self, method: str, args: tuple[Any, ...], fallback: Fallback[T] | None
     ) -> Response | T:
         """A call with a CLIENT span around it and/or a fallback for its final error."""
         try:
             if self.tracer is None:
-                return await call
+                return await self._call(*args)
             with self.tracer.start_as_current_span(
                 f"{method} {self.target}", kind=SpanKind.CLIENT
             ) as span:
                 span.set_attribute("corral.target", self.target)
-                response = await call  # runs inside the span: it is current when awaited
+                # runs inside the span: it is current when awaited
+                response = await self._call(*args)
                 span.set_attribute("http.response.status_code", response.status)
                 return response
         except ServiceCallError as exc:
