@@ -10,13 +10,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from auth.keys import KeyRing, RotationRules
 from auth.passwords import MAX_LENGTH, Passwords, WeakPassword
 from auth.store import SqlKeyStore, metadata, users
 from auth.tokens import Role, TokenIssuer
+from contracts.sql import insert_new
 from corral.sdk import Database, DbSession, Problem, Service, ServiceSettings
 
 
@@ -101,10 +101,8 @@ async def ensure_admin(db: Database, hasher: Passwords, email: str, password: st
             return False  # the usual case: no Argon2 hash at every start
     password_hash = await asyncio.to_thread(hasher.hash, password)
     async with db.transaction() as session:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         result = await session.execute(
-            dialect.insert(users)
-            .values(
+            insert_new(session, users).values(
                 id=str(uuid.uuid4()),
                 email=email,
                 name="admin",
@@ -112,7 +110,6 @@ async def ensure_admin(db: Database, hasher: Passwords, email: str, password: st
                 password_hash=password_hash,
                 created_at=datetime.now(UTC),
             )
-            .on_conflict_do_nothing()
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 

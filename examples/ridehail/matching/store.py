@@ -24,7 +24,6 @@ matching never heard of is ``INSERT ... ON CONFLICT DO NOTHING``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -41,11 +40,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.geo import Position
+from contracts.sql import insert_new
 from corral.sdk import Database
 from matching.domain import Claim, OnCommit, WaitingRide
 
@@ -81,12 +79,6 @@ match_rides = Table(
         postgresql_where=text("status = 'assigned'"),
     ),
 )
-
-
-def _insert_new(session: AsyncSession, table: Table) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` in the session's dialect (SQLite or PostgreSQL)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
 
 
 def _utc(value: datetime) -> datetime:
@@ -192,7 +184,7 @@ class SqlMatchStore:
             # ride.requested arrived). ON CONFLICT, not "select, then insert": on PostgreSQL
             # a concurrent add_ride inserts between the two (it waits for ours or we for it).
             await session.execute(
-                _insert_new(session, match_rides).values(
+                insert_new(session, match_rides).values(
                     id=ride_id, status="closed", requested_at=now, updated_at=now
                 )
             )

@@ -146,7 +146,8 @@ async def on_completed(event: ev.RideCompleted) -> None:
                 currency=fare.currency,
                 charge_id=str(response.json()["id"]),
             )
-            # False: another delivery recorded this capture (and its event) first.
+            # Either way done: it returns False when another delivery recorded this
+            # capture (and published its event) first.
             await store.capture(
                 svc.db,
                 event.ride_id,

@@ -17,9 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.sql import insert_new
 from corral.sdk import Database
 from payments.domain import Money, PaymentStatus
 
@@ -55,7 +54,7 @@ async def open_payment(
     (the first one computed), or None when the ride is already paid."""
     async with db.transaction() as session:
         await session.execute(
-            _insert_new(session).values(
+            insert_new(session, payments).values(
                 ride_id=ride_id,
                 rider_id=rider_id,
                 amount=str(fare.amount),
@@ -130,9 +129,3 @@ async def capture(
         if on_commit is not None:
             await on_commit(session)
     return True
-
-
-def _insert_new(session: AsyncSession) -> Any:
-    """``INSERT INTO payments ... ON CONFLICT DO NOTHING`` in the session's dialect."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(payments).on_conflict_do_nothing()
