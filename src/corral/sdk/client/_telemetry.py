@@ -36,7 +36,10 @@ class CallCounts:
     Plain integers bumped on the event loop and read at scrape time by
     :class:`_CallsCollector` (prometheus_client's custom-collector API), instead of a
     labelled ``Counter`` child: its ``inc`` is three Python calls and a lock per call,
-    which the client's hot path (one count per call) cannot afford.
+    which the client's hot path (one count per call) cannot afford. Without the lock, the
+    counts are exact only while one thread bumps them: clients of a service are used on
+    its event loop (a client used from several threads' loops could lose a count; and
+    there is no ``_created`` sample, which Counter would export).
     """
 
     __slots__ = ("failed", "ok")
