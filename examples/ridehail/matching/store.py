@@ -233,12 +233,12 @@ class SqlMatchStore:
                 drivers.c.ride_id.is_(None),
                 drivers.c.updated_at < before,
             )
-            gone = list((await session.scalars(select(drivers.c.id).where(idle))).all())
-            if gone:
-                await session.execute(
-                    update(drivers).where(and_(idle, drivers.c.id.in_(gone))).values(online=False)
-                )
-            return gone
+            # One statement: "select, then update" could report a driver as gone who
+            # confirmed availability in between (on PostgreSQL, which does not serialize).
+            result = await session.execute(
+                update(drivers).where(idle).values(online=False).returning(drivers.c.id)
+            )
+            return sorted(result.scalars().all())
 
     async def waiting(self) -> list[WaitingRide]:
         async with self._db.sessionmaker() as session:
