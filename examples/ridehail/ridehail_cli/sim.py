@@ -140,36 +140,14 @@ async def driver_loop(
                 ride_id = await wait_for_assignment(driver, where, stop, drain_until)
                 if ride_id is None:
                     break
-                found = await driver.call("GET", f"/rides/{ride_id}", step="poll", ok=(404,))
-                ride = found.json()
-                if found.status_code == 404 or ride["status"] != "matched":
-                    await asyncio.sleep(0.1)  # rides has not heard of the match yet, or it ended
-                    continue
-                await asyncio.sleep(0.1 / speed)
-                step = await driver.call(
-                    "POST", f"/rides/{ride_id}/arrive", step="arrive", ok=(409,)
-                )
-                if step.status_code == 409:  # the rider cancelled meanwhile
-                    await asyncio.sleep(0.1)
-                    continue
-                await driver.call("POST", f"/rides/{ride_id}/start", step="start")
-                pickup, dropoff = ride["pickup"], ride["dropoff"]
-                for i in range(1, 5):
-                    point = {
-                        k: pickup[k] + (dropoff[k] - pickup[k]) * i / 4 for k in ("lat", "lng")
-                    }
-                    await driver.call(
-                        "POST", "/tracking/positions", step="position", json={"position": point}
-                    )
-                    await asyncio.sleep(0.1 / speed)
-                await driver.call("POST", f"/rides/{ride_id}/complete", step="complete")
-                where = dropoff
+                where = await serve_ride(driver, ride_id, speed) or where
             except (ApiError, httpx.HTTPError) as exc:
                 stats.errors[error_name(exc)] += 1
                 await asyncio.sleep(0.2)
     finally:
+        ride_id = None
         with contextlib.suppress(ApiError, httpx.HTTPError, asyncio.TimeoutError):
-            await asyncio.wait_for(
+            response = await asyncio.wait_for(
                 asyncio.shield(
                     driver.call(
                         "PUT",
@@ -181,6 +159,42 @@ async def driver_loop(
                 ),
                 5,
             )
+            ride_id = response.json().get("ride_id") if response.status_code == 200 else None
+        # Going offline can cross a match made a moment before: the answer names the ride,
+        # and a driver does not leave a rider waiting: drive it, then leave.
+        while ride_id and time.monotonic() < drain_until:
+            try:
+                if await serve_ride(driver, ride_id, speed) is not None:
+                    break
+                found = await driver.call("GET", f"/rides/{ride_id}", step="poll", ok=(404,))
+                if found.status_code == 200 and found.json()["status"] in FINAL:
+                    break
+            except (ApiError, httpx.HTTPError) as exc:
+                stats.errors[error_name(exc)] += 1
+            await asyncio.sleep(0.2)
+
+
+async def serve_ride(driver: Person, ride_id: str, speed: float) -> dict[str, float] | None:
+    """Drive one matched ride from arrival to completion; the dropoff, or None when the
+    ride is not matched (yet: rides has not heard of the match; or any more)."""
+    found = await driver.call("GET", f"/rides/{ride_id}", step="poll", ok=(404,))
+    ride = found.json()
+    if found.status_code == 404 or ride["status"] != "matched":
+        await asyncio.sleep(0.1)
+        return None
+    await asyncio.sleep(0.1 / speed)
+    step = await driver.call("POST", f"/rides/{ride_id}/arrive", step="arrive", ok=(409,))
+    if step.status_code == 409:  # the rider cancelled meanwhile
+        await asyncio.sleep(0.1)
+        return None
+    await driver.call("POST", f"/rides/{ride_id}/start", step="start")
+    pickup, dropoff = ride["pickup"], ride["dropoff"]
+    for i in range(1, 5):
+        point = {k: pickup[k] + (dropoff[k] - pickup[k]) * i / 4 for k in ("lat", "lng")}
+        await driver.call("POST", "/tracking/positions", step="position", json={"position": point})
+        await asyncio.sleep(0.1 / speed)
+    await driver.call("POST", f"/rides/{ride_id}/complete", step="complete")
+    return dict(dropoff)
 
 
 async def wait_for_assignment(
