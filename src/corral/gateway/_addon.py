@@ -129,7 +129,9 @@ class GatewayAddon(Addon):
         Separate from :meth:`start` so tests and tools can run Envoy themselves."""
         self._plan = plan
         self._ports = ports
-        self._socket_dir = None
+        if self._socket_dir is not None:  # prepared before: that directory is done with
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
         socket = directory.absolute() / "admin.sock"
         if len(str(socket).encode()) > _MAX_SOCKET_PATH:
             # A private (0700) directory with a short path instead.
