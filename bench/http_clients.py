@@ -1,9 +1,14 @@
-"""HTTP client for service calls: aiohttp vs httpx vs httpx2 as pooled async clients.
+"""HTTP client for service calls: aiohttp vs httpx, httpx2, pyreqwest and aiosonic.
 
 Every candidate calls the same upstream (a tiny raw-ASGI JSON endpoint on uvicorn with
 uvloop and httptools, in its own process, 127.0.0.1 only) from a client process running
 on uvloop, as a Corral service would. For each concurrency (in-flight requests) every
 client runs for the same duration; rounds alternate the order so drift hits all alike.
+Each client's CPU time per call is recorded too (its process, all threads: pyreqwest
+does its I/O on Rust threads). Speed is not the only test: a resilience client cancels
+calls (deadlines, a caller that went away), so each candidate is also cancelled while
+waiting on a server that never answers, and the bench records whether the server sees
+the connection close (the request really stopped) within a second.
 Results: bench/results/http_clients.json.
 
     uv run python bench/http_clients.py [--duration 3] [--rounds 2] [--concurrency 1 16 64]
@@ -13,15 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +109,67 @@ async def make_client(
             assert response.status_code == 200
 
         return call_httpx, client.aclose
+    if kind == "pyreqwest":
+        from pyreqwest.client import ClientBuilder
+
+        rclient = ClientBuilder().max_connections(limit).timeout(timedelta(seconds=10)).build()
+
+        async def call_pyreqwest() -> None:
+            response = await rclient.get(url).build().send()
+            await response.bytes()
+            assert response.status == 200
+
+        return call_pyreqwest, rclient.close
+    if kind == "aiosonic":
+        import aiosonic
+        from aiosonic.pools import PoolConfig
+
+        sonic = aiosonic.HTTPClient(
+            aiosonic.TCPConnector(pool_configs={":default": PoolConfig(size=limit)})
+        )
+
+        async def call_aiosonic() -> None:
+            response = await sonic.get(url)
+            await response.content()
+            assert response.status_code == 200
+
+        return call_aiosonic, sonic.aclose
     raise ValueError(kind)
+
+
+async def cancel_closes_connection(kind: str) -> float | None:
+    """Cancel a call that is waiting on a server that never answers: seconds until the
+    server saw its connection close, None if it stayed open for a second (the request
+    kept running after the caller gave up)."""
+    accepted: asyncio.Queue[asyncio.Event] = asyncio.Queue()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        closed = asyncio.Event()
+        await accepted.put(closed)
+        await reader.read()  # returns when the client closes the connection
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    call, close = await make_client(kind, f"http://127.0.0.1:{port}/hang", 4)
+    task = asyncio.ensure_future(call())
+    try:
+        closed = await asyncio.wait_for(accepted.get(), 5)
+        await asyncio.sleep(0.05)  # the request is sent and waiting
+        task.cancel()
+        cancelled_at = time.perf_counter()
+        try:
+            await asyncio.wait_for(closed.wait(), 1.0)
+        except TimeoutError:
+            return None
+        return round(time.perf_counter() - cancelled_at, 4)
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await close()
+        server.close()
 
 
 async def run_one(kind: str, url: str, concurrency: int, duration: float) -> dict[str, Any]:
@@ -119,9 +187,10 @@ async def run_one(kind: str, url: str, concurrency: int, duration: float) -> dic
             await call()
             latencies.append(time.perf_counter() - start)
 
-    began = time.perf_counter()
+    began, usage_began = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
+    elapsed, usage = time.perf_counter() - began, resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime - usage_began.ru_utime + usage.ru_stime - usage_began.ru_stime
     await close()
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
@@ -132,6 +201,8 @@ async def run_one(kind: str, url: str, concurrency: int, duration: float) -> dic
         "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(q[49] * 1000, 3),
         "p99_ms": round(q[98] * 1000, 3),
+        # the client process's CPU (all its threads) per call
+        "cpu_us_per_call": round(cpu / len(latencies) * 1e6, 1),
     }
 
 
@@ -140,7 +211,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--clients", nargs="+", default=["aiohttp", "httpx", "httpx2"])
+    parser.add_argument(
+        "--clients",
+        nargs="+",
+        default=["aiohttp", "httpx", "httpx2", "pyreqwest", "aiosonic"],
+    )
     args = parser.parse_args()
 
     port = free_port()
@@ -178,21 +253,20 @@ def main() -> None:
                 "rps": round(statistics.median(r["rps"] for r in mine), 1),
                 "p50_ms": round(statistics.median(r["p50_ms"] for r in mine), 3),
                 "p99_ms": round(statistics.median(r["p99_ms"] for r in mine), 3),
+                "cpu_us_per_call": round(statistics.median(r["cpu_us_per_call"] for r in mine), 1),
             }
     best = {
         str(c): max(args.clients, key=lambda k, c=c: summary[k][str(c)]["rps"])
         for c in args.concurrency
     }
-    import aiohttp
-    import httpx
-
-    versions = {"aiohttp": aiohttp.__version__, "httpx": httpx.__version__}
-    try:
-        import httpx2
-
-        versions["httpx2"] = httpx2.__version__
-    except ImportError:
-        pass
+    cancel = {
+        kind: {"closed_after_s": uvloop.run(cancel_closes_connection(kind))}
+        for kind in args.clients
+    }
+    for result in cancel.values():
+        result["stops_on_cancel"] = result["closed_after_s"] is not None
+    print(json.dumps({"cancel": cancel}), flush=True)
+    versions = {kind: importlib.metadata.version(kind) for kind in args.clients}
     out = {
         "benchmark": "http_clients",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -203,10 +277,11 @@ def main() -> None:
         "versions": versions,
         "summary_median_of_rounds": summary,
         "fastest_by_concurrency": best,
+        "cancellation": cancel,
         "runs": runs,
     }
     write_result("http_clients.json", out)
-    print(json.dumps({"summary": summary, "fastest": best}, indent=2))
+    print(json.dumps({"summary": summary, "fastest": best, "cancel": cancel}, indent=2))
 
 
 if __name__ == "__main__":
