@@ -136,6 +136,13 @@ async def assignments(caller: CallerDep) -> dict[str, str]:
     return result
 
 
+@svc.get("/drivers")
+async def drivers_on_duty(caller: CallerDep) -> dict[str, Position]:
+    """Free drivers on duty, by id, with where they are (admins: operations and tests)."""
+    require(caller, "admin")
+    return await matcher().store.available_drivers()
+
+
 @svc.get("/waiting")
 async def waiting(caller: CallerDep) -> list[dict[str, object]]:
     """Rides waiting for a driver, oldest first (admins: operations and tests)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -49,6 +50,7 @@ async def tour(gateway: str) -> int:
     console.print(Panel.fit(f"ridehail tour through the gateway at [bold]{gateway}[/]"))
     async with httpx.AsyncClient(base_url=gateway, timeout=10) as http:
         rider, driver = Person(http, "rider"), Person(http, "driver")
+        on_duty = False
         try:
             for who in (rider, driver):
                 body = {
@@ -76,6 +78,7 @@ async def tour(gateway: str) -> int:
                     json={"available": True, "position": ROUTE[0]},
                 ),
             )
+            on_duty = True
             response = await rider.call(
                 "POST", "/rides", json={"pickup": PICKUP, "dropoff": DROPOFF}
             )
@@ -128,8 +131,20 @@ async def tour(gateway: str) -> int:
             show("the ride, paid", response, ("status", "fare", "currency", "payment_status"))
             response = await driver.call("POST", f"/rides/{ride_id}/cancel", ok=(403, 409))
             show("driver tries to cancel (refused)", response, ("status", "title", "detail"))
+            # Off duty at the end: a driver left available would be matched with the next
+            # rides (a `ridehail sim` right after, say) and never drive them.
+            show(
+                "driver goes off duty",
+                await driver.call("PUT", "/drivers/me/availability", json={"available": False}),
+                ("available", "ride_id"),
+            )
+            on_duty = False
         except (ApiError, TimeoutError, httpx.HTTPError) as exc:
             console.print(f"[red]tour failed:[/] {exc}")
             return 1
+        finally:
+            if on_duty:  # the tour failed half-way: do not leave the driver matchable
+                with contextlib.suppress(ApiError, httpx.HTTPError):
+                    await driver.call("PUT", "/drivers/me/availability", json={"available": False})
     console.print("[green]✔[/] tour complete")
     return 0

@@ -25,7 +25,7 @@ pytestmark = [
     pytest.mark.timeout(240),
 ]
 
-BERLIN = {"lat": 52.52, "lng": 13.405}  # the tour's city: its driver stays around
+BERLIN = {"lat": 52.52, "lng": 13.405}  # the tour's city
 MADRID = {"lat": 40.4168, "lng": -3.7038}
 NEARBY = {"lat": 40.4178, "lng": -3.7028}
 MIDWAY = {"lat": 40.4068, "lng": -3.6888}
@@ -95,9 +95,17 @@ async def offline(driver: Person) -> None:
     await driver.call("PUT", "/drivers/me/availability", json={"available": False})
 
 
-async def test_the_tour_runs_from_signup_to_payment(system: tuple[str, Any]) -> None:
-    """The scripted tour (`ridehail demo`) completes a ride and sees it paid."""
+async def test_the_tour_runs_from_signup_to_payment(
+    system: tuple[str, Any], http: httpx.AsyncClient
+) -> None:
+    """The scripted tour (`ridehail demo`) completes a ride and sees it paid, and leaves
+    no driver on duty (one left available was matched with the next rides, say a
+    `ridehail sim` right after, and never drove them)."""
+    ops = await admin(http)
+    before = (await ops.call("GET", "/admin/matching/drivers")).json()
     assert await tour(system[0]) == 0
+    after = (await ops.call("GET", "/admin/matching/drivers")).json()
+    assert after.keys() <= before.keys(), "the tour's driver is still on duty"
 
 
 async def test_happy_path_fare_estimate_match_track_complete_pay(http: httpx.AsyncClient) -> None:
