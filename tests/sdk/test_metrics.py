@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from corral import contract
 from corral.sdk import UNMATCHED_ROUTE, Service
-from corral.sdk.testing import metric, serve_in_process
+from corral.sdk.testing import capture_logs, metric, serve_in_process
 
 
 def make_service(name: str = "metered") -> Service:
@@ -42,19 +42,26 @@ async def test_unmatched_paths_share_one_label() -> None:
     )
 
 
-async def test_probes_and_scrapes_are_not_counted() -> None:
-    """Health probes and /metrics scrapes do not count as traffic; in-flight returns to 0."""
+async def test_probes_and_scrapes_are_not_counted_or_logged() -> None:
+    """Health probes, /metrics scrapes and `corral status` reading circuits do not count
+    as traffic nor write access lines; in-flight returns to 0."""
     svc = make_service()
-    async with serve_in_process(svc) as client:
-        await client.get(contract.READINESS_PATH)
-        await client.get(contract.LIVENESS_PATH)
-        await client.get(contract.METRICS_PATH)
-    assert (
-        metric(
-            svc, "http_requests_total", method="GET", route=contract.READINESS_PATH, status="200"
-        )
-        == 0
+    polls = (
+        contract.READINESS_PATH,
+        contract.LIVENESS_PATH,
+        contract.METRICS_PATH,
+        contract.CIRCUITS_PATH,
     )
+    with capture_logs() as lines:
+        async with serve_in_process(svc) as client:
+            for path in polls:
+                assert (await client.get(path)).status_code == 200
+            await client.get("/users/1/orders/1")  # traffic: counted and logged
+    for path in polls:
+        assert metric(svc, "http_requests_total", method="GET", route=path, status="200") == 0
+    assert [line["path"] for line in lines if line.get("event") == "request"] == [
+        "/users/1/orders/1"
+    ]
     assert metric(svc, "http_requests_in_flight") == 0
 
 

@@ -159,7 +159,16 @@ class Service(Generic[S]):
         # The telemetry middleware goes around the whole stack FastAPI builds (users'
         # middleware included), not into it with add_middleware: see wrap_stack.
         build_stack = self.app.build_middleware_stack
-        quiet = frozenset((contract.LIVENESS_PATH, contract.READINESS_PATH, contract.METRICS_PATH))
+        # The control plane's polls (probes, scrapes, `corral status` reading circuits):
+        # neither traffic in the metrics nor access lines in the service's log.
+        quiet = frozenset(
+            (
+                contract.LIVENESS_PATH,
+                contract.READINESS_PATH,
+                contract.METRICS_PATH,
+                contract.CIRCUITS_PATH,
+            )
+        )
         self.app.build_middleware_stack = (  # type: ignore[method-assign]
             lambda: wrap_stack(build_stack, self, quiet)
         )
