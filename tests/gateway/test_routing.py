@@ -89,6 +89,13 @@ def test_unknown_path_is_problem_404(upstreams: dict[str, Upstream], tmp_path: P
         response = gw.client.get("/nowhere")
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["title"] == "Not Found"
+        problem = response.json()
+        assert len(problem.pop("request_id")) >= 32  # Envoy's UUID, for support to quote
+        assert problem == {
+            "type": "about:blank",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "no route matches this request",
+        }
     finally:
         gw.stop()

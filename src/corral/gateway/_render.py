@@ -35,7 +35,6 @@ from corral.gateway._envoy import (
     header_value,
 )
 from corral.gateway._filters import (
-    PROBLEM_JSON,
     http_filters,
     local_reply_config,
     route_filter_configs,
@@ -92,17 +91,15 @@ def render_routes(plan: GatewayPlan) -> Json:
     routes: list[Json] = []
     for route in plan.routes:
         routes.extend(_route(plan, route))
+    # A direct response is a local reply: local_reply_config's 404 mapper wraps this body
+    # as the problem's "detail" (a problem JSON here came out nested inside "detail").
     not_found: Json = {
         "name": NOT_FOUND_ROUTE,
         "match": {"prefix": "/"},
         "direct_response": {
             "status": 404,
-            "body": {
-                "inline_string": '{"type":"about:blank","title":"Not Found","status":404,'
-                '"detail":"no route matches this request"}'
-            },
+            "body": {"inline_string": "no route matches this request"},
         },
-        "response_headers_to_add": [header_value("content-type", PROBLEM_JSON)],
     }
     if plan.providers:
         not_found["typed_per_filter_config"] = {F_JWT: {"@type": T_JWT_ROUTE, "disabled": True}}
