@@ -77,6 +77,30 @@ async def test_validation_error_lists_every_location() -> None:
     assert all(e["detail"] and e["type"] for e in body["errors"])
 
 
+async def test_malformed_json_says_what_is_wrong_and_where() -> None:
+    """A body that is not JSON names json.loads' reason and the character, not FastAPI's
+    bare "JSON decode error" at location body.<offset>."""
+    async with serve_in_process(make_service()) as client:
+        response = await client.post(
+            "/rides",
+            content=b'{"rider": "ada", seats}',
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == (
+        "the request body is not valid JSON: "
+        "Expecting property name enclosed in double quotes (at character 17)"
+    )
+    assert body["errors"] == [
+        {
+            "loc": ["body", 17],
+            "detail": "Expecting property name enclosed in double quotes (at character 17)",
+            "type": "json_invalid",
+        }
+    ]
+
+
 async def test_path_parameter_validation_is_422_problem() -> None:
     """A path parameter of the wrong type is a 422 problem naming the path location."""
     async with serve_in_process(make_service()) as client:

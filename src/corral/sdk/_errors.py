@@ -136,10 +136,19 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
         for e in exc.errors()
     ]
     where = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
+    detail = f"invalid: {where}" if where else None
+    for raw, error in zip(exc.errors(), errors, strict=True):
+        if error["type"] == "json_invalid":
+            # FastAPI's loc is ("body", <character offset>) and its msg "JSON decode
+            # error": say what json.loads said, where ("invalid: body.1" said nothing).
+            reason = (raw.get("ctx") or {}).get("error") or "not valid JSON"
+            at = error["loc"][-1] if len(error["loc"]) > 1 else None
+            error["detail"] = f"{reason} (at character {at})" if at is not None else reason
+            detail = f"the request body is not valid JSON: {error['detail']}"
     return problem_response(
         422,
         "Request validation failed",
-        detail=f"invalid: {where}" if where else None,
+        detail=detail,
         instance=_instance(request),
         errors=errors,
     )
