@@ -83,6 +83,11 @@ class Upstream:
         url = f"http://127.0.0.1:{self.port}/__control/{fault}"
         httpx.post(url, timeout=2.0).raise_for_status()
 
+    def served(self) -> int:
+        """Requests this upstream has answered (its /__stats; health checks excluded)."""
+        url = f"http://127.0.0.1:{self.port}/__stats"
+        return int(httpx.get(url, timeout=2.0).json()["served"])
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()

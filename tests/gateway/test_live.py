@@ -85,7 +85,7 @@ async def test_live_routes_and_route_change(upstreams: dict[str, Upstream], tmp_
         rows = live_routes(gw.admin_socket)
         assert [(r["name"], r["match"], r["service"]) for r in rows] == [
             ("0-web", "prefix /", "web"),
-            ("0-web/no-retry", "prefix /", "web"),
+            ("0-web/unsafe-methods", "prefix /", "web"),
             ("corral-not-found", "prefix /", None),
         ]
         _, plan = manifest_from(

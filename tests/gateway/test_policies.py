@@ -104,25 +104,44 @@ def test_body_size_header_rules_cors_and_503(
         gw.stop()
 
 
-def test_retries_only_idempotent_and_skip_dead_instance(
+def test_retries_skip_a_dead_instance_for_every_method(
     upstreams: dict[str, Upstream], tmp_path: Path
 ) -> None:
-    """With one dead instance, GETs are retried onto the live one; POSTs are not retried."""
+    """With one dead instance (connection refused), GETs and POSTs alike are retried onto
+    the live one: a refused connection means the request never left, so retrying a POST
+    cannot apply it twice (a crashed replica used to turn POSTs into 503s)."""
     dead = Upstream.start("dead")
     records = [upstreams["a"].record("a"), dead.record("a")]
     gw = start_gateway(MANIFEST, tmp_path, records)
     try:
         dead.kill()
-        # POST is not idempotent: not retried, so some land on the dead instance and fail.
-        posts = [gw.client.post("/post-flaky/x").status_code for _ in range(6)]
-        assert 503 in posts, posts
-        assert 200 in posts, posts
-        # GET is retried on the other instance (previous_hosts predicate): never fails.
+        posts = [gw.client.post("/post-flaky/x").status_code for _ in range(12)]
+        assert set(posts) == {200}, posts
         gets = [gw.client.get("/post-flaky/x").status_code for _ in range(30)]
         assert set(gets) == {200}, gets
     finally:
         gw.stop()
         dead.kill()
+
+
+def test_a_post_the_upstream_saw_is_not_retried(
+    upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    """A 5xx to a POST is not retried (the upstream may have applied it), while the same
+    answer to a GET on the same route is."""
+    upstream = upstreams["a"]
+    gw = start_gateway(MANIFEST, tmp_path, [upstream.record("a")])
+    upstream.fault("failing")
+    try:
+        before = upstream.served()
+        assert gw.client.post("/flaky/x").status_code == 500
+        assert upstream.served() - before == 1, "a POST answered 500 was retried"
+        before = upstream.served()
+        assert gw.client.get("/flaky/x").status_code == 500
+        assert upstream.served() - before == 3, "a GET answered 500 is retried twice"
+    finally:
+        upstream.fault("ok")
+        gw.stop()
 
 
 def test_only_serving_instances_get_traffic(upstreams: dict[str, Upstream], tmp_path: Path) -> None:

@@ -40,14 +40,14 @@ from corral.gateway._filters import (
     route_filter_configs,
 )
 from corral.manifest import KeyPath
-from corral.manifest._gateway import HTTP_METHODS, IDEMPOTENT_METHODS, LoadBalancing
+from corral.manifest._gateway import HTTP_METHODS, IDEMPOTENT_METHODS, LoadBalancing, RetryOn
 from corral.plan._gateway import ClusterPlan, GatewayPlan, RoutePlan
 from corral.runtime.registry import Snapshot
 
 ROUTE_CONFIG_NAME = "corral"
 LISTENER_NAME = "gateway"
 NOT_FOUND_ROUTE = "corral-not-found"
-NO_RETRY_SUFFIX = "/no-retry"
+UNSAFE_SUFFIX = "/unsafe-methods"
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def route_names(plan: GatewayPlan) -> dict[str, KeyPath]:
     names: dict[str, KeyPath] = {}
     for route in plan.routes:
         names[route.name] = route.path
-        names[route.name + NO_RETRY_SUFFIX] = route.path
+        names[route.name + UNSAFE_SUFFIX] = route.path
     for cluster in plan.clusters:
         names[cluster.name] = cluster.path
     for provider in plan.providers:
@@ -129,22 +129,38 @@ def _route(plan: GatewayPlan, route: RoutePlan) -> list[Json]:
     methods = set(route.methods) or set(HTTP_METHODS)
     if route.cors and route.methods:
         methods.add("OPTIONS")  # let preflights reach the CORS filter
-    retried = route.retry.retries > 0 and route.retry.on
-    if not retried or route.retry.retry_non_idempotent:
-        return [_envoy_route(plan, route, route.name, methods, retry=bool(retried), all_=True)]
+    on = tuple(sorted(str(o) for o in route.retry.on)) if route.retry.retries > 0 else ()
+    if not on or route.retry.retry_non_idempotent:
+        return [_envoy_route(plan, route, route.name, methods, retry_on=on, all_=True)]
     safe = methods & set(IDEMPOTENT_METHODS)
     unsafe = methods - safe
     out: list[Json] = []
     if safe:
-        out.append(_envoy_route(plan, route, route.name, safe, retry=True, all_=not unsafe))
+        out.append(_envoy_route(plan, route, route.name, safe, retry_on=on, all_=not unsafe))
     if unsafe:
-        name = route.name + NO_RETRY_SUFFIX if safe else route.name
-        out.append(_envoy_route(plan, route, name, unsafe, retry=False, all_=not safe))
+        name = route.name + UNSAFE_SUFFIX if safe else route.name
+        unsent = tuple(sorted({_NEVER_SENT[o] for o in on if o in _NEVER_SENT}))
+        out.append(_envoy_route(plan, route, name, unsafe, retry_on=unsent, all_=not safe))
     return out
 
 
+# A request that may change state is retried only when Envoy knows the upstream never got
+# it: the connection failed, or was reset before a byte of the request went out (Envoy
+# 1.31+). A reset later, or any 5xx, may follow a change that was made.
+_NEVER_SENT = {
+    str(RetryOn.CONNECT_FAILURE): "connect-failure",
+    str(RetryOn.RESET): "reset-before-request",
+}
+
+
 def _envoy_route(
-    plan: GatewayPlan, route: RoutePlan, name: str, methods: set[str], *, retry: bool, all_: bool
+    plan: GatewayPlan,
+    route: RoutePlan,
+    name: str,
+    methods: set[str],
+    *,
+    retry_on: tuple[str, ...],
+    all_: bool,
 ) -> Json:
     match: Json = _path_match(route)
     headers: list[Json] = []
@@ -179,11 +195,11 @@ def _envoy_route(
     rewrite = _rewrite(route)
     if rewrite:
         action["regex_rewrite"] = rewrite
-    if retry:
+    if retry_on:
         policy = route.retry
         backoff_max = policy.backoff.max or policy.backoff.base * 10
         retry_policy: Json = {
-            "retry_on": ",".join(sorted(str(on) for on in policy.on)),
+            "retry_on": ",".join(retry_on),
             "num_retries": policy.retries,
             "retry_back_off": {
                 "base_interval": duration(policy.backoff.base),

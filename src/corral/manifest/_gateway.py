@@ -168,7 +168,8 @@ class RetryBackoffSpec(BaseModel):
 
 
 class RetrySpec(BaseModel):
-    """Retry policy. Only idempotent methods are retried unless retry_non_idempotent."""
+    """Retry policy. Non-idempotent methods are retried only where the request never left
+    (connect failure, reset before sending) unless retry_non_idempotent."""
 
     model_config = STRICT
 
