@@ -187,7 +187,9 @@ async def serve_ride(driver: Person, ride_id: str, speed: float) -> dict[str, fl
     if step.status_code == 409:  # the rider cancelled meanwhile
         await asyncio.sleep(0.1)
         return None
-    await driver.call("POST", f"/rides/{ride_id}/start", step="start")
+    step = await driver.call("POST", f"/rides/{ride_id}/start", step="start", ok=(409,))
+    if step.status_code == 409:  # the rider cancelled while the driver was arriving
+        return None
     pickup, dropoff = ride["pickup"], ride["dropoff"]
     for i in range(1, 5):
         point = {k: pickup[k] + (dropoff[k] - pickup[k]) * i / 4 for k in ("lat", "lng")}
