@@ -5,6 +5,7 @@
 | ride.requested | rides | matching, tracking |
 | ride.matched | matching | rides, tracking |
 | ride.unmatched | matching | rides, tracking |
+| ride.match-expired | rides | matching, tracking |
 | ride.driver-arriving | rides | tracking |
 | ride.started | rides | tracking |
 | ride.completed | rides | payments, matching, tracking |
@@ -43,6 +44,14 @@ class RideMatched(_Event):
 
 class RideUnmatched(_Event):
     reason: str
+
+
+class RideMatchExpired(_Event):
+    """The matched driver did not start towards the pickup in time: the ride is waiting
+    for a driver again, and ``driver_id`` is taken off duty."""
+
+    driver_id: str
+    waited_s: float
 
 
 class RideProgressed(_Event):

@@ -8,8 +8,6 @@ waiting rides and expires the ones that waited too long.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import events as ev
 from contracts.geo import Position
 from contracts.identity import CallerDep, require
+from contracts.periodic import every
 from corral.sdk import Problem, Service, ServiceSettings
 from matching.domain import Match, Matcher, MatchingRules
 from matching.store import SqlMatchStore, metadata
@@ -53,20 +52,6 @@ async def _publish_unmatched(ride_id: str, session: AsyncSession) -> None:
     await svc.events.publish("ride.unmatched", payload, key=ride_id, session=session)
 
 
-async def _sweeper() -> None:
-    while True:
-        await asyncio.sleep(svc.settings.sweep_interval_s)
-        try:
-            matches, unmatched = await matcher().sweep(datetime.now(UTC))
-        except Exception as exc:  # the next sweep tries again
-            svc.log.warning("sweep failed", error=str(exc))
-            continue
-        for match in matches:
-            svc.log.info("matched by sweep", ride_id=match.ride_id, driver_id=match.driver_id)
-        for ride_id in unmatched:
-            svc.log.info("ride unmatched", ride_id=ride_id)
-
-
 @svc.on_startup
 async def _start() -> None:
     settings = svc.settings
@@ -80,16 +65,15 @@ async def _start() -> None:
         on_match=_publish_match,
         on_unmatched=_publish_unmatched,
     )
-    state["sweeper"] = asyncio.create_task(_sweeper())
 
 
-@svc.on_shutdown
-async def _stop() -> None:
-    task = state.pop("sweeper", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+@every(svc, lambda: svc.settings.sweep_interval_s, "sweep")
+async def _sweep() -> None:
+    matches, unmatched = await matcher().sweep(datetime.now(UTC))
+    for match in matches:
+        svc.log.info("matched by sweep", ride_id=match.ride_id, driver_id=match.driver_id)
+    for ride_id in unmatched:
+        svc.log.info("ride unmatched", ride_id=ride_id)
 
 
 class Availability(BaseModel):
@@ -157,6 +141,18 @@ async def waiting(caller: CallerDep) -> list[dict[str, object]]:
 @svc.events.subscribe("ride.requested")
 async def on_requested(event: ev.RideRequested) -> None:
     await matcher().ride_requested(event.ride_id, event.pickup, event.requested_at)
+
+
+@svc.events.subscribe("ride.match-expired")
+async def on_match_expired(event: ev.RideMatchExpired) -> None:
+    match = await matcher().match_expired(event.ride_id, event.driver_id, datetime.now(UTC))
+    svc.log.info(
+        "driver never set off: taken off duty, ride matched again",
+        ride_id=event.ride_id,
+        driver_id=event.driver_id,
+        waited_s=round(event.waited_s, 1),
+        new_driver_id=match.driver_id if match else None,
+    )
 
 
 @svc.events.subscribe("ride.completed")

@@ -90,6 +90,12 @@ class MatchStore(Protocol):
         """A waiting ride becomes unmatched; True for exactly one caller."""
         ...
 
+    async def release(self, ride_id: str, driver_id: str, now: datetime) -> WaitingRide | None:
+        """The driver on this ride never set off: the ride waits again (its wait starts
+        over at ``now``) and the driver goes off duty. None when the ride is not this
+        driver's assigned ride any more (closed, or released by another replica)."""
+        ...
+
     async def expire_idle_drivers(self, before: datetime) -> list[str]:
         """Free drivers not heard from since ``before`` go offline (a closed app, a lost
         phone, a killed simulator): they are never proposed again until they say they
@@ -179,6 +185,15 @@ class Matcher:
             return None
         self.index.upsert(driver_id, where)
         return await self._serve_waiting(driver_id, where, now)
+
+    async def match_expired(self, ride_id: str, driver_id: str, now: datetime) -> Match | None:
+        """rides released the ride (its driver never set off): take the driver off duty and
+        match the ride again at once, or leave it waiting for the sweep."""
+        ride = await self.store.release(ride_id, driver_id, now)
+        self.index.remove(driver_id)
+        if ride is None:
+            return None
+        return await self._match_ride(ride, now)
 
     async def sweep(self, now: datetime) -> tuple[list[Match], list[str]]:
         """Take idle drivers offline; resync the index; expire rides that waited too long;

@@ -226,6 +226,33 @@ class SqlMatchStore:
                 await on_commit(session)
         return True
 
+    async def release(self, ride_id: str, driver_id: str, now: datetime) -> WaitingRide | None:
+        async with self._db.transaction() as session:
+            # Conditional, one statement each: a cancel or another replica's release
+            # that committed first leaves nothing to do here.
+            ride = (
+                await session.execute(
+                    update(match_rides)
+                    .where(
+                        and_(
+                            match_rides.c.id == ride_id,
+                            match_rides.c.status == "assigned",
+                            match_rides.c.driver_id == driver_id,
+                        )
+                    )
+                    .values(status="waiting", driver_id=None, requested_at=now, updated_at=now)
+                    .returning(match_rides.c.pickup_lat, match_rides.c.pickup_lng)
+                )
+            ).first()
+            if ride is None:
+                return None
+            await session.execute(
+                update(drivers)
+                .where(and_(drivers.c.id == driver_id, drivers.c.ride_id == ride_id))
+                .values(ride_id=None, online=False, updated_at=now)
+            )
+            return WaitingRide(ride_id, Position(lat=ride.pickup_lat, lng=ride.pickup_lng), now)
+
     async def expire_idle_drivers(self, before: datetime) -> list[str]:
         async with self._db.transaction() as session:
             idle = and_(
@@ -347,6 +374,16 @@ class MemoryMatchStore:
         if on_commit is not None:
             await on_commit(None)
         return True
+
+    async def release(self, ride_id: str, driver_id: str, now: datetime) -> WaitingRide | None:
+        ride = self.rides.get(ride_id)
+        if ride is None or ride["status"] != "assigned" or ride["driver_id"] != driver_id:
+            return None
+        ride |= {"status": "waiting", "driver_id": None, "at": now}
+        driver = self.drivers.get(driver_id)
+        if driver is not None and driver["ride_id"] == ride_id:
+            driver |= {"ride_id": None, "online": False, "at": now}
+        return WaitingRide(ride_id, ride["pickup"], now)  # type: ignore[arg-type]
 
     async def expire_idle_drivers(self, before: datetime) -> list[str]:
         gone = [

@@ -9,10 +9,10 @@ it when payments is slow or down) and the driven distance from tracking at compl
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +20,8 @@ from contracts import events as ev
 from contracts.calls import Calls
 from contracts.geo import Position
 from contracts.identity import Caller, CallerDep, require
-from corral.sdk import DbSession, Problem, Service
+from contracts.periodic import every
+from corral.sdk import DbSession, Problem, Service, ServiceSettings
 from rides import store
 from rides.domain import (
     SYSTEM,
@@ -37,7 +38,15 @@ from rides.domain import (
     new_ride,
 )
 
-svc = Service("rides", metadata=store.metadata, title="ridehail rides")
+
+class Settings(ServiceSettings):
+    match_accept_timeout_s: float = Field(default=60.0, gt=0)
+    """A matched driver who has not set off (``arrive``) by then is released: the ride
+    waits for another driver and matching takes this one off duty."""
+    release_sweep_interval_s: float = Field(default=1.0, gt=0)
+
+
+svc = Service("rides", settings=Settings, metadata=store.metadata, title="ridehail rides")
 payments = Calls(svc, "payments")
 tracking = Calls(svc, "tracking")
 
@@ -202,14 +211,20 @@ async def _act(
         raise IllegalTransition(ride_id, before.status, action)  # changed under us
     after = transition.ride
     if transition.topic is not None:
-        await svc.events.publish(
-            transition.topic, _payload(transition.topic, after), key=ride_id, session=session
-        )
+        payload = _payload(transition.topic, after, before)
+        await svc.events.publish(transition.topic, payload, key=ride_id, session=session)
     return before, after
 
 
-def _payload(topic: str, ride: Ride) -> Any:
+def _payload(topic: str, ride: Ride, before: Ride) -> Any:
     match topic:
+        case "ride.match-expired":
+            assert before.driver_id is not None
+            assert before.matched_at is not None
+            waited = (ride.updated_at or before.matched_at) - before.matched_at
+            return ev.RideMatchExpired(
+                ride_id=ride.id, driver_id=before.driver_id, waited_s=waited.total_seconds()
+            )
         case "ride.driver-arriving" | "ride.started":
             assert ride.driver_id is not None
             return ev.RideProgressed(ride_id=ride.id, driver_id=ride.driver_id, status=ride.status)
@@ -251,6 +266,31 @@ async def step(ride_id: str, step: Step, caller: CallerDep, session: DbSession) 
         raise problem(exc) from exc
     assert result is not None
     return view(result[1])
+
+
+# -- the accept timeout ----------------------------------------------------------------
+async def release_stale_matches(now: datetime) -> list[str]:
+    """Release every ride whose matched driver has not set off within the accept timeout;
+    the ids released. Each release is its own transaction, a versioned update: a driver's
+    ``arrive`` (or another replica's sweep) that commits first wins, and this one skips."""
+    cutoff = now - timedelta(seconds=svc.settings.match_accept_timeout_s)
+    async with svc.db.sessionmaker() as session:
+        stale = await store.matched_before(session, cutoff)
+    released: list[str] = []
+    for ride_id in stale:
+        try:
+            async with svc.db.transaction() as session:
+                await _act(session, ride_id, Action.RELEASE, SYSTEM)
+        except RideError:  # arrived, cancelled or released meanwhile
+            continue
+        released.append(ride_id)
+    return released
+
+
+@every(svc, lambda: svc.settings.release_sweep_interval_s, "release sweep")
+async def _release_sweep() -> None:
+    for ride_id in await release_stale_matches(datetime.now(UTC)):
+        svc.log.info("match released: the driver did not set off", ride_id=ride_id)
 
 
 # -- events from matching and payments ------------------------------------------------

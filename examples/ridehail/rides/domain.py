@@ -3,16 +3,19 @@
 ::
 
     requested -match-> matched -arrive-> driver_arriving -start-> in_progress -complete-> completed
-      |    |              |                   |
-      |  unmatch        cancel              cancel
-      |    v              v                   v
-      |  unmatched      cancelled           cancelled
+      |  |  ^              |  |                 |
+      |  |  +----release---+  |                 |
+      |  unmatch            cancel            cancel
+      |  v                    v                 v
+      |  unmatched          cancelled         cancelled
       +-cancel-> cancelled
 
-``match`` and ``unmatch`` are the matching service's verdicts (events); ``arrive``,
-``start`` and ``complete`` are the assigned driver's; ``cancel`` is the rider's (or an
-admin's). Everything here is pure: :func:`apply` takes a ride and returns the next ride
-and the fact to publish, or raises one of the errors below.
+``match`` and ``unmatch`` are the matching service's verdicts (events); ``release`` is
+rides' own when the matched driver is not on the way within the accept timeout (the ride
+waits for another driver); ``arrive``, ``start`` and ``complete`` are the assigned
+driver's; ``cancel`` is the rider's (or an admin's). Everything here is pure:
+:func:`apply` takes a ride and returns the next ride and the fact to publish, or raises
+one of the errors below.
 
 Errors (the API maps each to a status)::
 
@@ -58,6 +61,7 @@ class Action(StrEnum):
     COMPLETE = "complete"
     CANCEL = "cancel"
     UNMATCH = "unmatch"
+    RELEASE = "release"
 
 
 class Role(StrEnum):
@@ -65,7 +69,7 @@ class Role(StrEnum):
     DRIVER = "driver"
     ADMIN = "admin"
     SYSTEM = "system"
-    """Another service acting through an event (matching's verdicts), never a token."""
+    """A service acting (matching's verdicts, rides' own sweep), never a token."""
 
 
 S, A = RideStatus, Action
@@ -73,6 +77,7 @@ TRANSITIONS: dict[tuple[RideStatus, Action], RideStatus] = {
     (S.REQUESTED, A.MATCH): S.MATCHED,
     (S.REQUESTED, A.UNMATCH): S.UNMATCHED,
     (S.MATCHED, A.ARRIVE): S.DRIVER_ARRIVING,
+    (S.MATCHED, A.RELEASE): S.REQUESTED,
     (S.DRIVER_ARRIVING, A.START): S.IN_PROGRESS,
     (S.IN_PROGRESS, A.COMPLETE): S.COMPLETED,
     (S.REQUESTED, A.CANCEL): S.CANCELLED,
@@ -88,6 +93,7 @@ EVENT_OF: dict[Action, str | None] = {
     Action.START: "ride.started",
     Action.COMPLETE: "ride.completed",
     Action.CANCEL: "ride.cancelled",
+    Action.RELEASE: "ride.match-expired",
 }
 """The topic rides publishes after each action (``ride.requested`` on creation)."""
 
@@ -205,6 +211,9 @@ def authorize(ride: Ride, actor: Actor, action: Action) -> None:
         case Action.MATCH | Action.UNMATCH:
             if actor.role is not Role.SYSTEM:
                 raise NotAllowed(actor, action, "matching decides this")
+        case Action.RELEASE:
+            if actor.role is not Role.SYSTEM:
+                raise NotAllowed(actor, action, "the accept timeout decides this")
         case Action.ARRIVE | Action.START | Action.COMPLETE:
             if actor.role is not Role.DRIVER or ride.driver_id != actor.id:
                 raise NotAllowed(actor, action, "only the assigned driver does this")
@@ -261,6 +270,8 @@ def apply(
             changes["ended_reason"] = reason or f"cancelled by {actor.role}"
         case Action.UNMATCH:
             changes["ended_reason"] = reason or "no driver available"
+        case Action.RELEASE:
+            changes |= {"driver_id": None, "matched_at": None}
         case Action.ARRIVE:
             pass
     return Transition(dataclasses.replace(ride, **changes), EVENT_OF[action])  # type: ignore[arg-type]

@@ -52,6 +52,7 @@ rides = Table(
     Column("version", Integer, nullable=False),
     Index("ix_rides_rider", "rider_id", "requested_at"),
     Index("ix_rides_driver", "driver_id", "requested_at"),
+    Index("ix_rides_status_matched", "status", "matched_at"),
 )
 
 
@@ -126,3 +127,14 @@ async def save(session: AsyncSession, before: Ride, after: Ride) -> bool:
         .values(**values)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def matched_before(session: AsyncSession, cutoff: datetime, limit: int = 100) -> list[str]:
+    """Rides matched before ``cutoff`` whose driver has not set off (oldest first)."""
+    rows = await session.execute(
+        select(rides.c.id)
+        .where(and_(rides.c.status == RideStatus.MATCHED.value, rides.c.matched_at < cutoff))
+        .order_by(rides.c.matched_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())

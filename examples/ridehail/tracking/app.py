@@ -93,6 +93,12 @@ async def on_matched(event: ev.RideMatched) -> None:
     )
 
 
+@svc.events.subscribe("ride.match-expired")
+async def on_match_expired(event: ev.RideMatchExpired) -> None:
+    tracks.release(event.ride_id)
+    hub.publish(event.ride_id, {"type": "status", "status": "requested", "driver_id": None})
+
+
 @svc.events.subscribe("ride.driver-arriving")
 async def on_arriving(event: ev.RideProgressed) -> None:
     hub.publish(event.ride_id, {"type": "status", "status": event.status})

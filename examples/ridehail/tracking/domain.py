@@ -54,14 +54,20 @@ class Tracks:
         """ride id -> final status, for followers arriving after the end (bounded too)."""
 
     def bind(self, ride_id: str, driver_id: str) -> None:
-        """From now on this driver's positions are also this ride's."""
+        """From now on this driver's positions are also this ride's (and no longer those
+        of a driver the ride had before: a released match)."""
+        self.release(ride_id)
         self._ride_of[driver_id] = ride_id
         self._driver_of[ride_id] = driver_id
 
-    def unbind(self, ride_id: str, status: str) -> None:
+    def release(self, ride_id: str) -> None:
+        """The ride has no driver for now (the matched one never set off)."""
         driver_id = self._driver_of.pop(ride_id, None)
         if driver_id is not None and self._ride_of.get(driver_id) == ride_id:
             del self._ride_of[driver_id]
+
+    def unbind(self, ride_id: str, status: str) -> None:
+        self.release(ride_id)
         self.ended[ride_id] = status
         while len(self.ended) > self.keep_rides:
             oldest = next(iter(self.ended))

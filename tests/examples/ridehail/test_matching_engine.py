@@ -46,6 +46,27 @@ async def test_no_driver_then_one_appears() -> None:
     assert (match.ride_id, match.driver_id) == ("r1", "d1")
 
 
+async def test_a_released_ride_goes_to_the_next_nearest_driver_at_once() -> None:
+    """The driver who never set off is off duty and not proposed again; the ride is matched
+    with the next nearest free driver in the same step (or waits when there is none)."""
+    m = matcher()
+    await m.driver_availability("near", available=True, position=NEAR, now=T0)
+    await m.driver_availability("far", available=True, position=FAR, now=T0)
+    first = await m.ride_requested("r1", PICKUP, T0)
+    assert first is not None
+    assert first.driver_id == "near"
+    later = T0 + timedelta(seconds=60)
+    second = await m.match_expired("r1", "near", later)
+    assert second is not None
+    assert (second.ride_id, second.driver_id) == ("r1", "far")
+    assert "near" not in m.index
+    assert await m.store.available_drivers() == {}
+    assert await m.match_expired("r1", "near", later) is None  # a redelivery
+    third = await m.match_expired("r1", "far", later)
+    assert third is None  # nobody left: it waits
+    assert [w.id for w in await m.store.waiting()] == ["r1"]
+
+
 async def test_waiting_rides_are_served_oldest_first() -> None:
     """The driver who frees up takes the ride that waited longest."""
     m = matcher()

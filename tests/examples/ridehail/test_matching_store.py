@@ -126,6 +126,43 @@ async def test_expire_happens_once_and_runs_hook_in_the_transaction(
     assert await store.claim("d1", "r1", T0) is Claim.RIDE_GONE
 
 
+async def test_release_puts_the_ride_back_and_the_driver_off_duty(
+    make_store: Callable[[], Any],
+) -> None:
+    """A released ride waits again with a fresh wait; its driver is free and off duty, so
+    never proposed; releasing again, or for another driver, or a closed ride, does nothing."""
+    store = await store_of(make_store)
+    later = T0 + timedelta(seconds=60)
+    await store.set_driver("d1", online=True, position=HERE, now=T0)
+    await store.add_ride("r1", HERE, T0)
+    assert await store.claim("d1", "r1", T0) is Claim.OK
+    assert await store.release("r1", "someone-else", later) is None
+    waiting = await store.release("r1", "d1", later)
+    assert waiting is not None
+    assert (waiting.id, waiting.pickup, waiting.requested_at) == ("r1", HERE, later)
+    assert [(w.id, w.requested_at) for w in await store.waiting()] == [("r1", later)]
+    assert await store.assignments() == {}
+    assert await store.available_drivers() == {}  # d1 is off duty
+    assert await store.release("r1", "d1", later) is None  # a redelivery
+    await store.set_driver("d2", online=True, position=HERE, now=later)
+    assert await store.claim("d2", "r1", later) is Claim.OK
+    await store.close_ride("r1", later)
+    assert await store.release("r1", "d2", later) is None
+
+
+async def test_concurrent_releases_of_one_ride_have_one_winner(
+    make_sql_store: Callable[[], Any],
+) -> None:
+    """Replicas releasing the same ride concurrently: exactly one wins."""
+    stores = [await store_of(make_sql_store) for _ in range(4)]
+    await stores[0].set_driver("d1", online=True, position=HERE, now=T0)
+    await stores[0].add_ride("r1", HERE, T0)
+    assert await stores[0].claim("d1", "r1", T0) is Claim.OK
+    results = await asyncio.gather(*(s.release("r1", "d1", T0) for s in stores))
+    assert sum(r is not None for r in results) == 1
+    assert [w.id for w in await stores[0].waiting()] == ["r1"]
+
+
 async def test_failed_hook_rolls_the_claim_back(make_sql_store: Callable[[], Any]) -> None:
     """If writing the event fails, the assignment does not happen either (SQL stores: the
     memory store has no transaction to roll back)."""

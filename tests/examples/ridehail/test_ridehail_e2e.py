@@ -38,6 +38,7 @@ def faster(text: str) -> str:
         text.replace("WAIT_TIMEOUT_S: 120", "WAIT_TIMEOUT_S: 6")
         .replace("backoff: [500ms, 2s, 5s, 10s]", "backoff: [300ms, 500ms, 1s]")
         .replace("FAKEPAY_LATENCY_MS: 20", "FAKEPAY_LATENCY_MS: 0")
+        .replace("MATCH_ACCEPT_TIMEOUT_S: 60", "MATCH_ACCEPT_TIMEOUT_S: 4")
     )
 
 
@@ -134,6 +135,32 @@ async def test_happy_path_fare_estimate_match_track_complete_pay(http: httpx.Asy
     assert [c["amount"] for c in charges["charges"]] == [payment["amount"]]
     await eventually(rider, f"/rides/{ride_id}", lambda r: r["payment_status"] == "captured")
     assert (await driver.call("GET", "/rides")).json()[0]["id"] == ride_id
+
+
+async def test_a_driver_who_never_sets_off_is_replaced(http: httpx.AsyncClient) -> None:
+    """Matched with a driver who never starts towards the pickup: after the accept timeout
+    (4 s here) the ride goes to the next driver nearby, and the first one is off duty and
+    may no longer act on it."""
+    rider = await person(http, "rider")
+    absent, next_one = await person(http, "driver"), await person(http, "driver")
+    rome = {"lat": 41.9028, "lng": 12.4964}  # nobody else around
+    await available(absent, {"lat": 41.9030, "lng": 12.4964})
+    body = {"pickup": rome, "dropoff": {"lat": 41.89, "lng": 12.49}}
+    ride_id = (await rider.call("POST", "/rides", json=body)).json()["id"]
+    await eventually(rider, f"/rides/{ride_id}", lambda r: r["driver_id"] == absent.id)
+    await available(next_one, {"lat": 41.9040, "lng": 12.4964})  # farther, free
+    matched = await eventually(
+        rider,
+        f"/rides/{ride_id}",
+        lambda r: r["status"] == "matched" and r["driver_id"] == next_one.id,
+    )
+    assert matched["driver_id"] == next_one.id
+    late = await absent.call("POST", f"/rides/{ride_id}/arrive", ok=(404,))
+    assert late.status_code == 404  # not their ride any more
+    on_duty = (await (await admin(http)).call("GET", "/admin/matching/drivers")).json()
+    assert absent.id not in on_duty
+    arrived = await next_one.call("POST", f"/rides/{ride_id}/arrive")
+    assert arrived.json()["status"] == "driver_arriving"
 
 
 async def test_cancellation_frees_the_driver_and_is_final(http: httpx.AsyncClient) -> None:

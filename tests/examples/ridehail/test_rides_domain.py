@@ -41,6 +41,7 @@ ACTOR_OF = {
     Action.START: DRIVER,
     Action.COMPLETE: DRIVER,
     Action.CANCEL: RIDER,
+    Action.RELEASE: SYSTEM,
 }
 
 
@@ -133,6 +134,8 @@ def test_final_states_allow_nothing_and_say_so() -> None:
         (RideStatus.REQUESTED, Action.MATCH, ADMIN, NotAllowed),  # only matching matches
         (RideStatus.REQUESTED, Action.MATCH, RIDER, NotAllowed),
         (RideStatus.IN_PROGRESS, Action.COMPLETE, ADMIN, NotAllowed),
+        (RideStatus.MATCHED, Action.RELEASE, ADMIN, NotAllowed),  # only the accept timeout
+        (RideStatus.MATCHED, Action.RELEASE, DRIVER, NotAllowed),
     ],
 )
 def test_role_violations_are_refused_before_the_state_is_looked_at(
@@ -141,6 +144,22 @@ def test_role_violations_are_refused_before_the_state_is_looked_at(
     """403 for a participant doing what their role may not, 404 for a stranger."""
     with pytest.raises(error):
         apply(ride_in(status), action, actor=actor, now=T0, driver_id="d1")
+
+
+def test_release_puts_a_matched_ride_back_to_waiting_without_its_driver() -> None:
+    """The accept timeout's release: requested again, no driver, no match time; the old
+    driver no longer sees it nor may arrive; a new match works as the first did."""
+    released = apply(ride_in(RideStatus.MATCHED), Action.RELEASE, actor=SYSTEM, now=T0)
+    ride = released.ride
+    assert released.topic == "ride.match-expired"
+    assert (ride.status, ride.driver_id, ride.matched_at) == (RideStatus.REQUESTED, None, None)
+    assert not can_see(ride, DRIVER)
+    with pytest.raises(RideNotFound):
+        apply(ride, Action.ARRIVE, actor=DRIVER, now=T0)
+    again = apply(ride, Action.MATCH, actor=SYSTEM, now=T0, driver_id="d2").ride
+    assert (again.status, again.driver_id) == (RideStatus.MATCHED, "d2")
+    with pytest.raises(IllegalTransition):  # the driver set off first: nothing to release
+        apply(ride_in(RideStatus.DRIVER_ARRIVING), Action.RELEASE, actor=SYSTEM, now=T0)
 
 
 def test_admin_may_cancel_any_open_ride() -> None:

@@ -40,6 +40,23 @@ def test_positions_belong_to_the_ride_only_while_bound() -> None:
     assert tracks.distance_km("unknown") is None
 
 
+def test_a_released_match_stops_counting_the_old_driver() -> None:
+    """A ride released from a driver who never set off, then matched with another: only the
+    new driver's positions are the ride's; the ride did not end."""
+    tracks = Tracks()
+    tracks.bind("r1", "d1")
+    tracks.release("r1")
+    assert tracks.record("d1", at(1), T0).ride_id is None
+    assert "r1" not in tracks.ended
+    tracks.bind("r1", "d2")
+    assert tracks.record("d2", at(2), T0).ride_id == "r1"
+    # matched again without a release in between (events reordered): the old binding goes
+    tracks.bind("r2", "d3")
+    tracks.bind("r2", "d4")
+    assert tracks.record("d3", at(3), T0).ride_id is None
+    assert tracks.driver_of("r2") == "d4"
+
+
 def test_ended_rides_are_bounded() -> None:
     """Old ended rides and their tracks are forgotten beyond keep_rides."""
     tracks = Tracks(keep_rides=2)
