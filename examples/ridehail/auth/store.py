@@ -62,7 +62,7 @@ class SqlKeyStore:
 
         try:
             async with self._db.transaction() as session:
-                if session.bind.dialect.name == "postgresql":
+                if session.get_bind().dialect.name == "postgresql":
                     # EXCLUSIVE blocks other writers (and lockers) but not plain reads.
                     await session.execute(text("LOCK TABLE signing_keys IN EXCLUSIVE MODE"))
                 current = sorted((await session.scalars(select(signing_keys.c.kid))).all())

@@ -40,7 +40,7 @@ class Calls:
 
     def __call__(self) -> ServiceClient:
         if self._own is None:
-            client: ServiceClient = self._svc.client(self._target)  # type: ignore[attr-defined]
+            client: ServiceClient = self._svc.client(self._target)
             return client
         assert self._own.client is not None, "the service is not started"
         return self._own.client

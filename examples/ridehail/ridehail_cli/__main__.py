@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, simulate: Any, gateway: str) -> int:
-    return asyncio.run(
+    code: int = asyncio.run(
         simulate(
             gateway,
             riders=args.riders,
@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace, simulate: Any, gateway: str) -> int:
             nats_url=args.nats_url,
         )
     )
+    return code
 
 
 if __name__ == "__main__":
