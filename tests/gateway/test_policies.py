@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gateway_harness import Upstream, start_gateway, wait_until
+import pytest
+from gateway_harness import Upstream, manifest_from, start_gateway, wait_until
 
+from corral.gateway._render import render_routes
 from corral.runtime.registry import InstanceState
 
 MANIFEST = """
@@ -117,6 +119,9 @@ def test_retries_skip_a_dead_instance_for_every_method(
         dead.kill()
         posts = [gw.client.post("/post-flaky/x").status_code for _ in range(12)]
         assert set(posts) == {200}, posts
+        # on: [5xx] covers connection failures too (in Envoy as here)
+        posts = [gw.client.post("/flaky/x").status_code for _ in range(12)]
+        assert set(posts) == {200}, posts
         gets = [gw.client.get("/post-flaky/x").status_code for _ in range(30)]
         assert set(gets) == {200}, gets
     finally:
@@ -160,3 +165,32 @@ def test_only_serving_instances_get_traffic(upstreams: dict[str, Upstream], tmp_
         wait_until(lambda: gw.endpoints()["a"] == {upstreams["a"].record("a").address})
     finally:
         gw.stop()
+
+
+@pytest.mark.parametrize(
+    ("on", "unsafe_retry_on"),
+    [
+        ("[connect-failure]", "connect-failure"),
+        ("[reset]", "reset-before-request"),
+        ("[5xx]", "connect-failure,reset-before-request"),
+        ("[gateway-error, connect-failure]", "connect-failure,reset-before-request"),
+    ],
+)
+def test_unsafe_methods_keep_only_the_never_sent_part_of_a_policy(
+    tmp_path: Path, on: str, unsafe_retry_on: str
+) -> None:
+    """POST/PATCH retry only where the request never left, and without the per-try
+    timeout (which would cut a slow first attempt short); GET keeps the whole policy."""
+    text = (
+        "name: t\nservices:\n  a: {command: [python, -c, pass], port: 9000}\n"
+        "gateway:\n  routes:\n    - match: {prefix: /}\n      service: a\n"
+        f"      retry: {{on: {on}, retries: 2, per_try_timeout: 1s}}\n"
+    )
+    _, plan = manifest_from(text, tmp_path)
+    assert plan.gateway is not None
+    routes = {r["name"]: r for r in render_routes(plan.gateway)["virtual_hosts"][0]["routes"]}
+    safe = routes["0-a"]["route"]["retry_policy"]
+    unsafe = routes["0-a/unsafe-methods"]["route"]["retry_policy"]
+    assert safe["per_try_timeout"] == "1s"
+    assert "per_try_timeout" not in unsafe
+    assert unsafe["retry_on"] == unsafe_retry_on

@@ -139,17 +139,23 @@ def _route(plan: GatewayPlan, route: RoutePlan) -> list[Json]:
         out.append(_envoy_route(plan, route, route.name, safe, retry_on=on, all_=not unsafe))
     if unsafe:
         name = route.name + UNSAFE_SUFFIX if safe else route.name
-        unsent = tuple(sorted({_NEVER_SENT[o] for o in on if o in _NEVER_SENT}))
-        out.append(_envoy_route(plan, route, name, unsafe, retry_on=unsent, all_=not safe))
+        unsent = tuple(sorted({part for o in on for part in _NEVER_SENT.get(o, ())}))
+        out.append(
+            _envoy_route(plan, route, name, unsafe, retry_on=unsent, all_=not safe, per_try=False)
+        )
     return out
 
 
 # A request that may change state is retried only when Envoy knows the upstream never got
-# it: the connection failed, or was reset before a byte of the request went out (Envoy
-# 1.31+). A reset later, or any 5xx, may follow a change that was made.
-_NEVER_SENT = {
-    str(RetryOn.CONNECT_FAILURE): "connect-failure",
-    str(RetryOn.RESET): "reset-before-request",
+# it: the connection failed, or was reset before a byte of the request went out. A reset
+# later, or any 5xx, may follow a change that was made. In Envoy, 5xx and gateway-error
+# also cover connection failures and resets, so each policy keeps its unsent part.
+_UNSENT_PART = ("connect-failure", "reset-before-request")
+_NEVER_SENT: dict[str, tuple[str, ...]] = {
+    str(RetryOn.CONNECT_FAILURE): ("connect-failure",),
+    str(RetryOn.RESET): ("reset-before-request",),
+    str(RetryOn.SERVER_ERROR): _UNSENT_PART,
+    str(RetryOn.GATEWAY_ERROR): _UNSENT_PART,
 }
 
 
@@ -161,7 +167,11 @@ def _envoy_route(
     *,
     retry_on: tuple[str, ...],
     all_: bool,
+    per_try: bool = True,
 ) -> Json:
+    """``per_try``: apply the policy's per-try timeout. Not for methods that may change
+    state: it would cut their first attempt short (a 504 while the upstream may still
+    apply the change), and their retries never follow a timeout anyway."""
     match: Json = _path_match(route)
     headers: list[Json] = []
     if route.host:
@@ -214,7 +224,7 @@ def _envoy_route(
             ],
             "host_selection_retry_max_attempts": 5,
         }
-        if policy.per_try_timeout:
+        if policy.per_try_timeout and per_try:
             retry_policy["per_try_timeout"] = duration(policy.per_try_timeout)
         action["retry_policy"] = retry_policy
     if route.websocket:
