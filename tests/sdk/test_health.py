@@ -148,3 +148,31 @@ def test_add_lifecycle_rejects_objects_without_start_stop() -> None:
     """A component without async start/stop is refused at registration."""
     with pytest.raises(TypeError):
         Service("typed").add_lifecycle(object())  # type: ignore[arg-type]
+
+
+async def test_event_bus_starts_before_components_registered_ahead_of_it() -> None:
+    """A startup hook registered before ``svc.events`` was first used may still publish:
+    the bus is infrastructure, started ahead of every user component and stopped after."""
+    from pydantic import BaseModel
+
+    from corral.sdk.events import MemoryBroker
+
+    class Tick(BaseModel):
+        n: int
+
+    svc = Service("early")
+    published: list[str] = []
+
+    @svc.on_startup
+    async def announce() -> None:
+        published.append(await svc.events.publish("clock.tick", Tick(n=1)))
+
+    @svc.on_shutdown
+    async def last_word() -> None:
+        published.append(await svc.events.publish("clock.tick", Tick(n=2)))
+
+    svc.events.topic("clock.tick", Tick)
+    svc.events.configure(transport=MemoryBroker().transport())
+    async with serve_in_process(svc):
+        pass
+    assert len(published) == 2

@@ -271,8 +271,9 @@ async def step(ride_id: str, step: Step, caller: CallerDep, session: DbSession) 
 # -- the accept timeout ----------------------------------------------------------------
 async def release_stale_matches(now: datetime) -> list[str]:
     """Release every ride whose matched driver has not set off within the accept timeout;
-    the ids released. Each release is its own transaction, a versioned update: a driver's
-    ``arrive`` (or another replica's sweep) that commits first wins, and this one skips."""
+    the ids released. Each release is its own transaction, a versioned update of a ride
+    still matched before the cutoff: a driver's ``arrive``, another replica's release, or
+    a new match made since the list was read wins, and this one skips."""
     cutoff = now - timedelta(seconds=svc.settings.match_accept_timeout_s)
     async with svc.db.sessionmaker() as session:
         stale = await store.matched_before(session, cutoff)
@@ -280,7 +281,7 @@ async def release_stale_matches(now: datetime) -> list[str]:
     for ride_id in stale:
         try:
             async with svc.db.transaction() as session:
-                await _act(session, ride_id, Action.RELEASE, SYSTEM)
+                await _act(session, ride_id, Action.RELEASE, SYSTEM, matched_before=cutoff)
         except RideError:  # arrived, cancelled or released meanwhile
             continue
         released.append(ride_id)

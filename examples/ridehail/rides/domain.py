@@ -239,11 +239,14 @@ def apply(
     driver_id: str | None = None,
     reason: str | None = None,
     distance_km: float | None = None,
+    matched_before: datetime | None = None,
 ) -> Transition:
     """Move ``ride`` by ``action``: authorization first (404/403), then the state (409).
 
     ``driver_id`` is required for MATCH; ``reason`` is kept for CANCEL and UNMATCH;
-    ``distance_km`` on COMPLETE is the driven distance (straight line when None).
+    ``distance_km`` on COMPLETE is the driven distance (straight line when None);
+    ``matched_before`` is required for RELEASE: only a match made before it is released
+    (a ride matched again since the sweep listed it keeps its new driver).
     """
     authorize(ride, actor, action)
     target = TRANSITIONS.get((ride.status, action))
@@ -271,6 +274,10 @@ def apply(
         case Action.UNMATCH:
             changes["ended_reason"] = reason or "no driver available"
         case Action.RELEASE:
+            if matched_before is None:
+                raise ValueError("RELEASE needs the cutoff")
+            if ride.matched_at is None or ride.matched_at >= matched_before:
+                raise IllegalTransition(ride.id, ride.status, action)
             changes |= {"driver_id": None, "matched_at": None}
         case Action.ARRIVE:
             pass

@@ -5,7 +5,8 @@ Start-up order (``svc.start``, run by the ASGI lifespan):
 1. settings and runtime env are read (one :class:`SettingsError` listing every problem);
 2. logging and tracing are configured, secrets registered for redaction;
 3. the database starts and its schema is prepared (migrations or ``create_all``);
-4. lifecycle components start in registration order (``add_lifecycle``, ``on_startup``);
+4. lifecycle components start: the event bus first (``svc.events``, when used), then the
+   users' in registration order (``add_lifecycle``, ``lifespan``, ``on_startup``);
 5. readiness may turn true (the registered checks decide).
 
 Shutdown runs the reverse: readiness false, components stopped in reverse order (a
@@ -249,11 +250,16 @@ class Service(Generic[S]):
         """Readiness fails while ``await check()`` raises or returns ``False``."""
         self.health.add_check(name, check, timeout=timeout)
 
-    def add_lifecycle(self, component: Lifecycle) -> None:
-        """Start ``component`` with the service (registration order), stop it in reverse."""
+    def add_lifecycle(self, component: Lifecycle, *, first: bool = False) -> None:
+        """Start ``component`` with the service (registration order), stop it in reverse.
+        ``first``: before every component registered so far (infrastructure that users'
+        components may need, such as the event bus)."""
         if not isinstance(component, Lifecycle):
             raise TypeError(f"{component!r} has no async start()/stop()")
-        self._lifecycles.append(component)
+        if first:
+            self._lifecycles.insert(0, component)
+        else:
+            self._lifecycles.append(component)
 
     def lifespan(
         self, factory: Callable[[], AbstractAsyncContextManager[Any]]

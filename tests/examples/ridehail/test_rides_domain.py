@@ -33,6 +33,8 @@ OTHER_DRIVER = Actor("d2", Role.DRIVER)
 ADMIN = Actor("a1", Role.ADMIN)
 PICKUP = Position(lat=52.52, lng=13.405)
 DROPOFF = Position(lat=52.50, lng=13.45)
+# The accept timeout's cutoff for RELEASE: later than every match ride_in makes.
+CUTOFF = T0 + timedelta(hours=1)
 
 ACTOR_OF = {
     Action.MATCH: SYSTEM,
@@ -104,14 +106,18 @@ def test_every_state_action_pair_is_legal_exactly_when_the_table_says(
     (404 for driver steps on a ride no driver was ever assigned to: it is not theirs)."""
     ride = ride_in(status)
     if allowed:
-        moved = apply(ride, action, actor=ACTOR_OF[action], now=T0, driver_id="d1")
+        moved = apply(
+            ride, action, actor=ACTOR_OF[action], now=T0, driver_id="d1", matched_before=CUTOFF
+        )
         assert moved.ride.status is TRANSITIONS[(status, action)]
     elif ride.driver_id is None and ACTOR_OF[action] == DRIVER:
         with pytest.raises(RideNotFound):
             apply(ride, action, actor=DRIVER, now=T0)
     else:
         with pytest.raises(IllegalTransition) as info:
-            apply(ride, action, actor=ACTOR_OF[action], now=T0, driver_id="d1")
+            apply(
+                ride, action, actor=ACTOR_OF[action], now=T0, driver_id="d1", matched_before=CUTOFF
+            )
         assert info.value.status is status
 
 
@@ -149,7 +155,9 @@ def test_role_violations_are_refused_before_the_state_is_looked_at(
 def test_release_puts_a_matched_ride_back_to_waiting_without_its_driver() -> None:
     """The accept timeout's release: requested again, no driver, no match time; the old
     driver no longer sees it nor may arrive; a new match works as the first did."""
-    released = apply(ride_in(RideStatus.MATCHED), Action.RELEASE, actor=SYSTEM, now=T0)
+    released = apply(
+        ride_in(RideStatus.MATCHED), Action.RELEASE, actor=SYSTEM, now=T0, matched_before=CUTOFF
+    )
     ride = released.ride
     assert released.topic == "ride.match-expired"
     assert (ride.status, ride.driver_id, ride.matched_at) == (RideStatus.REQUESTED, None, None)
@@ -159,7 +167,24 @@ def test_release_puts_a_matched_ride_back_to_waiting_without_its_driver() -> Non
     again = apply(ride, Action.MATCH, actor=SYSTEM, now=T0, driver_id="d2").ride
     assert (again.status, again.driver_id) == (RideStatus.MATCHED, "d2")
     with pytest.raises(IllegalTransition):  # the driver set off first: nothing to release
-        apply(ride_in(RideStatus.DRIVER_ARRIVING), Action.RELEASE, actor=SYSTEM, now=T0)
+        apply(
+            ride_in(RideStatus.DRIVER_ARRIVING),
+            Action.RELEASE,
+            actor=SYSTEM,
+            now=T0,
+            matched_before=CUTOFF,
+        )
+
+
+def test_release_keeps_a_match_made_after_the_cutoff() -> None:
+    """A ride released and matched again after the sweep listed it keeps its new driver:
+    the sweep's release names the cutoff, and only an older match is released."""
+    ride = ride_in(RideStatus.MATCHED)  # matched at T0 + 1 min
+    assert ride.matched_at is not None
+    with pytest.raises(IllegalTransition):
+        apply(ride, Action.RELEASE, actor=SYSTEM, now=CUTOFF, matched_before=ride.matched_at)
+    with pytest.raises(ValueError, match="cutoff"):
+        apply(ride, Action.RELEASE, actor=SYSTEM, now=CUTOFF)
 
 
 def test_admin_may_cancel_any_open_ride() -> None:

@@ -2,7 +2,9 @@
 
 Created on first use of ``svc.events`` (so ``@svc.events.subscribe`` works at import
 time); configured from the runtime contract when the service starts (after its
-database, so the outbox and inbox use ``svc.db``); readiness check ``broker``.
+database, so the outbox and inbox use ``svc.db``, and before every component the user
+registered, whatever the order of registration, so startup hooks and background loops
+may publish); readiness check ``broker``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,6 @@ class _EventsLifecycle:
 def for_service(service: Any) -> Events:
     """An :class:`Events` started and stopped with ``service``; readiness 'broker'."""
     events = Events(service.name, transport=None)
-    service.add_lifecycle(_EventsLifecycle(events, service))
+    service.add_lifecycle(_EventsLifecycle(events, service), first=True)
     service.add_readiness_check("broker", events.connected)
     return events
