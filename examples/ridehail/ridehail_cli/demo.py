@@ -9,12 +9,11 @@ import time
 from typing import Any
 
 import httpx
-from rich.console import Console
 from rich.panel import Panel
 
 from ridehail_cli.api import ApiError, Person
+from ridehail_cli.output import console
 
-console = Console()
 PICKUP = {"lat": 52.5200, "lng": 13.4050}  # Berlin, Alexanderplatz-ish
 DROPOFF = {"lat": 52.5070, "lng": 13.3900}
 ROUTE = [{"lat": 52.5200 - i * 0.0013, "lng": 13.4050 - i * 0.0015} for i in range(11)]

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
 from ridehail_cli.api import ApiError, Person, Timing, corral_status
+from ridehail_cli.output import console
 
-console = Console()
 CITY = (52.45, 13.30, 52.57, 13.50)  # lat/lng box: central Berlin
 FINAL = {"completed", "cancelled", "unmatched"}
 HEARTBEAT_S = 5.0  # a waiting driver re-confirms availability this often
