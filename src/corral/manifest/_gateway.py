@@ -34,7 +34,7 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_v
 from corral.manifest._diagnostics import Diagnostic
 from corral.manifest._references import closest_hint, service_hint
 from corral.manifest._source import SourceMap
-from corral.manifest._types import STRICT, Duration, MemoryBytes, Name
+from corral.manifest._types import STRICT, Duration, MemoryBytes, Name, parse_methods
 
 IDEMPOTENT_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PUT", "TRACE")
 """RFC 9110 idempotent methods: the only ones retried unless a route says otherwise."""
@@ -130,18 +130,7 @@ class MatchSpec(BaseModel):
     @field_validator("methods", mode="before")
     @classmethod
     def _methods(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list):
-            out = []
-            for item in value:
-                if not isinstance(item, str) or item.upper() not in HTTP_METHODS:
-                    raise ValueError(
-                        f"unknown HTTP method {item!r} (known: {', '.join(sorted(HTTP_METHODS))})"
-                    )
-                out.append(item.upper())
-            return tuple(sorted(set(out)))
-        return value
+        return parse_methods(value, HTTP_METHODS)
 
     @model_validator(mode="after")
     def _one_path(self) -> Self:

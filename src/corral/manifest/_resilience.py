@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from corral.manifest._diagnostics import Diagnostic
 from corral.manifest._references import service_hint
 from corral.manifest._source import SourceMap
-from corral.manifest._types import STRICT, Duration, Int, Name, Number
+from corral.manifest._types import STRICT, Duration, Int, Name, Number, parse_methods
 
 __all__ = [
     "BackoffSpec",
@@ -147,17 +147,7 @@ class RouteMatchSpec(BaseModel):
     @field_validator("methods", mode="before")
     @classmethod
     def _methods(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list):
-            out = []
-            for item in value:
-                if not isinstance(item, str) or item.upper() not in HTTP_METHODS:
-                    known = ", ".join(sorted(HTTP_METHODS))
-                    raise ValueError(f"unknown HTTP method {item!r} (known: {known})")
-                out.append(item.upper())
-            return tuple(sorted(set(out)))
-        return value
+        return parse_methods(value, HTTP_METHODS)
 
 
 class ResilienceRouteSpec(BaseModel):

@@ -199,3 +199,18 @@ def parse_env(value: Any) -> Any:
         else:
             out[key] = item  # floats and others fail the str check, with a "quote it" hint
     return out
+
+
+def parse_methods(value: Any, known: frozenset[str]) -> Any:
+    """``GET`` or ``[get, POST]`` -> ``("GET", "POST")``: upper case, sorted, no repeats;
+    a method outside ``known`` names the ones that are."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return value  # pydantic reports the wrong type
+    out = set()
+    for item in value:
+        if not isinstance(item, str) or item.upper() not in known:
+            raise ValueError(f"unknown HTTP method {item!r} (known: {', '.join(sorted(known))})")
+        out.add(item.upper())
+    return tuple(sorted(out))
