@@ -28,7 +28,19 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"contract", "manifest", "plan", "runtime", "sdk"},
     "export": {"contract", "manifest", "plan", "gateway", "broker", "sdk"},
     "api": {"contract", "manifest", "plan", "runtime"},
-    "control": {"contract", "manifest", "plan", "runtime", "gateway", "broker", "api", "sdk"},
+    # Scraping, traces and Prometheus targets: follows the registry as an addon.
+    "telemetry": {"contract", "plan", "runtime"},
+    "control": {
+        "contract",
+        "manifest",
+        "plan",
+        "runtime",
+        "gateway",
+        "broker",
+        "api",
+        "sdk",
+        "telemetry",
+    },
     "cli": {
         "contract",
         "manifest",
