@@ -15,7 +15,7 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -48,10 +48,12 @@ class TelemetryAddon(Addon):
         keep: float = 900.0,
         max_traces: int = 500,
         gateway_metrics_url: Callable[[], str | None] = lambda: None,
+        event_bus: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         """``gateway_metrics_url``: asked each round (the gateway addon knows it once it
-        runs); ``environ``: where a user's own OTLP endpoint may come from."""
+        runs); ``event_bus``: the bus overview (the broker's, wired by corral.control);
+        ``environ``: where a user's own OTLP endpoint may come from."""
         self.window = MetricsWindow(keep=keep)
         self.traces = TraceStore(max_traces=max_traces)
         self.interval = interval
@@ -60,6 +62,7 @@ class TelemetryAddon(Addon):
         self.otlp_endpoint: str | None = None
         """Base URL of the receiver (``<api>/otlp``); set by the control plane."""
         self._gateway_metrics_url = gateway_metrics_url
+        self._event_bus = event_bus
         self._environ = os.environ if environ is None else environ
         self._plan: Plan | None = None
         self._registry: Registry | None = None
@@ -201,6 +204,15 @@ class TelemetryAddon(Addon):
                 if key[0] == "calls":
                     calls.add((service, key[1]))
         return system_graph(self._plan, observed_calls=calls)
+
+    async def event_bus(self) -> dict[str, Any] | None:
+        return None if self._event_bus is None else await self._event_bus()
+
+    def trace_list(self, *, limit: int, service: str | None) -> list[dict[str, Any]]:
+        return self.traces.list(limit=limit, service=service)
+
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        return self.traces.get(trace_id)
 
     def ingest(self, body: bytes, *, content_type: str | None, encoding: str | None) -> bytes:
         """One OTLP/HTTP export request; the protobuf answer. Raises OtlpError."""
