@@ -591,6 +591,11 @@ def serve(
     run(target)
 
 
+from corral.cli import _dashboard  # noqa: E402 - its commands use the helpers above
+
+app.registered_commands.extend(_dashboard.app.registered_commands)
+
+
 def main() -> None:
     """Entry point: user mistakes become messages and exit codes, never tracebacks."""
     from corral.api import ApiError

@@ -27,8 +27,8 @@ __all__ = ["ENVOY_STATS_QUERY", "ScrapeTarget", "Scraper"]
 _LOG = logging.getLogger("corral.telemetry")
 
 ENVOY_STATS_QUERY = (
-    r"usedonly&filter=^(http\.gateway\.downstream_rq|cluster\.[^.]+\.upstream_rq"
-    r"(_xx|_time|_retry$)|.*rate_limited$)"
+    r"usedonly&filter=^(http\.gateway\.downstream_rq_([0-9]xx|time|active)"
+    r"|cluster\.[^.]+\.upstream_rq_([0-9]xx|time|retry)|.*rate_limited)$"
 )
 """Only the stats the gateway summary reads: Envoy's whole page is ~1800 lines, ten
 times the parse."""

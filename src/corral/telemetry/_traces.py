@@ -87,7 +87,7 @@ def _summary(trace_id: str, trace: _Trace) -> dict[str, Any]:
         "service": root.service,
         "start": start / 1e9,
         "duration_ms": round((end - start) / 1e6, 3),
-        "spans": len(spans),
+        "span_count": len(spans),
         "services": sorted({s.service for s in spans}),
         "errors": sum(1 for s in spans if s.status == "error"),
         "complete": root.parent_span_id is None,
