@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.telemetry._quantiles import histogram_quantile
-from corral.telemetry._samples import Key, Scrape
+from corral.telemetry._samples import GATEWAY_ROUTE, Key, Scrape
 
 __all__ = ["CIRCUIT_STATES", "InstanceScrape", "MetricsWindow", "Tick", "summarize"]
 
@@ -136,7 +136,11 @@ class MetricsWindow:
             for key, value in tick.deltas.items():
                 into[key] = into.get(key, 0.0) + value
         times = [round(start + (i + 1) * step, 3) for i in range(steps)]
-        stats = [_red(b, step) for b in buckets]
+        gateway = any(k[0] == "http" and k[2] == GATEWAY_ROUTE for b in buckets for k in b)
+        stats = [
+            _red(b, step, method="", route=GATEWAY_ROUTE) if gateway else _red(b, step)
+            for b in buckets
+        ]
         routes: dict[str, dict[str, list[Any]]] = {}
         for method, route in sorted({r for b in buckets for r in _routes(b)}):
             per = [_red(b, step, method=method, route=route) for b in buckets]
@@ -152,6 +156,14 @@ def _columns(stats: list[dict[str, Any]]) -> dict[str, list[Any]]:
 def _routes(totals: Mapping[Key, float]) -> set[tuple[str, str]]:
     """(method, route) pairs that answered requests; the gateway's have method ""."""
     return {(key[1], key[2]) for key in totals if key[0] == "http"}
+
+
+def _overall(totals: Mapping[Key, float], seconds: float) -> dict[str, Any]:
+    """RED over every route; the gateway's is its own downstream total (route ``*``),
+    since its per-cluster counts are the same requests again."""
+    if any(key[0] == "http" and key[2] == GATEWAY_ROUTE for key in totals):
+        return _red(totals, seconds, method="", route=GATEWAY_ROUTE)
+    return _red(totals, seconds)
 
 
 def _red(
@@ -259,7 +271,7 @@ def summarize(
     covered = window.covered(seconds, now)
     totals = window.totals(service, now - seconds, now)
     gauges = window.gauges(instances)
-    summary = _red(totals, covered)
+    summary = _overall(totals, covered)
     routes = []
     for method, route in sorted(_routes(totals)):
         stats = _red(totals, covered, method=method, route=route)

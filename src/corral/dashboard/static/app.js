@@ -375,8 +375,15 @@ function chart(id, labels, colours, format, { gaps = false } = {}) {
     }))],
   };
   const plot = new uPlot(opts, [[], ...labels.map(() => [])], container);
-  state.charts[id] = { key, plot };
+  state.charts[id] = { key, plot, setData: (data) => draw(id, plot, data) };
   return state.charts[id];
+}
+
+function draw(id, plot, data) {
+  plot.setData(data);
+  // How many points carry a value: what a reader (or a test) can tell an empty chart by.
+  const points = data.slice(1).reduce((n, column) => n + column.filter((v) => v).length, 0);
+  $(id).dataset.points = String(points);
 }
 
 function sizeCharts() {
@@ -392,8 +399,8 @@ async function drawOverviewCharts(summary) {
   const all = await Promise.all(names.map((n) => api(`/v1/telemetry/services/${encodeURIComponent(n)}/series?window=300&step=5`)));
   const t = all[0].t;
   const colours = names.map(colour);
-  chart("chart-rate", names, colours, rate).plot.setData([t, ...all.map((s) => s.rate)]);
-  chart("chart-p95", names, colours, ms, { gaps: true }).plot.setData([t, ...all.map((s) => s.p95)]);
+  chart("chart-rate", names, colours, rate).setData([t, ...all.map((s) => s.rate)]);
+  chart("chart-p95", names, colours, ms, { gaps: true }).setData([t, ...all.map((s) => s.p95)]);
 }
 
 // Services: charts and routes of one service.
@@ -414,10 +421,10 @@ function services(name) {
     const routes = Object.keys(series.routes);
     const colours = routes.map((_, i) => PALETTE[i % PALETTE.length]);
     const t = series.t;
-    chart("chart-svc-rate", routes.length ? routes : ["all"], colours, rate).plot.setData(
+    chart("chart-svc-rate", routes.length ? routes : ["all"], colours, rate).setData(
       [t, ...(routes.length ? routes.map((r) => series.routes[r].rate) : [series.rate])]);
-    chart("chart-svc-errors", ["5xx"], ["#f85149"], percent).plot.setData([t, series.error_rate]);
-    chart("chart-svc-latency", ["p50", "p95", "p99"], ["#3fb950", "#d29922", "#f85149"], ms, { gaps: true }).plot.setData(
+    chart("chart-svc-errors", ["5xx"], ["#f85149"], percent).setData([t, series.error_rate]);
+    chart("chart-svc-latency", ["p50", "p95", "p99"], ["#3fb950", "#d29922", "#f85149"], ms, { gaps: true }).setData(
       [t, series.p50, series.p95, series.p99]);
     fill($("routes").tBodies[0], (s?.routes || []).map((r) => el("tr", {},
       el("td", {}, el("code", { text: `${r.method} ${r.route}`.trim() })),
