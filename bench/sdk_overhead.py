@@ -240,6 +240,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
+        "--output",
+        default="sdk_overhead.json",
+        help="Result file under bench/results (the export run of 2026-12-01: sdk_export.json).",
+    )
+    parser.add_argument(
         "--export",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -336,7 +341,7 @@ def main() -> None:
         "results": summary,
         "rounds": runs,
     }
-    write_result("sdk_overhead.json", report)
+    write_result(args.output, report)
     print(json.dumps(summary, indent=2))
 
 
