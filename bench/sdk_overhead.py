@@ -4,6 +4,12 @@ access log and server header off), side by side in one run. Load comes from wrk 
 separate process, to 127.0.0.1 only, bounded in duration. Results:
 bench/results/sdk_overhead.json (goal: SDK >= 0.85x bare throughput).
 
+Two more sides measure what exporting spans costs (``--export``, on by default): the SDK
+with ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at the control plane's own OTLP receiver
+(corral.telemetry behind the API's router, in its own process), every request's span
+exported, and the same sampled at 10% (``parentbased_traceidratio``). Their ratios are
+against the SDK without export, and the receiver's CPU per request is recorded too.
+
 Rounds alternate which app goes first; the ratio reported is the median of the per-round
 ratios (both apps measured minutes apart at most). On a shared machine req/s swings with
 the neighbours, so each run also records the server process's CPU time per request
@@ -71,10 +77,41 @@ def build_sdk() -> Any:
     return svc
 
 
+RECEIVER_TOKEN = "bench-ingest-token"
+
+
+def serve_receiver(port: int) -> None:
+    """Child process: the control plane's OTLP receiver (telemetry router + trace store)."""
+    import uvicorn
+    from fastapi import Depends, FastAPI
+
+    from corral.api._problems import install
+    from corral.api._telemetry import telemetry_router
+    from corral.telemetry import TelemetryAddon
+
+    addon = TelemetryAddon()
+    addon.ingest_token = RECEIVER_TOKEN
+    app = FastAPI()
+    install(app)
+    app.include_router(telemetry_router(addon, admin=Depends(lambda: None)))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def export_env(receiver_port: int, *, ratio: float | None) -> dict[str, str]:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver_port}/otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"authorization=Bearer%20{RECEIVER_TOKEN}",
+    }
+    if ratio is not None:
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(ratio)
+    return env
+
+
 def serve(kind: str, port: int) -> None:
     """Child process: serve one app on 127.0.0.1:port."""
     os.environ.update(HOST="127.0.0.1", PORT=str(port))
-    if kind == "sdk":
+    if kind.startswith("sdk"):
         from corral.sdk.serve import run
 
         sys.exit(run(build_sdk()))
@@ -135,13 +172,23 @@ def measured(pid: int, url: str, **kw: Any) -> dict[str, float]:
 
 
 def bench_server(
-    kind: str, *, duration: int, connections: int, post_script: Path, cmd: list[str] | None = None
+    kind: str,
+    *,
+    duration: int,
+    connections: int,
+    post_script: Path,
+    cmd: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, dict[str, float]]:
     port = free_port()
     argv = cmd or [sys.executable, str(Path(__file__).resolve()), "serve", kind, str(port)]
     argv = [a.replace("{port}", str(port)) for a in argv]
     proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=HERE.parent
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=HERE.parent,
+        env={**os.environ, **(env or {})},
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -192,23 +239,59 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--output",
+        default="sdk_overhead.json",
+        help="Result file under bench/results (the export run of 2026-12-01: sdk_export.json).",
+    )
+    parser.add_argument(
+        "--export",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Also measure span export (all, and sampled at 10%%) to the OTLP receiver.",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
-    runs: dict[str, list[dict[str, dict[str, float]]]] = {"bare": [], "sdk": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        script = post_script(Path(tmp))
-        for r in range(args.rounds):
-            # Alternate the order so drift (thermal, neighbours) does not favour one side.
-            for kind in ("bare", "sdk") if r % 2 == 0 else ("sdk", "bare"):
-                result = bench_server(
-                    kind,
-                    duration=args.duration,
-                    connections=args.connections,
-                    post_script=script,
-                )
-                runs[kind].append(result)
-                print(kind, json.dumps(result), flush=True)
+    kinds = ["bare", "sdk"] + (["sdk_export", "sdk_sampled"] if args.export else [])
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {kind: [] for kind in kinds}
+    receiver: subprocess.Popen[bytes] | None = None
+    receiver_port = free_port()
+    receiver_cpu: list[float] = []
+    envs: dict[str, dict[str, str]] = {
+        "sdk_export": export_env(receiver_port, ratio=None),
+        "sdk_sampled": export_env(receiver_port, ratio=0.1),
+    }
+    if args.export:
+        receiver = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "receiver", str(receiver_port)],
+            cwd=HERE.parent,
+        )
+        wait_ready(f"http://127.0.0.1:{receiver_port}/docs")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = post_script(Path(tmp))
+            for r in range(args.rounds):
+                # Alternate the order so drift (thermal, neighbours) does not favour a side.
+                for kind in kinds if r % 2 == 0 else kinds[::-1]:
+                    before = cpu_seconds(receiver.pid) if receiver else 0.0
+                    result = bench_server(
+                        kind,
+                        duration=args.duration,
+                        connections=args.connections,
+                        post_script=script,
+                        env=envs.get(kind),
+                    )
+                    if receiver is not None and kind == "sdk_export":
+                        served = sum(x["requests"] for x in result.values())
+                        used = cpu_seconds(receiver.pid) - before
+                        receiver_cpu.append(round(used / served * 1e6, 1))
+                    runs[kind].append(result)
+                    print(kind, json.dumps(result), flush=True)
+    finally:
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait(30)
     summary: dict[str, Any] = {}
     for endpoint in ("hello", "echo"):
         row: dict[str, Any] = {}
@@ -230,7 +313,26 @@ def main() -> None:
                 3,
             )
         row["goal"] = 0.85
+        for kind in kinds[2:]:
+            row[kind] = {
+                key: round(statistics.median(x[endpoint][key] for x in runs[kind]), 2)
+                for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")
+            }
+            versus = list(zip(runs["sdk"], runs[kind], strict=True))
+            row[f"throughput_ratio_{kind}_vs_sdk"] = round(
+                statistics.median(e[endpoint]["rps"] / b[endpoint]["rps"] for b, e in versus), 3
+            )
+            row[f"cpu_per_req_ratio_{kind}_vs_sdk"] = round(
+                statistics.median(
+                    e[endpoint]["cpu_us_per_req"] / b[endpoint]["cpu_us_per_req"]
+                    for b, e in versus
+                    if b[endpoint]["cpu_us_per_req"]
+                ),
+                3,
+            )
         summary[endpoint] = row
+    if receiver_cpu:
+        summary["receiver_cpu_us_per_exported_request"] = statistics.median(receiver_cpu)
     report = {
         "what": "corral.sdk (metrics, JSON logs to stdout->/dev/null, tracing spans, request id) "
         "vs bare FastAPI, same handlers, uvicorn+uvloop+httptools, access log off",
@@ -239,7 +341,7 @@ def main() -> None:
         "results": summary,
         "rounds": runs,
     }
-    write_result("sdk_overhead.json", report)
+    write_result(args.output, report)
     print(json.dumps(summary, indent=2))
 
 
@@ -254,5 +356,7 @@ def granian_app() -> Any:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "receiver":
+        serve_receiver(int(sys.argv[2]))
     else:
         main()

@@ -27,8 +27,22 @@ ALLOWED: dict[str, set[str]] = {
     # The reverse never happens: the SDK imports nothing of the control plane.
     "broker": {"contract", "manifest", "plan", "runtime", "sdk"},
     "export": {"contract", "manifest", "plan", "gateway", "broker", "sdk"},
-    "api": {"contract", "manifest", "plan", "runtime"},
-    "control": {"contract", "manifest", "plan", "runtime", "gateway", "broker", "api", "sdk"},
+    # The API serves the dashboard's static page (which imports nothing).
+    "api": {"contract", "manifest", "plan", "runtime", "dashboard"},
+    "dashboard": set(),
+    # Scraping, traces and Prometheus targets: follows the registry as an addon.
+    "telemetry": {"contract", "plan", "runtime"},
+    "control": {
+        "contract",
+        "manifest",
+        "plan",
+        "runtime",
+        "gateway",
+        "broker",
+        "api",
+        "sdk",
+        "telemetry",
+    },
     "cli": {
         "contract",
         "manifest",

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from corral.api._client import ApiClient, ApiError, NotRunningError
 from corral.api._files import RunFiles
-from corral.api._version import API_VERSION
+from corral.api._version import API_VERSION, DASHBOARD_PATH, OTLP_BASE
 
 if TYPE_CHECKING:
     from corral.api._app import ControlTarget, create_app
 
 __all__ = [
     "API_VERSION",
+    "DASHBOARD_PATH",
+    "OTLP_BASE",
     "ApiClient",
     "ApiError",
     "ControlTarget",

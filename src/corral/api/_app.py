@@ -19,7 +19,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
+from corral.api._browser import SessionCookieAuth, browser_router, mount_assets
+from corral.api._logins import BrowserLogins
 from corral.api._problems import ApiProblem, install
+from corral.api._telemetry import TelemetrySource, telemetry_router
 from corral.api._version import API_VERSION
 from corral.runtime.registry import Registry
 
@@ -84,8 +87,9 @@ def create_app(
     admin_token: str,
     discovery_token: str,
     request_shutdown: Callable[[], Coroutine[Any, Any, None]],
+    telemetry: TelemetrySource | None = None,
 ) -> FastAPI:
-    """Build the API app for one running system."""
+    """Build the API app for one running system (``telemetry``: metrics and traces)."""
     app = FastAPI(
         title="Corral control plane",
         version=API_VERSION,
@@ -219,6 +223,12 @@ def create_app(
 
         return EventSourceResponse(stream(), ping=15)
 
+    logins = BrowserLogins()
+    app.include_router(browser_router(logins, admin=Admin))
+    mount_assets(app)
+    app.add_middleware(SessionCookieAuth, logins=logins, admin_token=admin_token)
+    if telemetry is not None:
+        app.include_router(telemetry_router(telemetry, admin=Admin))
     return app
 
 

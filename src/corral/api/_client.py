@@ -106,6 +106,14 @@ class ApiClient:
     def down(self) -> dict[str, Any]:
         return dict(self._request("POST", "/down"))
 
+    def dashboard_login(self) -> str:
+        """A one-time dashboard login URL (the token rides in its fragment)."""
+        link = self._request("POST", "/dashboard/login")
+        return f"{self.url}{link['path']}"
+
+    def telemetry_summary(self, *, window: float = 60.0) -> dict[str, Any]:
+        return dict(self._request("GET", "/telemetry/summary", params={"window": window}))
+
     def logs(
         self,
         services: Sequence[str] = (),

@@ -8,6 +8,7 @@ and consumers from the plan, dead-letter operations and the AsyncAPI catalog.
 from corral.broker._addon import BrokerAddon
 from corral.broker._catalog import build_catalog, catalog, payload_schemas
 from corral.broker._dlq import dlq_list, dlq_purge, dlq_replay, dlq_show
+from corral.broker._overview import bus_overview
 from corral.broker._provision import Drift, ProvisionReport, provision
 from corral.broker._server import BrokerError, component_plan, find_binary, server_config
 from corral.broker._topology import topic_config, topology
@@ -18,6 +19,7 @@ __all__ = [
     "Drift",
     "ProvisionReport",
     "build_catalog",
+    "bus_overview",
     "catalog",
     "component_plan",
     "dlq_list",

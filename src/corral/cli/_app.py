@@ -178,6 +178,9 @@ async def _run_foreground(session: Any, plan: Plan, *, quiet: bool, follow_logs:
             status = session.status()
             for line in endpoints_lines(status):
                 console.print(line, highlight=False)
+            with ApiClient(str(status["api_url"]), session.admin_token) as own:
+                # In a thread: the API answering it runs on this loop.
+                console.print(await asyncio.to_thread(_dashboard.login_line, own), highlight=False)
             console.print("[dim]Ctrl-C stops the system; `corral status` in another terminal.[/]")
             if follow_logs:
                 services = list(plan.start_order)
@@ -235,6 +238,8 @@ def _up_detached(manifest_path: Path, plan: Plan) -> None:
             time.sleep(0.1)
     for line in endpoints_lines(status):
         console.print(line, highlight=False)
+    assert client is not None
+    console.print(_dashboard.login_line(client), highlight=False)
     console.print(
         f"[dim]running in the background (pid {process.pid}); logs: corral logs -f; "
         "stop: corral down[/]"
@@ -589,6 +594,11 @@ def serve(
     from corral.sdk.serve import run
 
     run(target)
+
+
+from corral.cli import _dashboard  # noqa: E402 - its commands use the helpers above
+
+app.registered_commands.extend(_dashboard.app.registered_commands)
 
 
 def main() -> None:

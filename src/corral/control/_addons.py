@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from corral.broker import BrokerAddon
+from typing import Any
+
+from corral.broker import BrokerAddon, bus_overview
 from corral.gateway import GatewayAddon
 from corral.plan import Plan
 from corral.runtime.addon import Addon
+from corral.telemetry import TelemetryAddon
 
 
 def addons_for(plan: Plan) -> list[Addon]:
-    """Broker first (services need NATS_URL at spawn), then the gateway."""
+    """Broker first (services need NATS_URL at spawn), then the gateway, then telemetry
+    (which scrapes both and reads the bus for the dashboard)."""
     # The broker addon decides for itself: an embedded server for an `events:` section,
     # an external one when NATS_URL is given, nothing otherwise.
-    addons: list[Addon] = [BrokerAddon()]
+    broker = BrokerAddon()
+    addons: list[Addon] = [broker]
+    gateway: GatewayAddon | None = None
     if plan.gateway is not None:
-        addons.append(GatewayAddon())
+        gateway = GatewayAddon()
+        addons.append(gateway)
+
+    def gateway_metrics_url() -> str | None:
+        return gateway.status().get("gateway_metrics_url") if gateway is not None else None
+
+    async def event_bus() -> dict[str, Any] | None:
+        if broker.url is None or plan.events is None:
+            return None
+        return await bus_overview(broker.url, plan.events)
+
+    addons.append(TelemetryAddon(gateway_metrics_url=gateway_metrics_url, event_bus=event_bus))
     return addons

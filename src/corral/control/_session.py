@@ -16,7 +16,7 @@ import aiohttp
 import uvicorn
 
 from corral import contract
-from corral.api import RunFiles, create_app
+from corral.api import DASHBOARD_PATH, OTLP_BASE, RunFiles, create_app
 from corral.api._files import new_token
 from corral.manifest import Manifest
 from corral.plan import Endpoints, Plan
@@ -25,6 +25,7 @@ from corral.runtime.errors import AlreadyRunningError
 from corral.runtime.events import RuntimeEvent
 from corral.runtime.orchestrator import Orchestrator
 from corral.runtime.registry import InstanceRecord, Registry
+from corral.telemetry import TelemetryAddon
 
 
 def _free_port() -> int:
@@ -89,6 +90,10 @@ class SystemSession:
         self.api_port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self._addons = addons if addons is not None else []
+        self.telemetry = next((a for a in self._addons if isinstance(a, TelemetryAddon)), None)
+        if self.telemetry is not None:
+            # The receiver is an API route, so its address is known before any instance.
+            self.telemetry.otlp_endpoint = f"{self.api_url}{OTLP_BASE}"
         self._stop = asyncio.Event()
         self.orchestrator = Orchestrator(
             manifest,
@@ -120,6 +125,7 @@ class SystemSession:
     def status(self) -> dict[str, Any]:
         status = dict(self.orchestrator.status())
         status["api_url"] = self.api_url
+        status["dashboard_url"] = f"{self.api_url}{DASHBOARD_PATH}"
         status.setdefault("gateway_url", None)
         return status
 
@@ -185,6 +191,7 @@ class SystemSession:
             admin_token=self.admin_token,
             discovery_token=self.discovery_token,
             request_shutdown=self.request_shutdown,
+            telemetry=self.telemetry,
         )
         config = uvicorn.Config(
             app,

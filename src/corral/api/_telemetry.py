@@ -1,0 +1,147 @@
+"""The API's telemetry endpoints: RED summaries and series, the system graph, the event
+bus, traces (list and one), and the OTLP/HTTP receiver instances export spans to.
+
+Everything is read from a :class:`TelemetrySource` (corral.telemetry's addon, wired by
+corral.control), so this module knows the shapes but none of the collecting. Reads need
+the admin token; the receiver takes only the ingest token the instances were given.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.params import Depends as DependsParam
+
+from corral.api._problems import ApiProblem
+from corral.api._version import API_VERSION, OTLP_BASE
+
+__all__ = ["OTLP_PATH", "TelemetrySource", "telemetry_router"]
+
+OTLP_PATH = f"{OTLP_BASE}/v1/traces"
+"""Where spans are received."""
+
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+_MAX_EXPORT = 16 * 1024 * 1024
+"""Bytes an export request may declare (the exporter sends batches of 512 spans)."""
+
+
+class TelemetrySource(Protocol):
+    ingest_token: str
+
+    def knows(self, service: str) -> bool: ...
+
+    def summary(self, *, window: float) -> dict[str, Any]: ...
+
+    def series(self, service: str, *, window: float, step: float) -> dict[str, Any]: ...
+
+    def graph(self) -> dict[str, Any]: ...
+
+    async def event_bus(self) -> dict[str, Any] | None: ...
+
+    def trace_list(self, *, limit: int, service: str | None) -> list[dict[str, Any]]: ...
+
+    def trace(self, trace_id: str) -> dict[str, Any] | None: ...
+
+    def ingest(self, body: bytes, *, content_type: str | None, encoding: str | None) -> bytes:
+        """Raises ValueError with ``status`` and ``detail`` for a body it cannot read."""
+        ...
+
+
+Window = Annotated[float, Query(gt=0, le=900, description="Seconds back from now.")]
+
+
+def telemetry_router(source: TelemetrySource, *, admin: DependsParam) -> APIRouter:
+    """The endpoints, reading ``source``; ``admin`` is the API's admin-token dependency."""
+    router = APIRouter()
+    v = f"/{API_VERSION}"
+
+    def known(service: str) -> str:
+        if not source.knows(service):
+            raise ApiProblem(
+                404, "unknown service", f"no corral.sdk service or gateway named {service!r}"
+            )
+        return service
+
+    @router.get(f"{v}/telemetry/summary", dependencies=[admin], tags=["telemetry"])
+    async def summary(window: Window = 60.0) -> dict[str, Any]:
+        """RED per service and route over the window (rate, 5xx rate, p50/p95/p99), CPU,
+        in-flight requests, what each service's clients saw (retries, circuits,
+        bulkhead rejections) and the gateway's own numbers."""
+        return source.summary(window=window)
+
+    @router.get(
+        f"{v}/telemetry/services/{{service}}/series", dependencies=[admin], tags=["telemetry"]
+    )
+    async def series(
+        service: str,
+        window: Window = 300.0,
+        step: Annotated[float, Query(ge=1, le=300, description="Seconds per point.")] = 5.0,
+    ) -> dict[str, Any]:
+        """Per-step RED of one service and of each route, for charts."""
+        if window / step > 2000:
+            raise ApiProblem(422, "too many points", "window/step may be 2000 at most")
+        return source.series(known(service), window=window, step=step)
+
+    @router.get(f"{v}/telemetry/graph", dependencies=[admin], tags=["telemetry"])
+    async def graph() -> dict[str, Any]:
+        """Gateway, services and topics, with routes, dependencies, observed calls and
+        publish/subscribe edges."""
+        return source.graph()
+
+    @router.get(f"{v}/telemetry/events", dependencies=[admin], tags=["telemetry"])
+    async def events() -> dict[str, Any]:
+        """Streams, consumer lag and dead letters of the event bus."""
+        try:
+            found = await source.event_bus()
+        except Exception as exc:  # the bus being down is a state to show, not a 500
+            raise ApiProblem(503, "the event bus did not answer", str(exc) or repr(exc)) from None
+        if found is None:
+            raise ApiProblem(404, "no event bus", "this system has no `events:` section")
+        return found
+
+    @router.get(f"{v}/traces", dependencies=[admin], tags=["traces"])
+    async def traces(
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        service: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The most recent traces first (those touching ``service`` when given)."""
+        return source.trace_list(limit=limit, service=service)
+
+    @router.get(f"{v}/traces/{{trace_id}}", dependencies=[admin], tags=["traces"])
+    async def trace(trace_id: str) -> dict[str, Any]:
+        """One trace, every span of every service, in start order."""
+        if not _TRACE_ID.match(trace_id):
+            raise ApiProblem(422, "invalid trace id", "a trace id is 32 hexadecimal digits")
+        found = source.trace(trace_id)
+        if found is None:
+            raise ApiProblem(
+                404, "unknown trace", f"no trace {trace_id} (only the most recent are kept)"
+            )
+        return found
+
+    @router.post(OTLP_PATH, tags=["traces"], include_in_schema=False)
+    async def receive(request: Request) -> Response:
+        """OTLP/HTTP: an ExportTraceServiceRequest in protobuf, from an instance."""
+        given = request.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+        expected = f"Bearer {source.ingest_token}".encode()
+        if not secrets.compare_digest(given, expected):
+            raise ApiProblem(401, "invalid ingest token")
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > _MAX_EXPORT:
+            raise ApiProblem(413, "export request too large", f"at most {_MAX_EXPORT} bytes")
+        body = await request.body()
+        try:
+            answer = source.ingest(
+                body,
+                content_type=request.headers.get("content-type"),
+                encoding=request.headers.get("content-encoding"),
+            )
+        except ValueError as exc:
+            status = int(getattr(exc, "status", 400))
+            raise ApiProblem(status, "cannot read the spans", str(exc)) from None
+        return Response(answer, media_type="application/x-protobuf")
+
+    return router

@@ -1,0 +1,289 @@
+"""Telemetry of a real running system (tests/telemetry/conftest.py): the scraper's
+summaries against known requests, traces through the real OTLP exporter, the browser
+login, a real Prometheus reading the target file, and the dashboard in a real browser."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import System, corral, wait_for
+from playwright.sync_api import sync_playwright
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+FAST, SLOW, FAILED = 60, 3, 2
+
+
+def _route(summary: dict[str, Any], service: str, route: str) -> dict[str, Any] | None:
+    for entry in summary["services"]:
+        if entry["service"] == service:
+            return next((r for r in entry["routes"] if r["route"] == route), None)
+    return None
+
+
+def test_summary_counts_requests_and_places_quantiles_by_bucket(system: System) -> None:
+    """Every request is counted once across both replicas, 5xx are errors, and p50/p95
+    fall among the 60 fast requests while p99 falls in the bucket of the 3 that slept
+    1.1 s (asyncio.sleep never returns early, so their bucket is known)."""
+    with httpx.Client(base_url=system.gateway, timeout=10) as gw:
+        for _ in range(FAST):
+            assert gw.get("/sleep/0").status_code == 200
+        for _ in range(SLOW):
+            assert gw.get("/sleep/1100").status_code == 200
+        for _ in range(FAILED):
+            assert gw.get("/fail").status_code == 503
+
+    def counted() -> dict[str, Any] | None:
+        summary = system.get("/v1/telemetry/summary", window=900)
+        sleep = _route(summary, "back", "/sleep/{ms}")
+        fail = _route(summary, "back", "/fail")
+        done = sleep and fail and sleep["requests"] == FAST + SLOW and fail["requests"] == FAILED
+        return summary if done else None
+
+    summary = wait_for(counted, timeout=30, what="the scraper to count every request")
+    sleep = _route(summary, "back", "/sleep/{ms}")
+    fail = _route(summary, "back", "/fail")
+    assert sleep is not None
+    assert fail is not None
+    assert sleep["errors"] == 0
+    assert sleep["statuses"] == {"200": FAST + SLOW}
+    assert fail["errors"] == FAILED
+    assert fail["error_rate"] == 1.0
+    assert sleep["p50"] < 1.0
+    assert sleep["p95"] < 1.0  # rank 59.85 of 63: still a fast one
+    assert 1.0 < sleep["p99"] <= 2.5  # rank 62.4: one of the slow ones, in (1, 2.5]
+    back = next(s for s in summary["services"] if s["service"] == "back")
+    assert back["requests"] == FAST + SLOW + FAILED
+    assert back["errors"] == FAILED
+    gateway = wait_for(
+        lambda: (
+            (g := system.get("/v1/telemetry/summary", window=900)["gateway"])
+            and g["requests"] >= FAST + SLOW + FAILED
+            and g
+        ),
+        what="the gateway's counts",
+    )
+    assert gateway["statuses"].get("5xx") == FAILED
+
+
+def test_one_request_through_two_services_is_one_trace(system: System) -> None:
+    """A request through the gateway to front, which calls back, arrives through the
+    services' real OTLP exporters as one trace holding spans of both, linked by parent."""
+    trace_id = secrets.token_hex(16)
+    parent = secrets.token_hex(8)
+    headers = {"traceparent": f"00-{trace_id}-{parent}-01"}
+    response = httpx.get(system.gateway + "/chain", headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+
+    def complete() -> dict[str, Any] | None:
+        found = httpx.get(
+            f"{system.api}/v1/traces/{trace_id}",
+            headers={"authorization": f"Bearer {system.token}"},
+        )
+        if found.status_code != 200:
+            return None
+        trace = found.json()
+        return trace if {"front", "back"} <= set(trace["services"]) else None
+
+    trace = wait_for(complete, timeout=30, what="spans of front and back")
+    spans = {s["span_id"]: s for s in trace["spans"]}
+    back_server = next(s for s in spans.values() if s["service"] == "back")
+    assert back_server["kind"] == "server"
+    caller = spans[back_server["parent_span_id"]]
+    assert caller["service"] == "front"
+    assert caller["kind"] == "client"
+    listed = system.get("/v1/traces", service="back", limit=500)
+    assert trace_id in {t["trace_id"] for t in listed}
+    # front's clients now show the calls in the summary
+    summary = wait_for(
+        lambda: (
+            (
+                s := next(
+                    x
+                    for x in system.get("/v1/telemetry/summary", window=900)["services"]
+                    if x["service"] == "front"
+                )
+            )["clients"]
+            and s
+        ),
+        what="front's client calls",
+    )
+    assert summary["clients"][0]["target"] == "back"
+    assert summary["clients"][0]["calls"] >= 1
+
+
+def test_receiver_refuses_spans_without_the_ingest_token(system: System) -> None:
+    """The receiver answers problem+json 401 to an export without the instances' token
+    (the admin token is not it)."""
+    for token in ("wrong", system.token):
+        response = httpx.post(
+            system.api + "/otlp/v1/traces",
+            content=b"",
+            headers={"content-type": "application/x-protobuf", "authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+def _session(system: System) -> tuple[httpx.Client, str]:
+    link = corral("dashboard", cwd=system.root)
+    assert link.returncode == 0, link.stderr
+    url = link.stdout.split()[0]
+    assert url.startswith(system.api + "/dashboard/#login=")
+    token = url.split("#login=", 1)[1]
+    client = httpx.Client(base_url=system.api, headers={"origin": system.api}, timeout=10)
+    return client, token
+
+
+def test_browser_login_exchanges_a_one_time_token_for_a_cookie(system: System) -> None:
+    """A bad token gets problem+json 401; a good one a HttpOnly SameSite=Strict cookie
+    that works for the API, once; a cross-site request with the cookie is refused."""
+    client, token = _session(system)
+    with client:
+        bad = client.post("/v1/dashboard/session", json={"token": "not-a-token"})
+        assert bad.status_code == 401
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert "corral dashboard" in bad.json()["detail"]
+        assert client.get("/v1/status").status_code == 401
+
+        good = client.post("/v1/dashboard/session", json={"token": token})
+        assert good.status_code == 204
+        cookie = good.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        assert client.get("/v1/status").json()["system"] == "telemetry"
+
+        again = httpx.post(
+            system.api + "/v1/dashboard/session",
+            json={"token": token},
+            headers={"origin": system.api},
+        )
+        assert again.status_code == 401  # one time only
+        cross = client.get("/v1/status", headers={"sec-fetch-site": "cross-site"})
+        assert cross.status_code == 401
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def prometheus(system: System, tmp_path: Path) -> Iterator[str]:
+    """The real Prometheus 2.42 on the generated configuration, its own storage."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    port = _free_port()
+    config = system.root / ".corral" / "prometheus" / "prometheus.yml"
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
+        try:
+            return httpx.get(url + "/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, timeout=30, what="Prometheus to be ready")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+
+
+def test_prometheus_scrapes_every_instance_from_the_target_file(
+    system: System, prometheus: str
+) -> None:
+    """A user's own Prometheus, given .corral/prometheus/prometheus.yml, finds every
+    instance and the gateway through the file_sd targets and scrapes each (up == 1)."""
+    targets = json.loads((system.root / ".corral" / "prometheus" / "targets.json").read_text())
+    expected = {group["labels"]["corral_instance"] for group in targets}
+    assert expected == {"back-1", "back-2", "front-1", "corral-gateway"}
+
+    def all_up() -> bool:
+        answer = httpx.get(prometheus + "/api/v1/query", params={"query": "up"}, timeout=5)
+        results = answer.json()["data"]["result"]
+        up = {r["metric"].get("corral_instance"): r["value"][1] for r in results}
+        return set(up) == expected and all(value == "1" for value in up.values())
+
+    wait_for(all_up, timeout=60, what="up == 1 for every instance in Prometheus")
+
+
+def test_top_prints_every_service(system: System) -> None:
+    """`corral top --once` shows the RED table of every service and the gateway."""
+    result = corral("top", "--once", "--window", "900", cwd=system.root)
+    assert result.returncode == 0, result.stderr
+    for name in ("gateway", "front", "back"):
+        assert name in result.stdout
+
+
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_dashboard_in_a_real_browser(system: System) -> None:
+    """Chromium logs in with the printed link, sees every instance, a chart with data, a
+    trace waterfall with spans of front and back, and a log line arriving live."""
+    link = corral("dashboard", cwd=system.root)
+    url = link.stdout.split()[0]
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        browser = p.chromium.launch_persistent_context(
+            profile,
+            executable_path="/usr/bin/chromium",
+            args=BROWSER_ARGS,
+            viewport={"width": 1440, "height": 1000},
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            assert "#login=" not in page.url  # the token left the address bar
+            for instance in ("back-1", "back-2", "front-1"):
+                page.wait_for_selector(f'#instances tr[data-instance="{instance}"]')
+            httpx.get(system.gateway + "/chain", timeout=10)
+            page.wait_for_selector(
+                '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=30_000
+            )
+
+            page.evaluate("location.hash = '#/traces'")
+            page.wait_for_selector('.wf-row[data-service="front"]', timeout=30_000)
+            page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+
+            page.evaluate("location.hash = '#/logs'")
+            page.wait_for_selector("#log-status:text('live')", timeout=30_000)
+            marker = secrets.token_hex(6)
+            httpx.get(f"{system.gateway}/missing-{marker}", timeout=10)  # back logs a 404
+            page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=30_000)
+            assert not errors, errors
+        finally:
+            browser.close()
