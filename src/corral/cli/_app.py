@@ -613,3 +613,10 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# --- commands in their own modules (imported last: they use the options above) -------
+
+from corral.cli._lint import lint_command  # noqa: E402
+
+app.command("lint")(lint_command)

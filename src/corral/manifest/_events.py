@@ -194,24 +194,6 @@ def check_events(
     return problems
 
 
-def lint_events(events: EventsSpec | None, source: SourceMap) -> list[Diagnostic]:
-    """Architecture warnings for ``corral lint``: topics nobody consumes or produces."""
-    if events is None:
-        return []
-    out: list[Diagnostic] = []
-    for topic, spec in sorted(events.topics.items()):
-        path = ("events", "topics", topic)
-        if not spec.consumers:
-            out.append(
-                source.diagnostic(path, f"topic {topic!r} has no consumer", "list consumers:")
-            )
-        if not spec.producers:
-            out.append(
-                source.diagnostic(path, f"topic {topic!r} has no producer", "list producers:")
-            )
-    return out
-
-
 def effective_delivery(defaults: DeliverySpec, topic: DeliverySpec) -> DeliverySpec:
     """The topic's delivery settings, falling back to the section's, then Corral's."""
     deliveries = topic.max_deliveries or defaults.max_deliveries or DEFAULT_MAX_DELIVERIES
