@@ -276,6 +276,10 @@ def status(
         console.print(line, highlight=False)
     for line in circuit_lines(data):
         console.print(f"[red]{line}[/]", highlight=False)
+    from corral.cli._chaos import chaos_lines
+
+    for line in chaos_lines(data):
+        console.print(f"[yellow]{line}[/]", highlight=False)
 
 
 @app.command()
@@ -617,6 +621,8 @@ def main() -> None:
 
 # --- commands in their own modules (imported last: they use the options above) -------
 
+from corral.cli._chaos import chaos_app  # noqa: E402
 from corral.cli._lint import lint_command  # noqa: E402
 
 app.command("lint")(lint_command)
+app.add_typer(chaos_app, name="chaos")
