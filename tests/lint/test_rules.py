@@ -34,6 +34,8 @@ def found(report: Report) -> list[tuple[str, str]]:
 
 
 # A web front reached by the gateway, calling api, with a policy: clean.
+# A policy for every target that never retries, so chain rules other than CL303 stand alone.
+ONE_ATTEMPT = "resilience:\n  defaults: {timeout: 1s, retries: {attempts: 1}}\n"
 ROUTED = "gateway:\n  routes:\n    - {match: {prefix: /}, service: web}\n"
 POLICY = "resilience:\n  services:\n    api: {timeout: 1s}\n"
 
@@ -48,15 +50,13 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
         manifest(
             f"  web: {APP}, calls: [a]}}\n  a: {APP}, calls: [b]}}\n"
             f"  b: {APP}, calls: [c]}}\n  c: {APP}, calls: [a]}}\n",
-            ROUTED + "resilience:\n  defaults: {timeout: 1s}\n",
+            ROUTED + ONE_ATTEMPT,
         ),
         [("CL101", "services.a.calls.b")],
     ),
     (
         "CL101 a service calling itself is a cycle",
-        manifest(
-            f"  web: {APP}, calls: [web]}}\n", ROUTED + "resilience:\n  defaults: {timeout: 1s}\n"
-        ),
+        manifest(f"  web: {APP}, calls: [web]}}\n", ROUTED + ONE_ATTEMPT),
         [("CL101", "services.web.calls.web")],
     ),
     (
@@ -64,7 +64,7 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
         manifest(
             f"  web: {APP}, calls: [a]}}\n  a: {APP}, calls: [b]}}\n"
             f"  b: {APP}, calls: [c]}}\n  c: {APP}, calls: [d]}}\n  d: {APP}}}\n",
-            ROUTED + "resilience:\n  defaults: {timeout: 1s}\n",
+            ROUTED + ONE_ATTEMPT,
         ),
         [("CL102", "services.web.calls.a")],
     ),
@@ -73,7 +73,25 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
         manifest(
             f"  web: {APP}, calls: [a]}}\n  a: {APP}, calls: [b]}}\n"
             f"  b: {APP}, calls: [c]}}\n  c: {APP}}}\n",
-            ROUTED + "resilience:\n  defaults: {timeout: 1s}\n",
+            ROUTED + ONE_ATTEMPT,
+        ),
+        [],
+    ),
+    (
+        "CL303 retries at two hops: 3 x 4 = 12 attempts at the end",
+        manifest(
+            f"  web: {APP}, calls: [a]}}\n  a: {APP}, calls: [b]}}\n  b: {APP}}}\n",
+            ROUTED + "resilience:\n  services:\n    a: {retries: {attempts: 3}}\n"
+            "    b: {retries: {attempts: 4}}\n",
+        ),
+        [("CL303", "services.web.calls.a")],
+    ),
+    (
+        "CL303 not for 2 x 3 = 6 (ridehail's rides -> payments -> fakepay)",
+        manifest(
+            f"  web: {APP}, calls: [a]}}\n  a: {APP}, calls: [b]}}\n  b: {APP}}}\n",
+            ROUTED + "resilience:\n  services:\n    a: {retries: {attempts: 2}}\n"
+            "    b: {retries: {attempts: 3}}\n",
         ),
         [],
     ),

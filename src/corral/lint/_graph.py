@@ -7,7 +7,7 @@ search over simple paths is fast enough and keeps the answers exact.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 Graph = Mapping[str, Sequence[str]]
 """Service -> the services it calls (every name a key)."""
@@ -77,14 +77,17 @@ def _shortest_loop(graph: Graph, start: str, members: set[str]) -> list[str]:
     raise AssertionError(f"{start} is on no cycle")  # components() said it was
 
 
-def longest_chain(graph: Graph, start: str) -> list[str]:
-    """The longest simple path of calls from ``start`` (ties: the first by name)."""
+def best_chain(graph: Graph, start: str, score: Callable[[Sequence[str]], float]) -> list[str]:
+    """The simple path of calls from ``start`` with the highest ``score`` (ties: the first
+    found, visiting callees by name)."""
     best: list[str] = [start]
+    best_score = score(best)
 
     def walk(path: list[str], seen: set[str]) -> None:
-        nonlocal best
-        if len(path) > len(best):
-            best = list(path)
+        nonlocal best, best_score
+        value = score(path)
+        if value > best_score:
+            best, best_score = list(path), value
         for nxt in sorted(graph.get(path[-1], ())):
             if nxt not in seen:
                 path.append(nxt)
@@ -95,3 +98,8 @@ def longest_chain(graph: Graph, start: str) -> list[str]:
 
     walk([start], {start})
     return best
+
+
+def longest_chain(graph: Graph, start: str) -> list[str]:
+    """The longest simple path of calls from ``start``."""
+    return best_chain(graph, start, len)

@@ -7,16 +7,18 @@ every rule with an example; keep the two in step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from corral.lint._graph import Graph, cycles, longest_chain
+from corral.lint._graph import Graph, best_chain, cycles, longest_chain
 from corral.lint._model import Finding, Rule, Severity
 from corral.manifest import KeyPath, Manifest
 from corral.manifest._checks import SHARED_DATABASE_RULE
 from corral.manifest._events import EVENT_PARTY_RULE
 from corral.manifest._resilience import PolicySpec
 from corral.plan import Plan
+from corral.plan._resilience import DEFAULT_PLAN
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
@@ -39,6 +41,9 @@ EVENT_PARTY_NOT_A_SERVICE = Rule(
 CALL_WITHOUT_POLICY = Rule(
     "CL301", "call-without-policy", WARNING, "A call target has no resilience policy."
 )
+RETRY_AMPLIFICATION = Rule(
+    "CL303", "retry-amplification", WARNING, "Retries at every hop multiply at the end."
+)
 POLICY_WITHOUT_CALLER = Rule(
     "CL302", "policy-without-caller", WARNING, "A resilience policy for a target nobody calls."
 )
@@ -51,6 +56,8 @@ SHARED_DATABASE = Rule(
 
 DEFAULT_MAX_CALL_DEPTH = 3
 """Synchronous hops one request may take (gateway -> a -> b -> c -> d is 3)."""
+MAX_AMPLIFICATION = 10
+"""Attempts one request may make at the end of a chain when every hop retries."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,33 @@ def deep_chains(ctx: Context) -> Iterator[Finding]:
             "latencies add up and availabilities multiply along a chain (each of these "
             f"{len(chain)} services at 99.9% leaves {availability:.1f}% for the request): "
             "make the later steps events, or let one service answer from its own data",
+            tuple(chain),
+        )
+
+
+def retry_amplification(ctx: Context) -> Iterator[Finding]:
+    resilience = ctx.plan.resilience or DEFAULT_PLAN
+
+    def attempts(chain: Sequence[str]) -> float:
+        return math.prod(resilience.policy(t).retries.attempts for t in chain[1:])
+
+    graph = ctx.graph
+    for name in sorted(graph):
+        if ctx.plan.callers(name):
+            continue  # reported once, from where the chain starts
+        chain = best_chain(graph, name, attempts)
+        total = int(attempts(chain))
+        if total <= MAX_AMPLIFICATION:
+            continue
+        each = " x ".join(str(resilience.policy(t).retries.attempts) for t in chain[1:])
+        yield ctx.finding(
+            RETRY_AMPLIFICATION,
+            ("services", chain[0], "calls", chain[1]),
+            f"one request can become {total} attempts at {chain[-1]!r} ({each}): "
+            + " -> ".join(chain),
+            "when the last service is slow every layer retries it, and the load multiplies "
+            "just when it can least take it: retry at one layer only (retries: "
+            "{attempts: 1} for the others), or keep the retry budgets tight",
             tuple(chain),
         )
 
@@ -205,6 +239,7 @@ def routes_without_readiness(ctx: Context) -> Iterator[Finding]:
 CHECKS: tuple[Check, ...] = (
     call_cycles,
     deep_chains,
+    retry_amplification,
     unreachable_services,
     idle_topics,
     resilience_coverage,
@@ -222,6 +257,7 @@ RULES: tuple[Rule, ...] = (
     EVENT_PARTY_NOT_A_SERVICE,
     CALL_WITHOUT_POLICY,
     POLICY_WITHOUT_CALLER,
+    RETRY_AMPLIFICATION,
     ROUTE_WITHOUT_READINESS,
     SHARED_DATABASE,
 )
