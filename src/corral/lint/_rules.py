@@ -93,12 +93,14 @@ def call_cycles(ctx: Context) -> Iterator[Finding]:
         )
 
 
+def _chain_starts(ctx: Context) -> Iterator[str]:
+    """Services nothing declares calling: a chain is reported once, from where it starts."""
+    return (name for name in sorted(ctx.plan.services) if not ctx.plan.callers(name))
+
+
 def deep_chains(ctx: Context) -> Iterator[Finding]:
-    graph = ctx.graph
-    for name in sorted(graph):
-        if ctx.plan.callers(name):
-            continue  # a chain is reported once, from where it starts
-        chain = longest_chain(graph, name)
+    for name in _chain_starts(ctx):
+        chain = longest_chain(ctx.graph, name)
         hops = len(chain) - 1
         if hops <= ctx.max_call_depth:
             continue
@@ -121,11 +123,8 @@ def retry_amplification(ctx: Context) -> Iterator[Finding]:
     def attempts(chain: Sequence[str]) -> float:
         return math.prod(resilience.policy(t).retries.attempts for t in chain[1:])
 
-    graph = ctx.graph
-    for name in sorted(graph):
-        if ctx.plan.callers(name):
-            continue  # reported once, from where the chain starts
-        chain = best_chain(graph, name, attempts)
+    for name in _chain_starts(ctx):
+        chain = best_chain(ctx.graph, name, attempts)
         total = int(attempts(chain))
         if total <= MAX_AMPLIFICATION:
             continue
