@@ -102,15 +102,12 @@ def test_a_killed_instance_is_replaced(system: Path) -> None:
     assert (ended["target"], ended["state"]) == ("web-1", "done")
 
 
-def test_a_paused_instance_leaves_traffic_and_comes_back_when_the_pause_expires(
-    system: Path,
-) -> None:
-    """chaos pause --for: SIGSTOP, readiness fails and the gateway stops sending to it;
-    at expiry (no further command) SIGCONT, it is ready and served again."""
+def test_a_paused_instance_leaves_traffic_and_comes_back(system: Path) -> None:
+    """chaos pause: SIGSTOP, readiness fails and the gateway stops sending to it; chaos
+    stop continues it (the same process), ready and served again."""
     url = status(system)["gateway_url"]
     victim = record(system, "web-2")
-    out = ok("chaos", "pause", "web-2", "--for", "3s", cwd=system)
-    chaos_id = experiment_id(out)
+    chaos_id = experiment_id(ok("chaos", "pause", "web-2", "--for", "60s", cwd=system))
     assert psutil.Process(victim["pid"]).status() == psutil.STATUS_STOPPED
     wait_for(lambda: not record(system, "web-2")["ready"], what="web-2 out of readiness")
     assert "chaos    " + chaos_id in ok("status", cwd=system)
@@ -119,12 +116,23 @@ def test_a_paused_instance_leaves_traffic_and_comes_back_when_the_pause_expires(
     # Out of the endpoints: every request reaches web-1 (let Envoy apply the change).
     wait_for(lambda: {text for _, text in answers(url, 6)} == {"web-1"}, what="web-1 only")
     assert answers(url) == [(200, "web-1")] * 20
-    wait_for(lambda: not experiments(system)["active"], timeout=10, what="the pause to expire")
+    assert "SIGCONT: running again" in ok("chaos", "stop", chaos_id, cwd=system)
     [ended] = [e for e in experiments(system)["recent"] if e["id"] == chaos_id]
-    assert (ended["state"], ended["outcome"]) == ("expired", "SIGCONT: running again")
+    assert (ended["state"], ended["outcome"]) == ("stopped", "SIGCONT: running again")
     wait_for(lambda: record(system, "web-2")["ready"], what="web-2 ready again")
     assert record(system, "web-2")["pid"] == victim["pid"]  # the same process, continued
     wait_for(lambda: "web-2" in {text for _, text in answers(url, 6)}, what="web-2 served")
+
+
+def test_a_pause_expires_by_itself(system: Path) -> None:
+    """A 1s pause ends on its own (no command after it): the process runs again."""
+    victim = record(system, "web-2")
+    chaos_id = experiment_id(ok("chaos", "pause", "web-2", "--for", "1s", cwd=system))
+    wait_for(lambda: not experiments(system)["active"], timeout=10, what="the pause to end")
+    [ended] = [e for e in experiments(system)["recent"] if e["id"] == chaos_id]
+    assert (ended["state"], ended["outcome"]) == ("expired", "SIGCONT: running again")
+    assert psutil.Process(victim["pid"]).status() != psutil.STATUS_STOPPED
+    wait_for(lambda: record(system, "web-2")["ready"], what="web-2 ready again")
 
 
 def test_a_gateway_abort_fails_every_request_until_stopped(system: Path) -> None:
