@@ -25,12 +25,15 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.api._problems import ApiProblem
 from corral.gateway import Fault, GatewayAddon
 from corral.runtime.errors import UnknownInstanceError, UnknownServiceError
 from corral.runtime.orchestrator import Orchestrator
+
+if TYPE_CHECKING:
+    from corral.runtime._instance import Instance
 
 MAX_DURATION = 3600.0
 """No experiment outlives an hour: chaos that is forgotten is an outage."""
@@ -87,7 +90,7 @@ class Chaos:
         self._active: dict[str, Experiment] = {}
         self._ended: deque[Experiment] = deque(maxlen=KEEP_ENDED)
         self._timers: dict[str, asyncio.Task[None]] = {}
-        self._undo: dict[str, Any] = {}
+        self._undo: dict[str, Fault | Instance] = {}
         self._count = 0
 
     # --- reading ---------------------------------------------------------------------
@@ -189,7 +192,7 @@ class Chaos:
 
     # --- internals -------------------------------------------------------------------
 
-    def _pick(self, target: str) -> Any:
+    def _pick(self, target: str) -> Instance:
         try:
             return self._orchestrator.instance(target)
         except UnknownInstanceError as missing:
