@@ -151,19 +151,26 @@ def test_a_gateway_abort_fails_every_request_until_stopped(system: Path) -> None
 
 
 def test_a_gateway_fault_expires_by_itself(system: Path) -> None:
-    """A delay fault for 1s is injected (Envoy counts it), then ends on its own."""
+    """A delay fault is injected (Envoy counts it), then ends on its own: no command, no
+    more delays."""
     cwd = system
-    metrics = status(cwd)["gateway_metrics_url"]
-    out = ok("chaos", "gateway", "web", "--delay", "50ms", "--for", "1s", cwd=cwd)
-    chaos_id = experiment_id(out)
-    assert {code for code, _ in answers(status(cwd)["gateway_url"], 5)} == {200}
-    assert delays_injected(metrics) >= 5
-    wait_for(lambda: not experiments(cwd)["active"], timeout=10, what="the fault to expire")
+    found = status(cwd)
+    url, metrics = found["gateway_url"], found["gateway_metrics_url"]
+    before = delays_injected(metrics)
+    chaos_id = experiment_id(ok("chaos", "gateway", "web", "--delay", "50ms", "--for", "3s",
+                                cwd=cwd))  # fmt: skip
+    assert {code for code, _ in answers(url, 3)} == {200}
+    with ApiClient.for_state_dir(cwd / ".corral") as client:
+        still_active = any(e["id"] == chaos_id for e in client.chaos()["active"])
+    if still_active:  # on a machine slow enough to end it already, the count may be short
+        assert delays_injected(metrics) >= before + 3
+    wait_for(lambda: not experiments(cwd)["active"], timeout=15, what="the fault to expire")
     [ended] = [e for e in experiments(cwd)["recent"] if e["id"] == chaos_id]
     assert (ended["state"], ended["outcome"]) == ("expired", "fault cleared")
-    before = delays_injected(metrics)
-    answers(status(cwd)["gateway_url"], 5)
-    assert delays_injected(metrics) == before
+    assert delays_injected(metrics) > before
+    after = delays_injected(metrics)
+    answers(url, 5)
+    assert delays_injected(metrics) == after
 
 
 def delays_injected(metrics_url: str) -> float:
