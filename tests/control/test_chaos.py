@@ -188,14 +188,12 @@ def delays_injected(metrics_url: str) -> float:
     [
         (("kill", "nope-1"), "unknown instance or service"),
         (("gateway", "quiet", "--abort", "503"), "no gateway route leads to 'quiet'"),
-        (("gateway", "web"), "say what to inject"),
-        (("pause", "web-1", "--for", "2h"), "invalid request"),
         (("stop", "chaos-999"), "no such experiment"),
     ],
 )
 def test_mistakes_are_clear_errors(system: Path, args: tuple[str, ...], message: str) -> None:
-    """A wrong target, a route-less service, nothing to inject, too long a pause or an
-    unknown experiment: a one-line error, never a traceback."""
+    """A wrong target, a route-less service or an unknown experiment: a one-line error,
+    never a traceback (durations out of bounds: tests/api)."""
     result = corral("chaos", *args, cwd=system)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr

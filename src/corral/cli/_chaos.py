@@ -70,8 +70,9 @@ def pause(
     file: FileOption = None,
 ) -> None:
     """SIGSTOP one instance (a hang: checks time out, it leaves traffic), SIGCONT after."""
+    seconds = _seconds(duration)
     with _client(file) as client:
-        experiment = client.chaos_pause(target, _seconds(duration))
+        experiment = client.chaos_pause(target, seconds)
     console.print(f"[yellow]⏸[/] {describe(experiment)}", highlight=False)
 
 
@@ -91,13 +92,10 @@ def gateway(
     if delay is None and abort is None:
         raise UserError("say what to inject: --abort STATUS, --delay DURATION or both", code=2)
     delay_ms = None if delay is None else max(1, round(_seconds(delay) * 1000))
+    seconds = _seconds(duration)
     with _client(file) as client:
         experiment = client.chaos_gateway(
-            service,
-            percent=percent,
-            abort_status=abort,
-            delay_ms=delay_ms,
-            seconds=_seconds(duration),
+            service, percent=percent, abort_status=abort, delay_ms=delay_ms, seconds=seconds
         )
     console.print(f"[yellow]⚡[/] {describe(experiment)}", highlight=False)
 
