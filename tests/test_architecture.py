@@ -19,6 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "contract": set(),
     "manifest": {"contract"},
     "plan": {"contract", "manifest"},
+    # Architecture checks read the manifest (for locations) and its plan; nothing runs.
+    "lint": {"contract", "manifest", "plan"},
     "sdk": {"contract"},
     "runtime": {"contract", "manifest", "plan"},
     "gateway": {"contract", "manifest", "plan", "runtime"},
@@ -54,6 +56,7 @@ ALLOWED: dict[str, set[str]] = {
         "api",
         "control",
         "sdk",
+        "lint",
     },
 }
 

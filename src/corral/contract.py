@@ -46,6 +46,10 @@ service; used by ``static`` discovery (Compose) and as an override in every mode
 RESILIENCE: Final = "CORRAL_RESILIENCE"
 """JSON: resilience policies for this service's outgoing calls, per target service."""
 
+CALLS: Final = "CORRAL_CALLS"
+"""Comma-separated services this one declares calling (``calls:`` in the manifest; empty:
+none). Unset when the manifest does not say: then no call counts as undeclared."""
+
 EVENTS: Final = "CORRAL_EVENTS"
 """JSON: stream and consumer settings for this service's topics."""
 
@@ -70,6 +74,7 @@ ALL_VARIABLES: Final = (
     DISCOVERY,
     DISCOVERY_TOKEN,
     RESILIENCE,
+    CALLS,
     EVENTS,
     GRACE_PERIOD,
     LOG_FORMAT,

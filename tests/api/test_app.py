@@ -228,3 +228,38 @@ async def test_runtime_errors_are_problems_with_the_reason(
     body = response.json()
     assert body["title"] == "instances did not become ready"
     assert "boom: bad config" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/chaos", None),
+        ("POST", "/v1/chaos/kill", {"target": "web-1"}),
+        ("POST", "/v1/chaos/pause", {"target": "web-1", "seconds": 5}),
+        ("POST", "/v1/chaos/gateway", {"service": "web", "abort_status": 503}),
+        ("DELETE", "/v1/chaos/chaos-1", None),
+        ("DELETE", "/v1/chaos", None),
+    ],
+)
+async def test_chaos_needs_the_admin_token(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    """A service holding the discovery token can neither start, list nor stop chaos."""
+    response = await client.request(method, path, json=body, headers=auth(DISCOVERY))
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"target": "web-1", "seconds": 3601},
+        {"target": "web-1", "seconds": 0},
+    ],
+)
+async def test_a_pause_longer_than_an_hour_is_refused(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
+    """Every experiment expires: durations are bounded (0, 1h], or a 422 problem."""
+    response = await client.post("/v1/chaos/pause", json=body, headers=auth())
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"

@@ -181,6 +181,29 @@ def test_every_value_is_a_string() -> None:
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
 
 
+@pytest.mark.parametrize(
+    ("calls", "expected"),
+    [
+        ("[ride-matching]", "ride-matching"),
+        ("[ride-matching, web]", "ride-matching,web"),
+        ("[]", ""),
+    ],
+)
+def test_declared_calls_reach_the_instance(calls: str, expected: str) -> None:
+    """A service's calls: become CORRAL_CALLS, comma-separated (empty: it calls nobody)."""
+    text = (
+        f"name: shop\nservices:\n  web:\n    command: x\n    calls: {calls}\n"
+        "  ride-matching:\n    command: x\n"
+    )
+    resolved = resolve(parse(text, Path("/srv/shop/corral.yaml")), python="python3")
+    assert environment(resolved)[contract.CALLS] == expected
+
+
+def test_undeclared_calls_set_no_variable() -> None:
+    """Without calls: the variable is absent, so the SDK treats no call as undeclared."""
+    assert contract.CALLS not in environment(plan())
+
+
 def test_resilience_policies_reach_the_calling_service() -> None:
     """A resilience section becomes CORRAL_RESILIENCE (JSON) in each caller's environment."""
     import json

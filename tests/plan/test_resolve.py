@@ -82,6 +82,18 @@ def test_dependents() -> None:
     assert resolved.dependents("web") == ()
 
 
+def test_callers() -> None:
+    """callers() lists the services that declare calling one, sorted by name."""
+    resolved = plan(
+        "web: {command: x, calls: [rides, auth]}\nrides: {command: x, calls: [payments]}\n"
+        "admin: {command: x, calls: [payments]}\nauth: {command: x}\n"
+        "payments: {command: x}\n"
+    )
+    assert resolved.services["web"].calls == ("auth", "rides")
+    assert resolved.callers("payments") == ("admin", "rides")
+    assert resolved.callers("web") == ()
+
+
 SERVICE_CASES: list[tuple[str, str, dict[str, Any]]] = [
     (
         "an app service runs corral.sdk.serve with the given interpreter",
@@ -205,6 +217,16 @@ SERVICE_CASES: list[tuple[str, str, dict[str, Any]]] = [
         "database: none means no database at all",
         "command: x\ndatabase: none",
         {"database.engine": DatabaseEngine.NONE, "database.sqlite_path": None},
+    ),
+    (
+        "a service that does not say whom it calls has calls None, not an empty list",
+        "command: x",
+        {"calls": None},
+    ),
+    (
+        "calls: [] declares that the service calls nobody",
+        "command: x\ncalls: []",
+        {"calls": ()},
     ),
     (
         "env is kept as the manifest's own variables",

@@ -40,6 +40,31 @@ class LogSource(Protocol):
     ) -> AsyncIterator[Any]: ...
 
 
+class ChaosTarget(Protocol):
+    """Failure-injection experiments (see corral.control._chaos); user mistakes raise
+    :class:`ApiProblem`."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    async def kill(self, target: str) -> dict[str, Any]: ...
+
+    async def pause(self, target: str, seconds: float) -> dict[str, Any]: ...
+
+    async def fault(
+        self,
+        service: str,
+        *,
+        percent: int,
+        abort_status: int | None,
+        delay_ms: int | None,
+        seconds: float,
+    ) -> dict[str, Any]: ...
+
+    async def stop(self, experiment_id: str) -> dict[str, Any]: ...
+
+    async def stop_all(self) -> list[dict[str, Any]]: ...
+
+
 class ControlTarget(Protocol):
     """What the API drives: the orchestrator plus its addons (see corral.control)."""
 
@@ -60,6 +85,29 @@ class ControlTarget(Protocol):
     async def restart(self, service: str, *, rolling: bool = False) -> None: ...
 
     async def stop_service(self, service: str) -> None: ...
+
+    @property
+    def chaos(self) -> ChaosTarget: ...
+
+
+MAX_CHAOS_SECONDS = 3600.0
+
+
+class KillRequest(BaseModel):
+    target: str = Field(description="An instance id, or a service (one random instance).")
+
+
+class PauseRequest(BaseModel):
+    target: str = Field(description="An instance id, or a service (one random instance).")
+    seconds: float = Field(default=10.0, gt=0, le=MAX_CHAOS_SECONDS)
+
+
+class FaultRequest(BaseModel):
+    service: str = Field(description="The service whose gateway routes get the fault.")
+    percent: int = Field(default=100, ge=1, le=100, description="Share of requests.")
+    abort_status: int | None = Field(default=None, ge=200, le=599)
+    delay_ms: int | None = Field(default=None, ge=1, le=60_000)
+    seconds: float = Field(default=60.0, gt=0, le=MAX_CHAOS_SECONDS)
 
 
 class ScaleRequest(BaseModel):
@@ -170,6 +218,42 @@ def create_app(
         background.add(task)
         task.add_done_callback(background.discard)
         return Accepted(detail="stopping")
+
+    @app.get(f"/{API_VERSION}/chaos", dependencies=[Admin], tags=["chaos"])
+    async def chaos() -> dict[str, Any]:
+        """Failure-injection experiments: the active ones and the recently ended."""
+        return target.chaos.to_json()
+
+    @app.post(f"/{API_VERSION}/chaos/kill", dependencies=[Admin], tags=["chaos"])
+    async def chaos_kill(body: KillRequest) -> dict[str, Any]:
+        """SIGKILL one instance (its supervisor replaces it)."""
+        return await target.chaos.kill(body.target)
+
+    @app.post(f"/{API_VERSION}/chaos/pause", dependencies=[Admin], tags=["chaos"])
+    async def chaos_pause(body: PauseRequest) -> dict[str, Any]:
+        """SIGSTOP one instance, SIGCONT after ``seconds`` (enforced by the control plane)."""
+        return await target.chaos.pause(body.target, body.seconds)
+
+    @app.post(f"/{API_VERSION}/chaos/gateway", dependencies=[Admin], tags=["chaos"])
+    async def chaos_gateway(body: FaultRequest) -> dict[str, Any]:
+        """Abort and/or delay a share of the gateway's requests to a service, live."""
+        return await target.chaos.fault(
+            body.service,
+            percent=body.percent,
+            abort_status=body.abort_status,
+            delay_ms=body.delay_ms,
+            seconds=body.seconds,
+        )
+
+    @app.delete(f"/{API_VERSION}/chaos/{{experiment}}", dependencies=[Admin], tags=["chaos"])
+    async def chaos_stop(experiment: str) -> dict[str, Any]:
+        """End one active experiment now."""
+        return await target.chaos.stop(experiment)
+
+    @app.delete(f"/{API_VERSION}/chaos", dependencies=[Admin], tags=["chaos"])
+    async def chaos_stop_all() -> dict[str, Any]:
+        """End every active experiment now."""
+        return {"stopped": await target.chaos.stop_all()}
 
     @app.get(f"/{API_VERSION}/logs", dependencies=[Admin], tags=["logs"], response_model=None)
     async def logs(

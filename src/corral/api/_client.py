@@ -103,6 +103,40 @@ class ApiClient:
     def stop(self, service: str) -> dict[str, Any]:
         return dict(self._request("POST", f"/services/{service}/stop"))
 
+    def chaos(self) -> dict[str, Any]:
+        return dict(self._request("GET", "/chaos"))
+
+    def chaos_kill(self, target: str) -> dict[str, Any]:
+        return dict(self._request("POST", "/chaos/kill", json={"target": target}))
+
+    def chaos_pause(self, target: str, seconds: float) -> dict[str, Any]:
+        body = {"target": target, "seconds": seconds}
+        return dict(self._request("POST", "/chaos/pause", json=body))
+
+    def chaos_gateway(
+        self,
+        service: str,
+        *,
+        percent: int,
+        abort_status: int | None,
+        delay_ms: int | None,
+        seconds: float,
+    ) -> dict[str, Any]:
+        body = {
+            "service": service,
+            "percent": percent,
+            "abort_status": abort_status,
+            "delay_ms": delay_ms,
+            "seconds": seconds,
+        }
+        return dict(self._request("POST", "/chaos/gateway", json=body))
+
+    def chaos_stop(self, experiment: str | None = None) -> list[dict[str, Any]]:
+        """End one experiment (its id) or, without one, all of them."""
+        if experiment is None:
+            return list(self._request("DELETE", "/chaos")["stopped"])
+        return [dict(self._request("DELETE", f"/chaos/{experiment}"))]
+
     def down(self) -> dict[str, Any]:
         return dict(self._request("POST", "/down"))
 

@@ -13,6 +13,7 @@ from corral.runtime.errors import (
     CorralRuntimeError,
     NotRunningError,
     StartError,
+    UnknownInstanceError,
     UnknownServiceError,
 )
 
@@ -53,6 +54,8 @@ def install(app: FastAPI) -> None:
             return problem(503, "instances did not become ready", exc.details())
         if isinstance(exc, UnknownServiceError):
             return problem(404, "unknown service", str(exc))
+        if isinstance(exc, UnknownInstanceError):
+            return problem(404, "unknown instance", str(exc))
         if isinstance(exc, NotRunningError):
             return problem(409, "the system is not running", str(exc))
         return problem(409, "refused by the runtime", str(exc))

@@ -281,6 +281,10 @@ def status(
         console.print(line, highlight=False)
     for line in circuit_lines(data):
         console.print(f"[red]{line}[/]", highlight=False)
+    from corral.cli._chaos import chaos_lines
+
+    for line in chaos_lines(data):
+        console.print(f"[yellow]{line}[/]", highlight=False)
 
 
 @app.command()
@@ -596,11 +600,6 @@ def serve(
     run(target)
 
 
-from corral.cli import _dashboard  # noqa: E402 - its commands use the helpers above
-
-app.registered_commands.extend(_dashboard.app.registered_commands)
-
-
 def main() -> None:
     """Entry point: user mistakes become messages and exit codes, never tracebacks."""
     from corral.api import ApiError
@@ -623,3 +622,14 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# --- commands in their own modules (imported last: they use the options above) -------
+
+from corral.cli import _dashboard  # noqa: E402
+from corral.cli._chaos import chaos_app  # noqa: E402
+from corral.cli._lint import lint_command  # noqa: E402
+
+app.registered_commands.extend(_dashboard.app.registered_commands)
+app.command("lint")(lint_command)
+app.add_typer(chaos_app, name="chaos")

@@ -18,6 +18,8 @@ import uvicorn
 from corral import contract
 from corral.api import DASHBOARD_PATH, OTLP_BASE, RunFiles, create_app
 from corral.api._files import new_token
+from corral.control._chaos import Chaos
+from corral.gateway import GatewayAddon
 from corral.manifest import Manifest
 from corral.plan import Endpoints, Plan
 from corral.runtime.addon import Addon
@@ -108,6 +110,9 @@ class SystemSession:
         )
         self.ready = asyncio.Event()
         """Set once every service is ready."""
+        gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
+        self.chaos = Chaos(self.orchestrator, gateway)
+        """Failure-injection experiments (``corral chaos``)."""
 
     # --- ControlTarget (what the API drives) ---------------------------------------
 
@@ -127,6 +132,7 @@ class SystemSession:
         status["api_url"] = self.api_url
         status["dashboard_url"] = f"{self.api_url}{DASHBOARD_PATH}"
         status.setdefault("gateway_url", None)
+        status["chaos"] = self.chaos.active()
         return status
 
     async def circuits(self) -> list[dict[str, Any]]:
@@ -231,6 +237,7 @@ class SystemSession:
             # A second Ctrl-C during shutdown should not leave half-stopped processes.
             loop.add_signal_handler(signal.SIGINT, lambda: None)
             try:
+                await self.chaos.close()  # nothing stays paused or faulted through shutdown
                 await self.orchestrator.down()
             finally:
                 loop.remove_signal_handler(signal.SIGINT)

@@ -16,6 +16,7 @@ from corral.gateway._admin import AdminClient, live_routes
 from corral.gateway._deliver import XdsWriter
 from corral.gateway._envoy import canonical
 from corral.gateway._errors import EnvoyNotFoundError, GatewayError, GatewayTimeoutError
+from corral.gateway._faults import Fault
 from corral.gateway._render import (
     GatewayConfig,
     Layout,
@@ -36,6 +37,7 @@ __all__ = [
     "COMPONENT_NAME",
     "AdminClient",
     "EnvoyNotFoundError",
+    "Fault",
     "GatewayAddon",
     "GatewayConfig",
     "GatewayError",

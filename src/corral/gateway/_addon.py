@@ -20,12 +20,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from corral import contract
 from corral.gateway._admin import AdminClient
 from corral.gateway._admin_access import READY_PATH, STATS_PATH
 from corral.gateway._deliver import XdsWriter
 from corral.gateway._envoy import T_CLUSTER, T_ROUTE_CONFIG, discovery_response
-from corral.gateway._errors import GatewayTimeoutError
+from corral.gateway._errors import GatewayError, GatewayTimeoutError
+from corral.gateway._faults import Fault
 from corral.gateway._render import (
     Layout,
     Ports,
@@ -222,6 +225,28 @@ class GatewayAddon(Addon):
         assert self._registry is not None or self._plan is not None
         self._plan = dataclasses.replace(plan, port=self._plan.port if self._plan else plan.port)
         self._write_plan(self._registry.snapshot() if self._registry else self._last)
+
+    # --- failure injection (corral chaos gateway) ----------------------------------------
+
+    def routes_to(self, service: str) -> bool:
+        """Whether a gateway route leads to ``service`` (only those can get faults)."""
+        return self._plan is not None and any(r.service == service for r in self._plan.routes)
+
+    async def inject(self, fault: Fault) -> None:
+        """Switch ``fault`` on for the routes to its service, live (runtime keys)."""
+        await self._runtime_modify(fault.overrides())
+
+    async def clear(self, fault: Fault) -> None:
+        """Switch it off again."""
+        await self._runtime_modify(fault.cleared())
+
+    async def _runtime_modify(self, values: dict[str, str]) -> None:
+        if self._admin is None:
+            raise GatewayError("the gateway is not running")
+        try:
+            await self._admin.runtime_modify(values)
+        except httpx.HTTPError as exc:
+            raise GatewayError(f"Envoy's admin API refused the change: {exc}") from exc
 
     # --- draining --------------------------------------------------------------------
 

@@ -34,6 +34,18 @@ class AdminClient:
             return False
         return response.status_code == 200
 
+    async def runtime_modify(self, values: dict[str, str]) -> None:
+        """Set runtime overrides (an empty value removes one); applied at once."""
+        response = await self._client.post("/runtime_modify", params=values)
+        response.raise_for_status()
+
+    async def runtime(self) -> dict[str, str]:
+        """Every runtime key Envoy has, with its final value."""
+        response = await self._client.get("/runtime")
+        response.raise_for_status()
+        entries = response.json().get("entries", {})
+        return {key: str(entry.get("final_value", "")) for key, entry in entries.items()}
+
     async def endpoints(self) -> dict[str, set[str]]:
         """Cluster name -> the ``host:port`` of every endpoint Envoy currently has."""
         response = await self._client.get("/clusters", params={"format": "json"})

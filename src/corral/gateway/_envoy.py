@@ -23,6 +23,7 @@ T_CORS_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPo
 T_BUFFER = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer"
 T_BUFFER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
 T_MUTATION = "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
+T_FAULT = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
 T_STDOUT_LOG = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
 T_CEL_FILTER = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
 T_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -38,6 +39,7 @@ F_RATELIMIT = "envoy.filters.http.local_ratelimit"
 F_CORS = "envoy.filters.http.cors"
 F_BUFFER = "envoy.filters.http.buffer"
 F_MUTATION = "envoy.filters.http.header_mutation"
+F_FAULT = "envoy.filters.http.fault"
 F_ROUTER = "envoy.filters.http.router"
 
 

@@ -10,7 +10,9 @@ Filter order matters and is fixed here:
 4. rbac checks roles and claims from that metadata (per route; absent means allow);
 5. local_ratelimit, after jwt_authn so it can key buckets by the verified subject;
 6. buffer enforces the maximum body size;
-7. router.
+7. fault injects chaos experiments' aborts and delays (after auth and limits, as a
+   failing upstream would look: see _faults.py);
+8. router.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from corral import contract
 from corral.gateway._envoy import (
     F_BUFFER,
     F_CORS,
+    F_FAULT,
     F_JWT,
     F_MUTATION,
     F_RATELIMIT,
@@ -44,6 +47,7 @@ from corral.gateway._envoy import (
     header_value,
     runtime_percent,
 )
+from corral.gateway._faults import fault_filter, route_fault
 from corral.manifest._gateway import RateLimitKey, RateLimitSpec
 from corral.plan._gateway import AuthPlan, GatewayPlan, ProviderPlan, RoutePlan
 
@@ -90,6 +94,7 @@ def http_filters(plan: GatewayPlan) -> list[Json]:
             "typed_config": {"@type": T_BUFFER, "max_request_bytes": plan.max_body_size},
         }
     )
+    filters.append({"name": F_FAULT, "typed_config": fault_filter()})
     filters.append({"name": F_ROUTER, "typed_config": {"@type": T_ROUTER}})
     return filters
 
@@ -195,6 +200,7 @@ def route_filter_configs(plan: GatewayPlan, route: RoutePlan) -> Json:
         if cors.expose_headers:
             policy["expose_headers"] = ",".join(cors.expose_headers)
         out[F_CORS] = policy
+    out[F_FAULT] = route_fault(route.service)
     if route.max_body_size is None:
         out[F_BUFFER] = {"@type": T_BUFFER_ROUTE, "disabled": True}
     elif route.max_body_size != plan.max_body_size:

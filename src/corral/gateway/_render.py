@@ -34,6 +34,7 @@ from corral.gateway._envoy import (
     duration,
     header_value,
 )
+from corral.gateway._faults import runtime_layers
 from corral.gateway._filters import (
     http_filters,
     local_reply_config,
@@ -460,6 +461,7 @@ def render_bootstrap(plan: GatewayPlan, ports: Ports, layout: Layout) -> Json:
     return {
         "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
         "admin": admin(layout.admin_socket),
+        "layered_runtime": runtime_layers(),
         "dynamic_resources": {
             "cds_config": {
                 "path_config_source": {"path": layout.cds},

@@ -5,19 +5,22 @@ Each returns diagnostics rather than raising, so one run reports every problem.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from corral import contract
 from corral.manifest._diagnostics import Diagnostic
 from corral.manifest._events import check_events
 from corral.manifest._gateway import check_gateway
-from corral.manifest._references import service_hint
+from corral.manifest._references import service_hint, service_list_problems
 from corral.manifest._resilience import check_resilience
 from corral.manifest._route_shadowing import shadowed_routes
 from corral.manifest._service import DatabaseEngine
 from corral.manifest._source import SourceMap
 from corral.manifest._system import SystemSpec
+
+SHARED_DATABASE_RULE = "shared-database"
+"""The lint rule a shared database is (a manifest error first: see corral.lint)."""
 
 
 def dependency_problems(
@@ -37,23 +40,40 @@ def dependency_problems(
     return problems
 
 
+def call_problems(
+    name: str, calls: Sequence[str], services: list[str], source: SourceMap
+) -> list[Diagnostic]:
+    """A declared call to a service the manifest does not have, or one listed twice.
+    (A service calling itself is a cycle: ``corral lint`` reports it.)"""
+    return service_list_problems(
+        ("services", name, "calls"),
+        calls,
+        services,
+        source,
+        unknown=lambda target: f"calls unknown service {target!r}",
+    )
+
+
 def check_raw_references(data: dict[str, Any], source: SourceMap) -> list[Diagnostic]:
-    """Dependency references checked on the raw data, for manifests that also have field
-    errors: the person fixing them should see every problem in one run."""
+    """Dependency and call references checked on the raw data, for manifests that also
+    have field errors: the person fixing them should see every problem in one run."""
     services = data.get("services")
     if not isinstance(services, dict):
         return []
     names = sorted(str(n) for n in services)
     problems: list[Diagnostic] = []
     for name, service in sorted(services.items()):
-        depends_on = service.get("depends_on") if isinstance(service, dict) else None
+        if not isinstance(service, dict):
+            continue
+        depends_on = service.get("depends_on")
         if isinstance(depends_on, dict):
-            targets = [str(t) for t in depends_on]
+            problems += dependency_problems(str(name), [str(t) for t in depends_on], names, source)
         elif isinstance(depends_on, list):
             targets = [t for t in depends_on if isinstance(t, str)]
-        else:
-            continue
-        problems += dependency_problems(str(name), targets, names, source)
+            problems += dependency_problems(str(name), targets, names, source)
+        calls = service.get("calls")
+        if isinstance(calls, list) and all(isinstance(t, str) for t in calls):
+            problems += call_problems(str(name), calls, names, source)
     return problems
 
 
@@ -65,6 +85,7 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
     ports: dict[int, str] = {}
     for name, service in sorted(spec.services.items()):
         problems += dependency_problems(name, service.depends_on, names, source)
+        problems += call_problems(name, service.calls or (), names, source)
         if name.startswith(contract.COMPONENT_PREFIX):
             problems.append(
                 source.diagnostic(
@@ -90,6 +111,7 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
                         ("services", name, "database"),
                         f"database {db_name!r} is already the database of service {owner!r}",
                         "each service owns its own database; share data through its API or events",
+                        rule=SHARED_DATABASE_RULE,
                     )
                 )
         if service.port is not None:

@@ -35,6 +35,9 @@ class Diagnostic:
     path: KeyPath = field(compare=False)
     message: str = field(compare=False)
     hint: str | None = field(default=None, compare=False)
+    rule: str | None = field(default=None, compare=False)
+    """The ``corral lint`` rule this problem is also an instance of (e.g. a shared
+    database), so lint reports it once, under that rule; None for the others."""
 
     def __str__(self) -> str:
         text = f"{self.file}:{self.line}:{self.column}: {format_path(self.path)}: {self.message}"

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from corral.manifest._diagnostics import Diagnostic
-from corral.manifest._references import service_hint
+from corral.manifest._references import service_list_problems
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, MemoryBytes, Name
 
@@ -145,6 +146,14 @@ class EventsSpec(BaseModel):
         return self
 
 
+EVENT_PARTY_RULE = "event-party-not-a-service"
+"""The lint rule a producer or consumer that is no service is (a manifest error first)."""
+
+
+def _not_a_service(role: str, name: str) -> str:
+    return f"{role} {name!r} is not a service"
+
+
 def check_events(
     events: EventsSpec | None, services: list[str], source: SourceMap
 ) -> list[Diagnostic]:
@@ -154,19 +163,15 @@ def check_events(
     problems: list[Diagnostic] = []
     for topic, spec in sorted(events.topics.items()):
         base = ("events", "topics", topic)
-        for role in ("producers", "consumers"):
-            names: tuple[str, ...] = getattr(spec, role)
-            seen: set[str] = set()
-            for index, name in enumerate(names):
-                path = (*base, role, index)
-                if name in seen:
-                    problems.append(source.diagnostic(path, f"{name!r} is listed twice"))
-                seen.add(name)
-                if name not in services:
-                    hint = service_hint(name, services)
-                    problems.append(
-                        source.diagnostic(path, f"{role[:-1]} {name!r} is not a service", hint)
-                    )
+        for role, names in (("producer", spec.producers), ("consumer", spec.consumers)):
+            problems += service_list_problems(
+                (*base, f"{role}s"),
+                names,
+                services,
+                source,
+                unknown=partial(_not_a_service, role),
+                rule=EVENT_PARTY_RULE,
+            )
         if spec.retention is Retention.WORKQUEUE and len(spec.consumers) > 1:
             problems.append(
                 source.diagnostic(
@@ -187,24 +192,6 @@ def check_events(
                 )
             )
     return problems
-
-
-def lint_events(events: EventsSpec | None, source: SourceMap) -> list[Diagnostic]:
-    """Architecture warnings for ``corral lint``: topics nobody consumes or produces."""
-    if events is None:
-        return []
-    out: list[Diagnostic] = []
-    for topic, spec in sorted(events.topics.items()):
-        path = ("events", "topics", topic)
-        if not spec.consumers:
-            out.append(
-                source.diagnostic(path, f"topic {topic!r} has no consumer", "list consumers:")
-            )
-        if not spec.producers:
-            out.append(
-                source.diagnostic(path, f"topic {topic!r} has no producer", "list producers:")
-            )
-    return out
 
 
 def effective_delivery(defaults: DeliverySpec, topic: DeliverySpec) -> DeliverySpec:

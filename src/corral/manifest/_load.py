@@ -48,10 +48,9 @@ def parse(text: str, path: Path | str = DEFAULT_FILENAME) -> Manifest:
         spec = SystemSpec.model_validate(data)
     except ValidationError as exc:
         problems = translate(exc, SystemSpec, source)
-        seen = {(d.path, d.message) for d in problems}
-        problems += [
-            d for d in check_raw_references(data, source) if (d.path, d.message) not in seen
-        ]
+        # A name that is already wrong (an invalid name) is one mistake, not two.
+        seen = {d.path for d in problems}
+        problems += [d for d in check_raw_references(data, source) if d.path not in seen]
         raise ManifestError(problems) from None
     problems = check_system(spec, source)
     if problems:

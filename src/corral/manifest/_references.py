@@ -7,7 +7,10 @@ unknown service reads the same wherever it is named.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+
+from corral.manifest._diagnostics import Diagnostic, KeyPath
+from corral.manifest._source import SourceMap
 
 
 def closest_hint(name: str, candidates: Iterable[str], otherwise: str) -> str:
@@ -21,3 +24,28 @@ def service_hint(name: str, services: Iterable[str]) -> str:
     known = sorted(services)
     listing = "services: " + ", ".join(known) if known else "no services are defined"
     return closest_hint(name, known, listing)
+
+
+def service_list_problems(
+    base: KeyPath,
+    names: Sequence[str],
+    services: Sequence[str],
+    source: SourceMap,
+    *,
+    unknown: Callable[[str], str],
+    rule: str | None = None,
+) -> list[Diagnostic]:
+    """A list of service names (``calls``, a topic's producers or consumers): each listed
+    once, each a service of the system (``unknown(name)`` says what the name was meant
+    to be)."""
+    problems: list[Diagnostic] = []
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        path = (*base, index)
+        if name in seen:
+            problems.append(source.diagnostic(path, f"{name!r} is listed twice"))
+        seen.add(name)
+        if name not in services:
+            hint = service_hint(name, services)
+            problems.append(source.diagnostic(path, unknown(name), hint, rule=rule))
+    return problems

@@ -171,12 +171,29 @@ class DatabaseSpec(BaseModel):
         return value
 
 
+class LintSpec(BaseModel):
+    """``corral lint`` rules silenced for this service (ids or names; checked by lint)."""
+
+    model_config = STRICT
+
+    ignore: tuple[str, ...] = Field(default=(), description="Rule ids or names, e.g. CL301.")
+
+
 def _database_shorthand(value: Any) -> Any:
     """``database: postgres`` / ``database: none`` / ``database: false``."""
     if value is False:
         return {"engine": "none"}
     if isinstance(value, str):
         return {"engine": value}
+    return value
+
+
+def _calls_list(value: Any) -> Any:
+    """``calls: payments`` is a mistake for ``calls: [payments]``, said as such."""
+    if isinstance(value, str):
+        raise problem(
+            f"calls is a list of service names, got {value!r}", f"write it as calls: [{value}]"
+        )
     return value
 
 
@@ -209,6 +226,11 @@ class ServiceSpec(BaseModel):
     resources: ResourcesSpec = ResourcesSpec()
     labels: dict[str, str] = Field(default_factory=dict)
     database: Annotated[DatabaseSpec, BeforeValidator(_database_shorthand)] = DatabaseSpec()
+    calls: Annotated[tuple[Name, ...] | None, BeforeValidator(_calls_list)] = Field(
+        default=None,
+        description="Services this one calls synchronously (svc.client); unset: not declared.",
+    )
+    lint: LintSpec = LintSpec()
 
     @field_validator("app")
     @classmethod

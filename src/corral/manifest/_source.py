@@ -33,9 +33,11 @@ class SourceMap:
         line, column = self.positions.get(probe, (0, 0))
         return line + 1, column + 1
 
-    def diagnostic(self, path: KeyPath, message: str, hint: str | None = None) -> Diagnostic:
+    def diagnostic(
+        self, path: KeyPath, message: str, hint: str | None = None, *, rule: str | None = None
+    ) -> Diagnostic:
         line, column = self.locate(path)
-        return Diagnostic(self.file, line, column, tuple(path), message, hint)
+        return Diagnostic(self.file, line, column, tuple(path), message, hint, rule)
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:

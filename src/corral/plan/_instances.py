@@ -70,6 +70,8 @@ def instance_environment(
         owned[contract.DISCOVERY] = endpoints.discovery
     if endpoints.discovery_token:
         owned[contract.DISCOVERY_TOKEN] = endpoints.discovery_token
+    if service.calls is not None:
+        owned[contract.CALLS] = ",".join(service.calls)
     owned.update(resilience_environment(plan, service.name))
     owned.update(endpoints.extra)
     return {**overridable, **service.env, **owned}

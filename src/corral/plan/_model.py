@@ -74,6 +74,8 @@ class ServicePlan:
     labels: Mapping[str, str] = field(default_factory=dict)
     app: str | None = None
     """module:attribute when the service is a corral.sdk app."""
+    calls: tuple[str, ...] | None = None
+    """Services this one declares calling synchronously (sorted); None: not declared."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,10 @@ class Plan:
     def dependents(self, name: str) -> tuple[str, ...]:
         """Services that depend on ``name`` directly."""
         return tuple(s for s in self.start_order if name in self.services[s].depends_on)
+
+    def callers(self, name: str) -> tuple[str, ...]:
+        """Services that declare calling ``name`` (sorted)."""
+        return tuple(sorted(s for s, p in self.services.items() if name in (p.calls or ())))
 
 
 COMPONENT_BACKOFF_MAX = 5.0

@@ -160,6 +160,7 @@ def _service(
         memory=spec.resources.memory,
         labels=dict(sorted(spec.labels.items())),
         app=spec.app,
+        calls=None if spec.calls is None else tuple(sorted(set(spec.calls))),
     )
 
 

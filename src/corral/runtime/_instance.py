@@ -123,6 +123,8 @@ class Instance:
         self._ready_once = asyncio.Event()
         self._restarts = 0
         self._env: dict[str, str] = {}
+        self.paused_group: int | None = None
+        """The process group a chaos pause stopped (SIGSTOP), until it is continued."""
         host.registry.put(
             InstanceRecord(
                 service=service.name,
@@ -205,6 +207,31 @@ class Instance:
                 return
             self._raise_if_hopeless(generation)
             await changed.wait()
+
+    # --- failure injection (corral chaos) ----------------------------------------------
+
+    def kill(self) -> int | None:
+        """SIGKILL the current process group, as a crash would (the slot restarts it as
+        after any crash); the pid killed, or None between processes."""
+        pgid = self.pgid
+        if pgid is None or not signal_group(pgid, signal.SIGKILL):
+            return None
+        return pgid
+
+    def pause(self) -> int | None:
+        """SIGSTOP the current process group (a hung instance: checks time out); the
+        group stopped, or None between processes."""
+        pgid = self.pgid
+        if pgid is None or not signal_group(pgid, signal.SIGSTOP):
+            return None
+        self.paused_group = pgid
+        return pgid
+
+    def resume(self) -> bool:
+        """SIGCONT what :meth:`pause` stopped; False when that process is gone (a failed
+        liveness check replaced it, say): its successor was never stopped."""
+        pgid, self.paused_group = self.paused_group, None
+        return pgid is not None and pgid == self.pgid and signal_group(pgid, signal.SIGCONT)
 
     def start_error(self, reason: str) -> StartError:
         return StartError(
@@ -370,6 +397,8 @@ class Instance:
                     await asyncio.wait_for(proc.wait(), 1.0)
             self.host.reaper.remove(pgid)
             self.pgid = None
+            if self.paused_group == pgid:
+                self.paused_group = None
             self.host.groups_changed()
         code, sig = exit_status(proc.returncode)
         self._emit(InstanceExited(self.service.name, self.id, code, sig, expected))
@@ -386,6 +415,8 @@ class Instance:
         deadline = time.monotonic() + grace
         self._set(state=InstanceState.STOPPING)
         signal_group(pgid, signal.SIGTERM)
+        if self.paused_group == pgid:  # a stopped process cannot act on SIGTERM
+            self.resume()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), grace)
         killed = proc.returncode is None or not await wait_group_gone(pgid, deadline)

@@ -6,6 +6,7 @@
      ├── StartError            an instance or component could not become ready
      │                         (.service, .instance, .reason, .log_tail)
      ├── UnknownServiceError   a service name that is not in the plan (.service, .known)
+     ├── UnknownInstanceError  an instance id the registry does not have (.instance)
      ├── NotRunningError       an operation that needs a running system (scale before up)
      └── AlreadyRunningError   another orchestrator runs the same state dir (.pid)
 
@@ -58,6 +59,19 @@ class UnknownServiceError(CorralRuntimeError, KeyError):
         super().__init__(f"unknown service {service!r}{hint}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class UnknownInstanceError(CorralRuntimeError, KeyError):
+    """An instance id that no running slot has."""
+
+    def __init__(self, instance: str, known: Sequence[str] = ()) -> None:
+        self.instance = instance
+        self.known = tuple(known)
+        hint = f" (instances: {', '.join(self.known)})" if self.known else ""
+        super().__init__(f"no instance {instance!r}{hint}")
+
+    def __str__(self) -> str:
         return str(self.args[0])
 
 

@@ -48,6 +48,7 @@ from corral.runtime.errors import (
     CorralRuntimeError,
     NotRunningError,
     StartError,
+    UnknownInstanceError,
     UnknownServiceError,
 )
 from corral.runtime.events import (
@@ -287,6 +288,19 @@ class Orchestrator:
             entry.desired = 0
             await self._stop_instances(entry, list(entry.instances.values())[::-1])
         self.emit(ServiceStopped(service))
+
+    def instance(self, instance_id: str) -> Instance:
+        """The running slot of a service instance (never a component: Corral's own
+        parts are not chaos targets)."""
+        for entry in self._services.values():
+            if not entry.component and instance_id in entry.instances:
+                return entry.instances[instance_id]
+        known = sorted(i for e in self._services.values() if not e.component for i in e.instances)
+        raise UnknownInstanceError(instance_id, known)
+
+    def instances_of(self, service: str) -> list[Instance]:
+        """The slots of ``service``, oldest first."""
+        return sorted(self._service(service).instances.values(), key=lambda i: i.ordinal)
 
     def status(self) -> dict[str, Any]:
         """JSON-able: system, services (desired replicas, ready count), instances

@@ -57,6 +57,14 @@ class RuntimeEnv(BaseModel):
     )
     otel_endpoint: str | None = Field(default=None, validation_alias=contract.OTEL_ENDPOINT)
     otel_service_name: str | None = Field(default=None, validation_alias=contract.OTEL_SERVICE_NAME)
+    calls: str | None = Field(default=None, validation_alias=contract.CALLS)
+
+    @property
+    def declared_calls(self) -> frozenset[str] | None:
+        """The services the manifest says this one calls; None when it does not say."""
+        if self.calls is None:
+            return None
+        return frozenset(name for name in self.calls.split(",") if name)
 
 
 def _describe(err: ValidationError, env_names: Mapping[str, str]) -> Iterable[str]:

@@ -6,6 +6,10 @@ closed when the service stops (it registers itself with ``add_lifecycle``). It a
 installs the circuits endpoint (``GET /corral/circuits``) that ``corral status`` reads.
 Incoming deadlines are read by the SDK's own middleware (one ASGI layer less than
 :class:`DeadlineMiddleware`, which stays for plain FastAPI apps).
+
+A call to a target the manifest's ``calls:`` does not list (``CORRAL_CALLS``) still goes
+out, so nothing breaks, but logs one warning per target: the call graph ``corral lint``
+checks is the declared one, and a call it does not know about is where it goes wrong.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class ClientHub:
         self._policies: Policies | None = None
         self._telemetry: ClientTelemetry | None = None
         self._running = False
+        self._warned: set[str] = set()
         service.app.add_api_route(
             CIRCUITS_PATH, self._circuits_endpoint, methods=["GET"], include_in_schema=False
         )
@@ -69,6 +74,8 @@ class ClientHub:
                 own_resolver=False,
             )
             self._clients[target] = client
+            if self._running:
+                self._check_declared(target)
         return client
 
     def circuits(self) -> list[dict[str, object]]:
@@ -86,6 +93,27 @@ class ClientHub:
         except Exception:  # settings not readable yet: the env var decides later
             return None
 
+    def _check_declared(self, target: str) -> None:
+        """One warning per target the manifest does not declare calling (none when the
+        manifest declares nothing for this service)."""
+        if target in self._warned:
+            return
+        try:
+            runtime = self._service.runtime
+        except Exception:  # settings unreadable: the service fails to start anyway
+            return
+        declared = runtime.declared_calls
+        if declared is None or target in declared:
+            return
+        self._warned.add(target)
+        me = runtime.service or self._service.name
+        self._service.log.warning(
+            "call to a service the manifest does not declare",
+            target=target,
+            declared=sorted(declared),
+            hint=f"add {target!r} to services.{me}.calls in corral.yaml",
+        )
+
     def _tracer(self) -> Any:
         return self._service.tracer if self._service.export_spans else None
 
@@ -97,6 +125,7 @@ class ClientHub:
             client.tracer = tracer
             if client.caller is None:
                 client.caller = self._caller()
+            self._check_declared(client.target)
 
     async def stop(self) -> None:
         self._running = False

@@ -1,0 +1,65 @@
+"""``corral lint``: architecture checks over a manifest (the logic is corral.lint)."""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from corral.cli._app import FileArgument, FileOption, console
+from corral.lint import DEFAULT_MAX_CALL_DEPTH, RULES, Severity, lint_target
+
+
+class Format(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+def lint_command(
+    file: FileArgument = None,
+    file_option: FileOption = None,
+    output: Annotated[
+        Format, typer.Option("--format", help="text for people, json for tools.")
+    ] = Format.TEXT,
+    strict: Annotated[bool, typer.Option(help="Warnings fail too (exit 1).")] = False,
+    max_call_depth: Annotated[
+        int, typer.Option(min=1, help="Synchronous hops one request may take.")
+    ] = DEFAULT_MAX_CALL_DEPTH,
+    rules: Annotated[bool, typer.Option("--rules", help="List every rule and exit.")] = False,
+) -> None:
+    """Check the architecture a manifest describes (call cycles and depth, idle topics,
+    unreachable services, calls without resilience, shared databases...). Exit 1 on
+    errors, 0 on warnings unless --strict. Rules: docs/lint.md."""
+    if rules:
+        for rule in RULES:
+            console.print(
+                f"{rule.id}  {rule.name:<26} {rule.severity:<8} {rule.summary}", highlight=False
+            )
+        return
+    report = lint_target(file or file_option, max_call_depth=max_call_depth)
+    if output is Format.JSON:
+        print(json.dumps(report.to_json(), indent=2))
+        raise typer.Exit(report.exit_code(strict=strict))
+    # Paths under the current folder are shown relative, as `corral validate` shows them.
+    here = f"{Path.cwd()}{os.sep}"
+    for finding in report.findings:
+        colour = "red" if finding.severity is Severity.ERROR else "yellow"
+        console.print(
+            f"[{colour}]{escape(str(finding).replace(here, ''))}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.findings:
+        console.print(escape(report.summary().replace(here, "")), highlight=False)
+    else:
+        silenced = f" ({report.silenced} silenced)" if report.silenced else ""
+        console.print(
+            f"[green]✔[/] {escape(report.file.replace(here, ''))}: no problems{silenced}",
+            highlight=False,
+        )
+    raise typer.Exit(report.exit_code(strict=strict))

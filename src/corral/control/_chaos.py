@@ -1,0 +1,272 @@
+"""Failure injection into the running system (``corral chaos``, design for failure).
+
+Three experiments, each recorded with an id, visible in ``corral status`` and
+``GET /v1/chaos``, and ended by the control plane itself: a pause or a gateway fault
+always carries an expiry that a timer in this process enforces, so an experiment ends on
+time even when the CLI that started it is gone. (If the control plane itself dies, the
+reaper kills every process group, paused ones included, and Envoy with its faults.)
+
+- ``kill``: SIGKILL an instance's process group, as a crash; its slot restarts it.
+- ``pause``: SIGSTOP it (a hung instance: its checks time out, it leaves traffic, client
+  breakers open), SIGCONT at expiry. A pause outlasting the liveness budget gets the
+  instance replaced, as a real hang would.
+- ``gateway``: Envoy's fault filter on the routes to a service (abort with a status and/or
+  delay, for a percentage of requests), set and cleared live through runtime keys.
+
+When the session stops, every active experiment is ended first, so nothing stays paused
+through a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from corral.api._problems import ApiProblem
+from corral.gateway import Fault, GatewayAddon
+from corral.runtime.errors import UnknownInstanceError, UnknownServiceError
+from corral.runtime.orchestrator import Orchestrator
+
+if TYPE_CHECKING:
+    from corral.runtime._instance import Instance
+
+MAX_DURATION = 3600.0
+"""No experiment outlives an hour: chaos that is forgotten is an outage."""
+KEEP_ENDED = 20
+"""Ended experiments listed under ``recent``."""
+
+
+class ChaosError(ApiProblem):
+    """An experiment that cannot start (answered as problem+json by the API)."""
+
+
+@dataclass
+class Experiment:
+    id: str
+    kind: str
+    """kill | pause | gateway"""
+    target: str
+    """The instance (kill, pause) or service (gateway)."""
+    started_at: float
+    expires_at: float | None
+    """Unix time; None for a kill, which is over at once."""
+    detail: str
+    state: str = "active"
+    """active, then expired (on time), stopped (asked), done (a kill) or failed."""
+    ended_at: float | None = None
+    outcome: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            "state": self.state,
+            "detail": self.detail,
+            "started_at": self.started_at,
+            "expires_at": self.expires_at,
+            "remaining": max(0.0, self.expires_at - now)
+            if self.expires_at is not None and self.state == "active"
+            else None,
+            "ended_at": self.ended_at,
+            "outcome": self.outcome,
+            **self.params,
+        }
+
+
+class Chaos:
+    """The experiments of one running system."""
+
+    def __init__(self, orchestrator: Orchestrator, gateway: GatewayAddon | None) -> None:
+        self._orchestrator = orchestrator
+        self._gateway = gateway
+        self._active: dict[str, Experiment] = {}
+        self._ended: deque[Experiment] = deque(maxlen=KEEP_ENDED)
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._undo: dict[str, Fault | Instance] = {}
+        self._count = 0
+
+    # --- reading ---------------------------------------------------------------------
+
+    def active(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [e.to_json(now) for e in self._active.values()]
+
+    def to_json(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "active": [e.to_json(now) for e in self._active.values()],
+            "recent": [e.to_json(now) for e in reversed(self._ended)],
+        }
+
+    # --- experiments -----------------------------------------------------------------
+
+    async def kill(self, target: str) -> dict[str, Any]:
+        """SIGKILL one instance (``target`` an instance id, or a service: a random one)."""
+        instance = self._pick(target)
+        pid = instance.kill()
+        if pid is None:
+            raise ChaosError(409, "nothing to kill", f"{instance.id} has no process right now")
+        experiment = self._new("kill", instance.id, None, f"SIGKILL to pid {pid}")
+        self._end(experiment, "done", "killed; its slot restarts it")
+        return experiment.to_json()
+
+    async def pause(self, target: str, seconds: float) -> dict[str, Any]:
+        """SIGSTOP one instance for ``seconds``, then SIGCONT."""
+        self._check_duration(seconds)
+        instance = self._pick(target)
+        if any(e.kind == "pause" and e.target == instance.id for e in self._active.values()):
+            raise ChaosError(409, "already paused", f"{instance.id} is paused by an experiment")
+        pgid = instance.pause()
+        if pgid is None:
+            raise ChaosError(409, "nothing to pause", f"{instance.id} has no process right now")
+        experiment = self._new(
+            "pause", instance.id, seconds, f"SIGSTOP to process group {pgid}", seconds=seconds
+        )
+        self._undo[experiment.id] = instance
+        self._arm(experiment, seconds)
+        return experiment.to_json()
+
+    async def fault(
+        self,
+        service: str,
+        *,
+        percent: int,
+        abort_status: int | None,
+        delay_ms: int | None,
+        seconds: float,
+    ) -> dict[str, Any]:
+        """Abort and/or delay ``percent``% of the gateway's requests to ``service``."""
+        self._check_duration(seconds)
+        if self._gateway is None:
+            raise ChaosError(409, "no gateway", "this system has no `gateway:` section")
+        if not self._gateway.routes_to(service):
+            raise ChaosError(
+                404, "no route to this service", f"no gateway route leads to {service!r}"
+            )
+        if any(e.kind == "gateway" and e.target == service for e in self._active.values()):
+            raise ChaosError(409, "already faulted", f"{service} has a gateway fault already")
+        if not abort_status and not delay_ms:
+            raise ChaosError(422, "nothing to inject", "give an abort status, a delay or both")
+        fault = Fault(service, percent, abort_status=abort_status, delay_ms=delay_ms)
+        await self._gateway.inject(fault)
+        parts = [f"abort {abort_status}"] if abort_status else []
+        parts += [f"delay {delay_ms}ms"] if delay_ms else []
+        experiment = self._new(
+            "gateway",
+            service,
+            seconds,
+            f"{' and '.join(parts)} on {percent}% of requests",
+            seconds=seconds,
+            percent=percent,
+            abort_status=abort_status,
+            delay_ms=delay_ms,
+        )
+        self._undo[experiment.id] = fault
+        self._arm(experiment, seconds)
+        return experiment.to_json()
+
+    async def stop(self, experiment_id: str) -> dict[str, Any]:
+        """End an active experiment now."""
+        experiment = self._active.get(experiment_id)
+        if experiment is None:
+            known = ", ".join(self._active) or "none is active"
+            raise ChaosError(404, "no such experiment", f"{experiment_id!r} ({known})")
+        await self._finish(experiment, "stopped")
+        return experiment.to_json()
+
+    async def stop_all(self) -> list[dict[str, Any]]:
+        """End every active experiment (also what a stopping session does first)."""
+        stopped = []
+        for experiment in list(self._active.values()):
+            await self._finish(experiment, "stopped")
+            stopped.append(experiment.to_json())
+        return stopped
+
+    # --- internals -------------------------------------------------------------------
+
+    def _pick(self, target: str) -> Instance:
+        try:
+            return self._orchestrator.instance(target)
+        except UnknownInstanceError as missing:
+            try:
+                running = [i for i in self._orchestrator.instances_of(target) if i.pgid]
+            except UnknownServiceError:
+                raise ChaosError(404, "unknown instance or service", str(missing)) from None
+            if not running:
+                raise ChaosError(
+                    409, "nothing running", f"{target} has no running instance"
+                ) from None
+            return random.choice(running)  # noqa: S311 - chaos, not cryptography
+
+    def _check_duration(self, seconds: float) -> None:
+        if not 0 < seconds <= MAX_DURATION:
+            raise ChaosError(
+                422, "invalid duration", f"between 0 and {MAX_DURATION:g}s, got {seconds:g}s"
+            )
+
+    def _new(
+        self, kind: str, target: str, duration: float | None, detail: str, **params: Any
+    ) -> Experiment:
+        self._count += 1
+        now = time.time()
+        experiment = Experiment(
+            id=f"chaos-{self._count}",
+            kind=kind,
+            target=target,
+            started_at=now,
+            expires_at=None if duration is None else now + duration,
+            detail=detail,
+            params=params,
+        )
+        self._active[experiment.id] = experiment
+        return experiment
+
+    def _arm(self, experiment: Experiment, seconds: float) -> None:
+        async def expire() -> None:
+            await asyncio.sleep(seconds)
+            # Shielded: a stop arriving at this moment must not cut the undo in half.
+            await asyncio.shield(self._finish(experiment, "expired"))
+
+        self._timers[experiment.id] = asyncio.get_running_loop().create_task(
+            expire(), name=f"corral-{experiment.id}"
+        )
+
+    async def _finish(self, experiment: Experiment, state: str) -> None:
+        if experiment.id not in self._active:
+            return
+        timer = self._timers.pop(experiment.id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+        undo = self._undo.pop(experiment.id, None)
+        outcome = None
+        try:
+            if isinstance(undo, Fault):
+                assert self._gateway is not None
+                await self._gateway.clear(undo)
+                outcome = "fault cleared"
+            elif undo is not None:
+                outcome = "SIGCONT: running again" if undo.resume() else "its process was replaced"
+        except Exception as exc:  # the experiment is over either way; say what failed
+            self._end(experiment, "failed", f"could not undo: {exc}")
+            return
+        self._end(experiment, state, outcome)
+
+    def _end(self, experiment: Experiment, state: str, outcome: str | None) -> None:
+        experiment.state = state
+        experiment.ended_at = time.time()
+        experiment.outcome = outcome
+        self._active.pop(experiment.id, None)
+        self._ended.append(experiment)
+
+    async def close(self) -> None:
+        """End everything (the session is stopping); never raises."""
+        with contextlib.suppress(Exception):
+            await self.stop_all()

@@ -1,0 +1,106 @@
+"""The vocabulary of ``corral lint``: rules, their severity, and findings. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from corral.manifest import Diagnostic, format_path
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    """Exit 1: the architecture is broken (or the manifest cannot be used)."""
+    WARNING = "warning"
+    """Exit 0, unless ``--strict``: worth a look, may be intended."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One architecture check. ``id`` and ``name`` are stable (they appear in manifests'
+    ``lint.ignore`` lists and in CI logs), as ruff's are."""
+
+    id: str
+    name: str
+    severity: Severity
+    summary: str
+    from_manifest: bool = False
+    """A manifest error too: ``corral validate`` refuses it, lint reports it under this
+    rule (once), and it cannot be silenced."""
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem found: where it is (the manifest line), what it is, what to do."""
+
+    diagnostic: Diagnostic
+    rule: Rule = field(compare=False)
+    services: tuple[str, ...] = field(default=(), compare=False)
+    """The services it is about; one of them listing the rule in ``lint.ignore``
+    silences it."""
+
+    @property
+    def severity(self) -> Severity:
+        return self.rule.severity
+
+    def __str__(self) -> str:
+        d = self.diagnostic
+        text = (
+            f"{d.file}:{d.line}:{d.column}: {self.rule.id} {self.rule.name} ({self.severity}) "
+            f"{format_path(d.path)}: {d.message}"
+        )
+        return text + (f"\n    hint: {d.hint}" if d.hint else "")
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.diagnostic
+        return {
+            "rule": self.rule.id,
+            "name": self.rule.name,
+            "severity": str(self.severity),
+            "file": d.file,
+            "line": d.line,
+            "column": d.column,
+            "path": format_path(d.path),
+            "message": d.message,
+            "hint": d.hint,
+            "services": list(self.services),
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every finding of one run, in file order, and the rules that ran."""
+
+    file: str
+    findings: tuple[Finding, ...]
+    silenced: int = 0
+    """Findings left out because a service's ``lint.ignore`` names their rule."""
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.findings if f.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for f in self.findings if f.severity is Severity.WARNING)
+
+    def exit_code(self, *, strict: bool = False) -> int:
+        """1 on any error (or, when strict, any warning); else 0."""
+        return 1 if self.errors or (strict and self.warnings) else 0
+
+    def summary(self) -> str:
+        def count(n: int, word: str) -> str:
+            return f"{n} {word}{'s' if n != 1 else ''}"
+
+        head = f"{count(self.errors, 'error')}, {count(self.warnings, 'warning')} in {self.file}"
+        return head + (f" ({self.silenced} silenced by lint.ignore)" if self.silenced else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "silenced": self.silenced,
+            "findings": [f.to_json() for f in self.findings],
+        }
