@@ -17,10 +17,12 @@ from corral.gateway._deliver import XdsWriter
 from corral.gateway._envoy import canonical
 from corral.gateway._errors import EnvoyNotFoundError, GatewayError, GatewayTimeoutError
 from corral.gateway._render import (
+    DnsTarget,
     GatewayConfig,
     Layout,
     Ports,
     render,
+    render_dns,
     render_endpoints,
     render_static,
     route_names,
@@ -35,6 +37,7 @@ from corral.gateway._validate import (
 __all__ = [
     "COMPONENT_NAME",
     "AdminClient",
+    "DnsTarget",
     "EnvoyNotFoundError",
     "GatewayAddon",
     "GatewayConfig",
@@ -49,6 +52,7 @@ __all__ = [
     "envoy_component",
     "live_routes",
     "render",
+    "render_dns",
     "render_endpoints",
     "render_static",
     "route_names",
