@@ -4,7 +4,7 @@ The image runs the service as the manifest says (``python -m corral.sdk.serve
 module:attr`` or the command) from a copy of the system's folder, as a non-root user,
 with the readiness check as HEALTHCHECK (in the image's own Python: no curl). Stages keep
 the dependency layer cached until requirements.txt changes, and keep the export folder
-(and a wheelhouse in it) out of the final image:
+(and a wheelhouse) out of the final image:
 
 1. ``dependencies``: a virtualenv with requirements.txt installed, from the package index
    or, offline, from a wheelhouse built on the host (``--no-index --find-links``);
@@ -107,16 +107,16 @@ def render_dockerfile(
     lines += [
         "RUN " + " \\\n    && ".join(run),
         "",
-        "# The system's folder, without the export folder (and a wheelhouse inside it).",
+        "# The system's folder, without the export folder and the wheelhouse.",
         "FROM base AS source",
         f"COPY . {APP_DIR}",
-        f"RUN rm -rf {APP_DIR}/{context}",
+        "RUN rm -rf " + " ".join(f"{APP_DIR}/{p.rstrip('/')}" for p in (context, wheelhouse) if p),
         "",
         "FROM base",
+        "# The service's own user; a volume mounted on /data (a SQLite file) starts out its.",
         f"RUN groupadd --system --gid {SERVICE_UID} corral \\",
         f"    && useradd --system --uid {SERVICE_UID} --gid corral --no-create-home \\",
         "       --home-dir /nonexistent --shell /usr/sbin/nologin corral \\",
-        "    # a volume mounted here (a SQLite file) starts out owned by the service's user",
         f"    && mkdir {DATA_DIR} && chown corral:corral {DATA_DIR}",
         f"COPY --from=dependencies {VENV} {VENV}",
         f"COPY --from=source {APP_DIR} {APP_DIR}",

@@ -1,0 +1,40 @@
+"""Golden cases: a manifest, the targets, options; rendered as ``corral export`` would."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from corral.export import Export, ExportOptions, Sources, Target, read_sources, render
+from corral.manifest import load
+from corral.plan import Plan, resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "case.json").exists())
+SDK = "corral==0.1.0"  # fixed, so a version bump does not change every golden file
+
+
+def case_plan(case: str) -> Plan:
+    spec = json.loads((GOLDEN / case / "case.json").read_text())
+    return resolve(load(ROOT / spec["manifest"]), python=sys.executable)
+
+
+def render_case(case: str) -> Export:
+    spec = json.loads((GOLDEN / case / "case.json").read_text())
+    plan = case_plan(case)
+    options = ExportOptions(**{"sdk_requirement": SDK, **spec.get("options", {})})
+    sources = read_sources(plan)
+    if "requirements" in spec:
+        sources = Sources(requirements=tuple(spec["requirements"]), jwks=sources.jwks)
+    return render(plan, [Target(t) for t in spec["targets"]], options=options, sources=sources)
+
+
+def expected_files(case: str) -> dict[str, str]:
+    folder = GOLDEN / case / "expected"
+    return {
+        p.relative_to(folder).as_posix(): p.read_text()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
