@@ -29,7 +29,9 @@ def test_golden_export(case: str) -> None:
     expected = expected_files(case)
     assert sorted(export.files) == sorted(expected), f"golden {case}: files differ"
     for relative, text in export.files.items():
-        assert text == expected[relative], f"golden {case}: {relative} differs; regenerate and review"
+        assert text == expected[relative], (
+            f"golden {case}: {relative} differs; regenerate and review"
+        )
 
 
 @pytest.mark.parametrize("case", CASES)
