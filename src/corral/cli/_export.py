@@ -8,22 +8,16 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from corral.cli._app import FileOption, UserError, console, errors
-from corral.export import (
-    ExportError,
-    ExportOptions,
-    OverwriteError,
-    Target,
-    read_sources,
-    render,
-    write_export,
-)
 from corral.manifest import ManifestError, load
 from corral.plan import resolve
+
+if TYPE_CHECKING:
+    from corral.export import Target
 
 DEFAULT_FOLDER = "deploy"
 
@@ -90,6 +84,16 @@ def _run(
     wheelhouse: str | None,
     volume_size: str,
 ) -> None:
+    from corral.export import (
+        ExportError,
+        ExportOptions,
+        OverwriteError,
+        Target,
+        read_sources,
+        render,
+        write_export,
+    )
+
     manifest = load(file)
     plan = resolve(manifest, python=sys.executable)
     folder = (output or plan.root / DEFAULT_FOLDER).absolute()
@@ -154,13 +158,13 @@ def _shown(folder: Path) -> str:
 
 
 TARGETS = {
-    "docker": [Target.DOCKER],
+    "docker": ["docker"],
     # Compose builds the images, so its Dockerfiles come with it.
-    "compose": [Target.DOCKER, Target.COMPOSE],
-    "kubernetes": [Target.KUBERNETES],
-    "prometheus": [Target.PROMETHEUS],
-    "grafana": [Target.GRAFANA],
-    "all": list(Target),
+    "compose": ["docker", "compose"],
+    "kubernetes": ["kubernetes"],
+    "prometheus": ["prometheus"],
+    "grafana": ["grafana"],
+    "all": ["docker", "compose", "kubernetes", "prometheus", "grafana"],
 }
 
 
@@ -191,11 +195,13 @@ def export(
     corral.yaml), printing each file written. Files it did not write, or that were
     edited since, are never overwritten without --force. Options a target does not use
     are ignored."""
-    targets = TARGETS.get(target)
-    if targets is None:
+    names = TARGETS.get(target)
+    if names is None:
         raise UserError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", code=2)
+    from corral.export import Target  # imported on use: it loads the gateway and the broker
+
     _run(
-        targets,
+        [Target(name) for name in names],
         file=file,
         output=output,
         force=force,
