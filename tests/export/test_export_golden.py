@@ -10,7 +10,6 @@ import os
 import shutil
 
 import pytest
-
 from export_helpers import CASES, GOLDEN, ROOT, expected_files, render_case
 
 REGEN = os.environ.get("CORRAL_REGEN_GOLDEN") == "1"

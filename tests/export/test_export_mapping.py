@@ -167,7 +167,8 @@ def test_kubernetes_refuses_sqlite_with_replicas(services: str, refused: bool) -
         render(plan, [Target.KUBERNETES], sources=Sources())
     (problem,) = caught.value.problems
     assert problem.path == ("services", "web", "replicas")
-    assert problem.hint and "postgres" in problem.hint
+    assert problem.hint
+    assert "postgres" in problem.hint
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,8 @@ def test_hadolint_finds_nothing(exported: Path) -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 0 and not result.stdout.strip(), result.stdout
+    assert result.returncode == 0, result.stdout
+    assert not result.stdout.strip(), result.stdout
 
 
 def _compose_schema() -> dict[str, Any]:
@@ -162,7 +163,8 @@ def test_promtool_accepts_configs_and_rules(exported: Path) -> None:
     (config,) = _yaml_documents(folder / "kubernetes.yml")
     (job,) = config["scrape_configs"]
     (discovery,) = job.pop("kubernetes_sd_configs")
-    assert discovery["role"] == "pod" and len(discovery["namespaces"]["names"]) == 1
+    assert discovery["role"] == "pod"
+    assert len(discovery["namespaces"]["names"]) == 1
     job["static_configs"] = [{"targets": ["pod:8000"]}]
     swapped = folder / "kubernetes-static.yml"
     with swapped.open("w") as out:
@@ -198,7 +200,8 @@ def test_envoy_accepts_the_gateway_config(exported: Path, tmp_path: Path) -> Non
         result = validate_config(json.loads(text))
         assert result.ok, f"{where}: {result.output[-2000:]}"
         clusters = [c for c in config["static_resources"]["clusters"] if c["type"] != "STATIC"]
-        assert clusters and all(c["type"] == "STRICT_DNS" for c in clusters)
+        assert clusters
+        assert all(c["type"] == "STRICT_DNS" for c in clusters)
 
 
 def test_grafana_dashboard_is_provisioned_and_well_formed(exported: Path) -> None:
@@ -222,5 +225,6 @@ def test_grafana_dashboard_is_provisioned_and_well_formed(exported: Path) -> Non
                 assert cell not in cells, f"panel {panel['title']!r} overlaps another"
                 cells.add(cell)
         assert panel["datasource"]["uid"] in uids
-        assert panel["targets"] and all(t["datasource"]["uid"] in uids for t in panel["targets"])
+        assert panel["targets"]
+        assert all(t["datasource"]["uid"] in uids for t in panel["targets"])
         assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])

@@ -167,5 +167,6 @@ def test_secrets_are_generated_once_and_completed(tmp_path: Path) -> None:
     assert write_export(tmp_path, _export(files, ("A",)), targets=targets).secrets == "kept"
     assert env.read_text() == first
     assert write_export(tmp_path, _export(files, ("A", "B")), targets=targets).secrets == "updated"
-    assert env.read_text().startswith(first) and "\nB=" in env.read_text()
+    assert env.read_text().startswith(first)
+    assert "\nB=" in env.read_text()
     assert env.stat().st_mode & 0o777 == 0o600
