@@ -10,7 +10,8 @@ the runtime takes an instance out before stopping it):
 - a cluster without a ``health_check`` of its own gets one on the service's HTTP
   readiness path, with the readiness check's period and one failure to leave: what
   keeps a starting or draining instance (``/readyz`` answers 503 from SIGTERM on) out
-  of traffic, as the registry does locally;
+  of traffic, as the registry does locally (and with no panic mode: when every
+  instance fails, the gateway answers 503 rather than sending to them anyway);
 - JWKS files are mounted at :data:`JWKS_DIR`.
 """
 

@@ -581,6 +581,11 @@ def render_dns(
         rendered = render_cluster(cluster, eds=assignment)
         rendered["type"] = "STRICT_DNS"
         rendered["dns_lookup_family"] = "V4_PREFERRED"
+        if cluster.health_check is not None:
+            # Here the health check stands in for the registry's readiness: an instance
+            # failing it gets no traffic, even when all do (Envoy's default panic mode
+            # would send to every host once half of them fail).
+            rendered["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}
         clusters.append(rendered)
     listener = render_listener(plan, ports.listener, routes={"route_config": render_routes(plan)})
     return {
