@@ -24,7 +24,8 @@ def case_plan(case: str) -> Plan:
 def render_case(case: str) -> Export:
     spec = json.loads((GOLDEN / case / "case.json").read_text())
     plan = case_plan(case)
-    options = ExportOptions(**{"sdk_requirement": SDK, **spec.get("options", {})})
+    source = Path(spec["manifest"]).name
+    options = ExportOptions(**{"sdk_requirement": SDK, "source": source, **spec.get("options", {})})
     sources = read_sources(plan)
     if "requirements" in spec:
         sources = Sources(requirements=tuple(spec["requirements"]), jwks=sources.jwks)

@@ -115,6 +115,7 @@ def _run(
         wheelhouse=wheelhouse,
         context=context,
         sdk_requirement=_sdk_requirement(),
+        source=manifest.path.name,
         volume_size=volume_size,
     )
     try:

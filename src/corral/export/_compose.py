@@ -275,7 +275,7 @@ def render_compose(plan: Plan, options: ExportOptions, sources: Sources) -> Expo
         document["configs"] = dict(sorted(configs.items()))
     if volumes:
         document["volumes"] = dict(sorted(volumes.items()))
-    comment = HEADER.format(source="corral.yaml") + (
+    comment = HEADER.format(source=options.source) + (
         "\nRun from this folder: docker compose up --build (secrets in .env, written once)."
     )
     files[COMPOSE_FILE] = to_yaml([document], comment=comment)

@@ -79,6 +79,7 @@ def render_dockerfile(
     wheelhouse: str | None = None,
     context: str = "deploy",
     python: str = "python",
+    source: str = "corral.yaml",
 ) -> str:
     """The Dockerfile of one service, for ``base_image`` (any image with ``python``
     able to make a venv); ``wheelhouse`` (relative to the build context, the system's
@@ -91,7 +92,7 @@ def render_dockerfile(
         + " -r /tmp/requirements.txt",
     ]
     lines = [
-        f"# {HEADER.format(source='corral.yaml')}",
+        f"# {HEADER.format(source=source)}",
         f"# Service {service!r} of system {plan.system!r}; build from the system's folder:",
         f"#   docker build -f {dockerfile_path(context, service)} -t {plan.system}-{service} .",
         f"FROM {base_image} AS base",
@@ -146,10 +147,12 @@ def render_dockerfile(
     return "\n".join(lines) + "\n"
 
 
-def render_dockerignore(*, context: str, wheelhouse: str | None = None) -> str:
+def render_dockerignore(
+    *, context: str, wheelhouse: str | None = None, source: str = "corral.yaml"
+) -> str:
     """What the build context leaves out: state, caches, and the export folder except
     what the build reads from it (requirements.txt, a wheelhouse)."""
-    lines = [f"# {HEADER.format(source='corral.yaml')}", *_STATE_AND_TOOLS, context]
+    lines = [f"# {HEADER.format(source=source)}", *_STATE_AND_TOOLS, context]
     lines.append(f"!{requirements_path(context)}")
     if wheelhouse:
         lines.append(f"!{wheelhouse.rstrip('/')}")
@@ -159,7 +162,7 @@ def render_dockerignore(*, context: str, wheelhouse: str | None = None) -> str:
 def render_requirements(sources: Sources, options: ExportOptions) -> str:
     """The SDK at the exporting version, then the system's own dependencies (sorted)."""
     own = sorted({r for r in sources.requirements if _name(r) != "corral"})
-    lines = [f"# {HEADER.format(source='corral.yaml')}", options.sdk_requirement, *own]
+    lines = [f"# {HEADER.format(source=options.source)}", options.sdk_requirement, *own]
     return "\n".join(lines) + "\n"
 
 
@@ -183,7 +186,9 @@ def render_docker(plan: Plan, options: ExportOptions, sources: Sources) -> Expor
     if problems:
         raise ExportError(Target.DOCKER, problems)
     files = {"docker/requirements.txt": render_requirements(sources, options)}
-    ignore = render_dockerignore(context=options.context, wheelhouse=options.wheelhouse)
+    ignore = render_dockerignore(
+        context=options.context, wheelhouse=options.wheelhouse, source=options.source
+    )
     for name in sorted(plan.services):
         files[f"docker/{name}.Dockerfile"] = render_dockerfile(
             plan,
@@ -191,6 +196,7 @@ def render_docker(plan: Plan, options: ExportOptions, sources: Sources) -> Expor
             base_image=options.python_image,
             wheelhouse=options.wheelhouse,
             context=options.context,
+            source=options.source,
         )
         files[f"docker/{name}.Dockerfile.dockerignore"] = ignore
     return Export(dict(sorted(files.items())))

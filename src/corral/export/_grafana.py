@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.export._model import Export
+from corral.export._model import Export, ExportOptions
 from corral.export._text import HEADER, to_json, to_yaml
 from corral.plan import Plan
 
@@ -174,8 +174,8 @@ def dashboard(plan: Plan) -> dict[str, Any]:
     }
 
 
-def render_grafana(plan: Plan) -> Export:
-    comment = HEADER.format(source="corral.yaml")
+def render_grafana(plan: Plan, options: ExportOptions) -> Export:
+    comment = HEADER.format(source=options.source)
     datasources = {
         "apiVersion": 1,
         "datasources": [

@@ -517,7 +517,7 @@ def render_kubernetes(plan: Plan, options: ExportOptions, sources: Sources) -> E
         raise ExportError(Target.KUBERNETES, problems)
     notes: list[Note] = []
     namespace = options.namespace_of(plan.system)
-    comment = HEADER.format(source="corral.yaml")
+    comment = HEADER.format(source=options.source)
     files: dict[str, str] = {
         "kubernetes/namespace.yaml": to_yaml(
             [

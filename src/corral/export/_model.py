@@ -66,6 +66,8 @@ class ExportOptions:
     """The output folder relative to the system's folder (the images' build context)."""
     sdk_requirement: str = "corral"
     """How the images ask for the SDK (the exporting version, e.g. ``corral==0.1.0``)."""
+    source: str = "corral.yaml"
+    """The manifest's file name, for the header of every generated file."""
     volume_size: str = "1Gi"
     """Size of each persistent volume claim (SQLite services, NATS) on Kubernetes."""
     images: Images = field(default_factory=Images)

@@ -188,7 +188,7 @@ def alert_rules(plan: Plan) -> dict[str, Any]:
 
 
 def render_prometheus(plan: Plan, options: ExportOptions) -> Export:
-    comment = HEADER.format(source="corral.yaml")
+    comment = HEADER.format(source=options.source)
     files = {
         "prometheus/compose.yml": to_yaml(
             [compose_config(plan)],

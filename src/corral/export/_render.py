@@ -35,5 +35,5 @@ def render(
         elif target is Target.PROMETHEUS:
             parts.append(render_prometheus(plan, options))
         else:
-            parts.append(render_grafana(plan))
+            parts.append(render_grafana(plan, options))
     return Export.merge(parts)
