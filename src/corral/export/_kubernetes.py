@@ -502,7 +502,7 @@ def check_kubernetes(plan: Plan) -> list[Problem]:
             ("services", name, "replicas"),
             f"{name} keeps its data in SQLite and has {service.replicas} replicas: on "
             "Kubernetes each pod would get its own file",
-            "use database: postgres (or database: none if it keeps no data), or replicas: 1",
+            "use database: postgres, database: none if it keeps no data, or replicas: 1",
         )
         for name, service in sorted(plan.services.items())
         if service.database.engine is DatabaseEngine.SQLITE and service.replicas > 1
