@@ -138,10 +138,8 @@ def _run(
         console.print(f"[yellow]removed[/] {shown}/{relative}", highlight=False)
     if report.secrets:
         console.print(f"[green]{report.secrets}[/] {shown}/compose/.env (secrets)", highlight=False)
-    for note in export.notes:
-        text = str(manifest.diagnostic(note.path, note.message)).replace(
-            f"{Path.cwd()}{os.sep}", ""
-        )
+    for diagnostic in sorted(manifest.diagnostic(n.path, n.message) for n in export.notes):
+        text = str(diagnostic).replace(f"{Path.cwd()}{os.sep}", "")
         errors.print(f"note: {text}", highlight=False, markup=False, soft_wrap=True)
     names = ", ".join(str(t) for t in targets)
     console.print(
