@@ -6,16 +6,15 @@ the registry does under ``corral up``."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from export_helpers import free_port, wait_for
 
 from corral.export._gateway import render_gateway
 from corral.gateway import envoy_binary
@@ -33,21 +32,6 @@ gateway:
   routes:
     - {match: {prefix: /web}, service: web}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _status(url: str) -> int | None:
@@ -80,14 +64,14 @@ def _local(
 
 @pytest.fixture
 def upstream() -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(UPSTREAM), str(port), "web-1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(lambda: _status(f"http://127.0.0.1:{port}/__ready") == 200, "the upstream")
+        wait_for(lambda: _status(f"http://127.0.0.1:{port}/__ready") == 200, "the upstream")
         yield port
     finally:
         process.terminate()
@@ -105,7 +89,7 @@ def test_exported_gateway_routes_by_dns_and_follows_readiness(
     (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "web"]
     assert cluster["type"] == "STRICT_DNS"
     assert cluster["health_checks"][0]["http_health_check"]["path"] == "/readyz"
-    listener, stats = _free_port(), _free_port()
+    listener, stats = free_port(), free_port()
     path = tmp_path / "envoy.json"
     path.write_text(
         _local(
@@ -123,13 +107,13 @@ def test_exported_gateway_routes_by_dns_and_follows_readiness(
     )
     gateway = f"http://127.0.0.1:{listener}/web/x"
     try:
-        _wait(lambda: _status(f"http://127.0.0.1:{stats}/ready") == 200, "envoy ready")
-        _wait(lambda: _status(gateway) == 200, "a request through the gateway")
+        wait_for(lambda: _status(f"http://127.0.0.1:{stats}/ready") == 200, "envoy ready")
+        wait_for(lambda: _status(gateway) == 200, "a request through the gateway")
         assert _status(f"http://127.0.0.1:{stats}/stats/prometheus") == 200
         httpx.post(f"http://127.0.0.1:{upstream}/__control/unhealthy", timeout=2.0)
-        _wait(lambda: _status(gateway) == 503, "the instance out of traffic")
+        wait_for(lambda: _status(gateway) == 503, "the instance out of traffic")
         httpx.post(f"http://127.0.0.1:{upstream}/__control/ok", timeout=2.0)
-        _wait(lambda: _status(gateway) == 200, "the instance back in traffic")
+        wait_for(lambda: _status(gateway) == 200, "the instance back in traffic")
     finally:
         envoy.terminate()
         envoy.wait(timeout=10)

@@ -5,15 +5,14 @@ port, as Docker reads exit codes."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from export_helpers import free_port, wait_for
 
 from corral.export._mapping import probe_command
 from corral.plan import CheckKind, CheckPlan
@@ -21,12 +20,6 @@ from corral.plan import CheckKind, CheckPlan
 pytestmark = pytest.mark.integration
 
 HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ready(port: int) -> bool:
@@ -39,7 +32,7 @@ def _ready(port: int) -> bool:
 @pytest.fixture(scope="module")
 def service() -> Iterator[int]:
     """One real greeter for the whole module (a start costs seconds)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "CORRAL_SERVICE": "greeter"}
     process = subprocess.Popen(
         [sys.executable, "-m", "corral.sdk.serve", "greeter.app:svc"],
@@ -48,11 +41,8 @@ def service() -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
-    while not _ready(port):
-        assert process.poll() is None, "greeter exited"
-        assert time.monotonic() < deadline, "greeter never became ready"
-        time.sleep(0.05)
+    wait_for(lambda: process.poll() is not None or _ready(port), "greeter ready")
+    assert process.poll() is None, "greeter exited"
     yield port
     process.terminate()
     process.wait(timeout=15)
@@ -83,4 +73,4 @@ def test_probe_commands_read_the_service(check: CheckPlan, passes: bool, service
 def test_probe_commands_fail_on_a_closed_port(kind: CheckKind) -> None:
     """Nothing listening: both kinds of check fail (exit code not 0)."""
     check = CheckPlan(kind, path="/readyz" if kind is CheckKind.HTTP else None)
-    assert _exit_code(check, _free_port()) != 0
+    assert _exit_code(check, free_port()) != 0

@@ -19,6 +19,7 @@ import pytest
 from export_helpers import CASES, render_case
 from ruamel.yaml import YAML
 
+from corral.broker import find_binary
 from corral.export import Export
 from corral.gateway import validate_config
 
@@ -202,6 +203,37 @@ def test_envoy_accepts_the_gateway_config(exported: Path, tmp_path: Path) -> Non
         clusters = [c for c in config["static_resources"]["clusters"] if c["type"] != "STATIC"]
         assert clusters
         assert all(c["type"] == "STRICT_DNS" for c in clusters)
+
+
+def _nats_configs(exported: Path) -> list[str]:
+    out = []
+    compose = exported / "compose" / "nats" / "nats-server.conf"
+    if compose.exists():
+        out.append(compose.read_text())
+    kubernetes = exported / "kubernetes" / "corral-nats.yaml"
+    if kubernetes.exists():
+        (config_map,) = [d for d in _yaml_documents(kubernetes) if d["kind"] == "ConfigMap"]
+        out.append(config_map["data"]["nats-server.conf"])
+    return out
+
+
+def _nats_test(text: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    path = folder / "nats-server.conf"
+    path.write_text(text)
+    return subprocess.run(
+        [find_binary(), "-t", "-c", str(path)], capture_output=True, text=True, check=False
+    )
+
+
+def test_nats_server_accepts_its_config(exported: Path, tmp_path: Path) -> None:
+    """nats-server -t (test the configuration and exit) accepts each platform's config,
+    with JetStream fsyncing every write; and rejects a broken one."""
+    configs = _nats_configs(exported)
+    for text in configs:
+        assert "sync_interval: always" in text
+        result = _nats_test(text, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert _nats_test("listen: [\n", tmp_path).returncode != 0
 
 
 def test_grafana_dashboard_is_provisioned_and_well_formed(exported: Path) -> None:
