@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.export._environment import GATEWAY_HOST, runs_nats
-from corral.export._kubernetes import MANAGED_BY
+from corral.export._k8s_objects import MANAGED_BY
 from corral.export._model import (
     CONTAINER_PORT,
     GATEWAY_STATS_PORT,
