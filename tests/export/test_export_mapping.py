@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from corral.export import ExportError, Sources, Target, render
 from corral.export._mapping import (
@@ -18,6 +19,7 @@ from corral.export._mapping import (
     memory_quantity,
     whole_seconds,
 )
+from corral.export._text import to_yaml
 from corral.manifest import RestartPolicy, parse
 from corral.plan import CheckKind, CheckPlan, resolve
 
@@ -186,3 +188,14 @@ def test_compose_escapes_dollars_in_values() -> None:
     plan = _plan("  web: {app: web:svc, env: {PRICE: '$5'}}\n")
     compose = render(plan, [Target.COMPOSE]).files["compose/compose.yaml"]
     assert "PRICE: $$5" in compose
+
+
+@pytest.mark.parametrize(
+    "value", ["no", "on", "Off", "y", "8000", "0.5", "1:20", "2026-01-01", "~"]
+)
+def test_yaml_keeps_strings_that_yaml_1_1_would_misread(value: str) -> None:
+    """A string a YAML 1.1 reader (Kubernetes, older Compose) takes for a boolean, number,
+    null or date is written quoted, so it is read back as the same string."""
+    reader = YAML(typ="safe", pure=True)
+    reader.version = (1, 1)
+    assert reader.load(to_yaml([{"key": value}])) == {"key": value}
