@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import httpx
 
 from corral.export import Export, ExportOptions, Sources, Target, read_sources, render
 from corral.manifest import load
@@ -58,3 +63,31 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> Non
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def serve_greeter() -> Iterator[int]:
+    """examples/hello's greeter, a real SDK service, on a free port until the block ends."""
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "CORRAL_SERVICE": "greeter"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "corral.sdk.serve", "greeter.app:svc"],
+        cwd=ROOT / "examples" / "hello",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: process.poll() is not None or _ready(port), "greeter ready")
+        assert process.poll() is None, "greeter exited"
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

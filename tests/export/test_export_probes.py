@@ -10,9 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from export_helpers import free_port, wait_for
+from export_helpers import free_port, serve_greeter
 
 from corral.export._mapping import probe_command
 from corral.plan import CheckKind, CheckPlan
@@ -22,30 +21,11 @@ pytestmark = pytest.mark.integration
 HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
 
 
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def service() -> Iterator[int]:
     """One real greeter for the whole module (a start costs seconds)."""
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "CORRAL_SERVICE": "greeter"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "corral.sdk.serve", "greeter.app:svc"],
-        cwd=HELLO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: process.poll() is not None or _ready(port), "greeter ready")
-    assert process.poll() is None, "greeter exited"
-    yield port
-    process.terminate()
-    process.wait(timeout=15)
+    with serve_greeter() as port:
+        yield port
 
 
 def _exit_code(check: CheckPlan, port: int) -> int:

@@ -10,7 +10,6 @@ exported one."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from export_helpers import free_port, wait_for
+from export_helpers import free_port, serve_greeter, wait_for
 from ruamel.yaml import YAML
 
 from corral.export import Target, render
@@ -55,23 +54,8 @@ def plan(tmp_path: Path) -> Plan:
 
 @pytest.fixture
 def service() -> Iterator[int]:
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "CORRAL_SERVICE": "greeter"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "corral.sdk.serve", "greeter.app:svc"],
-        cwd=HELLO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/readyz"
-        wait_for(lambda: process.poll() is not None or _get(url) is not None, "the service")
-        assert process.poll() is None, "the service exited"
+    with serve_greeter() as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 @pytest.fixture
