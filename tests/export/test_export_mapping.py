@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from corral.export import ExportError, Sources, Target, render
+from corral.export import ExportError, ExportOptions, Sources, Target, render
 from corral.export._mapping import (
     COMPOSE_RESTART,
     cpu_quantity,
@@ -199,3 +199,26 @@ def test_yaml_keeps_strings_that_yaml_1_1_would_misread(value: str) -> None:
     reader = YAML(typ="safe", pure=True)
     reader.version = (1, 1)
     assert reader.load(to_yaml([{"key": value}])) == {"key": value}
+
+
+@pytest.mark.parametrize(
+    ("options", "wrong"),
+    [
+        (ExportOptions(namespace="Shop_Prod"), "--namespace"),
+        (ExportOptions(tag="1.0 beta"), "--tag"),
+        (ExportOptions(registry="GHCR.io/Acme"), "--registry"),
+        (ExportOptions(volume_size="5GB"), "--volume-size"),
+    ],
+)
+def test_options_the_platforms_would_reject_are_named(options: ExportOptions, wrong: str) -> None:
+    """An option Kubernetes or a registry would refuse later is reported now, by name."""
+    (problem,) = options.problems()
+    assert problem.startswith(wrong)
+
+
+def test_good_options_have_no_problems() -> None:
+    """Registry with a port and path, a version tag, a namespace and a size pass."""
+    options = ExportOptions(
+        registry="registry.example.com:5000/shop/", tag="v1.2.3", namespace="shop-prod"
+    )
+    assert options.problems() == []

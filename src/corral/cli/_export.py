@@ -118,6 +118,8 @@ def _run(
         source=manifest.path.name,
         volume_size=volume_size,
     )
+    if problems := options.problems():
+        raise UserError("; ".join(problems), code=2)
     try:
         export = render(plan, targets, options=options, sources=read_sources(plan))
     except ExportError as exc:

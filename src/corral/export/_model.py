@@ -7,6 +7,7 @@ writing the files are separate, thin steps (``_sources.py``, ``_writer.py``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -83,6 +84,28 @@ class ExportOptions:
     @property
     def python_image(self) -> str:
         return self.base_image or self.images.python
+
+    def problems(self) -> list[str]:
+        """What the platforms would reject later, said now (each names its option)."""
+        out = []
+        if self.namespace is not None and not _DNS_LABEL.match(self.namespace):
+            out.append(
+                f"--namespace {self.namespace!r}: lower-case letters, digits and '-', at most "
+                "63, starting and ending with a letter or digit"
+            )
+        if not _TAG.match(self.tag):
+            out.append(f"--tag {self.tag!r}: letters, digits, '_', '.' and '-', at most 128")
+        if self.registry and not _REGISTRY.match(self.registry):
+            out.append(f"--registry {self.registry!r}: a lower-case image name prefix (host/path)")
+        if not _QUANTITY.match(self.volume_size):
+            out.append(f"--volume-size {self.volume_size!r}: a size such as 1Gi or 500Mi")
+        return out
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*/?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
 @dataclass(frozen=True)
