@@ -118,6 +118,15 @@ def _run(
         source=manifest.path.name,
         volume_size=volume_size,
     )
+    if wheelhouse is not None and (
+        Path(wheelhouse).is_absolute()
+        or not (plan.root / wheelhouse).resolve().is_relative_to(plan.root.resolve())
+    ):
+        raise UserError(
+            f"--wheelhouse {wheelhouse!r}: a folder inside {plan.root} given relative to it "
+            "(the images' build context)",
+            code=2,
+        )
     if problems := options.problems():
         raise UserError("; ".join(problems), code=2)
     try:

@@ -111,7 +111,7 @@ def render_dockerfile(
         "# The system's folder, without the export folder and the wheelhouse.",
         "FROM base AS source",
         f"COPY . {APP_DIR}",
-        "RUN rm -rf " + " ".join(f"{APP_DIR}/{p.rstrip('/')}" for p in (context, wheelhouse) if p),
+        "RUN rm -rf " + " ".join(f"{APP_DIR}/{p}" for p in _left_out(context, wheelhouse)),
         "",
         "FROM base",
         "# The service's own user; a volume mounted on /data (a SQLite file) starts out its.",
@@ -145,6 +145,14 @@ def render_dockerfile(
         lines.append(f"    CMD {json.dumps(check['test'][1:])}")
     lines.append(f"CMD {json.dumps(container_command(spec))}")
     return "\n".join(lines) + "\n"
+
+
+def _left_out(context: str, wheelhouse: str | None) -> list[str]:
+    """The export folder, and the wheelhouse unless it is inside it."""
+    out = [context.rstrip("/")]
+    if wheelhouse and not f"{wheelhouse.rstrip('/')}/".startswith(f"{out[0]}/"):
+        out.append(wheelhouse.rstrip("/"))
+    return out
 
 
 def render_dockerignore(
