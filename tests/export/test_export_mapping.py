@@ -3,6 +3,8 @@ and what a target refuses (see corral.export._mapping and _kubernetes)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from typing import Any
 
@@ -222,3 +224,19 @@ def test_good_options_have_no_problems() -> None:
         registry="registry.example.com:5000/shop/", tag="v1.2.3", namespace="shop-prod"
     )
     assert options.problems() == []
+
+
+def test_compose_names_each_replica_after_its_container() -> None:
+    """The Compose command gives each replica CORRAL_INSTANCE <service>-<hostname> (its
+    container id) and then runs the service itself in the shell's place; a ``$`` in the
+    manifest's command reaches it unchanged."""
+    plan = _plan("  web: {command: [printf, '%s $x', '$CORRAL_INSTANCE'], replicas: 2}\n")
+    compose = YAML(typ="safe").load(render(plan, [Target.COMPOSE]).files["compose/compose.yaml"])
+    command = compose["services"]["web"]["command"]
+    unescaped = [part.replace("$$", "$") for part in command]  # what Compose hands Docker
+    env = {"PATH": os.environ["PATH"], "CORRAL_SERVICE": "web", "HOSTNAME": "3f2a1b4c5d6e"}
+    done = subprocess.run(unescaped, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout == "$CORRAL_INSTANCE $x"
+    probe = [*unescaped[:4], "sh", "-c", 'printf %s "$CORRAL_INSTANCE"']
+    shown = subprocess.run(probe, env=env, capture_output=True, text=True, check=True)
+    assert shown.stdout == "web-3f2a1b4c5d6e"

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from corral import contract
-from corral.export._docker import dockerfile_path
+from corral.export._docker import container_command, dockerfile_path
 from corral.export._environment import (
     GATEWAY_HOST,
     NATS_HOST,
@@ -81,6 +81,17 @@ def literal(value: str) -> str:
     return value.replace("$", "$$")
 
 
+INSTANCE_WRAPPER = (
+    "sh",
+    "-c",
+    literal('export CORRAL_INSTANCE="$CORRAL_SERVICE-$HOSTNAME"; exec "$@"'),
+    "corral-instance",
+)
+"""Compose gives every replica the same environment; the container's hostname (its id)
+is what tells them apart, so the command names the instance after it and then runs the
+service in the shell's place (``exec``: the service is PID 1 and gets SIGTERM)."""
+
+
 def _volume(service: ServicePlan) -> str:
     return f"{service.name}-data"
 
@@ -109,6 +120,7 @@ def _service(
             "context": "/".join([".."] * depth),
             "dockerfile": dockerfile_path(options.context, service.name),
         },
+        "command": [*INSTANCE_WRAPPER, *map(literal, container_command(service))],
         "environment": _environment(plan, service),
     }
     depends: dict[str, Any] = {}
@@ -144,7 +156,8 @@ def _service(
         }
     out["deploy"] = deploy
     if service.readiness is not None:
-        out["healthcheck"] = healthcheck(service.readiness, service.startup)
+        check = healthcheck(service.readiness, service.startup)
+        out["healthcheck"] = {**check, "test": [literal(part) for part in check["test"]]}
     if service.fixed_port is not None:
         out["ports"] = [f"127.0.0.1:{service.fixed_port}:{CONTAINER_PORT}"]
     out["read_only"] = True

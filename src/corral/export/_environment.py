@@ -49,9 +49,8 @@ def container_environment(
 ) -> dict[str, str]:
     """The contract's variables for every instance of ``service``, sorted by name.
 
-    ``instance`` None leaves CORRAL_INSTANCE out: Compose cannot give replicas different
-    values (the SDK then names an instance ``<service>-<pid>``); Kubernetes sets it per
-    pod from the downward API.
+    ``instance`` None leaves CORRAL_INSTANCE out, for the platform to set per instance:
+    Compose's command from the container's hostname, Kubernetes from the pod's name.
     """
     extra: dict[str, str] = {}
     if plan.events is not None:
