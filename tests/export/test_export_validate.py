@@ -7,6 +7,7 @@ structure against its provisioning."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -43,9 +44,16 @@ def _yaml_documents(path: Path) -> list[Any]:
     return [d for d in YAML(typ="safe").load_all(path.read_text()) if d is not None]
 
 
+RENDERED: dict[Path, Export] = {}
+"""Folder -> the export written into it (for checks that compare with the render)."""
+
+
 @pytest.fixture(scope="module", params=CASES)
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write(render_case(request.param), tmp_path_factory.mktemp(request.param))
+    export = render_case(request.param)
+    folder = _write(export, tmp_path_factory.mktemp(request.param))
+    RENDERED[folder] = export
+    return folder
 
 
 def test_hadolint_finds_nothing(exported: Path) -> None:
@@ -87,6 +95,21 @@ def test_compose_file_follows_the_compose_specification(exported: Path) -> None:
             assert (path.parent / mounted).is_file(), f"{mounted} is mounted but not exported"
 
 
+def test_compose_references_resolve(exported: Path) -> None:
+    """What the schema cannot see: every depends_on names a service, every named volume is
+    declared, every ${VARIABLE} is a secret the export generates into .env."""
+    (document,) = _yaml_documents(exported / "compose" / "compose.yaml")
+    services = document["services"]
+    declared = set(document.get("volumes", {}))
+    for name, service in services.items():
+        assert set(service.get("depends_on", {})) <= set(services), name
+        for volume in service.get("volumes", ()):
+            assert volume.split(":", 1)[0] in declared, f"{name}: {volume}"
+    text = (exported / "compose" / "compose.yaml").read_text().replace("$$", "")
+    variables = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
+    assert variables == set(RENDERED[exported].secrets)
+
+
 def test_compose_schema_check_can_fail() -> None:
     """The schema check rejects what Compose would (an unknown key, a wrong type)."""
     assert _compose_errors({"services": {"web": {"image": "x", "replica": 2}}})
@@ -112,6 +135,39 @@ def test_kubernetes_objects_validate_strictly(exported: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = {d["kind"] for p in files for d in _yaml_documents(p)}
     assert {"Namespace", "ConfigMap", "Deployment", "Service"} <= kinds
+
+
+def test_kubernetes_references_resolve(exported: Path) -> None:
+    """What the schemas cannot see: every ConfigMap, claim and Secret-free reference a pod
+    makes exists, and every Service and PodDisruptionBudget selects some pod template."""
+    objects = [d for p in _kubernetes_files(exported) for d in _yaml_documents(p)]
+    if not objects:
+        return
+    names = {(d["kind"], d["metadata"]["name"]) for d in objects}
+    templates = []
+    for workload in (d for d in objects if d["kind"] in ("Deployment", "StatefulSet")):
+        template = workload["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        templates.append(labels)
+        pod = template["spec"]
+        claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", ())}
+        for volume in pod.get("volumes", ()):
+            if "configMap" in volume:
+                assert ("ConfigMap", volume["configMap"]["name"]) in names
+            if "persistentVolumeClaim" in volume:
+                claim = volume["persistentVolumeClaim"]["claimName"]
+                assert ("PersistentVolumeClaim", claim) in names
+        mounted = {v["name"] for v in pod.get("volumes", ())} | claims
+        for container in pod["containers"]:
+            for source in container.get("envFrom", ()):
+                assert ("ConfigMap", source["configMapRef"]["name"]) in names
+            for mount in container.get("volumeMounts", ()):
+                assert mount["name"] in mounted, f"{container['name']}: {mount['name']}"
+    for chooser in (d for d in objects if d["kind"] in ("Service", "PodDisruptionBudget")):
+        spec = chooser["spec"]
+        wanted = spec.get("selector", {}).get("matchLabels") or spec["selector"]
+        assert any(wanted.items() <= labels.items() for labels in templates), chooser["metadata"]
 
 
 def test_kubernetes_validation_can_fail(tmp_path: Path) -> None:
