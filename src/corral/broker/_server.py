@@ -34,8 +34,11 @@ def find_binary() -> str:
     return found
 
 
-def server_config(*, port: int, monitor_port: int, store_dir: Path, name: str) -> str:
-    """nats-server configuration: loopback only, JetStream with ``sync_interval: always``.
+def server_config(
+    *, port: int, monitor_port: int, store_dir: Path | str, name: str, host: str = "127.0.0.1"
+) -> str:
+    """nats-server configuration: on ``host`` (loopback locally; every interface in a
+    container), JetStream with ``sync_interval: always``.
 
     Jepsen (2025) lost acknowledged writes on crashes with the default fsync interval;
     ``always`` fsyncs before acknowledging (about 5x fewer publishes/s, see design.md).
@@ -43,8 +46,8 @@ def server_config(*, port: int, monitor_port: int, store_dir: Path, name: str) -
     return "\n".join(
         [
             f"server_name: {json.dumps(name)}",
-            f'listen: "127.0.0.1:{port}"',
-            f'http: "127.0.0.1:{monitor_port}"',
+            f'listen: "{host}:{port}"',
+            f'http: "{host}:{monitor_port}"',
             "max_payload: 1MB",
             "jetstream {",
             f"  store_dir: {json.dumps(str(store_dir))}",

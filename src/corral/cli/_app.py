@@ -600,6 +600,13 @@ def serve(
     run(target)
 
 
+# --- export (its own module) ----------------------------------------------------------
+
+from corral.cli._export import export  # noqa: E402 - needs the names defined above
+
+app.command()(export)
+
+
 def main() -> None:
     """Entry point: user mistakes become messages and exit codes, never tracebacks."""
     from corral.api import ApiError

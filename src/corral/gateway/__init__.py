@@ -18,10 +18,12 @@ from corral.gateway._envoy import canonical
 from corral.gateway._errors import EnvoyNotFoundError, GatewayError, GatewayTimeoutError
 from corral.gateway._faults import Fault
 from corral.gateway._render import (
+    DnsTarget,
     GatewayConfig,
     Layout,
     Ports,
     render,
+    render_dns,
     render_endpoints,
     render_static,
     route_names,
@@ -36,6 +38,7 @@ from corral.gateway._validate import (
 __all__ = [
     "COMPONENT_NAME",
     "AdminClient",
+    "DnsTarget",
     "EnvoyNotFoundError",
     "Fault",
     "GatewayAddon",
@@ -51,6 +54,7 @@ __all__ = [
     "envoy_component",
     "live_routes",
     "render",
+    "render_dns",
     "render_endpoints",
     "render_static",
     "route_names",

@@ -41,9 +41,10 @@ def admin_cluster(socket: str) -> Json:
     }
 
 
-def stats_listener(port: int) -> Json:
-    """127.0.0.1:``port`` answering GET /ready and /stats/prometheus (query strings pass,
-    e.g. ``?usedonly``) from the admin API, and 404 to everything else."""
+def stats_listener(port: int, *, address: str = "127.0.0.1") -> Json:
+    """``address``:``port`` answering GET /ready and /stats/prometheus (query strings pass,
+    e.g. ``?usedonly``) from the admin API, and 404 to everything else. Loopback locally;
+    in a container the platform's probes and Prometheus come from outside it."""
     get_only = [{"name": ":method", "string_match": {"exact": "GET"}}]
     routes: list[Json] = [
         {"match": {"path": path, "headers": get_only}, "route": {"cluster": ADMIN_CLUSTER}}
@@ -63,7 +64,7 @@ def stats_listener(port: int) -> Json:
     }
     return {
         "name": STATS_LISTENER_NAME,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "address": {"socket_address": {"address": address, "port_value": port}},
         "filter_chains": [
             {
                 "filters": [

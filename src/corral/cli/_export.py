@@ -1,0 +1,224 @@
+"""``corral export TARGET``: write deployment files for a manifest. Thin: reads the sources,
+calls the pure renderers, writes with :func:`corral.export.write_export`, and turns
+export problems into manifest diagnostics (file:line:col and key path)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from corral.cli._app import FileOption, UserError, console, errors
+from corral.manifest import ManifestError, load
+from corral.plan import resolve
+
+if TYPE_CHECKING:
+    from corral.export import Target
+
+DEFAULT_FOLDER = "deploy"
+
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Folder to write into (default: deploy/ beside the manifest).",
+        show_default=False,
+    ),
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Overwrite files corral export did not write, or that were edited."
+    ),
+]
+RegistryOption = Annotated[
+    str,
+    typer.Option(help="Image name prefix, e.g. ghcr.io/acme (images: PREFIX/SYSTEM-SERVICE:TAG)."),
+]
+TagOption = Annotated[str, typer.Option(help="Tag of the services' images.")]
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(help="Kubernetes namespace (default: the system's name).", show_default=False),
+]
+BaseImageOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Base image of the service images (default: python:3.12-slim).", show_default=False
+    ),
+]
+WheelhouseOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Folder of wheels, relative to the manifest's folder, that the images install "
+        "from without a package index (offline builds).",
+        show_default=False,
+    ),
+]
+VolumeSizeOption = Annotated[
+    str, typer.Option(help="Size of each Kubernetes volume claim (SQLite services, NATS).")
+]
+
+
+def _sdk_requirement() -> str:
+    try:
+        return f"corral=={version('corral')}"
+    except PackageNotFoundError:  # running from a source tree without metadata
+        return "corral"
+
+
+def _run(
+    targets: list[Target],
+    *,
+    file: Path | None,
+    output: Path | None,
+    force: bool,
+    registry: str,
+    tag: str,
+    namespace: str | None,
+    base_image: str | None,
+    wheelhouse: str | None,
+    volume_size: str,
+) -> None:
+    from corral.export import (
+        ExportError,
+        ExportOptions,
+        OverwriteError,
+        Target,
+        read_sources,
+        render,
+        write_export,
+    )
+
+    manifest = load(file)
+    plan = resolve(manifest, python=sys.executable)
+    folder = (output or plan.root / DEFAULT_FOLDER).absolute()
+    builds = {Target.DOCKER, Target.COMPOSE} & set(targets)
+    try:
+        context = folder.relative_to(plan.root).as_posix()
+    except ValueError:
+        if builds:
+            raise UserError(
+                f"{folder} is outside {plan.root}: the Dockerfiles build from the system's "
+                "folder, so their output must be inside it"
+            ) from None
+        context = DEFAULT_FOLDER
+    options = ExportOptions(
+        registry=registry,
+        tag=tag,
+        namespace=namespace,
+        base_image=base_image,
+        wheelhouse=wheelhouse,
+        context=context,
+        sdk_requirement=_sdk_requirement(),
+        source=manifest.path.name,
+        volume_size=volume_size,
+    )
+    if wheelhouse is not None and (
+        Path(wheelhouse).is_absolute()
+        or not (plan.root / wheelhouse).resolve().is_relative_to(plan.root.resolve())
+    ):
+        raise UserError(
+            f"--wheelhouse {wheelhouse!r}: a folder inside {plan.root} given relative to it "
+            "(the images' build context)",
+            code=2,
+        )
+    if problems := options.problems():
+        raise UserError("; ".join(problems), code=2)
+    try:
+        export = render(plan, targets, options=options, sources=read_sources(plan))
+    except ExportError as exc:
+        raise ManifestError(
+            [
+                manifest.diagnostic(p.path, f"{exc.target}: {p.message}", p.hint)
+                for p in exc.problems
+            ]
+        ) from None
+    try:
+        report = write_export(folder, export, targets=targets, force=force)
+    except OverwriteError as exc:
+        raise UserError(str(exc)) from None
+    shown = _shown(folder)
+    for relative in report.written:
+        console.print(f"[green]wrote[/] {shown}/{relative}", highlight=False)
+    for relative in report.removed:
+        console.print(f"[yellow]removed[/] {shown}/{relative}", highlight=False)
+    if report.secrets:
+        console.print(f"[green]{report.secrets}[/] {shown}/compose/.env (secrets)", highlight=False)
+    for diagnostic in sorted(manifest.diagnostic(n.path, n.message) for n in export.notes):
+        text = str(diagnostic).replace(f"{Path.cwd()}{os.sep}", "")
+        errors.print(f"note: {text}", highlight=False, markup=False, soft_wrap=True)
+    names = ", ".join(str(t) for t in targets)
+    console.print(
+        f"[green]✔[/] {plan.system}: {names} in {shown} ({len(report.written)} written, "
+        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed)",
+        highlight=False,
+    )
+
+
+def _shown(folder: Path) -> str:
+    try:
+        return folder.relative_to(Path.cwd()).as_posix() or "."
+    except ValueError:
+        return str(folder)
+
+
+TARGETS = {
+    "docker": ["docker"],
+    # Compose builds the images, so its Dockerfiles come with it.
+    "compose": ["docker", "compose"],
+    "kubernetes": ["kubernetes"],
+    "prometheus": ["prometheus"],
+    "grafana": ["grafana"],
+    "all": ["docker", "compose", "kubernetes", "prometheus", "grafana"],
+}
+
+
+def export(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="docker: a Dockerfile (and .dockerignore) per service. compose: "
+            "compose/compose.yaml with the gateway, NATS and PostgreSQL, and the Dockerfiles. "
+            "kubernetes: manifests for kubectl apply -k. prometheus: scrape configs and alert "
+            "rules. grafana: a dashboard and its provisioning. all: every one (nothing is "
+            "written if one of them cannot be exported).",
+            metavar="docker|compose|kubernetes|prometheus|grafana|all",
+            show_default=False,
+        ),
+    ],
+    file: FileOption = None,
+    output: OutOption = None,
+    force: ForceOption = False,
+    registry: RegistryOption = "",
+    tag: TagOption = "latest",
+    namespace: NamespaceOption = None,
+    base_image: BaseImageOption = None,
+    wheelhouse: WheelhouseOption = None,
+    volume_size: VolumeSizeOption = "1Gi",
+) -> None:
+    """Write deployment files for the same manifest (default folder: deploy/ beside
+    corral.yaml), printing each file written. Files it did not write, or that were
+    edited since, are never overwritten without --force. Options a target does not use
+    are ignored."""
+    names = TARGETS.get(target)
+    if names is None:
+        raise UserError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", code=2)
+    from corral.export import Target  # imported on use: it loads the gateway and the broker
+
+    _run(
+        [Target(name) for name in names],
+        file=file,
+        output=output,
+        force=force,
+        registry=registry,
+        tag=tag,
+        namespace=namespace,
+        base_image=base_image,
+        wheelhouse=wheelhouse,
+        volume_size=volume_size,
+    )

@@ -1,0 +1,46 @@
+"""``corral export``: the same manifest as Dockerfiles, Compose, Kubernetes, Prometheus and
+Grafana files.
+
+- pure renderers (:func:`render`, :func:`render_dockerfile`): Plan + options + sources ->
+  files as text, deterministic and sorted; a manifest a target cannot run is an
+  :class:`ExportError` naming the manifest key;
+- :func:`read_sources` reads what they need first (requirements, local JWKS files);
+- :func:`write_export` delivers the result and never overwrites a file it did not write.
+
+See docs/export.md.
+"""
+
+from corral.export._docker import render_dockerfile, render_dockerignore
+from corral.export._model import (
+    Export,
+    ExportError,
+    ExportOptions,
+    Images,
+    Note,
+    Problem,
+    Sources,
+    Target,
+)
+from corral.export._render import render
+from corral.export._sources import read_sources
+from corral.export._writer import MARKER, Conflict, OverwriteError, WriteReport, write_export
+
+__all__ = [
+    "MARKER",
+    "Conflict",
+    "Export",
+    "ExportError",
+    "ExportOptions",
+    "Images",
+    "Note",
+    "OverwriteError",
+    "Problem",
+    "Sources",
+    "Target",
+    "WriteReport",
+    "read_sources",
+    "render",
+    "render_dockerfile",
+    "render_dockerignore",
+    "write_export",
+]

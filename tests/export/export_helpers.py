@@ -1,0 +1,93 @@
+"""Golden cases: a manifest, the targets, options; rendered as ``corral export`` would."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+from corral.export import Export, ExportOptions, Sources, Target, read_sources, render
+from corral.manifest import load
+from corral.plan import Plan, resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "case.json").exists())
+SDK = "corral==0.1.0"  # fixed, so a version bump does not change every golden file
+
+
+def case_plan(case: str) -> Plan:
+    spec = json.loads((GOLDEN / case / "case.json").read_text())
+    return resolve(load(ROOT / spec["manifest"]), python=sys.executable)
+
+
+def render_case(case: str) -> Export:
+    spec = json.loads((GOLDEN / case / "case.json").read_text())
+    plan = case_plan(case)
+    source = Path(spec["manifest"]).name
+    options = ExportOptions(**{"sdk_requirement": SDK, "source": source, **spec.get("options", {})})
+    sources = read_sources(plan)
+    if "requirements" in spec:
+        sources = Sources(requirements=tuple(spec["requirements"]), jwks=sources.jwks)
+    return render(plan, [Target(t) for t in spec["targets"]], options=options, sources=sources)
+
+
+def expected_files(case: str) -> dict[str, str]:
+    folder = GOLDEN / case / "expected"
+    return {
+        p.relative_to(folder).as_posix(): p.read_text()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll ``check`` until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def serve_greeter() -> Iterator[int]:
+    """examples/hello's greeter, a real SDK service, on a free port until the block ends."""
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "CORRAL_SERVICE": "greeter"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "corral.sdk.serve", "greeter.app:svc"],
+        cwd=ROOT / "examples" / "hello",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: process.poll() is not None or _ready(port), "greeter ready")
+        assert process.poll() is None, "greeter exited"
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
