@@ -240,7 +240,12 @@ def test_any_sequence_of_commands_keeps_the_machine_consistent(
         before = ride
         try:
             ride = apply(
-                ride, action, actor=actor, now=T0 + timedelta(seconds=i), driver_id="d1"
+                ride,
+                action,
+                actor=actor,
+                now=T0 + timedelta(seconds=i),
+                driver_id="d1",
+                matched_before=CUTOFF,
             ).ride
         except (IllegalTransition, NotAllowed, RideNotFound):
             assert ride is before
