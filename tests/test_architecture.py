@@ -27,8 +27,20 @@ ALLOWED: dict[str, set[str]] = {
     # The reverse never happens: the SDK imports nothing of the control plane.
     "broker": {"contract", "manifest", "plan", "runtime", "sdk"},
     "export": {"contract", "manifest", "plan", "gateway", "broker", "sdk"},
-    "api": {"contract", "manifest", "plan", "runtime"},
-    "control": {"contract", "manifest", "plan", "runtime", "gateway", "broker", "api", "sdk"},
+    # Configuration management: versions and their rollout, an addon of the runtime.
+    "config": {"contract", "manifest", "plan", "runtime"},
+    "api": {"contract", "manifest", "plan", "runtime", "config"},
+    "control": {
+        "contract",
+        "manifest",
+        "plan",
+        "runtime",
+        "gateway",
+        "broker",
+        "api",
+        "sdk",
+        "config",
+    },
     "cli": {
         "contract",
         "manifest",
@@ -40,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
         "api",
         "control",
         "sdk",
+        "config",
     },
 }
 

@@ -24,7 +24,7 @@ from corral.manifest._service import (
 )
 from corral.manifest._source import SourceMap
 from corral.manifest._system import DatabasesSpec, PostgresSpec, SystemSpec
-from corral.manifest._types import parse_duration
+from corral.manifest._types import check_env_name, parse_duration
 
 __all__ = [
     "DEFAULT_FILENAME",
@@ -49,6 +49,7 @@ __all__ = [
     "ServiceSpec",
     "SourceMap",
     "SystemSpec",
+    "check_env_name",
     "format_path",
     "load",
     "overlay_path",
