@@ -7,6 +7,7 @@ commands start fast.
 from typing import TYPE_CHECKING, Any
 
 from corral.api._client import ApiClient, ApiError, NotRunningError
+from corral.api._config_client import ConfigClient
 from corral.api._files import RunFiles
 from corral.api._version import API_VERSION
 
@@ -17,6 +18,7 @@ __all__ = [
     "API_VERSION",
     "ApiClient",
     "ApiError",
+    "ConfigClient",
     "ControlTarget",
     "NotRunningError",
     "RunFiles",

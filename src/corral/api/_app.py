@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
+from corral.api._config import ConfigTarget, config_router
 from corral.api._problems import ApiProblem, install
 from corral.api._version import API_VERSION
 from corral.runtime.registry import Registry
@@ -219,6 +220,8 @@ def create_app(
 
         return EventSourceResponse(stream(), ping=15)
 
+    if isinstance(target, ConfigTarget):
+        app.include_router(config_router(target.config, admin=Admin))
     return app
 
 

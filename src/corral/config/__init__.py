@@ -31,7 +31,7 @@ from corral.config._model import (
     set_values,
     unset_values,
 )
-from corral.config._secrets import Fingerprints, read_secret, resolve_secrets
+from corral.config._secrets import Fingerprints, current_user, read_secret, resolve_secrets
 from corral.config._store import ConfigStore
 from corral.config._views import diff_view, history_view, version_view
 
@@ -59,6 +59,7 @@ __all__ = [
     "UnknownVersionError",
     "VersionConflictError",
     "changed_services",
+    "current_user",
     "diff",
     "diff_view",
     "history_view",

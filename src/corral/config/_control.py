@@ -417,7 +417,10 @@ class ConfigControl:
             except _Refused as refused:
                 restored = await self._restore(before, after, secrets_before, done, refused)
                 raise ConfigRejectedError(
-                    refused.service, after.version, restored.version, refused.problems
+                    refused.service,
+                    after.version,
+                    restored.version,
+                    [*refused.problems, *_origins(after, refused.service)],
                 ) from None
             return Outcome(after, done)
 
@@ -512,6 +515,17 @@ class ConfigControl:
             except TimeoutError:
                 pass
         return arrived()
+
+
+def _origins(record: ConfigVersion, service: str) -> list[str]:
+    """Where each value the service refused was set: a person fixes it there."""
+    config = record.services[service]
+    lines = [
+        f"  {c.key} removed" if c.new is None else f"  {c.key}={c.new}: {config.source(c.key)}"
+        for c in record.changes
+        if c.service == service
+    ]
+    return [f"version {record.version} changed:", *lines] if lines else []
 
 
 def _payload(record: ConfigVersion, service: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ a value did not change.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import hmac
 import os
@@ -94,3 +95,11 @@ def _why(exc: OSError | UnicodeDecodeError) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return "the file is not UTF-8 text"
     return exc.strerror or str(exc)
+
+
+def current_user() -> str:
+    """Who is making a change, for the history: the login name, as the OS knows it."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container with a random uid)
+        return f"uid {os.getuid()}"
