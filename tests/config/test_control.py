@@ -1,5 +1,5 @@
 """ConfigControl's rollout decisions against an in-memory runtime and scripted instances
-(the same paths with real processes and Envoy are in test_live.py)."""
+(the same paths with real processes and Envoy are in test_config_live.py)."""
 
 from __future__ import annotations
 

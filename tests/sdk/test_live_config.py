@@ -1,9 +1,10 @@
 """The SDK's side of live configuration: what an instance does with each version it is
-shown (in process; with the real control plane in tests/config/test_live.py)."""
+shown (in process; with the real control plane in tests/config/test_config_live.py)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,8 +28,13 @@ def version(n: int, *, secrets: dict[str, str] | None = None, **values: str) -> 
 
 
 @pytest.fixture
-def watched(monkeypatch: pytest.MonkeyPatch) -> tuple[Service[Settings], ConfigWatcher, list[Any]]:
-    """A service started from BASE's variables, its watcher past the first event."""
+def watched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Service[Settings], ConfigWatcher, list[Any]]]:
+    """A service started from BASE's variables, its watcher past the first event. The
+    watcher writes os.environ itself: the whole environment is restored afterwards (a
+    leaked RATE once reached a system another test started in the same worker)."""
+    saved = dict(os.environ)
     monkeypatch.setenv("GREETING", "hi")
     monkeypatch.setenv("WORKERS", "2")
     monkeypatch.delenv("RATE", raising=False)
@@ -41,7 +47,9 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> tuple[Service[Settings], ConfigW
 
     svc.load_settings()
     watcher = ConfigWatcher(svc, url="http://127.0.0.1:1", token="t", instance="tuned-1", version=1)
-    return svc, watcher, calls
+    yield svc, watcher, calls
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 async def test_the_first_event_of_the_version_started_with_changes_nothing(
