@@ -131,6 +131,8 @@ async def test_a_reloadable_value_changes_without_a_restart(live: Live) -> None:
     assert {a["instance"] for a in answers} == set(before)
     assert all(a["changes"][-1]["fields"] == ["greeting"] for a in answers)
     assert await live.instances() == before
+    status = (await live.api.get("/v1/status")).json()
+    assert (status["config_version"], status["config_runtime_values"]) == (2, 1)
 
 
 async def test_a_non_reloadable_value_rolls_the_service_with_no_failed_request(

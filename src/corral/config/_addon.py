@@ -23,4 +23,7 @@ class ConfigAddon(Addon):
         return self.control.environment(service)
 
     def status(self) -> dict[str, Any]:
-        return {"config_version": self.control.current.version}
+        current = self.control.current
+        runtime = sum(len(s.overrides) for s in current.services.values())
+        # Runtime values outlive `corral down`: say so where the operator looks first.
+        return {"config_version": current.version, "config_runtime_values": runtime}
