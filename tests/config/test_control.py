@@ -189,3 +189,28 @@ async def test_instance_tokens_are_good_for_their_own_service_only(tmp_path: Pat
         assert control.instance_service("api-1", web) is None
         assert control.instance_service("web-7", web) is None
         assert control.instance_service("web-1", "guess") is None
+
+
+async def test_a_change_that_leaves_values_as_they_are_rolls_nothing_out(tmp_path: Path) -> None:
+    """Setting a value the manifest already gives pins it (a new version) but changes no
+    instance; the next change builds on that version."""
+    async with running(tmp_path, applied) as (control, runtime, instances):
+        pinned = await control.set("web", {"LEVEL": "info"}, author="ada")
+        assert pinned.version is not None
+        assert pinned.version.changes == []
+        assert pinned.services == {}
+        after = await control.set("web", {"LEVEL": "warn"}, author="ada")
+    assert after.version is not None
+    assert after.version.version == 3
+    assert runtime.restarts == []
+    assert [p["version"] for p in instances[0].seen] == [1, 3]
+
+
+async def test_changes_wait_for_the_system_to_start(tmp_path: Path) -> None:
+    """Before start (the API is up before the services), a change is refused as 'not
+    running', which the API answers 409."""
+    from corral.runtime.errors import NotRunningError
+
+    control, _ = control_for(tmp_path)
+    with pytest.raises(NotRunningError, match="the system is starting"):
+        await control.set("web", {"A": "1"}, author="ada")

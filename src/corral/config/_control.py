@@ -57,7 +57,7 @@ from corral.config._secrets import Fingerprints, resolve_secrets
 from corral.config._store import ConfigStore
 from corral.manifest import Manifest
 from corral.plan import Plan, ServicePlan
-from corral.runtime.errors import StartError
+from corral.runtime.errors import NotRunningError, StartError
 from corral.runtime.registry import Registry
 
 
@@ -164,8 +164,9 @@ class ConfigControl:
 
     @property
     def current(self) -> ConfigVersion:
+        """The latest version (NotRunningError until ``start``: the system is starting)."""
         if self._current is None:
-            raise RuntimeError("the configuration has not been started")
+            raise NotRunningError("the system is starting: its configuration is not loaded yet")
         return self._current
 
     def has_service(self, service: str) -> bool:
@@ -402,14 +403,12 @@ class ConfigControl:
                 message=message,
                 environment=before.environment,
             )
+            self._current = after
             secrets_before = self._secret_values
             if secret_values is not None:
                 self._secret_values = secret_values
-            targets = [
-                s
-                for s in self._plan.start_order
-                if s in changed_services(before.services, after.services)
-            ]
+            changed = changed_services(before.services, after.services)
+            targets = [s for s in self._plan.start_order if s in changed]
             done: dict[str, RolloutKind] = {}
             try:
                 for name in targets:
@@ -466,6 +465,7 @@ class ConfigControl:
             f"version {good.version} restored",
             environment=good.environment,
         )
+        self._current = restored
         self._secret_values = secret_values
         runtime = self._runtime()
         for name in [*done, refused.service]:
@@ -488,7 +488,7 @@ class ConfigControl:
         return restored
 
     def _publish(self, record: ConfigVersion, services: Sequence[str]) -> None:
-        self._current = record
+        """Send ``record`` on these services' watches."""
         for name in services:
             self._revision[name] = record.version
         asyncio.get_running_loop().create_task(self._notify())
