@@ -76,3 +76,28 @@ def test_what_cannot_be_done_says_why(
     err = capsys.readouterr().err
     assert message in " ".join(err.split())
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("how", ["--env", "CORRAL_ENV"])
+def test_validate_merges_the_overlay_chosen_by_env(
+    tmp_path: Path,
+    how: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`validate --env prod` (or CORRAL_ENV=prod) checks corral.prod.yaml merged over the
+    manifest and points into the overlay."""
+    (tmp_path / "corral.yaml").write_text("name: shop\nservices:\n  web: {command: x}\n")
+    (tmp_path / "corral.prod.yaml").write_text("services:\n  web:\n    replica: 3\n")
+    args = ["corral", "validate", str(tmp_path)]
+    if how == "--env":
+        args += ["--env", "prod"]
+    else:
+        monkeypatch.setenv("CORRAL_ENV", "prod")
+    monkeypatch.setattr(sys, "argv", args)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    assert "corral.prod.yaml:3:5: services.web.replica: unknown key 'replica'" in (
+        capsys.readouterr().err
+    )
