@@ -30,10 +30,12 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"contract", "manifest", "plan", "runtime", "sdk"},
     "export": {"contract", "manifest", "plan", "gateway", "broker", "sdk"},
     # The API serves the dashboard's static page (which imports nothing).
-    "api": {"contract", "manifest", "plan", "runtime", "dashboard"},
+    "api": {"contract", "manifest", "plan", "runtime", "dashboard", "config"},
     "dashboard": set(),
     # Scraping, traces and Prometheus targets: follows the registry as an addon.
     "telemetry": {"contract", "plan", "runtime"},
+    # Configuration management: versions and their rollout, an addon of the runtime.
+    "config": {"contract", "manifest", "plan", "runtime"},
     "control": {
         "contract",
         "manifest",
@@ -44,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
         "api",
         "sdk",
         "telemetry",
+        "config",
     },
     "cli": {
         "contract",
@@ -57,6 +60,7 @@ ALLOWED: dict[str, set[str]] = {
         "control",
         "sdk",
         "lint",
+        "config",
     },
 }
 

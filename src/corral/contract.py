@@ -63,6 +63,23 @@ OTEL_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTEL_SERVICE_NAME: Final = "OTEL_SERVICE_NAME"
 """OpenTelemetry: where traces go (unset means tracing export is off)."""
 
+CONFIG_URL: Final = "CORRAL_CONFIG_URL"
+"""Base URL of the control plane serving this service's live configuration (``corral
+up``); unset where the environment is all the configuration there is (Kubernetes)."""
+
+CONFIG_TOKEN: Final = "CORRAL_CONFIG_TOKEN"  # noqa: S105 - a variable name, not a secret
+"""Bearer token for this service's configuration watch and reports; good for no other
+service's configuration and for nothing else in the API."""
+
+CONFIG_VERSION: Final = "CORRAL_CONFIG_VERSION"
+"""The configuration version this instance's environment was made from."""
+
+SECRET_VARIABLES: Final = "CORRAL_SECRET_VARIABLES"  # noqa: S105 - a variable name
+"""Comma-separated names of this instance's variables that hold secrets (the manifest's
+``secrets:``); the SDK redacts their values from every log line."""
+
+CONFIG_VARIABLES: Final = (CONFIG_URL, CONFIG_TOKEN, CONFIG_VERSION, SECRET_VARIABLES)
+
 ALL_VARIABLES: Final = (
     SERVICE,
     INSTANCE,
@@ -80,10 +97,12 @@ ALL_VARIABLES: Final = (
     LOG_FORMAT,
     OTEL_ENDPOINT,
     OTEL_SERVICE_NAME,
+    *CONFIG_VARIABLES,
 )
 
 RESERVED: Final = frozenset(
     {SYSTEM, SERVICE, INSTANCE, HOST, PORT, GRACE_PERIOD, DISCOVERY, DISCOVERY_TOKEN}
+    | set(CONFIG_VARIABLES)
 )
 """Variables the control plane owns per instance; a manifest's ``env`` may not set them.
 The others (DATABASE_URL, NATS_URL, OTEL_*, LOG_FORMAT) a manifest may point elsewhere."""
@@ -106,6 +125,15 @@ METRICS_PATH: Final = "/metrics"
 
 CIRCUITS_PATH: Final = "/corral/circuits"
 """JSON: the state of this instance's circuit breakers per target (for ``corral status``)."""
+
+# --- the control plane's endpoints a service calls ------------------------------------
+
+CONFIG_WATCH_PATH: Final = "/v1/config/instances/{instance}/watch"
+"""Server-sent events: the service's configuration now, then each change
+(``?since=VERSION`` adds the configuration of that version as ``previous``)."""
+
+CONFIG_REPORT_PATH: Final = "/v1/config/instances/{instance}/reports"
+"""POST: what the instance did with a version (applied, restart, rejected)."""
 
 # --- headers -------------------------------------------------------------------------
 

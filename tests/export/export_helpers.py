@@ -14,8 +14,16 @@ from pathlib import Path
 
 import httpx
 
-from corral.export import Export, ExportOptions, Sources, Target, read_sources, render
-from corral.manifest import load
+from corral.export import (
+    Export,
+    ExportOptions,
+    Sources,
+    Target,
+    read_sources,
+    render,
+    source_name,
+)
+from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,15 +32,20 @@ CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "case.json").exists())
 SDK = "corral==0.1.0"  # fixed, so a version bump does not change every golden file
 
 
-def case_plan(case: str) -> Plan:
+def case_manifest(case: str) -> Manifest:
     spec = json.loads((GOLDEN / case / "case.json").read_text())
-    return resolve(load(ROOT / spec["manifest"]), python=sys.executable)
+    return load(ROOT / spec["manifest"], environment=spec.get("environment"))
+
+
+def case_plan(case: str) -> Plan:
+    return resolve(case_manifest(case), python=sys.executable)
 
 
 def render_case(case: str) -> Export:
     spec = json.loads((GOLDEN / case / "case.json").read_text())
-    plan = case_plan(case)
-    source = Path(spec["manifest"]).name
+    manifest = case_manifest(case)
+    plan = resolve(manifest, python=sys.executable)
+    source = source_name(manifest.path, manifest.overlay)
     options = ExportOptions(**{"sdk_requirement": SDK, "source": source, **spec.get("options", {})})
     sources = read_sources(plan)
     if "requirements" in spec:

@@ -219,12 +219,13 @@ def test_every_rule_is_documented() -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
-    ["examples/hello", "examples/ridehail", "examples/ridehail/corral.postgres.yaml"],
+    ("path", "environment"),
+    [("examples/hello", None), ("examples/ridehail", None), ("examples/ridehail", "postgres")],
 )
-def test_the_examples_lint_clean(path: str) -> None:
-    """The examples have no finding at all, warnings included."""
-    report = lint_target(ROOT / path)
+def test_the_examples_lint_clean(path: str, environment: str | None) -> None:
+    """The examples have no finding at all, warnings included (ridehail's PostgreSQL
+    overlay merged too)."""
+    report = lint_target(ROOT / path, environment=environment)
     assert report.findings == ()
     assert report.silenced == 0
 

@@ -143,7 +143,10 @@ def test_reserved_variables_owned_by_corral_win() -> None:
     env = instance_environment(
         resolved, service, instance="web-2", port=41234, endpoints=FULL, database_url=None
     )
-    assert {name: env[name] for name in contract.RESERVED} == {
+    # The live-configuration variables are the config addon's to give, never the manifest's.
+    assert not set(contract.CONFIG_VARIABLES) & set(env)
+    owned = contract.RESERVED - set(contract.CONFIG_VARIABLES)
+    assert {name: env[name] for name in owned} == {
         contract.SYSTEM: "shop",
         contract.SERVICE: "web",
         contract.INSTANCE: "web-2",

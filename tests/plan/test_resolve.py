@@ -390,3 +390,23 @@ def test_start_order_rejects_an_added_back_edge(
     named = diagnostic.message.removeprefix("dependency cycle: ").split(" -> ")
     assert named[0] == named[-1]
     assert all(b in graph[a] for a, b in itertools.pairwise(named))
+
+
+def test_secrets_resolve_to_references_never_values() -> None:
+    """A service's secrets become references (a file relative to the manifest made
+    absolute), kept apart from its plain env, as a ConfigMap and a Secret would be."""
+    from corral.plan import SecretRef, SecretSource
+
+    web = plan(
+        "web:\n  command: x\n  env: {LEVEL: info}\n"
+        "  secrets: {API_KEY: {env: SHOP_API_KEY}, DB_PASSWORD: {file: secrets/db}}\n"
+    ).services["web"]
+    assert web.env == {"LEVEL": "info"}
+    assert web.secrets == {
+        "API_KEY": SecretRef(SecretSource.ENV, "SHOP_API_KEY"),
+        "DB_PASSWORD": SecretRef(SecretSource.FILE, str(ROOT / "secrets" / "db")),
+    }
+    assert [str(ref) for ref in web.secrets.values()] == [
+        "env:SHOP_API_KEY",
+        f"file:{ROOT}/secrets/db",
+    ]

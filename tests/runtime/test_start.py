@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -241,3 +242,26 @@ async def test_readiness_guard_sees_a_dead_process_asyncio_has_not_reaped() -> N
             proc.kill()
         await proc.wait()
     assert not process_alive(proc)
+
+
+async def test_reconfigured_plan_is_used_by_every_later_spawn(system) -> None:
+    """After reconfigure(), a crash restart in place and a scale-up both start with the
+    new environment; the instance that did not restart keeps the one it has."""
+    orch, _ = system({"web": service(env={"SVC_PRINT_ENV": "LEVEL", "LEVEL": "info"})})
+    await orch.up()
+    plan = orch.service_plan("web")
+    orch.reconfigure(dataclasses.replace(plan, env={**plan.env, "LEVEL": "debug"}))
+    first = orch.registry.snapshot().get("web-1")
+    assert first is not None
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGKILL)
+    await wait_until(
+        lambda: (r := orch.registry.snapshot().get("web-1")) and r.serving and r.pid != first.pid
+    )
+    await orch.scale("web", 2)
+    lines = [(line.instance, line.line) for line in orch.logs.read(["web"])]
+    assert [line for line in lines if line[1].startswith("LEVEL=")] == [
+        ("web-1", "LEVEL=info"),
+        ("web-1", "LEVEL=debug"),
+        ("web-2", "LEVEL=debug"),
+    ]

@@ -18,13 +18,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.identity import CallerDep, require
-from corral.sdk import Problem, Service, ServiceSettings
+from corral.sdk import ConfigChange, Problem, Service, ServiceSettings
 from fakepay.domain import Charge, Faults, InjectedFailure, KeyReused, Provider
 
 
 class Settings(ServiceSettings):
-    fakepay_failure_rate: float = Field(default=0.0, ge=0, le=1)
-    fakepay_latency_ms: float = Field(default=0.0, ge=0)
+    # Reloadable: `corral config set fakepay FAKEPAY_FAILURE_RATE=0.5` reaches the running
+    # instance, no restart (see _reconfigure).
+    fakepay_failure_rate: float = Field(
+        default=0.0, ge=0, le=1, json_schema_extra={"reloadable": True}
+    )
+    fakepay_latency_ms: float = Field(default=0.0, ge=0, json_schema_extra={"reloadable": True})
     fakepay_seed: int | None = None
 
 
@@ -32,12 +36,22 @@ svc = Service("fakepay", settings=Settings, title="fake payment provider")
 provider = Provider()
 
 
-@svc.on_startup
-async def _start() -> None:
+def _configured_faults() -> Faults:
     s = svc.settings
-    provider.faults = Faults(
+    return Faults(
         failure_rate=s.fakepay_failure_rate, latency_ms=s.fakepay_latency_ms, seed=s.fakepay_seed
     )
+
+
+@svc.on_startup
+async def _start() -> None:
+    provider.faults = _configured_faults()
+
+
+@svc.on_config_change
+async def _reconfigure(change: ConfigChange) -> None:
+    """The failure rate or latency changed live: inject faults at the new rate."""
+    provider.faults = _configured_faults()
 
 
 class ChargeRequest(BaseModel):

@@ -7,6 +7,7 @@ commands start fast.
 from typing import TYPE_CHECKING, Any
 
 from corral.api._client import ApiClient, ApiError, NotRunningError
+from corral.api._config_client import ConfigClient
 from corral.api._files import RunFiles
 from corral.api._version import API_VERSION, DASHBOARD_PATH, OTLP_BASE
 
@@ -19,6 +20,7 @@ __all__ = [
     "OTLP_BASE",
     "ApiClient",
     "ApiError",
+    "ConfigClient",
     "ControlTarget",
     "NotRunningError",
     "RunFiles",

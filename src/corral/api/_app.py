@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from corral.api._browser import SessionCookieAuth, browser_router, mount_assets
+from corral.api._config import ConfigTarget, config_router
 from corral.api._logins import BrowserLogins
 from corral.api._problems import ApiProblem, install
 from corral.api._telemetry import TelemetrySource, telemetry_router
@@ -313,6 +314,8 @@ def create_app(
     app.add_middleware(SessionCookieAuth, logins=logins, admin_token=admin_token)
     if telemetry is not None:
         app.include_router(telemetry_router(telemetry, admin=Admin))
+    if isinstance(target, ConfigTarget):
+        app.include_router(config_router(target.config, admin=Admin))
     return app
 
 

@@ -21,7 +21,7 @@ from corral.cli._logs import colour_for, format_line, parse_since
 from corral.cli._progress import StartProgress
 from corral.cli._tables import circuit_lines, endpoints_lines, status_table
 from corral.manifest import ManifestError, load, resolve_path
-from corral.plan import STATE_DIRNAME, Plan, resolve
+from corral.plan import STATE_DIRNAME, Plan, ServicePlan, resolve
 
 app = typer.Typer(
     name="corral",
@@ -56,6 +56,15 @@ LogsFileOption = Annotated[
     ),
 ]
 """For `logs`, where -f means --follow (as in docker and kubectl)."""
+EnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--env",
+        envvar="CORRAL_ENV",
+        help="Environment: merge the overlay corral.<env>.yaml over the manifest.",
+        show_default=False,
+    ),
+]
 FileArgument = Annotated[
     Path | None,
     typer.Argument(
@@ -73,7 +82,7 @@ class UserError(Exception):
 
 
 def _plan(target: Path | None) -> Plan:
-    manifest = load(target)
+    manifest = load(target, environment=os.environ.get("CORRAL_ENV"))
     return resolve(manifest, python=sys.executable)
 
 
@@ -95,10 +104,12 @@ def _client(target: Path | None) -> ApiClient:
 
 
 @app.command()
-def validate(file: FileArgument = None, file_option: FileOption = None) -> None:
-    """Check a manifest and list every problem (exit 1 if any), including what Envoy
-    would reject in the rendered gateway config."""
-    manifest = load(file or file_option)
+def validate(
+    file: FileArgument = None, file_option: FileOption = None, env: EnvOption = None
+) -> None:
+    """Check a manifest (and an environment's overlay) and list every problem (exit 1 if
+    any), including what Envoy would reject in the rendered gateway config."""
+    manifest = load(file or file_option, environment=env)
     plan = resolve(manifest, python=sys.executable)
     if plan.gateway is not None:
         from corral.gateway import EnvoyNotFoundError, validate_gateway
@@ -129,10 +140,11 @@ def up(
         bool, typer.Option("--no-logs", help="Do not follow logs once the system is ready.")
     ] = False,
     daemon: Annotated[bool, typer.Option("--daemon", hidden=True)] = False,
+    env: EnvOption = None,
 ) -> None:
     """Start the system; Ctrl-C stops everything gracefully."""
     target = file or file_option
-    manifest = load(target)
+    manifest = load(target, environment=env)
     plan = resolve(manifest, python=sys.executable)
     found = RunFiles(plan.state_dir).read()
     if found and _pid_alive(int(found[0].get("pid", 0))) and found[0].get("pid") != os.getpid():
@@ -141,7 +153,7 @@ def up(
             "use `corral status` or `corral down`"
         )
     if detach:
-        _up_detached(manifest.path, plan)
+        _up_detached(manifest.path, plan, env)
         return
     from corral.broker import BrokerError
     from corral.control import SystemSession, addons_for
@@ -202,12 +214,15 @@ async def _print_logs(session: Any, services: list[str]) -> None:
         )
 
 
-def _up_detached(manifest_path: Path, plan: Plan) -> None:
+def _up_detached(manifest_path: Path, plan: Plan, env: str | None) -> None:
     plan.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = plan.state_dir / "corral.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "corral", "up", str(manifest_path), "--daemon"],
+            [
+                *(sys.executable, "-m", "corral", "up", str(manifest_path), "--daemon"),
+                *(("--env", env) if env else ()),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -409,6 +424,7 @@ def migrate(
                 endpoints=Endpoints(),
                 database_url=url,
             ),
+            **_secrets_of(service),
         }
         result = subprocess.run(
             [sys.executable, "-m", "corral.sdk.migrate", service.app],
@@ -425,6 +441,16 @@ def migrate(
             errors.print(f"✖ {name}: {result.stderr.strip()}", highlight=False, markup=False)
     if failed:
         raise UserError(f"{failed} service(s) could not be migrated")
+
+
+def _secrets_of(service: ServicePlan) -> dict[str, str]:
+    """The service's secrets, read as `corral up` reads them (its settings may need them)."""
+    from corral.config import read_secret
+
+    try:
+        return {key: read_secret(ref, os.environ) for key, ref in service.secrets.items()}
+    except (LookupError, OSError) as exc:
+        raise UserError(f"{service.name}: cannot read a secret: {exc}") from None
 
 
 # --- gateway --------------------------------------------------------------------------
@@ -600,13 +626,6 @@ def serve(
     run(target)
 
 
-# --- export (its own module) ----------------------------------------------------------
-
-from corral.cli._export import export  # noqa: E402 - needs the names defined above
-
-app.command()(export)
-
-
 def main() -> None:
     """Entry point: user mistakes become messages and exit codes, never tracebacks."""
     from corral.api import ApiError
@@ -635,8 +654,12 @@ def main() -> None:
 
 from corral.cli import _dashboard  # noqa: E402
 from corral.cli._chaos import chaos_app  # noqa: E402
+from corral.cli._config import config_app  # noqa: E402
+from corral.cli._export import export  # noqa: E402
 from corral.cli._lint import lint_command  # noqa: E402
 
 app.registered_commands.extend(_dashboard.app.registered_commands)
 app.command("lint")(lint_command)
+app.command()(export)
 app.add_typer(chaos_app, name="chaos")
+app.add_typer(config_app, name="config")

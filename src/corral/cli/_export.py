@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from corral.cli._app import FileOption, UserError, console, errors
+from corral.cli._app import EnvOption, FileOption, UserError, console, errors
 from corral.manifest import ManifestError, load
 from corral.plan import resolve
 
@@ -75,6 +75,7 @@ def _run(
     targets: list[Target],
     *,
     file: Path | None,
+    environment: str | None,
     output: Path | None,
     force: bool,
     registry: str,
@@ -91,10 +92,11 @@ def _run(
         Target,
         read_sources,
         render,
+        source_name,
         write_export,
     )
 
-    manifest = load(file)
+    manifest = load(file, environment=environment)
     plan = resolve(manifest, python=sys.executable)
     folder = (output or plan.root / DEFAULT_FOLDER).absolute()
     builds = {Target.DOCKER, Target.COMPOSE} & set(targets)
@@ -115,7 +117,7 @@ def _run(
         wheelhouse=wheelhouse,
         context=context,
         sdk_requirement=_sdk_requirement(),
-        source=manifest.path.name,
+        source=source_name(manifest.path, manifest.overlay),
         volume_size=volume_size,
     )
     if wheelhouse is not None and (
@@ -192,6 +194,7 @@ def export(
         ),
     ],
     file: FileOption = None,
+    env: EnvOption = None,
     output: OutOption = None,
     force: ForceOption = False,
     registry: RegistryOption = "",
@@ -213,6 +216,7 @@ def export(
     _run(
         [Target(name) for name in names],
         file=file,
+        environment=env,
         output=output,
         force=force,
         registry=registry,

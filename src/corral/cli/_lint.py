@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from corral.cli._app import FileArgument, FileOption, console
+from corral.cli._app import EnvOption, FileArgument, FileOption, console
 from corral.lint import DEFAULT_MAX_CALL_DEPTH, RULES, Severity, lint_target
 
 
@@ -23,6 +23,7 @@ class Format(StrEnum):
 def lint_command(
     file: FileArgument = None,
     file_option: FileOption = None,
+    env: EnvOption = None,
     output: Annotated[
         Format, typer.Option("--format", help="text for people, json for tools.")
     ] = Format.TEXT,
@@ -41,7 +42,7 @@ def lint_command(
                 f"{rule.id}  {rule.name:<26} {rule.severity:<8} {rule.summary}", highlight=False
             )
         return
-    report = lint_target(file or file_option, max_call_depth=max_call_depth)
+    report = lint_target(file or file_option, environment=env, max_call_depth=max_call_depth)
     if output is Format.JSON:
         print(json.dumps(report.to_json(), indent=2))
         raise typer.Exit(report.exit_code(strict=strict))

@@ -59,6 +59,10 @@ def endpoints_lines(status: Mapping[str, Any]) -> list[str]:
         lines.append(f"gateway  {status['gateway_url']}")
     if status.get("api_url"):
         lines.append(f"api      {status['api_url']}  (docs: {status['api_url']}/docs)")
+    if status.get("config_version"):
+        runtime = status.get("config_runtime_values") or 0
+        extra = f", {runtime} set at run time" if runtime else ""
+        lines.append(f"config   version {status['config_version']}{extra}  (corral config show)")
     return lines
 
 

@@ -8,6 +8,7 @@ import fcntl
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,18 @@ import uvicorn
 from corral import contract
 from corral.api import DASHBOARD_PATH, OTLP_BASE, RunFiles, create_app
 from corral.api._files import new_token
+from corral.config import (
+    CONFIG_DIRNAME,
+    ConfigAddon,
+    ConfigControl,
+    ConfigStore,
+    Fingerprints,
+    current_user,
+)
 from corral.control._chaos import Chaos
 from corral.gateway import GatewayAddon
-from corral.manifest import Manifest
-from corral.plan import Endpoints, Plan
+from corral.manifest import Manifest, load
+from corral.plan import Endpoints, Plan, resolve
 from corral.runtime.addon import Addon
 from corral.runtime.errors import AlreadyRunningError
 from corral.runtime.events import RuntimeEvent
@@ -91,7 +100,19 @@ class SystemSession:
         self.discovery_token = new_token()
         self.api_port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self._addons = addons if addons is not None else []
+        config_dir = plan.state_dir / CONFIG_DIRNAME
+        self.config = ConfigControl(
+            manifest=manifest,
+            plan=plan,
+            store=ConfigStore(config_dir),
+            fingerprints=Fingerprints(config_dir / "fingerprint.key"),
+            environ=os.environ,
+            reload=self._reload,
+            api_url=self.api_url,
+            author=current_user(),
+        )
+        # Configuration first: its version is made, and secrets read, before anything runs.
+        self._addons = [ConfigAddon(self.config), *(addons or [])]
         self.telemetry = next((a for a in self._addons if isinstance(a, TelemetryAddon)), None)
         if self.telemetry is not None:
             # The receiver is an API route, so its address is known before any instance.
@@ -108,11 +129,17 @@ class SystemSession:
             ),
             on_event=on_event,
         )
+        self.config.bind(self.orchestrator)
         self.ready = asyncio.Event()
         """Set once every service is ready."""
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
         self.chaos = Chaos(self.orchestrator, gateway)
         """Failure-injection experiments (``corral chaos``)."""
+
+    def _reload(self) -> tuple[Manifest, Plan]:
+        """The manifest and its overlay as they are on disk now (`corral config apply`)."""
+        manifest = load(self.manifest.path, environment=self.manifest.environment)
+        return manifest, resolve(manifest, python=sys.executable)
 
     # --- ControlTarget (what the API drives) ---------------------------------------
 

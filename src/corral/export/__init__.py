@@ -23,6 +23,7 @@ from corral.export._model import (
 )
 from corral.export._render import render
 from corral.export._sources import read_sources
+from corral.export._text import source_name
 from corral.export._writer import MARKER, Conflict, OverwriteError, WriteReport, write_export
 
 __all__ = [
@@ -42,5 +43,6 @@ __all__ = [
     "render",
     "render_dockerfile",
     "render_dockerignore",
+    "source_name",
     "write_export",
 ]

@@ -6,6 +6,7 @@ import io
 import json
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -70,3 +71,9 @@ def to_yaml(documents: Iterable[Any], *, comment: str | None = None) -> str:
 def to_json(document: Any) -> str:
     """Sorted keys, two-space indent, a final newline."""
     return json.dumps(document, sort_keys=True, indent=2) + "\n"
+
+
+def source_name(manifest: Path, overlay: Path | None = None) -> str:
+    """How generated files name what they came from: ``corral.yaml``, or with an
+    environment's overlay merged, ``corral.yaml + corral.prod.yaml``."""
+    return manifest.name if overlay is None else f"{manifest.name} + {overlay.name}"

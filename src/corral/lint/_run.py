@@ -65,11 +65,15 @@ def from_manifest_error(error: ManifestError) -> Report:
 
 
 def lint_target(
-    target: Path | str | None, *, max_call_depth: int = DEFAULT_MAX_CALL_DEPTH
+    target: Path | str | None,
+    *,
+    environment: str | None = None,
+    max_call_depth: int = DEFAULT_MAX_CALL_DEPTH,
 ) -> Report:
-    """Load, resolve and lint a manifest file (or its folder); never raises for a bad one."""
+    """Load (with an environment's overlay merged), resolve and lint a manifest file (or
+    its folder); never raises for a bad one."""
     try:
-        manifest = load(target)
+        manifest = load(target, environment=environment)
         # The interpreter is never run here; any name keeps the plan complete.
         plan = resolve(manifest, python="python3")
     except ManifestError as error:

@@ -8,7 +8,9 @@ from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError, for
 from corral.manifest._events import EventsSpec
 from corral.manifest._gateway import GatewaySpec
 from corral.manifest._load import DEFAULT_FILENAME, Manifest, load, parse, resolve_path
+from corral.manifest._overlay import overlay_path
 from corral.manifest._resilience import ResilienceSpec
+from corral.manifest._secrets import SecretRefSpec
 from corral.manifest._service import (
     BackoffSpec,
     CheckSpec,
@@ -22,7 +24,7 @@ from corral.manifest._service import (
 )
 from corral.manifest._source import SourceMap
 from corral.manifest._system import DatabasesSpec, PostgresSpec, SystemSpec
-from corral.manifest._types import parse_duration
+from corral.manifest._types import check_env_name, parse_duration
 
 __all__ = [
     "DEFAULT_FILENAME",
@@ -43,11 +45,14 @@ __all__ = [
     "ResourcesSpec",
     "RestartPolicy",
     "RestartSpec",
+    "SecretRefSpec",
     "ServiceSpec",
     "SourceMap",
     "SystemSpec",
+    "check_env_name",
     "format_path",
     "load",
+    "overlay_path",
     "parse",
     "parse_duration",
     "resolve_path",

@@ -15,6 +15,7 @@ from corral.manifest._gateway import check_gateway
 from corral.manifest._references import service_hint, service_list_problems
 from corral.manifest._resilience import check_resilience
 from corral.manifest._route_shadowing import shadowed_routes
+from corral.manifest._secrets import check_secrets
 from corral.manifest._service import DatabaseEngine
 from corral.manifest._source import SourceMap
 from corral.manifest._system import SystemSpec
@@ -102,6 +103,7 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
                     f"{variable} is set by Corral for each instance and cannot be overridden",
                 )
             )
+        problems += check_secrets(name, service.env, service.secrets, source)
         if service.database.engine is not DatabaseEngine.NONE:
             db_name = service.database.name or name.replace("-", "_")
             owner = databases.setdefault(db_name, name)

@@ -57,5 +57,7 @@ class ManifestError(Exception):
 
     def render(self) -> str:
         count = len(self.diagnostics)
-        head = f"{count} problem{'s' if count != 1 else ''} in {self.diagnostics[0].file}:"
+        # A manifest and its environment overlay: problems may be in both files.
+        files = " and ".join(dict.fromkeys(d.file for d in self.diagnostics))
+        head = f"{count} problem{'s' if count != 1 else ''} in {files}:"
         return "\n".join([head, *(f"  {d}" for d in self.diagnostics)])

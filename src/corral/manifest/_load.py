@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from corral.manifest._checks import check_raw_references, check_system
 from corral.manifest._diagnostics import Diagnostic, ManifestError
+from corral.manifest._overlay import environment_problem, merge_overlay, overlay_path
 from corral.manifest._source import SourceMap, parse_yaml
 from corral.manifest._system import SystemSpec
 from corral.manifest._translate import translate
@@ -24,6 +25,10 @@ class Manifest:
     source: SourceMap
     path: Path
     """The manifest file; its folder is the system's root."""
+    environment: str | None = None
+    """The environment whose overlay was merged (``corral up --env``), if any."""
+    overlay: Path | None = None
+    """That overlay's file (``corral.<environment>.yaml``)."""
 
     @property
     def root(self) -> Path:
@@ -36,26 +41,50 @@ class Manifest:
         return self.source.diagnostic(path, message, hint)
 
 
-def parse(text: str, path: Path | str = DEFAULT_FILENAME) -> Manifest:
-    """Validate manifest text. Pure: ``path`` is only used to name the file in errors."""
+def parse(
+    text: str,
+    path: Path | str = DEFAULT_FILENAME,
+    *,
+    overlay: tuple[str, Path | str] | None = None,
+    environment: str | None = None,
+) -> Manifest:
+    """Validate manifest text, with an environment overlay's ``(text, path)`` merged over
+    it when given (see :mod:`corral.manifest._overlay`). Pure: paths only name the files
+    in errors."""
     path = Path(path)
     data, source = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ManifestError(
             [Diagnostic(str(path), 1, 1, (), "the manifest must be a mapping (key: value)")]
         )
+    problems: list[Diagnostic] = []
+    overlay_file: Path | None = None
+    if overlay is not None:
+        overlay_text, overlay_file = overlay[0], Path(overlay[1])
+        changes, overlay_source = parse_yaml(overlay_text, str(overlay_file), allow_empty=True)
+        if not isinstance(changes, dict):
+            raise ManifestError(
+                [
+                    Diagnostic(
+                        str(overlay_file), 1, 1, (), "an overlay must be a mapping (key: value)"
+                    )
+                ]
+            )
+        data, source, problems = merge_overlay(data, source, changes, overlay_source)
     try:
         spec = SystemSpec.model_validate(data)
     except ValidationError as exc:
-        problems = translate(exc, SystemSpec, source)
+        problems += translate(exc, SystemSpec, source)
         # A name that is already wrong (an invalid name) is one mistake, not two.
         seen = {d.path for d in problems}
         problems += [d for d in check_raw_references(data, source) if d.path not in seen]
         raise ManifestError(problems) from None
-    problems = check_system(spec, source)
+    problems += check_system(spec, source)
     if problems:
         raise ManifestError(problems)
-    return Manifest(spec=spec, source=source, path=path)
+    return Manifest(
+        spec=spec, source=source, path=path, environment=environment, overlay=overlay_file
+    )
 
 
 def resolve_path(target: Path | str | None) -> Path:
@@ -66,11 +95,23 @@ def resolve_path(target: Path | str | None) -> Path:
     return candidate.absolute()
 
 
-def load(target: Path | str | None = None) -> Manifest:
-    """Read and validate a manifest file (the only I/O in this package)."""
+def load(target: Path | str | None = None, *, environment: str | None = None) -> Manifest:
+    """Read and validate a manifest file and, for an ``environment``, its overlay
+    ``corral.<environment>.yaml`` next to it (the only I/O in this package)."""
     path = resolve_path(target)
+    text = _read(path)
+    if not environment:
+        return parse(text, path)
+    problem = environment_problem(path, environment)
+    if problem is not None:
+        raise ManifestError([problem])
+    overlay = overlay_path(path, environment)
+    return parse(text, path, overlay=(_read(overlay), overlay), environment=environment)
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(
             [
@@ -88,4 +129,3 @@ def load(target: Path | str | None = None) -> Manifest:
         raise ManifestError(
             [Diagnostic(str(path), 1, 1, (), f"cannot read manifest: {exc}")]
         ) from None
-    return parse(text, path)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
+from corral.manifest._secrets import SecretRef
 from corral.manifest._types import (
     STRICT,
     Argv,
@@ -215,6 +216,11 @@ class ServiceSpec(BaseModel):
         default=None, ge=1, le=65535, description="Fixed port; allocated when omitted."
     )
     env: Annotated[dict[EnvName, str], BeforeValidator(parse_env)] = Field(default_factory=dict)
+    secrets: dict[EnvName, SecretRef] = Field(
+        default_factory=dict,
+        description="Variables whose values come from the environment or a file, never "
+        "from the manifest: NAME: {env: VAR} or NAME: {file: path}.",
+    )
     readiness: Check | None = None
     liveness: Check | None = None
     startup: Check | None = None

@@ -8,7 +8,7 @@ can point at the manifest line that caused it. Pure: text in, data out.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -20,28 +20,43 @@ from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError
 
 @dataclass(frozen=True)
 class SourceMap:
-    """Positions (0-based line, column) of every key and sequence item, by key path."""
+    """Positions (0-based line, column) of every key and sequence item, by key path.
+
+    ``files`` names another file for the paths an environment overlay set (see
+    :mod:`corral.manifest._overlay`); every other path is in ``file``.
+    """
 
     file: str
     positions: dict[KeyPath, tuple[int, int]]
+    files: dict[KeyPath, str] = field(default_factory=dict)
 
     def locate(self, path: KeyPath) -> tuple[int, int]:
         """The 1-based position of ``path``, or of its nearest ancestor that exists."""
-        probe = tuple(path)
-        while probe not in self.positions and probe:
-            probe = probe[:-1]
-        line, column = self.positions.get(probe, (0, 0))
+        line, column = self.positions.get(self._nearest(path), (0, 0))
         return line + 1, column + 1
+
+    def file_of(self, path: KeyPath) -> str:
+        """The file ``path`` (or its nearest ancestor that exists) was written in."""
+        return self.files.get(self._nearest(path), self.file)
 
     def diagnostic(
         self, path: KeyPath, message: str, hint: str | None = None, *, rule: str | None = None
     ) -> Diagnostic:
         line, column = self.locate(path)
-        return Diagnostic(self.file, line, column, tuple(path), message, hint, rule)
+        return Diagnostic(self.file_of(path), line, column, tuple(path), message, hint, rule)
+
+    def _nearest(self, path: KeyPath) -> KeyPath:
+        probe = tuple(path)
+        while probe not in self.positions and probe:
+            probe = probe[:-1]
+        return probe
 
 
-def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
-    """Parse YAML text into plain dicts/lists/scalars and a :class:`SourceMap`."""
+def parse_yaml(text: str, file: str, *, allow_empty: bool = False) -> tuple[Any, SourceMap]:
+    """Parse YAML text into plain dicts/lists/scalars and a :class:`SourceMap`.
+
+    ``allow_empty``: an empty document (or only comments) is an empty mapping, as an
+    environment overlay that changes nothing may be; a manifest may not be empty."""
     yaml = YAML(typ="rt", pure=True)
     try:
         node = yaml.load(text)
@@ -50,6 +65,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     positions: dict[KeyPath, tuple[int, int]] = {(): (0, 0)}
     data = _plain(node, (), positions)
     if data is None:
+        if allow_empty:
+            return {}, SourceMap(file, positions)
         raise ManifestError([Diagnostic(file, 1, 1, (), "the manifest is empty")])
     return data, SourceMap(file, positions)
 

@@ -170,7 +170,7 @@ def _yaml_word(value: Any) -> str:
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _check_env_name(value: str) -> str:
+def check_env_name(value: str) -> str:
     if not _ENV_NAME.match(value):
         raise ValueError(
             f"invalid environment variable name {value!r}: letters, digits and '_', "
@@ -179,7 +179,7 @@ def _check_env_name(value: str) -> str:
     return value
 
 
-EnvName = Annotated[str, AfterValidator(_check_env_name)]
+EnvName = Annotated[str, AfterValidator(check_env_name)]
 
 
 def parse_env(value: Any) -> Any:

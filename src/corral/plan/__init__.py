@@ -17,6 +17,8 @@ from corral.plan._model import (
     DatabasePlan,
     Plan,
     RestartPlan,
+    SecretRef,
+    SecretSource,
     ServicePlan,
     supervised_component,
 )
@@ -34,6 +36,8 @@ __all__ = [
     "Plan",
     "ResiliencePlan",
     "RestartPlan",
+    "SecretRef",
+    "SecretSource",
     "ServicePlan",
     "find_cycle",
     "instance_environment",

@@ -74,7 +74,10 @@ def instance_environment(
         owned[contract.CALLS] = ",".join(service.calls)
     owned.update(resilience_environment(plan, service.name))
     owned.update(endpoints.extra)
-    return {**overridable, **service.env, **owned}
+    # Reserved names the manifest checks already refuse; dropped here too, so a plan built
+    # in code cannot shadow what the runtime's parts (the live configuration) hand out.
+    own_env = {k: v for k, v in service.env.items() if k not in contract.RESERVED}
+    return {**overridable, **own_env, **owned}
 
 
 def _seconds(value: float) -> str:

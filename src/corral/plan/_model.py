@@ -53,8 +53,30 @@ class DatabasePlan:
     """Where the SQLite file lives (engine sqlite)."""
 
 
+class SecretSource(StrEnum):
+    ENV = "env"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret's value comes from; the Plan never holds the value itself."""
+
+    source: SecretSource
+    name: str
+    """The variable's name (source env) or the file's path (source file, absolute)."""
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.name}"
+
+
 @dataclass(frozen=True)
 class ServicePlan:
+    """One service, resolved. Its configuration is two mappings, as a ConfigMap and a
+    Secret: ``env`` (plain values, the manifest's with the environment overlay's merged
+    over them) and ``secrets`` (references, resolved by the control plane at run time).
+    Changes made at run time (``corral config set``) live in the config store, not here."""
+
     name: str
     argv: tuple[str, ...]
     workdir: Path
@@ -76,6 +98,8 @@ class ServicePlan:
     """module:attribute when the service is a corral.sdk app."""
     calls: tuple[str, ...] | None = None
     """Services this one declares calling synchronously (sorted); None: not declared."""
+    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
+    """Variables whose values are secrets, by where each value comes from."""
 
 
 @dataclass(frozen=True)

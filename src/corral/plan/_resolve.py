@@ -10,6 +10,7 @@ from corral.manifest import (
     DatabaseEngine,
     Manifest,
     ManifestError,
+    SecretRefSpec,
     ServiceSpec,
 )
 from corral.plan._events import resolve_events
@@ -20,6 +21,8 @@ from corral.plan._model import (
     DatabasePlan,
     Plan,
     RestartPlan,
+    SecretRef,
+    SecretSource,
     ServicePlan,
 )
 from corral.plan._resilience import resolve_resilience
@@ -161,7 +164,15 @@ def _service(
         labels=dict(sorted(spec.labels.items())),
         app=spec.app,
         calls=None if spec.calls is None else tuple(sorted(set(spec.calls))),
+        secrets={variable: _secret(ref, root) for variable, ref in sorted(spec.secrets.items())},
     )
+
+
+def _secret(spec: SecretRefSpec, root: Path) -> SecretRef:
+    if spec.env is not None:
+        return SecretRef(SecretSource.ENV, spec.env)
+    assert spec.file is not None  # the model guarantees one of env/file
+    return SecretRef(SecretSource.FILE, str(root / spec.file))
 
 
 def _check(spec: CheckSpec) -> CheckPlan:

@@ -302,6 +302,18 @@ class Orchestrator:
         """The slots of ``service``, oldest first."""
         return sorted(self._service(service).instances.values(), key=lambda i: i.ordinal)
 
+    def reconfigure(self, service: ServicePlan) -> None:
+        """Spawn the service's instances from now on with this plan (same name; a new
+        configuration). Running processes keep theirs until restarted."""
+        entry = self._service(service.name)
+        if entry.component:
+            raise CorralRuntimeError(f"{service.name} is a system component")
+        entry.plan = service
+
+    def service_plan(self, service: str) -> ServicePlan:
+        """The plan the service's instances are spawned from now."""
+        return self._service(service).plan
+
     def status(self) -> dict[str, Any]:
         """JSON-able: system, services (desired replicas, ready count), instances
         (registry records), plus each addon's ``status()``."""
@@ -357,6 +369,7 @@ class Orchestrator:
         }
         entry = self._services.get(service.name)
         if entry is not None and not entry.component:
+            service = entry.plan  # the current one: reconfigure() may have replaced it
             for addon in self.addons:
                 env.update(addon.environment(service))
         database = entry.database_url if entry is not None else None

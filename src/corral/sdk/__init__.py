@@ -17,6 +17,7 @@ from corral.sdk._context import current_request_id
 from corral.sdk._database import Database, DbSession, async_url
 from corral.sdk._errors import PROBLEM_JSON, Problem
 from corral.sdk._health import ReadinessCheck
+from corral.sdk._live_config import ConfigChange
 from corral.sdk._logging import get_logger
 from corral.sdk._metrics import UNMATCHED_ROUTE
 from corral.sdk._service import Lifecycle, Service
@@ -26,6 +27,7 @@ from corral.sdk._tracing import current_trace_id, inject_trace_headers
 __all__ = [
     "PROBLEM_JSON",
     "UNMATCHED_ROUTE",
+    "ConfigChange",
     "Database",
     "DbSession",
     "Lifecycle",

@@ -5,8 +5,9 @@ Start-up order (``svc.start``, run by the ASGI lifespan):
 1. settings and runtime env are read (one :class:`SettingsError` listing every problem);
 2. logging and tracing are configured, secrets registered for redaction;
 3. the database starts and its schema is prepared (migrations or ``create_all``);
-4. lifecycle components start: the event bus first (``svc.events``, when used), then the
-   users' in registration order (``add_lifecycle``, ``lifespan``, ``on_startup``);
+4. lifecycle components start: the live-configuration watch (under ``corral up``), the
+   event bus (``svc.events``, when used), then the users' in registration order
+   (``add_lifecycle``, ``lifespan``, ``on_startup``);
 5. readiness may turn true (the registered checks decide).
 
 Shutdown runs the reverse: readiness false, components stopped in reverse order (a
@@ -32,6 +33,7 @@ from corral import contract
 from corral.sdk._database import Database
 from corral.sdk._errors import PROBLEM_JSON, install_error_handlers, problem_body
 from corral.sdk._health import Health, ReadinessCheck
+from corral.sdk._live_config import ConfigHook, ConfigWatcher
 from corral.sdk._logging import configure_logging, get_logger, register_secrets
 from corral.sdk._metrics import HttpMetrics
 from corral.sdk._middleware import wrap_stack
@@ -140,6 +142,7 @@ class Service(Generic[S]):
         self._settings: S | None = None
         self._lifecycles: list[Lifecycle] = []
         self._started: list[Lifecycle] = []
+        self._config_hooks: list[ConfigHook] = []
 
         self._events: Events | None = None
         self.health = Health()
@@ -280,6 +283,13 @@ class Service(Generic[S]):
         self._lifecycles.append(_Hooks(fn.__name__, stop=fn))
         return fn
 
+    def on_config_change[F: ConfigHook](self, fn: F) -> F:
+        """Decorator: run ``await fn(change)`` after reloadable settings fields were
+        updated in place by a live configuration change (registration order). A hook
+        that raises undoes the change, which is then reported rejected."""
+        self._config_hooks.append(fn)
+        return fn
+
     # -- lifecycle ------------------------------------------------------------------
     def configure_telemetry(self) -> None:
         """Logging and tracing from the runtime env (done by ``start`` and by serve)."""
@@ -335,7 +345,10 @@ class Service(Generic[S]):
             if self.db.manages_schema:
                 self.add_readiness_check("migrations", self.db.check_schema, timeout=0.5)
         try:
-            for component in self._lifecycles:
+            # Watching before anything else, so a change made while the service starts
+            # is neither missed nor needs a restart (see corral.sdk._live_config).
+            watcher = ConfigWatcher.from_environment(self)
+            for component in [*([watcher] if watcher else []), *self._lifecycles]:
                 await component.start()
                 self._started.append(component)
         except BaseException:

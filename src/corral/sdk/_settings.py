@@ -148,11 +148,17 @@ def secret_values(*models: BaseModel | None) -> set[str]:
 
 def environment_secrets(environ: Mapping[str, str]) -> set[str]:
     """Secrets the runtime contract hands every instance, whatever the service's settings
-    declare: the registry's discovery token and credentials inside the bus URL."""
+    declare: the registry's discovery token, the configuration token, credentials inside
+    the bus URL, and the values of the variables the manifest declares ``secrets:``."""
     found: set[str] = set()
-    token = environ.get(contract.DISCOVERY_TOKEN)
-    if token:
-        found.add(token)
+    for variable in (contract.DISCOVERY_TOKEN, contract.CONFIG_TOKEN):
+        token = environ.get(variable)
+        if token:
+            found.add(token)
+    for variable in environ.get(contract.SECRET_VARIABLES, "").split(","):
+        value = environ.get(variable.strip()) if variable.strip() else None
+        if value:
+            found.add(value)
     for variable in (contract.NATS_URL, contract.DATABASE_URL):
         url = environ.get(variable)
         if url and "@" in url:

@@ -20,7 +20,7 @@ import httpx
 
 from corral.broker import BrokerAddon
 from corral.control import SystemSession, addons_for
-from corral.manifest import parse
+from corral.manifest import load
 from corral.plan import resolve
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "ridehail"
@@ -39,11 +39,16 @@ def copy_example(dest: Path, edit: Callable[[str], str] | None = None) -> Path:
 
 @contextlib.asynccontextmanager
 async def running_system(
-    tmp: Path, *, edit: Callable[[str], str] | None = None, timeout: float = 90
+    tmp: Path,
+    *,
+    edit: Callable[[str], str] | None = None,
+    environment: str | None = None,
+    timeout: float = 90,
 ) -> AsyncIterator[tuple[str, SystemSession]]:
-    """Yield ``(gateway_url, session)`` once every instance is ready."""
+    """Yield ``(gateway_url, session)`` once every instance is ready; ``environment``
+    merges that overlay (``corral.<environment>.yaml``) over the manifest."""
     path = copy_example(tmp, edit)
-    manifest = parse(path.read_text(), path)
+    manifest = load(path, environment=environment)
     plan = resolve(manifest, python=sys.executable)
     addons = addons_for(plan)
     if not any(isinstance(a, BrokerAddon) for a in addons):

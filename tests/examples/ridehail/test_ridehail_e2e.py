@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -289,6 +290,38 @@ async def test_provider_failing_then_recovering_charges_exactly_once(
     charges = (await ops.call("GET", f"/admin/fakepay/charges?reference={ride['id']}")).json()
     assert len(charges["charges"]) == 1
     assert charges["failures"] >= 6
+
+
+async def test_the_providers_failure_rate_changes_live(
+    system: tuple[str, Any], http: httpx.AsyncClient
+) -> None:
+    """FAKEPAY_FAILURE_RATE set at run time (`corral config set`) makes the running
+    provider fail every charge at once; unset brings the manifest's 0.0 back. The same
+    fakepay process throughout: the field is reloadable."""
+    session = system[1]
+    ops = await admin(http)
+
+    def fakepay() -> list[tuple[str, int | None]]:
+        return [(r.instance, r.pid) for r in session.registry.snapshot().serving("fakepay")]
+
+    async def charge() -> int:
+        body = {"amount": "1.00", "currency": "EUR", "reference": "outage-drill"}
+        key = {"idempotency-key": uuid.uuid4().hex}
+        response = await ops.call(
+            "POST", "/admin/fakepay/charges", json=body, headers=key, ok=(503,)
+        )
+        return response.status_code
+
+    before = fakepay()
+    outcome = await session.config.set(
+        "fakepay", {"FAKEPAY_FAILURE_RATE": "1.0"}, author="test", message="outage drill"
+    )
+    assert outcome.services == {"fakepay": "applied live"}
+    assert [await charge() for _ in range(3)] == [503] * 3
+    outcome = await session.config.unset("fakepay", ["FAKEPAY_FAILURE_RATE"], author="test")
+    assert outcome.services == {"fakepay": "applied live"}
+    assert await charge() == 201
+    assert fakepay() == before
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

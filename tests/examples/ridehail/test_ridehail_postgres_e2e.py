@@ -1,5 +1,5 @@
-"""ridehail on PostgreSQL: the same services, only the manifest changed
-(examples/ridehail/corral.postgres.yaml), run end to end through the gateway."""
+"""ridehail on PostgreSQL: the same services, only the manifest's overlay added
+(`--env postgres`: examples/ridehail/corral.postgres.yaml), end to end through the gateway."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from ridehail_cli.demo import tour
-from ridehail_system import EXAMPLE, running_system
+from ridehail_system import running_system
 
 from corral.runtime.databases import database_name
 
@@ -46,17 +46,21 @@ async def _drop(system: str) -> None:
 
 
 async def test_the_tour_runs_on_postgresql(tmp_path: Path) -> None:
-    """With corral.postgres.yaml (a unique system name, so its own databases), the tour
+    """With the postgres overlay (a unique system name, so its own databases), the tour
     completes a ride and its payment, and the rides table lives in PostgreSQL."""
     if not await _reachable():
         pytest.skip(f"no PostgreSQL at {ADMIN_URL}")
     system = f"rhpg{uuid.uuid4().hex[:8]}"
-    manifest = (EXAMPLE / "corral.postgres.yaml").read_text()
-    manifest = manifest.replace("name: ridehail\n", f"name: {system}\n").replace(
-        "postgresql://postgres@127.0.0.1:5432/postgres", ADMIN_URL
-    )
+
+    def edit(manifest: str) -> str:
+        overlay = tmp_path / "ridehail" / "corral.postgres.yaml"
+        overlay.write_text(
+            overlay.read_text().replace("postgresql://postgres@127.0.0.1:5432/postgres", ADMIN_URL)
+        )
+        return manifest.replace("name: ridehail\n", f"name: {system}\n")
+
     try:
-        async with running_system(tmp_path, edit=lambda _: manifest) as (gateway, _):
+        async with running_system(tmp_path, edit=edit, environment="postgres") as (gateway, _):
             assert await tour(gateway) == 0
         rides = database_name(system, "rides")
         conn = await asyncpg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{rides}")

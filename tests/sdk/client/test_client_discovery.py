@@ -121,6 +121,7 @@ async def test_instances_leaving_the_registry_stop_receiving_calls(
             await client.get("/work")
     finally:
         await client.aclose()
+        await resolver.stop()  # given to the client, so not the client's to stop
 
 
 async def test_least_outstanding_prefers_the_idle_instance(

@@ -18,17 +18,15 @@ Resolvers are :class:`Resolver`; tests pass :class:`StaticResolver` with a mappi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import random
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import aiohttp
 
 from corral import contract
-from corral.sdk._logging import get_logger
+from corral.sdk._sse import follow_forever, stop_following, stream_events
 from corral.sdk.client._errors import NoInstancesError
 
 __all__ = [
@@ -135,7 +133,6 @@ class RegistryResolver:
         self._reconnect = (reconnect_initial, reconnect_max)
         self.changed = asyncio.Event()
         """Set (and cleared by whoever waits) each time a snapshot is applied."""
-        self._log = get_logger()
 
     async def start(self) -> None:
         if self._started is None:
@@ -155,14 +152,8 @@ class RegistryResolver:
             await asyncio.shield(self._started)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        task, session, self._task, self._session = self._task, self._session, None, None
+        await stop_following(task, session)
         self._started = None
 
     def endpoints(self, service: str) -> tuple[str, ...]:
@@ -200,46 +191,15 @@ class RegistryResolver:
 
     async def _watch(self) -> None:
         initial, maximum = self._reconnect
-        failures = 0
-        while True:
-            try:
-                await self._follow()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                self._log.warning(
-                    "registry watch lost", url=self.base_url, error=str(exc), failures=failures
-                )
-            delay = random.uniform(0, min(maximum, initial * 2 ** min(failures, 16)))  # noqa: S311
-            await asyncio.sleep(delay)
+        await follow_forever(
+            self._follow, what="registry watch", url=self.base_url, initial=initial, maximum=maximum
+        )
 
     async def _follow(self) -> None:
         assert self._session is not None
-        async with self._session.get(
-            self.base_url + WATCH_PATH,
-            headers={"accept": "text/event-stream"},
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60),
-        ) as response:
-            response.raise_for_status()
-            event = ""
-            data: list[str] = []
-            async for raw in response.content:
-                line = raw.decode("utf-8").rstrip("\r\n")
-                if not line:
-                    if event == "snapshot" and data:
-                        self.apply(json.loads("\n".join(data)))
-                    event, data = "", []
-                elif line.startswith(":"):
-                    continue
-                else:
-                    name, _, value = line.partition(":")
-                    value = value.removeprefix(" ")
-                    if name == "event":
-                        event = value
-                    elif name == "data":
-                        data.append(value)
+        async for event, data in stream_events(self._session, self.base_url + WATCH_PATH):
+            if event == "snapshot":
+                self.apply(json.loads(data))
 
 
 def resolver_from_env(environ: Mapping[str, str] | None = None) -> Resolver:

@@ -1,0 +1,234 @@
+"""Environment overlays: what merging ``corral.<env>.yaml`` over ``corral.yaml`` gives, and
+that every problem the overlay brings is reported at its own file, line and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.manifest import ManifestError, format_path, load, overlay_path, parse
+
+BASE = """\
+name: shop
+services:
+  web:
+    command: [python, web.py]
+    replicas: 2
+    env:
+      LEVEL: info
+      DEBUG: "1"
+    database: sqlite
+  api:
+    command: python api.py
+    port: 8080
+gateway:
+  max_body_size: 64Ki
+  routes:
+    - {match: {prefix: /api}, service: api}
+"""
+
+
+def merged(overlay: str) -> Any:
+    """The validated spec of BASE with ``overlay`` merged over it."""
+    return parse(BASE, "corral.yaml", overlay=(overlay, "corral.prod.yaml")).spec
+
+
+MERGES: list[tuple[str, str, Any]] = [
+    # (case, overlay, expected) where expected maps a dotted getter to its value
+    ("replicas change", "services: {web: {replicas: 5}}", {"services.web.replicas": 5}),
+    (
+        "env merges key by key",
+        "services: {web: {env: {DEBUG: '0', REGION: eu}}}",
+        {"services.web.env": {"LEVEL": "info", "DEBUG": "0", "REGION": "eu"}},
+    ),
+    (
+        "null removes a key",
+        "services: {web: {env: {DEBUG: null}}}",
+        {"services.web.env": {"LEVEL": "info"}},
+    ),
+    ("null removes a setting", "services: {api: {port: null}}", {"services.api.port": None}),
+    (
+        "a list is replaced whole",
+        "services: {web: {command: [python, -O, web.py]}}",
+        {"services.web.command": ("python", "-O", "web.py")},
+    ),
+    (
+        "a shorthand is replaced by a mapping",
+        "services: {web: {database: {engine: postgres, name: shop_web}}}",
+        {"services.web.database.engine": "postgres", "services.web.database.name": "shop_web"},
+    ),
+    ("gateway limits", "gateway: {max_body_size: 1Mi}", {"gateway.max_body_size": 2**20}),
+    (
+        "routes are restated",
+        "gateway: {routes: [{match: {prefix: /web}, service: web}]}",
+        {"gateway.routes.0.service": "web", "gateway.routes.length": 1},
+    ),
+    (
+        "an empty overlay changes nothing",
+        "# nothing for this environment\n",
+        {"services.web.replicas": 2},
+    ),
+    (
+        "secrets may come from an overlay",
+        "services: {api: {secrets: {TOKEN: {env: API_TOKEN}}}}",
+        {"services.api.secrets.TOKEN.env": "API_TOKEN"},
+    ),
+]
+
+
+def _get(spec: Any, dotted: str) -> Any:
+    value = spec
+    for part in dotted.split("."):
+        if part == "length":
+            return len(value)
+        if part.isdigit():
+            value = value[int(part)]
+        elif isinstance(value, dict):
+            value = value[part]
+        else:
+            value = getattr(value, part)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("overlay", "expected"), [m[1:] for m in MERGES], ids=[m[0] for m in MERGES]
+)
+def test_overlay_merge(overlay: str, expected: dict[str, Any]) -> None:
+    """Mappings merge key by key, other values replace, null removes."""
+    spec = merged(overlay)
+    for getter, value in expected.items():
+        assert _get(spec, getter) == value, getter
+    untouched = parse(BASE, "corral.yaml").spec
+    assert spec.services["api"].command == untouched.services["api"].command
+
+
+PROBLEMS: list[tuple[str, str, list[str]]] = [
+    # (case, overlay, rendered diagnostics: file:line:col path: message (hint))
+    (
+        "unknown key",
+        "services:\n  web:\n    replica: 3\n",
+        [
+            "corral.prod.yaml:3:5: services.web.replica: unknown key 'replica' "
+            "(did you mean 'replicas'?)"
+        ],
+    ),
+    (
+        "bad value",
+        "services:\n  web:\n    env:\n      RATE: 3.10\n",
+        [
+            "corral.prod.yaml:4:7: services.web.env.RATE: expected a string, got 3.1 "
+            "(quote it to make it a string)"
+        ],
+    ),
+    (
+        "unknown service",
+        "services:\n  webb:\n    replicas: 3\n",
+        [
+            "corral.prod.yaml:2:3: services.webb: the overlay changes service 'webb', which "
+            "corral.yaml does not define (did you mean 'web'?)"
+        ],
+    ),
+    (
+        "a reference to an unknown service",
+        "gateway:\n  routes:\n    - {match: {prefix: /x}, service: nope}\n",
+        [
+            "corral.prod.yaml:3:29: gateway.routes[0].service: unknown service 'nope' "
+            "(services: api, web)"
+        ],
+    ),
+    (
+        "a secret written as a value",
+        "services:\n  api:\n    secrets:\n      TOKEN: s3cr3t\n",
+        [
+            "corral.prod.yaml:4:7: services.api.secrets.TOKEN: a secret's value is never written "
+            "in the manifest (refer to it: {env: NAME} (the environment corral runs in) or "
+            "{file: path})"
+        ],
+    ),
+    (
+        "removing a required key blames the base mapping",
+        "services:\n  api:\n    command: null\n",
+        [
+            "corral.yaml:10:3: services.api: a service needs 'command' or 'app' (command: the "
+            "program to run; app: module:attribute of a corral.sdk Service)"
+        ],
+    ),
+    (
+        "a fixed port made shared by the overlay",
+        "services:\n  api:\n    replicas: 2\n",
+        [
+            "corral.yaml:12:5: services.api.port: fixed port 8080 cannot be shared by 2 "
+            "replicas (drop 'port' to have a port allocated per replica, or use replicas: 1)"
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("overlay", "expected"), [p[1:] for p in PROBLEMS], ids=[p[0] for p in PROBLEMS]
+)
+def test_overlay_problem_positions(overlay: str, expected: list[str]) -> None:
+    """A problem an overlay brings names the file, line and column where it is written."""
+    with pytest.raises(ManifestError) as caught:
+        merged(overlay)
+    assert [str(d) for d in caught.value.diagnostics] == expected
+
+
+def test_problems_in_both_files_come_back_together() -> None:
+    """A base mistake and an overlay mistake are reported in one error naming both files."""
+    base = BASE.replace("    replicas: 2\n", "    replicas: many\n")
+    with pytest.raises(ManifestError) as caught:
+        parse(base, "corral.yaml", overlay=("services: {api: {prot: 1}}", "corral.prod.yaml"))
+    assert [(d.file, format_path(d.path)) for d in caught.value.diagnostics] == [
+        ("corral.prod.yaml", "services.api.prot"),
+        ("corral.yaml", "services.web.replicas"),
+    ]
+    assert str(caught.value).startswith("2 problems in corral.prod.yaml and corral.yaml:\n")
+
+
+def test_overlay_must_be_a_mapping() -> None:
+    """An overlay that is a list is refused at its first line."""
+    with pytest.raises(ManifestError) as caught:
+        merged("- replicas: 3\n")
+    assert str(caught.value.diagnostics[0]) == (
+        "corral.prod.yaml:1:1: (top level): an overlay must be a mapping (key: value)"
+    )
+
+
+def test_load_reads_the_overlay_next_to_the_manifest(tmp_path: Path) -> None:
+    """load(environment=prod) merges corral.prod.yaml and records which file it was."""
+    (tmp_path / "corral.yaml").write_text(BASE)
+    (tmp_path / "corral.prod.yaml").write_text("services: {web: {replicas: 4}}\n")
+    manifest = load(tmp_path, environment="prod")
+    assert manifest.spec.services["web"].replicas == 4
+    assert manifest.environment == "prod"
+    assert manifest.overlay == overlay_path(tmp_path / "corral.yaml", "prod")
+    assert load(tmp_path).spec.services["web"].replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        (
+            "staging",
+            "corral.staging.yaml:1:1: (top level): no overlay for environment 'staging' "
+            "(environments next to corral.yaml: prod)",
+        ),
+        (
+            "Prod!",
+            "corral.yaml:1:1: (top level): invalid environment name 'Prod!' "
+            "(lower-case letters, digits, '-' and '_', e.g. prod or staging)",
+        ),
+    ],
+)
+def test_load_names_a_missing_or_bad_environment(
+    tmp_path: Path, environment: str, expected: str
+) -> None:
+    """An environment without an overlay file lists the environments that exist."""
+    (tmp_path / "corral.yaml").write_text(BASE)
+    (tmp_path / "corral.prod.yaml").write_text("{}\n")
+    with pytest.raises(ManifestError) as caught:
+        load(tmp_path, environment=environment)
+    assert str(caught.value.diagnostics[0]).replace(f"{tmp_path}/", "") == expected
