@@ -240,3 +240,25 @@ def test_compose_names_each_replica_after_its_container() -> None:
     probe = [*unescaped[:4], "sh", "-c", 'printf %s "$CORRAL_INSTANCE"']
     shown = subprocess.run(probe, env=env, capture_output=True, text=True, check=True)
     assert shown.stdout == "web-3f2a1b4c5d6e"
+
+
+def test_secrets_are_exported_as_references_never_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service's secrets become secretKeyRefs to a Secret the operator creates (with a
+    note naming its keys) and required Compose variables; the value itself goes nowhere."""
+    monkeypatch.setenv("WEB_TOKEN_SOURCE", "s3cr3t-value")
+    plan = _plan(
+        "  web: {app: web:svc, database: none, secrets: {TOKEN: {env: WEB_TOKEN_SOURCE}}}\n"
+    )
+    export = render(plan, [Target.KUBERNETES, Target.COMPOSE], sources=Sources())
+    assert not any("s3cr3t-value" in text for text in export.files.values())
+    deployment = next(
+        o for o in YAML().load_all(export.files["kubernetes/web.yaml"]) if o["kind"] == "Deployment"
+    )
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    token = next(v for v in env if v["name"] == "TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "web-secrets", "key": "TOKEN"}
+    assert [n.path for n in export.notes] == [("services", "web", "secrets")]
+    compose = YAML().load(export.files["compose/compose.yaml"])
+    assert compose["services"]["web"]["environment"]["TOKEN"].startswith("${TOKEN:?")

@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from export_helpers import CASES, render_case
+from export_helpers import CASES, case_plan, render_case
 from ruamel.yaml import YAML
 
 from corral.broker import find_binary
@@ -45,6 +45,7 @@ def _yaml_documents(path: Path) -> list[Any]:
 
 
 RENDERED: dict[Path, Export] = {}
+CASE_OF: dict[Path, str] = {}
 """Folder -> the export written into it (for checks that compare with the render)."""
 
 
@@ -53,6 +54,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     export = render_case(request.param)
     folder = _write(export, tmp_path_factory.mktemp(request.param))
     RENDERED[folder] = export
+    CASE_OF[folder] = request.param
     return folder
 
 
@@ -97,7 +99,8 @@ def test_compose_file_follows_the_compose_specification(exported: Path) -> None:
 
 def test_compose_references_resolve(exported: Path) -> None:
     """What the schema cannot see: every depends_on names a service, every named volume is
-    declared, every ${VARIABLE} is a secret the export generates into .env."""
+    declared, every ${VARIABLE} is a secret the export generates into .env or one of the
+    manifest's own secrets (which the operator supplies)."""
     (document,) = _yaml_documents(exported / "compose" / "compose.yaml")
     services = document["services"]
     declared = set(document.get("volumes", {}))
@@ -107,7 +110,8 @@ def test_compose_references_resolve(exported: Path) -> None:
             assert volume.split(":", 1)[0] in declared, f"{name}: {volume}"
     text = (exported / "compose" / "compose.yaml").read_text().replace("$$", "")
     variables = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
-    assert variables == set(RENDERED[exported].secrets)
+    supplied = {v for s in case_plan(CASE_OF[exported]).services.values() for v in s.secrets}
+    assert variables == set(RENDERED[exported].secrets) | supplied
 
 
 def test_compose_schema_check_can_fail() -> None:

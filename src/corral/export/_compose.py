@@ -107,6 +107,10 @@ def _environment(plan: Plan, service: ServicePlan) -> dict[str, str]:
     }
     if database is DatabaseEngine.POSTGRES and contract.DATABASE_URL not in service.env:
         env[contract.DATABASE_URL] = compose_database_url(service)
+    # Secrets are references: Compose takes each from the shell or compose/.env, and
+    # refuses to start without it (``${VAR:?}``), rather than the export writing a value.
+    for variable in service.secrets:
+        env[variable] = f"${{{variable}:?{service.name} needs the secret {variable}: set it}}"
     return dict(sorted(env.items()))
 
 

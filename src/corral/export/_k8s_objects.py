@@ -21,6 +21,11 @@ def database_secret(service: str) -> str:
     return f"{service}-database"
 
 
+def secrets_secret(service: str) -> str:
+    """The Secret the operator creates with one key per variable of ``secrets:``."""
+    return f"{service}-secrets"
+
+
 def selector(plan: Plan, name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": plan.system}
 

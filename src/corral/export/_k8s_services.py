@@ -21,6 +21,7 @@ from corral.export._k8s_objects import (
     metadata,
     pod_security,
     scrape_annotations,
+    secrets_secret,
     selector,
     volume_claim,
 )
@@ -101,6 +102,23 @@ def service_objects(
                 "name": contract.DATABASE_URL,
                 "valueFrom": {"secretKeyRef": {"name": database_secret(name), "key": "url"}},
             }
+        )
+    # The manifest's secrets are references only: each variable comes from a key of a
+    # Secret the operator creates (the export never writes a credential).
+    for variable in sorted(service.secrets):
+        variables.append(
+            {
+                "name": variable,
+                "valueFrom": {"secretKeyRef": {"name": secrets_secret(name), "key": variable}},
+            }
+        )
+    if service.secrets:
+        notes.append(
+            Note(
+                ("services", name, "secrets"),
+                f"create Secret {secrets_secret(name)} with the keys "
+                f"{', '.join(sorted(service.secrets))} before applying",
+            )
         )
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir of its own
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
