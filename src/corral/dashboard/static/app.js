@@ -263,7 +263,6 @@ function drawCircuits(summary, status) {
 // The graph: gateway on the left, services in columns by call depth, topics on the right.
 function drawGraph(graph, status, summary) {
   const root = $("graph");
-  const width = root.clientWidth || 600;
   const services = graph.nodes.filter((n) => n.kind === "service");
   const topics = graph.nodes.filter((n) => n.kind === "topic");
   const gateway = graph.nodes.find((n) => n.kind === "gateway");
@@ -283,11 +282,16 @@ function drawGraph(graph, status, summary) {
   for (let d = 0; d <= maxDepth; d++) columns.push(services.filter((n) => depth[n.id] === d));
   if (topics.length) columns.push(topics);
   const tallest = Math.max(1, ...columns.map((c) => c.length));
-  const nodeW = 140, nodeH = 46, gapY = 22;
+  const nodeW = 140, topicW = 180, nodeH = 46, gapY = 22, minGapX = 56;
+  // Drawn at least as wide as its columns need (nodes never overlap, topic names are not
+  // cut), then scaled to the panel: a deep call graph gets smaller, not tangled.
+  const shown = root.clientWidth || 600;
+  const lastW = topics.length ? topicW : nodeW;
+  const width = Math.max(shown, (columns.length - 1) * (nodeW + minGapX) + lastW + 20);
   const height = Math.max(240, tallest * (nodeH + gapY) + 30);
   root.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  root.style.height = `${height}px`;
-  const gapX = columns.length > 1 ? (width - nodeW - 20) / (columns.length - 1) : 0;
+  root.style.height = `${Math.round(height * (shown / width))}px`;
+  const gapX = columns.length > 1 ? (width - 20 - lastW) / (columns.length - 1) : 0;
   const pos = {};
   columns.forEach((column, ci) => {
     const top = (height - column.length * (nodeH + gapY) + gapY) / 2;
@@ -295,6 +299,7 @@ function drawGraph(graph, status, summary) {
       pos[node.id] = { x: 10 + ci * gapX, y: top + ri * (nodeH + gapY) };
     });
   });
+  const widthOf = (id) => (graph.nodes.find((n) => n.id === id)?.kind === "topic" ? topicW : nodeW);
   const red = Object.fromEntries((summary?.services || []).map((s) => [s.service, s]));
   const children = [];
   const seen = new Set();
@@ -306,8 +311,8 @@ function drawGraph(graph, status, summary) {
     if (seen.has(key + e.kind)) continue;
     seen.add(key + e.kind);
     const forward = b.x > a.x;
-    const x1 = forward ? a.x + nodeW : a.x, y1 = a.y + nodeH / 2;
-    const x2 = forward ? b.x : b.x + nodeW, y2 = b.y + nodeH / 2;
+    const x1 = forward ? a.x + widthOf(e.from) : a.x, y1 = a.y + nodeH / 2;
+    const x2 = forward ? b.x : b.x + widthOf(e.to), y2 = b.y + nodeH / 2;
     const bend = forward ? Math.max(40, (x2 - x1) / 2) : -60;
     // An edge that skips a column arcs over the nodes in between instead of through them.
     const skips = Math.abs(x2 - x1) > gapX + 1 || !forward;
@@ -320,7 +325,7 @@ function drawGraph(graph, status, summary) {
     const p = pos[node.id];
     if (!p) continue;
     const g = svg("g", { class: `node ${node.kind}`, transform: `translate(${p.x},${p.y})` });
-    g.append(svg("rect", { width: nodeW, height: nodeH, rx: 8 }));
+    g.append(svg("rect", { width: widthOf(node.id), height: nodeH, rx: 8 }));
     if (node.kind === "service") {
       g.append(svg("rect", { width: 4, height: nodeH - 16, x: 0, y: 8, rx: 2, style: `fill:${colour(node.id)};stroke:none` }));
       const info = status.services[node.id] || {};
