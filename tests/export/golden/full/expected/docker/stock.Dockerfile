@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 FROM base AS dependencies
 COPY ops/deploy/docker/requirements.txt /tmp/requirements.txt
 COPY build/wheels/ /tmp/wheels/
-RUN python -m venv /opt/venv \
+RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check --no-index --find-links=/tmp/wheels -r /tmp/requirements.txt
 
 # The system's folder, without the export folder and the wheelhouse.

@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Dependencies first: this stage is rebuilt only when requirements.txt changes.
 FROM base AS dependencies
 COPY deploy/docker/requirements.txt /tmp/requirements.txt
-RUN python -m venv /opt/venv \
+RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
 
 # The system's folder, without the export folder and the wheelhouse.
