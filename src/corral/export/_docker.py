@@ -138,8 +138,7 @@ def render_dockerfile(
             f"--timeout={check['timeout']}",
             f"--start-period={check['start_period']}",
         ]
-        if "start_interval" in check:
-            flags.append(f"--start-interval={check['start_interval']}")
+        # No --start-interval: Docker 25+ only; podman/buildah 4.x refuse the whole file.
         flags.append(f"--retries={check['retries']}")
         lines.append(f"HEALTHCHECK {' '.join(flags)} \\")
         lines.append(f"    CMD {json.dumps(check['test'][1:])}")

@@ -34,6 +34,6 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=5s --timeout=1s --start-period=30s --start-interval=3s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=1s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, socket, sys; socket.create_connection(('127.0.0.1', int(os.environ.get('PORT', '8000'))), timeout=float(sys.argv[1])).close()", "1"]
 CMD ["python", "-m", "http.server", "8000"]
