@@ -110,7 +110,7 @@ def greeter_image(
     return IMAGE
 
 
-@pytest.fixture()
+@pytest.fixture
 def greeter(greeter_image: str, runtime: Path) -> Iterator[tuple[str, int]]:
     """The greeter container on the host network, on a free port, ready."""
     port = free_port()
