@@ -78,11 +78,11 @@ def render_dockerfile(
     base_image: str,
     wheelhouse: str | None = None,
     context: str = "deploy",
-    python: str = "python",
+    python: str = "python3",
     source: str = "corral.yaml",
 ) -> str:
-    """The Dockerfile of one service, for ``base_image`` (any image with ``python``
-    able to make a venv); ``wheelhouse`` (relative to the build context, the system's
+    """The Dockerfile of one service, for ``base_image`` (any image with ``python3``
+    able to make a venv: Debian's and Ubuntu's python3 packages give no ``python``); ``wheelhouse`` (relative to the build context, the system's
     folder) installs the dependencies without a package index."""
     spec = plan.services[service]
     run = [
@@ -138,8 +138,7 @@ def render_dockerfile(
             f"--timeout={check['timeout']}",
             f"--start-period={check['start_period']}",
         ]
-        if "start_interval" in check:
-            flags.append(f"--start-interval={check['start_interval']}")
+        # No --start-interval: Docker 25+ only; podman/buildah 4.x refuse the whole file.
         flags.append(f"--retries={check['retries']}")
         lines.append(f"HEALTHCHECK {' '.join(flags)} \\")
         lines.append(f"    CMD {json.dumps(check['test'][1:])}")

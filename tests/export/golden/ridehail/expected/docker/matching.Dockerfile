@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Dependencies first: this stage is rebuilt only when requirements.txt changes.
 FROM base AS dependencies
 COPY deploy/docker/requirements.txt /tmp/requirements.txt
-RUN python -m venv /opt/venv \
+RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
 
 # The system's folder, without the export folder and the wheelhouse.
@@ -33,6 +33,6 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=5s --timeout=1s --start-period=30s --start-interval=1s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=1s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + sys.argv[1], timeout=float(sys.argv[2]))", "/readyz", "1"]
 CMD ["python", "-m", "corral.sdk.serve", "matching.app:svc"]
