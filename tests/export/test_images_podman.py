@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -62,19 +63,24 @@ def base_image(runtime: Path) -> str:
     return BASE_IMAGE
 
 
+
+# `uv run` names its own binary in UV; a fresh CI machine has uv only as a pip package
+# of the Python it runs, which need not be on PATH.
+UV = os.environ.get("UV") or shutil.which("uv") or "uv"
+
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Corral's wheel (from this tree) and its cp313 manylinux dependencies: the build
     reaches no package index. The dependencies are cached by uv.lock's hash."""
     folder = tmp_path_factory.mktemp("wheelhouse")
-    _run("uv", "build", "--wheel", "--package", "corral", "--out-dir", folder, ROOT)
+    _run(UV, "build", "--wheel", "--package", "corral", "--out-dir", folder, ROOT)
     wheel = next(folder.glob("corral-*.whl"))
     key = hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()[:16]
     dependencies = CACHE / f"wheels-cp313-{key}"
     if not dependencies.exists():
         partial = Path(tempfile.mkdtemp(dir=CACHE))
         _run(
-            "uvx", "pip", "download", "--quiet", "--only-binary=:all:",
+            UV, "tool", "run", "pip", "download", "--quiet", "--only-binary=:all:",
             "--python-version", "3.13", "--platform", "manylinux2014_x86_64",
             "--platform", "manylinux_2_28_x86_64", "--implementation", "cp",
             "--dest", partial, wheel,
