@@ -63,10 +63,10 @@ def base_image(runtime: Path) -> str:
     return BASE_IMAGE
 
 
-
 # `uv run` names its own binary in UV; a fresh CI machine has uv only as a pip package
 # of the Python it runs, which need not be on PATH.
 UV = os.environ.get("UV") or shutil.which("uv") or "uv"
+
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:

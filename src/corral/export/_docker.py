@@ -82,8 +82,9 @@ def render_dockerfile(
     source: str = "corral.yaml",
 ) -> str:
     """The Dockerfile of one service, for ``base_image`` (any image with ``python3``
-    able to make a venv: Debian's and Ubuntu's python3 packages give no ``python``); ``wheelhouse`` (relative to the build context, the system's
-    folder) installs the dependencies without a package index."""
+    able to make a venv: Debian's and Ubuntu's python3 packages give no ``python``);
+    ``wheelhouse`` (relative to the build context, the system's folder) installs the
+    dependencies without a package index."""
     spec = plan.services[service]
     run = [
         f"{python} -m venv {VENV}",
