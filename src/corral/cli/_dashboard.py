@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import webbrowser
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,19 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from corral.api import ApiClient
+from corral.cli._app import FileOption
 
-app = typer.Typer()
-
-FileOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--file",
-        "-f",
-        envvar="CORRAL_FILE",
-        help="Manifest file or its folder (default: ./corral.yaml).",
-        show_default=False,
-    ),
-]
+app: typer.Typer = typer.Typer()
 
 
 def login_line(client: ApiClient) -> str:
