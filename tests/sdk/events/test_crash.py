@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from corral.sdk.events import CRASH_HOOK
 from corral.sdk.events._topology import stream_name
 from events.helpers import NatsServer, delete_streams
 
@@ -27,12 +26,8 @@ ROOT = Path(__file__).parents[3]
 
 def run_app(*args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    env.pop(CRASH_HOOK, None)
-    if crash:
-        env[CRASH_HOOK] = crash
-    return subprocess.run(
-        [sys.executable, str(APP), *args], env=env, capture_output=True, text=True, timeout=60
-    )
+    argv = [sys.executable, str(APP), *args, *(["--crash", crash] if crash else [])]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
 async def stored(url: str, system: str) -> int:
@@ -80,7 +75,6 @@ async def test_broker_restart_loses_no_committed_event(tmp_path: Path, system: s
     server = NatsServer(tmp_path / "nats").start()
     db = f"sqlite+aiosqlite:///{tmp_path / 'rides.sqlite3'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    env.pop(CRASH_HOOK, None)
     # stderr goes to a file, not an unread pipe: a producer logging reconnect errors
     # while the test waits on its stdout must never block on a full pipe.
     errors = tmp_path / "producer.err"
