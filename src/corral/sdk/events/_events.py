@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +37,8 @@ from corral.sdk.events._replay import replay_dead_letter
 from corral.sdk.events._tables import create_tables
 from corral.sdk.events._topology import Topology, partition_of, subject
 from corral.sdk.events._transport import DeadLetter, Outgoing, Transport
+
+log = logging.getLogger("corral.events")
 
 ENV_MODE = "CORRAL_ENV"
 """``production`` turns off payload re-validation on publish; anything else is development."""
@@ -257,8 +260,15 @@ class Events:
             return
         self._started = False
         await self.relay.stop()
-        with contextlib.suppress(Exception):
+        try:
             await self.flush(timeout=self.publish_timeout)
+        except Exception as exc:  # said, not raised: stopping goes on
+            log.warning(
+                "events of %s stopped with wait=False publishes not acknowledged: %s: %s",
+                self.service,
+                type(exc).__name__,
+                exc,
+            )
         await self.transport.close()
 
     async def connected(self) -> bool:
