@@ -12,10 +12,10 @@ import pytest
 from pydantic import BaseModel
 
 from corral import contract
-from corral.sdk import Service
+from corral.sdk import DbSession, Service
 from corral.sdk.events import NatsTransport, NotStartedError, TopicConfig, Topology
 from corral.sdk.testing import serve_in_process
-from events.helpers import NatsServer, delete_streams, stored
+from events.helpers import NatsServer, delete_streams, eventually, stored
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +117,51 @@ async def test_first_publish_with_the_bus_away_says_so_and_retries(
         finally:
             await svc.events.stop()
             server.kill()
+
+
+async def test_a_service_started_twice_in_one_process_publishes_both_times(
+    bus: str, system: str
+) -> None:
+    """Stopped and started again (tests do, with serve_in_process), a service's events
+    connect again, to the bus its environment names now, instead of reusing the closed
+    connection."""
+    svc = publisher("audit")
+    topology = Topology(
+        system=system,
+        topics={"audit.written": TopicConfig("audit.written", producers=("audit",))},
+    )
+    env = {contract.NATS_URL: bus, contract.EVENTS: topology.to_json()}
+    for run in range(2):
+        async with serve_in_process(svc, env=env) as client:
+            response = await client.post(f"/audit/{run}")
+            assert response.status_code == 200, (run, response.text)
+    assert await stored(bus, system, "audit.written") == 2
+
+
+async def test_a_database_service_started_twice_relays_from_its_new_database(
+    bus: str, system: str
+) -> None:
+    """The outbox relay of a service started again uses the database of this start
+    (serve_in_process makes a new SQLite file each time), not the previous one's."""
+    svc = Service("ledger", database=True)
+
+    @svc.post("/entries/{n}")
+    async def add(n: int, session: DbSession) -> dict[str, str]:
+        return {
+            "id": await svc.events.publish("audit.written", Audited(what=str(n)), session=session)
+        }
+
+    topology = Topology(
+        system=system,
+        topics={"audit.written": TopicConfig("audit.written", producers=("ledger",))},
+    )
+    env = {contract.NATS_URL: bus, contract.EVENTS: topology.to_json()}
+    for run in range(2):
+        async with serve_in_process(svc, env=env) as client:
+            assert (await client.post(f"/entries/{run}")).status_code == 200
+
+            async def drained() -> bool:
+                return await svc.events.outbox_pending() == 0
+
+            await eventually(drained, timeout=15, what=f"run {run}'s outbox row relayed")
+    assert await stored(bus, system, "audit.written") == 2

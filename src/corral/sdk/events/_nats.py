@@ -211,8 +211,10 @@ class NatsTransport(Transport):
         self._subs.clear()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
-        if self._nc is not None and self._owns and not self._nc.is_closed:
-            await self._nc.drain()
+        if self._nc is not None and self._owns:
+            if not self._nc.is_closed:
+                await self._nc.drain()
+            self._nc = None  # a later start() connects again
         self._js = None
 
     async def connected(self) -> bool:

@@ -38,13 +38,20 @@ class _EventsLifecycle:
     def __init__(self, events: Events, service: Any) -> None:
         self._events = events
         self._service = service
+        self._from_env = False
 
     async def start(self) -> None:
         events, service = self._events, self._service
-        if events._transport is None:
-            engine = service.db.engine if service.uses_database else None
-            events.configure_from_env(engine=engine)
-        events.configure(tracer_provider=service.tracer_provider)
+        if events._transport is None or self._from_env:
+            # Read at every start: a service started again in one process (tests) gets
+            # what its environment says now. A transport configured by hand is kept.
+            events.configure_from_env()
+            self._from_env = True
+        # Both are made anew at every start of the service.
+        events.configure(
+            engine=service.db.engine if service.uses_database else None,
+            tracer_provider=service.tracer_provider,
+        )
         if events.declared or events.named_topics():
             await self._start()
         else:
