@@ -35,6 +35,14 @@ def publisher(name: str) -> Service:
     return svc
 
 
+def producer_env(service: str, bus: str, system: str) -> dict[str, str | None]:
+    """What `corral up` gives ``service`` when the manifest names it the producer of
+    audit.written."""
+    topic = TopicConfig("audit.written", producers=(service,))
+    topology = Topology(system=system, topics={topic.name: topic})
+    return {contract.NATS_URL: bus, contract.EVENTS: topology.to_json()}
+
+
 @pytest.fixture
 async def bus(embedded_nats: NatsServer, system: str) -> AsyncIterator[str]:
     yield embedded_nats.url
@@ -45,11 +53,7 @@ async def test_named_producer_starts_events_with_the_service(bus: str, system: s
     """CORRAL_EVENTS naming the service a producer starts its events before the first
     request: ready with a 'broker' check, and the first publish succeeds."""
     svc = publisher("audit")
-    topology = Topology(
-        system=system,
-        topics={"audit.written": TopicConfig("audit.written", producers=("audit",))},
-    )
-    env = {contract.NATS_URL: bus, contract.EVENTS: topology.to_json()}
+    env = producer_env("audit", bus, system)
     async with serve_in_process(svc, env=env) as client:
         ready = await client.get(contract.READINESS_PATH)
         assert ready.status_code == 200, ready.text
@@ -126,11 +130,7 @@ async def test_a_service_started_twice_in_one_process_publishes_both_times(
     connect again, to the bus its environment names now, instead of reusing the closed
     connection."""
     svc = publisher("audit")
-    topology = Topology(
-        system=system,
-        topics={"audit.written": TopicConfig("audit.written", producers=("audit",))},
-    )
-    env = {contract.NATS_URL: bus, contract.EVENTS: topology.to_json()}
+    env = producer_env("audit", bus, system)
     for run in range(2):
         async with serve_in_process(svc, env=env) as client:
             response = await client.post(f"/audit/{run}")
@@ -151,11 +151,7 @@ async def test_a_database_service_started_twice_relays_from_its_new_database(
             "id": await svc.events.publish("audit.written", Audited(what=str(n)), session=session)
         }
 
-    topology = Topology(
-        system=system,
-        topics={"audit.written": TopicConfig("audit.written", producers=("ledger",))},
-    )
-    env = {contract.NATS_URL: bus, contract.EVENTS: topology.to_json()}
+    env = producer_env("ledger", bus, system)
     for run in range(2):
         async with serve_in_process(svc, env=env) as client:
             assert (await client.post(f"/entries/{run}")).status_code == 200
