@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from corral import contract
@@ -26,13 +26,13 @@ from corral.sdk.events import _tracing
 from corral.sdk.events._consumer import Consumer
 from corral.sdk.events._envelope import TYPE_HEADER, encode_envelope, new_event_id
 from corral.sdk.events._errors import (
-    EventSchemaError,
     NotStartedError,
     PayloadTooLargeError,
     PublishError,
 )
 from corral.sdk.events._handlers import HandlerFn
 from corral.sdk.events._outbox import OutboxRelay
+from corral.sdk.events._payloads import Payloads
 from corral.sdk.events._replay import replay_dead_letter
 from corral.sdk.events._tables import create_tables
 from corral.sdk.events._topology import Topology, partition_of, subject
@@ -97,7 +97,7 @@ class Events:
         )
         self._ensure = ensure
         self.publish_timeout = publish_timeout
-        self._models: dict[str, type[BaseModel]] = {}
+        self._payloads = Payloads()
         self._ensured: set[str] = set()
         self._pending: set[asyncio.Future[Any]] = set()
         self._started = False
@@ -196,9 +196,7 @@ class Events:
     # -- declaring ----------------------------------------------------------------------
     def topic(self, name: str, model: type[BaseModel]) -> None:
         """Declare the payload model of ``name``: publishing anything else fails (dev)."""
-        known = self._models.setdefault(name, model)
-        if known is not model:
-            raise ValueError(f"topic {name!r} already has payload model {known.__name__}")
+        self._payloads.declare(name, model)
 
     def subscribe(self, topic: str) -> Callable[[HandlerFn], HandlerFn]:
         """Decorator: handle ``topic``. Replicas of this service compete for its events."""
@@ -216,7 +214,7 @@ class Events:
     @property
     def declared(self) -> bool:
         """Whether this instance declared handlers or payload models (so it uses events)."""
-        return bool(self.consumer.handlers or self._models)
+        return bool(self.consumer.handlers or self._payloads.models)
 
     def named_topics(self) -> list[str]:
         """The topics the topology names this service a producer or consumer of."""
@@ -241,7 +239,7 @@ class Events:
                 engine=self._engine,
                 tracer=self._tracer,
             )
-            topics = sorted({*self.consumer.handlers, *self._models, *self.named_topics()})
+            topics = sorted({*self.consumer.handlers, *self._payloads.models, *self.named_topics()})
             if self._ensure:
                 await self._ensure_topics(topics)
             await self.consumer.listen()
@@ -315,7 +313,7 @@ class Events:
         if not self._started:
             await self._start_on_first_use()
         config = self.topology.topic(topic)
-        data = self._check_payload(topic, payload)
+        data = self._payloads.data(topic, payload, validate=self.validate)
         if config.partitions and key is None:
             raise ValueError(f"topic {topic!r} is ordered per key: pass key=")
         part = partition_of(key, config.partitions) if config.partitions and key else None
@@ -390,28 +388,6 @@ class Events:
         for result in results:
             if isinstance(result, BaseException):
                 raise PublishError(str(result)) from result
-
-    def _check_payload(self, topic: str, payload: BaseModel | dict[str, Any]) -> Any:
-        model = self._models.get(topic)
-        if model is not None and self.validate:
-            if isinstance(payload, BaseModel) and not isinstance(payload, model):
-                raise EventSchemaError(
-                    f"topic {topic!r} carries {model.__name__}, not {type(payload).__name__}"
-                )
-            raw = (
-                payload.model_dump(mode="json", warnings=False)
-                if isinstance(payload, BaseModel)
-                else payload
-            )
-            try:
-                return model.model_validate(raw).model_dump(mode="json")
-            except ValidationError as exc:
-                raise EventSchemaError(
-                    f"payload for {topic!r} does not match {model.__name__}: {exc}"
-                ) from None
-        if isinstance(payload, BaseModel):
-            return payload.model_dump(mode="json")
-        return payload
 
     async def _ensure_topics(self, topics: list[str]) -> None:
         configs = [self.topology.topic(t) for t in topics]
