@@ -36,7 +36,6 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "sdk"))
-import contextlib
 
 from _common import percentile, write_result
 from events.helpers import NatsServer
@@ -193,10 +192,7 @@ async def bench_outbox(url: str, db: str) -> float:
         outbox_poll_interval=3600,
     )
     await events.start()
-    if events._relay:  # measure the relay alone: stop the background task
-        events._relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await events._relay
+    await events.relay.stop()  # measure the relay alone: stop the background task
     await events._ensure_topics(["ping"])
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -233,7 +229,6 @@ async def bench_outbox(url: str, db: str) -> float:
     stored = await in_stream() - before
     await nc0.close()
     assert stored == OUTBOX_N, (stored, OUTBOX_N)
-    events._relay = None
     await events.stop()
     await engine.dispose()
     await drop_streams(url, system)

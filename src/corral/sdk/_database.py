@@ -19,7 +19,7 @@ import asyncio
 import fcntl
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["Database", "DbSession", "async_url"]
+__all__ = ["Database", "DbSession", "async_url", "run_schema_locked"]
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -80,6 +80,35 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def run_schema_locked[T](engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
+    """Run ``fn`` in one transaction that holds the schema lock (see the module
+    docstring), so schema work of replicas starting together runs one at a time: the
+    service's migrations or ``create_all``, and the events' outbox and inbox tables."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        digest = hashlib.sha256(f"corral-migrate:{url}".encode()).digest()
+        async with engine.connect() as conn:
+            # Transaction-scoped: released by the commit, even if this process dies.
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"),
+                {"k": int.from_bytes(digest[:8], "big", signed=True)},
+            )
+            result = await conn.run_sync(fn)
+            await conn.commit()
+            return result
+    database = url.database
+    if not database or database == ":memory:":
+        async with engine.begin() as conn:
+            return await conn.run_sync(fn)
+    lock = _file_lock(Path(database + ".migrate.lock"))
+    await asyncio.to_thread(lock.__enter__)
+    try:
+        async with engine.begin() as conn:
+            return await conn.run_sync(fn)
+    finally:
+        lock.__exit__(None, None, None)
 
 
 class Database:
@@ -175,41 +204,11 @@ class Database:
         if not self.manages_schema:
             return
         try:
-            if self.is_sqlite:
-                await self._prepare_sqlite()
-            else:
-                await self._prepare_postgres()
+            self.revision = await run_schema_locked(self.engine, self._apply)
         except BaseException:
             self.schema_state = "failed"
             raise
         self.schema_state = "applied"
-
-    def _lock_key(self) -> int:
-        digest = hashlib.sha256(f"corral-migrate:{self.url}".encode()).digest()
-        return int.from_bytes(digest[:8], "big", signed=True)
-
-    async def _prepare_postgres(self) -> None:
-        async with self.engine.connect() as conn:
-            # Transaction-scoped: released by the commit, even if this process dies.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._lock_key()})
-            self.revision = await conn.run_sync(self._apply)
-            await conn.commit()
-
-    async def _prepare_sqlite(self) -> None:
-        assert self.url is not None
-        database = self.url.database
-        if not database or database == ":memory:":
-            async with self.engine.begin() as conn:
-                self.revision = await conn.run_sync(self._apply)
-            return
-        lock_path = Path(database + ".migrate.lock")
-        lock = _file_lock(lock_path)
-        await asyncio.to_thread(lock.__enter__)
-        try:
-            async with self.engine.begin() as conn:
-                self.revision = await conn.run_sync(self._apply)
-        finally:
-            lock.__exit__(None, None, None)
 
     def _apply(self, connection: Connection) -> str | None:
         if self.migrations is None:

@@ -6,7 +6,8 @@ Start-up order (``svc.start``, run by the ASGI lifespan):
 2. logging and tracing are configured, secrets registered for redaction;
 3. the database starts and its schema is prepared (migrations or ``create_all``);
 4. lifecycle components start: the live-configuration watch (under ``corral up``), the
-   event bus (``svc.events``, when used), then the users' in registration order
+   event bus (``svc.events``, when used or the environment names a bus), then the users'
+   in registration order
    (``add_lifecycle``, ``lifespan``, ``on_startup``);
 5. readiness may turn true (the registered checks decide).
 
@@ -48,6 +49,8 @@ from corral.sdk._tracing import build_tracer_provider, set_caller
 from corral.sdk.client._hub import ClientHub
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
     from corral.sdk.client import ServiceClient
     from corral.sdk.events import Events
 
@@ -241,6 +244,12 @@ class Service(Generic[S]):
             self._events = for_service(self)
         return self._events
 
+    @property
+    def tracer_provider(self) -> TracerProvider:
+        """Where this service's spans go (exported when OTEL_EXPORTER_OTLP_ENDPOINT is set;
+        replaced when the service starts and reads its environment)."""
+        return self._tracer_provider
+
     def client(self, service: str) -> ServiceClient:
         """A pooled client calling ``service`` by name under the manifest's resilience
         policy (see corral.sdk.client); cached per target, closed when the service stops."""
@@ -344,6 +353,12 @@ class Service(Generic[S]):
             self.add_readiness_check("database", self.db.check_reachable)
             if self.db.manages_schema:
                 self.add_readiness_check("migrations", self.db.check_schema, timeout=0.5)
+        if self._events is None and (
+            os.environ.get(contract.EVENTS) or os.environ.get(contract.NATS_URL)
+        ):
+            # A system with an event bus: svc.events starts now when the manifest names
+            # this service on a topic, else on first use (see corral.sdk.events._service).
+            _ = self.events
         try:
             # Watching before anything else, so a change made while the service starts
             # is neither missed nor needs a restart (see corral.sdk._live_config).

@@ -13,6 +13,9 @@ sample from the service's own registry::
         assert metric(svc, "http_requests_total", route="/hello/{name}", method="GET",
                       status="200") == 1
         assert logs[-2]["event"] == "request"
+
+``inject_event_faults`` breaks an :class:`~corral.sdk.events.Events` on purpose (a crash at
+an exact point of the outbox path, lost acknowledgements), for tests of what survives.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -32,7 +36,16 @@ from corral import contract
 from corral.sdk._logging import WRITER
 from corral.sdk._service import Service
 
-__all__ = ["capture_logs", "metric", "patched_env", "serve_in_process"]
+if TYPE_CHECKING:
+    from corral.sdk.events import Events
+
+__all__ = [
+    "capture_logs",
+    "inject_event_faults",
+    "metric",
+    "patched_env",
+    "serve_in_process",
+]
 
 
 @contextmanager
@@ -113,3 +126,42 @@ def metric(service: Service[Any], name: str, **labels: str) -> float:
     """One sample of the service's metrics (0.0 if it has not been recorded yet)."""
     value = service.metrics.sample(name, labels)
     return 0.0 if value is None else value
+
+
+EventCrash = Literal["after-commit", "after-publish"]
+
+
+def inject_event_faults(
+    events: Events, *, crash: EventCrash | None = None, lose_acks: int = 0
+) -> None:
+    """Break ``events`` on purpose, to prove what survives (replaces earlier faults).
+
+    ``crash="after-commit"``: SIGKILL this process right after a transaction holding
+    outbox rows commits, before the relay publishes them. ``crash="after-publish"``: once
+    the relay's batch is acknowledged by the broker, before the rows are marked sent.
+    ``lose_acks``: handle that many events without acknowledging them, as if the ack
+    were lost (the broker redelivers after the ack wait).
+    """
+    from corral.sdk.events._faults import Faults
+
+    class _Injected(Faults):
+        def __init__(self) -> None:
+            self.acks_to_lose = lose_acks
+
+        def after_commit(self) -> None:
+            if crash == "after-commit":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def after_publish(self) -> None:
+            if crash == "after-publish":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def lose_ack(self) -> bool:
+            if self.acks_to_lose <= 0:
+                return False
+            self.acks_to_lose -= 1
+            return True
+
+    faults = _Injected()
+    events.relay.faults = faults
+    events.consumer.faults = faults

@@ -13,6 +13,7 @@ from pathlib import Path
 import nats
 
 from corral.broker import find_binary, server_config
+from corral.sdk.events._topology import stream_name
 
 
 def free_port() -> int:
@@ -67,6 +68,16 @@ async def delete_streams(url: str, system: str) -> None:
         if info.config.name and info.config.name.startswith(system + "_"):
             await js.delete_stream(info.config.name)
     await nc.close()
+
+
+async def stored(url: str, system: str, topic: str) -> int:
+    """How many events the topic's stream holds."""
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(stream_name(system, topic))
+        return int(info.state.messages)
+    finally:
+        await nc.close()
 
 
 async def eventually(

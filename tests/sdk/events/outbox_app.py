@@ -1,19 +1,23 @@
 """A producer process for the crash tests: ``publish`` writes one event through the
-outbox and commits (CORRAL_EVENTS_TEST_CRASH may kill it right there); ``relay`` starts
-the events component (its relay drains the outbox) and exits once nothing is pending;
-``stream`` keeps publishing N events through the outbox, one transaction each."""
+outbox and commits (``--crash after-commit`` kills it right there, ``--crash
+after-publish`` once the relay published it); ``relay`` starts the events component (its
+relay drains the outbox) and exits once nothing is pending; ``stream`` keeps publishing
+N events through the outbox, one transaction each."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from corral.sdk.events import Events, NatsTransport, TopicConfig, Topology
+from corral.sdk.testing import EventCrash, inject_event_faults
 
 
-async def main(mode: str, url: str, system: str, db: str, count: int) -> None:
+async def main(
+    mode: str, url: str, system: str, db: str, count: int, crash: EventCrash | None
+) -> None:
     engine = create_async_engine(db)
     topology = Topology(system=system, topics={"ride.requested": TopicConfig("ride.requested")})
     events = Events(
@@ -24,6 +28,8 @@ async def main(mode: str, url: str, system: str, db: str, count: int) -> None:
         outbox_poll_interval=0.2,
         publish_timeout=2.0,
     )
+    if crash:
+        inject_event_faults(events, crash=crash)
     await events.start()
     if mode == "publish":
         async with AsyncSession(engine) as session, session.begin():
@@ -46,5 +52,12 @@ async def main(mode: str, url: str, system: str, db: str, count: int) -> None:
 
 
 if __name__ == "__main__":
-    mode, url, system, db = sys.argv[1:5]
-    asyncio.run(main(mode, url, system, db, int(sys.argv[5]) if len(sys.argv) > 5 else 0))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["publish", "relay", "stream"])
+    parser.add_argument("url")
+    parser.add_argument("system")
+    parser.add_argument("db")
+    parser.add_argument("count", type=int, nargs="?", default=0)
+    parser.add_argument("--crash", choices=["after-commit", "after-publish"])
+    args = parser.parse_args()
+    asyncio.run(main(args.mode, args.url, args.system, args.db, args.count, args.crash))

@@ -34,6 +34,7 @@ from corral.sdk.events import (
     inbox,
     outbox,
 )
+from corral.sdk.testing import inject_event_faults
 from events.helpers import eventually
 
 
@@ -219,7 +220,7 @@ class EventsSuite(abc.ABC):
             raise ValueError(f"cannot match {event.ride_id}")
 
         events = await make("matching", {"ride.requested": handler}, topics=(quick,))
-        dead_letter = events._dead_letter
+        dead_letter = events.consumer._dead_letter
 
         async def losing_first_term(delivery: Delivery, *args: Any) -> None:
             real_term = delivery.term
@@ -232,7 +233,7 @@ class EventsSuite(abc.ABC):
             delivery.term = term  # type: ignore[method-assign]
             await dead_letter(delivery, *args)
 
-        events._dead_letter = losing_first_term  # type: ignore[method-assign]
+        events.consumer._dead_letter = losing_first_term  # type: ignore[method-assign]
         await events.publish("ride.requested", RideRequested(ride_id="r1"))
         await eventually(lambda: len(terms) == 2, what="the dead letter stored twice")
         assert terms == [2, 3], "the extra delivery stores the dead letter again"
@@ -249,7 +250,7 @@ class EventsSuite(abc.ABC):
             raise ValueError(f"cannot match {event.ride_id}")
 
         events = await make("matching", {"ride.requested": handler}, topics=(quick,))
-        events.dead_letter_retry = 0.05
+        events.consumer.dead_letter_retry = 0.05
         transport = events.transport
         store = transport.dlq_add
         tries: list[int] = []
@@ -286,7 +287,7 @@ class EventsSuite(abc.ABC):
         # Enough deliveries that no event is dead-lettered by landing on the bad one only.
         many = TopicConfig(name="ride.requested", max_deliveries=20, backoff=(0.01,))
         bad = await make("matching", {"ride.requested": failing}, topics=(many,))
-        bad.history_limit = limit
+        bad.consumer.history_limit = limit
         await make("matching", {"ride.requested": working}, topics=(many,))
         for n in range(30):
             await bad.publish("ride.requested", RideRequested(ride_id=str(n)), wait=False)
@@ -294,7 +295,7 @@ class EventsSuite(abc.ABC):
         await eventually(lambda: len(done) == 30, what="the other replica handled them all")
         assert bad.stats["failed"] > limit, "the failing replica should have seen several"
         assert bad.stats["dead_lettered"] == 0
-        assert len(bad._history) <= limit
+        assert len(bad.consumer.history) <= limit
 
     async def test_inbox_skips_redelivered_event(self, make: Make, tmp_db: str) -> None:
         """With a session, the inbox makes a redelivered event (ack lost) apply once."""
@@ -309,7 +310,7 @@ class EventsSuite(abc.ABC):
 
         quick = TopicConfig(name="ride.requested", ack_wait=0.5, max_deliveries=5, backoff=())
         events = await make("matching", {"ride.requested": apply}, topics=(quick,), engine=engine)
-        events.drop_acks = 1  # the first acknowledgement is lost: the broker redelivers
+        inject_event_faults(events, lose_acks=1)  # the broker redelivers
         await events.publish("ride.requested", RideRequested(ride_id="r1"))
         await eventually(lambda: events.stats["duplicates"] == 1, timeout=15)
         async with engine.connect() as conn:
@@ -372,7 +373,7 @@ class EventsSuite(abc.ABC):
         events = await make("matching", {"ride.requested": apply}, engine=engine)
         # The hook blocks the event loop while it writes: let the relay's first outbox
         # cleanup (a write transaction on the same file) finish first, or both wait.
-        await eventually(lambda: events._last_cleanup > 0, what="first outbox cleanup")
+        await eventually(lambda: events.relay.last_cleanup > 0, what="first outbox cleanup")
         sa_event.listen(engine.sync_engine, "before_cursor_execute", concurrent_commit)
         await events.publish("ride.requested", RideRequested(ride_id="r1"))
         await eventually(lambda: events.stats["duplicates"] == 1)
@@ -499,7 +500,7 @@ class EventsSuite(abc.ABC):
 
         await make("matching", {"ride.requested": on_ride})
         producer = await make("rides", engine=engine)
-        producer.outbox_max_attempts = 3
+        producer.relay.max_attempts = 3
         poison: set[str] = set()
         published = count_publishes(producer, refuse=poison)
         async with AsyncSession(engine) as session, session.begin():
@@ -530,7 +531,7 @@ class EventsSuite(abc.ABC):
         poison: set[str] = set()
         publishes = [count_publishes(replica, refuse=poison) for replica in replicas]
         for replica in replicas:
-            replica.outbox_max_attempts = 6
+            replica.relay.max_attempts = 6
         async with AsyncSession(engines[0]) as session, session.begin():
             row_id = await replicas[0].publish(
                 "ride.requested", RideRequested(ride_id="r1"), session=session

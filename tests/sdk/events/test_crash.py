@@ -12,14 +12,11 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from corral.sdk.events import CRASH_HOOK
-from corral.sdk.events._topology import stream_name
-from events.helpers import NatsServer, delete_streams
+from events.helpers import NatsServer, delete_streams, stored
 
 APP = Path(__file__).with_name("outbox_app.py")
 ROOT = Path(__file__).parents[3]
@@ -27,21 +24,8 @@ ROOT = Path(__file__).parents[3]
 
 def run_app(*args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    env.pop(CRASH_HOOK, None)
-    if crash:
-        env[CRASH_HOOK] = crash
-    return subprocess.run(
-        [sys.executable, str(APP), *args], env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-async def stored(url: str, system: str) -> int:
-    nc = await nats.connect(url)
-    try:
-        info = await nc.jetstream().stream_info(stream_name(system, "ride.requested"))
-        return int(info.state.messages)
-    finally:
-        await nc.close()
+    argv = [sys.executable, str(APP), *args, *(["--crash", crash] if crash else [])]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -67,11 +51,13 @@ async def test_outbox_survives_sigkill(
     await engine.dispose()
     assert rows == 1, "the committed event must still wait in the outbox"
     expected = 0 if crash == "after-commit" else 1
-    assert await stored(nats_url, system) == expected
+    assert await stored(nats_url, system, "ride.requested") == expected
     second = run_app("relay", nats_url, system, db)
     assert second.returncode == 0, second.stderr
     assert "drained" in second.stdout
-    assert await stored(nats_url, system) == 1, "exactly once: de-duplicated by event id"
+    assert await stored(nats_url, system, "ride.requested") == 1, (
+        "exactly once: de-duplicated by event id"
+    )
 
 
 async def test_broker_restart_loses_no_committed_event(tmp_path: Path, system: str) -> None:
@@ -80,7 +66,6 @@ async def test_broker_restart_loses_no_committed_event(tmp_path: Path, system: s
     server = NatsServer(tmp_path / "nats").start()
     db = f"sqlite+aiosqlite:///{tmp_path / 'rides.sqlite3'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    env.pop(CRASH_HOOK, None)
     # stderr goes to a file, not an unread pipe: a producer logging reconnect errors
     # while the test waits on its stdout must never block on a full pipe.
     errors = tmp_path / "producer.err"
@@ -119,7 +104,7 @@ async def test_broker_restart_loses_no_committed_event(tmp_path: Path, system: s
         assert "drained" in rest.splitlines(), rest + errors.read_text()[-2000:]
         assert proc.returncode == 0
         # "drained" means every row was acknowledged, so stored already: exact, once.
-        assert await stored(server.url, system) == 200
+        assert await stored(server.url, system, "ride.requested") == 200
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -19,15 +19,15 @@ from corral.sdk.events._errors import (
     PayloadTooLargeError,
     PublishError,
 )
-from corral.sdk.events._events import CRASH_HOOK, Events, replay_dead_letter
+from corral.sdk.events._events import Events
 from corral.sdk.events._memory import MemoryBroker, MemoryTransport
 from corral.sdk.events._nats import NatsTransport
+from corral.sdk.events._replay import replay_dead_letter
 from corral.sdk.events._tables import inbox, outbox
 from corral.sdk.events._topology import TopicConfig, Topology
 from corral.sdk.events._transport import DeadLetter, Delivery, Outgoing, Transport
 
 __all__ = [
-    "CRASH_HOOK",
     "DeadLetter",
     "Delivery",
     "Envelope",

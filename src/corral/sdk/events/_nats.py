@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -26,6 +26,11 @@ from corral.sdk.events._topology import (
 from corral.sdk.events._transport import DeadLetter, Delivery, Handler, Outgoing, Transport
 
 DLQ_MAX_AGE = 14 * 24 * 3600.0
+
+log = logging.getLogger("corral.events")
+
+ERROR_LOG_EVERY = 10.0
+"""Seconds between two log lines of the same connection error."""
 
 
 def stream_config(system: str, topic: TopicConfig) -> js_api.StreamConfig:
@@ -111,7 +116,11 @@ class _NatsDelivery(Delivery):
 
 
 class NatsTransport(Transport):
-    """JetStream over one connection. ``url`` or an open ``client`` (not closed by us)."""
+    """JetStream over one connection. ``url`` or an open ``client`` (not closed by us).
+
+    ``connect_timeout``: seconds the first connection may take (``ConnectionError``
+    after); once connected, it reconnects without end.
+    """
 
     def __init__(
         self,
@@ -120,6 +129,7 @@ class NatsTransport(Transport):
         client: Client | None = None,
         name: str | None = None,
         max_pending_publishes: int = 4000,
+        connect_timeout: float = 10.0,
     ) -> None:
         if (url is None) == (client is None):
             raise ValueError("give exactly one of url or client")
@@ -128,6 +138,8 @@ class NatsTransport(Transport):
         self._owns = client is None
         self._name = name
         self._max_pending = max_pending_publishes
+        self.connect_timeout = connect_timeout
+        """Seconds the first connection may take (later reconnects never give up)."""
         self._js: JetStreamContext | None = None
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,15 +156,53 @@ class NatsTransport(Transport):
 
     async def start(self) -> None:
         if self._nc is None:
-            assert self.url is not None
-            self._nc = await nats.connect(
-                self.url,
-                name=self._name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
-                allow_reconnect=True,
-            )
+            self._nc = await self._connect()
         self._js = self._nc.jetstream(publish_async_max_pending=self._max_pending)
+
+    async def _connect(self) -> Client:
+        """Connected, reconnecting forever afterwards; the first connection is bounded.
+
+        nats-py retries a first connection forever too when reconnects are unlimited
+        (``max_reconnect_attempts=-1``): a service would hang in start-up, or a first
+        publish in its request, while the bus is away. Bounded here by
+        ``connect_timeout``, with the last error in the message.
+        """
+        assert self.url is not None
+        errors: list[Exception] = []
+
+        logged: list[tuple[str, float]] = [("", 0.0)]
+
+        async def on_error(exc: Exception) -> None:
+            # nats-py's default logs every failed attempt with a traceback, 4 a second
+            # while the bus is away: one line instead, repeated at most every 10 s.
+            errors[:] = [exc]
+            line, now = f"{type(exc).__name__}: {exc}", time.monotonic()
+            if line != logged[0][0] or now - logged[0][1] >= ERROR_LOG_EVERY:
+                logged[0] = (line, now)
+                log.warning("nats %s: %s", self.url, line)
+
+        client = Client()
+        try:
+            await asyncio.wait_for(
+                client.connect(
+                    self.url,
+                    name=self._name,
+                    max_reconnect_attempts=-1,
+                    # Annotated int by nats-py, used as asyncio.sleep's seconds.
+                    reconnect_time_wait=0.25,  # type: ignore[arg-type]
+                    allow_reconnect=True,
+                    error_cb=on_error,
+                ),
+                self.connect_timeout,
+            )
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await client.close()
+            last = f": {type(errors[-1]).__name__}: {errors[-1]}" if errors else ""
+            raise ConnectionError(
+                f"cannot reach NATS at {self.url} within {self.connect_timeout:g}s{last}"
+            ) from None
+        return client
 
     async def close(self) -> None:
         for sub in self._subs:
@@ -161,8 +211,10 @@ class NatsTransport(Transport):
         self._subs.clear()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
-        if self._nc is not None and self._owns and not self._nc.is_closed:
-            await self._nc.drain()
+        if self._nc is not None and self._owns:
+            if not self._nc.is_closed:
+                await self._nc.drain()
+            self._nc = None  # a later start() connects again
         self._js = None
 
     async def connected(self) -> bool:

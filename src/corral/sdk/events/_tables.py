@@ -6,6 +6,10 @@ greater than the last seen" (on PostgreSQL a row with a smaller key can commit l
 
 ``corral_inbox``: one row per (consumer, event id) processed, written in the handler's
 transaction, so a redelivered event is recognised and skipped.
+
+Both are created at start under the schema lock the service's migrations take, so
+replicas starting together on a fresh PostgreSQL database do not race each other's
+``CREATE TABLE`` (``pg_type_typname_nsp_index``, "relation already exists").
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from corral.sdk._database import run_schema_locked
 
 metadata = MetaData()
 
@@ -45,3 +52,8 @@ inbox = Table(
     Column("event_id", String(64), primary_key=True),
     Column("processed_at", Float, nullable=False),
 )
+
+
+async def create_tables(engine: AsyncEngine) -> None:
+    """Create the outbox and inbox if missing, one replica at a time."""
+    await run_schema_locked(engine, metadata.create_all)
