@@ -1,4 +1,6 @@
-"""The renderer: GatewayPlan + registry Snapshot -> Envoy config dicts. Pure.
+"""The renderer for ``corral up``: GatewayPlan + registry Snapshot -> Envoy config dicts
+delivered as file-based xDS. Pure. (Self-contained bootstraps, for Envoy's validator and
+for containers, are in _static.py and _dns.py.)
 
 Output shape (everything stably sorted, so goldens and diffs are readable):
 
@@ -16,7 +18,6 @@ Only instances that are ``serving`` (ready, not draining) become endpoints.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -448,6 +449,11 @@ def render_listener(plan: GatewayPlan, port: int, *, routes: Json) -> Json:
     }
 
 
+def node(plan: GatewayPlan) -> Json:
+    """Who this Envoy is (names its stats and its xDS node)."""
+    return {"id": f"corral-{plan.system}", "cluster": "corral"}
+
+
 def render_bootstrap(plan: GatewayPlan, ports: Ports, layout: Layout) -> Json:
     """The bootstrap Envoy starts from: admin, the listener (RDS from a file), CDS file."""
     rds = {
@@ -460,7 +466,7 @@ def render_bootstrap(plan: GatewayPlan, ports: Ports, layout: Layout) -> Json:
         }
     }
     return {
-        "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
+        "node": node(plan),
         "admin": admin(layout.admin_socket),
         "layered_runtime": runtime_layers(),
         "dynamic_resources": {
@@ -511,90 +517,3 @@ def render(plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports, layout: Layou
         cds=discovery_response(render_clusters(plan, layout), T_CLUSTER),
         eds=render_eds_files(plan, snapshot),
     )
-
-
-def render_static(
-    plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports, layout: Layout | None = None
-) -> Json:
-    """One self-contained bootstrap (routes and endpoints inline) for ``--mode validate``,
-    which checks static resources only (and binds nothing: ``layout`` is only named)."""
-    layout = layout or Layout("/corral")
-    endpoints = render_endpoints(plan, snapshot)
-    clusters = [render_cluster(c, eds=endpoints[c.name]) for c in plan.clusters]
-    listener = render_listener(plan, ports.listener, routes={"route_config": render_routes(plan)})
-    return {
-        "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
-        "admin": admin(layout.admin_socket),
-        "static_resources": {
-            "listeners": [listener, stats_listener(ports.stats)],
-            "clusters": [*clusters, admin_cluster(layout.admin_socket)],
-        },
-    }
-
-
-# --- containers: clusters resolved through the platform's DNS ------------------------------
-
-
-@dataclass(frozen=True)
-class DnsTarget:
-    """Where a cluster's instances are found on a container platform: every address
-    ``host`` resolves to (a Compose service name, a headless Kubernetes Service) on
-    ``port``."""
-
-    host: str
-    port: int
-
-
-def render_dns(
-    plan: GatewayPlan,
-    *,
-    targets: Mapping[str, DnsTarget],
-    ports: Ports,
-    admin_socket: str,
-    stats_address: str = "0.0.0.0",
-) -> Json:
-    """One self-contained bootstrap for Envoy in a container: the same listener, routes
-    and cluster policies as :func:`render`, but each cluster is STRICT_DNS on its service's
-    name (re-resolved every few seconds, each address an endpoint) instead of the
-    registry's EDS, and the stats listener answers on ``stats_address`` for the
-    platform's probes and Prometheus."""
-    clusters = []
-    for cluster in plan.clusters:
-        target = targets[cluster.name]
-        assignment: Json = {
-            "cluster_name": cluster.name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socket_address": {
-                                        "address": target.host,
-                                        "port_value": target.port,
-                                    }
-                                }
-                            }
-                        }
-                    ]
-                }
-            ],
-        }
-        rendered = render_cluster(cluster, eds=assignment)
-        rendered["type"] = "STRICT_DNS"
-        rendered["dns_lookup_family"] = "V4_PREFERRED"
-        if cluster.health_check is not None:
-            # Here the health check stands in for the registry's readiness: an instance
-            # failing it gets no traffic, even when all do (Envoy's default panic mode
-            # would send to every host once half of them fail).
-            rendered["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}
-        clusters.append(rendered)
-    listener = render_listener(plan, ports.listener, routes={"route_config": render_routes(plan)})
-    return {
-        "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
-        "admin": admin(admin_socket),
-        "static_resources": {
-            "listeners": [listener, stats_listener(ports.stats, address=stats_address)],
-            "clusters": [*clusters, admin_cluster(admin_socket)],
-        },
-    }
