@@ -8,7 +8,7 @@ import nats
 import pytest
 from events.helpers import delete_streams
 
-from broker.test_broker import plan_of
+from broker.helpers import plan_of
 from corral.broker import bus_overview, provision
 from corral.sdk.events import DeadLetter, NatsTransport
 from corral.sdk.events._topology import dlq_stream
