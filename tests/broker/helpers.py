@@ -4,16 +4,19 @@ runs the embedded nats-server as a plain process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from events.helpers import free_port
 
+from corral.broker import BrokerAddon
 from corral.manifest import parse
-from corral.plan import EventsPlan, ServicePlan, resolve
+from corral.plan import EventsPlan, Plan, ServicePlan, resolve
 
 BASE = """
 name: {system}
@@ -87,3 +90,19 @@ class Ctx:
             proc.kill()
             proc.wait()
         self.procs.clear()
+
+
+@contextlib.asynccontextmanager
+async def embedded_bus(
+    manifest_text: str, folder: Path
+) -> AsyncIterator[tuple[BrokerAddon, Ctx, Plan]]:
+    """The broker addon started on ``manifest_text`` (its own nats-server); stopped after."""
+    plan = resolve(parse(manifest_text, folder / "corral.yaml"), python="python")
+    ctx = Ctx(plan)
+    addon = BrokerAddon(environ={})
+    try:
+        await addon.start(ctx)  # type: ignore[arg-type]
+        yield addon, ctx, plan
+    finally:
+        await addon.stop()
+        ctx.kill()

@@ -16,11 +16,10 @@ import pytest
 from events.helpers import eventually
 from nats.aio.client import Client
 
-from broker.helpers import BASE, Ctx
+from broker.helpers import BASE, Ctx, embedded_bus
 from corral import contract
 from corral.broker import BrokerAddon, control_url
-from corral.manifest import parse
-from corral.plan import Plan, resolve
+from corral.plan import Plan
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,16 +42,8 @@ async def connect(url: str) -> Client:
 @pytest.fixture
 async def running(tmp_path: Path, system: str) -> AsyncIterator[tuple[BrokerAddon, Ctx, Plan]]:
     """The addon's embedded bus for a system with a service that uses no topic."""
-    manifest = parse(WITH_PLAIN.format(system=system), tmp_path / "corral.yaml")
-    plan = resolve(manifest, python="python")
-    ctx = Ctx(plan)
-    addon = BrokerAddon(environ={})
-    try:
-        await addon.start(ctx)  # type: ignore[arg-type]
-        yield addon, ctx, plan
-    finally:
-        await addon.stop()
-        ctx.kill()
+    async with embedded_bus(WITH_PLAIN.format(system=system), tmp_path) as running:
+        yield running
 
 
 def passwords(addon: BrokerAddon, plan: Plan) -> set[str]:

@@ -11,9 +11,9 @@ import nats
 import pytest
 from events.helpers import delete_streams
 
-from broker.helpers import BASE, Ctx, plan_of
+from broker.helpers import BASE, embedded_bus, plan_of
 from corral import contract
-from corral.broker import BrokerAddon, build_catalog, provision, server_config
+from corral.broker import build_catalog, provision, server_config
 from corral.manifest import ManifestError, parse
 from corral.plan import resolve
 
@@ -108,12 +108,7 @@ async def test_provisioning_idempotent_and_reports_drift(
 async def test_addon_starts_embedded_server_and_provisions(tmp_path: Path, system: str) -> None:
     """Without a URL the addon runs nats-server (JetStream, store under .corral/nats),
     provisions streams, and gives instances NATS_URL and their CORRAL_EVENTS."""
-    manifest = parse(BASE.format(system=system), tmp_path / "corral.yaml")
-    plan = resolve(manifest, python="python")
-    ctx = Ctx(plan)
-    addon = BrokerAddon(environ={})
-    try:
-        await addon.start(ctx)  # type: ignore[arg-type]
+    async with embedded_bus(BASE.format(system=system), tmp_path) as (addon, _, plan):
         assert addon.embedded
         assert (tmp_path / ".corral" / "nats" / "nats-server.conf").exists()
         env = addon.environment(plan.services["matching"])
@@ -128,9 +123,6 @@ async def test_addon_starts_embedded_server_and_provisions(tmp_path: Path, syste
             f"{system}.ride.updated.*"
         ]
         await nc.close()
-    finally:
-        await addon.stop()
-        ctx.kill()
 
 
 def test_catalog_is_asyncapi_3_with_payload_schemas() -> None:
