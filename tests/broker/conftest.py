@@ -4,7 +4,6 @@ system for the tests that need one."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "sdk"))
 
 from events.conftest import embedded_nats, nats_url, spans, system, tmp_db  # noqa: F401
+
+# The one `corral ARGS` runner of the system tests (issue 17.7: one copy, not five).
+from telemetry.conftest import corral
 
 # --- a running system (`corral up -d`) whose services publish and consume ------------
 
@@ -37,18 +39,6 @@ BUS_MANIFEST = (
 )
 
 
-def run_corral(root: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    """``corral ARGS`` in ``root``, as a user types it."""
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @dataclass
 class BusSystem:
     root: Path
@@ -65,10 +55,10 @@ def bus_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BusSystem]:
     topic) on its embedded, authenticated NATS; one per test module, taken down after."""
     root = tmp_path_factory.mktemp("bus")
     (root / "corral.yaml").write_text(BUS_MANIFEST)
-    up = run_corral(root, "up", "-d")
+    up = corral("up", "-d", cwd=root)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
-        status = json.loads(run_corral(root, "status", "--json").stdout)
+        status = json.loads(corral("status", "--json", cwd=root).stdout)
         yield BusSystem(root, status)
     finally:
-        run_corral(root, "down", timeout=60)
+        corral("down", cwd=root, timeout=60)

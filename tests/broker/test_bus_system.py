@@ -13,7 +13,7 @@ import httpx
 import nats
 import pytest
 
-from broker.conftest import BusSystem, run_corral
+from broker.conftest import BusSystem, corral
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -71,9 +71,9 @@ def test_bus_passwords_appear_nowhere_but_their_private_files(bus_system: BusSys
     httpx.post(f"{bus_system.gateway}/producer/emit/8", timeout=10)
     state = bus_system.root / ".corral"
     passwords = _passwords(state / "nats")
-    shown = run_corral(bus_system.root, "status", "--json").stdout
-    shown += run_corral(bus_system.root, "logs").stdout
-    assert json.loads(run_corral(bus_system.root, "status", "--json").stdout)["system"] == "bus"
+    shown = corral("status", "--json", cwd=bus_system.root).stdout
+    shown += corral("logs", cwd=bus_system.root).stdout
+    assert json.loads(corral("status", "--json", cwd=bus_system.root).stdout)["system"] == "bus"
     private = {state / "nats" / "nats-server.conf", state / "nats" / "bus.json"}
     for path in state.rglob("*"):
         if path.is_file() and path not in private:

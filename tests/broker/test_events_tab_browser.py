@@ -7,29 +7,23 @@ import tempfile
 import pytest
 from playwright.sync_api import sync_playwright
 
-from broker.conftest import BusSystem, run_corral
+from broker.conftest import BusSystem, corral
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def test_events_tab_of_a_fresh_system_shows_topics_and_no_error(bus_system: BusSystem) -> None:
     """Before any event or dead letter exists, the Events tab lists the topic with its
     consumer, counts 0 dead letters and shows no error banner."""
-    link = run_corral(bus_system.root, "dashboard")
+    link = corral("dashboard", cwd=bus_system.root)
     assert link.returncode == 0, link.stderr
     url = link.stdout.split()[0]
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
         browser = p.chromium.launch_persistent_context(
-            profile, executable_path="/usr/bin/chromium", args=BROWSER_ARGS
+            # Headless, and Playwright's own flags (no background networking, no sync...).
+            profile,
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox"],
         )
         try:
             page = browser.new_page()
