@@ -7,8 +7,9 @@ Output shape (everything stably sorted, so goldens and diffs are readable):
 - a bootstrap with the admin interface (on a Unix socket), one static listener whose
   connection manager takes its routes from a file (RDS), clusters from a file (CDS), and
   the loopback stats listener (readiness and Prometheus stats only; _admin_access.py);
-- the route configuration (RDS): one virtual host, routes in manifest order, then a
-  catch-all 404;
+- the route configuration (RDS): one virtual host, routes in manifest order (each
+  preceded, where it could reach one, by a 404 for the service's internal endpoints:
+  _internal.py), then a catch-all 404;
 - the clusters (CDS), one per target service, each taking endpoints from its own file
   (EDS), so an instance coming or going rewrites one small file and never the listener.
 
@@ -42,6 +43,7 @@ from corral.gateway._filters import (
     local_reply_config,
     route_filter_configs,
 )
+from corral.gateway._internal import refused_paths
 from corral.manifest import KeyPath
 from corral.manifest._gateway import HTTP_METHODS, IDEMPOTENT_METHODS, LoadBalancing, RetryOn
 from corral.plan._gateway import ClusterPlan, GatewayPlan, RoutePlan
@@ -51,6 +53,7 @@ ROUTE_CONFIG_NAME = "corral"
 LISTENER_NAME = "gateway"
 NOT_FOUND_ROUTE = "corral-not-found"
 UNSAFE_SUFFIX = "/unsafe-methods"
+INTERNAL_SUFFIX = "/internal"
 
 
 @dataclass(frozen=True)
@@ -93,25 +96,43 @@ def render_routes(plan: GatewayPlan) -> Json:
     """The RouteConfiguration: the user's routes in order, then a problem+json 404."""
     routes: list[Json] = []
     for route in plan.routes:
+        internal = refused_paths(route)
+        if internal is not None:
+            routes.append(_internal_route(plan, route, internal))
         routes.extend(_route(plan, route))
+    routes.append(_not_found(plan, NOT_FOUND_ROUTE, {"prefix": "/"}))
+    return {
+        "name": ROUTE_CONFIG_NAME,
+        "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}],
+        # Claim headers are stripped on the way in by a filter; nothing else is needed here.
+    }
+
+
+def _not_found(plan: GatewayPlan, name: str, match: Json) -> Json:
+    """A problem+json 404 for ``match``, asking no token (it reveals nothing)."""
     # A direct response is a local reply: local_reply_config's 404 mapper wraps this body
     # as the problem's "detail" (a problem JSON here came out nested inside "detail").
-    not_found: Json = {
-        "name": NOT_FOUND_ROUTE,
-        "match": {"prefix": "/"},
+    out: Json = {
+        "name": name,
+        "match": match,
         "direct_response": {
             "status": 404,
             "body": {"inline_string": "no route matches this request"},
         },
     }
     if plan.providers:
-        not_found["typed_per_filter_config"] = {F_JWT: {"@type": T_JWT_ROUTE, "disabled": True}}
-    routes.append(not_found)
-    return {
-        "name": ROUTE_CONFIG_NAME,
-        "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}],
-        # Claim headers are stripped on the way in by a filter; nothing else is needed here.
-    }
+        out["typed_per_filter_config"] = {F_JWT: {"@type": T_JWT_ROUTE, "disabled": True}}
+    return out
+
+
+def _internal_route(plan: GatewayPlan, route: RoutePlan, paths: str) -> Json:
+    """Just before ``route``: the requests it would forward to an internal endpoint
+    (``paths``, see _internal.py) get the 404 of a path no route matches."""
+    methods = set(route.methods) | ({"OPTIONS"} if route.cors else set())
+    match = _match(route, methods or None)
+    headers = match.setdefault("headers", [])
+    headers.append({"name": ":path", "string_match": {"safe_regex": {"regex": paths}}})
+    return _not_found(plan, route.name + INTERNAL_SUFFIX, match)
 
 
 def route_names(plan: GatewayPlan) -> dict[str, KeyPath]:
@@ -120,6 +141,7 @@ def route_names(plan: GatewayPlan) -> dict[str, KeyPath]:
     for route in plan.routes:
         names[route.name] = route.path
         names[route.name + UNSAFE_SUFFIX] = route.path
+        names[route.name + INTERNAL_SUFFIX] = route.path
     for cluster in plan.clusters:
         names[cluster.name] = cluster.path
     for provider in plan.providers:
@@ -175,35 +197,7 @@ def _envoy_route(
     """``per_try``: apply the policy's per-try timeout. Not for methods that may change
     state: it would cut their first attempt short (a 504 while the upstream may still
     apply the change), and their retries never follow a timeout anyway."""
-    match: Json = _path_match(route)
-    headers: list[Json] = []
-    if route.host:
-        headers.append(
-            {
-                "name": ":authority",
-                "string_match": {"safe_regex": {"regex": _host_regex(route.host)}},
-            }
-        )
-    if not (all_ and not route.methods):
-        listed = sorted(methods)
-        method_match: Json = (
-            {"exact": listed[0]}
-            if len(listed) == 1
-            else {"safe_regex": {"regex": "^(" + "|".join(listed) + ")$"}}
-        )
-        headers.append({"name": ":method", "string_match": method_match})
-    for header, spec in route.headers:
-        if spec.present is not None:
-            headers.append({"name": header, "present_match": spec.present})
-        elif spec.exact is not None:
-            headers.append({"name": header, "string_match": {"exact": spec.exact}})
-        elif spec.prefix is not None:
-            headers.append({"name": header, "string_match": {"prefix": spec.prefix}})
-        else:
-            headers.append({"name": header, "string_match": {"safe_regex": {"regex": spec.regex}}})
-    if headers:
-        match["headers"] = headers
-
+    match = _match(route, None if all_ and not route.methods else methods)
     action: Json = {"cluster": route.service, "timeout": duration(route.timeout)}
     rewrite = _rewrite(route)
     if rewrite:
@@ -253,6 +247,39 @@ def _envoy_route(
     if per_filter:
         out["typed_per_filter_config"] = per_filter
     return out
+
+
+def _match(route: RoutePlan, methods: set[str] | None) -> Json:
+    """The route's path rule, and its host, methods (None: any) and headers."""
+    match: Json = _path_match(route)
+    headers: list[Json] = []
+    if route.host:
+        headers.append(
+            {
+                "name": ":authority",
+                "string_match": {"safe_regex": {"regex": _host_regex(route.host)}},
+            }
+        )
+    if methods is not None:
+        listed = sorted(methods)
+        method_match: Json = (
+            {"exact": listed[0]}
+            if len(listed) == 1
+            else {"safe_regex": {"regex": "^(" + "|".join(listed) + ")$"}}
+        )
+        headers.append({"name": ":method", "string_match": method_match})
+    for header, spec in route.headers:
+        if spec.present is not None:
+            headers.append({"name": header, "present_match": spec.present})
+        elif spec.exact is not None:
+            headers.append({"name": header, "string_match": {"exact": spec.exact}})
+        elif spec.prefix is not None:
+            headers.append({"name": header, "string_match": {"prefix": spec.prefix}})
+        else:
+            headers.append({"name": header, "string_match": {"safe_regex": {"regex": spec.regex}}})
+    if headers:
+        match["headers"] = headers
+    return match
 
 
 def _path_match(route: RoutePlan) -> Json:
