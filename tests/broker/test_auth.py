@@ -18,7 +18,7 @@ from nats.aio.client import Client
 
 from broker.helpers import BASE, Ctx, embedded_bus
 from corral import contract
-from corral.broker import BrokerAddon, control_url
+from corral.broker import BrokerAddon, BrokerError, control_url, dlq_list
 from corral.plan import Plan
 
 pytestmark = pytest.mark.timeout(60)
@@ -166,3 +166,17 @@ async def test_the_dashboard_polls_on_one_connection_that_survives_a_restart(
     await addon.stop()
     await eventually(lambda: not control_connections(), timeout=10, what="connection closed")
     assert control_url(plan.state_dir) is None
+
+
+async def test_dead_letter_commands_need_the_control_url_and_say_so(
+    running: tuple[BrokerAddon, Ctx, Plan], system: str
+) -> None:
+    """`corral events dlq` functions fail at once, saying why, on the bare address, and
+    work with the control plane's URL from the state directory."""
+    addon, _, plan = running
+    with pytest.raises(BrokerError, match="needs the system's credentials") as refused:
+        await asyncio.wait_for(dlq_list(str(addon.public_url), system), 10)
+    assert "@" not in str(refused.value)
+    url = control_url(plan.state_dir)
+    assert url is not None
+    assert await dlq_list(url, system) == []
