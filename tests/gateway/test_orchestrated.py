@@ -128,3 +128,50 @@ async def test_scale_up_traffic_within_a_second(tmp_path: Path) -> None:
         assert client.failed == []
     finally:
         await orchestrator.down()
+
+
+async def test_a_gateway_fault_survives_an_envoy_restart(tmp_path: Path) -> None:
+    """A chaos fault set on Envoy's runtime is set again when the supervisor restarts a
+    killed Envoy, so an experiment listed as active still injects; clearing it after
+    the restart works."""
+    from corral.gateway import COMPONENT_NAME, Fault
+
+    orchestrator, addon = await _up(tmp_path, 1)
+    try:
+        url = addon.status()["gateway_url"]
+        fault = Fault("web", 100, abort_status=418)
+        await addon.inject(fault)
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            assert (await client.get("/")).status_code == 418
+
+            def envoy_pid() -> int | None:
+                found = [
+                    r
+                    for r in orchestrator.registry.snapshot().instances
+                    if r.service == COMPONENT_NAME and r.serving
+                ]
+                return found[0].pid if found else None
+
+            killed = envoy_pid()
+            assert killed is not None
+            os.kill(killed, signal.SIGKILL)
+
+            async def status_after_restart() -> int | None:
+                pid = envoy_pid()
+                if pid is None or pid == killed:
+                    return None
+                try:
+                    return (await client.get("/")).status_code
+                except httpx.HTTPError:
+                    return None
+
+            deadline = time.monotonic() + 20
+            status = None
+            while time.monotonic() < deadline and status != 418:
+                status = await status_after_restart()
+                await asyncio.sleep(0.05)
+            assert status == 418, "the restarted Envoy forgot the fault"
+            await addon.clear(fault)
+            assert (await client.get("/")).status_code == 200
+    finally:
+        await orchestrator.down()
