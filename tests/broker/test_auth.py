@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import nats
 import pytest
-from events.helpers import eventually
+from events.helpers import delete_streams, eventually
 from nats.aio.client import Client
 
 from broker.helpers import BASE, Ctx, embedded_bus
@@ -180,3 +180,21 @@ async def test_dead_letter_commands_need_the_control_url_and_say_so(
     url = control_url(plan.state_dir)
     assert url is not None
     assert await dlq_list(url, system) == []
+
+
+async def test_an_external_bus_is_used_with_the_users_credentials_as_given(
+    tmp_path: Path, system: str, embedded_nats: Any
+) -> None:
+    """With `events.url`, the URL (and its credentials) goes unchanged to services with
+    topics and to the control plane; the status shows it without them."""
+    given = embedded_nats.url.replace("nats://", "nats://someone:s3cret-pw@")
+    text = WITH_PLAIN.format(system=system).replace("events:\n", f"events:\n  url: {given}\n")
+    async with embedded_bus(text, tmp_path) as (addon, ctx, plan):
+        assert not ctx.procs  # no server of its own
+        assert addon.environment(plan.services["rides"])[contract.NATS_URL] == given
+        assert addon.environment(plan.services["plain"]) == {}
+        assert addon.status()["nats_url"] == embedded_nats.url
+        assert "s3cret-pw" not in json.dumps(addon.status())
+        assert control_url(plan.state_dir) == given
+        assert (await addon.overview()) is not None
+    await delete_streams(embedded_nats.url, system)
