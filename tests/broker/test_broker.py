@@ -3,51 +3,19 @@ server as a supervised component, the catalog."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
-from events.helpers import delete_streams, free_port
+from events.helpers import delete_streams
 
+from broker.helpers import BASE, embedded_bus, plan_of
 from corral import contract
-from corral.broker import BrokerAddon, build_catalog, provision, server_config
+from corral.broker import build_catalog, provision, server_config
 from corral.manifest import ManifestError, parse
-from corral.plan import EventsPlan, ServicePlan, resolve
-
-BASE = """
-name: {system}
-services:
-  rides: {{command: "true"}}
-  matching: {{command: "true"}}
-  tracking: {{command: "true"}}
-events:
-  delivery: {{max_deliveries: 4, backoff: [1s, 2s], ack_wait: 10s}}
-  topics:
-    ride.requested:
-      producers: [rides]
-      consumers: [matching, tracking]
-      max_age: 24h
-      max_bytes: 1Mi
-    ride.updated:
-      producers: [rides]
-      consumers: [tracking]
-      ordering: per-key
-      partitions: 2
-      retention: interest
-"""
-
-
-def plan_of(system: str, extra: str = "") -> EventsPlan:
-    manifest = parse(BASE.format(system=system) + extra, Path("/srv/corral.yaml"))
-    events = resolve(manifest, python="python").events
-    assert events is not None
-    return events
+from corral.plan import resolve
 
 
 @pytest.mark.parametrize(
@@ -137,43 +105,14 @@ async def test_provisioning_idempotent_and_reports_drift(
         await nc.close()
 
 
-class _Ctx:
-    """A minimal RuntimeContext: runs the component as a process and polls readiness."""
-
-    def __init__(self, plan: Any) -> None:
-        self.plan = plan
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def free_port(self) -> int:
-        return free_port()
-
-    async def run_component(self, service: ServicePlan) -> None:
-        self.procs.append(subprocess.Popen(list(service.argv), cwd=service.workdir))
-        assert service.readiness is not None
-        url = f"http://127.0.0.1:{service.fixed_port}{service.readiness.path}"
-        for _ in range(500):
-            try:
-                with urllib.request.urlopen(url, timeout=0.5) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                await asyncio.sleep(0.02)
-        raise AssertionError("nats-server not ready")
-
-
 async def test_addon_starts_embedded_server_and_provisions(tmp_path: Path, system: str) -> None:
     """Without a URL the addon runs nats-server (JetStream, store under .corral/nats),
     provisions streams, and gives instances NATS_URL and their CORRAL_EVENTS."""
-    manifest = parse(BASE.format(system=system), tmp_path / "corral.yaml")
-    plan = resolve(manifest, python="python")
-    ctx = _Ctx(plan)
-    addon = BrokerAddon(environ={})
-    try:
-        await addon.start(ctx)  # type: ignore[arg-type]
+    async with embedded_bus(BASE.format(system=system), tmp_path) as (addon, _, plan):
         assert addon.embedded
         assert (tmp_path / ".corral" / "nats" / "nats-server.conf").exists()
         env = addon.environment(plan.services["matching"])
-        assert env[contract.NATS_URL] == addon.url
+        assert env[contract.NATS_URL].startswith("nats://matching:")
         topics = json.loads(env[contract.EVENTS])["topics"]
         assert sorted(topics) == ["ride.requested"]
         assert topics["ride.requested"]["max_deliveries"] == 4
@@ -184,10 +123,6 @@ async def test_addon_starts_embedded_server_and_provisions(tmp_path: Path, syste
             f"{system}.ride.updated.*"
         ]
         await nc.close()
-    finally:
-        for proc in ctx.procs:
-            proc.kill()
-            proc.wait()
 
 
 def test_catalog_is_asyncapi_3_with_payload_schemas() -> None:

@@ -74,6 +74,24 @@ CASES = [
         7,
         "unknown HTTP method 'FETCH'",
     ),
+    (
+        "  routes:\n    - match: {exact: /orders/metrics}\n      service: orders\n"
+        "      rewrite: /metrics\n",
+        7,
+        "gateway.routes[0]: every request on this route reaches /metrics, an internal endpoint"
+        " of 'orders', which the gateway does not forward (to publish it, add expose: [/metrics]",
+    ),
+    (
+        "  routes:\n    - match: {prefix: /debug}\n      service: orders\n"
+        "      rewrite: /corral/\n",
+        7,
+        "every request on this route reaches /corral, an internal endpoint",
+    ),
+    (
+        "  routes:\n    - match: {prefix: /o}\n      service: orders\n      expose: [/metric]\n",
+        9,
+        "'/metric' is not an internal endpoint: did you mean '/metrics'?",
+    ),
 ]
 
 
@@ -109,3 +127,14 @@ def test_valid_gateway_has_no_envoy_problems() -> None:
         HEAD + "  routes:\n    - match: {prefix: /}\n      service: orders\n", "c.yaml"
     )
     assert validate_gateway(manifest, resolve(manifest, python=sys.executable)) == []
+
+
+def test_a_route_that_exposes_its_internal_endpoint_is_valid() -> None:
+    """`expose` is how a route opts in: the same exact route is accepted with it."""
+    text = HEAD + (
+        "  routes:\n    - match: {exact: /orders/metrics}\n      service: orders\n"
+        "      rewrite: /metrics\n      expose: [/metrics]\n"
+    )
+    plan = resolve(parse(text, "corral.yaml"), python=sys.executable)
+    assert plan.gateway is not None
+    assert plan.gateway.routes[0].expose == ("/metrics",)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,17 +37,6 @@ gateway:
     - match: {prefix: /}
       service: a
 """
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
-    folder = tmp_path_factory.mktemp("routing")
-    records = [upstreams[n].record(n) for n in ("a", "b", "c")]
-    gw = start_gateway(MANIFEST, folder, records)
-    yield gw
-    gw.stop()
 
 
 @pytest.mark.parametrize(

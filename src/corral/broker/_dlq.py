@@ -9,17 +9,45 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import nats
+
+from corral.broker._credentials import without_credentials
+from corral.broker._server import BrokerError
 from corral.sdk.events import NatsTransport, replay_dead_letter
+
+
+async def _quiet(_: Exception) -> None:
+    """The failure is reported once, as a BrokerError."""
 
 
 @asynccontextmanager
 async def _transport(url: str) -> AsyncIterator[NatsTransport]:
-    transport = NatsTransport(url, name="corral-cli")
+    """A transport on a connection of its own that fails at once when the bus cannot
+    be reached or refuses it (the SDK's transport would retry forever)."""
+    try:
+        nc = await nats.connect(
+            url,
+            name="corral-cli",
+            connect_timeout=5,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=_quiet,
+        )
+    except Exception as exc:
+        where = without_credentials(url)
+        if "Authorization Violation" in str(exc):
+            raise BrokerError(
+                f"NATS at {where} refused the connection: it needs the system's credentials "
+                "(corral.broker.control_url(<state directory>) gives the control plane's URL)"
+            ) from exc
+        raise BrokerError(f"cannot reach NATS at {where}: {exc}") from exc
+    transport = NatsTransport(client=nc)
     await transport.start()
     try:
         yield transport
     finally:
         await transport.close()
+        await nc.close()
 
 
 def _summary(seq: int, letter: dict[str, Any]) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from corral import contract
+from corral.broker._credentials import BusUser
 from corral.plan import CheckKind, CheckPlan, ServicePlan, supervised_component
 
 COMPONENT_NAME = f"{contract.COMPONENT_PREFIX}nats"
@@ -35,27 +37,44 @@ def find_binary() -> str:
 
 
 def server_config(
-    *, port: int, monitor_port: int, store_dir: Path | str, name: str, host: str = "127.0.0.1"
+    *,
+    port: int,
+    monitor_port: int,
+    store_dir: Path | str,
+    name: str,
+    host: str = "127.0.0.1",
+    users: Sequence[BusUser] = (),
 ) -> str:
     """nats-server configuration: on ``host`` (loopback locally; every interface in a
-    container), JetStream with ``sync_interval: always``.
+    container), JetStream with ``sync_interval: always``; with ``users``, only they may
+    connect (see _credentials.py).
 
     Jepsen (2025) lost acknowledged writes on crashes with the default fsync interval;
     ``always`` fsyncs before acknowledging (about 5x fewer publishes/s, see design.md).
     """
-    return "\n".join(
-        [
-            f"server_name: {json.dumps(name)}",
-            f'listen: "{host}:{port}"',
-            f'http: "{host}:{monitor_port}"',
-            "max_payload: 1MB",
-            "jetstream {",
-            f"  store_dir: {json.dumps(str(store_dir))}",
-            "  sync_interval: always",
-            "}",
-            "",
-        ]
-    )
+    lines = [
+        f"server_name: {json.dumps(name)}",
+        f'listen: "{host}:{port}"',
+        f'http: "{host}:{monitor_port}"',
+        "max_payload: 1MB",
+        "jetstream {",
+        f"  store_dir: {json.dumps(str(store_dir))}",
+        "  sync_interval: always",
+        "}",
+    ]
+    if users:
+        lines += ["authorization {", "  users: ["]
+        lines += [f"    {_user(user)}" for user in users]
+        lines += ["  ]", "}"]
+    return "\n".join([*lines, ""])
+
+
+def _user(user: BusUser) -> str:
+    """One entry of ``authorization.users`` (JSON is valid nats-server config syntax)."""
+    entry: dict[str, object] = {"user": user.name, "password": user.password}
+    if user.denied:
+        entry["permissions"] = {"publish": {"deny": list(user.denied)}}
+    return json.dumps(entry)
 
 
 def component_plan(

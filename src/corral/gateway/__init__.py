@@ -1,7 +1,8 @@
 """The API gateway: Envoy as data plane, Corral as its control plane.
 
-- a pure renderer (:func:`render`, :func:`render_static`): GatewayPlan + registry
-  Snapshot -> Envoy config dicts, stably sorted;
+- a pure renderer (:func:`render`): GatewayPlan + registry Snapshot -> Envoy config
+  dicts, stably sorted; self-contained variants for Envoy's validator
+  (:func:`render_static`) and for containers (:func:`render_dns`);
 - delivery through file-based xDS (:class:`XdsWriter`: temp file, then atomic rename);
 - :class:`GatewayAddon`, which runs Envoy under the runtime's supervision and follows
   the registry;
@@ -14,20 +15,19 @@ See docs/gateway.md.
 from corral.gateway._addon import COMPONENT_NAME, GatewayAddon, envoy_component
 from corral.gateway._admin import AdminClient, live_routes
 from corral.gateway._deliver import XdsWriter
+from corral.gateway._dns import DnsTarget, render_dns
 from corral.gateway._envoy import canonical
 from corral.gateway._errors import EnvoyNotFoundError, GatewayError, GatewayTimeoutError
 from corral.gateway._faults import Fault
 from corral.gateway._render import (
-    DnsTarget,
     GatewayConfig,
     Layout,
     Ports,
     render,
-    render_dns,
     render_endpoints,
-    render_static,
     route_names,
 )
+from corral.gateway._static import render_static
 from corral.gateway._validate import (
     ValidationResult,
     envoy_binary,

@@ -102,6 +102,10 @@ class GatewayAddon(Addon):
         self._address = "127.0.0.1"
         self.apply_seconds: deque[float] = deque(maxlen=1000)
         """Render+write time of recent registry changes (for status and the bench)."""
+        self._faults: dict[str, Fault] = {}
+        """Faults switched on, by service: set again when Envoy restarts."""
+        self._envoy_pid: int | None = None
+        self._reapplying: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -154,6 +158,8 @@ class GatewayAddon(Addon):
         self._task = asyncio.get_running_loop().create_task(self._watch(registry))
 
     async def stop(self) -> None:
+        for task in list(self._reapplying):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -190,6 +196,7 @@ class GatewayAddon(Addon):
         assert self._writer is not None
         started = time.perf_counter()
         self._last = snapshot
+        self._follow_envoy(snapshot)
         for instance in list(self._excluded):
             record = snapshot.get(instance)
             if record is None or not record.serving:
@@ -235,10 +242,45 @@ class GatewayAddon(Addon):
     async def inject(self, fault: Fault) -> None:
         """Switch ``fault`` on for the routes to its service, live (runtime keys)."""
         await self._runtime_modify(fault.overrides())
+        self._faults[fault.service] = fault
 
     async def clear(self, fault: Fault) -> None:
         """Switch it off again."""
+        self._faults.pop(fault.service, None)
         await self._runtime_modify(fault.cleared())
+
+    def _follow_envoy(self, snapshot: Snapshot) -> None:
+        """Runtime overrides live in Envoy's memory (its admin layer): a restarted Envoy
+        has none, and a chaos experiment would end early while still listed as active.
+        So when Envoy comes back ready as a new process, the faults are set again (within
+        a readiness period of the restart; requests in between are not faulted)."""
+        envoy = next(
+            (r for r in snapshot.instances if r.component and r.service == COMPONENT_NAME),
+            None,
+        )
+        if envoy is None or not envoy.serving or envoy.pid is None:
+            return
+        restarted = self._envoy_pid is not None and envoy.pid != self._envoy_pid
+        self._envoy_pid = envoy.pid
+        if restarted and self._faults:
+            task = asyncio.get_running_loop().create_task(self._reapply())
+            self._reapplying.add(task)
+            task.add_done_callback(self._reapplying.discard)
+
+    async def _reapply(self, attempts: int = 3) -> None:
+        for attempt in range(1, attempts + 1):
+            values: dict[str, str] = {}
+            for fault in self._faults.values():
+                values.update(fault.overrides())
+            try:
+                await self._runtime_modify(values)
+                return
+            except GatewayError:
+                # The first request may meet the dead Envoy's pooled connection.
+                if attempt == attempts:
+                    _LOG.exception("gateway: cannot set the chaos faults again after a restart")
+                    return
+                await asyncio.sleep(0.05 * attempt)
 
     async def _runtime_modify(self, values: dict[str, str]) -> None:
         if self._admin is None:

@@ -1,12 +1,15 @@
-"""The renderer: GatewayPlan + registry Snapshot -> Envoy config dicts. Pure.
+"""The renderer for ``corral up``: GatewayPlan + registry Snapshot -> Envoy config dicts
+delivered as file-based xDS. Pure. (Self-contained bootstraps, for Envoy's validator and
+for containers, are in _static.py and _dns.py.)
 
 Output shape (everything stably sorted, so goldens and diffs are readable):
 
 - a bootstrap with the admin interface (on a Unix socket), one static listener whose
   connection manager takes its routes from a file (RDS), clusters from a file (CDS), and
   the loopback stats listener (readiness and Prometheus stats only; _admin_access.py);
-- the route configuration (RDS): one virtual host, routes in manifest order, then a
-  catch-all 404;
+- the route configuration (RDS): one virtual host, routes in manifest order (each
+  preceded, where it could reach one, by a 404 for the service's internal endpoints:
+  _internal.py), then a catch-all 404;
 - the clusters (CDS), one per target service, each taking endpoints from its own file
   (EDS), so an instance coming or going rewrites one small file and never the listener.
 
@@ -16,7 +19,6 @@ Only instances that are ``serving`` (ready, not draining) become endpoints.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -41,6 +43,7 @@ from corral.gateway._filters import (
     local_reply_config,
     route_filter_configs,
 )
+from corral.gateway._internal import refused_paths
 from corral.manifest import KeyPath
 from corral.manifest._gateway import HTTP_METHODS, IDEMPOTENT_METHODS, LoadBalancing, RetryOn
 from corral.plan._gateway import ClusterPlan, GatewayPlan, RoutePlan
@@ -50,6 +53,7 @@ ROUTE_CONFIG_NAME = "corral"
 LISTENER_NAME = "gateway"
 NOT_FOUND_ROUTE = "corral-not-found"
 UNSAFE_SUFFIX = "/unsafe-methods"
+INTERNAL_SUFFIX = "/internal"
 
 
 @dataclass(frozen=True)
@@ -92,25 +96,43 @@ def render_routes(plan: GatewayPlan) -> Json:
     """The RouteConfiguration: the user's routes in order, then a problem+json 404."""
     routes: list[Json] = []
     for route in plan.routes:
+        internal = refused_paths(route)
+        if internal is not None:
+            routes.append(_internal_route(plan, route, internal))
         routes.extend(_route(plan, route))
+    routes.append(_not_found(plan, NOT_FOUND_ROUTE, {"prefix": "/"}))
+    return {
+        "name": ROUTE_CONFIG_NAME,
+        "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}],
+        # Claim headers are stripped on the way in by a filter; nothing else is needed here.
+    }
+
+
+def _not_found(plan: GatewayPlan, name: str, match: Json) -> Json:
+    """A problem+json 404 for ``match``, asking no token (it reveals nothing)."""
     # A direct response is a local reply: local_reply_config's 404 mapper wraps this body
     # as the problem's "detail" (a problem JSON here came out nested inside "detail").
-    not_found: Json = {
-        "name": NOT_FOUND_ROUTE,
-        "match": {"prefix": "/"},
+    out: Json = {
+        "name": name,
+        "match": match,
         "direct_response": {
             "status": 404,
             "body": {"inline_string": "no route matches this request"},
         },
     }
     if plan.providers:
-        not_found["typed_per_filter_config"] = {F_JWT: {"@type": T_JWT_ROUTE, "disabled": True}}
-    routes.append(not_found)
-    return {
-        "name": ROUTE_CONFIG_NAME,
-        "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}],
-        # Claim headers are stripped on the way in by a filter; nothing else is needed here.
-    }
+        out["typed_per_filter_config"] = {F_JWT: {"@type": T_JWT_ROUTE, "disabled": True}}
+    return out
+
+
+def _internal_route(plan: GatewayPlan, route: RoutePlan, paths: str) -> Json:
+    """Just before ``route``: the requests it would forward to an internal endpoint
+    (``paths``, see _internal.py) get the 404 of a path no route matches."""
+    methods = set(route.methods) | ({"OPTIONS"} if route.cors else set())
+    match = _match(route, methods or None)
+    headers = match.setdefault("headers", [])
+    headers.append({"name": ":path", "string_match": {"safe_regex": {"regex": paths}}})
+    return _not_found(plan, route.name + INTERNAL_SUFFIX, match)
 
 
 def route_names(plan: GatewayPlan) -> dict[str, KeyPath]:
@@ -119,6 +141,7 @@ def route_names(plan: GatewayPlan) -> dict[str, KeyPath]:
     for route in plan.routes:
         names[route.name] = route.path
         names[route.name + UNSAFE_SUFFIX] = route.path
+        names[route.name + INTERNAL_SUFFIX] = route.path
     for cluster in plan.clusters:
         names[cluster.name] = cluster.path
     for provider in plan.providers:
@@ -174,35 +197,7 @@ def _envoy_route(
     """``per_try``: apply the policy's per-try timeout. Not for methods that may change
     state: it would cut their first attempt short (a 504 while the upstream may still
     apply the change), and their retries never follow a timeout anyway."""
-    match: Json = _path_match(route)
-    headers: list[Json] = []
-    if route.host:
-        headers.append(
-            {
-                "name": ":authority",
-                "string_match": {"safe_regex": {"regex": _host_regex(route.host)}},
-            }
-        )
-    if not (all_ and not route.methods):
-        listed = sorted(methods)
-        method_match: Json = (
-            {"exact": listed[0]}
-            if len(listed) == 1
-            else {"safe_regex": {"regex": "^(" + "|".join(listed) + ")$"}}
-        )
-        headers.append({"name": ":method", "string_match": method_match})
-    for header, spec in route.headers:
-        if spec.present is not None:
-            headers.append({"name": header, "present_match": spec.present})
-        elif spec.exact is not None:
-            headers.append({"name": header, "string_match": {"exact": spec.exact}})
-        elif spec.prefix is not None:
-            headers.append({"name": header, "string_match": {"prefix": spec.prefix}})
-        else:
-            headers.append({"name": header, "string_match": {"safe_regex": {"regex": spec.regex}}})
-    if headers:
-        match["headers"] = headers
-
+    match = _match(route, None if all_ and not route.methods else methods)
     action: Json = {"cluster": route.service, "timeout": duration(route.timeout)}
     rewrite = _rewrite(route)
     if rewrite:
@@ -252,6 +247,39 @@ def _envoy_route(
     if per_filter:
         out["typed_per_filter_config"] = per_filter
     return out
+
+
+def _match(route: RoutePlan, methods: set[str] | None) -> Json:
+    """The route's path rule, and its host, methods (None: any) and headers."""
+    match: Json = _path_match(route)
+    headers: list[Json] = []
+    if route.host:
+        headers.append(
+            {
+                "name": ":authority",
+                "string_match": {"safe_regex": {"regex": _host_regex(route.host)}},
+            }
+        )
+    if methods is not None:
+        listed = sorted(methods)
+        method_match: Json = (
+            {"exact": listed[0]}
+            if len(listed) == 1
+            else {"safe_regex": {"regex": "^(" + "|".join(listed) + ")$"}}
+        )
+        headers.append({"name": ":method", "string_match": method_match})
+    for header, spec in route.headers:
+        if spec.present is not None:
+            headers.append({"name": header, "present_match": spec.present})
+        elif spec.exact is not None:
+            headers.append({"name": header, "string_match": {"exact": spec.exact}})
+        elif spec.prefix is not None:
+            headers.append({"name": header, "string_match": {"prefix": spec.prefix}})
+        else:
+            headers.append({"name": header, "string_match": {"safe_regex": {"regex": spec.regex}}})
+    if headers:
+        match["headers"] = headers
+    return match
 
 
 def _path_match(route: RoutePlan) -> Json:
@@ -448,6 +476,11 @@ def render_listener(plan: GatewayPlan, port: int, *, routes: Json) -> Json:
     }
 
 
+def node(plan: GatewayPlan) -> Json:
+    """Who this Envoy is (names its stats and its xDS node)."""
+    return {"id": f"corral-{plan.system}", "cluster": "corral"}
+
+
 def render_bootstrap(plan: GatewayPlan, ports: Ports, layout: Layout) -> Json:
     """The bootstrap Envoy starts from: admin, the listener (RDS from a file), CDS file."""
     rds = {
@@ -460,7 +493,7 @@ def render_bootstrap(plan: GatewayPlan, ports: Ports, layout: Layout) -> Json:
         }
     }
     return {
-        "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
+        "node": node(plan),
         "admin": admin(layout.admin_socket),
         "layered_runtime": runtime_layers(),
         "dynamic_resources": {
@@ -511,90 +544,3 @@ def render(plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports, layout: Layou
         cds=discovery_response(render_clusters(plan, layout), T_CLUSTER),
         eds=render_eds_files(plan, snapshot),
     )
-
-
-def render_static(
-    plan: GatewayPlan, snapshot: Snapshot, *, ports: Ports, layout: Layout | None = None
-) -> Json:
-    """One self-contained bootstrap (routes and endpoints inline) for ``--mode validate``,
-    which checks static resources only (and binds nothing: ``layout`` is only named)."""
-    layout = layout or Layout("/corral")
-    endpoints = render_endpoints(plan, snapshot)
-    clusters = [render_cluster(c, eds=endpoints[c.name]) for c in plan.clusters]
-    listener = render_listener(plan, ports.listener, routes={"route_config": render_routes(plan)})
-    return {
-        "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
-        "admin": admin(layout.admin_socket),
-        "static_resources": {
-            "listeners": [listener, stats_listener(ports.stats)],
-            "clusters": [*clusters, admin_cluster(layout.admin_socket)],
-        },
-    }
-
-
-# --- containers: clusters resolved through the platform's DNS ------------------------------
-
-
-@dataclass(frozen=True)
-class DnsTarget:
-    """Where a cluster's instances are found on a container platform: every address
-    ``host`` resolves to (a Compose service name, a headless Kubernetes Service) on
-    ``port``."""
-
-    host: str
-    port: int
-
-
-def render_dns(
-    plan: GatewayPlan,
-    *,
-    targets: Mapping[str, DnsTarget],
-    ports: Ports,
-    admin_socket: str,
-    stats_address: str = "0.0.0.0",
-) -> Json:
-    """One self-contained bootstrap for Envoy in a container: the same listener, routes
-    and cluster policies as :func:`render`, but each cluster is STRICT_DNS on its service's
-    name (re-resolved every few seconds, each address an endpoint) instead of the
-    registry's EDS, and the stats listener answers on ``stats_address`` for the
-    platform's probes and Prometheus."""
-    clusters = []
-    for cluster in plan.clusters:
-        target = targets[cluster.name]
-        assignment: Json = {
-            "cluster_name": cluster.name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socket_address": {
-                                        "address": target.host,
-                                        "port_value": target.port,
-                                    }
-                                }
-                            }
-                        }
-                    ]
-                }
-            ],
-        }
-        rendered = render_cluster(cluster, eds=assignment)
-        rendered["type"] = "STRICT_DNS"
-        rendered["dns_lookup_family"] = "V4_PREFERRED"
-        if cluster.health_check is not None:
-            # Here the health check stands in for the registry's readiness: an instance
-            # failing it gets no traffic, even when all do (Envoy's default panic mode
-            # would send to every host once half of them fail).
-            rendered["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}
-        clusters.append(rendered)
-    listener = render_listener(plan, ports.listener, routes={"route_config": render_routes(plan)})
-    return {
-        "node": {"id": f"corral-{plan.system}", "cluster": "corral"},
-        "admin": admin(admin_socket),
-        "static_resources": {
-            "listeners": [listener, stats_listener(ports.stats, address=stats_address)],
-            "clusters": [*clusters, admin_cluster(admin_socket)],
-        },
-    }

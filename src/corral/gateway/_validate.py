@@ -14,7 +14,8 @@ from pathlib import Path
 
 from corral.gateway._envoy import Json, canonical
 from corral.gateway._errors import EnvoyNotFoundError
-from corral.gateway._render import Ports, render_static
+from corral.gateway._render import Ports
+from corral.gateway._static import render_static
 from corral.manifest import Diagnostic, Manifest
 from corral.plan import Plan
 from corral.plan._gateway import GatewayPlan

@@ -26,11 +26,13 @@ Cross-section checks (unknown services, undefined providers) live in
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
+from corral import contract
 from corral.manifest._diagnostics import Diagnostic
 from corral.manifest._references import closest_hint, service_hint
 from corral.manifest._source import SourceMap
@@ -226,6 +228,48 @@ class HeaderRulesSpec(BaseModel):
     remove: tuple[HeaderName, ...] = ()
 
 
+@dataclass(frozen=True)
+class InternalEndpoint:
+    """Paths of a service that are for its operators and the platform, not its users:
+    the gateway forwards none of them unless a route names the endpoint in ``expose``."""
+
+    name: str
+    """As written in ``expose``."""
+    paths: tuple[str, ...]
+    below: bool = False
+    """Also every path under each of ``paths`` (``/corral/circuits`` under ``/corral``)."""
+
+    def covers(self, path: str) -> bool:
+        """Whether an upstream path (no query string) is this endpoint's; a trailing
+        slash counts (a web framework redirects it to the path)."""
+        for own in self.paths:
+            if path in (own, own + "/") or (self.below and path.startswith(own + "/")):
+                return True
+        return False
+
+
+INTERNAL_ENDPOINTS: dict[str, InternalEndpoint] = {
+    e.name: e
+    for e in (
+        # /corral/circuits (contract.CIRCUITS_PATH) and whatever the SDK adds under /corral
+        InternalEndpoint("/corral", ("/corral",), below=True),
+        InternalEndpoint("/docs", ("/docs", "/docs/oauth2-redirect")),  # FastAPI's Swagger UI
+        InternalEndpoint(contract.LIVENESS_PATH, (contract.LIVENESS_PATH,)),
+        InternalEndpoint(contract.METRICS_PATH, (contract.METRICS_PATH,)),
+        InternalEndpoint("/openapi.json", ("/openapi.json",)),
+        InternalEndpoint(contract.READINESS_PATH, (contract.READINESS_PATH,)),
+        InternalEndpoint("/redoc", ("/redoc",)),
+    )
+}
+"""What every SDK service serves besides its routes: metrics, health checks, the
+circuit-breaker state, and FastAPI's API documentation. Sorted by name."""
+
+
+def internal_endpoint(path: str) -> InternalEndpoint | None:
+    """The internal endpoint an upstream path lands on, if any."""
+    return next((e for e in INTERNAL_ENDPOINTS.values() if e.covers(path)), None)
+
+
 class RouteSpec(BaseModel):
     """One route: which requests, to which service, under which policy."""
 
@@ -245,6 +289,23 @@ class RouteSpec(BaseModel):
     response_headers: HeaderRulesSpec = HeaderRulesSpec()
     websocket: bool = False
     max_body_size: MemoryBytes | None = Field(default=None, gt=0)
+    expose: tuple[str, ...] = Field(
+        default=(),
+        description="Internal endpoints of the service this route may reach (/metrics, "
+        "/docs, /openapi.json...); none by default.",
+    )
+
+    @field_validator("expose")
+    @classmethod
+    def _expose(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = list(INTERNAL_ENDPOINTS)
+        for name in value:
+            if name not in INTERNAL_ENDPOINTS:
+                listing = "one of " + ", ".join(known)
+                raise ValueError(
+                    f"{name!r} is not an internal endpoint: {closest_hint(name, known, listing)}"
+                )
+        return tuple(sorted(set(value)))
 
     @field_validator("rewrite")
     @classmethod
@@ -450,6 +511,16 @@ def check_gateway(
                     "use key: client, or require a JWT on this route",
                 )
             )
+        hidden = _always_internal(route)
+        if hidden is not None and hidden.name not in route.expose:
+            problems.append(
+                source.diagnostic(
+                    base,
+                    f"every request on this route reaches {hidden.name}, an internal endpoint "
+                    f"of {route.service!r}, which the gateway does not forward",
+                    f"to publish it, add expose: [{hidden.name}] to the route",
+                )
+            )
         if route.websocket and route.max_body_size is not None:
             problems.append(
                 source.diagnostic(
@@ -458,3 +529,22 @@ def check_gateway(
                 )
             )
     return problems
+
+
+_BACKREFERENCE = re.compile(r"\\[0-9]")
+
+
+def _always_internal(route: RouteSpec) -> InternalEndpoint | None:
+    """The internal endpoint that every request the route takes is forwarded to, if one
+    is (then nothing but that endpoint could ever pass)."""
+    match, rewrite = route.match, route.rewrite
+    if match.exact is not None:
+        return internal_endpoint(rewrite if rewrite is not None else match.exact)
+    if match.regex is not None:
+        constant = rewrite is not None and not _BACKREFERENCE.search(rewrite)
+        return internal_endpoint(rewrite) if constant and rewrite is not None else None
+    assert match.prefix is not None
+    base = rewrite if rewrite is not None else match.prefix
+    # Under an endpoint that covers everything below it, whatever the rest of the path.
+    found = internal_endpoint(base.rstrip("/") + "/x")
+    return found if found is not None and found.below else None

@@ -65,6 +65,8 @@ class RoutePlan:
     websocket: bool
     max_body_size: int | None
     """None means unbuffered (WebSocket routes)."""
+    expose: tuple[str, ...] = ()
+    """Internal endpoints (manifest INTERNAL_ENDPOINTS names) the route may reach."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ def resolve_gateway(manifest: Manifest) -> GatewayPlan | None:
                 max_body_size=None
                 if route.websocket
                 else (route.max_body_size or spec.max_body_size),
+                expose=route.expose,
             )
         )
     wanted = (
