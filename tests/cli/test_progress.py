@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
 
 import pytest
 
 from corral.cli._progress import service_progress
+from corral.runtime.registry import InstanceRecord, InstanceState
+
+_ports = itertools.count(8000)
 
 
 def inst(
     service: str, state: str, ready: bool = False, message: str | None = None
-) -> dict[str, Any]:
-    return {"service": service, "state": state, "ready": ready, "message": message}
+) -> InstanceRecord:
+    port = next(_ports)
+    return InstanceRecord(
+        service,
+        f"{service}-{port}",
+        "127.0.0.1",
+        port,
+        InstanceState(state),
+        ready,
+        message=message,
+    )
 
 
 CASES = [
@@ -37,7 +49,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("instances", "expected"), CASES)
-def test_service_state(instances: list[dict[str, Any]], expected: dict[str, str]) -> None:
+def test_service_state(instances: list[InstanceRecord], expected: dict[str, str]) -> None:
     """Each registry situation maps to the state shown on the service's line."""
     rows = service_progress({"web": 2}, instances, started_at=0.0, ready_at={}, now=1.5)
     assert {r.service: r.state for r in rows} == expected

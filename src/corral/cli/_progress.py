@@ -1,13 +1,18 @@
-"""Start-up progress: one line per service with a spinner, turning into ready and the time
-it took. Built from registry snapshots, so it works the same in the foreground (watching
-the in-process registry) and for ``up -d`` (polling the API)."""
+"""Progress drawn from registry snapshots, so it is the same whoever asks:
+
+- start-up (``up``): one line per service with a spinner, turning into ready and the time
+  it took; the foreground watches the in-process registry, ``up -d`` polls the API;
+- changes (``scale``, ``restart --rolling``, ``start``, ``stop``, ``down``, config
+  rollouts): one line per instance as it starts, becomes ready, drains, stops, crashes,
+  printed while the API call that made the change is still running.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -15,7 +20,11 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-FAILED_STATES = frozenset({"crashloop", "failed"})
+from corral.api import ApiClient
+from corral.runtime.errors import NotRunningError
+from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
+
+FAILED_STATES = frozenset({InstanceState.CRASHLOOP, InstanceState.FAILED})
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class ServiceProgress:
 
 def service_progress(
     desired: Mapping[str, int],
-    instances: Sequence[Mapping[str, Any]],
+    instances: Sequence[InstanceRecord],
     *,
     started_at: float,
     ready_at: dict[str, float],
@@ -40,9 +49,9 @@ def service_progress(
     """Pure: where each service stands. ``ready_at`` remembers when each became ready."""
     rows = []
     for service, want in desired.items():
-        mine = [i for i in instances if i.get("service") == service]
-        ready = sum(1 for i in mine if i.get("ready") and i.get("state") == "running")
-        failing = [i for i in mine if i.get("state") in FAILED_STATES]
+        mine = [i for i in instances if i.service == service]
+        ready = sum(1 for i in mine if i.serving)
+        failing = [i for i in mine if i.state in FAILED_STATES]
         if ready >= want and service not in ready_at:
             ready_at[service] = now
         if service in ready_at and ready >= want:
@@ -50,11 +59,11 @@ def service_progress(
                 ServiceProgress(service, want, ready, "ready", ready_at[service] - started_at)
             )
         elif failing:
-            message = failing[0].get("message") or failing[0].get("state")
+            message = failing[0].message or failing[0].state
             rows.append(
                 ServiceProgress(service, want, ready, "failing", now - started_at, str(message))
             )
-        elif not mine or all(i.get("state") == "pending" for i in mine):
+        elif not mine or all(i.state is InstanceState.PENDING for i in mine):
             rows.append(ServiceProgress(service, want, ready, "waiting", now - started_at))
         else:
             rows.append(ServiceProgress(service, want, ready, "starting", now - started_at))
@@ -86,7 +95,7 @@ class StartProgress:
             self._live.update(self._render(), refresh=True)
             self._live.__exit__(None, None, None)
 
-    def update(self, instances: Sequence[Mapping[str, Any]]) -> None:
+    def update(self, instances: Sequence[InstanceRecord]) -> None:
         self._rows = service_progress(
             self.desired,
             instances,
@@ -133,3 +142,102 @@ class StartProgress:
         table = Table.grid(padding=(0, 1))
         table.add_row(spinner, label)
         return table
+
+
+# --- changes ----------------------------------------------------------------------------
+
+
+def phase(record: InstanceRecord) -> str:
+    """What a person would call the instance's state: ``ready`` once it serves."""
+    return "ready" if record.serving else record.state.value
+
+
+_MARK = {
+    "ready": ("✔", "green"),
+    "stopped": ("-", "dim"),
+    "draining": ("~", "yellow"),
+    "stopping": ("~", "yellow"),
+    "backoff": ("✖", "red"),
+    "crashloop": ("✖", "red"),
+    "failed": ("✖", "red"),
+    "exited": ("✖", "red"),
+}
+
+
+def transitions(
+    before: Sequence[InstanceRecord],
+    after: Sequence[InstanceRecord],
+    services: Collection[str] | None = None,
+) -> list[tuple[str, str, str | None]]:
+    """Pure: ``(instance, phase, message)`` for every instance of ``services`` (None:
+    all, components excepted) that appeared, changed phase or went away (``stopped``)
+    from one snapshot to the next, in the registry's order."""
+
+    def mine(records: Sequence[InstanceRecord]) -> dict[str, InstanceRecord]:
+        return {
+            r.instance: r
+            for r in records
+            if (r.service in services if services is not None else not r.component)
+        }
+
+    old, new = mine(before), mine(after)
+    out: list[tuple[str, str, str | None]] = []
+    for name, record in new.items():
+        now = phase(record)
+        if name not in old or phase(old[name]) != now:
+            failed = record.state in FAILED_STATES or record.state in (
+                InstanceState.BACKOFF,
+                InstanceState.EXITED,
+            )
+            out.append((name, now, record.message if failed else None))
+    out.extend((name, "stopped", None) for name in old if name not in new)
+    return out
+
+
+class ChangeProgress:
+    """Prints a line per instance transition (see :func:`transitions`)."""
+
+    def __init__(
+        self, console: Console, before: Snapshot, services: Collection[str] | None = None
+    ) -> None:
+        self.console = console
+        self.services = services
+        self._last = before.instances
+
+    def update(self, snapshot: Snapshot) -> None:
+        for instance, now, message in transitions(self._last, snapshot.instances, self.services):
+            mark, style = _MARK.get(now, ("+", "cyan"))
+            text = Text.assemble((f"  {mark} ", style), (f"{instance:<14}", "bold"), (now, style))
+            if message:
+                text.append(f": {message}", style=style)
+            self.console.print(text, highlight=False)
+        self._last = snapshot.instances
+
+
+def with_progress[T](
+    api: ApiClient,
+    console: Console,
+    call: Callable[[], T],
+    *,
+    doing: str,
+    services: Collection[str] | None = None,
+    poll: float = 0.1,
+) -> T:
+    """Run ``call`` (an API request that returns when its change is done) in a thread
+    while this one polls the registry and prints each instance's transitions.
+
+    Polling, not the registry's event stream: a poll is one small request, and a
+    person sees no difference at ten a second; a stream would need closing from
+    another thread when the change ends."""
+    watcher = api.clone()
+    with watcher, ThreadPoolExecutor(max_workers=1) as pool:
+        progress = ChangeProgress(console, watcher.registry(), services)
+        future = pool.submit(call)
+        with console.status(f"{doing}…"):
+            while not future.done():
+                wait([future], timeout=poll)
+                try:
+                    progress.update(watcher.registry())
+                except NotRunningError:  # the system went away (`down`): nothing to show
+                    break
+        return future.result()
