@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from corral.cli._progress import service_progress
+from corral.cli._progress import service_progress, transitions
 from corral.runtime.registry import InstanceRecord, InstanceState
 
 _ports = itertools.count(8000)
@@ -75,3 +75,44 @@ def test_failing_service_shows_the_instance_message() -> None:
         now=1,
     )
     assert rows[0].message == "exited with code 3"
+
+
+def rec(
+    instance: str, state: str, ready: bool = False, message: str | None = None
+) -> InstanceRecord:
+    service = instance.rsplit("-", 1)[0]
+    return InstanceRecord(
+        service, instance, "127.0.0.1", 1, InstanceState(state), ready, message=message
+    )
+
+
+def test_transitions_of_a_rolling_restart() -> None:
+    """A replacement appears and becomes ready, the old instance drains and goes; each
+    change is one line, in registry order, and nothing repeats."""
+    steps = [
+        [rec("web-1", "running", True)],
+        [rec("web-1", "running", True), rec("web-2", "starting")],
+        [rec("web-1", "running", True), rec("web-2", "running", True)],
+        [rec("web-1", "draining", True), rec("web-2", "running", True)],
+        [rec("web-1", "draining", True), rec("web-2", "running", True)],
+        [rec("web-2", "running", True)],
+    ]
+    seen = [t for before, after in itertools.pairwise(steps) for t in transitions(before, after)]
+    assert seen == [
+        ("web-2", "starting", None),
+        ("web-2", "ready", None),
+        ("web-1", "draining", None),
+        ("web-1", "stopped", None),
+    ]
+
+
+def test_transitions_say_why_an_instance_fails_and_keep_to_the_services_asked() -> None:
+    """A crash carries the instance's message; other services (and, by default, Corral's
+    own components) are left out."""
+    before = [rec("web-1", "running", True), rec("api-1", "running", True)]
+    after = [rec("web-1", "backoff", message="exited with code 3"), rec("api-1", "starting")]
+    assert transitions(before, after, {"web"}) == [("web-1", "backoff", "exited with code 3")]
+    envoy = InstanceRecord(
+        "gateway", "gateway-1", "127.0.0.1", 1, InstanceState.STARTING, component=True
+    )
+    assert transitions([], [envoy]) == []

@@ -213,6 +213,11 @@ class ChangeProgress:
             self.console.print(text, highlight=False)
         self._last = snapshot.instances
 
+    def all_stopped(self) -> None:
+        """Every instance left has stopped (its orchestrator has exited, and no instance
+        outlives it): say so for those not yet shown gone."""
+        self.update(Snapshot(0, ()))
+
 
 def with_progress[T](
     api: ApiClient,

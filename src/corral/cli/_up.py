@@ -188,4 +188,5 @@ def down(file: FileOption = None) -> None:
                 time.sleep(0.05)
     if process_alive(pid, None):
         raise CorralError(f"the system (pid {pid}) is still stopping; see .corral/corral.log")
+    progress.all_stopped()
     console.print("[green]✔[/] stopped")
