@@ -93,18 +93,27 @@ class ManifestCommand(TyperCommand):
         return [options, "[MANIFEST]", *arguments]
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        index = self._first_argument(args)
-        if index is not None:
-            value = args[index]
-            takes_own = any(isinstance(p, TyperArgument) for p in self.params)
-            if not takes_own or reads_as_manifest(value):
-                if self._file_given(args):
-                    raise typer.BadParameter(
-                        f"given twice: {value!r} and -f/--file", ctx, param_hint="MANIFEST"
-                    )
-                # Options first: anything after a `--` would be read as an argument.
-                args = ["--file", value, *args[:index], *args[index + 1 :]]
+        manifest, rest = self.split_manifest(args)
+        if manifest is not None:
+            if self._file_given(rest):
+                raise typer.BadParameter(
+                    f"given twice: {manifest!r} and -f/--file", ctx, param_hint="MANIFEST"
+                )
+            # Options first: anything after a `--` would be read as an argument.
+            args = ["--file", manifest, *rest]
         return super().parse_args(ctx, args)
+
+    def split_manifest(self, args: list[str]) -> tuple[str | None, list[str]]:
+        """``(manifest, the other words)`` when the first argument is the manifest, else
+        ``(None, args)``."""
+        index = self._first_argument(args)
+        if index is None:
+            return None, args
+        value = args[index]
+        takes_own = any(isinstance(p, TyperArgument) for p in self.params)
+        if takes_own and not reads_as_manifest(value):
+            return None, args
+        return value, [*args[:index], *args[index + 1 :]]
 
     def _first_argument(self, args: list[str]) -> int | None:
         takes_value = {
