@@ -29,7 +29,7 @@ from corral.cli._tables import endpoints_lines
 from corral.errors import CorralError
 from corral.manifest import load
 from corral.plan import Plan, resolve
-from corral.runtime.errors import AlreadyRunningError, NotRunningError
+from corral.runtime.errors import NotRunningError
 from corral.runtime.status import SystemStatus
 from corral.runtime.systems import process_alive
 
@@ -56,7 +56,10 @@ def up(
     # The daemon was started by a `up -d` that checked already (and the session's lock
     # is what really keeps a second copy out).
     if running is not None and not daemon:
-        raise AlreadyRunningError(running.pid, str(plan.state_dir))
+        raise CorralError(
+            f"system {plan.system!r} is already running (pid {running.pid}): see "
+            f"`{hint('status', manifest.path)}`, or stop it with `{hint('down', manifest.path)}`"
+        )
     if detach:
         _up_detached(manifest.path, plan, env)
         return
