@@ -60,6 +60,7 @@ class FakeTarget:
             system="demo",
             state="running",
             pid=1,
+            manifest="/tmp/demo/corral.yaml",
             state_dir="/tmp/demo/.corral",
             started_at=None,
             registry_version=0,

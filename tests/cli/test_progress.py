@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from corral.cli._progress import service_progress, transitions
+from corral.cli._progress import Transition, service_progress, transitions
 from corral.runtime.registry import InstanceRecord, InstanceState
 
 _ports = itertools.count(8000)
@@ -86,24 +86,44 @@ def rec(
     )
 
 
+def shown(steps: list[list[InstanceRecord]], services: set[str] | None = None) -> list[Transition]:
+    """Every transition printed while the registry goes through ``steps``."""
+    _, phases = transitions({}, steps[0], services)
+    seen: list[Transition] = []
+    for step in steps[1:]:
+        found, phases = transitions(phases, step, services)
+        seen.extend(found)
+    return seen
+
+
 def test_transitions_of_a_rolling_restart() -> None:
     """A replacement appears and becomes ready, the old instance drains and goes; each
-    change is one line, in registry order, and nothing repeats."""
+    change is one line, and nothing repeats."""
     steps = [
         [rec("web-1", "running", True)],
         [rec("web-1", "running", True), rec("web-2", "starting")],
         [rec("web-1", "running", True), rec("web-2", "running", True)],
         [rec("web-1", "draining", True), rec("web-2", "running", True)],
         [rec("web-1", "draining", True), rec("web-2", "running", True)],
+        [rec("web-1", "exited", message="stopped"), rec("web-2", "running", True)],
         [rec("web-2", "running", True)],
     ]
-    seen = [t for before, after in itertools.pairwise(steps) for t in transitions(before, after)]
-    assert seen == [
+    assert shown(steps) == [
         ("web-2", "starting", None),
         ("web-2", "ready", None),
         ("web-1", "draining", None),
-        ("web-1", "stopped", None),
+        ("web-1", "stopped", None),  # exiting while stopped is no failure, said once
     ]
+
+
+def test_within_one_snapshot_readiness_comes_before_stopping() -> None:
+    """Changes seen in one poll are shown in the order a change makes them, not in
+    registry order (rides-1 stopping was printed before rides-3 ready)."""
+    steps = [
+        [rec("rides-1", "running", True), rec("rides-3", "starting")],
+        [rec("rides-1", "stopping"), rec("rides-3", "running", True)],
+    ]
+    assert shown(steps) == [("rides-3", "ready", None), ("rides-1", "stopping", None)]
 
 
 def test_transitions_say_why_an_instance_fails_and_keep_to_the_services_asked() -> None:
@@ -111,8 +131,8 @@ def test_transitions_say_why_an_instance_fails_and_keep_to_the_services_asked() 
     own components) are left out."""
     before = [rec("web-1", "running", True), rec("api-1", "running", True)]
     after = [rec("web-1", "backoff", message="exited with code 3"), rec("api-1", "starting")]
-    assert transitions(before, after, {"web"}) == [("web-1", "backoff", "exited with code 3")]
+    assert shown([before, after], {"web"}) == [("web-1", "backoff", "exited with code 3")]
     envoy = InstanceRecord(
         "gateway", "gateway-1", "127.0.0.1", 1, InstanceState.STARTING, component=True
     )
-    assert transitions([], [envoy]) == []
+    assert shown([[], [envoy]]) == []

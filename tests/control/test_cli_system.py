@@ -118,6 +118,7 @@ def test_detached_up_status_scale_logs_down(system_dir: Path) -> None:
     table = corral("status", cwd=system_dir)
     assert "web-1" in table.stdout
     assert "running" in table.stdout
+    assert f"config   version 1  (corral config show {system_dir})" in table.stdout
 
     scaled = corral("scale", "web=3", cwd=system_dir)
     assert scaled.returncode == 0, scaled.stderr

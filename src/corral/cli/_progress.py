@@ -147,9 +147,18 @@ class StartProgress:
 # --- changes ----------------------------------------------------------------------------
 
 
-def phase(record: InstanceRecord) -> str:
-    """What a person would call the instance's state: ``ready`` once it serves."""
-    return "ready" if record.serving else record.state.value
+_STOPPING = frozenset({"draining", "stopping", "stopped"})
+_ORDER = ("starting", "ready", "draining", "stopping", "stopped")
+
+
+def phase(record: InstanceRecord, before: str | None = None) -> str:
+    """What a person would call the instance's state: ``ready`` once it serves;
+    ``stopped`` when it exits because it was being stopped (not a failure)."""
+    if record.serving:
+        return "ready"
+    if record.state is InstanceState.EXITED and before in _STOPPING:
+        return "stopped"
+    return record.state.value
 
 
 _MARK = {
@@ -162,36 +171,44 @@ _MARK = {
     "failed": ("✖", "red"),
     "exited": ("✖", "red"),
 }
+_FAILED = frozenset({"backoff", "crashloop", "failed", "exited"})
+
+Transition = tuple[str, str, str | None]
+"""(instance, phase, why: the instance's message when it failed)."""
 
 
 def transitions(
-    before: Sequence[InstanceRecord],
+    before: Mapping[str, str],
     after: Sequence[InstanceRecord],
     services: Collection[str] | None = None,
-) -> list[tuple[str, str, str | None]]:
-    """Pure: ``(instance, phase, message)`` for every instance of ``services`` (None:
-    all, components excepted) that appeared, changed phase or went away (``stopped``)
-    from one snapshot to the next, in the registry's order."""
+) -> tuple[list[Transition], dict[str, str]]:
+    """Pure: from the phases shown so far (instance -> phase) and a new snapshot's
+    records, the transitions to show and the phases now. Only ``services`` (None: all,
+    Corral's own components excepted); an instance gone from the registry is
+    ``stopped``. Within one snapshot, in the order a change goes (new instances start
+    and become ready before old ones drain and stop), then by registry order."""
+    now: dict[str, str] = {}
+    out: list[Transition] = []
+    for record in after:
+        if services is not None and record.service not in services:
+            continue
+        if services is None and record.component:
+            continue
+        name = record.instance
+        now[name] = phase(record, before.get(name))
+        if before.get(name) != now[name]:
+            failed = now[name] in _FAILED
+            out.append((name, now[name], record.message if failed else None))
+    out.extend(
+        (name, "stopped", None)
+        for name, was in before.items()
+        if name not in now and was != "stopped"
+    )
 
-    def mine(records: Sequence[InstanceRecord]) -> dict[str, InstanceRecord]:
-        return {
-            r.instance: r
-            for r in records
-            if (r.service in services if services is not None else not r.component)
-        }
+    def rank(item: Transition) -> int:
+        return _ORDER.index(item[1]) if item[1] in _ORDER else len(_ORDER)
 
-    old, new = mine(before), mine(after)
-    out: list[tuple[str, str, str | None]] = []
-    for name, record in new.items():
-        now = phase(record)
-        if name not in old or phase(old[name]) != now:
-            failed = record.state in FAILED_STATES or record.state in (
-                InstanceState.BACKOFF,
-                InstanceState.EXITED,
-            )
-            out.append((name, now, record.message if failed else None))
-    out.extend((name, "stopped", None) for name in old if name not in new)
-    return out
+    return sorted(out, key=rank), now
 
 
 class ChangeProgress:
@@ -202,16 +219,16 @@ class ChangeProgress:
     ) -> None:
         self.console = console
         self.services = services
-        self._last = before.instances
+        _, self._shown = transitions({}, before.instances, services)
 
     def update(self, snapshot: Snapshot) -> None:
-        for instance, now, message in transitions(self._last, snapshot.instances, self.services):
+        found, self._shown = transitions(self._shown, snapshot.instances, self.services)
+        for instance, now, message in found:
             mark, style = _MARK.get(now, ("+", "cyan"))
             text = Text.assemble((f"  {mark} ", style), (f"{instance:<14}", "bold"), (now, style))
             if message:
                 text.append(f": {message}", style=style)
             self.console.print(text, highlight=False)
-        self._last = snapshot.instances
 
     def all_stopped(self) -> None:
         """Every instance left has stopped (its orchestrator has exited, and no instance

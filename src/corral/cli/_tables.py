@@ -4,11 +4,13 @@ state, ready, restarts, uptime), its endpoints and open circuits."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from corral.cli._common import hint
 from corral.runtime.status import SystemStatus
 
 STATE_STYLE = {
@@ -63,7 +65,8 @@ def endpoints_lines(status: SystemStatus) -> list[str]:
     if status.config_version:
         runtime = status.config_runtime_values
         extra = f", {runtime} set at run time" if runtime else ""
-        lines.append(f"config   version {status.config_version}{extra}  (corral config show)")
+        show = hint("config show", Path(status.manifest))
+        lines.append(f"config   version {status.config_version}{extra}  ({show})")
     return lines
 
 

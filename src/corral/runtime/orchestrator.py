@@ -385,6 +385,7 @@ class Orchestrator:
                 "system": self._plan.system,
                 "state": self._state,
                 "pid": os.getpid(),
+                "manifest": str(self._manifest.path),
                 "state_dir": str(self.state_dir),
                 "started_at": self.started_at,
                 "registry_version": snapshot.version,

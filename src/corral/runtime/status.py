@@ -56,6 +56,7 @@ class SystemStatus(BaseModel):
     system: str
     state: SystemState
     pid: int = Field(description="The orchestrator's process.")
+    manifest: str = Field(description="The manifest file the system runs from.")
     state_dir: str
     started_at: float | None = Field(description="Unix time `up` began.")
     registry_version: int
