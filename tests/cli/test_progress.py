@@ -1,13 +1,16 @@
-"""Start-up progress rows from registry snapshots (pure)."""
+"""Progress from registry snapshots: start-up rows and change transitions (pure), and
+that a change shows its end."""
 
 from __future__ import annotations
 
+import io
 import itertools
 
 import pytest
+from rich.console import Console
 
-from corral.cli._progress import Transition, service_progress, transitions
-from corral.runtime.registry import InstanceRecord, InstanceState
+from corral.cli._progress import Transition, service_progress, transitions, with_progress
+from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
 
 _ports = itertools.count(8000)
 
@@ -136,3 +139,43 @@ def test_transitions_say_why_an_instance_fails_and_keep_to_the_services_asked() 
         "gateway", "gateway-1", "127.0.0.1", 1, InstanceState.STARTING, component=True
     )
     assert shown([[], [envoy]]) == []
+
+
+class FakeApi:
+    """An API whose registry answers from a list of snapshots, the last one repeated."""
+
+    def __init__(self, snapshots: list[Snapshot]) -> None:
+        self.snapshots = snapshots
+
+    def clone(self) -> FakeApi:
+        return self
+
+    def __enter__(self) -> FakeApi:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def registry(self) -> Snapshot:
+        return self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0]
+
+
+def test_a_change_faster_than_a_poll_still_shows_its_end() -> None:
+    """The registry is read once more after the change returns: a stop that took less
+    than one poll printed nothing but its summary."""
+    before = Snapshot(1, (rec("web-1", "running", True), rec("web-2", "running", True)))
+    after = Snapshot(2, ())
+    out = io.StringIO()
+    console = Console(file=out, width=120)
+    answer = with_progress(
+        FakeApi([before, after]),  # type: ignore[arg-type]
+        console,
+        lambda: "done",
+        doing="stopping web",
+        services={"web"},
+    )
+    assert answer == "done"
+    assert [line.split() for line in out.getvalue().splitlines()] == [
+        ["-", "web-1", "stopped"],
+        ["-", "web-2", "stopped"],
+    ]

@@ -58,6 +58,7 @@ services:
     readiness: /readyz
     depends_on: {{api: healthy}}
     stop_grace_period: 5s
+    env: {{GREETING: hello}}
 """
     )
     return path
@@ -296,6 +297,12 @@ def test_stop_start_restart_and_ls_from_anywhere(system_dir: Path, tmp_path: Pat
     assert "✔ web started (2/2 ready)" in started.stdout
     again = corral("start", str(system_dir), "web", cwd=elsewhere)
     assert "= web is already running (2/2 ready)" in again.stdout
+    # A configuration change that web cannot take live rolls it, instance by instance.
+    rolled = corral("config", "set", str(system_dir), "web", "GREETING=hi", cwd=elsewhere)
+    assert rolled.returncode == 0, rolled.stderr
+    assert re.search(r"✔ web-5 +ready", rolled.stdout), rolled.stdout
+    assert re.search(r"- web-3 +stopped", rolled.stdout), rolled.stdout
+    assert "web: rolling restart" in rolled.stdout
 
     api = status(system_dir)["api_url"]
     schemas = httpx.get(f"{api}/openapi.json", timeout=5).json()["components"]["schemas"]

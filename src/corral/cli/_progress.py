@@ -256,9 +256,10 @@ def with_progress[T](
         progress = ChangeProgress(console, watcher.registry(), services)
         future = pool.submit(call)
         with console.status(f"{doing}…"):
-            while not future.done():
-                wait([future], timeout=poll)
-                try:
+            finished = False
+            while not finished:
+                finished = bool(wait([future], timeout=poll).done)
+                try:  # once more after the change is done: it may take less than a poll
                     progress.update(watcher.registry())
                 except NotRunningError:  # the system went away (`down`): nothing to show
                     break
