@@ -13,7 +13,6 @@ import typer
 from corral.cli._common import FileOption, ManifestCommand, console, errors, load_plan
 from corral.errors import CorralError
 from corral.plan import ServicePlan
-from corral.runtime.migrate import migrate as migrate_service
 
 app = typer.Typer()
 
@@ -29,6 +28,10 @@ def migrate(
 
     The same databases `corral up` gives the services (provisioned on PostgreSQL when
     the manifest asks for it) and the same lock, so it is safe while they run."""
+    # Imported here: it loads SQLAlchemy and asyncpg, which every other command would
+    # pay for at start-up.
+    from corral.runtime.migrate import migrate as migrate_service
+
     plan = load_plan(file)
     names = services or list(plan.start_order)
     unknown = [n for n in names if n not in plan.services]
