@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from corral.api._files import RunFiles
 from corral.api._version import API_VERSION
@@ -24,8 +24,10 @@ from corral.runtime.errors import NotRunningError
 from corral.runtime.registry import InstanceRecord, Snapshot
 from corral.runtime.status import ServiceChange, SystemStatus
 
+_STATUS = TypeAdapter(SystemStatus)
 _INSTANCES = TypeAdapter(list[InstanceRecord])
 _SNAPSHOT = TypeAdapter(Snapshot)
+_CHANGE = TypeAdapter(ServiceChange)
 
 
 class ApiError(CorralError):
@@ -117,32 +119,41 @@ class ApiClient:
             _raise_problem(response)
         return response.json()
 
+    def _parsed[T](self, model: TypeAdapter[T], method: str, path: str, **kwargs: Any) -> T:
+        answer = self._request(method, path, **kwargs)
+        try:
+            return model.validate_python(answer)
+        except ValidationError as exc:
+            # A control plane of another corral version, most likely: say so, once.
+            raise ApiError(
+                502,
+                "unexpected answer from the control plane",
+                f"{method} {path} at {self.url} (is it another corral version?): "
+                f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
+            ) from None
+
     def status(self) -> SystemStatus:
-        return SystemStatus.model_validate(self._request("GET", "/status"))
+        return self._parsed(_STATUS, "GET", "/status")
 
     def instances(self) -> list[InstanceRecord]:
-        return _INSTANCES.validate_python(self._request("GET", "/instances"))
+        return self._parsed(_INSTANCES, "GET", "/instances")
 
     def registry(self) -> Snapshot:
-        return _SNAPSHOT.validate_python(self._request("GET", "/registry"))
+        return self._parsed(_SNAPSHOT, "GET", "/registry")
 
     def scale(self, service: str, replicas: int) -> ServiceChange:
         body = {"replicas": replicas}
-        return ServiceChange.model_validate(
-            self._request("POST", f"/services/{service}/scale", json=body)
-        )
+        return self._parsed(_CHANGE, "POST", f"/services/{service}/scale", json=body)
 
     def restart(self, service: str, *, rolling: bool = False) -> ServiceChange:
         body = {"rolling": rolling}
-        return ServiceChange.model_validate(
-            self._request("POST", f"/services/{service}/restart", json=body)
-        )
+        return self._parsed(_CHANGE, "POST", f"/services/{service}/restart", json=body)
 
     def start(self, service: str) -> ServiceChange:
-        return ServiceChange.model_validate(self._request("POST", f"/services/{service}/start"))
+        return self._parsed(_CHANGE, "POST", f"/services/{service}/start")
 
     def stop(self, service: str) -> ServiceChange:
-        return ServiceChange.model_validate(self._request("POST", f"/services/{service}/stop"))
+        return self._parsed(_CHANGE, "POST", f"/services/{service}/stop")
 
     def chaos(self) -> dict[str, Any]:
         return dict(self._request("GET", "/chaos"))

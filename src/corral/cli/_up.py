@@ -30,6 +30,7 @@ from corral.errors import CorralError
 from corral.manifest import load
 from corral.plan import Plan, resolve
 from corral.runtime.errors import NotRunningError
+from corral.runtime.registry import InstanceRecord, Snapshot
 from corral.runtime.status import SystemStatus
 from corral.runtime.systems import process_alive
 
@@ -91,9 +92,9 @@ async def _run_foreground(
             # Redraw from the registry at a steady rate; a watch would redraw per change,
             # which is more work and no more information for a person.
             while not session.ready.is_set() and not run.done():
-                progress.update(session.status().user_instances)
+                progress.update(_user_instances(session.registry.snapshot()))
                 await asyncio.wait({run}, timeout=0.05)
-            progress.update(session.status().user_instances)
+            progress.update(_user_instances(session.registry.snapshot()))
         if session.ready.is_set():
             status = session.status()
             for line in endpoints_lines(status):
@@ -113,6 +114,12 @@ async def _run_foreground(
     await run
     if not quiet:
         console.print(f"[green]✔[/] {plan.system} stopped")
+
+
+def _user_instances(snapshot: Snapshot) -> list[InstanceRecord]:
+    # The registry, not the whole status: this runs twenty times a second on the loop
+    # that starts the system.
+    return [record for record in snapshot.instances if not record.component]
 
 
 async def _print_logs(session: SystemSession, services: list[str]) -> None:
