@@ -87,7 +87,7 @@ async def main(live_rounds: int, rolled_rounds: int) -> dict[str, Any]:
         try:
             async with (
                 httpx.AsyncClient(base_url=session.api_url, headers=headers, timeout=120) as api,
-                httpx.AsyncClient(base_url=session.status()["gateway_url"], timeout=5) as gw,
+                httpx.AsyncClient(base_url=str(session.status().gateway_url), timeout=5) as gw,
             ):
                 live = [await change(api, gw, GREETING=f"hello-{i}") for i in range(live_rounds)]
                 rolled = [await change(api, gw, WORKERS=str(2 + i)) for i in range(rolled_rounds)]

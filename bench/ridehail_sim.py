@@ -119,10 +119,10 @@ async def bench(args: argparse.Namespace, riders: int, drivers: int) -> dict[str
     with tempfile.TemporaryDirectory(prefix="ridehail-bench-") as tmp:
         async with running_system(Path(tmp)) as (gateway, session):
             status = session.status()
-            nats_url = status.get("nats_url") or next(
+            nats_url = status.nats_url or next(
                 a.status()["nats_url"] for a in session.addons if "nats_url" in a.status()
             )
-            instances = [dict(i) for i in status["instances"]]
+            instances = [i.to_json() for i in status.instances]
             sampler = CpuSampler(instances)
             load_before = os.getloadavg()
             stop = asyncio.Event()

@@ -13,6 +13,7 @@ import pytest
 
 from corral.api import create_app
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry
+from corral.runtime.status import ServiceStatus, SystemStatus
 
 ADMIN = "admin-token"
 DISCOVERY = "discovery-token"
@@ -50,8 +51,22 @@ class FakeTarget:
         self.logs = FakeLogs()
         self.calls: list[tuple[str, ...]] = []
 
-    def status(self) -> dict[str, Any]:
-        return {"system": "demo", "instances": [], "gateway_url": None}
+    def status(self) -> SystemStatus:
+        services = {
+            name: ServiceStatus(replicas=1, ready=1, instances=1, component=False)
+            for name in ("web", "api")
+        }
+        return SystemStatus(
+            system="demo",
+            state="running",
+            pid=1,
+            manifest="/tmp/demo/corral.yaml",
+            state_dir="/tmp/demo/.corral",
+            started_at=None,
+            registry_version=0,
+            services=services,
+            instances=[],
+        )
 
     def has_service(self, service: str) -> bool:
         return service in ("web", "api")
@@ -64,6 +79,10 @@ class FakeTarget:
 
     async def restart(self, service: str, *, rolling: bool = False) -> None:
         self.calls.append(("restart", service, str(rolling)))
+
+    async def start_service(self, service: str) -> bool:
+        self.calls.append(("start", service))
+        return True
 
     async def stop_service(self, service: str) -> None:
         self.calls.append(("stop", service))
@@ -125,7 +144,13 @@ async def test_status_lists_open_circuits(client: httpx.AsyncClient) -> None:
     """Status carries the circuits services report as not closed."""
     body = (await client.get("/v1/status", headers=auth())).json()
     assert body["open_circuits"] == [
-        {"service": "web", "instance": "web-1", "target": "api", "state": "open"}
+        {
+            "service": "web",
+            "instance": "web-1",
+            "target": "api",
+            "state": "open",
+            "retry_after": None,
+        }
     ]
 
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from corral.cli import app
-from corral.cli._app import UserError
+from corral.cli._common import UsageError
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from corral.cli._app import UserError
 def test_usage_mistakes_are_user_errors(tmp_path: Path, args: list[str], message: str) -> None:
     """Nothing to inject, or no experiment (or both an id and --all) to stop."""
     result = CliRunner().invoke(app, ["chaos", *args, "-f", str(tmp_path)])
-    assert isinstance(result.exception, UserError)
+    assert isinstance(result.exception, UsageError)
     assert message in str(result.exception)
 
 

@@ -54,7 +54,7 @@ def test_show_history_and_diff_read_a_stopped_systems_history(stopped: Path) -> 
             1,
             "setting LEVEL of web changes a running system",
         ),
-        (["config", "rollback", "1"], 1, "start it with `corral up`"),
+        (["config", "rollback", "1"], 1, "start it with `corral up "),
         (["config", "set", "web", "LEVEL"], 2, "expected KEY=VALUE, got 'LEVEL'"),
         (["config", "show", "--version", "7"], 1, "no configuration version 7 (versions 1-2)"),
     ],

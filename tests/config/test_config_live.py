@@ -93,7 +93,7 @@ gateway:
         headers = {"authorization": f"Bearer {session.admin_token}"}
         async with (
             httpx.AsyncClient(base_url=session.api_url, headers=headers, timeout=60) as api,
-            httpx.AsyncClient(base_url=session.status()["gateway_url"], timeout=5) as gateway,
+            httpx.AsyncClient(base_url=str(session.status().gateway_url), timeout=5) as gateway,
         ):
             yield Live(root, session, run, api, gateway)
     finally:

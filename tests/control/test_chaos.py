@@ -62,7 +62,7 @@ def status(cwd: Path) -> dict[str, Any]:
     """The API's status (read directly: a CLI process per poll is too slow to watch a
     pause of a few seconds)."""
     with ApiClient.for_state_dir(cwd / ".corral") as client:
-        return client.status()
+        return client.status().model_dump(mode="json")
 
 
 def record(cwd: Path, instance: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ a real orchestrator, real services (the runtime tests' stdlib fixture service)."
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,7 @@ services:
     readiness: /readyz
     depends_on: {{api: healthy}}
     stop_grace_period: 5s
+    env: {{GREETING: hello}}
 """
     )
     return path
@@ -79,6 +81,12 @@ def alive(pids: list[int]) -> list[int]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def own_systems_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's `corral ls` sees only the systems it started."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+
+
 @pytest.fixture
 def system_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder with a manifest; whatever runs there is taken down afterwards."""
@@ -92,6 +100,9 @@ def test_detached_up_status_scale_logs_down(system_dir: Path) -> None:
     up = corral("up", "-d", cwd=system_dir)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "ready 1/1" in up.stdout
+    # The hints work from any folder: they name the manifest by its real path.
+    hints = " ".join(up.stdout.split())
+    assert f"logs: corral logs {system_dir} -F; stop: corral down {system_dir}" in hints
 
     data = status(system_dir)
     assert data["system"] == "demo"
@@ -108,12 +119,16 @@ def test_detached_up_status_scale_logs_down(system_dir: Path) -> None:
     table = corral("status", cwd=system_dir)
     assert "web-1" in table.stdout
     assert "running" in table.stdout
+    assert f"config   version 1  (corral config show {system_dir})" in table.stdout
 
     scaled = corral("scale", "web=3", cwd=system_dir)
     assert scaled.returncode == 0, scaled.stderr
     web = [i for i in status(system_dir)["instances"] if i["service"] == "web"]
     assert len(web) == 3
     assert all(i["ready"] for i in web)
+    # Progress while it ran, then the API's own account of the change.
+    assert re.search(r"✔ web-3 +ready", scaled.stdout), scaled.stdout
+    assert "✔ web scaled to 3 (3/3 ready)" in scaled.stdout
 
     logs = corral("logs", "web", "--tail", "50", cwd=system_dir)
     assert "hello from web-3" in logs.stdout
@@ -121,11 +136,17 @@ def test_detached_up_status_scale_logs_down(system_dir: Path) -> None:
 
     rolled = corral("restart", "web", "--rolling", cwd=system_dir)
     assert rolled.returncode == 0, rolled.stderr
+    for replaced, replacement in (("web-1", "web-4"), ("web-2", "web-5"), ("web-3", "web-6")):
+        assert re.search(rf"✔ {replacement} +ready", rolled.stdout), rolled.stdout
+        assert re.search(rf"- {replaced} +stopped", rolled.stdout), rolled.stdout
+    assert "✔ web restarted (rolling) (3/3 ready)" in rolled.stdout
 
     pids = [i["pid"] for i in status(system_dir)["instances"]]
     orchestrator_pid = status(system_dir)["pid"]
     down = corral("down", cwd=system_dir)
     assert down.returncode == 0, down.stderr
+    for instance in ("api-1", "web-4", "web-5", "web-6"):
+        assert re.search(rf"- {instance} +stopped", down.stdout), down.stdout
     wait_for(lambda: not alive([*pids, orchestrator_pid]), what="every process to exit")
     assert not (system_dir / ".corral" / "api.json").exists()
 
@@ -241,3 +262,51 @@ def test_gateway_routes_without_a_gateway_is_a_clear_error(system_dir: Path) -> 
     assert result.returncode == 1
     assert "has no gateway" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_stop_start_restart_and_ls_from_anywhere(system_dir: Path, tmp_path: Path) -> None:
+    """From another folder: `ls` lists the system, `status NAME` finds it by name, a
+    stopped service refuses `restart` (it reported success before, while nothing ran)
+    and `start` brings back as many instances as it had; the API documents its answers."""
+    assert corral("up", "-d", cwd=system_dir).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert corral("scale", str(system_dir), "web=2", cwd=elsewhere).returncode == 0
+
+    listed = corral("ls", "--json", cwd=elsewhere)
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["system"], row["manifest"]) == ("demo", str(system_dir / "corral.yaml"))
+    assert (row["state"], row["ready"], row["total"]) == ("running", 3, 3)
+    assert row["dashboard_url"].startswith("http://127.0.0.1:")
+    assert row["uptime"] > 0
+    assert "demo" in corral("ls", cwd=elsewhere).stdout
+
+    by_name = corral("status", "demo", "--json", cwd=elsewhere)
+    assert by_name.returncode == 0, by_name.stderr
+    assert json.loads(by_name.stdout)["state_dir"] == str(system_dir / ".corral")
+
+    stopped = corral("stop", str(system_dir), "web", cwd=elsewhere)
+    assert stopped.returncode == 0, stopped.stderr
+    assert re.search(r"- web-2 +stopped", stopped.stdout), stopped.stdout
+    restart = corral("restart", str(system_dir), "web", cwd=elsewhere)
+    assert restart.returncode == 1
+    assert "web is stopped: there is nothing to restart" in restart.stderr
+    started = corral("start", str(system_dir), "web", cwd=elsewhere)
+    assert started.returncode == 0, started.stderr
+    assert "✔ web started (2/2 ready)" in started.stdout
+    again = corral("start", str(system_dir), "web", cwd=elsewhere)
+    assert "= web is already running (2/2 ready)" in again.stdout
+    # A configuration change that web cannot take live rolls it, instance by instance.
+    rolled = corral("config", "set", str(system_dir), "web", "GREETING=hi", cwd=elsewhere)
+    assert rolled.returncode == 0, rolled.stderr
+    assert re.search(r"✔ web-5 +ready", rolled.stdout), rolled.stdout
+    assert re.search(r"- web-3 +stopped", rolled.stdout), rolled.stdout
+    assert "web: rolling restart" in rolled.stdout
+
+    api = status(system_dir)["api_url"]
+    schemas = httpx.get(f"{api}/openapi.json", timeout=5).json()["components"]["schemas"]
+    assert {"SystemStatus", "ServiceChange", "InstanceRecord", "Snapshot"} <= set(schemas)
+
+    assert corral("down", "demo", cwd=elsewhere).returncode == 0
+    assert json.loads(corral("ls", "--json", cwd=elsewhere).stdout) == []

@@ -12,6 +12,13 @@ from runtime_helpers import Recorder, make_plan
 from corral.runtime.orchestrator import Orchestrator
 
 
+@pytest.fixture(autouse=True)
+def own_systems_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Orchestrators (and the drivers they run in) record themselves in the test's own
+    list of running systems, not the user's."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+
+
 @pytest.fixture
 async def orchestrators() -> AsyncIterator[list[Orchestrator]]:
     """Orchestrators appended here are always taken down after the test."""

@@ -114,8 +114,8 @@ async def test_addon_components_environment_and_draining(system) -> None:
     assert broker.serving
     assert broker.port == addon.port
     assert f"BROKER_PORT={addon.port}" in {line.line for line in orch.logs.read(["web"])}
-    assert orch.status()["broker_port"] == addon.port
-    assert orch.status()["services"]["broker"]["component"] is True
+    assert orch.status().model_extra == {"broker_port": addon.port}
+    assert orch.status().services["broker"].component is True
     await orch.down()
     assert [r.instance for r in addon.drained] == ["web-1", "broker-1"]
     assert addon.order == ["start", "stop"]

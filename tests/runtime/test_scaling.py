@@ -9,6 +9,7 @@ import signal
 import pytest
 from runtime_helpers import gone, service, wait_until
 
+from corral.runtime.errors import ServiceStoppedError
 from corral.runtime.registry import InstanceState
 
 pytestmark = pytest.mark.timeout(30)
@@ -28,7 +29,7 @@ async def test_scale_up_counts_new_instances_once_ready_and_down_stops_newest(sy
     assert serving(orch) == ["web-1"]  # the new ones are still starting
     await scaling
     assert serving(orch) == ["web-1", "web-2", "web-3"]
-    assert orch.status()["services"]["web"]["replicas"] == 3
+    assert orch.status().services["web"].replicas == 3
     pids = {r.instance: r.pid for r in orch.registry.snapshot().instances}
     await orch.scale("web", 1)
     assert [r.instance for r in orch.registry.snapshot().instances] == ["web-1"]
@@ -93,7 +94,7 @@ async def test_stop_service_then_scale_back(system) -> None:
     await orch.stop_service("web")
     assert orch.registry.snapshot().of("web") == ()
     assert all(gone(p) for p in pids)
-    assert orch.status()["services"]["web"]["replicas"] == 0
+    assert orch.status().services["web"].replicas == 0
     await orch.scale("web", 1)
     assert serving(orch) == ["web-3"]
 
@@ -108,4 +109,39 @@ async def test_scale_replaces_instances_that_exited_for_good(system) -> None:
     await orch.scale("web", 1)
     assert serving(orch) == ["web-2"]
     assert [r.instance for r in orch.registry.snapshot().instances] == ["web-2"]
-    assert orch.status()["services"]["web"]["ready"] == 1
+    assert orch.status().services["web"].ready == 1
+
+
+async def test_restart_of_a_stopped_service_is_refused_not_reported_done(system) -> None:
+    """Restarting a stopped service raises ServiceStoppedError: it used to return as if
+    it had restarted something while nothing ran (a false success)."""
+    orch, _ = system({"web": service(replicas=2)})
+    await orch.up()
+    await orch.stop_service("web")
+    for rolling in (False, True):
+        with pytest.raises(ServiceStoppedError, match="web is stopped"):
+            await orch.restart("web", rolling=rolling)
+    assert orch.registry.snapshot().of("web") == ()
+
+
+async def test_start_brings_a_stopped_service_back_to_its_replicas(system) -> None:
+    """start_service after stop_service runs as many instances as before the stop (new
+    ids), ready when it returns; on a running service it changes nothing."""
+    orch, _ = system({"web": service(replicas=2)})
+    await orch.up()
+    await orch.scale("web", 3)
+    assert await orch.start_service("web") is False  # running: nothing to do
+    assert serving(orch) == ["web-1", "web-2", "web-3"]
+    await orch.stop_service("web")
+    assert await orch.start_service("web") is True
+    assert serving(orch) == ["web-4", "web-5", "web-6"]
+    assert orch.status().services["web"].replicas == 3
+
+
+async def test_start_after_scale_to_zero_uses_the_manifest_replicas(system) -> None:
+    """A service scaled to 0 starts with the count it had before (here the manifest's)."""
+    orch, _ = system({"web": service(replicas=2)})
+    await orch.up()
+    await orch.scale("web", 0)
+    assert await orch.start_service("web") is True
+    assert serving(orch) == ["web-3", "web-4"]

@@ -46,7 +46,7 @@ async def test_up_runs_every_replica_with_contract_environment(system) -> None:
         assert f"PORT={r.port}" in lines
         assert f"CORRAL_INSTANCE={r.instance}" in lines
     assert events.of(SystemReady)
-    status = orch.status()
+    status = orch.status().model_dump(mode="json")
     assert status["services"]["web"]["replicas"] == 2
     assert {i["instance"] for i in status["instances"]} == {"web-1", "web-2"}
     assert {"pid", "port", "state", "ready", "restarts", "uptime"} <= set(status["instances"][0])
@@ -153,7 +153,7 @@ async def test_unknown_service_is_a_named_error(system) -> None:
     await orch.up()
     with pytest.raises(UnknownServiceError, match="known: web"):
         await orch.scale("nope", 2)
-    assert os.getpid() == orch.status()["pid"]
+    assert os.getpid() == orch.status().pid
 
 
 async def test_cancelled_up_stops_what_it_started(system) -> None:

@@ -6,10 +6,11 @@ commands start fast.
 
 from typing import TYPE_CHECKING, Any
 
-from corral.api._client import ApiClient, ApiError, NotRunningError
+from corral.api._client import ApiClient, ApiError, Published, published
 from corral.api._config_client import ConfigClient
 from corral.api._files import RunFiles
 from corral.api._version import API_VERSION, DASHBOARD_PATH, OTLP_BASE
+from corral.runtime.errors import NotRunningError
 
 if TYPE_CHECKING:
     from corral.api._app import ControlTarget, create_app
@@ -23,8 +24,10 @@ __all__ = [
     "ConfigClient",
     "ControlTarget",
     "NotRunningError",
+    "Published",
     "RunFiles",
     "create_app",
+    "published",
 ]
 
 

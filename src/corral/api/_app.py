@@ -25,7 +25,8 @@ from corral.api._logins import BrowserLogins
 from corral.api._problems import ApiProblem, install
 from corral.api._telemetry import TelemetrySource, telemetry_router
 from corral.api._version import API_VERSION
-from corral.runtime.registry import Registry
+from corral.runtime.registry import InstanceRecord, Registry, Snapshot
+from corral.runtime.status import ChangeAction, OpenCircuit, ServiceChange, SystemStatus
 
 
 class LogSource(Protocol):
@@ -75,7 +76,7 @@ class ControlTarget(Protocol):
     @property
     def logs(self) -> LogSource: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> SystemStatus: ...
 
     def has_service(self, service: str) -> bool: ...
 
@@ -83,7 +84,11 @@ class ControlTarget(Protocol):
 
     async def scale(self, service: str, replicas: int) -> None: ...
 
-    async def restart(self, service: str, *, rolling: bool = False) -> None: ...
+    async def restart(self, service: str, *, rolling: bool = False) -> None:
+        """Raises ServiceStoppedError for a stopped service (nothing to restart)."""
+
+    async def start_service(self, service: str) -> bool:
+        """True if it started the stopped service, False if it was running."""
 
     async def stop_service(self, service: str) -> None: ...
 
@@ -172,44 +177,54 @@ def create_app(
     Reader = Depends(reader)
 
     @app.get(f"/{API_VERSION}/status", dependencies=[Admin], tags=["system"])
-    async def status() -> dict[str, Any]:
+    async def status() -> SystemStatus:
         """The system: services, instances, addon endpoints (e.g. gateway_url) and the
         circuit breakers that services report open or half-open."""
-        status = target.status()
-        status["open_circuits"] = await target.circuits()
-        return status
+        circuits = [OpenCircuit.model_validate(c) for c in await target.circuits()]
+        return target.status().model_copy(update={"open_circuits": circuits})
 
     @app.get(f"/{API_VERSION}/instances", dependencies=[Admin], tags=["system"])
-    async def instances() -> list[dict[str, Any]]:
+    async def instances() -> list[InstanceRecord]:
         """Every instance the registry knows, components included."""
-        return [r.to_json() for r in target.registry.snapshot().instances]
+        return list(target.registry.snapshot().instances)
+
+    def changed(service: str, action: ChangeAction, how: str | None = None) -> ServiceChange:
+        return ServiceChange.of(target.status(), service, action, how=how)
 
     @app.post(
         f"/{API_VERSION}/services/{{service}}/scale",
         dependencies=[Admin],
         tags=["services"],
     )
-    async def scale(service: str, body: ScaleRequest) -> Accepted:
+    async def scale(service: str, body: ScaleRequest) -> ServiceChange:
         """Set the number of instances; returns once new instances are ready."""
         await target.scale(known(service), body.replicas)
-        return Accepted(detail=f"{service} scaled to {body.replicas}")
+        return changed(service, ChangeAction.SCALED)
 
     @app.post(
         f"/{API_VERSION}/services/{{service}}/restart",
         dependencies=[Admin],
         tags=["services"],
     )
-    async def restart(service: str, body: RestartRequest | None = None) -> Accepted:
-        """Restart every instance; with rolling, one at a time keeping N-1 ready."""
+    async def restart(service: str, body: RestartRequest | None = None) -> ServiceChange:
+        """Restart every instance; with rolling, one at a time keeping N-1 ready. A
+        stopped service has nothing to restart: 409 (start it instead)."""
         rolling = body.rolling if body else False
         await target.restart(known(service), rolling=rolling)
-        return Accepted(detail=f"{service} restarted" + (" (rolling)" if rolling else ""))
+        return changed(service, ChangeAction.RESTARTED, "rolling" if rolling else None)
+
+    @app.post(f"/{API_VERSION}/services/{{service}}/start", dependencies=[Admin], tags=["services"])
+    async def start(service: str) -> ServiceChange:
+        """Start a stopped service with as many instances as it had before it stopped;
+        returns once they are ready. A running service is left as it is (``unchanged``)."""
+        started = await target.start_service(known(service))
+        return changed(service, ChangeAction.STARTED if started else ChangeAction.UNCHANGED)
 
     @app.post(f"/{API_VERSION}/services/{{service}}/stop", dependencies=[Admin], tags=["services"])
-    async def stop(service: str) -> Accepted:
+    async def stop(service: str) -> ServiceChange:
         """Stop every instance of a service gracefully (scale to 0)."""
         await target.stop_service(known(service))
-        return Accepted(detail=f"{service} stopped")
+        return changed(service, ChangeAction.STOPPED)
 
     @app.post(f"/{API_VERSION}/down", dependencies=[Admin], tags=["system"])
     async def down() -> Accepted:
@@ -283,9 +298,9 @@ def create_app(
         return EventSourceResponse(stream(), ping=15)
 
     @app.get(f"/{API_VERSION}/registry", dependencies=[Reader], tags=["registry"])
-    async def registry() -> dict[str, Any]:
+    async def registry() -> Snapshot:
         """The current registry snapshot (versioned)."""
-        return target.registry.snapshot().to_json()
+        return target.registry.snapshot()
 
     @app.get(
         f"/{API_VERSION}/registry/watch",

@@ -1,4 +1,10 @@
-"""A small synchronous client of the control-plane API, for the CLI and scripts."""
+"""A small synchronous client of the control-plane API, for the CLI and scripts.
+
+Answers come back as the API's own response models (:mod:`corral.runtime.status`,
+:mod:`corral.runtime.registry`), parsed, so callers read attributes. Errors:
+:class:`ApiError` when the API answers with a problem, and
+:class:`corral.runtime.errors.NotRunningError` when no system answers at all.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,25 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
 from corral.api._files import RunFiles
 from corral.api._version import API_VERSION
+from corral.errors import CorralError
+from corral.runtime.errors import NotRunningError
+from corral.runtime.registry import InstanceRecord, Snapshot
+from corral.runtime.status import ServiceChange, SystemStatus
+
+_STATUS = TypeAdapter(SystemStatus)
+_INSTANCES = TypeAdapter(list[InstanceRecord])
+_SNAPSHOT = TypeAdapter(Snapshot)
+_CHANGE = TypeAdapter(ServiceChange)
 
 
-class ApiError(Exception):
+class ApiError(CorralError):
     """The API answered with a problem; ``title``/``detail`` come from its problem+json."""
 
     def __init__(self, status: int, title: str, detail: str | None = None) -> None:
@@ -22,10 +38,6 @@ class ApiError(Exception):
         self.status = status
         self.title = title
         self.detail = detail
-
-
-class NotRunningError(Exception):
-    """No system is running for this manifest (no API address published, or it is gone)."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -38,9 +50,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class Published(NamedTuple):
+    """What a running system published in its state folder: its API and process."""
+
+    url: str
+    pid: int
+    token: str
+
+
+def published(state_dir: Path) -> Published | None:
+    """The API a system running from ``state_dir`` published, while its process lives."""
+    found = RunFiles(state_dir).read()
+    if found is None:
+        return None
+    info, token = found
+    pid = info.get("pid")
+    if not isinstance(pid, int) or not _pid_alive(pid) or not isinstance(info.get("url"), str):
+        return None
+    return Published(str(info["url"]), pid, token)
+
+
 class ApiClient:
     def __init__(self, url: str, token: str, *, timeout: float = 120.0) -> None:
         self.url = url.rstrip("/")
+        self._token = token
         self._timeout = timeout
         self._http = httpx.Client(
             base_url=f"{self.url}/{API_VERSION}",
@@ -49,14 +82,16 @@ class ApiClient:
         )
 
     @classmethod
-    def for_state_dir(cls, state_dir: Path) -> ApiClient:
-        found = RunFiles(state_dir).read()
+    def for_state_dir(cls, state_dir: Path, *, timeout: float = 120.0) -> ApiClient:
+        found = published(state_dir)
         if found is None:
             raise NotRunningError(f"no running system found in {state_dir}")
-        info, token = found
-        if not _pid_alive(int(info.get("pid", 0))):
-            raise NotRunningError(f"the system recorded in {state_dir} is no longer running")
-        return cls(str(info["url"]), token)
+        return cls(found.url, found.token, timeout=timeout)
+
+    def clone(self) -> ApiClient:
+        """Another client of the same API (for a second thread: each has its own
+        connections)."""
+        return ApiClient(self.url, self._token, timeout=self._timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -84,24 +119,41 @@ class ApiClient:
             _raise_problem(response)
         return response.json()
 
-    def status(self) -> dict[str, Any]:
-        return dict(self._request("GET", "/status"))
+    def _parsed[T](self, model: TypeAdapter[T], method: str, path: str, **kwargs: Any) -> T:
+        answer = self._request(method, path, **kwargs)
+        try:
+            return model.validate_python(answer)
+        except ValidationError as exc:
+            # A control plane of another corral version, most likely: say so, once.
+            raise ApiError(
+                502,
+                "unexpected answer from the control plane",
+                f"{method} {path} at {self.url} (is it another corral version?): "
+                f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
+            ) from None
 
-    def instances(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", "/instances"))
+    def status(self) -> SystemStatus:
+        return self._parsed(_STATUS, "GET", "/status")
 
-    def scale(self, service: str, replicas: int) -> dict[str, Any]:
-        return dict(
-            self._request("POST", f"/services/{service}/scale", json={"replicas": replicas})
-        )
+    def instances(self) -> list[InstanceRecord]:
+        return self._parsed(_INSTANCES, "GET", "/instances")
 
-    def restart(self, service: str, *, rolling: bool = False) -> dict[str, Any]:
-        return dict(
-            self._request("POST", f"/services/{service}/restart", json={"rolling": rolling})
-        )
+    def registry(self) -> Snapshot:
+        return self._parsed(_SNAPSHOT, "GET", "/registry")
 
-    def stop(self, service: str) -> dict[str, Any]:
-        return dict(self._request("POST", f"/services/{service}/stop"))
+    def scale(self, service: str, replicas: int) -> ServiceChange:
+        body = {"replicas": replicas}
+        return self._parsed(_CHANGE, "POST", f"/services/{service}/scale", json=body)
+
+    def restart(self, service: str, *, rolling: bool = False) -> ServiceChange:
+        body = {"rolling": rolling}
+        return self._parsed(_CHANGE, "POST", f"/services/{service}/restart", json=body)
+
+    def start(self, service: str) -> ServiceChange:
+        return self._parsed(_CHANGE, "POST", f"/services/{service}/start")
+
+    def stop(self, service: str) -> ServiceChange:
+        return self._parsed(_CHANGE, "POST", f"/services/{service}/stop")
 
     def chaos(self) -> dict[str, Any]:
         return dict(self._request("GET", "/chaos"))

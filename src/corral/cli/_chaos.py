@@ -12,9 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from corral.cli._app import FileOption, UserError, _client, console
+from corral.cli._common import FileOption, ManifestCommand, UsageError, client, console
 from corral.cli._tables import human_duration
 from corral.manifest import parse_duration
+from corral.runtime.status import SystemStatus
 
 chaos_app = typer.Typer(
     help="Inject failures into a running system (every experiment expires by itself).",
@@ -47,23 +48,23 @@ def describe(experiment: Mapping[str, Any]) -> str:
     )
 
 
-def chaos_lines(status: Mapping[str, Any]) -> list[str]:
+def chaos_lines(status: SystemStatus) -> list[str]:
     """One ``chaos ...`` line per active experiment, for ``corral status``."""
-    return [f"chaos    {describe(e)}" for e in status.get("chaos") or []]
+    return [f"chaos    {describe(e)}" for e in status.chaos]
 
 
-@chaos_app.command("kill")
+@chaos_app.command("kill", cls=ManifestCommand)
 def kill(
     target: Annotated[str, typer.Argument(help="An instance (rides-1) or a service (one of its).")],
     file: FileOption = None,
 ) -> None:
     """SIGKILL one instance, as a crash; the supervisor replaces it."""
-    with _client(file) as client:
-        experiment = client.chaos_kill(target)
+    with client(file) as api:
+        experiment = api.chaos_kill(target)
     console.print(f"[red]✖[/] {describe(experiment)}", highlight=False)
 
 
-@chaos_app.command("pause")
+@chaos_app.command("pause", cls=ManifestCommand)
 def pause(
     target: Annotated[str, typer.Argument(help="An instance (rides-1) or a service (one of its).")],
     duration: For = "10s",
@@ -71,12 +72,12 @@ def pause(
 ) -> None:
     """SIGSTOP one instance (a hang: checks time out, it leaves traffic), SIGCONT after."""
     seconds = _seconds(duration)
-    with _client(file) as client:
-        experiment = client.chaos_pause(target, seconds)
+    with client(file) as api:
+        experiment = api.chaos_pause(target, seconds)
     console.print(f"[yellow]⏸[/] {describe(experiment)}", highlight=False)
 
 
-@chaos_app.command("gateway")
+@chaos_app.command("gateway", cls=ManifestCommand)
 def gateway(
     service: Annotated[str, typer.Argument(help="The service whose gateway routes fail.")],
     delay: Annotated[str | None, typer.Option(help="Delay requests, e.g. 200ms.")] = None,
@@ -90,24 +91,24 @@ def gateway(
     """Abort and/or delay a share of the gateway's requests to a service (Envoy's fault
     filter, switched live)."""
     if delay is None and abort is None:
-        raise UserError("say what to inject: --abort STATUS, --delay DURATION or both", code=2)
+        raise UsageError("say what to inject: --abort STATUS, --delay DURATION or both")
     delay_ms = None if delay is None else max(1, round(_seconds(delay) * 1000))
     seconds = _seconds(duration)
-    with _client(file) as client:
-        experiment = client.chaos_gateway(
+    with client(file) as api:
+        experiment = api.chaos_gateway(
             service, percent=percent, abort_status=abort, delay_ms=delay_ms, seconds=seconds
         )
     console.print(f"[yellow]⚡[/] {describe(experiment)}", highlight=False)
 
 
-@chaos_app.command("list")
+@chaos_app.command("list", cls=ManifestCommand)
 def list_experiments(
     file: FileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="The raw answer.")] = False,
 ) -> None:
     """Active experiments, then the recently ended."""
-    with _client(file) as client:
-        data = client.chaos()
+    with client(file) as api:
+        data = api.chaos()
     if as_json:
         print(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -119,7 +120,7 @@ def list_experiments(
         console.print(f"[dim]{describe(experiment)}[/]", highlight=False)
 
 
-@chaos_app.command("stop")
+@chaos_app.command("stop", cls=ManifestCommand)
 def stop(
     experiment: Annotated[str | None, typer.Argument(help="The experiment's id.")] = None,
     every: Annotated[bool, typer.Option("--all", help="Every active experiment.")] = False,
@@ -127,9 +128,9 @@ def stop(
 ) -> None:
     """End an experiment now (pauses continue, faults clear)."""
     if (experiment is None) == (not every):
-        raise UserError("name one experiment, or say --all", code=2)
-    with _client(file) as client:
-        stopped = client.chaos_stop(experiment)
+        raise UsageError("name one experiment, or say --all")
+    with client(file) as api:
+        stopped = api.chaos_stop(experiment)
     if not stopped:
         console.print("no active experiments")
     for item in stopped:

@@ -16,7 +16,16 @@ import typer
 from rich.table import Table
 
 from corral.api import ConfigClient
-from corral.cli._app import FileOption, UserError, _client, _state_dir, console
+from corral.cli._common import (
+    FileOption,
+    JsonOption,
+    ManifestCommand,
+    UsageError,
+    client,
+    console,
+    state_dir,
+)
+from corral.cli._progress import with_progress
 from corral.config import (
     CONFIG_DIRNAME,
     ConfigStore,
@@ -26,13 +35,14 @@ from corral.config import (
     history_view,
     version_view,
 )
+from corral.errors import CorralError
+from corral.runtime.errors import NotRunningError
 
 config_app = typer.Typer(
     help="Service configuration: layers, versions with history and rollback, live changes.",
     no_args_is_help=True,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="JSON, for scripts.")]
 MessageOption = Annotated[
     str, typer.Option("--message", "-m", help="Why: kept in the history with the change.")
 ]
@@ -56,19 +66,19 @@ def _read(
 ) -> Any:
     """From the running system's API, or from the history on disk when none runs."""
     try:
-        client = _client(file)
-    except UserError:
-        store = ConfigStore(_state_dir(file) / CONFIG_DIRNAME)
+        api = client(file)
+    except NotRunningError:
+        store = ConfigStore(state_dir(file) / CONFIG_DIRNAME)
         if store.latest() is None:
-            raise UserError(
+            raise CorralError(
                 "no configuration history here yet: it starts with the first `corral up`"
             ) from None
         try:
             return offline(store)
         except UnknownVersionError as exc:
-            raise UserError(str(exc)) from None
-    with client:
-        return online(ConfigClient(client))
+            raise CorralError(str(exc)) from None
+    with api:
+        return online(ConfigClient(api))
 
 
 def _change(
@@ -80,21 +90,19 @@ def _change(
     if_version: int | None,
 ) -> None:
     """Make a change through the API: ``call(client, change)``, where ``change`` is the
-    author, message and compare-and-swap version every change carries."""
+    author, message and compare-and-swap version every change carries. Instances that
+    a rollout restarts are shown as they go."""
     change = {"author": current_user(), "message": message, "if_version": if_version}
     try:
-        client = _client(file)
-    except UserError:
-        raise UserError(
-            f"no system is running for this manifest: {doing} changes a running system "
-            "(start it with `corral up`)"
-        ) from None
-    with client, console.status(f"{doing}…"):
-        outcome = call(ConfigClient(client), change)
+        api = client(file)
+    except NotRunningError as exc:
+        raise NotRunningError(f"{doing} changes a running system: {exc}") from None
+    with api:
+        outcome = with_progress(api, console, lambda: call(ConfigClient(api), change), doing=doing)
     _print_outcome(outcome)
 
 
-@config_app.command("show")
+@config_app.command("show", cls=ManifestCommand)
 def show(
     service: Annotated[str | None, typer.Argument(help="One service (default: all).")] = None,
     version: Annotated[
@@ -109,7 +117,7 @@ def show(
         record = store.get(version) if version is not None else store.latest()
         assert record is not None
         if service is not None and service not in record.services:
-            raise UserError(f"no service named {service!r} in version {record.version}")
+            raise CorralError(f"no service named {service!r} in version {record.version}")
         return version_view(record, service)
 
     data = _read(file, lambda c: c.show(service, version), offline)
@@ -125,7 +133,7 @@ def show(
     console.print(table)
 
 
-@config_app.command("history")
+@config_app.command("history", cls=ManifestCommand)
 def history(
     service: Annotated[str | None, typer.Argument(help="One service (default: all).")] = None,
     file: FileOption = None,
@@ -142,7 +150,7 @@ def history(
             console.print(f"    {_change_line(change)}", highlight=False, markup=False)
 
 
-@config_app.command("diff")
+@config_app.command("diff", cls=ManifestCommand)
 def diff(
     a: Annotated[int, typer.Argument(help="From this version.")],
     b: Annotated[int, typer.Argument(help="To this version.")],
@@ -163,7 +171,7 @@ def diff(
         console.print(_change_line(change), highlight=False, markup=False)
 
 
-@config_app.command("set")
+@config_app.command("set", cls=ManifestCommand)
 def set_command(
     service: Annotated[str, typer.Argument(help="The service.")],
     assignments: Annotated[list[str], typer.Argument(help="KEY=VALUE, one or more.")],
@@ -177,7 +185,7 @@ def set_command(
     for item in assignments:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"expected KEY=VALUE, got {item!r}", code=2)
+            raise UsageError(f"expected KEY=VALUE, got {item!r}")
         values[key] = value
     _change(
         file,
@@ -188,7 +196,7 @@ def set_command(
     )
 
 
-@config_app.command("unset")
+@config_app.command("unset", cls=ManifestCommand)
 def unset_command(
     service: Annotated[str, typer.Argument(help="The service.")],
     keys: Annotated[list[str], typer.Argument(help="Variables set with `corral config set`.")],
@@ -206,7 +214,7 @@ def unset_command(
     )
 
 
-@config_app.command("rollback")
+@config_app.command("rollback", cls=ManifestCommand)
 def rollback(
     version: Annotated[int, typer.Argument(help="The version to go back to.")],
     message: MessageOption = "",
@@ -223,7 +231,7 @@ def rollback(
     )
 
 
-@config_app.command("apply")
+@config_app.command("apply", cls=ManifestCommand)
 def apply(
     message: MessageOption = "",
     if_version: IfVersionOption = None,

@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from corral.api import ApiClient
-from corral.cli._app import FileOption
+from corral.cli._common import FileOption, ManifestCommand, client, console
 
-app: typer.Typer = typer.Typer()
+app = typer.Typer()
 
 
 def login_line(client: ApiClient) -> str:
@@ -23,7 +23,7 @@ def login_line(client: ApiClient) -> str:
     return f"dashboard {client.dashboard_login()}  (one-time login link)"
 
 
-@app.command()
+@app.command(cls=ManifestCommand)
 def dashboard(
     file: FileOption = None,
     open_browser: Annotated[
@@ -31,10 +31,8 @@ def dashboard(
     ] = False,
 ) -> None:
     """Print a one-time login link to the dashboard (served by the running system)."""
-    from corral.cli._app import _client, console
-
-    with _client(file) as client:
-        url = client.dashboard_login()
+    with client(file) as api:
+        url = api.dashboard_login()
     console.print(url, highlight=False, soft_wrap=True)
     console.print(
         "[dim]the link logs one browser in once, within five minutes; run this again for another[/]"
@@ -71,23 +69,21 @@ def top_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-@app.command()
+@app.command(cls=ManifestCommand)
 def top(
     file: FileOption = None,
     window: Annotated[float, typer.Option(help="Seconds the numbers cover.")] = 60.0,
     once: Annotated[bool, typer.Option("--once", help="Print once and exit.")] = False,
 ) -> None:
     """Request rate, errors and latency of every service, refreshed every two seconds."""
-    from corral.cli._app import _client, console
-
-    with _client(file) as client:
+    with client(file) as api:
         if once:
-            console.print(top_table(client.telemetry_summary(window=window)))
+            console.print(top_table(api.telemetry_summary(window=window)))
             return
         with Live(console=console, auto_refresh=False) as live:
             try:
                 while True:
-                    live.update(top_table(client.telemetry_summary(window=window)), refresh=True)
+                    live.update(top_table(api.telemetry_summary(window=window)), refresh=True)
                     time.sleep(2.0)
             except KeyboardInterrupt:
                 pass

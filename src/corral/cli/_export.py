@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from corral.cli._app import EnvOption, FileOption, UserError, console, errors
+from corral.cli._common import (
+    EnvOption,
+    FileOption,
+    ManifestCommand,
+    UsageError,
+    console,
+    errors,
+    manifest_path,
+)
+from corral.errors import CorralError
 from corral.manifest import ManifestError, load
 from corral.plan import resolve
 
@@ -96,7 +105,7 @@ def _run(
         write_export,
     )
 
-    manifest = load(file, environment=environment)
+    manifest = load(manifest_path(file), environment=environment)
     plan = resolve(manifest, python=sys.executable)
     folder = (output or plan.root / DEFAULT_FOLDER).absolute()
     builds = {Target.DOCKER, Target.COMPOSE} & set(targets)
@@ -104,7 +113,7 @@ def _run(
         context = folder.relative_to(plan.root).as_posix()
     except ValueError:
         if builds:
-            raise UserError(
+            raise CorralError(
                 f"{folder} is outside {plan.root}: the Dockerfiles build from the system's "
                 "folder, so their output must be inside it"
             ) from None
@@ -124,13 +133,12 @@ def _run(
         Path(wheelhouse).is_absolute()
         or not (plan.root / wheelhouse).resolve().is_relative_to(plan.root.resolve())
     ):
-        raise UserError(
+        raise UsageError(
             f"--wheelhouse {wheelhouse!r}: a folder inside {plan.root} given relative to it "
-            "(the images' build context)",
-            code=2,
+            "(the images' build context)"
         )
     if problems := options.problems():
-        raise UserError("; ".join(problems), code=2)
+        raise UsageError("; ".join(problems))
     try:
         export = render(plan, targets, options=options, sources=read_sources(plan))
     except ExportError as exc:
@@ -143,7 +151,7 @@ def _run(
     try:
         report = write_export(folder, export, targets=targets, force=force)
     except OverwriteError as exc:
-        raise UserError(str(exc)) from None
+        raise CorralError(str(exc)) from None
     shown = _shown(folder)
     for relative in report.written:
         console.print(f"[green]wrote[/] {shown}/{relative}", highlight=False)
@@ -180,6 +188,10 @@ TARGETS = {
 }
 
 
+app = typer.Typer()
+
+
+@app.command(cls=ManifestCommand)
 def export(
     target: Annotated[
         str,
@@ -210,7 +222,7 @@ def export(
     are ignored."""
     names = TARGETS.get(target)
     if names is None:
-        raise UserError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", code=2)
+        raise UsageError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
     from corral.export import Target  # imported on use: it loads the gateway and the broker
 
     _run(

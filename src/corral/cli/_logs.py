@@ -1,4 +1,5 @@
-"""Merged log lines made readable: one colour per service, JSON log lines unpacked."""
+"""``corral logs``: the system's merged log lines made readable, one colour per service,
+JSON log lines unpacked."""
 
 from __future__ import annotations
 
@@ -6,9 +7,48 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.text import Text
+
+from corral.cli._common import FileOption, ManifestCommand, UsageError, client, console
+
+app = typer.Typer()
+
+
+@app.command(cls=ManifestCommand)
+def logs(
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to show (default all).")
+    ] = None,
+    file: FileOption = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep printing new lines.")
+    ] = False,
+    since: Annotated[str | None, typer.Option(help="Only lines newer than 30s, 10m, 2h…")] = None,
+    tail: Annotated[int | None, typer.Option("--tail", "-n", help="Last N lines.")] = None,
+) -> None:
+    """Merged logs of the system, one colour per service."""
+    names = services or []
+    try:
+        start = parse_since(since, now=time.time()) if since else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with client(file) as api:
+        order = list(api.status().services)
+        lines = (
+            api.follow_logs(names, since=start, tail=tail)
+            if follow
+            else iter(api.logs(names, since=start, tail=tail))
+        )
+        try:
+            for line in lines:
+                colour = colour_for(str(line.get("service")), order)
+                console.print(format_line(line, colour=colour), highlight=False, soft_wrap=True)
+        except KeyboardInterrupt:
+            pass
+
 
 PALETTE = (
     "cyan",

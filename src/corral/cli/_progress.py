@@ -1,13 +1,18 @@
-"""Start-up progress: one line per service with a spinner, turning into ready and the time
-it took. Built from registry snapshots, so it works the same in the foreground (watching
-the in-process registry) and for ``up -d`` (polling the API)."""
+"""Progress drawn from registry snapshots, so it is the same whoever asks:
+
+- start-up (``up``): one line per service with a spinner, turning into ready and the time
+  it took; the foreground watches the in-process registry, ``up -d`` polls the API;
+- changes (``scale``, ``restart --rolling``, ``start``, ``stop``, ``down``, config
+  rollouts): one line per instance as it starts, becomes ready, drains, stops, crashes,
+  printed while the API call that made the change is still running.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -15,7 +20,11 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-FAILED_STATES = frozenset({"crashloop", "failed"})
+from corral.api import ApiClient
+from corral.runtime.errors import NotRunningError
+from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
+
+FAILED_STATES = frozenset({InstanceState.CRASHLOOP, InstanceState.FAILED})
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class ServiceProgress:
 
 def service_progress(
     desired: Mapping[str, int],
-    instances: Sequence[Mapping[str, Any]],
+    instances: Sequence[InstanceRecord],
     *,
     started_at: float,
     ready_at: dict[str, float],
@@ -40,9 +49,9 @@ def service_progress(
     """Pure: where each service stands. ``ready_at`` remembers when each became ready."""
     rows = []
     for service, want in desired.items():
-        mine = [i for i in instances if i.get("service") == service]
-        ready = sum(1 for i in mine if i.get("ready") and i.get("state") == "running")
-        failing = [i for i in mine if i.get("state") in FAILED_STATES]
+        mine = [i for i in instances if i.service == service]
+        ready = sum(1 for i in mine if i.serving)
+        failing = [i for i in mine if i.state in FAILED_STATES]
         if ready >= want and service not in ready_at:
             ready_at[service] = now
         if service in ready_at and ready >= want:
@@ -50,11 +59,11 @@ def service_progress(
                 ServiceProgress(service, want, ready, "ready", ready_at[service] - started_at)
             )
         elif failing:
-            message = failing[0].get("message") or failing[0].get("state")
+            message = failing[0].message or failing[0].state
             rows.append(
                 ServiceProgress(service, want, ready, "failing", now - started_at, str(message))
             )
-        elif not mine or all(i.get("state") == "pending" for i in mine):
+        elif not mine or all(i.state is InstanceState.PENDING for i in mine):
             rows.append(ServiceProgress(service, want, ready, "waiting", now - started_at))
         else:
             rows.append(ServiceProgress(service, want, ready, "starting", now - started_at))
@@ -86,7 +95,7 @@ class StartProgress:
             self._live.update(self._render(), refresh=True)
             self._live.__exit__(None, None, None)
 
-    def update(self, instances: Sequence[Mapping[str, Any]]) -> None:
+    def update(self, instances: Sequence[InstanceRecord]) -> None:
         self._rows = service_progress(
             self.desired,
             instances,
@@ -133,3 +142,125 @@ class StartProgress:
         table = Table.grid(padding=(0, 1))
         table.add_row(spinner, label)
         return table
+
+
+# --- changes ----------------------------------------------------------------------------
+
+
+_STOPPING = frozenset({"draining", "stopping", "stopped"})
+_ORDER = ("starting", "ready", "draining", "stopping", "stopped")
+
+
+def phase(record: InstanceRecord, before: str | None = None) -> str:
+    """What a person would call the instance's state: ``ready`` once it serves;
+    ``stopped`` when it exits because it was being stopped (not a failure)."""
+    if record.serving:
+        return "ready"
+    if record.state is InstanceState.EXITED and before in _STOPPING:
+        return "stopped"
+    return record.state.value
+
+
+_MARK = {
+    "ready": ("✔", "green"),
+    "stopped": ("-", "dim"),
+    "draining": ("~", "yellow"),
+    "stopping": ("~", "yellow"),
+    "backoff": ("✖", "red"),
+    "crashloop": ("✖", "red"),
+    "failed": ("✖", "red"),
+    "exited": ("✖", "red"),
+}
+_FAILED = frozenset({"backoff", "crashloop", "failed", "exited"})
+
+Transition = tuple[str, str, str | None]
+"""(instance, phase, why: the instance's message when it failed)."""
+
+
+def transitions(
+    before: Mapping[str, str],
+    after: Sequence[InstanceRecord],
+    services: Collection[str] | None = None,
+) -> tuple[list[Transition], dict[str, str]]:
+    """Pure: from the phases shown so far (instance -> phase) and a new snapshot's
+    records, the transitions to show and the phases now. Only ``services`` (None: all,
+    Corral's own components excepted); an instance gone from the registry is
+    ``stopped``. Within one snapshot, in the order a change goes (new instances start
+    and become ready before old ones drain and stop), then by registry order."""
+    now: dict[str, str] = {}
+    out: list[Transition] = []
+    for record in after:
+        if services is not None and record.service not in services:
+            continue
+        if services is None and record.component:
+            continue
+        name = record.instance
+        now[name] = phase(record, before.get(name))
+        if before.get(name) != now[name]:
+            failed = now[name] in _FAILED
+            out.append((name, now[name], record.message if failed else None))
+    out.extend(
+        (name, "stopped", None)
+        for name, was in before.items()
+        if name not in now and was != "stopped"
+    )
+
+    def rank(item: Transition) -> int:
+        return _ORDER.index(item[1]) if item[1] in _ORDER else len(_ORDER)
+
+    return sorted(out, key=rank), now
+
+
+class ChangeProgress:
+    """Prints a line per instance transition (see :func:`transitions`)."""
+
+    def __init__(
+        self, console: Console, before: Snapshot, services: Collection[str] | None = None
+    ) -> None:
+        self.console = console
+        self.services = services
+        _, self._shown = transitions({}, before.instances, services)
+
+    def update(self, snapshot: Snapshot) -> None:
+        found, self._shown = transitions(self._shown, snapshot.instances, self.services)
+        for instance, now, message in found:
+            mark, style = _MARK.get(now, ("+", "cyan"))
+            text = Text.assemble((f"  {mark} ", style), (f"{instance:<14}", "bold"), (now, style))
+            if message:
+                text.append(f": {message}", style=style)
+            self.console.print(text, highlight=False)
+
+    def all_stopped(self) -> None:
+        """Every instance left has stopped (its orchestrator has exited, and no instance
+        outlives it): say so for those not yet shown gone."""
+        self.update(Snapshot(0, ()))
+
+
+def with_progress[T](
+    api: ApiClient,
+    console: Console,
+    call: Callable[[], T],
+    *,
+    doing: str,
+    services: Collection[str] | None = None,
+    poll: float = 0.1,
+) -> T:
+    """Run ``call`` (an API request that returns when its change is done) in a thread
+    while this one polls the registry and prints each instance's transitions.
+
+    Polling, not the registry's event stream: a poll is one small request, and a
+    person sees no difference at ten a second; a stream would need closing from
+    another thread when the change ends."""
+    watcher = api.clone()
+    with watcher, ThreadPoolExecutor(max_workers=1) as pool:
+        progress = ChangeProgress(console, watcher.registry(), services)
+        future = pool.submit(call)
+        with console.status(f"{doing}…"):
+            finished = False
+            while not finished:
+                finished = bool(wait([future], timeout=poll).done)
+                try:  # once more after the change is done: it may take less than a poll
+                    progress.update(watcher.registry())
+                except NotRunningError:  # the system went away (`down`): nothing to show
+                    break
+        return future.result()

@@ -1,12 +1,17 @@
-"""The status table: service, instance, pid, port, state, ready, restarts, uptime."""
+"""Tables and lines that show a system: the status table (service, instance, pid, port,
+state, ready, restarts, uptime), its endpoints and open circuits."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
+
+from corral.cli._common import hint
+from corral.runtime.status import SystemStatus
 
 STATE_STYLE = {
     "running": "green",
@@ -32,48 +37,51 @@ def human_duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def status_table(status: Mapping[str, Any]) -> Table:
-    table = Table(title=f"system {status.get('system', '?')}", title_justify="left")
+def status_table(status: SystemStatus) -> Table:
+    table = Table(title=f"system {status.system}", title_justify="left")
     for column in ("service", "instance", "pid", "port", "state", "ready", "restarts", "uptime"):
         numeric = column in ("pid", "port", "restarts", "uptime")
         table.add_column(column, justify="right" if numeric else "left")
-    for record in status.get("instances", []):
-        state = str(record.get("state", "?"))
-        ready = record.get("ready")
+    for record in status.instances:
         table.add_row(
-            str(record.get("service", "")),
-            str(record.get("instance", "")),
-            str(record.get("pid") or "-"),
-            str(record.get("port") or "-"),
-            Text(state, style=STATE_STYLE.get(state, "")),
-            Text("yes", style="green") if ready else Text("no", style="red"),
-            str(record.get("restarts", 0)),
-            human_duration(record.get("uptime")),
+            record.service,
+            record.instance,
+            str(record.pid or "-"),
+            str(record.port or "-"),
+            Text(record.state, style=STATE_STYLE.get(record.state, "")),
+            Text("yes", style="green") if record.ready else Text("no", style="red"),
+            str(record.restarts),
+            human_duration(record.uptime),
         )
     return table
 
 
-def endpoints_lines(status: Mapping[str, Any]) -> list[str]:
+def endpoints_lines(status: SystemStatus) -> list[str]:
     lines = []
-    if status.get("gateway_url"):
-        lines.append(f"gateway  {status['gateway_url']}")
-    if status.get("api_url"):
-        lines.append(f"api      {status['api_url']}  (docs: {status['api_url']}/docs)")
-    if status.get("config_version"):
-        runtime = status.get("config_runtime_values") or 0
+    if status.gateway_url:
+        lines.append(f"gateway  {status.gateway_url}")
+    if status.api_url:
+        lines.append(f"api      {status.api_url}  (docs: {status.api_url}/docs)")
+    if status.config_version:
+        runtime = status.config_runtime_values
         extra = f", {runtime} set at run time" if runtime else ""
-        lines.append(f"config   version {status['config_version']}{extra}  (corral config show)")
+        show = hint("config show", Path(status.manifest))
+        lines.append(f"config   version {status.config_version}{extra}  ({show})")
     return lines
 
 
-def circuit_lines(status: Mapping[str, Any]) -> list[str]:
-    """``open circuit  web-1 -> api  open (retry in 4s)`` for each circuit not closed."""
+def circuit_lines(status: SystemStatus) -> list[str]:
+    """``circuit  web-1 -> api  open (retry in 4s)`` for each circuit not closed."""
     lines = []
-    for circuit in status.get("open_circuits") or []:
-        retry = circuit.get("retry_after")
+    for circuit in status.open_circuits:
+        retry = circuit.retry_after
         suffix = f" (retry in {human_duration(retry)})" if retry else ""
-        lines.append(
-            f"circuit  {circuit.get('instance')} -> {circuit.get('target')}  "
-            f"{circuit.get('state')}{suffix}"
-        )
+        lines.append(f"circuit  {circuit.instance} -> {circuit.target}  {circuit.state}{suffix}")
     return lines
+
+
+def cell(value: Any) -> str:
+    """A JSON value in a table cell: text as is, ``-`` for nothing, JSON otherwise."""
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value)

@@ -36,6 +36,7 @@ from corral.runtime.errors import AlreadyRunningError
 from corral.runtime.events import RuntimeEvent
 from corral.runtime.orchestrator import Orchestrator
 from corral.runtime.registry import InstanceRecord, Registry
+from corral.runtime.status import SystemStatus
 from corral.telemetry import TelemetryAddon
 
 
@@ -154,13 +155,14 @@ class SystemSession:
     def has_service(self, service: str) -> bool:
         return service in self.plan.services
 
-    def status(self) -> dict[str, Any]:
-        status = dict(self.orchestrator.status())
-        status["api_url"] = self.api_url
-        status["dashboard_url"] = f"{self.api_url}{DASHBOARD_PATH}"
-        status.setdefault("gateway_url", None)
-        status["chaos"] = self.chaos.active()
-        return status
+    def status(self) -> SystemStatus:
+        return self.orchestrator.status().model_copy(
+            update={
+                "api_url": self.api_url,
+                "dashboard_url": f"{self.api_url}{DASHBOARD_PATH}",
+                "chaos": self.chaos.active(),
+            }
+        )
 
     async def circuits(self) -> list[dict[str, Any]]:
         """Circuit breakers that are not closed, across every serving SDK instance.
@@ -199,6 +201,9 @@ class SystemSession:
 
     async def restart(self, service: str, *, rolling: bool = False) -> None:
         await self.orchestrator.restart(service, rolling=rolling)
+
+    async def start_service(self, service: str) -> bool:
+        return await self.orchestrator.start_service(service)
 
     async def stop_service(self, service: str) -> None:
         await self.orchestrator.stop_service(service)

@@ -57,17 +57,21 @@ def read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def alive(pid: object, create_time: object) -> bool:
+    """Whether that very process still lives: ``pid`` exists and, when ``create_time``
+    was recorded, was created then (a recycled pid belongs to a younger process)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    created = process_create_time(pid)
+    if created is None:
+        return False
+    return not (isinstance(create_time, int | float) and abs(created - create_time) > 1.0)
+
+
 def owner_alive(data: dict[str, Any]) -> int | None:
     """The pid of the run's orchestrator if that very process still lives."""
     pid = data.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid():
-        return None
-    created = process_create_time(pid)
-    if created is None:
-        return None
-    recorded = data.get("create_time")
-    # A recycled pid belongs to a younger process.
-    if isinstance(recorded, int | float) and abs(created - recorded) > 1.0:
+    if not isinstance(pid, int) or pid == os.getpid() or not alive(pid, data.get("create_time")):
         return None
     return pid
 

@@ -2,24 +2,31 @@
 
 ::
 
-    CorralRuntimeError (builtins.RuntimeError)
-     ├── StartError            an instance or component could not become ready
-     │                         (.service, .instance, .reason, .log_tail)
-     ├── UnknownServiceError   a service name that is not in the plan (.service, .known)
-     ├── UnknownInstanceError  an instance id the registry does not have (.instance)
-     ├── NotRunningError       an operation that needs a running system (scale before up)
-     └── AlreadyRunningError   another orchestrator runs the same state dir (.pid)
+    corral.errors.CorralError
+     └── CorralRuntimeError (also builtins.RuntimeError)
+          ├── StartError            an instance or component could not become ready
+          │                         (.service, .instance, .reason, .log_tail)
+          ├── UnknownServiceError   a service name that is not in the plan (.service, .known)
+          ├── UnknownInstanceError  an instance id the registry does not have (.instance)
+          ├── NotRunningError       the system is not running: an operation before ``up``
+          │                         or after ``down``, or (raised by the API client) no
+          │                         system runs for a manifest, or it stopped answering
+          ├── ServiceStoppedError   a change that needs a service's instances, asked of a
+          │                         stopped service (.service)
+          └── AlreadyRunningError   another orchestrator runs the same state dir (.pid)
 
-They are user-facing: the CLI and the control-plane API show ``str(error)`` (and, for a
-StartError, the log tail) without a traceback. Programming mistakes are not wrapped.
+They are user-facing: the CLI and the control-plane API show ``error.message`` (for a
+StartError, with the log tail) without a traceback. Programming mistakes are not wrapped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from corral.errors import CorralError
 
-class CorralRuntimeError(RuntimeError):
+
+class CorralRuntimeError(CorralError, RuntimeError):
     """Base of every error the runtime raises on purpose."""
 
 
@@ -47,6 +54,10 @@ class StartError(CorralRuntimeError):
             return str(self)
         lines = "\n".join(f"  | {line}" for line in self.log_tail)
         return f"{self}\nlast log lines of {self.instance or self.service}:\n{lines}"
+
+    @property
+    def message(self) -> str:
+        return self.details()
 
 
 class UnknownServiceError(CorralRuntimeError, KeyError):
@@ -76,7 +87,20 @@ class UnknownInstanceError(CorralRuntimeError, KeyError):
 
 
 class NotRunningError(CorralRuntimeError):
-    """The operation needs a running system (call ``up`` first)."""
+    """The operation needs a running system (call ``up`` first).
+
+    One class for both sides: the orchestrator raises it for a change asked before ``up``
+    or during ``down``; the API client raises it when no system runs for a manifest or
+    its control plane does not answer."""
+
+
+class ServiceStoppedError(CorralRuntimeError):
+    """A change that needs the service's instances (a restart), asked of a service that
+    has none: stopped, or scaled to 0. Refused rather than reported as done."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        super().__init__(f"{service} is stopped: there is nothing to restart (start it instead)")
 
 
 class AlreadyRunningError(CorralRuntimeError):

@@ -47,6 +47,7 @@ from corral.runtime.errors import (
     AlreadyRunningError,
     CorralRuntimeError,
     NotRunningError,
+    ServiceStoppedError,
     StartError,
     UnknownInstanceError,
     UnknownServiceError,
@@ -63,6 +64,8 @@ from corral.runtime.events import (
 )
 from corral.runtime.logs import LogStore
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry
+from corral.runtime.status import ServiceStatus, SystemStatus
+from corral.runtime.systems import RunningSystem, SystemsIndex
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +85,9 @@ class _Service:
     plan: ServicePlan
     component: bool
     desired: int
+    resume_replicas: int
+    """How many instances ``start_service`` runs after a stop (or a scale to 0): the
+    count before it, else the manifest's (at least one)."""
     instances: dict[str, Instance] = field(default_factory=dict)
     next_ordinal: int = 1
     database_url: str | None = None
@@ -108,6 +114,7 @@ class Orchestrator:
         on_event: Callable[[RuntimeEvent], None] | None = None,
         start_timeout: float = 120.0,
         addon_timeout: float = 10.0,
+        systems: SystemsIndex | None = None,
     ) -> None:
         self._manifest = manifest
         self._plan = plan
@@ -125,7 +132,12 @@ class Orchestrator:
         self.started_at: float | None = None
         self._state = "idle"
         self._services: dict[str, _Service] = {
-            name: _Service(service, component=False, desired=service.replicas)
+            name: _Service(
+                service,
+                component=False,
+                desired=service.replicas,
+                resume_replicas=max(service.replicas, 1),
+            )
             for name, service in plan.services.items()
         }
         self._components: list[str] = []
@@ -133,6 +145,8 @@ class Orchestrator:
         self._down: asyncio.Task[None] | None = None
         self._save_scheduled = False
         self._create_time = _runstate.process_create_time(os.getpid())
+        self._systems = systems if systems is not None else SystemsIndex()
+        """Where ``corral ls`` finds this system while it runs."""
 
     # --- RuntimeContext -----------------------------------------------------------------
 
@@ -176,7 +190,9 @@ class Orchestrator:
         self._require_running(allow_starting=True)
         if service.name in self._services:
             raise ValueError(f"component name {service.name!r} is already a service")
-        entry = _Service(service, component=True, desired=service.replicas)
+        entry = _Service(
+            service, component=True, desired=service.replicas, resume_replicas=service.replicas
+        )
         self._services[service.name] = entry
         self._components.append(service.name)
         try:
@@ -201,6 +217,7 @@ class Orchestrator:
                 (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
             await self.reaper.start()
             self._save_run_state()
+            self._register()
             for addon in self.addons:
                 await addon.start(self)
             async with asyncio.TaskGroup() as group:
@@ -233,34 +250,58 @@ class Orchestrator:
             raise ValueError("replicas must be >= 0")
         self._require_running()
         async with entry.lock:
-            dead = [i for i in entry.instances.values() if not i.running]
-            await self._stop_instances(entry, dead)
-            current = sorted(entry.instances.values(), key=lambda i: i.ordinal)
-            entry.desired = replicas
-            if replicas > len(current):
-                await self._ensure_database(entry)
-                fresh = [self._new_instance(entry) for _ in range(replicas - len(current))]
-                try:
-                    await self._wait_ready(entry, [(i, 1) for i in fresh])
-                except BaseException as exc:
-                    entry.desired = len(current)
-                    await self._stop_instances(entry, fresh)
-                    self._report(exc)
-                    raise
-            elif replicas < len(current):
-                await self._stop_instances(entry, current[replicas:][::-1])
-            if entry.desired > 0:
-                entry.started.set()
-                entry.healthy.set()
+            await self._scale(entry, replicas)
+
+    async def start_service(self, service: str) -> bool:
+        """Start a stopped service (after ``stop_service`` or a scale to 0) with as many
+        instances as it had before; return once they are ready. True if it started
+        instances; False if the service was running already (nothing changes)."""
+        entry = self._service(service)
+        self._require_running()
+        async with entry.lock:
+            if any(instance.running for instance in entry.instances.values()):
+                return False
+            await self._scale(entry, entry.desired or entry.resume_replicas)
+        return True
+
+    async def _scale(self, entry: _Service, replicas: int) -> None:
+        dead = [i for i in entry.instances.values() if not i.running]
+        await self._stop_instances(entry, dead)
+        current = sorted(entry.instances.values(), key=lambda i: i.ordinal)
+        self._set_desired(entry, replicas)
+        if replicas > len(current):
+            await self._ensure_database(entry)
+            fresh = [self._new_instance(entry) for _ in range(replicas - len(current))]
+            try:
+                await self._wait_ready(entry, [(i, 1) for i in fresh])
+            except BaseException as exc:
+                self._set_desired(entry, len(current))
+                await self._stop_instances(entry, fresh)
+                self._report(exc)
+                raise
+        elif replicas < len(current):
+            await self._stop_instances(entry, current[replicas:][::-1])
+        if entry.desired > 0:
+            entry.started.set()
+            entry.healthy.set()
+
+    @staticmethod
+    def _set_desired(entry: _Service, replicas: int) -> None:
+        if replicas == 0 and entry.desired > 0:
+            entry.resume_replicas = entry.desired  # what `start_service` brings back
+        entry.desired = replicas
 
     async def restart(self, service: str, *, rolling: bool = False) -> None:
         """Restart every instance. Rolling: one at a time, each replacement (a new
         instance) ready before the old one stops, so at least N-1 stay ready; a service
-        on a fixed port cannot overlap and is restarted in place, one at a time."""
+        on a fixed port cannot overlap and is restarted in place, one at a time.
+        A stopped service has nothing to restart: ServiceStoppedError, not a success."""
         entry = self._service(service)
         self._require_running()
         async with entry.lock:
             current = sorted(entry.instances.values(), key=lambda i: i.ordinal)
+            if not current:
+                raise ServiceStoppedError(service)
             try:
                 if not rolling:
                     await self._wait_ready(entry, [(i, i.request_restart()) for i in current])
@@ -285,7 +326,7 @@ class Orchestrator:
         entry = self._service(service)
         self._require_running()
         async with entry.lock:
-            entry.desired = 0
+            self._set_desired(entry, 0)
             await self._stop_instances(entry, list(entry.instances.values())[::-1])
         self.emit(ServiceStopped(service))
 
@@ -314,37 +355,45 @@ class Orchestrator:
         """The plan the service's instances are spawned from now."""
         return self._service(service).plan
 
-    def status(self) -> dict[str, Any]:
-        """JSON-able: system, services (desired replicas, ready count), instances
-        (registry records), plus each addon's ``status()``."""
+    def status(self) -> SystemStatus:
+        """The system: services (desired replicas, ready count), instances (registry
+        records), plus each addon's ``status()`` fields."""
         snapshot = self.registry.snapshot()
-        services: dict[str, Any] = {}
+        services: dict[str, ServiceStatus] = {}
         for name, entry in self._services.items():
             records = snapshot.of(name)
-            services[name] = {
-                "replicas": entry.desired,
-                "ready": sum(1 for r in records if r.serving),
-                "instances": len(records),
-                "component": entry.component,
-                "depends_on": {dep: str(cond) for dep, cond in entry.plan.depends_on.items()},
-                "port": entry.plan.fixed_port,
-            }
-        data: dict[str, Any] = {
-            "system": self._plan.system,
-            "state": self._state,
-            "pid": os.getpid(),
-            "state_dir": str(self.state_dir),
-            "started_at": self.started_at,
-            "registry_version": snapshot.version,
-            "services": services,
-            "instances": [record.to_json() for record in snapshot.instances],
-        }
+            services[name] = ServiceStatus(
+                replicas=entry.desired,
+                ready=sum(1 for r in records if r.serving),
+                instances=len(records),
+                component=entry.component,
+                depends_on={dep: str(cond) for dep, cond in entry.plan.depends_on.items()},
+                port=entry.plan.fixed_port,
+            )
+        contributed: dict[str, Any] = {}
+        addon_errors: dict[str, str] = {}
         for addon in self.addons:
             try:
-                data.update(addon.status())
+                contributed.update(addon.status())
             except Exception as exc:  # an addon's status must not break ours
-                data.setdefault("addon_errors", {})[addon.name] = str(exc)
-        return data
+                addon_errors[addon.name] = str(exc)
+        # Validated: an addon's field of the wrong type is a bug to see here, not a
+        # surprise for the API's readers.
+        return SystemStatus.model_validate(
+            {
+                **contributed,
+                "system": self._plan.system,
+                "state": self._state,
+                "pid": os.getpid(),
+                "manifest": str(self._manifest.path),
+                "state_dir": str(self.state_dir),
+                "started_at": self.started_at,
+                "registry_version": snapshot.version,
+                "services": services,
+                "instances": list(snapshot.instances),
+                "addon_errors": addon_errors,
+            }
+        )
 
     # --- Host (what instances use) ------------------------------------------------------
 
@@ -549,6 +598,8 @@ class Orchestrator:
             await self.reaper.stop()
             with contextlib.suppress(FileNotFoundError):
                 self.run_file.unlink()
+            with contextlib.suppress(OSError):
+                self._systems.unregister(self.state_dir, os.getpid())
             self._state = "stopped"
 
     def _clean_stale_run(self) -> None:
@@ -563,6 +614,20 @@ class Orchestrator:
         self.emit(StaleRunCleaned(pid if isinstance(pid, int) else 0, killed))
         with contextlib.suppress(FileNotFoundError):
             self.run_file.unlink()
+
+    def _register(self) -> None:
+        entry = RunningSystem(
+            system=self._plan.system,
+            manifest=str(self._manifest.path),
+            state_dir=str(self.state_dir),
+            pid=os.getpid(),
+            create_time=self._create_time,
+            started_at=self.started_at,
+        )
+        try:
+            self._systems.register(entry)
+        except OSError as exc:  # only `corral ls` misses it: no reason to refuse to run
+            _log.warning("cannot record the system in %s: %s", self._systems.directory, exc)
 
     def _save_run_state(self) -> None:
         self._save_scheduled = False

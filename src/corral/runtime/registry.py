@@ -3,6 +3,10 @@
 The supervisor writes it; the gateway, discovery clients, the control-plane API and the
 dashboard watch it. Every change produces a new immutable :class:`Snapshot` with a
 higher version, so a watcher can tell exactly which state it has rendered.
+
+Records and snapshots are pydantic dataclasses: frozen, positional like any dataclass
+inside the runtime, and the same types on the wire (the API's response models, parsed
+back by its client), so nothing reads them as untyped dicts.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import field, replace
 from enum import StrEnum
 from typing import Any
+
+from pydantic import TypeAdapter, computed_field
+from pydantic.dataclasses import dataclass
 
 
 class InstanceState(StrEnum):
@@ -55,6 +62,7 @@ class InstanceRecord:
     """A Corral system component (gateway, broker), not a user service."""
     labels: dict[str, str] = field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented spelling
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
@@ -68,16 +76,16 @@ class InstanceRecord:
         """Should receive traffic: ready and not on its way out."""
         return self.ready and self.state is InstanceState.RUNNING
 
-    def uptime(self, now: float | None = None) -> float | None:
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def uptime(self) -> float | None:
+        """Seconds the current process has run (None when none runs), as of now."""
         if self.started_at is None or self.state not in _ALIVE:
             return None
-        return (now or time.time()) - self.started_at
+        return time.time() - self.started_at
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["state"] = self.state.value
-        data["uptime"] = self.uptime()
-        data["address"] = self.address
+        data: dict[str, Any] = _RECORD.dump_python(self, mode="json")
         return data
 
 
@@ -102,7 +110,12 @@ class Snapshot:
         return next((r for r in self.instances if r.instance == instance), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "instances": [r.to_json() for r in self.instances]}
+        data: dict[str, Any] = _SNAPSHOT.dump_python(self, mode="json")
+        return data
+
+
+_RECORD = TypeAdapter(InstanceRecord)
+_SNAPSHOT = TypeAdapter(Snapshot)
 
 
 def _sort_key(record: InstanceRecord) -> tuple[str, int, str]:

@@ -68,7 +68,7 @@ async def running_system(
                 run.result()  # raises the start error
             raise TimeoutError(f"ridehail not ready within {timeout}s")
         status = session.status()
-        url = status.get("gateway_url") or next(
+        url = status.gateway_url or next(
             a.status()["gateway_url"] for a in addons if "gateway_url" in a.status()
         )
         await wait_for_jwks(url)

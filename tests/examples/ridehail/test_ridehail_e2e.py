@@ -57,7 +57,7 @@ async def http(system: tuple[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
 
 def nats_url(system: tuple[str, Any]) -> str:
     session = system[1]
-    found = session.status().get("nats_url") or next(
+    found = session.status().nats_url or next(
         a.status()["nats_url"] for a in session.addons if "nats_url" in a.status()
     )
     return str(found)

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio, pytest.mark.timeout(
 
 async def test_a_small_city_keeps_every_invariant(tmp_path: Path) -> None:
     async with running_system(tmp_path) as (gateway, session):
-        nats_url = session.status()["nats_url"]
+        nats_url = session.status().nats_url
         report: dict[str, object] = {}
         code = await simulate(
             gateway,

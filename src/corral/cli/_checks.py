@@ -1,9 +1,15 @@
-"""``corral lint``: architecture checks over a manifest (the logic is corral.lint)."""
+"""``corral validate`` and ``corral lint``: check a manifest without running anything.
+
+``validate`` is about the manifest being usable (schema, references, what Envoy would
+reject); ``lint`` about the architecture it describes (rules in docs/lint.md, the logic in
+:mod:`corral.lint`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,8 +17,36 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from corral.cli._app import EnvOption, FileArgument, FileOption, console
+from corral.cli._common import EnvOption, FileOption, ManifestCommand, console, manifest_path
+from corral.errors import CorralError
 from corral.lint import DEFAULT_MAX_CALL_DEPTH, RULES, Severity, lint_target
+from corral.manifest import ManifestError, load
+from corral.plan import resolve
+
+app = typer.Typer()
+
+
+@app.command(cls=ManifestCommand)
+def validate(file: FileOption = None, env: EnvOption = None) -> None:
+    """Check a manifest (and an environment's overlay) and list every problem (exit 1 if
+    any), including what Envoy would reject in the rendered gateway config."""
+    manifest = load(manifest_path(file), environment=env)
+    plan = resolve(manifest, python=sys.executable)
+    if plan.gateway is not None:
+        from corral.gateway import EnvoyNotFoundError, validate_gateway
+
+        try:
+            problems = validate_gateway(manifest, plan)
+        except EnvoyNotFoundError as exc:
+            raise CorralError(f"cannot validate the gateway: {exc}") from None
+        if problems:
+            raise ManifestError(problems)
+    names = ", ".join(plan.start_order)
+    console.print(
+        f"[green]✔[/] {manifest.path}: system {plan.system!r}, "
+        f"{len(plan.services)} services ({names})",
+        highlight=False,
+    )
 
 
 class Format(StrEnum):
@@ -20,9 +54,9 @@ class Format(StrEnum):
     JSON = "json"
 
 
+@app.command("lint", cls=ManifestCommand)
 def lint_command(
-    file: FileArgument = None,
-    file_option: FileOption = None,
+    file: FileOption = None,
     env: EnvOption = None,
     output: Annotated[
         Format, typer.Option("--format", help="text for people, json for tools.")
@@ -42,7 +76,7 @@ def lint_command(
                 f"{rule.id}  {rule.name:<26} {rule.severity:<8} {rule.summary}", highlight=False
             )
         return
-    report = lint_target(file or file_option, environment=env, max_call_depth=max_call_depth)
+    report = lint_target(file, environment=env, max_call_depth=max_call_depth)
     if output is Format.JSON:
         print(json.dumps(report.to_json(), indent=2))
         raise typer.Exit(report.exit_code(strict=strict))

@@ -1,0 +1,202 @@
+"""``corral up`` and ``corral down``: run a whole system, in this terminal or in the
+background, and stop it gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from corral.api import ApiClient, published
+from corral.cli._common import (
+    EnvOption,
+    FileOption,
+    ManifestCommand,
+    client,
+    console,
+    hint,
+    manifest_path,
+)
+from corral.cli._dashboard import login_line
+from corral.cli._logs import colour_for, format_line
+from corral.cli._progress import ChangeProgress, StartProgress
+from corral.cli._tables import endpoints_lines
+from corral.errors import CorralError
+from corral.manifest import load
+from corral.plan import Plan, resolve
+from corral.runtime.errors import NotRunningError
+from corral.runtime.registry import InstanceRecord, Snapshot
+from corral.runtime.status import SystemStatus
+from corral.runtime.systems import process_alive
+
+if TYPE_CHECKING:
+    from corral.control import SystemSession
+
+app = typer.Typer()
+
+
+@app.command(cls=ManifestCommand)
+def up(
+    file: FileOption = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+    no_logs: Annotated[
+        bool, typer.Option("--no-logs", help="Do not follow logs once the system is ready.")
+    ] = False,
+    daemon: Annotated[bool, typer.Option("--daemon", hidden=True)] = False,
+    env: EnvOption = None,
+) -> None:
+    """Start the system; Ctrl-C stops everything gracefully."""
+    manifest = load(manifest_path(file), environment=env)
+    plan = resolve(manifest, python=sys.executable)
+    running = published(plan.state_dir)
+    # The daemon was started by a `up -d` that checked already (and the session's lock
+    # is what really keeps a second copy out).
+    if running is not None and not daemon:
+        raise CorralError(
+            f"system {plan.system!r} is already running (pid {running.pid}): see "
+            f"`{hint('status', manifest.path)}`, or stop it with `{hint('down', manifest.path)}`"
+        )
+    if detach:
+        _up_detached(manifest.path, plan, env)
+        return
+    from corral.broker import BrokerError
+    from corral.control import SystemSession, addons_for
+    from corral.gateway import GatewayError
+    from corral.runtime.errors import StartError
+
+    session = SystemSession(manifest, plan, addons=addons_for(plan))
+    try:
+        asyncio.run(
+            _run_foreground(session, plan, manifest.path, quiet=daemon, follow_logs=not no_logs)
+        )
+    except StartError as exc:
+        raise CorralError(f"{plan.system} could not start: {exc.details()}") from None
+    except (GatewayError, BrokerError) as exc:
+        # Setup problems of the parts (no envoy or nats-server binary, NATS unreachable):
+        # the person can fix them, so a message, not a traceback.
+        raise CorralError(f"{plan.system} could not start: {exc}") from None
+
+
+async def _run_foreground(
+    session: SystemSession, plan: Plan, path: Path, *, quiet: bool, follow_logs: bool
+) -> None:
+    desired = {name: s.replicas for name, s in plan.services.items()}
+    run = asyncio.create_task(session.run())
+    if not quiet:
+        with StartProgress(console, desired) as progress:
+            # Redraw from the registry at a steady rate; a watch would redraw per change,
+            # which is more work and no more information for a person.
+            while not session.ready.is_set() and not run.done():
+                progress.update(_user_instances(session.registry.snapshot()))
+                await asyncio.wait({run}, timeout=0.05)
+            progress.update(_user_instances(session.registry.snapshot()))
+        if session.ready.is_set():
+            status = session.status()
+            for line in endpoints_lines(status):
+                console.print(line, highlight=False)
+            with ApiClient(str(status.api_url), session.admin_token) as own:
+                # In a thread: the API answering it runs on this loop.
+                console.print(await asyncio.to_thread(login_line, own), highlight=False)
+            console.print(
+                f"[dim]Ctrl-C stops the system; `{hint('status', path)}` in another terminal.[/]",
+                highlight=False,
+            )
+            if follow_logs:
+                services = list(plan.start_order)
+                follower = asyncio.create_task(_print_logs(session, services))
+                await asyncio.wait({run})
+                follower.cancel()
+    await run
+    if not quiet:
+        console.print(f"[green]✔[/] {plan.system} stopped")
+
+
+def _user_instances(snapshot: Snapshot) -> list[InstanceRecord]:
+    # The registry, not the whole status: this runs twenty times a second on the loop
+    # that starts the system.
+    return [record for record in snapshot.instances if not record.component]
+
+
+async def _print_logs(session: SystemSession, services: list[str]) -> None:
+    async for entry in session.logs.follow(None, time.time()):
+        line = entry.to_json()
+        console.print(
+            format_line(line, colour=colour_for(str(line.get("service")), services)),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _up_detached(manifest_path: Path, plan: Plan, env: str | None) -> None:
+    plan.state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = plan.state_dir / "corral.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "corral", "up", str(manifest_path), "--daemon"),
+                *(("--env", env) if env else ()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    desired = {name: s.replicas for name, s in plan.services.items()}
+    api: ApiClient | None = None
+    status: SystemStatus | None = None
+    with StartProgress(console, desired) as progress:
+        while status is None or not (status.state == "running" or progress.all_ready):
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise CorralError(f"{plan.system} could not start:\n" + "\n".join(tail))
+            if api is None:
+                found = published(plan.state_dir)
+                if found is not None and found.pid == process.pid:
+                    api = ApiClient(found.url, found.token)
+            if api is not None:
+                try:
+                    status = api.status()
+                except NotRunningError:
+                    status = None
+                if status is not None:
+                    progress.update(status.user_instances)
+            time.sleep(0.1)
+    assert api is not None
+    for line in endpoints_lines(status):
+        console.print(line, highlight=False)
+    console.print(login_line(api), highlight=False)
+    console.print(
+        f"[dim]running in the background (pid {process.pid}); "
+        f"logs: {hint('logs', manifest_path, '-F')}; stop: {hint('down', manifest_path)}[/]",
+        highlight=False,
+    )
+
+
+@app.command(cls=ManifestCommand)
+def down(file: FileOption = None) -> None:
+    """Stop a running system gracefully (reverse dependency order), showing each
+    instance as it stops."""
+    with client(file) as api:
+        pid = api.status().pid
+        progress = ChangeProgress(console, api.registry())
+        api.down()
+        with console.status("stopping…"):
+            # The API answers until the last service has stopped; then the process ends.
+            while True:
+                try:
+                    progress.update(api.registry())
+                except NotRunningError:
+                    break
+                time.sleep(0.1)
+            deadline = time.monotonic() + 300
+            while process_alive(pid, None) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    if process_alive(pid, None):
+        raise CorralError(f"the system (pid {pid}) is still stopping; see .corral/corral.log")
+    progress.all_stopped()
+    console.print("[green]✔[/] stopped")

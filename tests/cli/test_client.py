@@ -1,0 +1,63 @@
+"""The API client hands the CLI typed answers, and an answer it cannot read is a clear
+error, not a pydantic traceback (a control plane of another corral version)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from corral.api import ApiClient, ApiError
+from corral.errors import CorralError
+
+
+def answering(body: Any) -> ApiClient:
+    client = ApiClient("http://127.0.0.1:9", "token")
+    client._request = lambda method, path, **kwargs: body  # type: ignore[method-assign]
+    return client
+
+
+def test_status_is_parsed_into_its_model() -> None:
+    """Fields are attributes, instance records typed (their uptime computed)."""
+    status = answering(
+        {
+            "system": "demo",
+            "state": "running",
+            "pid": 1,
+            "manifest": "/srv/demo/corral.yaml",
+            "state_dir": "/srv/demo/.corral",
+            "started_at": 1.0,
+            "registry_version": 3,
+            "services": {"web": {"replicas": 1, "ready": 1, "instances": 1, "component": False}},
+            "instances": [
+                {
+                    "service": "web",
+                    "instance": "web-1",
+                    "host": "127.0.0.1",
+                    "port": 8000,
+                    "state": "running",
+                    "ready": True,
+                    "started_at": 1.0,
+                    "address": "ignored: computed",
+                }
+            ],
+            "gateway_url": "http://127.0.0.1:8080",
+            "from_an_addon": {"kept": True},
+        }
+    ).status()
+    assert status.services["web"].ready == 1
+    [record] = status.user_instances
+    assert (record.address, record.serving) == ("127.0.0.1:8000", True)
+    assert record.uptime is not None
+    assert record.uptime > 0
+    assert status.gateway_url == "http://127.0.0.1:8080"
+    assert status.model_extra == {"from_an_addon": {"kept": True}}
+
+
+@pytest.mark.parametrize("call", ["status", "registry", "instances"])
+def test_an_answer_of_another_shape_is_an_api_error(call: str) -> None:
+    """A body the models cannot read names the request and suggests why."""
+    with pytest.raises(ApiError, match="unexpected answer from the control plane") as caught:
+        getattr(answering({"system": "demo"}), call)()
+    assert isinstance(caught.value, CorralError)
+    assert "another corral version" in caught.value.message
