@@ -19,6 +19,7 @@ from corral.cli._common import (
     client,
     console,
     load_plan,
+    state_dir,
 )
 from corral.cli._tables import cell
 from corral.errors import CorralError
@@ -29,12 +30,16 @@ app.add_typer(dlq_app, name="dlq")
 
 
 def _bus(file: Path | None) -> tuple[str, str]:
-    """(NATS URL, system name) of the running system."""
+    """(NATS URL with the control plane's credentials, system name) of the running
+    system. ``corral status`` shows the bus without credentials; the embedded bus's
+    control user is read from the system's own state folder (mode 0600)."""
+    from corral.broker import control_url
+
     with client(file) as api:
         status = api.status()
     if not status.nats_url:
         raise CorralError("this system has no event bus (no `events:` section in the manifest)")
-    return status.nats_url, status.system
+    return control_url(state_dir(file)) or status.nats_url, status.system
 
 
 @app.command("catalog", cls=ManifestCommand)
@@ -50,8 +55,7 @@ def catalog(
         raise CorralError("this manifest has no `events:` section")
     url = None
     if published(plan.state_dir) is not None:  # running: the live streams too
-        with client(file) as api:
-            url = api.status().nats_url
+        url, _ = _bus(file)
     document = asyncio.run(build_catalog(url, plan.events, plan.root))
     if as_yaml:
         from ruamel.yaml import YAML
