@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import events as ev
 from contracts.calls import Calls
 from contracts.geo import Position
-from contracts.identity import Caller, CallerDep, require
+from contracts.identity import Caller, CallerDep, on_behalf_of, require
 from contracts.periodic import every
 from corral.sdk import DbSession, Problem, Service, ServiceSettings
 from rides import store
@@ -34,6 +34,7 @@ from rides.domain import (
     RideNotFound,
     Role,
     apply,
+    authorize,
     check_visible,
     new_ride,
 )
@@ -126,9 +127,12 @@ async def fare_estimate(ride_km: float) -> tuple[str | None, str | None]:
     return str(body["amount"]), str(body["currency"])
 
 
-async def driven_km(ride_id: str) -> float | None:
-    """Distance along tracking's recorded track, or None (straight line) when unknown."""
-    response = await tracking().get(f"/rides/{ride_id}/distance", fallback=lambda exc: None)
+async def driven_km(ride_id: str, driver: Caller) -> float | None:
+    """Distance along tracking's recorded track, or None (straight line) when unknown.
+    Asked on the driver's behalf: tracking answers only the ride's own driver."""
+    response = await tracking().get(
+        f"/rides/{ride_id}/distance", headers=on_behalf_of(driver), fallback=lambda exc: None
+    )
     if response is None or response.status != 200:
         return None
     km = response.json().get("distance_km")
@@ -256,12 +260,17 @@ Step = Literal["cancel", "arrive", "start", "complete"]
 @svc.post("/rides/{ride_id}/{step}")
 async def step(ride_id: str, step: Step, caller: CallerDep, session: DbSession) -> RideView:
     """cancel (the rider), arrive / start / complete (the assigned driver); 409 if illegal."""
-    action = Action(step)
+    action, who = Action(step), actor(caller)
     extra: dict[str, Any] = {}
-    if action is Action.COMPLETE:
-        extra["distance_km"] = await driven_km(ride_id)
     try:
-        result = await _act(session, ride_id, action, actor(caller), **extra)
+        if action is Action.COMPLETE:
+            # Only the ride's driver gets as far as asking tracking. A session of its own:
+            # the request's would hold SQLite's write lock through the call.
+            async with svc.db.sessionmaker() as check:
+                found = await store.load(check, ride_id)
+            authorize(check_visible(found[0] if found else None, who, ride_id), who, action)
+            extra["distance_km"] = await driven_km(ride_id, caller)
+        result = await _act(session, ride_id, action, who, **extra)
     except RideError as exc:
         raise problem(exc) from exc
     assert result is not None

@@ -9,11 +9,13 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from owned_routes import OWNED
 from ridehail_system import EXAMPLE, running_system
 
 sys.path.insert(0, str(EXAMPLE))
@@ -324,34 +326,52 @@ async def test_the_providers_failure_rate_changes_live(
     assert fakepay() == before
 
 
+@dataclass
+class Cast:
+    """Two riders, two drivers, and the rider's two rides with the driver: ``ride`` is
+    matched (every step is still possible), ``paid`` was driven, completed and paid (it
+    has a track, a distance, a payment and a charge)."""
+
+    people: dict[str, Person]
+    ride: str
+    paid: str
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cast(system: tuple[str, Any]) -> AsyncIterator[tuple[dict[str, Person], str]]:
-    """Two riders, two drivers and one matched ride (in Tokyo), shared by the role tests:
-    every one of them only reads or is refused, so they stay independent."""
+async def cast(system: tuple[str, Any]) -> AsyncIterator[Cast]:
+    """Shared by the role and ownership tests: every one of them only reads or is
+    refused, so they stay independent."""
     async with httpx.AsyncClient(base_url=system[0], timeout=15) as client:
         people = {
             name: await person(client, name.split("_")[-1])
             for name in ("rider", "other_rider", "driver", "other_driver")
         }
         people["anonymous"] = Person(client, "rider")
-        await available(people["driver"], {"lat": 35.68, "lng": 139.69})
-        rider = people["rider"]
-        pickup = {"lat": 35.681, "lng": 139.691}
-        body = {"pickup": pickup, "dropoff": BERLIN}
-        ride = (await rider.call("POST", "/rides", json=body)).json()
-        await eventually(rider, f"/rides/{ride['id']}", lambda r: r["status"] == "matched")
-        yield people, ride["id"]
-        await rider.call("POST", f"/rides/{ride['id']}/cancel", ok=(409,))
-        await offline(people["driver"])
+        rider, driver = people["rider"], people["driver"]
+        tokyo, shinjuku = {"lat": 35.681, "lng": 139.691}, {"lat": 35.69, "lng": 139.70}
+        await available(driver, {"lat": 35.68, "lng": 139.69})
+        body = {"pickup": tokyo, "dropoff": shinjuku}
+        paid = (await rider.call("POST", "/rides", json=body)).json()["id"]
+        await eventually(rider, f"/rides/{paid}", lambda r: r["status"] == "matched")
+        for step in ("arrive", "start"):
+            await driver.call("POST", f"/rides/{paid}/{step}")
+        for point in (tokyo, shinjuku):
+            await driver.call("POST", "/tracking/positions", json={"position": point})
+        await driver.call("POST", f"/rides/{paid}/complete")
+        await eventually(rider, f"/payments?ride_id={paid}", lambda p: p["status"] == "captured")
+        # The driver is free again at the dropoff: the next ride from there is theirs.
+        body = {"pickup": shinjuku, "dropoff": BERLIN}
+        ride = (await rider.call("POST", "/rides", json=body)).json()["id"]
+        await eventually(rider, f"/rides/{ride}", lambda r: r["status"] == "matched")
+        yield Cast(people, ride, paid)
+        await rider.call("POST", f"/rides/{ride}/cancel", ok=(409,))
+        await offline(driver)
 
 
 @pytest.mark.parametrize(
     ("who", "method", "path", "status"),
     [
         ("rider", "POST", "/rides/{ride}/complete", 403),  # a rider completing a ride
-        ("other_driver", "GET", "/rides/{ride}", 404),  # a driver reading another's ride
-        ("other_rider", "GET", "/rides/{ride}", 404),
-        ("other_rider", "GET", "/tracking/rides/{ride}/live", 404),  # following another's ride
         ("driver", "POST", "/rides", 403),  # a driver requesting a ride
         ("rider", "PUT", "/drivers/me/availability", 403),  # gateway role check
         ("rider", "POST", "/tracking/positions", 403),
@@ -361,20 +381,61 @@ async def cast(system: tuple[str, Any]) -> AsyncIterator[tuple[dict[str, Person]
     ],
 )
 async def test_role_violations_are_refused(
-    cast: tuple[dict[str, Person], str], who: str, method: str, path: str, status: int
+    cast: Cast, who: str, method: str, path: str, status: int
 ) -> None:
-    """Wrong roles and strangers get 401/403/404 problems, never the data."""
-    people, ride_id = cast
+    """Wrong roles get 401/403 problems, never the data."""
     body = {"available": True, "position": BERLIN} if method == "PUT" else None
     if path == "/tracking/positions":
         body = {"position": BERLIN}
     if path == "/rides":
         body = {"pickup": BERLIN, "dropoff": DROPOFF}
-    response = await people[who].call(method, path.format(ride=ride_id), json=body, ok=(status,))
+    person = cast.people[who]
+    response = await person.call(method, path.format(ride=cast.ride), json=body, ok=(status,))
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/problem+json")
-    ride = (await people["rider"].call("GET", f"/rides/{ride_id}")).json()
+    ride = (await cast.people["rider"].call("GET", f"/rides/{cast.ride}")).json()
     assert ride["status"] == "matched"  # nothing the refused call asked for happened
+
+
+@pytest.mark.parametrize("stranger", ["other_rider", "other_driver"])
+@pytest.mark.parametrize(
+    ("method", "path", "which"),
+    [(r.method, r.gateway_path, r.ride) for r in OWNED],
+    ids=[f"{r.method} {r.gateway_path}" for r in OWNED],
+)
+async def test_strangers_get_nothing_of_a_ride(
+    cast: Cast, stranger: str, method: str, path: str, which: str
+) -> None:
+    """Another rider and another driver get 403/404 problems from every endpoint that takes
+    a ride's id, through the real gateway, and change nothing (object-level authorization
+    on every id)."""
+    ride_id = getattr(cast, which)
+    url = path.format(id=ride_id)
+    response = await cast.people[stranger].call(method, url, ok=(403, 404))
+    assert response.status_code in (403, 404), response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    ride = (await cast.people["rider"].call("GET", f"/rides/{cast.ride}")).json()
+    assert (ride["status"], ride["driver_id"]) == ("matched", cast.people["driver"].id)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/rides/{id}",
+        "/tracking/rides/{id}/positions",
+        "/tracking/rides/{id}/distance",
+        "/payments?ride_id={id}",
+    ],
+)
+async def test_the_owner_reads_what_strangers_cannot(cast: Cast, path: str) -> None:
+    """The same reads answer the ride's rider (so a 404 above is the ownership check, not
+    a missing ride)."""
+    response = await cast.people["rider"].call("GET", path.format(id=cast.paid))
+    assert response.status_code == 200
+    body = response.json()
+    assert body.get("ride_id", body.get("id")) == cast.paid
+    if path.endswith("/distance"):
+        assert body["distance_km"] > 0
 
 
 @pytest.mark.parametrize(
@@ -388,11 +449,11 @@ async def test_role_violations_are_refused(
     ],
 )
 async def test_malformed_and_oversized_requests_get_problems(
-    cast: tuple[dict[str, Person], str], content: bytes, content_type: str, status: int
+    cast: Cast, content: bytes, content_type: str, status: int
 ) -> None:
     """Bad coordinates, wrong types, broken JSON, unknown fields and oversized bodies are
     answered with a problem+json naming the status."""
-    rider = cast[0]["other_rider"]
+    rider = cast.people["other_rider"]
     response = await rider.call(
         "POST",
         "/rides",
