@@ -85,16 +85,3 @@ class PaymentCaptured(_Event):
 class PaymentFailed(_Event):
     reason: str
     attempts: int
-
-
-TOPICS: dict[str, type[BaseModel]] = {
-    "ride.requested": RideRequested,
-    "ride.matched": RideMatched,
-    "ride.unmatched": RideUnmatched,
-    "ride.driver-arriving": RideProgressed,
-    "ride.started": RideProgressed,
-    "ride.completed": RideCompleted,
-    "ride.cancelled": RideCancelled,
-    "payment.captured": PaymentCaptured,
-    "payment.failed": PaymentFailed,
-}

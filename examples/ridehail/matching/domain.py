@@ -48,6 +48,16 @@ class Match:
     pickup_km: float
 
 
+@dataclass(frozen=True, slots=True)
+class Duty:
+    """What a driver going on or off duty (or moving) is told."""
+
+    ride_id: str | None
+    """The ride they are on now: one matched by this call, or an earlier one."""
+    match: Match | None = None
+    """The waiting ride this call matched them with, if any."""
+
+
 OnCommit = Callable[[Any], Awaitable[None]]
 """Called inside the store's transaction after a successful change, with the store's
 session (``None`` for the memory store): where the service writes its outbox event, so
@@ -110,6 +120,10 @@ class MatchStore(Protocol):
         """Online drivers on no ride, with their positions."""
         ...
 
+    async def assignments(self) -> dict[str, str]:
+        """ride id -> driver id of every ride a driver is on now."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class MatchingRules:
@@ -155,22 +169,27 @@ class Matcher:
 
     async def driver_availability(
         self, driver_id: str, *, available: bool, position: Position | None, now: datetime
-    ) -> Match | None:
+    ) -> Duty:
         """A driver goes on or off duty (and/or moves); a free driver serves a waiting ride."""
         on_ride = await self.store.set_driver(
             driver_id, online=available, position=position, now=now
         )
         if not available or on_ride is not None:
             self.index.remove(driver_id)
-            return None
+            return Duty(on_ride)
         where = position or self.index.position(driver_id)
         if where is None:
             drivers = await self.store.available_drivers()
             where = drivers.get(driver_id)
             if where is None:
-                return None
+                return Duty(None)
         self.index.upsert(driver_id, where)
-        return await self._serve_waiting(driver_id, where, now)
+        match = await self._serve_waiting(driver_id, where, now)
+        return Duty(match.ride_id if match else None, match)
+
+    async def assignments(self) -> dict[str, str]:
+        """ride id -> driver id of every ride a driver is on now (admins, checks)."""
+        return await self.store.assignments()
 
     async def ride_closed(
         self, ride_id: str, now: datetime, *, driver_position: Position | None = None

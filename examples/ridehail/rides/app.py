@@ -17,7 +17,6 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import events as ev
-from contracts.calls import Calls
 from contracts.geo import Position
 from contracts.identity import Caller, CallerDep, on_behalf_of, require
 from contracts.periodic import every
@@ -48,8 +47,6 @@ class Settings(ServiceSettings):
 
 
 svc = Service("rides", settings=Settings, metadata=store.metadata, title="ridehail rides")
-payments = Calls(svc, "payments")
-tracking = Calls(svc, "tracking")
 
 
 class RideRequest(BaseModel):
@@ -117,7 +114,7 @@ def problem(exc: RideError) -> Problem:
 
 async def fare_estimate(ride_km: float) -> tuple[str | None, str | None]:
     """payments' estimate, or (None, None) when it cannot answer in time."""
-    response = await payments().get(
+    response = await svc.client("payments").get(
         "/estimate", params={"distance_km": f"{ride_km:.3f}"}, fallback=lambda exc: None
     )
     if response is None or response.status != 200:
@@ -130,7 +127,7 @@ async def fare_estimate(ride_km: float) -> tuple[str | None, str | None]:
 async def driven_km(ride_id: str, driver: Caller) -> float | None:
     """Distance along tracking's recorded track, or None (straight line) when unknown.
     Asked on the driver's behalf: tracking answers only the ride's own driver."""
-    response = await tracking().get(
+    response = await svc.client("tracking").get(
         f"/rides/{ride_id}/distance", headers=on_behalf_of(driver), fallback=lambda exc: None
     )
     if response is None or response.status != 200:

@@ -27,9 +27,8 @@ Errors (the API maps each to a status)::
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -252,33 +251,33 @@ def apply(
     target = TRANSITIONS.get((ride.status, action))
     if target is None:
         raise IllegalTransition(ride.id, ride.status, action)
-    changes: dict[str, object] = {"status": target, "updated_at": now, "version": ride.version + 1}
+    after = replace(ride, status=target, updated_at=now, version=ride.version + 1)
     match action:
         case Action.MATCH:
             if not driver_id:
                 raise ValueError("MATCH needs the driver's id")
-            changes |= {"driver_id": driver_id, "matched_at": now}
+            after = replace(after, driver_id=driver_id, matched_at=now)
         case Action.START:
-            changes["started_at"] = now
+            after = replace(after, started_at=now)
         case Action.COMPLETE:
             started = ride.started_at or now
-            changes |= {
-                "completed_at": now,
-                "duration_s": max(0.0, (now - started).total_seconds()),
-                "distance_km": round(
-                    distance_km if distance_km is not None else ride.straight_line_km, 3
-                ),
-            }
+            km = distance_km if distance_km is not None else ride.straight_line_km
+            after = replace(
+                after,
+                completed_at=now,
+                duration_s=max(0.0, (now - started).total_seconds()),
+                distance_km=round(km, 3),
+            )
         case Action.CANCEL:
-            changes["ended_reason"] = reason or f"cancelled by {actor.role}"
+            after = replace(after, ended_reason=reason or f"cancelled by {actor.role}")
         case Action.UNMATCH:
-            changes["ended_reason"] = reason or "no driver available"
+            after = replace(after, ended_reason=reason or "no driver available")
         case Action.RELEASE:
             if matched_before is None:
                 raise ValueError("RELEASE needs the cutoff")
             if ride.matched_at is None or ride.matched_at >= matched_before:
                 raise IllegalTransition(ride.id, ride.status, action)
-            changes |= {"driver_id": None, "matched_at": None}
+            after = replace(after, driver_id=None, matched_at=None)
         case Action.ARRIVE:
             pass
-    return Transition(dataclasses.replace(ride, **changes), EVENT_OF[action])  # type: ignore[arg-type]
+    return Transition(after, EVENT_OF[action])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from contracts.geo import Position
-from tracking.domain import Hub, Tracks
+from tracking.domain import Follower, Hub, Tracks
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -76,8 +76,8 @@ async def test_fan_out_reaches_every_follower_and_close_ends_streams() -> None:
     assert hub.publish("r1", {"n": 1}) == 2
     hub.close("r1", {"type": "status", "status": "completed"})
 
-    async def drain(follower: object) -> list[object]:
-        return [u async for u in follower]  # type: ignore[attr-defined]
+    async def drain(follower: Follower) -> list[object]:
+        return [u async for u in follower]
 
     got = await asyncio.wait_for(asyncio.gather(drain(a), drain(b)), 1)
     assert got == [[{"n": 1}, {"type": "status", "status": "completed"}]] * 2
