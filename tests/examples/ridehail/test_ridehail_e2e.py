@@ -326,6 +326,42 @@ async def test_the_providers_failure_rate_changes_live(
     assert fakepay() == before
 
 
+async def test_the_providers_books_survive_its_restart(
+    system: tuple[str, Any], http: httpx.AsyncClient
+) -> None:
+    """fakepay restarted (a new process): a charge retried with its key is replayed, the
+    same charge, not made again, and the books still hold it once (a real provider keeps
+    its idempotency keys; one that forgot them would charge a retried ride twice)."""
+    session = system[1]
+    ops = await admin(http)
+    reference = f"restart-{uuid.uuid4().hex[:8]}"
+    body = {"amount": "7.40", "currency": "EUR", "reference": reference}
+    key = {"idempotency-key": uuid.uuid4().hex}
+    first = await ops.call("POST", "/admin/fakepay/charges", json=body, headers=key)
+    assert first.status_code == 201
+    pids = {r.pid for r in session.registry.snapshot().serving("fakepay")}
+    await session.restart("fakepay")
+    assert pids.isdisjoint(r.pid for r in session.registry.snapshot().serving("fakepay"))
+    again = await eventually_answered(ops, "POST", "/admin/fakepay/charges", body, key)
+    assert again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    books = (await ops.call("GET", f"/admin/fakepay/charges?reference={reference}")).json()
+    assert [c["id"] for c in books["charges"]] == [first.json()["id"]]
+
+
+async def eventually_answered(
+    who: Person, method: str, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> httpx.Response:
+    """The call, retried while the gateway has no ready instance for it (502/503)."""
+    deadline = time.monotonic() + 20
+    while True:
+        response = await who.call(method, path, json=body, headers=dict(headers), ok=(502, 503))
+        if response.status_code not in (502, 503) or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.05)
+
+
 @dataclass
 class Cast:
     """Two riders, two drivers, and the rider's two rides with the driver: ``ride`` is
