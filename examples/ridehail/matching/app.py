@@ -50,6 +50,13 @@ async def _publish_unmatched(ride_id: str, session: AsyncSession) -> None:
     await svc.events.publish("ride.unmatched", payload, key=ride_id, session=session)
 
 
+async def _publish_off_duty(
+    ride_id: str, driver_id: str, at: datetime, session: AsyncSession
+) -> None:
+    payload = ev.DriverOffDuty(ride_id=ride_id, driver_id=driver_id, at=at)
+    await svc.events.publish("ride.driver-off-duty", payload, key=ride_id, session=session)
+
+
 @svc.on_startup
 async def _start() -> None:
     settings = svc.settings
@@ -63,6 +70,7 @@ async def _start() -> None:
             ),
             on_match=_publish_match,
             on_unmatched=_publish_unmatched,
+            on_off_duty=_publish_off_duty,
         )
     )
 
@@ -143,9 +151,10 @@ async def on_requested(event: ev.RideRequested) -> None:
 async def on_match_expired(event: ev.RideMatchExpired) -> None:
     match = await matcher().match_expired(event.ride_id, event.driver_id, datetime.now(UTC))
     svc.log.info(
-        "driver never set off: taken off duty, ride matched again",
+        "driver replaced: taken off duty, ride matched again",
         ride_id=event.ride_id,
         driver_id=event.driver_id,
+        reason=event.reason,
         waited_s=round(event.waited_s, 1),
         new_driver_id=match.driver_id if match else None,
     )
@@ -158,4 +167,4 @@ async def on_completed(event: ev.RideCompleted) -> None:
 
 @svc.events.subscribe("ride.cancelled")
 async def on_cancelled(event: ev.RideCancelled) -> None:
-    await matcher().ride_closed(event.ride_id, datetime.now(UTC))
+    await matcher().ride_closed(event.ride_id, datetime.now(UTC), driver_lost=event.driver_lost)

@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from contracts.geo import Position
 from contracts.sql import insert_new
 from corral.sdk import Database
-from matching.domain import Claim, OnCommit, WaitingRide
+from matching.domain import Claim, OnCommit, OnLeave, WaitingRide
 
 metadata = MetaData()
 
@@ -122,7 +122,13 @@ class SqlMatchStore:
         return True
 
     async def set_driver(
-        self, driver_id: str, *, online: bool, position: Position | None, now: datetime
+        self,
+        driver_id: str,
+        *,
+        online: bool,
+        position: Position | None,
+        now: datetime,
+        on_leave: OnLeave | None = None,
     ) -> str | None:
         values: dict[str, object] = {"online": online, "updated_at": now}
         if position is not None:
@@ -142,6 +148,8 @@ class SqlMatchStore:
                         await session.execute(insert(drivers).values(id=driver_id, **values))
                         return None
                     ride: str | None = known.ride_id
+                    if ride is not None and not online and on_leave is not None:
+                        await on_leave(session, ride)
                     return ride
             except IntegrityError:
                 continue
@@ -183,7 +191,12 @@ class SqlMatchStore:
         return Claim.OK
 
     async def close_ride(
-        self, ride_id: str, now: datetime, *, driver_position: Position | None = None
+        self,
+        ride_id: str,
+        now: datetime,
+        *,
+        driver_position: Position | None = None,
+        off_duty: bool = False,
     ) -> str | None:
         async with self._db.transaction() as session:
             # A tombstone if matching never heard of the ride (cancelled before
@@ -214,6 +227,8 @@ class SqlMatchStore:
             values: dict[str, object] = {"ride_id": None, "updated_at": now}
             if driver_position is not None:
                 values |= {"lat": driver_position.lat, "lng": driver_position.lng}
+            if off_duty:
+                values["online"] = False
             await session.execute(update(drivers).where(drivers.c.id == driver_id).values(**values))
             return driver_id
 
@@ -345,12 +360,20 @@ class MemoryMatchStore:
         return True
 
     async def set_driver(
-        self, driver_id: str, *, online: bool, position: Position | None, now: datetime
+        self,
+        driver_id: str,
+        *,
+        online: bool,
+        position: Position | None,
+        now: datetime,
+        on_leave: OnLeave | None = None,
     ) -> str | None:
         driver = self.drivers.setdefault(driver_id, _MemoryDriver(online, now))
         driver.online, driver.at = online, now
         if position is not None:
             driver.position = position
+        if driver.ride_id is not None and not online and on_leave is not None:
+            await on_leave(None, driver.ride_id)
         return driver.ride_id
 
     async def claim(
@@ -369,7 +392,12 @@ class MemoryMatchStore:
         return Claim.OK
 
     async def close_ride(
-        self, ride_id: str, now: datetime, *, driver_position: Position | None = None
+        self,
+        ride_id: str,
+        now: datetime,
+        *,
+        driver_position: Position | None = None,
+        off_duty: bool = False,
     ) -> str | None:
         ride = self.rides.setdefault(ride_id, _MemoryRide("closed", None, now))
         if ride.status in ("waiting", "assigned"):
@@ -379,6 +407,8 @@ class MemoryMatchStore:
                 driver.ride_id, driver.at = None, now
                 if driver_position is not None:
                     driver.position = driver_position
+                if off_duty:
+                    driver.online = False
                 return driver_id
         return None
 

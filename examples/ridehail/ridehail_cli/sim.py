@@ -6,6 +6,11 @@ driver loops: go available, wait for an assignment, arrive, drive (posting posit
 start, complete, become available again at the dropoff. After ``--duration`` seconds no
 new ride is requested; rides in flight finish (bounded by ``--drain``). Then, as an
 admin, the invariants are checked; any failure makes the exit status non-zero.
+
+Simulated people behave like apps on a phone network: a transient error (a 5xx or 429,
+a dropped connection: a service restarting behind the gateway) is counted and the same
+step is tried again; a driver keeps the ride on hand and resumes it from wherever it is
+(matched, on the way, in progress), never leaving it for good on one error.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from ridehail_cli.output import console
 
 CITY = (52.45, 13.30, 52.57, 13.50)  # lat/lng box: central Berlin
 FINAL = {"completed", "cancelled", "unmatched"}
+HELD = ("matched", "driver_arriving", "in_progress")
+"""The states in which a ride is its driver's to move on."""
 HEARTBEAT_S = 5.0  # a waiting driver re-confirms availability this often
 FLOW = ("requested->matched", "matched->completed", "completed->paid", "requested->paid")
 
@@ -47,13 +54,36 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
 
 
-async def poll(person: Person, path: str, until: Any, stop_at: float, every: float = 0.15) -> Any:
+def transient(exc: Exception) -> bool:
+    """Worth trying again: the network, a service restarting (5xx), a rate limit (429)."""
+    if isinstance(exc, ApiError):
+        return exc.status >= 500 or exc.status == 429
+    return isinstance(exc, httpx.HTTPError)
+
+
+async def poll(
+    person: Person,
+    path: str,
+    until: Any,
+    stop_at: float,
+    every: float = 0.15,
+    errors: Counter[str] | None = None,
+) -> Any:
+    """GET ``path`` until ``until(body)``; None at ``stop_at``. Transient errors are
+    counted in ``errors`` and polled through, as an app would."""
     while time.monotonic() < stop_at:
-        response = await person.call("GET", path, step="poll", ok=(404,))
-        if response.status_code == 200:
-            body = response.json()
-            if until(body):
-                return body
+        try:
+            response = await person.call("GET", path, step="poll", ok=(404,))
+        except (ApiError, httpx.HTTPError) as exc:
+            if not transient(exc):
+                raise
+            if errors is not None:
+                errors[error_name(exc)] += 1
+        else:
+            if response.status_code == 200:
+                body = response.json()
+                if until(body):
+                    return body
         await asyncio.sleep(every)
     return None
 
@@ -88,7 +118,11 @@ async def rider_loop(
                     stats.counts["cancelled"] += 1
                     continue
             ride = await poll(
-                rider, f"/rides/{ride_id}", lambda r: r["status"] != "requested", drain_until
+                rider,
+                f"/rides/{ride_id}",
+                lambda r: r["status"] != "requested",
+                drain_until,
+                errors=stats.errors,
             )
             if ride is None:
                 stats.counts["stuck"] += 1
@@ -99,7 +133,12 @@ async def rider_loop(
             t1 = time.monotonic()
             stats.flow.add("requested->matched", t1 - t0)
             ride = await poll(
-                rider, f"/rides/{ride_id}", lambda r: r["status"] in FINAL, drain_until, 0.3
+                rider,
+                f"/rides/{ride_id}",
+                lambda r: r["status"] in FINAL,
+                drain_until,
+                0.3,
+                errors=stats.errors,
             )
             if ride is None or ride["status"] != "completed":
                 stats.counts["stuck" if ride is None else ride["status"]] += 1
@@ -113,6 +152,7 @@ async def rider_loop(
                 lambda p: p["status"] == "captured",
                 drain_until,
                 0.3,
+                errors=stats.errors,
             )
             if paid is not None:
                 stats.flow.add("completed->paid", time.monotonic() - t2)
@@ -132,71 +172,101 @@ async def driver_loop(
     speed: float,
 ) -> None:
     """Serve rides until told to stop; always go offline at the end, so no later ride is
-    matched with a driver who has left (matching also takes silent drivers offline)."""
+    matched with a driver who has left (matching also takes silent drivers offline).
+
+    The ride on hand is kept across errors: after a transient one the driver resumes it
+    from the state it is in (a 503 while tracking restarts must not leave a ride
+    ``in_progress`` forever); a refusal for good (4xx) drops it."""
     where = somewhere(rng)
+    ride_id: str | None = None
     try:
         while not stop.is_set() and time.monotonic() < drain_until:
             try:
-                ride_id = await wait_for_assignment(driver, where, stop, drain_until)
                 if ride_id is None:
-                    break
+                    ride_id = await wait_for_assignment(driver, where, stop, drain_until)
+                    if ride_id is None:
+                        break
                 where = await serve_ride(driver, ride_id, speed) or where
+                ride_id = None
             except (ApiError, httpx.HTTPError) as exc:
                 stats.errors[error_name(exc)] += 1
+                if not transient(exc):
+                    ride_id = None
                 await asyncio.sleep(0.2)
     finally:
-        ride_id = None
-        with contextlib.suppress(ApiError, httpx.HTTPError, asyncio.TimeoutError):
-            response = await asyncio.wait_for(
-                asyncio.shield(
-                    driver.call(
-                        "PUT",
-                        "/drivers/me/availability",
-                        step="available",
-                        json={"available": False},
-                        ok=(401, 403, 422),
-                    )
-                ),
-                5,
-            )
-            ride_id = response.json().get("ride_id") if response.status_code == 200 else None
-        # Going offline can cross a match made a moment before: the answer names the ride,
-        # and a driver does not leave a rider waiting: drive it, then leave.
-        while ride_id and time.monotonic() < drain_until:
-            try:
-                if await serve_ride(driver, ride_id, speed) is not None:
-                    break
-                found = await driver.call("GET", f"/rides/{ride_id}", step="poll", ok=(404,))
-                if found.status_code == 200 and found.json()["status"] in FINAL:
-                    break
-            except (ApiError, httpx.HTTPError) as exc:
-                stats.errors[error_name(exc)] += 1
-            await asyncio.sleep(0.2)
+        await leave(driver, stats, speed, drain_until, ride_id)
 
 
-async def serve_ride(driver: Person, ride_id: str, speed: float) -> dict[str, float] | None:
-    """Drive one matched ride from arrival to completion; the dropoff, or None when the
-    ride is not matched (yet: rides has not heard of the match; or any more)."""
+async def leave(
+    driver: Person, stats: Stats, speed: float, drain_until: float, on_hand: str | None
+) -> None:
+    """Go off duty. A ride the driver has not set off for goes to another driver
+    (rides reassigns it); one they are on the way for or driving, they finish first."""
+    ride_id = on_hand
+    with contextlib.suppress(ApiError, httpx.HTTPError, asyncio.TimeoutError):
+        response = await asyncio.wait_for(
+            asyncio.shield(
+                driver.call(
+                    "PUT",
+                    "/drivers/me/availability",
+                    step="available",
+                    json={"available": False},
+                    ok=(401, 403, 422),
+                )
+            ),
+            5,
+        )
+        if response.status_code == 200:
+            ride_id = response.json().get("ride_id") or ride_id
+    while ride_id and time.monotonic() < drain_until:
+        try:
+            await serve_ride(driver, ride_id, speed, underway_only=True)
+            return
+        except (ApiError, httpx.HTTPError) as exc:
+            stats.errors[error_name(exc)] += 1
+            if not transient(exc):
+                return
+        await asyncio.sleep(0.2)
+
+
+async def serve_ride(
+    driver: Person, ride_id: str, speed: float, *, underway_only: bool = False
+) -> dict[str, float] | None:
+    """Drive the ride to completion from the state it is in (matched: arrive first; on
+    the way: start; in progress: drive and complete); the dropoff, or None when it is
+    not this driver's to drive (not matched yet as far as rides knows, cancelled,
+    released to another driver). ``underway_only``: leave a ride not yet set off for."""
     found = await driver.call("GET", f"/rides/{ride_id}", step="poll", ok=(404,))
     ride = found.json()
-    if found.status_code == 404 or ride["status"] != "matched":
+    if found.status_code == 404 or ride["driver_id"] != driver.id or ride["status"] not in HELD:
         await asyncio.sleep(0.1)
         return None
-    await asyncio.sleep(0.1 / speed)
-    step = await driver.call("POST", f"/rides/{ride_id}/arrive", step="arrive", ok=(409,))
-    if step.status_code == 409:  # the rider cancelled meanwhile
-        await asyncio.sleep(0.1)
-        return None
-    step = await driver.call("POST", f"/rides/{ride_id}/start", step="start", ok=(409,))
-    if step.status_code == 409:  # the rider cancelled while the driver was arriving
+    status = ride["status"]
+    if status == "matched":
+        if underway_only:
+            return None
+        await asyncio.sleep(0.1 / speed)
+        if not await step(driver, ride_id, "arrive"):
+            return None
+        status = "driver_arriving"
+    if status == "driver_arriving" and not await step(driver, ride_id, "start"):
         return None
     pickup, dropoff = ride["pickup"], ride["dropoff"]
     for i in range(1, 5):
         point = {k: pickup[k] + (dropoff[k] - pickup[k]) * i / 4 for k in ("lat", "lng")}
         await driver.call("POST", "/tracking/positions", step="position", json={"position": point})
         await asyncio.sleep(0.1 / speed)
-    await driver.call("POST", f"/rides/{ride_id}/complete", step="complete")
-    return dict(dropoff)
+    return dict(dropoff) if await step(driver, ride_id, "complete") else None
+
+
+async def step(driver: Person, ride_id: str, name: str) -> bool:
+    """One step of the ride; False when it is no longer the driver's to take (409: the
+    rider cancelled meanwhile; 404: the ride went to another driver)."""
+    response = await driver.call("POST", f"/rides/{ride_id}/{name}", step=name, ok=(404, 409))
+    if response.status_code != 200:
+        await asyncio.sleep(0.1)
+        return False
+    return True
 
 
 async def wait_for_assignment(

@@ -31,18 +31,27 @@ from rides.domain import (
     Ride,
     RideError,
     RideNotFound,
+    RideStatus,
     Role,
     apply,
     authorize,
     check_visible,
+    deadlines,
+    in_state_since,
     new_ride,
 )
 
 
 class Settings(ServiceSettings):
+    """The timeouts of a vanished driver (domain.deadlines, README "A driver who
+    vanishes"), each counted from when the ride entered the state."""
+
     match_accept_timeout_s: float = Field(default=60.0, gt=0)
-    """A matched driver who has not set off (``arrive``) by then is released: the ride
-    waits for another driver and matching takes this one off duty."""
+    """Matched, not set off (``arrive``) by then: reassigned."""
+    pickup_timeout_s: float = Field(default=900.0, gt=0)
+    """On the way (``driver_arriving``), not picked up (``start``) by then: reassigned."""
+    max_ride_s: float = Field(default=14_400.0, gt=0)
+    """In progress, not completed by then: cancelled as the driver lost, never charged."""
     release_sweep_interval_s: float = Field(default=1.0, gt=0)
 
 
@@ -200,31 +209,35 @@ async def _act(
     ride_id: str,
     action: Action,
     who: Actor,
+    *,
+    reason: str | None = None,
     **kwargs: Any,
-) -> tuple[Ride, Ride] | None:
-    """Apply ``action``; publish its event in the same transaction. None: nothing found."""
+) -> tuple[Ride, Ride]:
+    """Apply ``action``; publish its event in the same transaction."""
     found = await store.load(session, ride_id)
     if found is None:
         raise RideNotFound(ride_id)
     before = found[0]
-    transition = apply(before, action, actor=who, now=datetime.now(UTC), **kwargs)
+    transition = apply(before, action, actor=who, now=datetime.now(UTC), reason=reason, **kwargs)
     if not await store.save(session, before, transition.ride):
         raise IllegalTransition(ride_id, before.status, action)  # changed under us
     after = transition.ride
     if transition.topic is not None:
-        payload = _payload(transition.topic, after, before)
+        payload = _payload(transition.topic, after, before, reason)
         await svc.events.publish(transition.topic, payload, key=ride_id, session=session)
     return before, after
 
 
-def _payload(topic: str, ride: Ride, before: Ride) -> Any:
+def _payload(topic: str, ride: Ride, before: Ride, reason: str | None) -> Any:
     match topic:
         case "ride.match-expired":
             assert before.driver_id is not None
-            assert before.matched_at is not None
-            waited = (ride.updated_at or before.matched_at) - before.matched_at
+            waited = (ride.updated_at or ride.requested_at) - in_state_since(before)
             return ev.RideMatchExpired(
-                ride_id=ride.id, driver_id=before.driver_id, waited_s=waited.total_seconds()
+                ride_id=ride.id,
+                driver_id=before.driver_id,
+                waited_s=waited.total_seconds(),
+                reason=reason or "the driver did not set off in time",
             )
         case "ride.driver-arriving" | "ride.started":
             assert ride.driver_id is not None
@@ -247,6 +260,7 @@ def _payload(topic: str, ride: Ride, before: Ride) -> Any:
                 rider_id=ride.rider_id,
                 driver_id=ride.driver_id,
                 reason=ride.ended_reason or "cancelled",
+                driver_lost=before.status is RideStatus.IN_PROGRESS,
             )
     raise ValueError(f"rides does not publish {topic}")
 
@@ -274,30 +288,61 @@ async def step(ride_id: str, step: Step, caller: CallerDep, session: DbSession) 
     return view(result[1])
 
 
-# -- the accept timeout ----------------------------------------------------------------
-async def release_stale_matches(now: datetime) -> list[str]:
-    """Release every ride whose matched driver has not set off within the accept timeout;
-    the ids released. Each release is its own transaction, a versioned update of a ride
-    still matched before the cutoff: a driver's ``arrive``, another replica's release, or
-    a new match made since the list was read wins, and this one skips."""
-    cutoff = now - timedelta(seconds=svc.settings.match_accept_timeout_s)
-    async with svc.db.sessionmaker() as session:
-        stale = await store.matched_before(session, cutoff)
-    released: list[str] = []
-    for ride_id in stale:
-        try:
-            async with svc.db.transaction() as session:
-                await _act(session, ride_id, Action.RELEASE, SYSTEM, matched_before=cutoff)
-        except RideError:  # arrived, cancelled or released meanwhile
-            continue
-        released.append(ride_id)
-    return released
+# -- a driver who vanished ------------------------------------------------------------
+async def sweep_overdue(now: datetime) -> list[tuple[str, Action]]:
+    """Move every ride a vanished driver left too long in its state (domain.deadlines):
+    released to another driver, or abandoned. Each move is its own transaction, a
+    versioned update naming the cutoff: a driver acting at that moment, another
+    replica's sweep, or a new match since the list was read wins, and this one skips."""
+    s = svc.settings
+    moved: list[tuple[str, Action]] = []
+    for deadline in deadlines(
+        accept=timedelta(seconds=s.match_accept_timeout_s),
+        pickup=timedelta(seconds=s.pickup_timeout_s),
+        ride=timedelta(seconds=s.max_ride_s),
+    ):
+        cutoff = now - deadline.after
+        async with svc.db.sessionmaker() as session:
+            overdue = await store.in_state_before(session, deadline.status, cutoff)
+        for ride_id in overdue:
+            try:
+                async with svc.db.transaction() as session:
+                    await _act(
+                        session,
+                        ride_id,
+                        deadline.action,
+                        SYSTEM,
+                        stale_before=cutoff,
+                        reason=deadline.reason,
+                    )
+            except RideError:  # moved on meanwhile
+                continue
+            moved.append((ride_id, deadline.action))
+    return moved
 
 
-@every(svc, lambda: svc.settings.release_sweep_interval_s, "release sweep")
-async def _release_sweep() -> None:
-    for ride_id in await release_stale_matches(datetime.now(UTC)):
-        svc.log.info("match released: the driver did not set off", ride_id=ride_id)
+@every(svc, lambda: svc.settings.release_sweep_interval_s, "overdue sweep")
+async def _overdue_sweep() -> None:
+    for ride_id, action in await sweep_overdue(datetime.now(UTC)):
+        svc.log.info("a vanished driver's ride moved on", ride_id=ride_id, action=str(action))
+
+
+@svc.events.subscribe("ride.driver-off-duty")
+async def on_driver_off_duty(event: ev.DriverOffDuty, session: AsyncSession) -> None:
+    """The driver went off duty: a ride they have not set off for goes to another driver
+    now (declined); one they are driving, they finish (left as it is)."""
+    try:
+        await _act(
+            session,
+            event.ride_id,
+            Action.DECLINE,
+            SYSTEM,
+            driver_id=event.driver_id,
+            stale_before=event.at,
+            reason="the driver went off duty",
+        )
+    except IllegalTransition as exc:
+        svc.log.info("off duty after this ride", ride_id=event.ride_id, status=str(exc.status))
 
 
 # -- events from matching and payments ------------------------------------------------

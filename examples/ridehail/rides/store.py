@@ -52,7 +52,7 @@ rides = Table(
     Column("version", Integer, nullable=False),
     Index("ix_rides_rider", "rider_id", "requested_at"),
     Index("ix_rides_driver", "driver_id", "requested_at"),
-    Index("ix_rides_status_matched", "status", "matched_at"),
+    Index("ix_rides_status_updated", "status", "updated_at"),
 )
 
 
@@ -133,12 +133,15 @@ async def save(session: AsyncSession, before: Ride, after: Ride) -> bool:
     return saved is not None
 
 
-async def matched_before(session: AsyncSession, cutoff: datetime, limit: int = 100) -> list[str]:
-    """Rides matched before ``cutoff`` whose driver has not set off (oldest first)."""
+async def in_state_before(
+    session: AsyncSession, status: RideStatus, cutoff: datetime, limit: int = 100
+) -> list[str]:
+    """Rides in ``status`` since before ``cutoff`` (every transition stamps
+    ``updated_at``), the longest-waiting first."""
     rows = await session.execute(
         select(rides.c.id)
-        .where(and_(rides.c.status == RideStatus.MATCHED.value, rides.c.matched_at < cutoff))
-        .order_by(rides.c.matched_at)
+        .where(and_(rides.c.status == status.value, rides.c.updated_at < cutoff))
+        .order_by(rides.c.updated_at)
         .limit(limit)
     )
     return list(rows.scalars())

@@ -234,3 +234,33 @@ test_replicas_keep_one_driver_one_ride.__doc__ = (
     "Any interleaving of requests, availability, closes and sweeps on 3 replicas keeps every "
     "driver on at most one ride, and every match reported is the store's."
 )
+
+
+async def test_a_driver_going_off_duty_on_a_ride_is_reported_for_rides() -> None:
+    """Off duty while matched: on_off_duty names the ride, the driver and when (rides
+    hands the ride to another driver); the answer still names the ride."""
+    told: list[tuple[str, str, datetime]] = []
+
+    async def on_off_duty(ride_id: str, driver_id: str, at: datetime, _: Any) -> None:
+        told.append((ride_id, driver_id, at))
+
+    m = Matcher(MemoryMatchStore(), rules=RULES, on_off_duty=on_off_duty)
+    await m.driver_availability("d1", available=True, position=PICKUP, now=T0)
+    await m.ride_requested("r1", PICKUP, T0)
+    later = T0 + timedelta(seconds=5)
+    assert await m.driver_availability("d1", available=False, position=None, now=later) == Duty(
+        "r1"
+    )
+    assert told == [("r1", "d1", later)]
+
+
+async def test_a_driver_lost_mid_ride_is_not_matched_again() -> None:
+    """ride.cancelled for a driver who vanished mid-ride: their ride is closed and they
+    are off duty, so the waiting ride is not given to them."""
+    m = matcher()
+    await m.driver_availability("d1", available=True, position=PICKUP, now=T0)
+    await m.ride_requested("r1", PICKUP, T0)
+    await m.ride_requested("r2", PICKUP, T0)
+    assert await m.ride_closed("r1", T0, driver_lost=True) is None
+    assert await m.store.available_drivers() == {}
+    assert [w.id for w in await m.store.waiting()] == ["r2"]
