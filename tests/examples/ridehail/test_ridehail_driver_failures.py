@@ -12,13 +12,13 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, Person
+from ridehail_cli.api import Person
 from ridehail_cli.sim import CITY, Stats, driver_loop
+from ridehail_people import admin, available, eventually, offline, person
 from ridehail_system import running_system
 
 pytestmark = [
@@ -51,28 +51,8 @@ async def http(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def person(http: httpx.AsyncClient, role: str) -> Person:
-    someone = Person(http, role)
-    await someone.signup()
-    await someone.login()
-    return someone
-
-
-async def eventually(who: Person, path: str, predicate: Any, within: float = 30) -> Any:
-    deadline = time.monotonic() + within
-    body: Any = None
-    while time.monotonic() < deadline:
-        response = await who.call("GET", path, ok=(404,))
-        body = response.json()
-        if response.status_code == 200 and predicate(body):
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{path} never satisfied the condition; last: {body}")
-
-
 async def on_duty(driver: Person, lat: float, lng: float) -> None:
-    body = {"available": True, "position": {"lat": lat, "lng": lng}}
-    await driver.call("PUT", "/drivers/me/availability", json=body)
+    await available(driver, {"lat": lat, "lng": lng})
 
 
 async def request(rider: Person, lat: float, lng: float) -> str:
@@ -154,7 +134,7 @@ async def test_a_matched_driver_going_off_duty_is_replaced_at_once(
     assert late.status_code == 404
     await next_one.call("POST", f"/rides/{ride_id}/arrive")
     await rider.call("POST", f"/rides/{ride_id}/cancel")
-    await next_one.call("PUT", "/drivers/me/availability", json={"available": False})
+    await offline(next_one)
 
 
 async def test_a_driver_who_never_picks_the_rider_up_is_replaced(
@@ -176,10 +156,10 @@ async def test_a_driver_who_never_picks_the_rider_up_is_replaced(
     )
     late = await vanished.call("POST", f"/rides/{ride_id}/start", ok=(404,))
     assert late.status_code == 404
-    ops = await Person.admin(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+    ops = await admin(http)
     assert vanished.id not in (await ops.call("GET", "/admin/matching/drivers")).json()
     await rider.call("POST", f"/rides/{ride_id}/cancel")
-    await next_one.call("PUT", "/drivers/me/availability", json={"available": False})
+    await offline(next_one)
 
 
 async def test_a_driver_lost_mid_ride_ends_it_cancelled_and_uncharged(
@@ -199,7 +179,7 @@ async def test_a_driver_lost_mid_ride_ends_it_cancelled_and_uncharged(
     assert ended["ended_reason"] == f"the driver lost contact: not completed within {TIMEOUT_S}s"
     assert ended["completed_at"] is None
     assert ended["fare"] is None
-    ops = await Person.admin(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+    ops = await admin(http)
     await eventually(ops, "/admin/matching/assignments", lambda a: ride_id not in a)
     assert lost.id not in (await ops.call("GET", "/admin/matching/drivers")).json()
     next_ride = await request(rider, 48.2083, 16.3738)

@@ -16,10 +16,11 @@ import httpx
 import pytest
 import pytest_asyncio
 from owned_routes import OWNED
+from ridehail_people import admin, available, eventually, offline, person
 from ridehail_system import EXAMPLE, running_system
 
 sys.path.insert(0, str(EXAMPLE))
-from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, Person
+from ridehail_cli.api import Person
 from ridehail_cli.demo import tour
 
 pytestmark = [
@@ -63,40 +64,6 @@ def nats_url(system: tuple[str, Any]) -> str:
         a.status()["nats_url"] for a in session.addons if "nats_url" in a.status()
     )
     return str(found)
-
-
-async def person(http: httpx.AsyncClient, role: str) -> Person:
-    someone = Person(http, role)
-    await someone.signup()
-    await someone.login()
-    return someone
-
-
-async def admin(http: httpx.AsyncClient) -> Person:
-    return await Person.admin(http, ADMIN_EMAIL, ADMIN_PASSWORD)
-
-
-async def eventually(person: Person, path: str, predicate: Any, within: float = 20) -> Any:
-    deadline = time.monotonic() + within
-    body: Any = None
-    while time.monotonic() < deadline:
-        response = await person.call("GET", path, ok=(404,))
-        body = response.json()
-        if response.status_code == 200 and predicate(body):
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{path} never satisfied the condition; last: {body}")
-
-
-async def available(driver: Person, where: dict[str, float]) -> dict[str, Any]:
-    response = await driver.call(
-        "PUT", "/drivers/me/availability", json={"available": True, "position": where}
-    )
-    return dict(response.json())
-
-
-async def offline(driver: Person) -> None:
-    await driver.call("PUT", "/drivers/me/availability", json={"available": False})
 
 
 async def test_the_tour_runs_from_signup_to_payment(

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, Person
+from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD
 from ridehail_cli.sim import simulate
+from ridehail_people import admin
 from ridehail_system import running_system
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio, pytest.mark.timeout(180)]
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio, pytest.mark.timeout(
 async def paid_rides(gateway: str, at_least: int, within: float = 60) -> int:
     """How many payments are captured, once there are ``at_least``."""
     async with httpx.AsyncClient(base_url=gateway, timeout=10) as http:
-        ops = await Person.admin(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+        ops = await admin(http)
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             payments = (await ops.call("GET", "/payments/all")).json()
