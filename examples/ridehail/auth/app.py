@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import Depends
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from auth.keys import KeyRing, RotationRules
 from auth.passwords import MAX_LENGTH, Passwords, WeakPassword
 from auth.store import SqlKeyStore, metadata, users
+from auth.text import JOINERS, refuse_hidden
 from auth.tokens import Role, TokenIssuer
 from contracts.periodic import every
 from contracts.sql import insert_new
@@ -117,15 +118,21 @@ async def ensure_admin(db: Database, hasher: Passwords, email: str, password: st
 
 Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
 EmailStr = Annotated[
-    str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    str,
+    Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    AfterValidator(refuse_hidden()),
 ]
-"""Shape only: an address is proven by a confirmation mail, not by a regular expression."""
+"""Shape only: an address is proven by a confirmation mail, not by a regular expression;
+but nothing invisible (auth/text.py)."""
+Name = Annotated[
+    str, Field(min_length=1, max_length=100), AfterValidator(refuse_hidden(allow=JOINERS))
+]
 
 
 class Signup(BaseModel):
     email: EmailStr
     password: Password
-    name: Annotated[str, Field(min_length=1, max_length=100)]
+    name: Name
     role: Literal["rider", "driver"]
 
 

@@ -482,3 +482,52 @@ async def test_signup_and_login_errors(http: httpx.AsyncClient) -> None:
     ).status_code == 422
     bad = {"email": rider.email, "password": "wrong-password!"}
     assert (await rider.call("POST", "/auth/login", json=bad, ok=(401,))).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("email", "ada\u202egro.elpmaxe@example.org", "U+202E"),  # shows as ...example.org
+        ("email", "ada\u2066@example.org", "U+2066"),  # a bidi isolate
+        ("email", "ad\u200ba@example.org", "U+200B"),  # zero width space
+        ("email", "ada\u0007@example.org", "U+0007"),  # a control character
+        ("name", "Ada\u202eecilA", "U+202E"),
+        ("name", "Ada\nLovelace", "U+000A"),
+    ],
+)
+async def test_signup_refuses_invisible_and_control_characters(
+    http: httpx.AsyncClient, field: str, value: str, named: str
+) -> None:
+    """An email or a name with a bidi override, an isolate, a zero-width or a control
+    character (shown as one thing, stored as another) is a 422 problem naming the
+    character; logging in with such an address is refused the same way."""
+    anyone = Person(http, "rider")
+    body = {
+        "email": f"plain-{uuid.uuid4().hex[:8]}@example.org",
+        "password": "correct-horse-battery",
+        "name": "Ada",
+        "role": "rider",
+    } | {field: value}
+    response = await anyone.call("POST", "/auth/signup", json=body, ok=(422,))
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert [e["loc"] for e in problem["errors"]] == [["body", field]]
+    assert named in problem["errors"][0]["detail"]
+    if field == "email":
+        login = {"email": value, "password": "correct-horse-battery"}
+        refused = await anyone.call("POST", "/auth/login", json=login, ok=(422,))
+        assert refused.status_code == 422
+
+
+async def test_joiners_some_names_need_are_kept(http: httpx.AsyncClient) -> None:
+    """A Persian name needs the zero-width non-joiner: it is a letter-shaping mark, not
+    a disguise, so names keep it (emails do not)."""
+    body = {
+        "email": f"mina-{uuid.uuid4().hex[:8]}@example.org",
+        "password": "correct-horse-battery",
+        "name": "\u0645\u06cc\u200c\u0646\u0627",  # mi + ZWNJ + na
+        "role": "rider",
+    }
+    response = await Person(http, "rider").call("POST", "/auth/signup", json=body)
+    assert response.status_code == 201
