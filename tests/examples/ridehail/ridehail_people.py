@@ -1,5 +1,5 @@
-"""The people of the end-to-end tests: sign-up, the admin, and waiting for what they see
-(every call through the gateway, as the apps make them)."""
+"""The people of the end-to-end tests: sign-up, the admin, waiting for what they see
+(every call through the gateway, as the apps make them), and a simulated city."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, Person
+from ridehail_cli.sim import simulate
 
 
 async def person(http: httpx.AsyncClient, role: str) -> Person:
@@ -46,3 +47,33 @@ async def available(driver: Person, where: dict[str, float]) -> dict[str, Any]:
 
 async def offline(driver: Person) -> None:
     await driver.call("PUT", "/drivers/me/availability", json={"available": False})
+
+
+async def city(
+    gateway: str,
+    nats_url: str,
+    report: dict[str, Any],
+    *,
+    riders: int,
+    drivers: int,
+    duration: float,
+    seed: int,
+    drain: float = 30,
+    cancel_rate: float = 0.1,
+) -> int:
+    """``ridehail sim`` in this process (drivers at 4x speed, the operator's admin); its
+    exit status, with what it measured and decided in ``report``."""
+    return await simulate(
+        gateway,
+        riders=riders,
+        drivers=drivers,
+        duration=duration,
+        drain=drain,
+        cancel_rate=cancel_rate,
+        speed=4,
+        seed=seed,
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+        nats_url=nats_url,
+        report=report,
+    )

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from owned_routes import OWNED
-from ridehail_people import admin, available, eventually, offline, person
+from ridehail_people import admin, available, city, eventually, offline, person
 from ridehail_system import EXAMPLE, running_system
 
 sys.path.insert(0, str(EXAMPLE))
@@ -291,6 +291,38 @@ async def test_the_providers_failure_rate_changes_live(
     assert outcome.services == {"fakepay": "applied live"}
     assert await charge() == 201
     assert fakepay() == before
+
+
+async def test_the_outage_drill_parks_payments_in_the_dead_letters_and_replay_pays_them(
+    system: tuple[str, Any], http: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's payment-outage drill: with the provider failing every charge the sim
+    ends with its invariants holding and says the unpaid rides wait in the dead letters
+    (it used to say "charged 0 times" and exit 1); replayed once the provider is back,
+    each is charged exactly once."""
+    from corral.broker import dlq_replay
+
+    session, bus = system[1], nats_url(system)
+    await session.config.set("fakepay", {"FAKEPAY_FAILURE_RATE": "1.0"}, author="test")
+    try:
+        report: dict[str, Any] = {}
+        code = await city(
+            system[0], bus, report, riders=2, drivers=2, duration=3, seed=5, drain=40, cancel_rate=0
+        )
+    finally:
+        await session.config.unset("fakepay", ["FAKEPAY_FAILURE_RATE"], author="test")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert report["parked"], report
+    assert "waits in the dead letters" in out
+    assert "charged 0 times" not in out
+    assert "or parked in the dead letters" in out
+    await dlq_replay(bus, "ridehail")
+    ops = await admin(http)
+    for ride_id in report["parked"]:
+        await eventually(ops, f"/payments?ride_id={ride_id}", lambda p: p["status"] == "captured")
+        books = (await ops.call("GET", f"/admin/fakepay/charges?reference={ride_id}")).json()
+        assert len(books["charges"]) == 1, ride_id
 
 
 async def test_the_providers_books_survive_its_restart(
