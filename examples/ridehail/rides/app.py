@@ -295,29 +295,29 @@ async def sweep_overdue(now: datetime) -> list[tuple[str, Action]]:
     versioned update naming the cutoff: a driver acting at that moment, another
     replica's sweep, or a new match since the list was read wins, and this one skips."""
     s = svc.settings
-    moved: list[tuple[str, Action]] = []
-    for deadline in deadlines(
+    rules = deadlines(
         accept=timedelta(seconds=s.match_accept_timeout_s),
         pickup=timedelta(seconds=s.pickup_timeout_s),
         ride=timedelta(seconds=s.max_ride_s),
-    ):
-        cutoff = now - deadline.after
-        async with svc.db.sessionmaker() as session:
-            overdue = await store.in_state_before(session, deadline.status, cutoff)
-        for ride_id in overdue:
-            try:
-                async with svc.db.transaction() as session:
-                    await _act(
-                        session,
-                        ride_id,
-                        deadline.action,
-                        SYSTEM,
-                        stale_before=cutoff,
-                        reason=deadline.reason,
-                    )
-            except RideError:  # moved on meanwhile
-                continue
-            moved.append((ride_id, deadline.action))
+    )
+    # One read transaction for the three lists: on SQLite every transaction takes the
+    # write lock (BEGIN IMMEDIATE), and this runs every second on every replica.
+    async with svc.db.sessionmaker() as session:
+        due = [
+            (rule, now - rule.after, ride_id)
+            for rule in rules
+            for ride_id in await store.in_state_before(session, rule.status, now - rule.after)
+        ]
+    moved: list[tuple[str, Action]] = []
+    for rule, cutoff, ride_id in due:
+        try:
+            async with svc.db.transaction() as session:
+                await _act(
+                    session, ride_id, rule.action, SYSTEM, stale_before=cutoff, reason=rule.reason
+                )
+        except RideError:  # moved on meanwhile
+            continue
+        moved.append((ride_id, rule.action))
     return moved
 
 
