@@ -165,6 +165,7 @@ async def bench(args: argparse.Namespace, riders: int, drivers: int) -> dict[str
         "load_avg_after": [round(x, 2) for x in load_after],
         "sim_exit_code": code,
         "invariant_failures": report.get("failures"),
+        "parked_in_dead_letters": len(report.get("parked") or []),
         "results": {
             "elapsed_s": elapsed,
             "rides_completed": counts.get("completed", 0),

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from fastapi import Depends
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from auth.keys import KeyRing, RotationRules
 from auth.passwords import MAX_LENGTH, Passwords, WeakPassword
 from auth.store import SqlKeyStore, metadata, users
+from auth.text import JOINERS, refuse_hidden
 from auth.tokens import Role, TokenIssuer
+from contracts.periodic import every
 from contracts.sql import insert_new
+from contracts.started import Started
 from corral.sdk import Database, DbSession, Problem, Service, ServiceSettings
 
 
@@ -33,29 +37,23 @@ class Settings(ServiceSettings):
 
 
 svc = Service("auth", settings=Settings, metadata=metadata, title="ridehail auth")
-state: dict[str, object] = {}
+
+RING_REFRESH_S = 10.0
+"""How often a replica reloads the key ring (another one may have rotated it)."""
 
 
-def ring() -> KeyRing:
-    return state["ring"]  # type: ignore[return-value]
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """What auth makes as it starts: the key ring (from its database), the token issuer
+    and the password hasher (from its settings)."""
+
+    ring: KeyRing
+    issuer: TokenIssuer
+    passwords: Passwords
 
 
-def issuer() -> TokenIssuer:
-    return state["issuer"]  # type: ignore[return-value]
-
-
-def passwords() -> Passwords:
-    return state["passwords"]  # type: ignore[return-value]
-
-
-async def _rotation_loop() -> None:
-    """Reload the ring now and then (another replica may have rotated); rotate when due."""
-    while True:
-        await asyncio.sleep(10)
-        try:
-            await ring().ensure(datetime.now(UTC))
-        except Exception as exc:  # keep serving with the keys we have
-            svc.log.warning("key ring refresh failed", error=str(exc))
+made = Started[Auth]("auth's key ring and password hasher")
+AuthDep = Annotated[Auth, Depends(made)]
 
 
 @svc.on_startup
@@ -68,26 +66,28 @@ async def _start() -> None:
     )
     keys = KeyRing(SqlKeyStore(svc.db), rules)
     await keys.ensure(datetime.now(UTC))
-    state["ring"] = keys
-    state["issuer"] = TokenIssuer(
-        keys, issuer=settings.token_issuer, audience=settings.token_audience, ttl=rules.token_ttl
-    )
-    state["passwords"] = Passwords(
-        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+    hasher = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
+    made.set(
+        Auth(
+            ring=keys,
+            issuer=TokenIssuer(
+                keys,
+                issuer=settings.token_issuer,
+                audience=settings.token_audience,
+                ttl=rules.token_ttl,
+            ),
+            passwords=hasher,
+        )
     )
     if settings.admin_email and settings.admin_password:
         secret = settings.admin_password.get_secret_value()
-        await ensure_admin(svc.db, passwords(), settings.admin_email, secret)
-    state["rotation"] = asyncio.create_task(_rotation_loop())
+        await ensure_admin(svc.db, hasher, settings.admin_email, secret)
 
 
-@svc.on_shutdown
-async def _stop() -> None:
-    task = state.pop("rotation", None)
-    if isinstance(task, asyncio.Task):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+@every(svc, lambda: RING_REFRESH_S, "key ring refresh")
+async def _refresh_ring() -> None:
+    """Reload the ring and rotate it when due; a failed round keeps the keys we have."""
+    await made().ring.ensure(datetime.now(UTC))
 
 
 async def ensure_admin(db: Database, hasher: Passwords, email: str, password: str) -> bool:
@@ -101,8 +101,9 @@ async def ensure_admin(db: Database, hasher: Passwords, email: str, password: st
             return False  # the usual case: no Argon2 hash at every start
     password_hash = await asyncio.to_thread(hasher.hash, password)
     async with db.transaction() as session:
-        result = await session.execute(
-            insert_new(session, users).values(
+        made_now = await session.scalar(
+            insert_new(session, users)
+            .values(
                 id=str(uuid.uuid4()),
                 email=email,
                 name="admin",
@@ -110,21 +111,28 @@ async def ensure_admin(db: Database, hasher: Passwords, email: str, password: st
                 password_hash=password_hash,
                 created_at=datetime.now(UTC),
             )
+            .returning(users.c.id)
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return made_now is not None
 
 
 Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
 EmailStr = Annotated[
-    str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    str,
+    Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    AfterValidator(refuse_hidden()),
 ]
-"""Shape only: an address is proven by a confirmation mail, not by a regular expression."""
+"""Shape only: an address is proven by a confirmation mail, not by a regular expression;
+but nothing invisible (auth/text.py)."""
+Name = Annotated[
+    str, Field(min_length=1, max_length=100), AfterValidator(refuse_hidden(allow=JOINERS))
+]
 
 
 class Signup(BaseModel):
     email: EmailStr
     password: Password
-    name: Annotated[str, Field(min_length=1, max_length=100)]
+    name: Name
     role: Literal["rider", "driver"]
 
 
@@ -146,10 +154,10 @@ class TokenResponse(BaseModel):
 
 
 @svc.post("/signup", status_code=201)
-async def signup(body: Signup, session: DbSession) -> Account:
+async def signup(body: Signup, session: DbSession, auth: AuthDep) -> Account:
     """Create a rider or driver account (admins are created by the operator)."""
     try:
-        password_hash = await asyncio.to_thread(passwords().hash, body.password)
+        password_hash = await asyncio.to_thread(auth.passwords.hash, body.password)
     except WeakPassword as exc:
         raise Problem(422, "Weak password", detail=str(exc)) from exc
     user_id = str(uuid.uuid4())
@@ -174,21 +182,21 @@ async def signup(body: Signup, session: DbSession) -> Account:
 
 
 @svc.post("/login")
-async def login(body: Login, session: DbSession) -> TokenResponse:
+async def login(body: Login, session: DbSession, auth: AuthDep) -> TokenResponse:
     """Exchange email and password for a short-lived access token."""
     row = (await session.execute(select(users).where(users.c.email == body.email.lower()))).first()
     ok = await asyncio.to_thread(
-        passwords().verify, row.password_hash if row else None, body.password
+        auth.passwords.verify, row.password_hash if row else None, body.password
     )
     if row is None or not ok:
         raise Problem(401, "Invalid credentials", detail="wrong email or password")
-    issued = issuer().issue(
+    issued = auth.issuer.issue(
         subject=row.id, role=Role(row.role), email=row.email, now=datetime.now(UTC)
     )
     return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
 
 
 @svc.get("/.well-known/jwks.json")
-async def jwks() -> dict[str, object]:
+async def jwks(auth: AuthDep) -> dict[str, object]:
     """The public keys: the signing one, the next one and the previous one."""
-    return ring().jwks()
+    return auth.ring.jwks()

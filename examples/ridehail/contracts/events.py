@@ -10,6 +10,7 @@
 | ride.started | rides | tracking |
 | ride.completed | rides | payments, matching, tracking |
 | ride.cancelled | rides | matching, tracking |
+| ride.driver-off-duty | matching | rides |
 | payment.captured | payments | rides |
 | payment.failed | payments | rides |
 
@@ -47,11 +48,21 @@ class RideUnmatched(_Event):
 
 
 class RideMatchExpired(_Event):
-    """The matched driver did not start towards the pickup in time: the ride is waiting
-    for a driver again, and ``driver_id`` is taken off duty."""
+    """The ride's driver did not set off or pick the rider up in time, or went off duty
+    before setting off: the ride is waiting for a driver again, and ``driver_id`` is
+    taken off duty."""
 
     driver_id: str
     waited_s: float
+    reason: str = "the driver did not set off in time"
+
+
+class DriverOffDuty(_Event):
+    """The driver on this ride went off duty (at ``at``): rides hands a ride they have not
+    set off for to another driver; one they are driving, they finish."""
+
+    driver_id: str
+    at: datetime
 
 
 class RideProgressed(_Event):
@@ -74,6 +85,8 @@ class RideCancelled(_Event):
     rider_id: str
     driver_id: str | None
     reason: str
+    driver_lost: bool = False
+    """The driver vanished mid-ride: matching takes them off duty."""
 
 
 class PaymentCaptured(_Event):
@@ -85,16 +98,3 @@ class PaymentCaptured(_Event):
 class PaymentFailed(_Event):
     reason: str
     attempts: int
-
-
-TOPICS: dict[str, type[BaseModel]] = {
-    "ride.requested": RideRequested,
-    "ride.matched": RideMatched,
-    "ride.unmatched": RideUnmatched,
-    "ride.driver-arriving": RideProgressed,
-    "ride.started": RideProgressed,
-    "ride.completed": RideCompleted,
-    "ride.cancelled": RideCancelled,
-    "payment.captured": PaymentCaptured,
-    "payment.failed": PaymentFailed,
-}

@@ -41,6 +41,13 @@ def _caller(
 CallerDep = Annotated[Caller, Depends(_caller)]
 
 
+def on_behalf_of(caller: Caller) -> dict[str, str]:
+    """Headers for a call to another service made for ``caller`` (rides asking tracking
+    for the distance of the driver's own ride): the callee checks ownership against the
+    same identity the gateway verified, never a service-wide pass."""
+    return {SUB_HEADER: caller.id, ROLE_HEADER: caller.role}
+
+
 def require(caller: Caller, *roles: str) -> None:
     """403 unless the caller has one of ``roles``."""
     if caller.role not in roles:

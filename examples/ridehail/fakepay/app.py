@@ -2,8 +2,9 @@
 
 ``POST /charges`` (header ``Idempotency-Key``) -> 201, or 200 with the first charge when
 the key was used before; 503 when a fault is injected; ``PUT /faults`` changes the
-failure rate, the number of next calls to fail and the latency. Its books live in memory
-(a real provider's are not ours to keep); run one replica.
+failure rate, the number of next calls to fail and the latency. Its books (charges by
+key, tallies) are in its own database and survive a restart, as a real provider's do;
+the faults are per process (run one replica, so ``fail_next`` means what it says).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.identity import CallerDep, require
 from corral.sdk import ConfigChange, Problem, Service, ServiceSettings
 from fakepay.domain import Charge, Faults, InjectedFailure, KeyReused, Provider
+from fakepay.store import SqlBooks, metadata
 
 
 class Settings(ServiceSettings):
@@ -32,8 +34,8 @@ class Settings(ServiceSettings):
     fakepay_seed: int | None = None
 
 
-svc = Service("fakepay", settings=Settings, title="fake payment provider")
-provider = Provider()
+svc = Service("fakepay", settings=Settings, metadata=metadata, title="fake payment provider")
+provider = Provider(SqlBooks(svc.db))
 
 
 def _configured_faults() -> Faults:
@@ -87,7 +89,7 @@ async def charge(
     if provider.faults.latency_ms:
         await asyncio.sleep(provider.faults.latency_ms / 1000)
     try:
-        made, replayed = provider.charge(
+        made, replayed = await provider.charge(
             key=idempotency_key,
             amount=body.amount,
             currency=body.currency,
@@ -127,7 +129,6 @@ async def set_faults(body: FaultSettings, caller: CallerDep) -> FaultSettings:
 async def list_charges(caller: CallerDep, reference: str | None = None) -> dict[str, object]:
     """Every charge (or those for one reference), with attempt counters (admins)."""
     require(caller, "admin")
-    charges = [
-        _view(c) for c in provider.charges.values() if reference is None or c.reference == reference
-    ]
-    return {"charges": charges, "attempts": provider.attempts, "failures": provider.failures}
+    tally = await provider.books.tally()
+    charges = [_view(c) for c in await provider.books.charges(reference)]
+    return {"charges": charges, "attempts": tally.attempts, "failures": tally.failures}

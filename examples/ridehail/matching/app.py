@@ -9,8 +9,9 @@ waiting rides and expires the ones that waited too long.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated
 
+from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,7 @@ from contracts import events as ev
 from contracts.geo import Position
 from contracts.identity import CallerDep, require
 from contracts.periodic import every
+from contracts.started import Started
 from corral.sdk import Problem, Service, ServiceSettings
 from matching.domain import Match, Matcher, MatchingRules
 from matching.store import SqlMatchStore, metadata
@@ -31,12 +33,8 @@ class Settings(ServiceSettings):
 
 
 svc = Service("matching", settings=Settings, metadata=metadata, title="ridehail matching")
-state: dict[str, Any] = {}
-
-
-def matcher() -> Matcher:
-    m: Matcher = state["matcher"]
-    return m
+matcher = Started[Matcher]("the matcher")
+MatcherDep = Annotated[Matcher, Depends(matcher)]
 
 
 async def _publish_match(match: Match, session: AsyncSession) -> None:
@@ -52,18 +50,28 @@ async def _publish_unmatched(ride_id: str, session: AsyncSession) -> None:
     await svc.events.publish("ride.unmatched", payload, key=ride_id, session=session)
 
 
+async def _publish_off_duty(
+    ride_id: str, driver_id: str, at: datetime, session: AsyncSession
+) -> None:
+    payload = ev.DriverOffDuty(ride_id=ride_id, driver_id=driver_id, at=at)
+    await svc.events.publish("ride.driver-off-duty", payload, key=ride_id, session=session)
+
+
 @svc.on_startup
 async def _start() -> None:
     settings = svc.settings
-    state["matcher"] = Matcher(
-        SqlMatchStore(svc.db),
-        rules=MatchingRules(
-            max_pickup_km=settings.max_pickup_km,
-            wait_timeout=timedelta(seconds=settings.wait_timeout_s),
-            driver_idle_timeout=timedelta(seconds=settings.driver_idle_timeout_s),
-        ),
-        on_match=_publish_match,
-        on_unmatched=_publish_unmatched,
+    matcher.set(
+        Matcher(
+            SqlMatchStore(svc.db),
+            rules=MatchingRules(
+                max_pickup_km=settings.max_pickup_km,
+                wait_timeout=timedelta(seconds=settings.wait_timeout_s),
+                driver_idle_timeout=timedelta(seconds=settings.driver_idle_timeout_s),
+            ),
+            on_match=_publish_match,
+            on_unmatched=_publish_unmatched,
+            on_off_duty=_publish_off_duty,
+        )
     )
 
 
@@ -90,50 +98,46 @@ class AvailabilityView(BaseModel):
 
 
 @svc.put("/drivers/me/availability")
-async def set_availability(body: Availability, caller: CallerDep) -> AvailabilityView:
+async def set_availability(
+    body: Availability, caller: CallerDep, m: MatcherDep
+) -> AvailabilityView:
     """A driver goes on or off duty, with where they are; a free driver may be matched
     with a waiting ride at once (``matched_ride_id``)."""
     require(caller, "driver")
     if body.available and body.position is None:
         raise Problem(422, "Position needed", detail="say where you are when going available")
-    m = matcher()
-    match = await m.driver_availability(
+    duty = await m.driver_availability(
         caller.id, available=body.available, position=body.position, now=datetime.now(UTC)
-    )
-    on_ride = (await m.store.assignments()) if match is None else {}  # type: ignore[attr-defined]
-    ride_id = (
-        match.ride_id if match else next((r for r, d in on_ride.items() if d == caller.id), None)
     )
     return AvailabilityView(
         driver_id=caller.id,
         available=body.available,
-        ride_id=ride_id,
-        matched_ride_id=match.ride_id if match else None,
+        ride_id=duty.ride_id,
+        matched_ride_id=duty.match.ride_id if duty.match else None,
     )
 
 
 @svc.get("/assignments")
-async def assignments(caller: CallerDep) -> dict[str, str]:
+async def assignments(caller: CallerDep, m: MatcherDep) -> dict[str, str]:
     """ride id -> driver id of every ride a driver is on now (admins; invariant checks)."""
     require(caller, "admin")
-    result: dict[str, str] = await matcher().store.assignments()  # type: ignore[attr-defined]
-    return result
+    return await m.assignments()
 
 
 @svc.get("/drivers")
-async def drivers_on_duty(caller: CallerDep) -> dict[str, Position]:
+async def drivers_on_duty(caller: CallerDep, m: MatcherDep) -> dict[str, Position]:
     """Free drivers on duty, by id, with where they are (admins: operations and tests)."""
     require(caller, "admin")
-    return await matcher().store.available_drivers()
+    return await m.store.available_drivers()
 
 
 @svc.get("/waiting")
-async def waiting(caller: CallerDep) -> list[dict[str, object]]:
+async def waiting(caller: CallerDep, m: MatcherDep) -> list[dict[str, object]]:
     """Rides waiting for a driver, oldest first (admins: operations and tests)."""
     require(caller, "admin")
     return [
         {"ride_id": w.id, "pickup": w.pickup.model_dump(), "requested_at": w.requested_at}
-        for w in await matcher().store.waiting()
+        for w in await m.store.waiting()
     ]
 
 
@@ -147,9 +151,10 @@ async def on_requested(event: ev.RideRequested) -> None:
 async def on_match_expired(event: ev.RideMatchExpired) -> None:
     match = await matcher().match_expired(event.ride_id, event.driver_id, datetime.now(UTC))
     svc.log.info(
-        "driver never set off: taken off duty, ride matched again",
+        "driver replaced: taken off duty, ride matched again",
         ride_id=event.ride_id,
         driver_id=event.driver_id,
+        reason=event.reason,
         waited_s=round(event.waited_s, 1),
         new_driver_id=match.driver_id if match else None,
     )
@@ -162,4 +167,4 @@ async def on_completed(event: ev.RideCompleted) -> None:
 
 @svc.events.subscribe("ride.cancelled")
 async def on_cancelled(event: ev.RideCancelled) -> None:
-    await matcher().ride_closed(event.ride_id, datetime.now(UTC))
+    await matcher().ride_closed(event.ride_id, datetime.now(UTC), driver_lost=event.driver_lost)

@@ -48,10 +48,24 @@ class Match:
     pickup_km: float
 
 
+@dataclass(frozen=True, slots=True)
+class Duty:
+    """What a driver going on or off duty (or moving) is told."""
+
+    ride_id: str | None
+    """The ride they are on now: one matched by this call, or an earlier one."""
+    match: Match | None = None
+    """The waiting ride this call matched them with, if any."""
+
+
 OnCommit = Callable[[Any], Awaitable[None]]
 """Called inside the store's transaction after a successful change, with the store's
 session (``None`` for the memory store): where the service writes its outbox event, so
 the event exists if and only if the change committed."""
+
+OnLeave = Callable[[Any, str], Awaitable[None]]
+"""The same, for a driver who went off duty while on a ride: with the session and the
+ride's id."""
 
 
 class MatchStore(Protocol):
@@ -62,9 +76,16 @@ class MatchStore(Protocol):
         ...
 
     async def set_driver(
-        self, driver_id: str, *, online: bool, position: Position | None, now: datetime
+        self,
+        driver_id: str,
+        *,
+        online: bool,
+        position: Position | None,
+        now: datetime,
+        on_leave: OnLeave | None = None,
     ) -> str | None:
-        """Driver goes on/offline and/or moves; returns the ride they are on, if any."""
+        """Driver goes on/offline and/or moves; returns the ride they are on, if any.
+        ``on_leave`` runs in the same transaction when they go offline while on one."""
         ...
 
     async def claim(
@@ -79,9 +100,11 @@ class MatchStore(Protocol):
         now: datetime,
         *,
         driver_position: Position | None = None,
+        off_duty: bool = False,
     ) -> str | None:
         """The ride ended (completed/cancelled): never match it again; free its driver,
-        moved to ``driver_position`` when given. Returns the freed driver's id."""
+        moved to ``driver_position`` when given, and offline when ``off_duty`` (a driver
+        who vanished mid-ride). Returns the freed driver's id."""
         ...
 
     async def expire(
@@ -110,6 +133,10 @@ class MatchStore(Protocol):
         """Online drivers on no ride, with their positions."""
         ...
 
+    async def assignments(self) -> dict[str, str]:
+        """ride id -> driver id of every ride a driver is on now."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class MatchingRules:
@@ -128,8 +155,10 @@ class MatchingRules:
 class Matcher:
     """One replica's matching logic over a shared :class:`MatchStore`.
 
-    ``on_match(match, session)`` and ``on_unmatched(ride_id, session)`` run inside the
-    store transaction that made the change (publish the event there, via the outbox).
+    ``on_match(match, session)``, ``on_unmatched(ride_id, session)`` and
+    ``on_off_duty(ride_id, driver_id, at, session)`` (a driver on a ride went off duty)
+    run inside the store transaction that made the change (publish the event there, via
+    the outbox).
     """
 
     def __init__(
@@ -139,12 +168,14 @@ class Matcher:
         rules: MatchingRules | None = None,
         on_match: Callable[[Match, Any], Awaitable[None]] | None = None,
         on_unmatched: Callable[[str, Any], Awaitable[None]] | None = None,
+        on_off_duty: Callable[[str, str, datetime, Any], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.rules = rules or MatchingRules()
         self.index = DriverIndex()
         self._on_match = on_match
         self._on_unmatched = on_unmatched
+        self._on_off_duty = on_off_duty
 
     # -- events and requests --------------------------------------------------------
     async def ride_requested(self, ride_id: str, pickup: Position, now: datetime) -> Match | None:
@@ -155,28 +186,47 @@ class Matcher:
 
     async def driver_availability(
         self, driver_id: str, *, available: bool, position: Position | None, now: datetime
-    ) -> Match | None:
-        """A driver goes on or off duty (and/or moves); a free driver serves a waiting ride."""
+    ) -> Duty:
+        """A driver goes on or off duty (and/or moves); a free driver serves a waiting ride.
+        Off duty while on a ride: ``on_off_duty`` tells rides, which hands a ride the
+        driver has not set off for to another one."""
         on_ride = await self.store.set_driver(
-            driver_id, online=available, position=position, now=now
+            driver_id,
+            online=available,
+            position=position,
+            now=now,
+            on_leave=None if available else self._off_duty_hook(driver_id, now),
         )
         if not available or on_ride is not None:
             self.index.remove(driver_id)
-            return None
+            return Duty(on_ride)
         where = position or self.index.position(driver_id)
         if where is None:
             drivers = await self.store.available_drivers()
             where = drivers.get(driver_id)
             if where is None:
-                return None
+                return Duty(None)
         self.index.upsert(driver_id, where)
-        return await self._serve_waiting(driver_id, where, now)
+        match = await self._serve_waiting(driver_id, where, now)
+        return Duty(match.ride_id if match else None, match)
+
+    async def assignments(self) -> dict[str, str]:
+        """ride id -> driver id of every ride a driver is on now (admins, checks)."""
+        return await self.store.assignments()
 
     async def ride_closed(
-        self, ride_id: str, now: datetime, *, driver_position: Position | None = None
+        self,
+        ride_id: str,
+        now: datetime,
+        *,
+        driver_position: Position | None = None,
+        driver_lost: bool = False,
     ) -> Match | None:
-        """The ride completed or was cancelled: its driver is free again (at the dropoff)."""
-        driver_id = await self.store.close_ride(ride_id, now, driver_position=driver_position)
+        """The ride completed or was cancelled: its driver is free again (at the dropoff),
+        or off duty when they vanished mid-ride (``driver_lost``)."""
+        driver_id = await self.store.close_ride(
+            ride_id, now, driver_position=driver_position, off_duty=driver_lost
+        )
         if driver_id is None:
             return None
         drivers = await self.store.available_drivers()
@@ -257,6 +307,16 @@ class Matcher:
 
         async def run(session: Any) -> None:
             await hook(match, session)
+
+        return run
+
+    def _off_duty_hook(self, driver_id: str, now: datetime) -> OnLeave | None:
+        hook = self._on_off_duty
+        if hook is None:
+            return None
+
+        async def run(session: Any, ride_id: str) -> None:
+            await hook(ride_id, driver_id, now, session)
 
         return run
 

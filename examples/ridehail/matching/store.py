@@ -23,6 +23,7 @@ matching never heard of is ``INSERT ... ON CONFLICT DO NOTHING``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -45,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from contracts.geo import Position
 from contracts.sql import insert_new
 from corral.sdk import Database
-from matching.domain import Claim, OnCommit, WaitingRide
+from matching.domain import Claim, OnCommit, OnLeave, WaitingRide
 
 metadata = MetaData()
 
@@ -121,7 +122,13 @@ class SqlMatchStore:
         return True
 
     async def set_driver(
-        self, driver_id: str, *, online: bool, position: Position | None, now: datetime
+        self,
+        driver_id: str,
+        *,
+        online: bool,
+        position: Position | None,
+        now: datetime,
+        on_leave: OnLeave | None = None,
     ) -> str | None:
         values: dict[str, object] = {"online": online, "updated_at": now}
         if position is not None:
@@ -129,15 +136,20 @@ class SqlMatchStore:
         for _ in range(2):  # a concurrent first insert of the same driver: retry as update
             try:
                 async with self._db.transaction() as session:
-                    result = await session.execute(
-                        update(drivers).where(drivers.c.id == driver_id).values(**values)
-                    )
-                    if result.rowcount == 0:  # type: ignore[attr-defined]
+                    known = (
+                        await session.execute(
+                            update(drivers)
+                            .where(drivers.c.id == driver_id)
+                            .values(**values)
+                            .returning(drivers.c.ride_id)
+                        )
+                    ).first()
+                    if known is None:
                         await session.execute(insert(drivers).values(id=driver_id, **values))
                         return None
-                    ride: str | None = await session.scalar(
-                        select(drivers.c.ride_id).where(drivers.c.id == driver_id)
-                    )
+                    ride: str | None = known.ride_id
+                    if ride is not None and not online and on_leave is not None:
+                        await on_leave(session, ride)
                     return ride
             except IntegrityError:
                 continue
@@ -148,14 +160,15 @@ class SqlMatchStore:
     ) -> Claim:
         try:
             async with self._db.transaction() as session:
-                ride = await session.execute(
+                ride = await session.scalar(
                     update(match_rides)
                     .where(and_(match_rides.c.id == ride_id, match_rides.c.status == "waiting"))
                     .values(status="assigned", driver_id=driver_id, updated_at=now)
+                    .returning(match_rides.c.id)
                 )
-                if ride.rowcount != 1:  # type: ignore[attr-defined]
+                if ride is None:
                     raise _Abort(Claim.RIDE_GONE)
-                driver = await session.execute(
+                driver = await session.scalar(
                     update(drivers)
                     .where(
                         and_(
@@ -165,8 +178,9 @@ class SqlMatchStore:
                         )
                     )
                     .values(ride_id=ride_id, updated_at=now)
+                    .returning(drivers.c.id)
                 )
-                if driver.rowcount != 1:  # type: ignore[attr-defined]
+                if driver is None:
                     raise _Abort(Claim.DRIVER_TAKEN)
                 if on_commit is not None:
                     await on_commit(session)
@@ -177,7 +191,12 @@ class SqlMatchStore:
         return Claim.OK
 
     async def close_ride(
-        self, ride_id: str, now: datetime, *, driver_position: Position | None = None
+        self,
+        ride_id: str,
+        now: datetime,
+        *,
+        driver_position: Position | None = None,
+        off_duty: bool = False,
     ) -> str | None:
         async with self._db.transaction() as session:
             # A tombstone if matching never heard of the ride (cancelled before
@@ -208,6 +227,8 @@ class SqlMatchStore:
             values: dict[str, object] = {"ride_id": None, "updated_at": now}
             if driver_position is not None:
                 values |= {"lat": driver_position.lat, "lng": driver_position.lng}
+            if off_duty:
+                values["online"] = False
             await session.execute(update(drivers).where(drivers.c.id == driver_id).values(**values))
             return driver_id
 
@@ -215,12 +236,13 @@ class SqlMatchStore:
         self, ride_id: str, now: datetime, *, on_commit: OnCommit | None = None
     ) -> bool:
         async with self._db.transaction() as session:
-            result = await session.execute(
+            expired = await session.scalar(
                 update(match_rides)
                 .where(and_(match_rides.c.id == ride_id, match_rides.c.status == "waiting"))
                 .values(status="unmatched", updated_at=now)
+                .returning(match_rides.c.id)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if expired is None:
                 return False
             if on_commit is not None:
                 await on_commit(session)
@@ -308,59 +330,85 @@ class SqlMatchStore:
             return {r.ride_id: r.id for r in rows}
 
 
+@dataclass(slots=True)
+class _MemoryRide:
+    status: str  # waiting | assigned | closed | unmatched
+    pickup: Position | None
+    at: datetime
+    driver_id: str | None = None
+
+
+@dataclass(slots=True)
+class _MemoryDriver:
+    online: bool
+    at: datetime
+    position: Position | None = None
+    ride_id: str | None = None
+
+
 class MemoryMatchStore:
     """The same contract in dicts. Atomic because no method awaits mid-change."""
 
     def __init__(self) -> None:
-        self.rides: dict[str, dict[str, object]] = {}
-        self.drivers: dict[str, dict[str, object]] = {}
+        self.rides: dict[str, _MemoryRide] = {}
+        self.drivers: dict[str, _MemoryDriver] = {}
 
     async def add_ride(self, ride_id: str, pickup: Position, now: datetime) -> bool:
         if ride_id in self.rides:
             return False
-        self.rides[ride_id] = {"status": "waiting", "driver_id": None, "pickup": pickup, "at": now}
+        self.rides[ride_id] = _MemoryRide("waiting", pickup, now)
         return True
 
     async def set_driver(
-        self, driver_id: str, *, online: bool, position: Position | None, now: datetime
+        self,
+        driver_id: str,
+        *,
+        online: bool,
+        position: Position | None,
+        now: datetime,
+        on_leave: OnLeave | None = None,
     ) -> str | None:
-        row = self.drivers.setdefault(driver_id, {"ride_id": None, "position": None})
-        row["online"] = online
-        row["at"] = now
+        driver = self.drivers.setdefault(driver_id, _MemoryDriver(online, now))
+        driver.online, driver.at = online, now
         if position is not None:
-            row["position"] = position
-        return row["ride_id"]  # type: ignore[return-value]
+            driver.position = position
+        if driver.ride_id is not None and not online and on_leave is not None:
+            await on_leave(None, driver.ride_id)
+        return driver.ride_id
 
     async def claim(
         self, driver_id: str, ride_id: str, now: datetime, *, on_commit: OnCommit | None = None
     ) -> Claim:
         ride = self.rides.get(ride_id)
-        if ride is None or ride["status"] != "waiting":
+        if ride is None or ride.status != "waiting":
             return Claim.RIDE_GONE
         driver = self.drivers.get(driver_id)
-        if driver is None or not driver["online"] or driver["ride_id"] is not None:
+        if driver is None or not driver.online or driver.ride_id is not None:
             return Claim.DRIVER_TAKEN
-        ride |= {"status": "assigned", "driver_id": driver_id}
-        driver["ride_id"] = ride_id
-        driver["at"] = now
+        ride.status, ride.driver_id = "assigned", driver_id
+        driver.ride_id, driver.at = ride_id, now
         if on_commit is not None:
             await on_commit(None)
         return Claim.OK
 
     async def close_ride(
-        self, ride_id: str, now: datetime, *, driver_position: Position | None = None
+        self,
+        ride_id: str,
+        now: datetime,
+        *,
+        driver_position: Position | None = None,
+        off_duty: bool = False,
     ) -> str | None:
-        ride = self.rides.setdefault(
-            ride_id, {"status": "closed", "driver_id": None, "pickup": None, "at": now}
-        )
-        if ride["status"] in ("waiting", "assigned"):
-            ride["status"] = "closed"
+        ride = self.rides.setdefault(ride_id, _MemoryRide("closed", None, now))
+        if ride.status in ("waiting", "assigned"):
+            ride.status = "closed"
         for driver_id, driver in self.drivers.items():
-            if driver["ride_id"] == ride_id:
-                driver["ride_id"] = None
-                driver["at"] = now
+            if driver.ride_id == ride_id:
+                driver.ride_id, driver.at = None, now
                 if driver_position is not None:
-                    driver["position"] = driver_position
+                    driver.position = driver_position
+                if off_duty:
+                    driver.online = False
                 return driver_id
         return None
 
@@ -368,47 +416,48 @@ class MemoryMatchStore:
         self, ride_id: str, now: datetime, *, on_commit: OnCommit | None = None
     ) -> bool:
         ride = self.rides.get(ride_id)
-        if ride is None or ride["status"] != "waiting":
+        if ride is None or ride.status != "waiting":
             return False
-        ride["status"] = "unmatched"
+        ride.status = "unmatched"
         if on_commit is not None:
             await on_commit(None)
         return True
 
     async def release(self, ride_id: str, driver_id: str, now: datetime) -> WaitingRide | None:
         ride = self.rides.get(ride_id)
-        if ride is None or ride["status"] != "assigned" or ride["driver_id"] != driver_id:
+        if ride is None or ride.status != "assigned" or ride.driver_id != driver_id:
             return None
-        ride |= {"status": "waiting", "driver_id": None, "at": now}
+        assert ride.pickup is not None  # only a tombstone has none, and it is never assigned
+        ride.status, ride.driver_id, ride.at = "waiting", None, now
         driver = self.drivers.get(driver_id)
-        if driver is not None and driver["ride_id"] == ride_id:
-            driver |= {"ride_id": None, "online": False, "at": now}
-        return WaitingRide(ride_id, ride["pickup"], now)  # type: ignore[arg-type]
+        if driver is not None and driver.ride_id == ride_id:
+            driver.ride_id, driver.online, driver.at = None, False, now
+        return WaitingRide(ride_id, ride.pickup, now)
 
     async def expire_idle_drivers(self, before: datetime) -> list[str]:
         gone = [
             driver_id
             for driver_id, d in self.drivers.items()
-            if d["online"] and d["ride_id"] is None and d["at"] < before  # type: ignore[operator]
+            if d.online and d.ride_id is None and d.at < before
         ]
         for driver_id in gone:
-            self.drivers[driver_id]["online"] = False
+            self.drivers[driver_id].online = False
         return gone
 
     async def waiting(self) -> list[WaitingRide]:
         rows = [
-            WaitingRide(rid, r["pickup"], r["at"])  # type: ignore[arg-type]
-            for rid, r in self.rides.items()
-            if r["status"] == "waiting"
+            WaitingRide(ride_id, r.pickup, r.at)
+            for ride_id, r in self.rides.items()
+            if r.status == "waiting" and r.pickup is not None
         ]
         return sorted(rows, key=lambda w: (w.requested_at, w.id))
 
     async def available_drivers(self) -> dict[str, Position]:
         return {
-            driver_id: d["position"]  # type: ignore[misc]
+            driver_id: d.position
             for driver_id, d in self.drivers.items()
-            if d["online"] and d["ride_id"] is None and d["position"] is not None
+            if d.online and d.ride_id is None and d.position is not None
         }
 
     async def assignments(self) -> dict[str, str]:
-        return {d["ride_id"]: did for did, d in self.drivers.items() if d["ride_id"]}  # type: ignore[misc]
+        return {d.ride_id: driver_id for driver_id, d in self.drivers.items() if d.ride_id}

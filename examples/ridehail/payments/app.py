@@ -2,11 +2,14 @@
 
 The charge for a ride always carries the same Idempotency-Key (domain.idempotency_key),
 and the payments table has one row per ride, so neither a retry, a redelivered
-ride.completed nor a second replica can charge a ride twice. Transient provider failures
-are retried here with jittered backoff (domain.RetryPolicy); when those run out the
-handler raises, the event is redelivered with the topic's backoff, and after its last
-delivery it lands in the dead-letter stream with the payment marked ``failed``: an
-operator replays it once the provider is back (``corral events dlq replay``).
+ride.completed nor a second replica can charge a ride twice. Each delivery asks the
+provider once, through ``svc.client("fakepay")``, whose policy (the manifest's
+``resilience:``) retries transient failures within the delivery; when it still fails the
+handler raises and the bus redelivers the event with the topic's backoff. The delivery
+that ends a round of ``max_deliveries`` marks the payment ``failed`` (payment.failed) and
+the event lands in the dead letters: an operator replays it once the provider is back
+(``corral events dlq replay``). No retry loop of our own: on top of the client's it made
+up to 12 HTTP attempts per delivery, and hid the failures from the bus's backoff.
 
 Deliveries of one ride.completed may overlap; the store (store.py) makes the row, the
 capture and payment.captured happen once, and a late failed attempt never marks a
@@ -15,30 +18,25 @@ captured payment failed (nor sends payment.failed after payment.captured).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import events as ev
-from contracts.calls import Calls
 from contracts.identity import CallerDep
 from corral.sdk import Problem, Service, ServiceSettings
 from corral.sdk.client import ServiceCallError
 from payments import store
 from payments.domain import (
     ChargeOutcome,
-    GiveUp,
-    PaymentStatus,
-    RetryPolicy,
     Tariff,
     classify_status,
     idempotency_key,
+    status_after_failure,
 )
 from payments.store import metadata, payments
 
@@ -49,9 +47,6 @@ class Settings(ServiceSettings):
     fare_per_minute: Decimal = Decimal("0.30")
     fare_minimum: Decimal = Decimal("5.00")
     fare_currency: str = "EUR"
-    charge_attempts: int = Field(default=4, ge=1)
-    charge_backoff_initial_s: float = Field(default=0.2, ge=0)
-    charge_backoff_cap_s: float = Field(default=2.0, ge=0)
 
 
 class ChargeFailed(Exception):
@@ -59,7 +54,8 @@ class ChargeFailed(Exception):
 
 
 svc = Service("payments", settings=Settings, metadata=metadata, title="ridehail payments")
-provider = Calls(svc, "fakepay")
+PROVIDER = "fakepay"
+COMPLETED = "ride.completed"
 
 
 def tariff() -> Tariff:
@@ -110,7 +106,7 @@ async def all_payments(caller: CallerDep) -> list[dict[str, Any]]:
     ]
 
 
-@svc.events.subscribe("ride.completed")
+@svc.events.subscribe(COMPLETED)
 async def on_completed(event: ev.RideCompleted) -> None:
     now = datetime.now(UTC)
     fare = tariff().fare(distance_km=event.distance_km, duration_s=event.duration_s)
@@ -121,61 +117,51 @@ async def on_completed(event: ev.RideCompleted) -> None:
     if opened is None:
         return  # a redelivery after the capture committed
     fare = opened  # the first computed fare, whichever delivery computed it
-
-    policy = RetryPolicy(
-        attempts=svc.settings.charge_attempts,
-        initial_s=svc.settings.charge_backoff_initial_s,
-        cap_s=svc.settings.charge_backoff_cap_s,
-    )
-    attempt = 0
-    while True:
-        attempt += 1
-        body = {"amount": str(fare.amount), "currency": fare.currency, "reference": event.ride_id}
-        try:
-            response = await provider().post(
-                "/charges", json=body, headers={"Idempotency-Key": key}
-            )
-            outcome, error = classify_status(response.status), f"provider {response.status}"
-        except ServiceCallError as exc:
-            response, outcome, error = None, ChargeOutcome.TRANSIENT, f"{exc.reason}: {exc}"
-        if outcome is ChargeOutcome.CAPTURED:
-            assert response is not None
-            captured = ev.PaymentCaptured(
-                ride_id=event.ride_id,
-                amount=str(fare.amount),
-                currency=fare.currency,
-                charge_id=str(response.json()["id"]),
-            )
-            # Either way done: it returns False when another delivery recorded this
-            # capture (and published its event) first.
-            await store.capture(
-                svc.db,
-                event.ride_id,
-                captured.charge_id,
-                now=datetime.now(UTC),
-                on_commit=_publish_captured(captured),
-            )
-            return
-        decision = policy.after_failure(attempt, outcome)
-        give_up = isinstance(decision, GiveUp)
-        recorded = await store.record_attempt(
+    body = {"amount": str(fare.amount), "currency": fare.currency, "reference": event.ride_id}
+    try:
+        response = await svc.client(PROVIDER).post(
+            "/charges", json=body, headers={"Idempotency-Key": key}
+        )
+        outcome, error = classify_status(response.status), f"provider {response.status}"
+    except ServiceCallError as exc:
+        response, outcome, error = None, ChargeOutcome.TRANSIENT, f"{exc.reason}: {exc}"
+    if outcome is ChargeOutcome.CAPTURED:
+        assert response is not None
+        captured = ev.PaymentCaptured(
+            ride_id=event.ride_id,
+            amount=str(fare.amount),
+            currency=fare.currency,
+            charge_id=str(response.json()["id"]),
+        )
+        # Either way done: it returns False when another delivery recorded this capture
+        # (and published its event) first.
+        await store.capture(
             svc.db,
             event.ride_id,
-            PaymentStatus.FAILED if give_up else PaymentStatus.RETRYING,
-            error,
+            captured.charge_id,
             now=datetime.now(UTC),
-            # payment.failed in the transaction that marks it failed (never after a capture)
-            on_commit=_publish_failed(event.ride_id, f"{decision.reason} ({error})")
-            if isinstance(decision, GiveUp)
-            else None,
+            on_commit=_publish_captured(captured),
         )
-        if recorded is None:
-            return  # another delivery captured it meanwhile
-        if isinstance(decision, GiveUp):
-            if outcome is ChargeOutcome.DECLINED:
-                return  # final: nothing a redelivery could change
-            raise ChargeFailed(f"ride {event.ride_id}: {decision.reason} ({error})")
-        await asyncio.sleep(decision.delay_s)
+        return
+    per_round = svc.events.topology.topic(COMPLETED).max_deliveries
+    recorded = await store.record_failure(
+        svc.db,
+        event.ride_id,
+        error,
+        now=datetime.now(UTC),
+        status_of=lambda failed: status_after_failure(outcome, failed, per_round),
+        # payment.failed in the transaction that marks it failed (never after a capture)
+        on_failed=_publish_failed(event.ride_id, outcome, error),
+    )
+    if recorded is None:
+        return  # another delivery captured it meanwhile
+    if outcome is ChargeOutcome.DECLINED:
+        return  # final: nothing a redelivery could change
+    attempts, status = recorded
+    raise ChargeFailed(
+        f"ride {event.ride_id}: the provider did not take the charge ({error}); "
+        f"payment {status} after {attempts} failed deliveries"
+    )
 
 
 def _publish_captured(captured: ev.PaymentCaptured) -> store.OnCommit:
@@ -187,8 +173,15 @@ def _publish_captured(captured: ev.PaymentCaptured) -> store.OnCommit:
     return publish
 
 
-def _publish_failed(ride_id: str, reason: str) -> store.OnAttempt:
+def _publish_failed(ride_id: str, outcome: ChargeOutcome, error: str) -> store.OnAttempt:
+    """payment.failed, written to the outbox in the transaction that marks it failed."""
+
     async def publish(session: AsyncSession, attempts: int) -> None:
+        reason = (
+            f"declined by the provider ({error})"
+            if outcome is ChargeOutcome.DECLINED
+            else f"provider still failing after {attempts} deliveries ({error})"
+        )
         failed = ev.PaymentFailed(ride_id=ride_id, reason=reason, attempts=attempts)
         await svc.events.publish("payment.failed", failed, key=ride_id, session=session)
 

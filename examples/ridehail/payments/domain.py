@@ -7,18 +7,20 @@
   ride (a retry, a redelivered ``ride.completed``, a second payments replica) carries the
   same key, and the provider charges it once. The payments table also holds one row per
   ride (``ride_id`` unique): two safety nets, one on each side of the network.
-- :class:`RetryPolicy`: exponential backoff with full jitter for transient failures (the
-  provider timed out or answered 5xx/429); a permanent refusal (card declined) or the last
-  attempt ends the payment as ``failed``, and the event goes to the dead-letter stream for
-  an operator.
+- :func:`classify_status`: what the provider's answer means. A transient failure (the
+  provider timed out or answered 5xx/429) is retried, by the service client's policy
+  within one delivery and by the bus's redeliveries after it; a permanent refusal (card
+  declined) ends the payment as ``failed`` at once. :func:`status_after_failure` says
+  when retries are over: after a round of as many failed deliveries as the bus makes
+  before it dead-letters the event, for an operator to replay.
 
-States: ``pending -> captured`` or ``pending -> retrying -> ... -> captured | failed``.
+States: ``pending -> captured`` or ``pending -> retrying -> ... -> captured | failed``
+(a replayed event may take a ``failed`` payment back to ``retrying``, then ``captured``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
@@ -105,37 +107,18 @@ def classify_status(status: int) -> ChargeOutcome:
     return ChargeOutcome.DECLINED
 
 
-@dataclass(frozen=True, slots=True)
-class Retry:
-    delay_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """``attempts`` tries in all; delays ``uniform(0, min(cap, initial * 2**n))``."""
-
-    attempts: int = 6
-    initial_s: float = 0.2
-    cap_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or self.initial_s < 0 or self.cap_s < self.initial_s:
-            raise ValueError("attempts >= 1 and 0 <= initial_s <= cap_s")
-
-    def after_failure(
-        self, attempt: int, outcome: ChargeOutcome, *, rng: random.Random | None = None
-    ) -> Retry | GiveUp:
-        """``attempt`` (1-based) failed with ``outcome``: wait and retry, or give up."""
-        if outcome is ChargeOutcome.CAPTURED:
-            raise ValueError("a captured charge is not a failure")
-        if outcome is ChargeOutcome.DECLINED:
-            return GiveUp("declined by the provider")
-        if attempt >= self.attempts:
-            return GiveUp(f"provider still failing after {attempt} attempts")
-        ceiling = min(self.cap_s, self.initial_s * 2 ** (attempt - 1))
-        return Retry((rng or random).uniform(0, ceiling))  # jitter, not crypto
+def status_after_failure(
+    outcome: ChargeOutcome, failed_deliveries: int, deliveries_per_round: int
+) -> PaymentStatus:
+    """The payment's status once ``failed_deliveries`` deliveries of its ride.completed
+    (this one included) did not capture it: ``failed`` when the provider declined, or when
+    this delivery ends a round of ``deliveries_per_round`` (the bus's ``max_deliveries``:
+    the event now goes to the dead letters, and a replay starts a new round); otherwise
+    ``retrying`` (the bus redelivers)."""
+    if outcome is ChargeOutcome.CAPTURED:
+        raise ValueError("a captured charge is not a failure")
+    if deliveries_per_round < 1 or failed_deliveries < 1:
+        raise ValueError("at least one delivery per round, and this one failed")
+    if outcome is ChargeOutcome.DECLINED or failed_deliveries % deliveries_per_round == 0:
+        return PaymentStatus.FAILED
+    return PaymentStatus.RETRYING

@@ -78,32 +78,43 @@ async def open_payment(
     return Money(Decimal(row.amount), row.currency)
 
 
-async def record_attempt(
+async def record_failure(
     db: Database,
     ride_id: str,
-    status: PaymentStatus,
     error: str | None,
     *,
     now: datetime,
-    on_commit: OnAttempt | None = None,
-) -> int | None:
-    """A failed attempt: the payment is ``retrying`` or ``failed``; returns its attempts,
-    or None when it was captured meanwhile (nothing recorded, ``on_commit`` not run)."""
+    status_of: Callable[[int], PaymentStatus],
+    on_failed: OnAttempt | None = None,
+) -> tuple[int, PaymentStatus] | None:
+    """A delivery that did not capture: one more failed attempt, and the status
+    ``status_of(attempts)`` decides (``retrying`` or ``failed``). Returns both, or None
+    when the payment was captured meanwhile (nothing recorded). ``on_failed`` runs in the
+    same transaction when the status is ``failed`` (payment.failed goes out with it).
+
+    The count and the status are one transaction: its first statement locks the row
+    (PostgreSQL) or the database (SQLite), so two failing deliveries count 1 and 2,
+    never 1 and 1."""
     async with db.transaction() as session:
         attempts: int | None = await session.scalar(
             update(payments)
             .where(payments.c.ride_id == ride_id, payments.c.status != PaymentStatus.CAPTURED)
             .values(
-                status=str(status),
                 attempts=payments.c.attempts + 1,
                 last_error=error[:300] if error else None,
                 updated_at=now,
             )
             .returning(payments.c.attempts)
         )
-        if attempts is not None and on_commit is not None:
-            await on_commit(session, attempts)
-        return attempts
+        if attempts is None:
+            return None
+        status = status_of(attempts)
+        await session.execute(
+            update(payments).where(payments.c.ride_id == ride_id).values(status=str(status))
+        )
+        if status is PaymentStatus.FAILED and on_failed is not None:
+            await on_failed(session, attempts)
+        return attempts, status
 
 
 async def capture(
@@ -113,7 +124,7 @@ async def capture(
     caller (who runs ``on_commit``: payment.captured goes out once); False when another
     delivery recorded the capture first."""
     async with db.transaction() as session:
-        result = await session.execute(
+        captured = await session.scalar(
             update(payments)
             .where(payments.c.ride_id == ride_id, payments.c.status != PaymentStatus.CAPTURED)
             .values(
@@ -123,8 +134,9 @@ async def capture(
                 last_error=None,
                 updated_at=now,
             )
+            .returning(payments.c.ride_id)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if captured is None:
             return False
         if on_commit is not None:
             await on_commit(session)

@@ -17,9 +17,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import events as ev
-from contracts.calls import Calls
 from contracts.geo import Position
-from contracts.identity import Caller, CallerDep, require
+from contracts.identity import Caller, CallerDep, on_behalf_of, require
 from contracts.periodic import every
 from corral.sdk import DbSession, Problem, Service, ServiceSettings
 from rides import store
@@ -32,23 +31,31 @@ from rides.domain import (
     Ride,
     RideError,
     RideNotFound,
+    RideStatus,
     Role,
     apply,
+    authorize,
     check_visible,
+    deadlines,
+    in_state_since,
     new_ride,
 )
 
 
 class Settings(ServiceSettings):
+    """The timeouts of a vanished driver (domain.deadlines, README "A driver who
+    vanishes"), each counted from when the ride entered the state."""
+
     match_accept_timeout_s: float = Field(default=60.0, gt=0)
-    """A matched driver who has not set off (``arrive``) by then is released: the ride
-    waits for another driver and matching takes this one off duty."""
+    """Matched, not set off (``arrive``) by then: reassigned."""
+    pickup_timeout_s: float = Field(default=900.0, gt=0)
+    """On the way (``driver_arriving``), not picked up (``start``) by then: reassigned."""
+    max_ride_s: float = Field(default=14_400.0, gt=0)
+    """In progress, not completed by then: cancelled as the driver lost, never charged."""
     release_sweep_interval_s: float = Field(default=1.0, gt=0)
 
 
 svc = Service("rides", settings=Settings, metadata=store.metadata, title="ridehail rides")
-payments = Calls(svc, "payments")
-tracking = Calls(svc, "tracking")
 
 
 class RideRequest(BaseModel):
@@ -116,7 +123,7 @@ def problem(exc: RideError) -> Problem:
 
 async def fare_estimate(ride_km: float) -> tuple[str | None, str | None]:
     """payments' estimate, or (None, None) when it cannot answer in time."""
-    response = await payments().get(
+    response = await svc.client("payments").get(
         "/estimate", params={"distance_km": f"{ride_km:.3f}"}, fallback=lambda exc: None
     )
     if response is None or response.status != 200:
@@ -126,9 +133,12 @@ async def fare_estimate(ride_km: float) -> tuple[str | None, str | None]:
     return str(body["amount"]), str(body["currency"])
 
 
-async def driven_km(ride_id: str) -> float | None:
-    """Distance along tracking's recorded track, or None (straight line) when unknown."""
-    response = await tracking().get(f"/rides/{ride_id}/distance", fallback=lambda exc: None)
+async def driven_km(ride_id: str, driver: Caller) -> float | None:
+    """Distance along tracking's recorded track, or None (straight line) when unknown.
+    Asked on the driver's behalf: tracking answers only the ride's own driver."""
+    response = await svc.client("tracking").get(
+        f"/rides/{ride_id}/distance", headers=on_behalf_of(driver), fallback=lambda exc: None
+    )
     if response is None or response.status != 200:
         return None
     km = response.json().get("distance_km")
@@ -199,31 +209,35 @@ async def _act(
     ride_id: str,
     action: Action,
     who: Actor,
+    *,
+    reason: str | None = None,
     **kwargs: Any,
-) -> tuple[Ride, Ride] | None:
-    """Apply ``action``; publish its event in the same transaction. None: nothing found."""
+) -> tuple[Ride, Ride]:
+    """Apply ``action``; publish its event in the same transaction."""
     found = await store.load(session, ride_id)
     if found is None:
         raise RideNotFound(ride_id)
     before = found[0]
-    transition = apply(before, action, actor=who, now=datetime.now(UTC), **kwargs)
+    transition = apply(before, action, actor=who, now=datetime.now(UTC), reason=reason, **kwargs)
     if not await store.save(session, before, transition.ride):
         raise IllegalTransition(ride_id, before.status, action)  # changed under us
     after = transition.ride
     if transition.topic is not None:
-        payload = _payload(transition.topic, after, before)
+        payload = _payload(transition.topic, after, before, reason)
         await svc.events.publish(transition.topic, payload, key=ride_id, session=session)
     return before, after
 
 
-def _payload(topic: str, ride: Ride, before: Ride) -> Any:
+def _payload(topic: str, ride: Ride, before: Ride, reason: str | None) -> Any:
     match topic:
         case "ride.match-expired":
             assert before.driver_id is not None
-            assert before.matched_at is not None
-            waited = (ride.updated_at or before.matched_at) - before.matched_at
+            waited = (ride.updated_at or ride.requested_at) - in_state_since(before)
             return ev.RideMatchExpired(
-                ride_id=ride.id, driver_id=before.driver_id, waited_s=waited.total_seconds()
+                ride_id=ride.id,
+                driver_id=before.driver_id,
+                waited_s=waited.total_seconds(),
+                reason=reason or "the driver did not set off in time",
             )
         case "ride.driver-arriving" | "ride.started":
             assert ride.driver_id is not None
@@ -246,6 +260,7 @@ def _payload(topic: str, ride: Ride, before: Ride) -> Any:
                 rider_id=ride.rider_id,
                 driver_id=ride.driver_id,
                 reason=ride.ended_reason or "cancelled",
+                driver_lost=before.status is RideStatus.IN_PROGRESS,
             )
     raise ValueError(f"rides does not publish {topic}")
 
@@ -256,42 +271,78 @@ Step = Literal["cancel", "arrive", "start", "complete"]
 @svc.post("/rides/{ride_id}/{step}")
 async def step(ride_id: str, step: Step, caller: CallerDep, session: DbSession) -> RideView:
     """cancel (the rider), arrive / start / complete (the assigned driver); 409 if illegal."""
-    action = Action(step)
+    action, who = Action(step), actor(caller)
     extra: dict[str, Any] = {}
-    if action is Action.COMPLETE:
-        extra["distance_km"] = await driven_km(ride_id)
     try:
-        result = await _act(session, ride_id, action, actor(caller), **extra)
+        if action is Action.COMPLETE:
+            # Only the ride's driver gets as far as asking tracking. A session of its own:
+            # the request's would hold SQLite's write lock through the call.
+            async with svc.db.sessionmaker() as check:
+                found = await store.load(check, ride_id)
+            authorize(check_visible(found[0] if found else None, who, ride_id), who, action)
+            extra["distance_km"] = await driven_km(ride_id, caller)
+        result = await _act(session, ride_id, action, who, **extra)
     except RideError as exc:
         raise problem(exc) from exc
     assert result is not None
     return view(result[1])
 
 
-# -- the accept timeout ----------------------------------------------------------------
-async def release_stale_matches(now: datetime) -> list[str]:
-    """Release every ride whose matched driver has not set off within the accept timeout;
-    the ids released. Each release is its own transaction, a versioned update of a ride
-    still matched before the cutoff: a driver's ``arrive``, another replica's release, or
-    a new match made since the list was read wins, and this one skips."""
-    cutoff = now - timedelta(seconds=svc.settings.match_accept_timeout_s)
+# -- a driver who vanished ------------------------------------------------------------
+async def sweep_overdue(now: datetime) -> list[tuple[str, Action]]:
+    """Move every ride a vanished driver left too long in its state (domain.deadlines):
+    released to another driver, or abandoned. Each move is its own transaction, a
+    versioned update naming the cutoff: a driver acting at that moment, another
+    replica's sweep, or a new match since the list was read wins, and this one skips."""
+    s = svc.settings
+    rules = deadlines(
+        accept=timedelta(seconds=s.match_accept_timeout_s),
+        pickup=timedelta(seconds=s.pickup_timeout_s),
+        ride=timedelta(seconds=s.max_ride_s),
+    )
+    # One read transaction for the three lists: on SQLite every transaction takes the
+    # write lock (BEGIN IMMEDIATE), and this runs every second on every replica.
     async with svc.db.sessionmaker() as session:
-        stale = await store.matched_before(session, cutoff)
-    released: list[str] = []
-    for ride_id in stale:
+        due = [
+            (rule, now - rule.after, ride_id)
+            for rule in rules
+            for ride_id in await store.in_state_before(session, rule.status, now - rule.after)
+        ]
+    moved: list[tuple[str, Action]] = []
+    for rule, cutoff, ride_id in due:
         try:
             async with svc.db.transaction() as session:
-                await _act(session, ride_id, Action.RELEASE, SYSTEM, matched_before=cutoff)
-        except RideError:  # arrived, cancelled or released meanwhile
+                await _act(
+                    session, ride_id, rule.action, SYSTEM, stale_before=cutoff, reason=rule.reason
+                )
+        except RideError:  # moved on meanwhile
             continue
-        released.append(ride_id)
-    return released
+        moved.append((ride_id, rule.action))
+    return moved
 
 
-@every(svc, lambda: svc.settings.release_sweep_interval_s, "release sweep")
-async def _release_sweep() -> None:
-    for ride_id in await release_stale_matches(datetime.now(UTC)):
-        svc.log.info("match released: the driver did not set off", ride_id=ride_id)
+@every(svc, lambda: svc.settings.release_sweep_interval_s, "overdue sweep")
+async def _overdue_sweep() -> None:
+    for ride_id, action in await sweep_overdue(datetime.now(UTC)):
+        svc.log.info("a vanished driver's ride moved on", ride_id=ride_id, action=str(action))
+
+
+@svc.events.subscribe("ride.driver-off-duty")
+async def on_driver_off_duty(event: ev.DriverOffDuty, session: AsyncSession) -> None:
+    """The driver went off duty: a ride they have not set off for goes to another driver
+    now (declined); one they are driving, they finish (left as it is)."""
+    try:
+        await _act(
+            session,
+            event.ride_id,
+            Action.DECLINE,
+            SYSTEM,
+            driver_id=event.driver_id,
+            stale_before=event.at,
+            reason="the driver went off duty",
+        )
+    except IllegalTransition as exc:
+        svc.log.info("off duty after this ride", ride_id=event.ride_id, status=str(exc.status))
 
 
 # -- events from matching and payments ------------------------------------------------

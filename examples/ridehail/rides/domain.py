@@ -3,19 +3,30 @@
 ::
 
     requested -match-> matched -arrive-> driver_arriving -start-> in_progress -complete-> completed
-      |  |  ^              |  |                 |
-      |  |  +----release---+  |                 |
-      |  unmatch            cancel            cancel
-      |  v                    v                 v
-      |  unmatched          cancelled         cancelled
-      +-cancel-> cancelled
 
-``match`` and ``unmatch`` are the matching service's verdicts (events); ``release`` is
-rides' own when the matched driver is not on the way within the accept timeout (the ride
-waits for another driver); ``arrive``, ``start`` and ``complete`` are the assigned
-driver's; ``cancel`` is the rider's (or an admin's). Everything here is pure:
-:func:`apply` takes a ride and returns the next ride and the fact to publish, or raises
-one of the errors below.
+    requested -unmatch-> unmatched         matched -release, decline-> requested
+    requested, matched,                    driver_arriving -release-> requested
+      driver_arriving -cancel-> cancelled  in_progress -abandon-> cancelled
+
+``match`` and ``unmatch`` are the matching service's verdicts (events); ``arrive``,
+``start`` and ``complete`` are the assigned driver's; ``cancel`` is the rider's (or an
+admin's). The rest is what happens when a driver vanishes (rides' sweep and matching's
+word, never a token):
+
+- ``release``: the driver did not set off within the accept timeout (matched) or did not
+  pick the rider up within the pickup timeout (driver_arriving). The rider is still
+  waiting at the pickup and wants a car: the ride is requested again, another driver is
+  matched (ride.match-expired; matching takes the vanished one off duty).
+- ``decline``: the matched driver went off duty before setting off: the same, at once.
+- ``abandon``: an in-progress ride not completed within the longest ride there can be
+  (the driver's app died mid-ride). The rider is in the car, so nobody can take over:
+  it ends ``cancelled`` with the reason, never charged (payments charges only
+  ``ride.completed``); matching takes the driver off duty; support settles it by hand.
+
+Each of them names a cutoff: only a ride in its state since before it moves (a driver
+acting at that moment, or a newer match, wins). Everything here is pure: :func:`apply`
+takes a ride and returns the next ride and the fact to publish, or raises one of the
+errors below.
 
 Errors (the API maps each to a status)::
 
@@ -27,10 +38,9 @@ Errors (the API maps each to a status)::
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from contracts.geo import Position, haversine_km
@@ -62,6 +72,8 @@ class Action(StrEnum):
     CANCEL = "cancel"
     UNMATCH = "unmatch"
     RELEASE = "release"
+    DECLINE = "decline"
+    ABANDON = "abandon"
 
 
 class Role(StrEnum):
@@ -78,8 +90,11 @@ TRANSITIONS: dict[tuple[RideStatus, Action], RideStatus] = {
     (S.REQUESTED, A.UNMATCH): S.UNMATCHED,
     (S.MATCHED, A.ARRIVE): S.DRIVER_ARRIVING,
     (S.MATCHED, A.RELEASE): S.REQUESTED,
+    (S.MATCHED, A.DECLINE): S.REQUESTED,
     (S.DRIVER_ARRIVING, A.START): S.IN_PROGRESS,
+    (S.DRIVER_ARRIVING, A.RELEASE): S.REQUESTED,
     (S.IN_PROGRESS, A.COMPLETE): S.COMPLETED,
+    (S.IN_PROGRESS, A.ABANDON): S.CANCELLED,
     (S.REQUESTED, A.CANCEL): S.CANCELLED,
     (S.MATCHED, A.CANCEL): S.CANCELLED,
     (S.DRIVER_ARRIVING, A.CANCEL): S.CANCELLED,
@@ -94,6 +109,8 @@ EVENT_OF: dict[Action, str | None] = {
     Action.COMPLETE: "ride.completed",
     Action.CANCEL: "ride.cancelled",
     Action.RELEASE: "ride.match-expired",
+    Action.DECLINE: "ride.match-expired",
+    Action.ABANDON: "ride.cancelled",
 }
 """The topic rides publishes after each action (``ride.requested`` on creation)."""
 
@@ -211,9 +228,9 @@ def authorize(ride: Ride, actor: Actor, action: Action) -> None:
         case Action.MATCH | Action.UNMATCH:
             if actor.role is not Role.SYSTEM:
                 raise NotAllowed(actor, action, "matching decides this")
-        case Action.RELEASE:
+        case Action.RELEASE | Action.DECLINE | Action.ABANDON:
             if actor.role is not Role.SYSTEM:
-                raise NotAllowed(actor, action, "the accept timeout decides this")
+                raise NotAllowed(actor, action, "the timeouts and matching decide this")
         case Action.ARRIVE | Action.START | Action.COMPLETE:
             if actor.role is not Role.DRIVER or ride.driver_id != actor.id:
                 raise NotAllowed(actor, action, "only the assigned driver does this")
@@ -239,46 +256,94 @@ def apply(
     driver_id: str | None = None,
     reason: str | None = None,
     distance_km: float | None = None,
-    matched_before: datetime | None = None,
+    stale_before: datetime | None = None,
 ) -> Transition:
     """Move ``ride`` by ``action``: authorization first (404/403), then the state (409).
 
-    ``driver_id`` is required for MATCH; ``reason`` is kept for CANCEL and UNMATCH;
-    ``distance_km`` on COMPLETE is the driven distance (straight line when None);
-    ``matched_before`` is required for RELEASE: only a match made before it is released
-    (a ride matched again since the sweep listed it keeps its new driver).
+    ``driver_id`` is required for MATCH (the driver matched) and DECLINE (the driver who
+    went off duty: only their match is declined); ``reason`` is kept for CANCEL, UNMATCH
+    and ABANDON; ``distance_km`` on COMPLETE is the driven distance (straight line when
+    None); ``stale_before`` is required for RELEASE, DECLINE and ABANDON: only a ride in
+    its state since before it moves (one matched again, or moved on by its driver, since
+    the sweep listed it or the driver went off duty, stays as it is).
     """
     authorize(ride, actor, action)
     target = TRANSITIONS.get((ride.status, action))
     if target is None:
         raise IllegalTransition(ride.id, ride.status, action)
-    changes: dict[str, object] = {"status": target, "updated_at": now, "version": ride.version + 1}
+    if action in (Action.RELEASE, Action.DECLINE, Action.ABANDON):
+        if stale_before is None:
+            raise ValueError(f"{action.upper()} needs the cutoff")
+        if in_state_since(ride) >= stale_before:
+            raise IllegalTransition(ride.id, ride.status, action)
+    after = replace(ride, status=target, updated_at=now, version=ride.version + 1)
     match action:
         case Action.MATCH:
             if not driver_id:
                 raise ValueError("MATCH needs the driver's id")
-            changes |= {"driver_id": driver_id, "matched_at": now}
+            after = replace(after, driver_id=driver_id, matched_at=now)
         case Action.START:
-            changes["started_at"] = now
+            after = replace(after, started_at=now)
         case Action.COMPLETE:
             started = ride.started_at or now
-            changes |= {
-                "completed_at": now,
-                "duration_s": max(0.0, (now - started).total_seconds()),
-                "distance_km": round(
-                    distance_km if distance_km is not None else ride.straight_line_km, 3
-                ),
-            }
+            km = distance_km if distance_km is not None else ride.straight_line_km
+            after = replace(
+                after,
+                completed_at=now,
+                duration_s=max(0.0, (now - started).total_seconds()),
+                distance_km=round(km, 3),
+            )
         case Action.CANCEL:
-            changes["ended_reason"] = reason or f"cancelled by {actor.role}"
+            after = replace(after, ended_reason=reason or f"cancelled by {actor.role}")
         case Action.UNMATCH:
-            changes["ended_reason"] = reason or "no driver available"
-        case Action.RELEASE:
-            if matched_before is None:
-                raise ValueError("RELEASE needs the cutoff")
-            if ride.matched_at is None or ride.matched_at >= matched_before:
-                raise IllegalTransition(ride.id, ride.status, action)
-            changes |= {"driver_id": None, "matched_at": None}
+            after = replace(after, ended_reason=reason or "no driver available")
+        case Action.DECLINE if driver_id is None:
+            raise ValueError("DECLINE needs the driver's id")
+        case Action.DECLINE if driver_id != ride.driver_id:
+            raise IllegalTransition(ride.id, ride.status, action)  # matched to another now
+        case Action.RELEASE | Action.DECLINE:
+            after = replace(after, driver_id=None, matched_at=None)
+        case Action.ABANDON:
+            after = replace(after, ended_reason=reason or "the driver lost contact")
         case Action.ARRIVE:
             pass
-    return Transition(dataclasses.replace(ride, **changes), EVENT_OF[action])  # type: ignore[arg-type]
+    return Transition(after, EVENT_OF[action])
+
+
+def in_state_since(ride: Ride) -> datetime:
+    """When the ride entered its current state (every transition stamps ``updated_at``)."""
+    return ride.updated_at or ride.requested_at
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """What happens to a ride left too long in one state by a vanished driver."""
+
+    status: RideStatus
+    after: timedelta
+    action: Action
+    reason: str
+
+
+def deadlines(*, accept: timedelta, pickup: timedelta, ride: timedelta) -> list[Deadline]:
+    """The product's rule for a driver who vanished, by the ride's state (module doc)."""
+    return [
+        Deadline(
+            RideStatus.MATCHED,
+            accept,
+            Action.RELEASE,
+            f"the driver did not set off within {accept.total_seconds():g}s",
+        ),
+        Deadline(
+            RideStatus.DRIVER_ARRIVING,
+            pickup,
+            Action.RELEASE,
+            f"the driver did not pick the rider up within {pickup.total_seconds():g}s",
+        ),
+        Deadline(
+            RideStatus.IN_PROGRESS,
+            ride,
+            Action.ABANDON,
+            f"the driver lost contact: not completed within {ride.total_seconds():g}s",
+        ),
+    ]

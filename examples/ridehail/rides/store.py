@@ -52,14 +52,17 @@ rides = Table(
     Column("version", Integer, nullable=False),
     Index("ix_rides_rider", "rider_id", "requested_at"),
     Index("ix_rides_driver", "driver_id", "requested_at"),
-    Index("ix_rides_status_matched", "status", "matched_at"),
+    Index("ix_rides_status_updated", "status", "updated_at"),
 )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
+def _utc(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back (it stores no zone); they were written in UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
 
 
 def to_row(ride: Ride) -> dict[str, Any]:
@@ -92,13 +95,13 @@ def from_row(row: Any) -> Ride:
         rider_id=row.rider_id,
         pickup=Position(lat=row.pickup_lat, lng=row.pickup_lng),
         dropoff=Position(lat=row.dropoff_lat, lng=row.dropoff_lng),
-        requested_at=_utc(row.requested_at),  # type: ignore[arg-type]
+        requested_at=_utc(row.requested_at),
         status=RideStatus(row.status),
         driver_id=row.driver_id,
-        updated_at=_utc(row.updated_at),
-        matched_at=_utc(row.matched_at),
-        started_at=_utc(row.started_at),
-        completed_at=_utc(row.completed_at),
+        updated_at=_utc_or_none(row.updated_at),
+        matched_at=_utc_or_none(row.matched_at),
+        started_at=_utc_or_none(row.started_at),
+        completed_at=_utc_or_none(row.completed_at),
         ended_reason=row.ended_reason,
         fare_estimate=row.fare_estimate,
         currency=row.currency,
@@ -121,20 +124,24 @@ async def save(session: AsyncSession, before: Ride, after: Ride) -> bool:
     """Write ``after`` if nobody changed the ride since ``before`` was read."""
     values = to_row(after)
     del values["id"]
-    result = await session.execute(
+    saved = await session.scalar(
         update(rides)
         .where(and_(rides.c.id == before.id, rides.c.version == before.version))
         .values(**values)
+        .returning(rides.c.id)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return saved is not None
 
 
-async def matched_before(session: AsyncSession, cutoff: datetime, limit: int = 100) -> list[str]:
-    """Rides matched before ``cutoff`` whose driver has not set off (oldest first)."""
+async def in_state_before(
+    session: AsyncSession, status: RideStatus, cutoff: datetime, limit: int = 100
+) -> list[str]:
+    """Rides in ``status`` since before ``cutoff`` (every transition stamps
+    ``updated_at``), the longest-waiting first."""
     rows = await session.execute(
         select(rides.c.id)
-        .where(and_(rides.c.status == RideStatus.MATCHED.value, rides.c.matched_at < cutoff))
-        .order_by(rides.c.matched_at)
+        .where(and_(rides.c.status == status.value, rides.c.updated_at < cutoff))
+        .order_by(rides.c.updated_at)
         .limit(limit)
     )
     return list(rows.scalars())

@@ -15,14 +15,13 @@ from sse_starlette.sse import EventSourceResponse
 
 from contracts import events as ev
 from contracts.geo import Position
-from contracts.identity import CallerDep, require
+from contracts.identity import Caller, CallerDep, require
 from corral.sdk import Problem, Service
 from tracking.domain import Hub, Tracks
 
 svc = Service("tracking", title="ridehail tracking")
 tracks = Tracks(keep=200)
 hub = Hub()
-riders: dict[str, str] = {}  # ride id -> rider id
 
 
 class PositionReport(BaseModel):
@@ -39,24 +38,23 @@ async def post_position(body: PositionReport, caller: CallerDep) -> dict[str, ob
     return {"accepted": True, "ride_id": fix.ride_id, "followers": delivered}
 
 
-def _check_rider(ride_id: str, caller_id: str, role: str) -> None:
-    if role == "admin":
-        return
-    if riders.get(ride_id) != caller_id:
+def _check_owner(ride_id: str, caller: Caller) -> None:
+    """404 (not 403: no hint that the ride exists) unless the caller may see the ride."""
+    if not tracks.may_see(ride_id, caller_id=caller.id, role=caller.role):
         raise Problem(404, "No such ride", detail=f"no ride {ride_id} of yours is tracked")
 
 
 @svc.get("/rides/{ride_id}/positions")
 async def recent(ride_id: str, caller: CallerDep) -> dict[str, object]:
     """The ride's recent positions (its rider)."""
-    _check_rider(ride_id, caller.id, caller.role)
+    _check_owner(ride_id, caller)
     return {"ride_id": ride_id, "positions": [f.as_json() for f in tracks.recent_for_ride(ride_id)]}
 
 
 @svc.get("/rides/{ride_id}/live")
 async def live(ride_id: str, caller: CallerDep) -> EventSourceResponse:
     """Server-sent events: the recent track, then each new position, then the ride's end."""
-    _check_rider(ride_id, caller.id, caller.role)
+    _check_owner(ride_id, caller)
     follower = hub.follow(ride_id)
 
     async def stream() -> AsyncIterator[dict[str, str]]:
@@ -75,14 +73,16 @@ async def live(ride_id: str, caller: CallerDep) -> EventSourceResponse:
 
 
 @svc.get("/rides/{ride_id}/distance")
-async def distance(ride_id: str) -> dict[str, object]:
-    """Distance along the recorded track (called by rides at completion)."""
+async def distance(ride_id: str, caller: CallerDep) -> dict[str, object]:
+    """Distance along the recorded track: its rider, an admin, or its driver (rides asks
+    on the driver's behalf as they complete the ride)."""
+    _check_owner(ride_id, caller)
     return {"ride_id": ride_id, "distance_km": tracks.distance_km(ride_id)}
 
 
 @svc.events.subscribe("ride.requested")
 async def on_requested(event: ev.RideRequested) -> None:
-    riders[event.ride_id] = event.rider_id
+    tracks.requested(event.ride_id, event.rider_id)
 
 
 @svc.events.subscribe("ride.matched")

@@ -1,8 +1,9 @@
 """Recent positions per driver and per ride, and fan-out to live followers.
 
 - :class:`Tracks` keeps the last ``keep`` positions of each driver and of each ride
-  (bounded deques: memory stays flat however long a driver drives) and knows which driver
-  is on which ride (from matching's ``ride.matched`` and the end-of-ride events).
+  (bounded deques: memory stays flat however long a driver drives), knows whose ride it
+  is (``ride.requested``) and which driver is on it (from matching's ``ride.matched`` and
+  the end-of-ride events): what :meth:`Tracks.may_see` decides ownership with.
 - :class:`Hub` fans each update out to the ride's live followers. Every follower has a
   bounded queue; a follower that does not keep up loses its *oldest* updates (a live map
   wants the newest position, not a backlog), and the count of dropped updates is kept.
@@ -50,8 +51,22 @@ class Tracks:
         self._rides: dict[str, deque[Fix]] = {}
         self._ride_of: dict[str, str] = {}
         self._driver_of: dict[str, str] = {}
+        self._rider_of: dict[str, str] = {}
         self.ended: dict[str, str] = {}
         """ride id -> final status, for followers arriving after the end (bounded too)."""
+
+    def requested(self, ride_id: str, rider_id: str) -> None:
+        """The ride is this rider's (who alone may follow it)."""
+        self._rider_of[ride_id] = rider_id
+
+    def may_see(self, ride_id: str, *, caller_id: str, role: str) -> bool:
+        """Admins see every ride; its rider sees it; its driver while driving it (rides
+        asks the driven distance on the driver's behalf as they complete it)."""
+        if role == "admin":
+            return True
+        if role == "rider":
+            return self._rider_of.get(ride_id) == caller_id
+        return role == "driver" and self._driver_of.get(ride_id) == caller_id
 
     def bind(self, ride_id: str, driver_id: str) -> None:
         """From now on this driver's positions are also this ride's (and no longer those
@@ -73,6 +88,7 @@ class Tracks:
             oldest = next(iter(self.ended))
             del self.ended[oldest]
             self._rides.pop(oldest, None)
+            self._rider_of.pop(oldest, None)
 
     def ride_of(self, driver_id: str) -> str | None:
         return self._ride_of.get(driver_id)

@@ -1,4 +1,5 @@
-"""Argon2 passwords, ES256 tokens with key ids, JWKS and rotation without downtime."""
+"""Argon2 passwords, ES256 tokens with key ids, JWKS and rotation without downtime, and
+the characters an account's text may not hold."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import jwt
 import pytest
 from auth.keys import KeyRing, KeyState, MemoryKeyStore, RotationRules
 from auth.passwords import Passwords, WeakPassword
+from auth.text import JOINERS, refuse_hidden
 from auth.tokens import InvalidToken, Role, TokenIssuer
 
 NOW = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -183,3 +185,40 @@ def test_rotation_faster_than_token_lifetime_is_refused() -> None:
     """A rotation period shorter than token TTL + verifier cache is a configuration error."""
     with pytest.raises(ValueError, match="rotate_every"):
         RotationRules(token_ttl=timedelta(minutes=15), rotate_every=timedelta(minutes=10))
+
+
+HIDDEN = [
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE
+    "\u202a",  # LEFT-TO-RIGHT EMBEDDING
+    "\u2066",  # LEFT-TO-RIGHT ISOLATE
+    "\u2069",  # POP DIRECTIONAL ISOLATE
+    "\u200f",  # RIGHT-TO-LEFT MARK
+    "\u061c",  # ARABIC LETTER MARK
+    "\u200b",  # ZERO WIDTH SPACE
+    "\ufeff",  # ZERO WIDTH NO-BREAK SPACE (a BOM)
+    "\u00ad",  # SOFT HYPHEN
+    "\u0000",
+    "\u001b",  # ESCAPE: terminal control sequences
+    "\u0085",  # NEXT LINE, a C1 control
+    "\u2028",  # LINE SEPARATOR
+    "\ue000",  # private use
+    "\U000e0041",  # TAG LATIN CAPITAL LETTER A
+]
+
+
+@pytest.mark.parametrize("ch", HIDDEN)
+def test_invisible_and_control_characters_are_refused_by_name(ch: str) -> None:
+    """Anywhere in the text, for emails and names alike, with the code point named."""
+    for check in (refuse_hidden(), refuse_hidden(allow=JOINERS)):
+        with pytest.raises(ValueError, match=f"U\\+{ord(ch):04X}"):
+            check(f"ada{ch}lovelace")
+
+
+def test_visible_text_and_a_names_joiners_pass() -> None:
+    """Letters of any script, accents and emoji pass; the joiners only where allowed."""
+    for text in ("Ada Lovelace", "Zoë Øster-Straße", "名前", "مینا", "🚕"):
+        assert refuse_hidden()(text) == text
+    persian = "\u0645\u06cc\u200c\u0646\u0627"
+    assert refuse_hidden(allow=JOINERS)(persian) == persian
+    with pytest.raises(ValueError, match="U\\+200C ZERO WIDTH NON-JOINER"):
+        refuse_hidden()(persian)

@@ -10,7 +10,7 @@ from corral.manifest import DatabaseEngine, load
 
 def test_postgres_overlay_only_changes_the_databases() -> None:
     """`--env postgres` = corral.yaml + a postgres server + `database: postgres` on every
-    service that keeps data (fakepay and tracking keep none)."""
+    service that keeps data (tracking keeps none)."""
     default = load(EXAMPLE).spec
     postgres = load(EXAMPLE, environment="postgres").spec
     assert postgres.databases.postgres is not None
@@ -21,7 +21,7 @@ def test_postgres_overlay_only_changes_the_databases() -> None:
         "rides": DatabaseEngine.POSTGRES,
         "matching": DatabaseEngine.POSTGRES,
         "payments": DatabaseEngine.POSTGRES,
-        "fakepay": DatabaseEngine.NONE,
+        "fakepay": DatabaseEngine.POSTGRES,
         "tracking": DatabaseEngine.NONE,
     }
     unchanged = postgres.model_copy(

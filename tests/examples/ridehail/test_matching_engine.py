@@ -9,7 +9,7 @@ from contracts.geo import Position
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from matching.domain import Match, Matcher, MatchingRules
+from matching.domain import Duty, Match, Matcher, MatchingRules
 from matching.store import MemoryMatchStore
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -40,8 +40,9 @@ async def test_no_driver_then_one_appears() -> None:
     """A ride with nobody free waits, and the next driver to come online takes it."""
     m = matcher()
     assert await m.ride_requested("r1", PICKUP, T0) is None
-    assert await m.driver_availability("vf", available=True, position=VERY_FAR, now=T0) is None
-    match = await m.driver_availability("d1", available=True, position=FAR, now=T0)
+    far_away = await m.driver_availability("vf", available=True, position=VERY_FAR, now=T0)
+    assert far_away == Duty(None)
+    match = (await m.driver_availability("d1", available=True, position=FAR, now=T0)).match
     assert match is not None
     assert (match.ride_id, match.driver_id) == ("r1", "d1")
 
@@ -72,9 +73,9 @@ async def test_waiting_rides_are_served_oldest_first() -> None:
     m = matcher()
     await m.ride_requested("young", PICKUP, T0 + timedelta(seconds=5))
     await m.ride_requested("old", FAR, T0)
-    match = await m.driver_availability("d1", available=True, position=PICKUP, now=T0)
-    assert match is not None
-    assert match.ride_id == "old"
+    duty = await m.driver_availability("d1", available=True, position=PICKUP, now=T0)
+    assert duty.match is not None
+    assert duty.ride_id == duty.match.ride_id == "old"
 
 
 async def test_waiting_ride_times_out_exactly_once() -> None:
@@ -94,7 +95,9 @@ async def test_waiting_ride_times_out_exactly_once() -> None:
     assert (await a.sweep(later))[1] == ["r1"]
     assert (await b.sweep(later))[1] == []
     assert unmatched == ["r1"]
-    assert await b.driver_availability("d1", available=True, position=PICKUP, now=later) is None
+    assert await b.driver_availability("d1", available=True, position=PICKUP, now=later) == Duty(
+        None
+    )
 
 
 async def test_completed_ride_frees_the_driver_for_a_waiting_ride() -> None:
@@ -114,7 +117,8 @@ async def test_driver_going_offline_during_a_ride_is_not_reused() -> None:
     m = matcher()
     await m.driver_availability("d1", available=True, position=PICKUP, now=T0)
     await m.ride_requested("r1", PICKUP, T0)
-    await m.driver_availability("d1", available=False, position=None, now=T0)
+    off = await m.driver_availability("d1", available=False, position=None, now=T0)
+    assert off == Duty("r1")  # told which ride they are still on
     await m.ride_requested("r2", PICKUP, T0)
     assert await m.ride_closed("r1", T0) is None
     assert [w.id for w in await m.store.waiting()] == ["r2"]
@@ -127,9 +131,13 @@ async def test_a_stale_replica_skips_the_taken_driver_and_tries_the_next() -> No
     for replica in (a, b):
         await replica.driver_availability("d-near", available=True, position=NEAR, now=T0)
         await replica.driver_availability("d-far", available=True, position=FAR, now=T0)
-    assert (await a.ride_requested("r1", PICKUP, T0)).driver_id == "d-near"  # type: ignore[union-attr]
+    first = await a.ride_requested("r1", PICKUP, T0)
+    assert first is not None
+    assert first.driver_id == "d-near"
     assert "d-near" in b.index
-    assert (await b.ride_requested("r2", PICKUP, T0)).driver_id == "d-far"  # type: ignore[union-attr]
+    second = await b.ride_requested("r2", PICKUP, T0)
+    assert second is not None
+    assert second.driver_id == "d-far"
     assert "d-near" not in b.index
 
 
@@ -194,11 +202,10 @@ class ReplicasMachine(RuleBasedStateMachine):
     @rule(replica=st.integers(0, 2), driver=st.integers(0, 5), on=st.booleans(), where=positions)
     def availability(self, replica: int, driver: int, on: bool, where: Position) -> None:
         m = self.replicas[replica]
-        self.record(
-            self.run(
-                m.driver_availability(f"d{driver}", available=on, position=where, now=self.now)
-            )
+        duty = self.run(
+            m.driver_availability(f"d{driver}", available=on, position=where, now=self.now)
         )
+        self.record(duty.match)
 
     @rule(replica=st.integers(0, 2), data=st.data())
     def close(self, replica: int, data: st.DataObject) -> None:
@@ -227,3 +234,33 @@ test_replicas_keep_one_driver_one_ride.__doc__ = (
     "Any interleaving of requests, availability, closes and sweeps on 3 replicas keeps every "
     "driver on at most one ride, and every match reported is the store's."
 )
+
+
+async def test_a_driver_going_off_duty_on_a_ride_is_reported_for_rides() -> None:
+    """Off duty while matched: on_off_duty names the ride, the driver and when (rides
+    hands the ride to another driver); the answer still names the ride."""
+    told: list[tuple[str, str, datetime]] = []
+
+    async def on_off_duty(ride_id: str, driver_id: str, at: datetime, _: Any) -> None:
+        told.append((ride_id, driver_id, at))
+
+    m = Matcher(MemoryMatchStore(), rules=RULES, on_off_duty=on_off_duty)
+    await m.driver_availability("d1", available=True, position=PICKUP, now=T0)
+    await m.ride_requested("r1", PICKUP, T0)
+    later = T0 + timedelta(seconds=5)
+    assert await m.driver_availability("d1", available=False, position=None, now=later) == Duty(
+        "r1"
+    )
+    assert told == [("r1", "d1", later)]
+
+
+async def test_a_driver_lost_mid_ride_is_not_matched_again() -> None:
+    """ride.cancelled for a driver who vanished mid-ride: their ride is closed and they
+    are off duty, so the waiting ride is not given to them."""
+    m = matcher()
+    await m.driver_availability("d1", available=True, position=PICKUP, now=T0)
+    await m.ride_requested("r1", PICKUP, T0)
+    await m.ride_requested("r2", PICKUP, T0)
+    assert await m.ride_closed("r1", T0, driver_lost=True) is None
+    assert await m.store.available_drivers() == {}
+    assert [w.id for w in await m.store.waiting()] == ["r2"]

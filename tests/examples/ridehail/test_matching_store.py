@@ -334,3 +334,40 @@ async def test_closing_an_expiring_ride_keeps_the_expiry(
         )
         expected = "unmatched" if True in (expired_a, expired_b) else "closed"
         assert await status_of(replicas[0], ride_id) == expected, f"ride {i}"
+
+
+async def test_going_off_duty_on_a_ride_is_told_in_the_same_change(
+    make_store: Callable[[], Any],
+) -> None:
+    """A driver going offline while on a ride: the hook runs (inside the transaction, for
+    the outbox) with the ride; offline while free, or online on a ride, it does not."""
+    store = await store_of(make_store)
+    left: list[str] = []
+
+    async def on_leave(_: Any, ride_id: str) -> None:
+        left.append(ride_id)
+
+    await store.set_driver("d1", online=True, position=HERE, now=T0)
+    await store.set_driver("d2", online=True, position=HERE, now=T0)
+    await store.add_ride("r1", HERE, T0)
+    assert await store.claim("d1", "r1", T0) is Claim.OK
+    assert await store.set_driver("d1", online=True, position=HERE, now=T0, on_leave=on_leave)
+    free = await store.set_driver("d2", online=False, position=None, now=T0, on_leave=on_leave)
+    assert free is None
+    assert left == []
+    ride = await store.set_driver("d1", online=False, position=None, now=T0, on_leave=on_leave)
+    assert (ride, left) == ("r1", ["r1"])
+
+
+async def test_a_driver_lost_mid_ride_is_freed_off_duty(make_store: Callable[[], Any]) -> None:
+    """close_ride(off_duty=True): the ride is closed and its driver free but offline, so
+    never proposed again until they say they are available."""
+    store = await store_of(make_store)
+    await store.set_driver("d1", online=True, position=HERE, now=T0)
+    await store.add_ride("r1", HERE, T0)
+    assert await store.claim("d1", "r1", T0) is Claim.OK
+    assert await store.close_ride("r1", T0, off_duty=True) == "d1"
+    assert await store.assignments() == {}
+    assert await store.available_drivers() == {}
+    await store.set_driver("d1", online=True, position=HERE, now=T0)
+    assert await store.available_drivers() == {"d1": HERE}

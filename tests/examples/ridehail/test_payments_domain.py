@@ -1,8 +1,7 @@
-"""Fares in Decimal, one idempotency key per ride, retry-then-give-up decisions."""
+"""Fares in Decimal, one idempotency key per ride, when a failing payment is failed."""
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal
 
 import pytest
@@ -10,13 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from payments.domain import (
     ChargeOutcome,
-    GiveUp,
     Money,
-    Retry,
-    RetryPolicy,
+    PaymentStatus,
     Tariff,
     classify_status,
     idempotency_key,
+    status_after_failure,
 )
 
 TARIFF = Tariff(
@@ -100,23 +98,29 @@ def test_provider_status_classification(status: int, outcome: ChargeOutcome) -> 
     assert classify_status(status) is outcome
 
 
-def test_retry_backoff_is_jittered_capped_and_bounded() -> None:
-    """Delays stay under min(cap, initial * 2^n); the last attempt gives up."""
-    policy = RetryPolicy(attempts=5, initial_s=0.5, cap_s=3.0)
-    rng = random.Random(7)
-    ceilings = [0.5, 1.0, 2.0, 3.0]
-    for attempt, ceiling in enumerate(ceilings, start=1):
-        for _ in range(50):
-            decision = policy.after_failure(attempt, ChargeOutcome.TRANSIENT, rng=rng)
-            assert isinstance(decision, Retry)
-            assert 0 <= decision.delay_s <= ceiling
-    assert isinstance(policy.after_failure(5, ChargeOutcome.TRANSIENT, rng=rng), GiveUp)
+def test_a_transient_failure_fails_the_payment_at_the_end_of_each_round() -> None:
+    """Retrying while the bus redelivers; failed on the delivery that ends a round of
+    max_deliveries (the event is dead-lettered then); a replay's round ends the same way."""
+    statuses = [status_after_failure(ChargeOutcome.TRANSIENT, n, 5) for n in range(1, 11)]
+    failed = [n for n, status in enumerate(statuses, start=1) if status is PaymentStatus.FAILED]
+    assert failed == [5, 10]
+    assert set(statuses) == {PaymentStatus.RETRYING, PaymentStatus.FAILED}
 
 
-def test_declined_gives_up_at_once() -> None:
-    """A declined charge is not retried."""
-    assert policy_decision(1, ChargeOutcome.DECLINED) == GiveUp("declined by the provider")
+def test_declined_fails_at_once() -> None:
+    """A declined charge is final on its first delivery."""
+    assert status_after_failure(ChargeOutcome.DECLINED, 1, 5) is PaymentStatus.FAILED
 
 
-def policy_decision(attempt: int, outcome: ChargeOutcome) -> Retry | GiveUp:
-    return RetryPolicy().after_failure(attempt, outcome)
+@pytest.mark.parametrize(
+    ("outcome", "failed", "per_round"),
+    [
+        (ChargeOutcome.CAPTURED, 1, 5),
+        (ChargeOutcome.TRANSIENT, 0, 5),
+        (ChargeOutcome.TRANSIENT, 1, 0),
+    ],
+)
+def test_nonsense_failures_are_refused(outcome: ChargeOutcome, failed: int, per_round: int) -> None:
+    """A capture is no failure; counts start at one."""
+    with pytest.raises(ValueError, match=r"failure|delivery"):
+        status_after_failure(outcome, failed, per_round)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from payments.domain import Money, PaymentStatus, idempotency_key
-from payments.store import capture, metadata, open_payment, payments, record_attempt
+from payments.store import capture, metadata, open_payment, payments, record_failure
 from sqlalchemy import select
 from store_replicas import replica_databases
 
@@ -47,10 +47,15 @@ def recording(log: list[tuple[str, str]], ride_id: str, topic: str) -> Any:
     return run
 
 
-async def fail_on(db: Database, ride_id: str, log: list[tuple[str, str]]) -> int | None:
-    """A delivery that gave up: the payment failed, payment.failed written."""
+async def fail_on(
+    db: Database, ride_id: str, log: list[tuple[str, str]], status: PaymentStatus
+) -> tuple[int, PaymentStatus] | None:
+    """A delivery that did not capture, ending as ``status`` (payment.failed written when
+    it is failed)."""
     hook = recording(log, ride_id, "failed")
-    return await record_attempt(db, ride_id, PaymentStatus.FAILED, "503", now=NOW, on_commit=hook)
+    return await record_failure(
+        db, ride_id, "503", now=NOW, status_of=lambda _: status, on_failed=hook
+    )
 
 
 async def row_of(db: Database, ride_id: str) -> Any:
@@ -101,12 +106,47 @@ async def test_a_late_failure_never_undoes_a_capture(replicas: list[Database]) -
         captured = recording(events, ride_id, "captured")
         await asyncio.gather(
             capture(replicas[0], ride_id, "ch_1", now=NOW, on_commit=captured),
-            fail_on(replicas[1], ride_id, events),
-            record_attempt(replicas[2], ride_id, PaymentStatus.RETRYING, "503", now=NOW),
-            fail_on(replicas[3], ride_id, events),
+            fail_on(replicas[1], ride_id, events, PaymentStatus.FAILED),
+            fail_on(replicas[2], ride_id, events, PaymentStatus.RETRYING),
+            fail_on(replicas[3], ride_id, events, PaymentStatus.FAILED),
         )
         row = await row_of(replicas[0], ride_id)
         assert row.status == PaymentStatus.CAPTURED, ride_id
         assert row.charge_id == "ch_1"
         mine = [topic for r, topic in events if r == ride_id]
         assert "failed" not in mine[mine.index("captured") :], (ride_id, mine)
+
+
+async def test_concurrent_failures_count_every_delivery(replicas: list[Database]) -> None:
+    """Failing deliveries on every replica at once each count one attempt (the status is
+    decided on the count this delivery made, so the round's end is seen exactly once),
+    and payment.failed is written only with the failed status."""
+    events: list[tuple[str, str]] = []
+    for ride_id in RIDES:
+        await open_on(replicas[0], ride_id, "12.00")
+        seen: list[int] = []
+
+        def status_of(attempts: int, seen: list[int] = seen) -> PaymentStatus:
+            seen.append(attempts)
+            return PaymentStatus.FAILED if attempts == len(replicas) else PaymentStatus.RETRYING
+
+        results = await asyncio.gather(
+            *(
+                record_failure(
+                    db,
+                    ride_id,
+                    "503",
+                    now=NOW,
+                    status_of=status_of,
+                    on_failed=recording(events, ride_id, "failed"),
+                )
+                for db in replicas
+            )
+        )
+        assert sorted(seen) == list(range(1, len(replicas) + 1)), (ride_id, seen)
+        assert sorted(r[1] for r in results if r) == sorted(
+            [PaymentStatus.FAILED] + [PaymentStatus.RETRYING] * (len(replicas) - 1)
+        )
+        row = await row_of(replicas[0], ride_id)
+        assert (row.attempts, row.status) == (len(replicas), PaymentStatus.FAILED)
+    assert sorted(events) == [(ride_id, "failed") for ride_id in sorted(RIDES)]

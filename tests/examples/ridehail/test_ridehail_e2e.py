@@ -9,15 +9,18 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from owned_routes import OWNED
+from ridehail_people import admin, available, city, eventually, offline, person
 from ridehail_system import EXAMPLE, running_system
 
 sys.path.insert(0, str(EXAMPLE))
-from ridehail_cli.api import ADMIN_EMAIL, ADMIN_PASSWORD, Person
+from ridehail_cli.api import Person
 from ridehail_cli.demo import tour
 
 pytestmark = [
@@ -61,40 +64,6 @@ def nats_url(system: tuple[str, Any]) -> str:
         a.status()["nats_url"] for a in session.addons if "nats_url" in a.status()
     )
     return str(found)
-
-
-async def person(http: httpx.AsyncClient, role: str) -> Person:
-    someone = Person(http, role)
-    await someone.signup()
-    await someone.login()
-    return someone
-
-
-async def admin(http: httpx.AsyncClient) -> Person:
-    return await Person.admin(http, ADMIN_EMAIL, ADMIN_PASSWORD)
-
-
-async def eventually(person: Person, path: str, predicate: Any, within: float = 20) -> Any:
-    deadline = time.monotonic() + within
-    body: Any = None
-    while time.monotonic() < deadline:
-        response = await person.call("GET", path, ok=(404,))
-        body = response.json()
-        if response.status_code == 200 and predicate(body):
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{path} never satisfied the condition; last: {body}")
-
-
-async def available(driver: Person, where: dict[str, float]) -> dict[str, Any]:
-    response = await driver.call(
-        "PUT", "/drivers/me/availability", json={"available": True, "position": where}
-    )
-    return dict(response.json())
-
-
-async def offline(driver: Person) -> None:
-    await driver.call("PUT", "/drivers/me/availability", json={"available": False})
 
 
 async def test_the_tour_runs_from_signup_to_payment(
@@ -324,34 +293,120 @@ async def test_the_providers_failure_rate_changes_live(
     assert fakepay() == before
 
 
+async def test_the_outage_drill_parks_payments_in_the_dead_letters_and_replay_pays_them(
+    system: tuple[str, Any], http: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's payment-outage drill: with the provider failing every charge the sim
+    ends with its invariants holding and says the unpaid rides wait in the dead letters
+    (it used to say "charged 0 times" and exit 1); replayed once the provider is back,
+    each is charged exactly once."""
+    from corral.broker import dlq_replay
+
+    session, bus = system[1], nats_url(system)
+    await session.config.set("fakepay", {"FAKEPAY_FAILURE_RATE": "1.0"}, author="test")
+    try:
+        report: dict[str, Any] = {}
+        code = await city(
+            system[0], bus, report, riders=2, drivers=2, duration=3, seed=5, drain=40, cancel_rate=0
+        )
+    finally:
+        await session.config.unset("fakepay", ["FAKEPAY_FAILURE_RATE"], author="test")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert report["parked"], report
+    assert "waits in the dead letters" in out
+    assert "charged 0 times" not in out
+    assert "or parked in the dead letters" in out
+    await dlq_replay(bus, "ridehail")
+    ops = await admin(http)
+    for ride_id in report["parked"]:
+        await eventually(ops, f"/payments?ride_id={ride_id}", lambda p: p["status"] == "captured")
+        books = (await ops.call("GET", f"/admin/fakepay/charges?reference={ride_id}")).json()
+        assert len(books["charges"]) == 1, ride_id
+
+
+async def test_the_providers_books_survive_its_restart(
+    system: tuple[str, Any], http: httpx.AsyncClient
+) -> None:
+    """fakepay restarted (a new process): a charge retried with its key is replayed, the
+    same charge, not made again, and the books still hold it once (a real provider keeps
+    its idempotency keys; one that forgot them would charge a retried ride twice)."""
+    session = system[1]
+    ops = await admin(http)
+    reference = f"restart-{uuid.uuid4().hex[:8]}"
+    body = {"amount": "7.40", "currency": "EUR", "reference": reference}
+    key = {"idempotency-key": uuid.uuid4().hex}
+    first = await ops.call("POST", "/admin/fakepay/charges", json=body, headers=key)
+    assert first.status_code == 201
+    pids = {r.pid for r in session.registry.snapshot().serving("fakepay")}
+    await session.restart("fakepay")
+    assert pids.isdisjoint(r.pid for r in session.registry.snapshot().serving("fakepay"))
+    again = await eventually_answered(ops, "POST", "/admin/fakepay/charges", body, key)
+    assert again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    books = (await ops.call("GET", f"/admin/fakepay/charges?reference={reference}")).json()
+    assert [c["id"] for c in books["charges"]] == [first.json()["id"]]
+
+
+async def eventually_answered(
+    who: Person, method: str, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> httpx.Response:
+    """The call, retried while the gateway has no ready instance for it (502/503)."""
+    deadline = time.monotonic() + 20
+    while True:
+        response = await who.call(method, path, json=body, headers=dict(headers), ok=(502, 503))
+        if response.status_code not in (502, 503) or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Cast:
+    """Two riders, two drivers, and the rider's two rides with the driver: ``ride`` is
+    matched (every step is still possible), ``paid`` was driven, completed and paid (it
+    has a track, a distance, a payment and a charge)."""
+
+    people: dict[str, Person]
+    ride: str
+    paid: str
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cast(system: tuple[str, Any]) -> AsyncIterator[tuple[dict[str, Person], str]]:
-    """Two riders, two drivers and one matched ride (in Tokyo), shared by the role tests:
-    every one of them only reads or is refused, so they stay independent."""
+async def cast(system: tuple[str, Any]) -> AsyncIterator[Cast]:
+    """Shared by the role and ownership tests: every one of them only reads or is
+    refused, so they stay independent."""
     async with httpx.AsyncClient(base_url=system[0], timeout=15) as client:
         people = {
             name: await person(client, name.split("_")[-1])
             for name in ("rider", "other_rider", "driver", "other_driver")
         }
         people["anonymous"] = Person(client, "rider")
-        await available(people["driver"], {"lat": 35.68, "lng": 139.69})
-        rider = people["rider"]
-        pickup = {"lat": 35.681, "lng": 139.691}
-        body = {"pickup": pickup, "dropoff": BERLIN}
-        ride = (await rider.call("POST", "/rides", json=body)).json()
-        await eventually(rider, f"/rides/{ride['id']}", lambda r: r["status"] == "matched")
-        yield people, ride["id"]
-        await rider.call("POST", f"/rides/{ride['id']}/cancel", ok=(409,))
-        await offline(people["driver"])
+        rider, driver = people["rider"], people["driver"]
+        tokyo, shinjuku = {"lat": 35.681, "lng": 139.691}, {"lat": 35.69, "lng": 139.70}
+        await available(driver, {"lat": 35.68, "lng": 139.69})
+        body = {"pickup": tokyo, "dropoff": shinjuku}
+        paid = (await rider.call("POST", "/rides", json=body)).json()["id"]
+        await eventually(rider, f"/rides/{paid}", lambda r: r["status"] == "matched")
+        for step in ("arrive", "start"):
+            await driver.call("POST", f"/rides/{paid}/{step}")
+        for point in (tokyo, shinjuku):
+            await driver.call("POST", "/tracking/positions", json={"position": point})
+        await driver.call("POST", f"/rides/{paid}/complete")
+        await eventually(rider, f"/payments?ride_id={paid}", lambda p: p["status"] == "captured")
+        # The driver is free again at the dropoff: the next ride from there is theirs.
+        body = {"pickup": shinjuku, "dropoff": BERLIN}
+        ride = (await rider.call("POST", "/rides", json=body)).json()["id"]
+        await eventually(rider, f"/rides/{ride}", lambda r: r["status"] == "matched")
+        yield Cast(people, ride, paid)
+        await rider.call("POST", f"/rides/{ride}/cancel", ok=(409,))
+        await offline(driver)
 
 
 @pytest.mark.parametrize(
     ("who", "method", "path", "status"),
     [
         ("rider", "POST", "/rides/{ride}/complete", 403),  # a rider completing a ride
-        ("other_driver", "GET", "/rides/{ride}", 404),  # a driver reading another's ride
-        ("other_rider", "GET", "/rides/{ride}", 404),
-        ("other_rider", "GET", "/tracking/rides/{ride}/live", 404),  # following another's ride
         ("driver", "POST", "/rides", 403),  # a driver requesting a ride
         ("rider", "PUT", "/drivers/me/availability", 403),  # gateway role check
         ("rider", "POST", "/tracking/positions", 403),
@@ -361,20 +416,61 @@ async def cast(system: tuple[str, Any]) -> AsyncIterator[tuple[dict[str, Person]
     ],
 )
 async def test_role_violations_are_refused(
-    cast: tuple[dict[str, Person], str], who: str, method: str, path: str, status: int
+    cast: Cast, who: str, method: str, path: str, status: int
 ) -> None:
-    """Wrong roles and strangers get 401/403/404 problems, never the data."""
-    people, ride_id = cast
+    """Wrong roles get 401/403 problems, never the data."""
     body = {"available": True, "position": BERLIN} if method == "PUT" else None
     if path == "/tracking/positions":
         body = {"position": BERLIN}
     if path == "/rides":
         body = {"pickup": BERLIN, "dropoff": DROPOFF}
-    response = await people[who].call(method, path.format(ride=ride_id), json=body, ok=(status,))
+    person = cast.people[who]
+    response = await person.call(method, path.format(ride=cast.ride), json=body, ok=(status,))
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/problem+json")
-    ride = (await people["rider"].call("GET", f"/rides/{ride_id}")).json()
+    ride = (await cast.people["rider"].call("GET", f"/rides/{cast.ride}")).json()
     assert ride["status"] == "matched"  # nothing the refused call asked for happened
+
+
+@pytest.mark.parametrize("stranger", ["other_rider", "other_driver"])
+@pytest.mark.parametrize(
+    ("method", "path", "which"),
+    [(r.method, r.gateway_path, r.ride) for r in OWNED],
+    ids=[f"{r.method} {r.gateway_path}" for r in OWNED],
+)
+async def test_strangers_get_nothing_of_a_ride(
+    cast: Cast, stranger: str, method: str, path: str, which: str
+) -> None:
+    """Another rider and another driver get 403/404 problems from every endpoint that takes
+    a ride's id, through the real gateway, and change nothing (object-level authorization
+    on every id)."""
+    ride_id = getattr(cast, which)
+    url = path.format(id=ride_id)
+    response = await cast.people[stranger].call(method, url, ok=(403, 404))
+    assert response.status_code in (403, 404), response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    ride = (await cast.people["rider"].call("GET", f"/rides/{cast.ride}")).json()
+    assert (ride["status"], ride["driver_id"]) == ("matched", cast.people["driver"].id)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/rides/{id}",
+        "/tracking/rides/{id}/positions",
+        "/tracking/rides/{id}/distance",
+        "/payments?ride_id={id}",
+    ],
+)
+async def test_the_owner_reads_what_strangers_cannot(cast: Cast, path: str) -> None:
+    """The same reads answer the ride's rider (so a 404 above is the ownership check, not
+    a missing ride)."""
+    response = await cast.people["rider"].call("GET", path.format(id=cast.paid))
+    assert response.status_code == 200
+    body = response.json()
+    assert body.get("ride_id", body.get("id")) == cast.paid
+    if path.endswith("/distance"):
+        assert body["distance_km"] > 0
 
 
 @pytest.mark.parametrize(
@@ -388,11 +484,11 @@ async def test_role_violations_are_refused(
     ],
 )
 async def test_malformed_and_oversized_requests_get_problems(
-    cast: tuple[dict[str, Person], str], content: bytes, content_type: str, status: int
+    cast: Cast, content: bytes, content_type: str, status: int
 ) -> None:
     """Bad coordinates, wrong types, broken JSON, unknown fields and oversized bodies are
     answered with a problem+json naming the status."""
-    rider = cast[0]["other_rider"]
+    rider = cast.people["other_rider"]
     response = await rider.call(
         "POST",
         "/rides",
@@ -418,3 +514,52 @@ async def test_signup_and_login_errors(http: httpx.AsyncClient) -> None:
     ).status_code == 422
     bad = {"email": rider.email, "password": "wrong-password!"}
     assert (await rider.call("POST", "/auth/login", json=bad, ok=(401,))).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("email", "ada\u202egro.elpmaxe@example.org", "U+202E"),  # shows as ...example.org
+        ("email", "ada\u2066@example.org", "U+2066"),  # a bidi isolate
+        ("email", "ad\u200ba@example.org", "U+200B"),  # zero width space
+        ("email", "ada\u0007@example.org", "U+0007"),  # a control character
+        ("name", "Ada\u202eecilA", "U+202E"),
+        ("name", "Ada\nLovelace", "U+000A"),
+    ],
+)
+async def test_signup_refuses_invisible_and_control_characters(
+    http: httpx.AsyncClient, field: str, value: str, named: str
+) -> None:
+    """An email or a name with a bidi override, an isolate, a zero-width or a control
+    character (shown as one thing, stored as another) is a 422 problem naming the
+    character; logging in with such an address is refused the same way."""
+    anyone = Person(http, "rider")
+    body = {
+        "email": f"plain-{uuid.uuid4().hex[:8]}@example.org",
+        "password": "correct-horse-battery",
+        "name": "Ada",
+        "role": "rider",
+    } | {field: value}
+    response = await anyone.call("POST", "/auth/signup", json=body, ok=(422,))
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert [e["loc"] for e in problem["errors"]] == [["body", field]]
+    assert named in problem["errors"][0]["detail"]
+    if field == "email":
+        login = {"email": value, "password": "correct-horse-battery"}
+        refused = await anyone.call("POST", "/auth/login", json=login, ok=(422,))
+        assert refused.status_code == 422
+
+
+async def test_joiners_some_names_need_are_kept(http: httpx.AsyncClient) -> None:
+    """A Persian name needs the zero-width non-joiner: it is a letter-shaping mark, not
+    a disguise, so names keep it (emails do not)."""
+    body = {
+        "email": f"mina-{uuid.uuid4().hex[:8]}@example.org",
+        "password": "correct-horse-battery",
+        "name": "\u0645\u06cc\u200c\u0646\u0627",  # mi + ZWNJ + na
+        "role": "rider",
+    }
+    response = await Person(http, "rider").call("POST", "/auth/signup", json=body)
+    assert response.status_code == 201

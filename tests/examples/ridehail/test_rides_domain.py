@@ -22,6 +22,7 @@ from rides.domain import (
     Role,
     apply,
     can_see,
+    deadlines,
     new_ride,
 )
 
@@ -33,7 +34,7 @@ OTHER_DRIVER = Actor("d2", Role.DRIVER)
 ADMIN = Actor("a1", Role.ADMIN)
 PICKUP = Position(lat=52.52, lng=13.405)
 DROPOFF = Position(lat=52.50, lng=13.45)
-# The accept timeout's cutoff for RELEASE: later than every match ride_in makes.
+# The timeouts' cutoff for RELEASE, DECLINE and ABANDON: later than every step ride_in makes.
 CUTOFF = T0 + timedelta(hours=1)
 
 ACTOR_OF = {
@@ -44,6 +45,8 @@ ACTOR_OF = {
     Action.COMPLETE: DRIVER,
     Action.CANCEL: RIDER,
     Action.RELEASE: SYSTEM,
+    Action.DECLINE: SYSTEM,
+    Action.ABANDON: SYSTEM,
 }
 
 
@@ -107,7 +110,7 @@ def test_every_state_action_pair_is_legal_exactly_when_the_table_says(
     ride = ride_in(status)
     if allowed:
         moved = apply(
-            ride, action, actor=ACTOR_OF[action], now=T0, driver_id="d1", matched_before=CUTOFF
+            ride, action, actor=ACTOR_OF[action], now=T0, driver_id="d1", stale_before=CUTOFF
         )
         assert moved.ride.status is TRANSITIONS[(status, action)]
     elif ride.driver_id is None and ACTOR_OF[action] == DRIVER:
@@ -115,9 +118,7 @@ def test_every_state_action_pair_is_legal_exactly_when_the_table_says(
             apply(ride, action, actor=DRIVER, now=T0)
     else:
         with pytest.raises(IllegalTransition) as info:
-            apply(
-                ride, action, actor=ACTOR_OF[action], now=T0, driver_id="d1", matched_before=CUTOFF
-            )
+            apply(ride, action, actor=ACTOR_OF[action], now=T0, driver_id="d1", stale_before=CUTOFF)
         assert info.value.status is status
 
 
@@ -142,6 +143,9 @@ def test_final_states_allow_nothing_and_say_so() -> None:
         (RideStatus.IN_PROGRESS, Action.COMPLETE, ADMIN, NotAllowed),
         (RideStatus.MATCHED, Action.RELEASE, ADMIN, NotAllowed),  # only the accept timeout
         (RideStatus.MATCHED, Action.RELEASE, DRIVER, NotAllowed),
+        (RideStatus.MATCHED, Action.DECLINE, DRIVER, NotAllowed),  # matching's word
+        (RideStatus.IN_PROGRESS, Action.ABANDON, ADMIN, NotAllowed),  # only the timeout
+        (RideStatus.IN_PROGRESS, Action.ABANDON, RIDER, NotAllowed),
     ],
 )
 def test_role_violations_are_refused_before_the_state_is_looked_at(
@@ -156,7 +160,7 @@ def test_release_puts_a_matched_ride_back_to_waiting_without_its_driver() -> Non
     """The accept timeout's release: requested again, no driver, no match time; the old
     driver no longer sees it nor may arrive; a new match works as the first did."""
     released = apply(
-        ride_in(RideStatus.MATCHED), Action.RELEASE, actor=SYSTEM, now=T0, matched_before=CUTOFF
+        ride_in(RideStatus.MATCHED), Action.RELEASE, actor=SYSTEM, now=T0, stale_before=CUTOFF
     )
     ride = released.ride
     assert released.topic == "ride.match-expired"
@@ -166,14 +170,6 @@ def test_release_puts_a_matched_ride_back_to_waiting_without_its_driver() -> Non
         apply(ride, Action.ARRIVE, actor=DRIVER, now=T0)
     again = apply(ride, Action.MATCH, actor=SYSTEM, now=T0, driver_id="d2").ride
     assert (again.status, again.driver_id) == (RideStatus.MATCHED, "d2")
-    with pytest.raises(IllegalTransition):  # the driver set off first: nothing to release
-        apply(
-            ride_in(RideStatus.DRIVER_ARRIVING),
-            Action.RELEASE,
-            actor=SYSTEM,
-            now=T0,
-            matched_before=CUTOFF,
-        )
 
 
 def test_release_keeps_a_match_made_after_the_cutoff() -> None:
@@ -182,9 +178,99 @@ def test_release_keeps_a_match_made_after_the_cutoff() -> None:
     ride = ride_in(RideStatus.MATCHED)  # matched at T0 + 1 min
     assert ride.matched_at is not None
     with pytest.raises(IllegalTransition):
-        apply(ride, Action.RELEASE, actor=SYSTEM, now=CUTOFF, matched_before=ride.matched_at)
+        apply(ride, Action.RELEASE, actor=SYSTEM, now=CUTOFF, stale_before=ride.matched_at)
     with pytest.raises(ValueError, match="cutoff"):
         apply(ride, Action.RELEASE, actor=SYSTEM, now=CUTOFF)
+
+
+def test_a_driver_who_never_picks_the_rider_up_is_replaced() -> None:
+    """On the way but no pickup by the pickup timeout: released like a match (requested,
+    no driver, the old one may no longer start it); one who picked up meanwhile stays."""
+    arriving = ride_in(RideStatus.DRIVER_ARRIVING)  # on the way since T0 + 2 min
+    released = apply(arriving, Action.RELEASE, actor=SYSTEM, now=CUTOFF, stale_before=CUTOFF)
+    assert released.topic == "ride.match-expired"
+    assert (released.ride.status, released.ride.driver_id) == (RideStatus.REQUESTED, None)
+    with pytest.raises(RideNotFound):
+        apply(released.ride, Action.START, actor=DRIVER, now=CUTOFF)
+    started = apply(arriving, Action.START, actor=DRIVER, now=CUTOFF).ride
+    with pytest.raises(IllegalTransition):
+        apply(started, Action.RELEASE, actor=SYSTEM, now=CUTOFF, stale_before=CUTOFF)
+
+
+def test_a_matched_driver_going_off_duty_declines_only_their_own_match() -> None:
+    """decline: the matched driver went off duty, so the ride waits for another now; a
+    ride matched to someone else since, or already on its way, is left alone."""
+    matched = ride_in(RideStatus.MATCHED)
+    declined = apply(
+        matched, Action.DECLINE, actor=SYSTEM, now=CUTOFF, driver_id="d1", stale_before=CUTOFF
+    )
+    assert declined.topic == "ride.match-expired"
+    assert (declined.ride.status, declined.ride.driver_id) == (RideStatus.REQUESTED, None)
+    rematched = apply(declined.ride, Action.MATCH, actor=SYSTEM, now=CUTOFF, driver_id="d2")
+    later = CUTOFF + timedelta(seconds=1)
+    with pytest.raises(IllegalTransition):  # d1's off duty, heard after d2 got the ride
+        apply(
+            rematched.ride,
+            Action.DECLINE,
+            actor=SYSTEM,
+            now=later,
+            driver_id="d1",
+            stale_before=later,
+        )
+    with pytest.raises(IllegalTransition):  # on the way: they finish it first
+        apply(
+            ride_in(RideStatus.DRIVER_ARRIVING),
+            Action.DECLINE,
+            actor=SYSTEM,
+            now=later,
+            driver_id="d1",
+            stale_before=later,
+        )
+    with pytest.raises(ValueError, match="driver"):
+        apply(matched, Action.DECLINE, actor=SYSTEM, now=CUTOFF, stale_before=CUTOFF)
+
+
+def test_a_ride_whose_driver_vanished_mid_ride_is_cancelled_with_the_reason() -> None:
+    """abandon: in progress past the longest ride; nobody can take over a ride with the
+    rider in the car, so it ends cancelled (never completed: nothing is charged), with
+    the reason; a ride started after the cutoff is left to its driver."""
+    driving = ride_in(RideStatus.IN_PROGRESS)
+    ended = apply(
+        driving,
+        Action.ABANDON,
+        actor=SYSTEM,
+        now=CUTOFF,
+        stale_before=CUTOFF,
+        reason="the driver lost contact: not completed within 14400s",
+    )
+    assert ended.topic == "ride.cancelled"
+    assert ended.ride.status is RideStatus.CANCELLED
+    assert ended.ride.completed_at is None
+    assert ended.ride.ended_reason == "the driver lost contact: not completed within 14400s"
+    assert ended.ride.driver_id == "d1"  # who it was, for support
+    assert driving.started_at is not None
+    with pytest.raises(IllegalTransition):
+        apply(driving, Action.ABANDON, actor=SYSTEM, now=CUTOFF, stale_before=driving.started_at)
+
+
+def test_the_deadlines_cover_every_state_a_driver_holds_a_ride_in() -> None:
+    """matched, driver_arriving and in_progress each have a timeout and what it does:
+    no state with a driver can be left forever by one who vanished."""
+    rules = deadlines(
+        accept=timedelta(seconds=60), pickup=timedelta(minutes=15), ride=timedelta(hours=4)
+    )
+    held = {status for status in RideStatus if status not in FINAL} - {RideStatus.REQUESTED}
+    assert {d.status for d in rules} == held
+    for rule in rules:
+        assert TRANSITIONS[(rule.status, rule.action)] in (
+            RideStatus.REQUESTED,
+            RideStatus.CANCELLED,
+        )
+    assert [d.reason for d in rules] == [
+        "the driver did not set off within 60s",
+        "the driver did not pick the rider up within 900s",
+        "the driver lost contact: not completed within 14400s",
+    ]
 
 
 def test_admin_may_cancel_any_open_ride() -> None:
@@ -245,7 +331,7 @@ def test_any_sequence_of_commands_keeps_the_machine_consistent(
                 actor=actor,
                 now=T0 + timedelta(seconds=i),
                 driver_id="d1",
-                matched_before=CUTOFF,
+                stale_before=CUTOFF,
             ).ride
         except (IllegalTransition, NotAllowed, RideNotFound):
             assert ride is before

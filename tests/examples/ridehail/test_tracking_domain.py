@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from contracts.geo import Position
-from tracking.domain import Hub, Tracks
+from tracking.domain import Follower, Hub, Tracks
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -76,8 +76,8 @@ async def test_fan_out_reaches_every_follower_and_close_ends_streams() -> None:
     assert hub.publish("r1", {"n": 1}) == 2
     hub.close("r1", {"type": "status", "status": "completed"})
 
-    async def drain(follower: object) -> list[object]:
-        return [u async for u in follower]  # type: ignore[attr-defined]
+    async def drain(follower: Follower) -> list[object]:
+        return [u async for u in follower]
 
     got = await asyncio.wait_for(asyncio.gather(drain(a), drain(b)), 1)
     assert got == [[{"n": 1}, {"type": "status", "status": "completed"}]] * 2
@@ -95,3 +95,36 @@ async def test_slow_follower_keeps_the_newest_updates() -> None:
     assert [follower.queue.get_nowait() for _ in range(3)] == [{"n": 2}, {"n": 3}, {"n": 4}]
     hub.leave(follower)
     assert hub.followers("r1") == 0
+
+
+def test_only_the_rides_rider_its_driver_and_admins_may_see_it() -> None:
+    """Ownership: the rider from ride.requested, the driver while bound to the ride (rides
+    asks the distance on their behalf), admins; a stranger of either role sees nothing,
+    and the driver no longer once the ride ended."""
+    tracks = Tracks()
+    tracks.requested("r1", "rider-1")
+    tracks.bind("r1", "d1")
+    allowed = {
+        ("rider-1", "rider"): True,
+        ("rider-2", "rider"): False,
+        ("d1", "driver"): True,
+        ("d2", "driver"): False,
+        ("rider-1", "driver"): False,  # the same id under another role is someone else
+        ("anyone", "admin"): True,
+    }
+    for (caller, role), expected in allowed.items():
+        assert tracks.may_see("r1", caller_id=caller, role=role) is expected, (caller, role)
+    assert not tracks.may_see("unknown", caller_id="rider-1", role="rider")
+    tracks.unbind("r1", "completed")
+    assert not tracks.may_see("r1", caller_id="d1", role="driver")
+    assert tracks.may_see("r1", caller_id="rider-1", role="rider")
+
+
+def test_owners_of_old_rides_are_forgotten_with_them() -> None:
+    """Who owns a ride is kept as long as the ride's end is (bounded memory)."""
+    tracks = Tracks(keep_rides=2)
+    for i in range(4):
+        tracks.requested(f"r{i}", f"rider-{i}")
+        tracks.unbind(f"r{i}", "completed")
+    assert not tracks.may_see("r0", caller_id="rider-0", role="rider")
+    assert tracks.may_see("r3", caller_id="rider-3", role="rider")
