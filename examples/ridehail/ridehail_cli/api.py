@@ -35,6 +35,15 @@ def find_gateway(explicit: str | None) -> str:
     return str(url).rstrip("/")
 
 
+def bus_url() -> str | None:
+    """The event bus with the control plane's credentials (the sim reads dead letters);
+    ``corral status`` shows it without them. None when no system is running here."""
+    from corral.broker import control_url
+
+    manifest = Path(__file__).resolve().parents[1] / "corral.yaml"
+    return control_url(manifest.parent / ".corral") or corral_status().get("nats_url")
+
+
 def corral_status() -> dict[str, Any]:
     corral = shutil.which("corral")
     if corral is None:

@@ -28,7 +28,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from ridehail_cli.api import ApiError, Person, Timing, corral_status
+from ridehail_cli.api import ApiError, Person, Timing, bus_url
 from ridehail_cli.invariants import FINAL, Verdict, judge, parked_rides
 from ridehail_cli.output import console
 
@@ -473,7 +473,7 @@ async def _simulate(
     rng = random.Random(seed)
     stats = Stats()
     if nats_url is None:
-        nats_url = corral_status().get("nats_url")
+        nats_url = bus_url()
     bus = DeadLetters(nats_url) if nats_url else None
     if bus is not None:
         await bus.start()

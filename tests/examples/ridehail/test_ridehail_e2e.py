@@ -19,6 +19,8 @@ from owned_routes import OWNED
 from ridehail_people import admin, available, city, eventually, offline, person
 from ridehail_system import EXAMPLE, running_system
 
+from corral.broker import control_url
+
 sys.path.insert(0, str(EXAMPLE))
 from ridehail_cli.api import Person
 from ridehail_cli.demo import tour
@@ -59,11 +61,11 @@ async def http(system: tuple[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def nats_url(system: tuple[str, Any]) -> str:
+    """The bus with the control plane's credentials (status shows it without them)."""
     session = system[1]
-    found = session.status().nats_url or next(
-        a.status()["nats_url"] for a in session.addons if "nats_url" in a.status()
-    )
-    return str(found)
+    found = control_url(session.plan.state_dir)
+    assert found is not None, "the system's bus has no control credentials on disk"
+    return found
 
 
 async def test_the_tour_runs_from_signup_to_payment(

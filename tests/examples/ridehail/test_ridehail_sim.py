@@ -13,6 +13,8 @@ import pytest
 from ridehail_people import admin, city
 from ridehail_system import running_system
 
+from corral.broker import control_url
+
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio, pytest.mark.timeout(180)]
 
 
@@ -38,7 +40,7 @@ async def test_a_small_city_keeps_every_invariant_while_the_provider_restarts(
     still charged exactly once in the provider's books, and none is charged twice. Its
     output, piped (not a terminal), shows each table once."""
     async with running_system(tmp_path) as (gateway, session):
-        nats_url = session.status().nats_url
+        nats_url = control_url(session.plan.state_dir)
         report: dict[str, object] = {}
         run = asyncio.create_task(
             city(gateway, nats_url, report, riders=5, drivers=3, duration=8, seed=11)

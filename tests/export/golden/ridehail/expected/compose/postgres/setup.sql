@@ -15,6 +15,19 @@ ALTER SCHEMA public OWNER TO auth;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 \connect postgres
 
+-- fakepay
+\getenv password POSTGRES_PASSWORD_FAKEPAY
+SELECT 'CREATE ROLE fakepay' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'fakepay') \gexec
+ALTER ROLE fakepay LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'password';
+COMMENT ON ROLE fakepay IS 'corral:ridehail/fakepay';
+SELECT 'CREATE DATABASE fakepay OWNER fakepay' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'fakepay') \gexec
+REVOKE ALL ON DATABASE fakepay FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE fakepay TO fakepay;
+\connect fakepay
+ALTER SCHEMA public OWNER TO fakepay;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+\connect postgres
+
 -- matching
 \getenv password POSTGRES_PASSWORD_MATCHING
 SELECT 'CREATE ROLE matching' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'matching') \gexec
