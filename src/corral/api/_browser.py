@@ -72,6 +72,12 @@ def _own_request(scope: Scope, headers: dict[bytes, bytes]) -> bool:
     return True
 
 
+def _require_dashboard(scope: Scope) -> None:
+    """Refuse a session change (login, logout) that is not plainly the dashboard's own."""
+    if not _own_request(scope, _headers(scope)):
+        raise ApiProblem(403, "not the dashboard", "open the dashboard on the API's address")
+
+
 def _cookie(headers: dict[bytes, bytes], name: str) -> str | None:
     raw = headers.get(b"cookie", b"").decode("latin-1")
     for part in raw.split(";"):
@@ -146,9 +152,7 @@ def browser_router(logins: BrowserLogins, *, admin: DependsParam) -> APIRouter:
     @router.post(f"{v}/dashboard/session", status_code=204, tags=["dashboard"])
     async def start_session(body: LoginExchange, request: Request) -> Response:
         """Exchange a login token for a session cookie (HttpOnly, SameSite=Strict)."""
-        headers = _headers(request.scope)
-        if not _own_request(request.scope, headers):
-            raise ApiProblem(403, "not the dashboard", "open the dashboard on the API's address")
+        _require_dashboard(request.scope)
         try:
             session = logins.redeem(body.token)
         except LoginRefused as exc:
@@ -168,7 +172,9 @@ def browser_router(logins: BrowserLogins, *, admin: DependsParam) -> APIRouter:
 
     @router.delete(f"{v}/dashboard/session", status_code=204, tags=["dashboard"])
     async def end_session(request: Request) -> Response:
-        """Log out: the session ends and the cookie is cleared."""
+        """Log out: the session ends and the cookie is cleared. Only from the dashboard's
+        own page: another page must not be able to end the operator's session."""
+        _require_dashboard(request.scope)
         name = cookie_name(_port(request.scope))
         session = request.cookies.get(name)
         if session:

@@ -642,7 +642,12 @@ async function boot() {
   $("nav").hidden = false;
   $("logout").hidden = false;
   $("logout").onclick = async () => {
-    await fetch("/v1/dashboard/session", { method: "DELETE" });
+    const answer = await fetch("/v1/dashboard/session", { method: "DELETE" });
+    if (!answer.ok) {
+      const problem = await answer.json().catch(() => ({}));
+      handleError(new Error(`logout refused: ${problem.title || answer.status}`));
+      return;
+    }
     showLogin("Logged out. Run `corral dashboard` to log in again.");
   };
   window.addEventListener("hashchange", route);
