@@ -1,0 +1,248 @@
+"""Rollout: a committed configuration version reaching a service's running instances.
+
+The change commands (:mod:`corral.config._control`) decide *what* the configuration is;
+this module takes a version to the instances and finds out how they took it:
+
+1. the service's plan is reconfigured, so every instance spawned from now on (a scale, a
+   crash restart) starts with the version in its environment;
+2. the version is published on the service's watch; each serving instance that watches
+   (an SDK service) validates it with its own settings model and reports back:
+   ``applied`` (every changed variable is a reloadable field, updated in place),
+   ``restart`` (some are not) or ``rejected`` (validation failed, with the service's own
+   message);
+3. applied everywhere: done, same instances. Otherwise, unless rejected, a rolling
+   restart (replacement ready first, the old one out of the gateway before SIGTERM).
+   An instance that does not watch (a ``command:`` service) or does not answer within
+   ``report_timeout`` is restarted: that is always safe.
+
+A rejection, or new instances that do not become ready, raise :class:`Refused`; the
+change commands then commit the previous configuration again and :meth:`Rollout.restore`
+takes it out the same way (a service already restarted with the refused version is
+restarted again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from corral.config._model import ConfigVersion
+from corral.plan import ServicePlan
+from corral.runtime.errors import StartError
+from corral.runtime.registry import Registry
+
+__all__ = ["Refused", "Report", "Rollout", "RolloutKind", "Services"]
+
+
+class Services(Protocol):
+    """What a rollout needs of the runtime (the orchestrator)."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    def service_plan(self, service: str) -> ServicePlan: ...
+
+    def reconfigure(self, service: ServicePlan) -> None: ...
+
+    async def restart(self, service: str, *, rolling: bool = False) -> None: ...
+
+
+class Report(BaseModel):
+    """What an instance did with a version it was shown."""
+
+    version: int = Field(ge=1)
+    outcome: Literal["applied", "restart", "rejected"]
+    problems: list[str] = Field(
+        default_factory=list, description="Why it was rejected: the service's own words."
+    )
+    fields: list[str] = Field(default_factory=list, description="Settings fields changed.")
+
+
+RolloutKind = Literal["applied live", "rolling restart", "no instances", "not running"]
+
+
+class Refused(Exception):
+    """A service refused a version (``restarted``: its instances already run it)."""
+
+    def __init__(self, service: str, problems: Sequence[str], *, restarted: bool) -> None:
+        super().__init__(service)
+        self.service = service
+        self.problems = tuple(problems)
+        self.restarted = restarted
+
+
+class Rollout:
+    """Publishes versions to the services' watches and collects the instances' reports.
+    Single event loop; not thread-safe.
+
+    ``current``: the latest version (what a watch sends); ``version``: an earlier one by
+    number (KeyError when unknown), for the configuration an instance started with."""
+
+    def __init__(
+        self,
+        *,
+        current: Callable[[], ConfigVersion],
+        version: Callable[[int], ConfigVersion],
+        report_timeout: float,
+    ) -> None:
+        self.report_timeout = report_timeout
+        self._current = current
+        self._version = version
+        self._services: Services | None = None
+        self._changed = asyncio.Condition()
+        self._revision: dict[str, int] = {}
+        """Per service: the latest version that changed it (what its watch last sent)."""
+        self._watching: collections.Counter[str] = collections.Counter()
+        self._reports: dict[str, Report] = {}
+
+    def bind(self, services: Services) -> None:
+        """The runtime to roll changes out to (it is built after this, with our addon)."""
+        self._services = services
+
+    @property
+    def runtime(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("ConfigControl.bind() was not called")
+        return self._services
+
+    # --- rolling out ------------------------------------------------------------------
+
+    def start(self, record: ConfigVersion) -> None:
+        """Before any service runs: every service is spawned with ``record``."""
+        self._revision = dict.fromkeys(record.services, record.version)
+        runtime = self.runtime
+        for name, config in record.services.items():
+            runtime.reconfigure(replace(runtime.service_plan(name), env=config.values))
+
+    async def roll(self, name: str, record: ConfigVersion) -> RolloutKind:
+        """Take ``record`` to service ``name``; :class:`Refused` if it will not have it."""
+        runtime = self.runtime
+        try:
+            plan = runtime.service_plan(name)
+        except KeyError:
+            self.publish(record, [name])
+            return "not running"  # a service added to the manifest: it starts at the next up
+        runtime.reconfigure(replace(plan, env=record.services[name].values))
+        self.publish(record, [name])
+        serving = [r.instance for r in runtime.registry.snapshot().serving(name)]
+        if not serving:
+            return "no instances"
+        watching = [i for i in serving if self._watching[i]]
+        reports = await self.collect(watching, record.version)
+        rejected = [r for r in reports.values() if r.outcome == "rejected"]
+        if rejected:
+            raise Refused(name, rejected[0].problems or ["rejected"], restarted=False)
+        if len(reports) == len(serving) and all(r.outcome == "applied" for r in reports.values()):
+            return "applied live"
+        try:
+            await runtime.restart(name, rolling=True)
+        except StartError as exc:
+            raise Refused(name, [exc.details()], restarted=True) from None
+        return "rolling restart"
+
+    async def restore(
+        self, restored: ConfigVersion, done: Mapping[str, RolloutKind], refused: Refused
+    ) -> None:
+        """Take ``restored`` (the configuration before the refused version, committed
+        again) to every service the refused version reached."""
+        runtime = self.runtime
+        for name in [*done, refused.service]:
+            try:
+                plan = runtime.service_plan(name)
+            except KeyError:
+                self.publish(restored, [name])
+                continue
+            runtime.reconfigure(replace(plan, env=restored.services[name].values))
+            self.publish(restored, [name])
+            restarted = done.get(name) == "rolling restart" or (
+                name == refused.service and refused.restarted
+            )
+            if restarted:
+                # Instances already replaced run the refused version: replace them again.
+                await runtime.restart(name, rolling=True)
+            else:
+                serving = [r.instance for r in runtime.registry.snapshot().serving(name)]
+                await self.collect([i for i in serving if self._watching[i]], restored.version)
+
+    def publish(self, record: ConfigVersion, services: Sequence[str]) -> None:
+        """Send ``record`` on these services' watches."""
+        for name in services:
+            self._revision[name] = record.version
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def collect(self, instances: Sequence[str], version: int) -> dict[str, Report]:
+        """Reports of ``version`` (or later) from ``instances``, as many as arrive within
+        ``report_timeout``."""
+
+        def arrived() -> dict[str, Report]:
+            return {
+                i: self._reports[i]
+                for i in instances
+                if i in self._reports and self._reports[i].version >= version
+            }
+
+        async with self._changed:
+            try:
+                async with asyncio.timeout(self.report_timeout):
+                    await self._changed.wait_for(lambda: len(arrived()) == len(instances))
+            except TimeoutError:
+                pass
+        return arrived()
+
+    # --- the instances' side ------------------------------------------------------------
+
+    async def watch(
+        self, instance: str, service: str, since: int | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The service's configuration now, then each version that changes it. The first
+        carries ``previous``: the service's configuration at ``since`` (what the
+        instance was started with), so it can tell what changed, removals included."""
+        self._watching[instance] += 1
+        try:
+            seen = -1
+
+            def newer() -> bool:
+                return self._revision.get(service, 0) > seen
+
+            while True:
+                async with self._changed:
+                    await self._changed.wait_for(newer)
+                seen = self._revision[service]
+                payload = _payload(self._current(), service)
+                if since is not None:
+                    try:
+                        before = self._version(since)
+                    except KeyError:
+                        before = None
+                    if before is not None and service in before.services:
+                        payload["previous"] = _payload(before, service)
+                    since = None
+                yield payload
+        finally:
+            self._watching[instance] -= 1
+            if not self._watching[instance]:
+                del self._watching[instance]
+
+    async def report(self, instance: str, report: Report) -> None:
+        self._reports[instance] = report
+        async with self._changed:
+            self._changed.notify_all()
+
+
+def _payload(record: ConfigVersion, service: str) -> dict[str, Any]:
+    config = record.services[service]
+    return {
+        "version": record.version,
+        "service": service,
+        "values": config.values,
+        "secrets": {key: s.fingerprint for key, s in config.secrets.items()},
+    }
