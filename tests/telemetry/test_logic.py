@@ -3,9 +3,12 @@ only where time or the registry would otherwise be real (test_system.py runs the
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import math
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,8 +21,9 @@ from corral.api._browser import SessionCookieAuth, browser_router
 from corral.api._logins import BrowserLogins, LoginRefused, Refusal
 from corral.api._problems import install
 from corral.manifest import DatabaseEngine, RestartPolicy
-from corral.plan import DatabasePlan, RestartPlan, ServicePlan
-from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
+from corral.manifest import parse as parse_manifest
+from corral.plan import DatabasePlan, RestartPlan, ServicePlan, resolve
+from corral.runtime.registry import InstanceRecord, InstanceState, Registry, Snapshot
 from corral.telemetry import (
     InstanceScrape,
     MetricsWindow,
@@ -358,3 +362,40 @@ def test_instances_export_here_unless_the_user_chose_a_collector(
     if points_here:
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:1234/otlp"
         assert env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"].startswith("authorization=Bearer%20")
+
+
+async def test_instances_that_leave_the_registry_are_forgotten(tmp_path: Path) -> None:
+    """The window's per-instance memory (last counters and gauges) follows the registry:
+    an instance stopped for good (removed, not merely unready) is dropped, so a system
+    that scales up and down for weeks does not grow the control plane."""
+    manifest = parse_manifest(
+        "name: demo\nservices:\n  a: {app: 'a:svc', database: none}\n",
+        tmp_path / "corral.yaml",
+    )
+    plan = resolve(manifest, python="python3")
+    registry = Registry()
+    for n in (1, 2):
+        registry.put(_record("a", f"a-{n}", 1))  # port 1: every scrape fails, harmlessly
+    addon = TelemetryAddon(interval=3600)
+    await addon.start(SimpleNamespace(plan=plan, registry=registry, state_dir=tmp_path))  # type: ignore[arg-type]
+    try:
+        now = time.time()
+        addon.window.record(now, [_scrape(5, instance="a-1"), _scrape(1, instance="a-2")])
+        assert len(addon.window.gauges(["a-1", "a-2"])) == 2
+        registry.remove("a-2")
+        async with asyncio.timeout(5):
+            while addon.window.gauges(["a-2"]):
+                await asyncio.sleep(0.01)
+        assert len(addon.window.gauges(["a-1"])) == 1
+    finally:
+        await addon.stop()
+
+
+def test_a_scrape_that_lands_after_its_instance_left_is_not_kept_for_ever() -> None:
+    """A round that began before an instance was removed may record it once more; the
+    window drops any instance it has not heard of for longer than it keeps ticks."""
+    window = MetricsWindow(keep=10)
+    window.record(0.0, [_scrape(1, instance="a-1"), _scrape(1, instance="a-2")])
+    window.record(20.0, [_scrape(2, instance="a-1")])
+    assert window.gauges(["a-2"]) == []
+    assert len(window.gauges(["a-1"])) == 1

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -102,9 +102,12 @@ class ConfigControl:
         self._layers: dict[str, ServiceConfig] = {}
         """What the manifest on disk said when last read (start, apply)."""
 
-    def bind(self, services: Services) -> None:
-        """The runtime to roll changes out to (it is built after this, with our addon)."""
-        self.rollout.bind(services)
+    def bind(
+        self, services: Services, *, unresponsive: Callable[[], Collection[str]] = frozenset
+    ) -> None:
+        """The runtime to roll changes out to (it is built after this, with our addon);
+        ``unresponsive``: instances that cannot answer now (paused by chaos)."""
+        self.rollout.bind(services, unresponsive=unresponsive)
 
     # --- reading ------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -94,15 +95,21 @@ class Rollout:
         self._current = current
         self._version = version
         self._services: Services | None = None
-        self._changed = asyncio.Condition()
+        self._unresponsive: Callable[[], Collection[str]] = frozenset
+        self._changed = asyncio.Event()
+        """Set (and replaced) whenever a version is published or a report arrives."""
         self._revision: dict[str, int] = {}
         """Per service: the latest version that changed it (what its watch last sent)."""
         self._watching: collections.Counter[str] = collections.Counter()
         self._reports: dict[str, Report] = {}
 
-    def bind(self, services: Services) -> None:
-        """The runtime to roll changes out to (it is built after this, with our addon)."""
+    def bind(
+        self, services: Services, *, unresponsive: Callable[[], Collection[str]] = frozenset
+    ) -> None:
+        """The runtime to roll changes out to (it is built after this, with our addon);
+        ``unresponsive``: instances that cannot answer now (paused by chaos)."""
         self._services = services
+        self._unresponsive = unresponsive
 
     @property
     def runtime(self) -> Services:
@@ -132,12 +139,21 @@ class Rollout:
         serving = [r.instance for r in runtime.registry.snapshot().serving(name)]
         if not serving:
             return "no instances"
-        watching = [i for i in serving if self._watching[i]]
-        reports = await self.collect(watching, record.version)
+        # A paused instance that watches reads the version when it continues; asking it
+        # now would only wait out the report timeout. It takes the version live if the
+        # others did (same service, same settings model); if nobody can answer, the
+        # rolling restart below is the safe choice.
+        later = self._paused_watchers(serving)
+        counted = [i for i in serving if i not in later]
+        reports = await self.collect([i for i in counted if self._watching[i]], record.version)
         rejected = [r for r in reports.values() if r.outcome == "rejected"]
         if rejected:
             raise Refused(name, rejected[0].problems or ["rejected"], restarted=False)
-        if len(reports) == len(serving) and all(r.outcome == "applied" for r in reports.values()):
+        if (
+            counted
+            and len(reports) == len(counted)
+            and all(r.outcome == "applied" for r in reports.values())
+        ):
             return "applied live"
         try:
             await runtime.restart(name, rolling=True)
@@ -167,17 +183,30 @@ class Rollout:
                 await runtime.restart(name, rolling=True)
             else:
                 serving = [r.instance for r in runtime.registry.snapshot().serving(name)]
-                await self.collect([i for i in serving if self._watching[i]], restored.version)
+                later = self._paused_watchers(serving)
+                asked = [i for i in serving if self._watching[i] and i not in later]
+                await self.collect(asked, restored.version)
 
     def publish(self, record: ConfigVersion, services: Sequence[str]) -> None:
         """Send ``record`` on these services' watches."""
         for name in services:
             self._revision[name] = record.version
-        asyncio.get_running_loop().create_task(self._notify())
+        self._wake()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _wake(self) -> None:
+        # An Event swapped for a fresh one wakes every waiter synchronously: no task to
+        # start (and keep a reference to), no lock to take.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            await self._changed.wait()
+
+    def _paused_watchers(self, serving: Sequence[str]) -> set[str]:
+        """The instances of ``serving`` that watch but cannot answer now."""
+        paused = set(self._unresponsive())
+        return {i for i in serving if i in paused and self._watching[i]}
 
     async def collect(self, instances: Sequence[str], version: int) -> dict[str, Report]:
         """Reports of ``version`` (or later) from ``instances``, as many as arrive within
@@ -190,13 +219,16 @@ class Rollout:
                 if i in self._reports and self._reports[i].version >= version
             }
 
-        async with self._changed:
-            try:
-                async with asyncio.timeout(self.report_timeout):
-                    await self._changed.wait_for(lambda: len(arrived()) == len(instances))
-            except TimeoutError:
-                pass
+        try:
+            async with asyncio.timeout(self.report_timeout):
+                await self._until(lambda: len(arrived()) == len(instances))
+        except TimeoutError:
+            pass
         return arrived()
+
+    def reported(self) -> Mapping[str, Report]:
+        """The last report of each instance (read-only), of live instances only."""
+        return MappingProxyType(self._reports)
 
     # --- the instances' side ------------------------------------------------------------
 
@@ -214,8 +246,7 @@ class Rollout:
                 return self._revision.get(service, 0) > seen
 
             while True:
-                async with self._changed:
-                    await self._changed.wait_for(newer)
+                await self._until(newer)
                 seen = self._revision[service]
                 payload = _payload(self._current(), service)
                 if since is not None:
@@ -234,8 +265,12 @@ class Rollout:
 
     async def report(self, instance: str, report: Report) -> None:
         self._reports[instance] = report
-        async with self._changed:
-            self._changed.notify_all()
+        # Each new instance reports once it watches, so pruning here keeps the map to
+        # the instances the registry still has, however often the system scales.
+        live = {r.instance for r in self.runtime.registry.snapshot().instances}
+        for gone in [i for i in self._reports if i not in live]:
+            del self._reports[gone]
+        self._wake()
 
 
 def _payload(record: ConfigVersion, service: str) -> dict[str, Any]:

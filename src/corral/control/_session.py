@@ -129,12 +129,13 @@ class SystemSession:
             ),
             on_event=on_event,
         )
-        self.config.bind(self.orchestrator)
-        self.ready = asyncio.Event()
-        """Set once every service is ready."""
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
         self.chaos = Chaos(self.orchestrator, gateway)
         """Failure-injection experiments (``corral chaos``)."""
+        # A paused instance cannot answer a configuration change: not waited for.
+        self.config.bind(self.orchestrator, unresponsive=self.chaos.paused)
+        self.ready = asyncio.Event()
+        """Set once every service is ready."""
 
     def _reload(self) -> tuple[Manifest, Plan]:
         """The manifest and its overlay as they are on disk now (`corral config apply`)."""

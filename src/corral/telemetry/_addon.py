@@ -153,8 +153,8 @@ class TelemetryAddon(Addon):
                 gateway_metrics_url=self._gateway_metrics_url(),
             )
             self._targets.write(groups)
-            gone = {r.instance for r in snapshot.instances if not r.serving}
-            self.window.forget(gone)
+            serving = {r.instance for r in snapshot.instances if r.serving}
+            self.window.retain(serving | {GATEWAY_SERVICE})
 
     # --- reading (the API) -----------------------------------------------------------
 
