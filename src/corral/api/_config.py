@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from corral import contract
+from corral.api._gate import Access, Rule
 from corral.api._problems import ApiProblem, problem
 from corral.api._version import API_VERSION
 from corral.config import (
@@ -70,11 +71,22 @@ class RollbackRequest(Change):
 
 _bearer = HTTPBearer(auto_error=False)
 
+_PREFIX = f"/{API_VERSION}/config"
+
+CONFIG_RULES = {
+    # Instances, with their service's token, for their own instance id only.
+    contract.CONFIG_WATCH_PATH: Rule(Access.INSTANCE, 0),
+    contract.CONFIG_REPORT_PATH: Rule(Access.INSTANCE),
+    # Values may be long (a certificate, a JSON document): more room than a command.
+    f"{_PREFIX}/services/{{service}}/set": Rule(Access.ADMIN, 1024 * 1024),
+}
+"""The gate's rules for these routes (the others are the admin's)."""
+
 
 def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
     """The endpoints of ``control``; ``admin`` is the API's admin-token dependency."""
     router = APIRouter(tags=["config"])
-    prefix = f"/{API_VERSION}/config"
+    prefix = _PREFIX
 
     def known(service: str | None) -> str | None:
         if service is not None and not control.has_service(service):
