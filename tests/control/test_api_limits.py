@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import psutil
 import pytest
-from test_cli_system import FIXTURE, corral
+from test_cli_system import FIXTURE, corral, detached
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -46,11 +46,7 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    folder = tmp_path_factory.mktemp("limits")
-    (folder / "corral.yaml").write_text(MANIFEST)
-    up = corral("up", "-d", cwd=folder)
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
+    with detached(tmp_path_factory.mktemp("limits"), MANIFEST) as folder:
         info = json.loads((folder / ".corral" / "api.json").read_text())
         admin = (folder / ".corral" / "token").read_text().strip()
         status = json.loads(corral("status", "--json", cwd=folder).stdout)
@@ -62,8 +58,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         assert url.hostname is not None
         assert url.port is not None
         yield Api(url.hostname, url.port, int(info["pid"]), admin, ingest)
-    finally:
-        corral("down", cwd=folder, timeout=60)
 
 
 class PeakRss:

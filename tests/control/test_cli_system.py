@@ -3,6 +3,7 @@ a real orchestrator, real services (the runtime tests' stdlib fixture service)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -30,6 +31,18 @@ def corral(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedPr
         timeout=timeout,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def detached(folder: Path, manifest_text: str) -> Iterator[Path]:
+    """``corral up -d`` of ``manifest_text`` in ``folder``; ``corral down`` afterwards."""
+    (folder / "corral.yaml").write_text(manifest_text)
+    up = corral("up", "-d", cwd=folder)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        yield folder
+    finally:
+        corral("down", cwd=folder, timeout=60)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
