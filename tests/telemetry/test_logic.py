@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import math
 import time
 from pathlib import Path
@@ -399,3 +400,39 @@ def test_a_scrape_that_lands_after_its_instance_left_is_not_kept_for_ever() -> N
     window.record(20.0, [_scrape(2, instance="a-1")])
     assert window.gauges(["a-2"]) == []
     assert len(window.gauges(["a-1"])) == 1
+
+
+def test_spans_are_redacted_at_the_receiver() -> None:
+    """Defence in depth behind the SDK's own redaction: a secret in a span's name,
+    status message, attributes (nested too) or an event's attributes (an exception's
+    message and stack trace) is redacted as the receiver takes the span in."""
+    secret = "sk-live-0123456789"
+    request = ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    resource.resource.attributes.append(
+        KeyValue(key="service.name", value=AnyValue(string_value="pay"))
+    )
+    span = resource.scope_spans.add().spans.add()
+    span.trace_id = bytes.fromhex(T1)
+    span.span_id = bytes.fromhex("a" * 16)
+    span.name = f"GET /charge/{secret}"
+    span.start_time_unix_nano, span.end_time_unix_nano = 1, 2
+    span.status.code = 2
+    span.status.message = f"RuntimeError: {secret}"
+    span.attributes.append(KeyValue(key="url", value=AnyValue(string_value=f"/x?k={secret}")))
+    nested = AnyValue()
+    nested.array_value.values.append(AnyValue(string_value=secret))
+    span.attributes.append(KeyValue(key="list", value=nested))
+    event = span.events.add()
+    event.name = "exception"
+    for key in ("exception.message", "exception.stacktrace"):
+        event.attributes.append(KeyValue(key=key, value=AnyValue(string_value=f"boom {secret}")))
+    addon = TelemetryAddon()
+    addon.redact = lambda text: text.replace(secret, "**********")
+    addon.ingest(
+        bytes(request.SerializeToString()), content_type="application/x-protobuf", encoding=None
+    )
+    trace = addon.trace(T1)
+    assert trace is not None
+    assert secret not in json.dumps(trace)
+    assert trace["spans"][0]["events"][0]["attributes"]["exception.message"] == "boom **********"

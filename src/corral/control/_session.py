@@ -134,6 +134,9 @@ class SystemSession:
         """Failure-injection experiments (``corral chaos``)."""
         # A paused instance cannot answer a configuration change: not waited for.
         self.config.bind(self.orchestrator, unresponsive=self.chaos.paused)
+        if self.telemetry is not None:
+            # Spans are redacted with every secret the runtime handed any instance.
+            self.telemetry.redact = self.orchestrator.logs.secrets.anywhere
         self.ready = asyncio.Event()
         """Set once every service is ready."""
 
