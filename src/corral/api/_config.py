@@ -29,6 +29,7 @@ from corral.config import (
     ConfigRejectedError,
     InvalidChangeError,
     Report,
+    UndeclaredSettingError,
     UnknownVersionError,
     VersionConflictError,
     diff_view,
@@ -59,6 +60,11 @@ class Change(BaseModel):
 
 class SetRequest(Change):
     values: dict[str, str] = Field(description="Variables and their new values.")
+    new: bool = Field(
+        default=False,
+        description="Accept variables that are not settings of the service (neither its "
+        "manifest, its runtime values nor its running settings model declares them).",
+    )
 
 
 class UnsetRequest(Change):
@@ -136,6 +142,7 @@ def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
                 author=body.author,
                 message=body.message,
                 expected=body.if_version,
+                new=body.new,
             )
         )
 
@@ -224,6 +231,16 @@ async def _answer(change: Any) -> Any:
         )
     except VersionConflictError as exc:
         return problem(409, "version conflict", str(exc), version=exc.actual)
+    except UndeclaredSettingError as exc:
+        return problem(
+            422,
+            "unknown setting",
+            str(exc),
+            service=exc.service,
+            keys=list(exc.keys),
+            suggestions=exc.suggestions,
+            declared=list(exc.declared),
+        )
     except (InvalidChangeError, UnknownVersionError) as exc:
         status = 404 if isinstance(exc, UnknownVersionError) else 422
         return problem(status, "invalid change", str(exc))

@@ -33,6 +33,7 @@ from corral.config._model import (
     ConfigVersion,
     ServiceConfig,
     changed_services,
+    check_declared,
     rebase,
     set_values,
     unset_values,
@@ -171,14 +172,22 @@ class ConfigControl:
         author: str,
         message: str = "",
         expected: int | None = None,
+        new: bool = False,
     ) -> Outcome:
+        """Runtime values for ``service``. A variable that is not one of its settings
+        (see :func:`corral.config._model.declared`) is refused, naming the closest, unless
+        ``new``: a typo would otherwise be kept and roll the service for nothing."""
         if not values:
             raise InvalidChangeError("nothing to set: give KEY=VALUE")
 
         def change(current: ConfigVersion) -> dict[str, ServiceConfig]:
-            return set_values(
+            services = set_values(
                 current.services, service, values, version=current.version + 1, author=author
             )
+            if not new:
+                reported = self.rollout.variables(service)
+                check_declared(current.services[service], service, values, reported)
+            return services
 
         return await self._change(
             change, kind="set", author=author, message=message, expected=expected

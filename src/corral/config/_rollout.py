@@ -62,6 +62,12 @@ class Report(BaseModel):
         default_factory=list, description="Why it was rejected: the service's own words."
     )
     fields: list[str] = Field(default_factory=list, description="Settings fields changed.")
+    variables: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="The environment variables the service's settings model reads "
+        "(sent once, with the first report): settings `corral config set` accepts.",
+    )
 
 
 RolloutKind = Literal["applied live", "rolling restart", "no instances", "not running"]
@@ -102,6 +108,8 @@ class Rollout:
         """Per service: the latest version that changed it (what its watch last sent)."""
         self._watching: collections.Counter[str] = collections.Counter()
         self._reports: dict[str, Report] = {}
+        self._variables: dict[str, frozenset[str]] = {}
+        """Per instance: the variables its settings model reads, as it reported them."""
 
     def bind(
         self, services: Services, *, unresponsive: Callable[[], Collection[str]] = frozenset
@@ -265,12 +273,21 @@ class Rollout:
 
     async def report(self, instance: str, report: Report) -> None:
         self._reports[instance] = report
-        # Each new instance reports once it watches, so pruning here keeps the map to
+        if report.variables:
+            # Upper case: settings models read the environment case-insensitively.
+            self._variables[instance] = frozenset(v.upper() for v in report.variables)
+        # Each new instance reports once it watches, so pruning here keeps the maps to
         # the instances the registry still has, however often the system scales.
         live = {r.instance for r in self.runtime.registry.snapshot().instances}
-        for gone in [i for i in self._reports if i not in live]:
-            del self._reports[gone]
+        for table in (self._reports, self._variables):
+            for gone in [i for i in table if i not in live]:
+                del table[gone]
         self._wake()
+
+    def variables(self, service: str) -> set[str]:
+        """The variables the settings models of ``service``'s live instances read."""
+        live = {r.instance for r in self.runtime.registry.snapshot().of(service)}
+        return {v for instance in live for v in self._variables.get(instance, ())}
 
 
 def _payload(record: ConfigVersion, service: str) -> dict[str, Any]:
