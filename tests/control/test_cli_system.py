@@ -193,6 +193,22 @@ def test_a_service_that_cannot_start_is_explained(tmp_path: Path) -> None:
     assert not (tmp_path / ".corral" / "api.json").exists()
 
 
+def test_logs_mark_where_each_run_began(system_dir: Path) -> None:
+    """Logs outlive a run and the next one appends: `corral logs` (filtered to a
+    service, too) shows a marker with the time and run id where each run began."""
+    assert corral("up", "-d", cwd=system_dir).returncode == 0
+    assert corral("down", cwd=system_dir).returncode == 0
+    assert corral("up", "-d", cwd=system_dir).returncode == 0
+    shown = corral("logs", "api", cwd=system_dir)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    markers = [n for n, line in enumerate(lines) if "corral up: run" in line]
+    hellos = [n for n, line in enumerate(lines) if "hello from api-1" in line]
+    assert len(markers) == 2, shown.stdout
+    assert len(hellos) == 2, shown.stdout
+    assert markers[0] < hellos[0] < markers[1] < hellos[1]
+
+
 def test_second_up_is_refused_while_running(system_dir: Path) -> None:
     """Starting a system twice explains that it already runs."""
     assert corral("up", "-d", cwd=system_dir).returncode == 0

@@ -315,3 +315,34 @@ def test_inherited_otlp_headers_go_only_with_the_users_own_collector(
     env = _environment(tmp_path, environ, monkeypatch)["web"]
     headers = {k: v for k, v in env.items() if k.startswith("OTEL_") and k.endswith("_HEADERS")}
     assert bool(headers) is inherited
+
+
+async def test_a_run_marker_separates_runs_for_every_reader(tmp_path: Path) -> None:
+    """Each `corral up` writes a marker (its time and run id) into the logs; read and
+    follow show it whatever services they are filtered to, between the runs' lines."""
+    store = LogStore(tmp_path / "logs")
+    store.mark_run("run-one", system="shop", t=100.0)
+    store.append(LogLine(101.0, "web", "web-1", "stdout", "first run"))
+    store.mark_run("run-two", system="shop", t=200.0)
+    store.append(LogLine(201.0, "web", "web-1", "stdout", "second run"))
+    store.flush()  # read below as another process (`corral logs` after the run) would
+    lines = [x.line for x in LogStore(tmp_path / "logs").read(["web"])]
+    assert len(lines) == 4
+    assert "run-one" in lines[0]
+    assert lines[1] == "first run"
+    assert "run-two" in lines[2]
+    assert lines[3] == "second run"
+    assert "run-two" in LogStore(tmp_path / "logs").read(["web"], tail=2)[0].line
+
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for entry in store.follow(["web"]):
+            seen.append(entry.line)
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0)
+    store.mark_run("run-three", system="shop")
+    await wait_until(lambda: seen)
+    follower.cancel()
+    assert "run-three" in seen[0]

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,8 @@ class SystemSession:
         self.manifest = manifest
         self.plan = plan
         self.files = RunFiles(plan.state_dir)
+        self.run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        """This run, in the logs' run markers."""
         self.admin_token = new_token()
         self.discovery_token = new_token()
         self.api_port = _free_port()
@@ -251,6 +255,8 @@ class SystemSession:
                 admin_token=self.admin_token,
                 extra={"system": self.plan.system, "manifest": str(self.manifest.path)},
             )
+            # Logs are appended across runs: this run's lines start after its marker.
+            self.orchestrator.logs.mark_run(self.run_id, system=self.plan.system)
             up = asyncio.create_task(self.orchestrator.up(), name="corral-up")
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({up, stop}, return_when=asyncio.FIRST_COMPLETED)

@@ -9,6 +9,11 @@ arrival and hands it to :meth:`LogStore.append`, which writes it to the file and
 out in memory to followers (no polling of files). Files outlive the run, so ``corral
 logs`` works after ``corral down`` too; a new run appends to them.
 
+Files are appended across runs, so each ``corral up`` writes a run marker first
+(:meth:`LogStore.mark_run`: its time and run id, service :data:`RUN_SERVICE`); every
+reader (``corral logs``, ``/v1/logs``, the dashboard) gets markers whatever services it
+is filtered to, so one run's lines are never read as the next one's.
+
 Secrets never reach a file or a reader: the runtime tells :attr:`LogStore.secrets` the
 values it hands each instance (before spawning it), and every line of that instance is
 redacted on arrival, from the first one, whatever printed it (``print``, a traceback,
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -30,6 +36,8 @@ from urllib.parse import quote
 
 import orjson
 
+from corral import contract
+
 Stream = Literal["stdout", "stderr"]
 
 _FOLLOW_QUEUE = 10_000
@@ -38,6 +46,9 @@ _FOLLOW_QUEUE = 10_000
 
 _TAIL_KEPT = 50
 """Recent lines kept in memory per instance (for start errors)."""
+
+RUN_SERVICE = f"{contract.COMPONENT_PREFIX}run"
+"""The service and instance name of run markers (no user service can be named so)."""
 
 REDACTED = "**********"
 """What a secret's value becomes (the SDK's own redaction writes the same)."""
@@ -171,6 +182,16 @@ class LogStore:
             except asyncio.QueueFull:
                 self.dropped += 1
 
+    def mark_run(self, run_id: str, *, system: str, t: float | None = None) -> LogLine:
+        """Write the marker of a run that begins now (before any of its lines)."""
+        t = time.time() if t is None else t
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(t))
+        text = f"──── corral up: run {run_id} of {system}, {stamp} ────"
+        marker = LogLine(t, RUN_SERVICE, RUN_SERVICE, "stdout", text)
+        self.append(marker)
+        self.flush()
+        return marker
+
     def flush(self) -> None:
         """Write buffered lines to their files (readers in other processes see them)."""
         self._flush_pending = False
@@ -248,7 +269,7 @@ class LogStore:
                     yield entry
             while True:
                 entry = await queue.get()
-                if services is not None and entry.service not in services:
+                if not _wanted(entry, services):
                     continue
                 key = (entry.t, entry.instance, entry.stream, entry.line)
                 if seen:
@@ -281,13 +302,18 @@ def _parse(raw: str) -> LogLine | None:
         return None  # a torn last line while the writer is mid-write
 
 
+def _wanted(entry: LogLine, services: Collection[str] | None) -> bool:
+    """Lines of these services (all when None), and run markers whatever the filter."""
+    return services is None or entry.service in services or entry.service == RUN_SERVICE
+
+
 def _read_file(path: Path, services: Collection[str] | None) -> Iterable[LogLine]:
     with contextlib.suppress(OSError), path.open(encoding="utf-8", errors="replace") as handle:
         for raw in handle:
             entry = _parse(raw)
             if entry is None:
                 continue
-            if services is not None and entry.service not in services:
+            if not _wanted(entry, services):
                 return  # one instance per file, so one service: none of it is wanted
             yield entry
 
@@ -320,7 +346,7 @@ def _read_backwards(
                 continue
             if since is not None and entry.t < since:
                 break
-            if services is not None and entry.service not in services:
+            if not _wanted(entry, services):
                 break  # one instance per file, so one service: none of it is wanted
             found.append(entry)
             if tail is not None and len(found) >= tail:
