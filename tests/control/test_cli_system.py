@@ -209,6 +209,21 @@ def test_logs_mark_where_each_run_began(system_dir: Path) -> None:
     assert markers[0] < hellos[0] < markers[1] < hellos[1]
 
 
+def test_detached_run_files_are_private_and_hold_no_login_link(system_dir: Path) -> None:
+    """`up -d` prints a one-time dashboard login link to the terminal only: no file
+    under .corral holds its token, and the daemon's own log and the instances' logs
+    are the operator's alone (0600 in a 0700 directory)."""
+    up = corral("up", "-d", cwd=system_dir)
+    assert up.returncode == 0, up.stdout + up.stderr
+    token = up.stdout.split("#login=", 1)[1].split()[0]
+    state = system_dir / ".corral"
+    assert state.stat().st_mode & 0o777 == 0o700
+    for path in [state / "corral.log", *sorted((state / "logs").glob("*.log"))]:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    for path in (p for p in state.rglob("*") if p.is_file() and not p.is_socket()):
+        assert token not in path.read_text(errors="replace"), path
+
+
 def test_second_up_is_refused_while_running(system_dir: Path) -> None:
     """Starting a system twice explains that it already runs."""
     assert corral("up", "-d", cwd=system_dir).returncode == 0

@@ -40,6 +40,9 @@ from corral.runtime.orchestrator import Orchestrator
 from corral.runtime.registry import InstanceRecord, Registry
 from corral.telemetry import TelemetryAddon
 
+DAEMON_LOG = "corral.log"
+"""Where `corral up -d` sends the detached control plane's own output."""
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -66,6 +69,9 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
     # Logs, databases and run state are the operator's alone: service output can hold
     # personal data, and SQLite files hold everything.
     state_dir.chmod(0o700)
+    # `up -d` created our stdout file (a traceback may land there) before we ran.
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / DAEMON_LOG).chmod(0o600)
     fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

@@ -162,7 +162,11 @@ class LogStore:
         handle = self._files.get(line.instance)
         if handle is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            handle = self.path(line.instance).open("a", encoding="utf-8")
+            # The operator's alone (service output can hold personal data), whatever
+            # the umask, and also for a file an older run created.
+            fd = os.open(self.path(line.instance), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.fchmod(fd, 0o600)
+            handle = os.fdopen(fd, "a", encoding="utf-8")
             self._files[line.instance] = handle
         # Buffered and flushed once per event-loop turn, not per line: a chatty instance
         # (Envoy's access log writes a line per request) otherwise costs a write(2) and a
