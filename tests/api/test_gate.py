@@ -177,3 +177,18 @@ async def test_public_documents_need_no_token_but_take_no_body(app: Any, path: s
     assert status == 200
     status, _, _ = await call(app, "GET", path, Body(), CHUNKED)
     assert status == 413
+
+
+async def test_websocket_handshakes_are_refused(app: Any) -> None:
+    """No route is a WebSocket: a handshake is closed, whatever its path or token."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    handshake = {**scope("GET", "/v1/registry/watch", {}), "type": "websocket"}
+    await app(handshake, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]

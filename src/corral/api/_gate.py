@@ -130,7 +130,11 @@ class Gate:
         self._verifiers = dict(verifiers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":
+            # The API has no WebSocket route: a handshake is refused, never passed on.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         rule, params = self._rule(scope)
