@@ -53,6 +53,7 @@ services:
     replicas: 2
     database: none
     stop_grace_period: 3s
+    env: {GREETING: hello, WORKERS: "1"}  # settings `config set` may change
 gateway:
   routes:
     - {match: {prefix: /}, service: tunable}

@@ -111,7 +111,7 @@ CHANGES = [
         "a stale version",
         "POST",
         "/v1/config/services/web/set",
-        {"values": {"A": "1"}, "if_version": 0},
+        {"values": {"LEVEL": "1"}, "if_version": 0},
         409,
         "version conflict",
     ),
@@ -179,3 +179,22 @@ async def test_a_rejected_change_answers_why_and_what_restored_it(tmp_path: Path
     assert "LEVEL: bad" in problem["problems"][0]
     assert "web refused configuration version 2" in problem["detail"]
     assert control.current.kind == "restore"
+
+
+async def test_a_misspelled_setting_is_a_422_naming_the_closest(api: Any) -> None:
+    """The refusal carries the detail a CLI prints as is, and the declared settings and
+    suggestions as fields; new=true adds the variable anyway."""
+    http, control = api
+    body = {"values": {"LEVLE": "debug"}}
+    response = await http.post("/v1/config/services/web/set", json=body, headers=auth(ADMIN))
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["title"] == "unknown setting"
+    assert "did you mean LEVEL?" in problem["detail"]
+    assert problem["suggestions"] == {"LEVLE": ["LEVEL"]}
+    assert "WORKERS" in problem["declared"]
+    assert control.current.version == 1
+    forced = await http.post(
+        "/v1/config/services/web/set", json={**body, "new": True}, headers=auth(ADMIN)
+    )
+    assert forced.status_code == 200

@@ -71,7 +71,7 @@ services:
     replicas: 2
     database: none
     stop_grace_period: 3s
-    env: {{GREETING: hi, WORKERS: 2}}
+    env: {{GREETING: hi, WORKERS: 2, RATE: "0.0"}}
     secrets: {{API_KEY: {{env: LIVE_TEST_API_KEY}}, TOKEN: {{file: token.txt}}}}
 gateway:
   routes:
@@ -186,7 +186,20 @@ async def test_an_invalid_value_is_refused_and_the_previous_version_restored(
     assert [v["kind"] for v in history[-2:]] == ["set", "restore"]
     shown = (await live.api.get("/v1/config", params={"service": "tunable"})).json()
     assert shown["version"] == current + 2
-    assert "RATE" not in shown["services"]["tunable"]
+    assert shown["services"]["tunable"]["RATE"]["value"] == "0.0"  # the manifest's again
+
+
+async def test_a_misspelled_setting_is_refused_before_anything_changes(live: Live) -> None:
+    """`config set tunable RATES=0.5`: the CLI prints the closest setting and the list,
+    and no version is made, no instance restarted."""
+    before = await live.instances()
+    current = (await live.api.get("/v1/config")).json()["version"]
+    code, out, err = await corral(live.root, "config", "set", "tunable", "RATES=0.5")
+    assert code == 1, out + err
+    assert "error: unknown setting: tunable has no setting RATES: did you mean RATE?" in err
+    assert "settings of tunable: API_KEY, GREETING, RATE, TOKEN, WORKERS" in err
+    assert (await live.api.get("/v1/config")).json()["version"] == current
+    assert await live.instances() == before
 
 
 async def test_secrets_reach_the_service_and_nothing_else(live: Live) -> None:

@@ -18,7 +18,13 @@ from config_helpers import (
 )
 
 from corral import contract
-from corral.config import ConfigRejectedError, InvalidChangeError, VersionConflictError
+from corral.config import (
+    ConfigRejectedError,
+    InvalidChangeError,
+    Report,
+    UndeclaredSettingError,
+    VersionConflictError,
+)
 from corral.manifest import ManifestError, parse
 from corral.plan import resolve
 from corral.runtime.registry import InstanceRecord, InstanceState
@@ -131,8 +137,8 @@ async def test_racing_sets_both_land(tmp_path: Path) -> None:
     """Two sets at once: the second is computed from the version the first made."""
     async with running(tmp_path, applied) as (control, _, _):
         one, two = await asyncio.gather(
-            control.set("web", {"A": "1"}, author="ada"),
-            control.set("web", {"B": "2"}, author="bob"),
+            control.set("web", {"A": "1"}, author="ada", new=True),
+            control.set("web", {"B": "2"}, author="bob", new=True),
         )
     assert {one.version.version, two.version.version} == {2, 3}  # type: ignore[union-attr]
     assert {"A", "B"} <= set(control.current.services["web"].values)
@@ -141,9 +147,9 @@ async def test_racing_sets_both_land(tmp_path: Path) -> None:
 async def test_a_change_from_an_old_version_is_refused(tmp_path: Path) -> None:
     """--if-version: a change computed from version 1 fails once version 2 exists."""
     async with running(tmp_path, applied) as (control, _, _):
-        await control.set("web", {"A": "1"}, author="ada", expected=1)
+        await control.set("web", {"A": "1"}, author="ada", expected=1, new=True)
         with pytest.raises(VersionConflictError):
-            await control.set("web", {"B": "1"}, author="bob", expected=1)
+            await control.set("web", {"B": "1"}, author="bob", expected=1, new=True)
     assert "B" not in control.current.services["web"].values
 
 
@@ -214,3 +220,50 @@ async def test_changes_wait_for_the_system_to_start(tmp_path: Path) -> None:
     control, _ = control_for(tmp_path)
     with pytest.raises(NotRunningError, match="the system is starting"):
         await control.set("web", {"A": "1"}, author="ada")
+
+
+async def test_a_misspelled_setting_is_refused_with_the_closest_declared_one(
+    tmp_path: Path,
+) -> None:
+    """`LEVLE` is a typo of web's LEVEL: refused before anything is written or restarted,
+    naming the closest declared setting and the service's settings."""
+    async with running(tmp_path, applied) as (control, runtime, _):
+        with pytest.raises(UndeclaredSettingError) as caught:
+            await control.set("web", {"LEVLE": "debug"}, author="ada")
+    error = caught.value
+    assert error.service == "web"
+    assert error.keys == ("LEVLE",)
+    assert "did you mean LEVEL?" in str(error)
+    assert {"LEVEL", "WORKERS", "API_KEY"} <= set(error.declared)
+    assert control.current.version == 1
+    assert runtime.restarts == []
+
+
+async def test_a_variable_nobody_declared_takes_new(tmp_path: Path) -> None:
+    """new=True adds a variable neither the manifest nor the service declares; once set
+    it is declared (a later set needs no new=True)."""
+    async with running(tmp_path, applied) as (control, _, _):
+        outcome = await control.set("web", {"FEATURE_X": "on"}, author="ada", new=True)
+        assert outcome.version is not None
+        again = await control.set("web", {"FEATURE_X": "off"}, author="ada")
+    assert again.version is not None
+    assert control.current.services["web"].values["FEATURE_X"] == "off"
+
+
+async def test_settings_a_running_service_reports_are_declared(tmp_path: Path) -> None:
+    """An SDK instance's first report names the variables its settings model reads:
+    those are settings of the service even when the manifest does not set them."""
+    async with running(tmp_path, None) as (control, runtime, _):
+        await control.report(
+            "web-1",
+            Report(version=1, outcome="applied", variables=["RATE", "greeting", "COLOUR"]),
+        )
+        outcome = await control.set("web", {"RATE": "0.5", "GREETING": "hi"}, author="ada")
+        assert outcome.version is not None
+        with pytest.raises(UndeclaredSettingError, match="did you mean RATE"):
+            await control.set("web", {"RATES": "1"}, author="ada")
+        # Contract variables a manifest may point elsewhere are always settable.
+        assert (await control.set("web", {contract.LOG_FORMAT: "console"}, author="ada")).version
+        runtime.registry.remove("web-1")  # gone: what it reported no longer counts
+        with pytest.raises(UndeclaredSettingError):
+            await control.set("web", {"COLOUR": "red"}, author="ada")

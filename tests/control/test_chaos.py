@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from test_cli_system import FIXTURE, corral, wait_for
+from test_cli_system import FIXTURE, corral, detached, wait_for
 
 from corral.api import ApiClient
 
@@ -50,12 +50,8 @@ gateway:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A running system (two web replicas behind Envoy), taken down afterwards."""
-    folder = tmp_path_factory.mktemp("chaos")
-    (folder / "corral.yaml").write_text(MANIFEST)
-    up = corral("up", "-d", cwd=folder)
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield folder
-    corral("down", cwd=folder, timeout=60)
+    with detached(tmp_path_factory.mktemp("chaos"), MANIFEST) as folder:
+        yield folder
 
 
 def status(cwd: Path) -> dict[str, Any]:

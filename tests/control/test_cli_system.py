@@ -3,6 +3,7 @@ a real orchestrator, real services (the runtime tests' stdlib fixture service)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -31,6 +32,18 @@ def corral(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedPr
         timeout=timeout,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def detached(folder: Path, manifest_text: str) -> Iterator[Path]:
+    """``corral up -d`` of ``manifest_text`` in ``folder``; ``corral down`` afterwards."""
+    (folder / "corral.yaml").write_text(manifest_text)
+    up = corral("up", "-d", cwd=folder)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        yield folder
+    finally:
+        corral("down", cwd=folder, timeout=60)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
@@ -199,6 +212,37 @@ def test_a_service_that_cannot_start_is_explained(tmp_path: Path) -> None:
     assert "api-1" in result.stderr
     assert "hello from api-1" in result.stderr  # the instance's own output, shown
     assert not (tmp_path / ".corral" / "api.json").exists()
+
+
+def test_logs_mark_where_each_run_began(system_dir: Path) -> None:
+    """Logs outlive a run and the next one appends: `corral logs` (filtered to a
+    service, too) shows a marker with the time and run id where each run began."""
+    assert corral("up", "-d", cwd=system_dir).returncode == 0
+    assert corral("down", cwd=system_dir).returncode == 0
+    assert corral("up", "-d", cwd=system_dir).returncode == 0
+    shown = corral("logs", "api", cwd=system_dir)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    markers = [n for n, line in enumerate(lines) if "corral up: run" in line]
+    hellos = [n for n, line in enumerate(lines) if "hello from api-1" in line]
+    assert len(markers) == 2, shown.stdout
+    assert len(hellos) == 2, shown.stdout
+    assert markers[0] < hellos[0] < markers[1] < hellos[1]
+
+
+def test_detached_run_files_are_private_and_hold_no_login_link(system_dir: Path) -> None:
+    """`up -d` prints a one-time dashboard login link to the terminal only: no file
+    under .corral holds its token, and the daemon's own log and the instances' logs
+    are the operator's alone (0600 in a 0700 directory)."""
+    up = corral("up", "-d", cwd=system_dir)
+    assert up.returncode == 0, up.stdout + up.stderr
+    token = up.stdout.split("#login=", 1)[1].split()[0]
+    state = system_dir / ".corral"
+    assert state.stat().st_mode & 0o777 == 0o700
+    for path in [state / "corral.log", *sorted((state / "logs").glob("*.log"))]:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    for path in (p for p in state.rglob("*") if p.is_file() and not p.is_socket()):
+        assert token not in path.read_text(errors="replace"), path
 
 
 def test_second_up_is_refused_while_running(system_dir: Path) -> None:

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import SVC, service, wait_until
+from runtime_helpers import SVC, make_plan, service, wait_until
 
+from corral import contract
 from corral.manifest import DatabaseEngine, RestartPolicy
-from corral.plan import CheckKind, CheckPlan, DatabasePlan, RestartPlan, ServicePlan
+from corral.plan import CheckKind, CheckPlan, DatabasePlan, Endpoints, RestartPlan, ServicePlan
 from corral.runtime.addon import Addon, RuntimeContext
 from corral.runtime.logs import LogLine, LogStore
+from corral.runtime.orchestrator import Orchestrator
 from corral.runtime.registry import InstanceRecord, InstanceState
 
 pytestmark = pytest.mark.timeout(30)
@@ -56,6 +58,25 @@ async def test_logs_are_captured_per_instance_and_followed(system) -> None:
     assert not any("other-1" in s for s in seen)
 
 
+def broker_component(ctx: RuntimeContext, port: int, env: dict[str, str]) -> ServicePlan:
+    """A system component running the fixture service on ``port``."""
+    return ServicePlan(
+        name="broker",
+        argv=(sys.executable, SVC),
+        workdir=ctx.plan.root,
+        replicas=1,
+        fixed_port=port,
+        env=env,
+        readiness=CheckPlan(CheckKind.TCP, period=0.2),
+        liveness=None,
+        startup=None,
+        depends_on={},
+        restart=RestartPlan(RestartPolicy.ALWAYS, 0.1, 1.0, 2.0, 10.0),
+        stop_grace_period=2.0,
+        database=DatabasePlan(DatabaseEngine.NONE, "broker"),
+    )
+
+
 class RecordingAddon(Addon):
     """Runs a component, adds a variable to services, records drained instances."""
 
@@ -67,25 +88,8 @@ class RecordingAddon(Addon):
 
     async def start(self, ctx: RuntimeContext) -> None:
         self.order.append("start")
-        port = ctx.free_port()
-        await ctx.run_component(
-            ServicePlan(
-                name="broker",
-                argv=(sys.executable, SVC),
-                workdir=ctx.plan.root,
-                replicas=1,
-                fixed_port=port,
-                env={},
-                readiness=CheckPlan(CheckKind.TCP, period=0.2),
-                liveness=None,
-                startup=None,
-                depends_on={},
-                restart=RestartPlan(RestartPolicy.ALWAYS, 0.1, 1.0, 2.0, 10.0),
-                stop_grace_period=2.0,
-                database=DatabasePlan(DatabaseEngine.NONE, "broker"),
-            )
-        )
-        self.port = port
+        self.port = ctx.free_port()
+        await ctx.run_component(broker_component(ctx, self.port, {}))
 
     def environment(self, service: ServicePlan) -> dict[str, str]:
         return {"BROKER_PORT": str(self.port)}
@@ -189,3 +193,156 @@ async def test_stopped_instances_recent_lines_are_dropped(system) -> None:
     assert orch.logs.recent("web-2") == []
     assert orch.logs.recent("web-1")
     assert any(x.instance == "web-2" for x in orch.logs.read(["web"]))
+
+
+PLANTED = "sk-live-planted-0123456789"
+
+
+class SecretsAddon(Addon):
+    """Hands services a secret the way the configuration addon does."""
+
+    name = "secrets"
+
+    def environment(self, service: ServicePlan) -> dict[str, str]:
+        return {"API_KEY": PLANTED, contract.SECRET_VARIABLES: "API_KEY"}
+
+
+async def test_an_instance_with_secrets_has_them_redacted_in_every_captured_line(
+    system,
+) -> None:
+    """Whatever an instance prints (here its secret, the discovery token and its
+    database password, on stdout at start) is stored, followed and kept redacted: the
+    runtime knows the values it handed the instance."""
+    orch, _ = system(
+        {"web": service(env={"SVC_PRINT_ENV": "API_KEY,CORRAL_DISCOVERY_TOKEN,DATABASE_URL"})},
+        addons=[SecretsAddon()],
+        endpoints=Endpoints(
+            discovery="registry+http://127.0.0.1:1", discovery_token="disc-0123456789"
+        ),
+    )
+    await orch.up()
+    lines = await wait_until(lambda: [x.line for x in orch.logs.read(["web"]) if "=" in x.line])
+    assert "API_KEY=**********" in lines
+    assert "CORRAL_DISCOVERY_TOKEN=**********" in lines
+    stored = (orch.state_dir / "logs" / "web-1.log").read_text()
+    assert PLANTED not in stored
+    assert "disc-0123456789" not in stored
+    assert all(PLANTED not in line for line in orch.logs.recent("web-1"))
+
+
+async def test_components_get_an_allow_listed_environment(system, monkeypatch) -> None:
+    """Envoy and nats-server need no credential: a component's environment is an
+    allow-list (PATH, locale, HOME...) plus where to listen, never the discovery token,
+    an inherited secret or the operator's OTLP headers."""
+    monkeypatch.setenv("SHOP_STRIPE_KEY", PLANTED)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=collector-secret")
+    shown = "CORRAL_DISCOVERY_TOKEN,SHOP_STRIPE_KEY,OTEL_EXPORTER_OTLP_HEADERS,PATH,PORT"
+
+    class Component(RecordingAddon):
+        async def start(self, ctx: RuntimeContext) -> None:
+            self.port = ctx.free_port()
+            await ctx.run_component(broker_component(ctx, self.port, {"SVC_PRINT_ENV": shown}))
+
+    orch, _ = system(
+        {"web": service()},
+        addons=[Component()],
+        endpoints=Endpoints(
+            discovery="registry+http://127.0.0.1:1", discovery_token="disc-0123456789"
+        ),
+    )
+    await orch.up()
+    printed = await wait_until(
+        lambda: {
+            x.line.split("=", 1)[0]: x.line.split("=", 1)[1]
+            for x in orch.logs.read(["broker"])
+            if "=" in x.line
+        }
+    )
+    assert printed["CORRAL_DISCOVERY_TOKEN"] == "None"
+    assert printed["SHOP_STRIPE_KEY"] == "None"
+    assert printed["OTEL_EXPORTER_OTLP_HEADERS"] == "None"
+    assert printed["PATH"] == os.environ["PATH"]
+    assert printed["PORT"] == str(orch.registry.snapshot().get("broker-1").port)
+
+
+def _environment(tmp_path: Path, environ: dict[str, str], monkeypatch) -> dict[str, dict[str, str]]:
+    """Each service's environment as the orchestrator would spawn it, with ``environ`` as
+    the environment `corral up` runs in."""
+    for key in [k for k in os.environ if k.startswith("OTEL_")]:
+        monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    manifest, plan = make_plan(
+        tmp_path,
+        {
+            "pay": service(secrets={"STRIPE_KEY": {"env": "SHOP_STRIPE_LIVE"}}),
+            "web": service(),
+        },
+    )
+    orch = Orchestrator(manifest, plan)
+    return {name: orch.environment(s, f"{name}-1", 1234) for name, s in plan.services.items()}
+
+
+def test_the_variable_a_secret_is_read_from_is_inherited_by_no_instance(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`STRIPE_KEY: {env: SHOP_STRIPE_LIVE}`: the control plane reads it and hands it to
+    pay as STRIPE_KEY; no instance inherits SHOP_STRIPE_LIVE itself."""
+    env = _environment(tmp_path, {"SHOP_STRIPE_LIVE": PLANTED}, monkeypatch)
+    assert "SHOP_STRIPE_LIVE" not in env["web"]
+    assert "SHOP_STRIPE_LIVE" not in env["pay"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "inherited"),
+    [
+        ({"OTEL_EXPORTER_OTLP_HEADERS": "x-key=abc"}, False),
+        ({"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "authorization=Bearer%20parent"}, False),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+                "OTEL_EXPORTER_OTLP_HEADERS": "x-key=abc",
+            },
+            True,
+        ),
+    ],
+)
+def test_inherited_otlp_headers_go_only_with_the_users_own_collector(
+    tmp_path: Path, monkeypatch, environ: dict[str, str], inherited: bool
+) -> None:
+    """OTLP headers in the shell are credentials for the operator's collector: instances
+    inherit them only when that collector is where their spans go."""
+    env = _environment(tmp_path, environ, monkeypatch)["web"]
+    headers = {k: v for k, v in env.items() if k.startswith("OTEL_") and k.endswith("_HEADERS")}
+    assert bool(headers) is inherited
+
+
+async def test_a_run_marker_separates_runs_for_every_reader(tmp_path: Path) -> None:
+    """Each `corral up` writes a marker (its time and run id) into the logs; read and
+    follow show it whatever services they are filtered to, between the runs' lines."""
+    store = LogStore(tmp_path / "logs")
+    store.mark_run("run-one", system="shop", t=100.0)
+    store.append(LogLine(101.0, "web", "web-1", "stdout", "first run"))
+    store.mark_run("run-two", system="shop", t=200.0)
+    store.append(LogLine(201.0, "web", "web-1", "stdout", "second run"))
+    store.flush()  # read below as another process (`corral logs` after the run) would
+    lines = [x.line for x in LogStore(tmp_path / "logs").read(["web"])]
+    assert len(lines) == 4
+    assert "run-one" in lines[0]
+    assert lines[1] == "first run"
+    assert "run-two" in lines[2]
+    assert lines[3] == "second run"
+    assert "run-two" in LogStore(tmp_path / "logs").read(["web"], tail=2)[0].line
+
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for entry in store.follow(["web"]):
+            seen.append(entry.line)
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0)
+    store.mark_run("run-three", system="shop")
+    await wait_until(lambda: seen)
+    follower.cancel()
+    assert "run-three" in seen[0]

@@ -3,9 +3,13 @@ only where time or the registry would otherwise be real (test_system.py runs the
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import json
 import math
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,8 +22,9 @@ from corral.api._browser import SessionCookieAuth, browser_router
 from corral.api._logins import BrowserLogins, LoginRefused, Refusal
 from corral.api._problems import install
 from corral.manifest import DatabaseEngine, RestartPolicy
-from corral.plan import DatabasePlan, RestartPlan, ServicePlan
-from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
+from corral.manifest import parse as parse_manifest
+from corral.plan import DatabasePlan, RestartPlan, ServicePlan, resolve
+from corral.runtime.registry import InstanceRecord, InstanceState, Registry, Snapshot
 from corral.telemetry import (
     InstanceScrape,
     MetricsWindow,
@@ -358,3 +363,76 @@ def test_instances_export_here_unless_the_user_chose_a_collector(
     if points_here:
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:1234/otlp"
         assert env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"].startswith("authorization=Bearer%20")
+
+
+async def test_instances_that_leave_the_registry_are_forgotten(tmp_path: Path) -> None:
+    """The window's per-instance memory (last counters and gauges) follows the registry:
+    an instance stopped for good (removed, not merely unready) is dropped, so a system
+    that scales up and down for weeks does not grow the control plane."""
+    manifest = parse_manifest(
+        "name: demo\nservices:\n  a: {app: 'a:svc', database: none}\n",
+        tmp_path / "corral.yaml",
+    )
+    plan = resolve(manifest, python="python3")
+    registry = Registry()
+    for n in (1, 2):
+        registry.put(_record("a", f"a-{n}", 1))  # port 1: every scrape fails, harmlessly
+    addon = TelemetryAddon(interval=3600)
+    await addon.start(SimpleNamespace(plan=plan, registry=registry, state_dir=tmp_path))  # type: ignore[arg-type]
+    try:
+        now = time.time()
+        addon.window.record(now, [_scrape(5, instance="a-1"), _scrape(1, instance="a-2")])
+        assert len(addon.window.gauges(["a-1", "a-2"])) == 2
+        registry.remove("a-2")
+        async with asyncio.timeout(5):
+            while addon.window.gauges(["a-2"]):
+                await asyncio.sleep(0.01)
+        assert len(addon.window.gauges(["a-1"])) == 1
+    finally:
+        await addon.stop()
+
+
+def test_a_scrape_that_lands_after_its_instance_left_is_not_kept_for_ever() -> None:
+    """A round that began before an instance was removed may record it once more; the
+    window drops any instance it has not heard of for longer than it keeps ticks."""
+    window = MetricsWindow(keep=10)
+    window.record(0.0, [_scrape(1, instance="a-1"), _scrape(1, instance="a-2")])
+    window.record(20.0, [_scrape(2, instance="a-1")])
+    assert window.gauges(["a-2"]) == []
+    assert len(window.gauges(["a-1"])) == 1
+
+
+def test_spans_are_redacted_at_the_receiver() -> None:
+    """Defence in depth behind the SDK's own redaction: a secret in a span's name,
+    status message, attributes (nested too) or an event's attributes (an exception's
+    message and stack trace) is redacted as the receiver takes the span in."""
+    secret = "sk-live-0123456789"
+    request = ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    resource.resource.attributes.append(
+        KeyValue(key="service.name", value=AnyValue(string_value="pay"))
+    )
+    span = resource.scope_spans.add().spans.add()
+    span.trace_id = bytes.fromhex(T1)
+    span.span_id = bytes.fromhex("a" * 16)
+    span.name = f"GET /charge/{secret}"
+    span.start_time_unix_nano, span.end_time_unix_nano = 1, 2
+    span.status.code = 2
+    span.status.message = f"RuntimeError: {secret}"
+    span.attributes.append(KeyValue(key="url", value=AnyValue(string_value=f"/x?k={secret}")))
+    nested = AnyValue()
+    nested.array_value.values.append(AnyValue(string_value=secret))
+    span.attributes.append(KeyValue(key="list", value=nested))
+    event = span.events.add()
+    event.name = "exception"
+    for key in ("exception.message", "exception.stacktrace"):
+        event.attributes.append(KeyValue(key=key, value=AnyValue(string_value=f"boom {secret}")))
+    addon = TelemetryAddon()
+    addon.redact = lambda text: text.replace(secret, "**********")
+    addon.ingest(
+        bytes(request.SerializeToString()), content_type="application/x-protobuf", encoding=None
+    )
+    trace = addon.trace(T1)
+    assert trace is not None
+    assert secret not in json.dumps(trace)
+    assert trace["spans"][0]["events"][0]["attributes"]["exception.message"] == "boom **********"

@@ -252,7 +252,7 @@ BROWSER_ARGS = [
 
 def test_dashboard_in_a_real_browser(system: System) -> None:
     """Chromium logs in with the printed link, sees every instance, a chart with data, a
-    trace waterfall with spans of front and back, and a log line arriving live."""
+    trace waterfall with spans of front and back, a log line arriving live, and logs out."""
     link = corral("dashboard", cwd=system.root)
     url = link.stdout.split()[0]
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
@@ -284,6 +284,12 @@ def test_dashboard_in_a_real_browser(system: System) -> None:
             marker = secrets.token_hex(6)
             httpx.get(f"{system.gateway}/missing-{marker}", timeout=10)  # back logs a 404
             page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=30_000)
+
+            # Logout from the page itself (its DELETE carries the page's Origin) works.
+            page.click("#logout")
+            page.wait_for_selector("#login:not([hidden])")
+            after = page.evaluate("fetch('/v1/status').then((r) => r.status)")
+            assert after == 401
             assert not errors, errors
         finally:
             browser.close()

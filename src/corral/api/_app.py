@@ -2,14 +2,15 @@
 
 The CLI is a thin client of this API, and so will be the dashboard. Two bearer tokens:
 the admin token (file ``.corral/token``, mode 0600) may do everything; the discovery
-token, given to service instances, may only read and watch the registry.
+token, given to service instances, may only read and watch the registry. Every request
+passes the :class:`~corral.api._gate.Gate` first: its credentials are checked, and its
+body capped, before any of it is read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import asdict
 from typing import Annotated, Any, Protocol
@@ -19,11 +20,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
-from corral.api._browser import SessionCookieAuth, browser_router, mount_assets
-from corral.api._config import ConfigTarget, config_router
+from corral.api._browser import (
+    BROWSER_RULES,
+    SessionCookieAuth,
+    browser_router,
+    mount_assets,
+    own_request,
+)
+from corral.api._config import CONFIG_RULES, ConfigTarget, config_router
+from corral.api._gate import Access, Gate, Rule, Verifier, token_is
 from corral.api._logins import BrowserLogins
 from corral.api._problems import ApiProblem, install
-from corral.api._telemetry import TelemetrySource, telemetry_router
+from corral.api._telemetry import TELEMETRY_RULES, TelemetrySource, telemetry_router
 from corral.api._version import API_VERSION
 from corral.runtime.registry import InstanceRecord, Registry, Snapshot
 from corral.runtime.status import ChangeAction, OpenCircuit, ServiceChange, SystemStatus
@@ -153,13 +161,12 @@ def create_app(
     install(app)
     background: set[asyncio.Task[None]] = set()
 
+    # The gate checks every request before its body is read; these dependencies say
+    # the same per endpoint (and put the bearer scheme in the OpenAPI document).
     def _check(credentials: HTTPAuthorizationCredentials | None, *allowed: str) -> None:
         if credentials is None:
             raise ApiProblem(401, "missing bearer token")
-        # Bytes, not str: compare_digest raises TypeError on non-ASCII text, and a
-        # header may carry any latin-1 character.
-        given = credentials.credentials.encode("utf-8", "surrogateescape")
-        if not any(secrets.compare_digest(given, t.encode()) for t in allowed):
+        if not token_is(credentials.credentials, *allowed):
             raise ApiProblem(401, "invalid bearer token")
 
     def admin(credentials: _Credentials) -> None:
@@ -326,12 +333,47 @@ def create_app(
     logins = BrowserLogins()
     app.include_router(browser_router(logins, admin=Admin))
     mount_assets(app)
-    app.add_middleware(SessionCookieAuth, logins=logins, admin_token=admin_token)
+    rules: dict[str, Rule] = {**_DOCUMENTS, **_REGISTRY, **BROWSER_RULES}
+    verifiers: dict[Access, Verifier] = {
+        Access.PUBLIC: lambda scope, token, params: True,
+        Access.ADMIN: lambda scope, token, params: token_is(token, admin_token),
+        Access.READER: lambda scope, token, params: token_is(token, admin_token, discovery_token),
+        Access.DASHBOARD: lambda scope, token, params: own_request(scope),
+    }
     if telemetry is not None:
         app.include_router(telemetry_router(telemetry, admin=Admin))
+        rules.update(TELEMETRY_RULES)
+        ingest = telemetry.ingest_token
+        verifiers[Access.INGEST] = lambda scope, token, params: token_is(token, ingest)
     if isinstance(target, ConfigTarget):
-        app.include_router(config_router(target.config, admin=Admin))
+        config = target.config
+        app.include_router(config_router(config, admin=Admin))
+        rules.update(CONFIG_RULES)
+
+        def instance(scope: Any, token: str | None, params: Any) -> bool:
+            name = str(params.get("instance", ""))
+            return token is not None and config.instance_service(name, token) is not None
+
+        verifiers[Access.INSTANCE] = instance
+    # Added first, so it runs after the session cookie has stood in for the admin token.
+    app.add_middleware(Gate, rules=rules, verifiers=verifiers)
+    app.add_middleware(SessionCookieAuth, logins=logins, admin_token=admin_token)
     return app
+
+
+_NO_BODY = 0
+
+_DOCUMENTS = {
+    path: Rule(Access.PUBLIC, _NO_BODY)
+    for path in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+}
+"""The API documents itself to anyone (it holds no data)."""
+
+_REGISTRY = {
+    f"/{API_VERSION}/registry": Rule(Access.READER, _NO_BODY),
+    f"/{API_VERSION}/registry/watch": Rule(Access.READER, _NO_BODY),
+}
+"""What the discovery token may read: the registry, nothing else."""
 
 
 def _line(entry: Any) -> dict[str, Any]:

@@ -26,12 +26,13 @@ from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from corral.api._gate import Access, Rule
 from corral.api._logins import BrowserLogins, LoginRefused, Refusal
 from corral.api._problems import ApiProblem
 from corral.api._version import API_VERSION, DASHBOARD_PATH
 from corral.dashboard import STATIC_DIR
 
-__all__ = ["SessionCookieAuth", "browser_router", "cookie_name"]
+__all__ = ["BROWSER_RULES", "SessionCookieAuth", "browser_router", "cookie_name", "own_request"]
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _SAFE_METHODS = ("GET", "HEAD")
@@ -70,6 +71,17 @@ def _own_request(scope: Scope, headers: dict[bytes, bytes]) -> bool:
     if scope.get("method") not in _SAFE_METHODS:
         return headers.get(b"origin", b"").decode("latin-1") == f"http://{host}"
     return True
+
+
+def own_request(scope: Scope) -> bool:
+    """Whether the request is plainly the dashboard page's own (see the module docstring)."""
+    return _own_request(scope, _headers(scope))
+
+
+def _require_dashboard(scope: Scope) -> None:
+    """Refuse a session change (login, logout) that is not plainly the dashboard's own."""
+    if not own_request(scope):
+        raise ApiProblem(403, "not the dashboard", "open the dashboard on the API's address")
 
 
 def _cookie(headers: dict[bytes, bytes], name: str) -> str | None:
@@ -113,6 +125,19 @@ class LoginLink(BaseModel):
     expires_in: float
 
 
+_SESSION_PATH = f"/{API_VERSION}/dashboard/session"
+_STATIC_PATH = "/dashboard/static"
+
+BROWSER_RULES = {
+    # The page and its assets hold no data (the page asks the API for everything).
+    "/dashboard": Rule(Access.PUBLIC, 0),
+    DASHBOARD_PATH: Rule(Access.PUBLIC, 0),
+    _STATIC_PATH + "/{path:path}": Rule(Access.PUBLIC, 0),
+    # The login exchange has no token yet: the dashboard's own origin, a login token.
+    _SESSION_PATH: Rule(Access.DASHBOARD, 4096),
+}
+"""The gate's rules for these routes (the login link itself is admin-only)."""
+
 _REFUSALS = {
     Refusal.UNKNOWN: "this login link is not valid (already used, or from another run)",
     Refusal.EXPIRED: "this login link has expired",
@@ -143,12 +168,10 @@ def browser_router(logins: BrowserLogins, *, admin: DependsParam) -> APIRouter:
             token=token, path=f"{DASHBOARD_PATH}#login={token}", expires_in=logins.login_ttl
         )
 
-    @router.post(f"{v}/dashboard/session", status_code=204, tags=["dashboard"])
+    @router.post(_SESSION_PATH, status_code=204, tags=["dashboard"])
     async def start_session(body: LoginExchange, request: Request) -> Response:
         """Exchange a login token for a session cookie (HttpOnly, SameSite=Strict)."""
-        headers = _headers(request.scope)
-        if not _own_request(request.scope, headers):
-            raise ApiProblem(403, "not the dashboard", "open the dashboard on the API's address")
+        _require_dashboard(request.scope)
         try:
             session = logins.redeem(body.token)
         except LoginRefused as exc:
@@ -166,9 +189,11 @@ def browser_router(logins: BrowserLogins, *, admin: DependsParam) -> APIRouter:
         )
         return response
 
-    @router.delete(f"{v}/dashboard/session", status_code=204, tags=["dashboard"])
+    @router.delete(_SESSION_PATH, status_code=204, tags=["dashboard"])
     async def end_session(request: Request) -> Response:
-        """Log out: the session ends and the cookie is cleared."""
+        """Log out: the session ends and the cookie is cleared. Only from the dashboard's
+        own page: another page must not be able to end the operator's session."""
+        _require_dashboard(request.scope)
         name = cookie_name(_port(request.scope))
         session = request.cookies.get(name)
         if session:
@@ -182,4 +207,4 @@ def browser_router(logins: BrowserLogins, *, admin: DependsParam) -> APIRouter:
 
 def mount_assets(app: Any) -> None:
     """The dashboard's scripts, styles and vendored chart library."""
-    app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
+    app.mount(_STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="dashboard-static")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from corral import contract
+from corral.api._gate import Access, Rule
 from corral.api._problems import ApiProblem, problem
 from corral.api._version import API_VERSION
 from corral.config import (
@@ -28,6 +29,7 @@ from corral.config import (
     ConfigRejectedError,
     InvalidChangeError,
     Report,
+    UndeclaredSettingError,
     UnknownVersionError,
     VersionConflictError,
     diff_view,
@@ -58,6 +60,11 @@ class Change(BaseModel):
 
 class SetRequest(Change):
     values: dict[str, str] = Field(description="Variables and their new values.")
+    new: bool = Field(
+        default=False,
+        description="Accept variables that are not settings of the service (neither its "
+        "manifest, its runtime values nor its running settings model declares them).",
+    )
 
 
 class UnsetRequest(Change):
@@ -70,11 +77,22 @@ class RollbackRequest(Change):
 
 _bearer = HTTPBearer(auto_error=False)
 
+_PREFIX = f"/{API_VERSION}/config"
+
+CONFIG_RULES = {
+    # Instances, with their service's token, for their own instance id only.
+    contract.CONFIG_WATCH_PATH: Rule(Access.INSTANCE, 0),
+    contract.CONFIG_REPORT_PATH: Rule(Access.INSTANCE),
+    # Values may be long (a certificate, a JSON document): more room than a command.
+    f"{_PREFIX}/services/{{service}}/set": Rule(Access.ADMIN, 1024 * 1024),
+}
+"""The gate's rules for these routes (the others are the admin's)."""
+
 
 def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
     """The endpoints of ``control``; ``admin`` is the API's admin-token dependency."""
     router = APIRouter(tags=["config"])
-    prefix = f"/{API_VERSION}/config"
+    prefix = _PREFIX
 
     def known(service: str | None) -> str | None:
         if service is not None and not control.has_service(service):
@@ -124,6 +142,7 @@ def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
                 author=body.author,
                 message=body.message,
                 expected=body.if_version,
+                new=body.new,
             )
         )
 
@@ -212,6 +231,16 @@ async def _answer(change: Any) -> Any:
         )
     except VersionConflictError as exc:
         return problem(409, "version conflict", str(exc), version=exc.actual)
+    except UndeclaredSettingError as exc:
+        return problem(
+            422,
+            "unknown setting",
+            str(exc),
+            service=exc.service,
+            keys=list(exc.keys),
+            suggestions=exc.suggestions,
+            declared=list(exc.declared),
+        )
     except (InvalidChangeError, UnknownVersionError) as exc:
         status = 404 if isinstance(exc, UnknownVersionError) else 422
         return problem(status, "invalid change", str(exc))

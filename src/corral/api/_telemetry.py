@@ -9,23 +9,26 @@ the admin token; the receiver takes only the ingest token the instances were giv
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.params import Depends as DependsParam
 
+from corral.api._gate import Access, Rule
 from corral.api._problems import ApiProblem
 from corral.api._version import API_VERSION, OTLP_BASE
 
-__all__ = ["OTLP_PATH", "TelemetrySource", "telemetry_router"]
+__all__ = ["OTLP_PATH", "TELEMETRY_RULES", "TelemetrySource", "telemetry_router"]
 
 OTLP_PATH = f"{OTLP_BASE}/v1/traces"
 """Where spans are received."""
 
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 _MAX_EXPORT = 16 * 1024 * 1024
-"""Bytes an export request may declare (the exporter sends batches of 512 spans)."""
+"""Bytes an export request may send (the exporter sends batches of 512 spans)."""
+
+TELEMETRY_RULES = {OTLP_PATH: Rule(Access.INGEST, _MAX_EXPORT)}
+"""The gate's rules: the receiver takes the ingest token, and no other endpoint does."""
 
 
 class TelemetrySource(Protocol):
@@ -124,14 +127,8 @@ def telemetry_router(source: TelemetrySource, *, admin: DependsParam) -> APIRout
 
     @router.post(OTLP_PATH, tags=["traces"], include_in_schema=False)
     async def receive(request: Request) -> Response:
-        """OTLP/HTTP: an ExportTraceServiceRequest in protobuf, from an instance."""
-        given = request.headers.get("authorization", "").encode("utf-8", "surrogateescape")
-        expected = f"Bearer {source.ingest_token}".encode()
-        if not secrets.compare_digest(given, expected):
-            raise ApiProblem(401, "invalid ingest token")
-        declared = request.headers.get("content-length", "0")
-        if not declared.isdigit() or int(declared) > _MAX_EXPORT:
-            raise ApiProblem(413, "export request too large", f"at most {_MAX_EXPORT} bytes")
+        """OTLP/HTTP: an ExportTraceServiceRequest in protobuf, from an instance. The
+        gate has checked the ingest token and read the body, at most ``_MAX_EXPORT``."""
         body = await request.body()
         try:
             answer = source.ingest(

@@ -5,16 +5,18 @@ it, runtime changes (``corral config set``) on top, and its secrets (references 
 manifest, values read by the control plane, fingerprints everywhere else). Every change
 is a version in a store under ``.corral/config/`` (:class:`ConfigStore`), rolled out to
 running services by :class:`ConfigControl`: in place where the service marks the fields
-reloadable, by a rolling restart otherwise, undone when the service refuses it.
+reloadable, by a rolling restart otherwise, undone when the service refuses it
+(:class:`Rollout`).
 """
 
 from corral.config._addon import ConfigAddon
-from corral.config._control import ConfigControl, Outcome, Report, Services, other_changes
+from corral.config._control import ConfigControl, Outcome, other_changes
 from corral.config._errors import (
     ConfigError,
     ConfigRejectedError,
     InvalidChangeError,
     SecretUnavailableError,
+    UndeclaredSettingError,
     UnknownVersionError,
     VersionConflictError,
 )
@@ -26,11 +28,14 @@ from corral.config._model import (
     Secret,
     ServiceConfig,
     changed_services,
+    check_declared,
+    declared,
     diff,
     rebase,
     set_values,
     unset_values,
 )
+from corral.config._rollout import Report, Rollout, RolloutKind, Services
 from corral.config._secrets import Fingerprints, current_user, read_secret, resolve_secrets
 from corral.config._store import ConfigStore
 from corral.config._views import diff_view, history_view, version_view
@@ -52,14 +57,19 @@ __all__ = [
     "Outcome",
     "Override",
     "Report",
+    "Rollout",
+    "RolloutKind",
     "Secret",
     "SecretUnavailableError",
     "ServiceConfig",
     "Services",
+    "UndeclaredSettingError",
     "UnknownVersionError",
     "VersionConflictError",
     "changed_services",
+    "check_declared",
     "current_user",
+    "declared",
     "diff",
     "diff_view",
     "history_view",

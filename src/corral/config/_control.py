@@ -1,42 +1,26 @@
-"""Live configuration of one running system: changes, versions, and their rollout.
+"""Live configuration of one running system: the change commands and their versions.
 
 Every change (``set``, ``unset``, ``rollback``, ``apply``, a new manifest at ``up``) is
 computed from the latest version, committed as the next one (compare-and-swap, see
 :mod:`corral.config._store`) and rolled out to each service whose configuration changed,
-in dependency order. Changes are made one at a time: two racing ``set``s both land, the
-second computed from the version the first made.
+in dependency order, by :mod:`corral.config._rollout`. Changes are made one at a time:
+two racing ``set``s both land, the second computed from the version the first made.
 
-Rolling out version N to a service:
-
-1. its plan is reconfigured, so every instance spawned from now on (a scale, a crash
-   restart) starts with N in its environment;
-2. N is published on the service's watch; each serving instance that watches (an SDK
-   service) validates N with its own settings model and reports back: ``applied`` (every
-   changed variable is a reloadable field, updated in place), ``restart`` (some are not)
-   or ``rejected`` (validation failed, with the service's own message);
-3. applied everywhere: done, same instances. Otherwise, unless rejected, a rolling
-   restart (replacement ready first, the old one out of the gateway before SIGTERM).
-   An instance that does not watch (a ``command:`` service) or does not answer within
-   ``report_timeout`` is restarted: that is always safe.
-
-A rejection, or new instances that do not become ready, stops the rollout: the previous
-configuration is committed again as N+1 (kind ``restore``), rolled out the same way (a
-service already restarted with N is restarted again), and :class:`ConfigRejectedError`
-carries the service's reasons to the caller.
+A service that refuses a version (a rejection, or new instances that do not become
+ready) stops the rollout: the previous configuration is committed again as the next
+version (kind ``restore``) and rolled out the same way, and
+:class:`ConfigRejectedError` carries the service's reasons to the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from corral import contract
 from corral.config._errors import (
@@ -49,43 +33,17 @@ from corral.config._model import (
     ConfigVersion,
     ServiceConfig,
     changed_services,
+    check_declared,
     rebase,
     set_values,
     unset_values,
 )
+from corral.config._rollout import Refused, Report, Rollout, RolloutKind, Services
 from corral.config._secrets import Fingerprints, resolve_secrets
 from corral.config._store import ConfigStore
 from corral.manifest import Manifest
 from corral.plan import Plan, ServicePlan
-from corral.runtime.errors import NotRunningError, StartError
-from corral.runtime.registry import Registry
-
-
-class Services(Protocol):
-    """What a rollout needs of the runtime (the orchestrator)."""
-
-    @property
-    def registry(self) -> Registry: ...
-
-    def service_plan(self, service: str) -> ServicePlan: ...
-
-    def reconfigure(self, service: ServicePlan) -> None: ...
-
-    async def restart(self, service: str, *, rolling: bool = False) -> None: ...
-
-
-class Report(BaseModel):
-    """What an instance did with a version it was shown."""
-
-    version: int = Field(ge=1)
-    outcome: Literal["applied", "restart", "rejected"]
-    problems: list[str] = Field(
-        default_factory=list, description="Why it was rejected: the service's own words."
-    )
-    fields: list[str] = Field(default_factory=list, description="Settings fields changed.")
-
-
-RolloutKind = Literal["applied live", "rolling restart", "no instances", "not running"]
+from corral.runtime.errors import NotRunningError
 
 
 @dataclass(frozen=True)
@@ -104,14 +62,6 @@ class Outcome:
             "services": dict(self.services),
             "notes": list(self.notes),
         }
-
-
-class _Refused(Exception):
-    def __init__(self, service: str, problems: Sequence[str], *, restarted: bool) -> None:
-        super().__init__(service)
-        self.service = service
-        self.problems = tuple(problems)
-        self.restarted = restarted
 
 
 Reload = Callable[[], tuple[Manifest, Plan]]
@@ -136,29 +86,29 @@ class ConfigControl:
     ) -> None:
         self.store = store
         self.api_url = api_url
-        self.report_timeout = report_timeout
         self._manifest = manifest
         self._plan = plan
         self._fingerprints = fingerprints
         self._environ = environ
         self._reload = reload
         self._author = author
-        self._services: Services | None = None
         self._key = secrets.token_bytes(32)
         self._lock = asyncio.Lock()
-        self._changed = asyncio.Condition()
         self._current: ConfigVersion | None = None
-        self._revision: dict[str, int] = {}
-        """Per service: the latest version that changed it (what its watch last sent)."""
         self._secret_values: dict[str, dict[str, str]] = {}
-        self._watching: collections.Counter[str] = collections.Counter()
-        self._reports: dict[str, Report] = {}
+        self.rollout = Rollout(
+            current=lambda: self.current, version=store.get, report_timeout=report_timeout
+        )
+        """Takes committed versions to the running instances."""
         self._layers: dict[str, ServiceConfig] = {}
         """What the manifest on disk said when last read (start, apply)."""
 
-    def bind(self, services: Services) -> None:
-        """The runtime to roll changes out to (it is built after this, with our addon)."""
-        self._services = services
+    def bind(
+        self, services: Services, *, unresponsive: Callable[[], Collection[str]] = frozenset
+    ) -> None:
+        """The runtime to roll changes out to (it is built after this, with our addon);
+        ``unresponsive``: instances that cannot answer now (paused by chaos)."""
+        self.rollout.bind(services, unresponsive=unresponsive)
 
     # --- reading ------------------------------------------------------------------
 
@@ -197,10 +147,7 @@ class ConfigControl:
             )
         self._secret_values = secret_values
         self._current = record
-        self._revision = dict.fromkeys(record.services, record.version)
-        runtime = self._runtime()
-        for name, config in record.services.items():
-            runtime.reconfigure(replace(runtime.service_plan(name), env=config.values))
+        self.rollout.start(record)
         return record
 
     def environment(self, service: ServicePlan) -> dict[str, str]:
@@ -225,14 +172,22 @@ class ConfigControl:
         author: str,
         message: str = "",
         expected: int | None = None,
+        new: bool = False,
     ) -> Outcome:
+        """Runtime values for ``service``. A variable that is not one of its settings
+        (see :func:`corral.config._model.declared`) is refused, naming the closest, unless
+        ``new``: a typo would otherwise be kept and roll the service for nothing."""
         if not values:
             raise InvalidChangeError("nothing to set: give KEY=VALUE")
 
         def change(current: ConfigVersion) -> dict[str, ServiceConfig]:
-            return set_values(
+            services = set_values(
                 current.services, service, values, version=current.version + 1, author=author
             )
+            if not new:
+                reported = self.rollout.variables(service)
+                check_declared(current.services[service], service, values, reported)
+            return services
 
         return await self._change(
             change, kind="set", author=author, message=message, expected=expected
@@ -314,7 +269,7 @@ class ConfigControl:
 
     def instance_service(self, instance: str, token: str) -> str | None:
         """The service of ``instance`` if ``token`` is that service's, else None."""
-        record = self._runtime().registry.snapshot().get(instance)
+        record = self.rollout.runtime.registry.snapshot().get(instance)
         if record is None or record.component:
             return None
         expected = self.token_for(record.service).encode()
@@ -322,49 +277,17 @@ class ConfigControl:
             return None
         return record.service
 
-    async def watch(
+    def watch(
         self, instance: str, service: str, since: int | None
     ) -> AsyncIterator[dict[str, Any]]:
-        """The service's configuration now, then each version that changes it. The first
-        carries ``previous``: the service's configuration at ``since`` (what the
-        instance was started with), so it can tell what changed, removals included."""
-        self._watching[instance] += 1
-        try:
-            seen = -1
-
-            def newer() -> bool:
-                return self._revision.get(service, 0) > seen
-
-            while True:
-                async with self._changed:
-                    await self._changed.wait_for(newer)
-                seen = self._revision[service]
-                payload = _payload(self.current, service)
-                if since is not None:
-                    try:
-                        before = self.store.get(since)
-                    except KeyError:
-                        before = None
-                    if before is not None and service in before.services:
-                        payload["previous"] = _payload(before, service)
-                    since = None
-                yield payload
-        finally:
-            self._watching[instance] -= 1
-            if not self._watching[instance]:
-                del self._watching[instance]
+        """The service's configuration now, then each version that changes it (see
+        :meth:`Rollout.watch`)."""
+        return self.rollout.watch(instance, service, since)
 
     async def report(self, instance: str, report: Report) -> None:
-        self._reports[instance] = report
-        async with self._changed:
-            self._changed.notify_all()
+        await self.rollout.report(instance, report)
 
     # --- internals ------------------------------------------------------------------------
-
-    def _runtime(self) -> Services:
-        if self._services is None:
-            raise RuntimeError("ConfigControl.bind() was not called")
-        return self._services
 
     def _with_current_secrets(
         self, services: Mapping[str, ServiceConfig]
@@ -412,8 +335,8 @@ class ConfigControl:
             done: dict[str, RolloutKind] = {}
             try:
                 for name in targets:
-                    done[name] = await self._roll(name, after)
-            except _Refused as refused:
+                    done[name] = await self.rollout.roll(name, after)
+            except Refused as refused:
                 restored = await self._restore(before, after, secrets_before, done, refused)
                 raise ConfigRejectedError(
                     refused.service,
@@ -423,38 +346,13 @@ class ConfigControl:
                 ) from None
             return Outcome(after, done)
 
-    async def _roll(self, name: str, record: ConfigVersion) -> RolloutKind:
-        runtime = self._runtime()
-        try:
-            plan = runtime.service_plan(name)
-        except KeyError:
-            self._publish(record, [name])
-            return "not running"  # a service added to the manifest: it starts at the next up
-        runtime.reconfigure(replace(plan, env=record.services[name].values))
-        self._publish(record, [name])
-        serving = [r.instance for r in runtime.registry.snapshot().serving(name)]
-        if not serving:
-            return "no instances"
-        watching = [i for i in serving if self._watching[i]]
-        reports = await self._collect(watching, record.version)
-        rejected = [r for r in reports.values() if r.outcome == "rejected"]
-        if rejected:
-            raise _Refused(name, rejected[0].problems or ["rejected"], restarted=False)
-        if len(reports) == len(serving) and all(r.outcome == "applied" for r in reports.values()):
-            return "applied live"
-        try:
-            await runtime.restart(name, rolling=True)
-        except StartError as exc:
-            raise _Refused(name, [exc.details()], restarted=True) from None
-        return "rolling restart"
-
     async def _restore(
         self,
         good: ConfigVersion,
         bad: ConfigVersion,
         secret_values: dict[str, dict[str, str]],
         done: Mapping[str, RolloutKind],
-        refused: _Refused,
+        refused: Refused,
     ) -> ConfigVersion:
         restored = self.store.commit(
             expected=bad.version,
@@ -467,54 +365,8 @@ class ConfigControl:
         )
         self._current = restored
         self._secret_values = secret_values
-        runtime = self._runtime()
-        for name in [*done, refused.service]:
-            try:
-                plan = runtime.service_plan(name)
-            except KeyError:
-                self._publish(restored, [name])
-                continue
-            runtime.reconfigure(replace(plan, env=restored.services[name].values))
-            self._publish(restored, [name])
-            restarted = done.get(name) == "rolling restart" or (
-                name == refused.service and refused.restarted
-            )
-            if restarted:
-                # Instances already replaced run the refused version: replace them again.
-                await runtime.restart(name, rolling=True)
-            else:
-                serving = [r.instance for r in runtime.registry.snapshot().serving(name)]
-                await self._collect([i for i in serving if self._watching[i]], restored.version)
+        await self.rollout.restore(restored, done, refused)
         return restored
-
-    def _publish(self, record: ConfigVersion, services: Sequence[str]) -> None:
-        """Send ``record`` on these services' watches."""
-        for name in services:
-            self._revision[name] = record.version
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def _collect(self, instances: Sequence[str], version: int) -> dict[str, Report]:
-        """Reports of ``version`` (or later) from ``instances``, as many as arrive within
-        ``report_timeout``."""
-
-        def arrived() -> dict[str, Report]:
-            return {
-                i: self._reports[i]
-                for i in instances
-                if i in self._reports and self._reports[i].version >= version
-            }
-
-        async with self._changed:
-            try:
-                async with asyncio.timeout(self.report_timeout):
-                    await self._changed.wait_for(lambda: len(arrived()) == len(instances))
-            except TimeoutError:
-                pass
-        return arrived()
 
 
 def _origins(record: ConfigVersion, service: str) -> list[str]:
@@ -526,16 +378,6 @@ def _origins(record: ConfigVersion, service: str) -> list[str]:
         if c.service == service
     ]
     return [f"version {record.version} changed:", *lines] if lines else []
-
-
-def _payload(record: ConfigVersion, service: str) -> dict[str, Any]:
-    config = record.services[service]
-    return {
-        "version": record.version,
-        "service": service,
-        "values": config.values,
-        "secrets": {key: s.fingerprint for key, s in config.secrets.items()},
-    }
 
 
 _CONFIG_FIELDS = frozenset({"env", "secrets"})

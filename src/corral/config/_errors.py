@@ -4,7 +4,9 @@
 
     ConfigError (builtins.Exception)
      ├── InvalidChangeError     a set/unset the model refuses before anything is written
-     │                          (unknown service, reserved or secret variable, no override)
+     │    │                     (unknown service, reserved or secret variable, no override)
+     │    └── UndeclaredSettingError  a set of a variable nobody declared (.service,
+     │                          .keys, .suggestions, .declared)
      ├── UnknownVersionError    a version number the history does not have (.version)
      ├── VersionConflictError   compare-and-swap lost: the history moved on (.expected, .actual)
      ├── SecretUnavailableError a secret's reference cannot be read (.service, .variable)
@@ -17,7 +19,7 @@ prints them, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class ConfigError(Exception):
@@ -26,6 +28,35 @@ class ConfigError(Exception):
 
 class InvalidChangeError(ConfigError):
     """A change that cannot be made as asked (nothing was written)."""
+
+
+class UndeclaredSettingError(InvalidChangeError):
+    """``config set`` of variables no layer and no running instance declares: most often
+    a typo, which would otherwise be kept silently and roll the service for nothing."""
+
+    def __init__(
+        self,
+        service: str,
+        keys: Sequence[str],
+        suggestions: Mapping[str, Sequence[str]],
+        declared: Sequence[str],
+    ) -> None:
+        self.service = service
+        self.keys = tuple(keys)
+        self.suggestions = {key: list(found) for key, found in suggestions.items()}
+        self.declared = tuple(declared)
+        lines = []
+        for key in self.keys:
+            close = self.suggestions.get(key)
+            hint = f": did you mean {close[0]}?" if close else ""
+            lines.append(f"{service} has no setting {key}{hint}")
+        listing = ", ".join(self.declared) or "none"
+        lines.append(f"settings of {service}: {listing}")
+        lines.append(
+            "a variable nobody declared yet is set with --new "
+            '(API: "new": true); declare it in the manifest\'s env: to keep it'
+        )
+        super().__init__("\n".join(lines))
 
 
 class UnknownVersionError(ConfigError, KeyError):

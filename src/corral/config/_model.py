@@ -16,12 +16,13 @@ these models can carry a secret's value, so nothing persisted or served from the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import difflib
+from collections.abc import Collection, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from corral import contract
-from corral.config._errors import InvalidChangeError
+from corral.config._errors import InvalidChangeError, UndeclaredSettingError
 from corral.manifest import check_env_name
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -161,6 +162,37 @@ def set_values(
     for key, value in values.items():
         overrides[key] = Override(value=value, version=version, author=author)
     return {**services, service: current.model_copy(update={"overrides": _sorted(overrides)})}
+
+
+OPEN_CONTRACT = frozenset(contract.ALL_VARIABLES) - contract.RESERVED
+"""Contract variables a service's configuration may point elsewhere (its database, the
+bus, telemetry, the log format): settings of every service."""
+
+
+def declared(config: ServiceConfig, reported: Collection[str]) -> list[str]:
+    """The settings of a service: what its layers set (the manifest's ``env:`` with the
+    overlay's, its secrets, what was set at run time), the contract variables it may
+    point elsewhere, and ``reported``, the variables its running instances' settings
+    models read."""
+    known = set(config.base) | set(config.secrets) | set(config.overrides)
+    return sorted(known | OPEN_CONTRACT | set(reported))
+
+
+def check_declared(
+    config: ServiceConfig, service: str, keys: Iterable[str], reported: Collection[str]
+) -> None:
+    """UndeclaredSettingError for the keys that are not settings of ``service``
+    (``reported`` is upper case: a settings model reads its variables case-insensitively)."""
+    settings = declared(config, reported)
+    unknown = sorted(k for k in keys if k not in settings and k.upper() not in reported)
+    if unknown:
+        suggestions = {k: difflib.get_close_matches(k, settings, n=3) for k in unknown}
+        # The open contract variables are everyone's: listed, they would hide the
+        # service's own settings.
+        own = [name for name in settings if name not in OPEN_CONTRACT]
+        raise UndeclaredSettingError(
+            service, unknown, {k: v for k, v in suggestions.items() if v}, own
+        )
 
 
 def unset_values(

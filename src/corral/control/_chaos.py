@@ -88,6 +88,8 @@ class Chaos:
         self._orchestrator = orchestrator
         self._gateway = gateway
         self._active: dict[str, Experiment] = {}
+        self._ending: dict[str, tuple[Experiment, asyncio.Event]] = {}
+        """Experiments whose undo runs now (out of ``_active``, not yet ended)."""
         self._ended: deque[Experiment] = deque(maxlen=KEEP_ENDED)
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._undo: dict[str, Fault | Instance] = {}
@@ -98,6 +100,17 @@ class Chaos:
     def active(self) -> list[dict[str, Any]]:
         now = time.time()
         return [e.to_json(now) for e in self._active.values()]
+
+    def paused(self) -> set[str]:
+        """Instances stopped by a pause right now (a process that replaced a paused one
+        in its slot was never stopped)."""
+        return {
+            undo.id
+            for undo in self._undo.values()
+            if not isinstance(undo, Fault)
+            and undo.paused_group is not None
+            and undo.paused_group == undo.pgid
+        }
 
     def to_json(self) -> dict[str, Any]:
         now = time.time()
@@ -174,11 +187,15 @@ class Chaos:
         return experiment.to_json()
 
     async def stop(self, experiment_id: str) -> dict[str, Any]:
-        """End an active experiment now."""
+        """End an active experiment now (one ending already: once it has ended)."""
         experiment = self._active.get(experiment_id)
         if experiment is None:
-            known = ", ".join(self._active) or "none is active"
-            raise ChaosError(404, "no such experiment", f"{experiment_id!r} ({known})")
+            ending = self._ending.get(experiment_id)
+            if ending is None:
+                known = ", ".join(self._active) or "none is active"
+                raise ChaosError(404, "no such experiment", f"{experiment_id!r} ({known})")
+            await ending[1].wait()
+            return ending[0].to_json()
         await self._finish(experiment, "stopped")
         return experiment.to_json()
 
@@ -240,24 +257,34 @@ class Chaos:
         )
 
     async def _finish(self, experiment: Experiment, state: str) -> None:
-        if experiment.id not in self._active:
+        # Out of _active before the first await: a stop and an expiry arriving together
+        # must not both undo and end it (the second one waits for the first instead).
+        if self._active.pop(experiment.id, None) is None:
             return
-        timer = self._timers.pop(experiment.id, None)
-        if timer is not None and timer is not asyncio.current_task():
-            timer.cancel()
-        undo = self._undo.pop(experiment.id, None)
-        outcome = None
+        done = asyncio.Event()
+        self._ending[experiment.id] = (experiment, done)
         try:
-            if isinstance(undo, Fault):
-                assert self._gateway is not None
-                await self._gateway.clear(undo)
-                outcome = "fault cleared"
-            elif undo is not None:
-                outcome = "SIGCONT: running again" if undo.resume() else "its process was replaced"
-        except Exception as exc:  # the experiment is over either way; say what failed
-            self._end(experiment, "failed", f"could not undo: {exc}")
-            return
-        self._end(experiment, state, outcome)
+            timer = self._timers.pop(experiment.id, None)
+            if timer is not None and timer is not asyncio.current_task():
+                timer.cancel()
+            undo = self._undo.get(experiment.id)
+            outcome = None
+            try:
+                if isinstance(undo, Fault):
+                    assert self._gateway is not None
+                    await self._gateway.clear(undo)
+                    outcome = "fault cleared"
+                elif undo is not None:
+                    resumed = undo.resume()
+                    outcome = "SIGCONT: running again" if resumed else "its process was replaced"
+            except Exception as exc:  # the experiment is over either way; say what failed
+                self._end(experiment, "failed", f"could not undo: {exc}")
+                return
+            self._end(experiment, state, outcome)
+        finally:
+            self._undo.pop(experiment.id, None)
+            del self._ending[experiment.id]
+            done.set()
 
     def _end(self, experiment: Experiment, state: str, outcome: str | None) -> None:
         experiment.state = state

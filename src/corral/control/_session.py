@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,9 @@ from corral.runtime.registry import InstanceRecord, Registry
 from corral.runtime.status import SystemStatus
 from corral.telemetry import TelemetryAddon
 
+DAEMON_LOG = "corral.log"
+"""Where `corral up -d` sends the detached control plane's own output."""
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -65,6 +70,9 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
     # Logs, databases and run state are the operator's alone: service output can hold
     # personal data, and SQLite files hold everything.
     state_dir.chmod(0o700)
+    # `up -d` created our stdout file (a traceback may land there) before we ran.
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / DAEMON_LOG).chmod(0o600)
     fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -97,6 +105,8 @@ class SystemSession:
         self.manifest = manifest
         self.plan = plan
         self.files = RunFiles(plan.state_dir)
+        self.run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        """This run, in the logs' run markers."""
         self.admin_token = new_token()
         self.discovery_token = new_token()
         self.api_port = _free_port()
@@ -130,12 +140,16 @@ class SystemSession:
             ),
             on_event=on_event,
         )
-        self.config.bind(self.orchestrator)
-        self.ready = asyncio.Event()
-        """Set once every service is ready."""
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
         self.chaos = Chaos(self.orchestrator, gateway)
         """Failure-injection experiments (``corral chaos``)."""
+        # A paused instance cannot answer a configuration change: not waited for.
+        self.config.bind(self.orchestrator, unresponsive=self.chaos.paused)
+        if self.telemetry is not None:
+            # Spans are redacted with every secret the runtime handed any instance.
+            self.telemetry.redact = self.orchestrator.logs.secrets.anywhere
+        self.ready = asyncio.Event()
+        """Set once every service is ready."""
 
     def _reload(self) -> tuple[Manifest, Plan]:
         """The manifest and its overlay as they are on disk now (`corral config apply`)."""
@@ -252,6 +266,8 @@ class SystemSession:
                 admin_token=self.admin_token,
                 extra={"system": self.plan.system, "manifest": str(self.manifest.path)},
             )
+            # Logs are appended across runs: this run's lines start after its marker.
+            self.orchestrator.logs.mark_run(self.run_id, system=self.plan.system)
             up = asyncio.create_task(self.orchestrator.up(), name="corral-up")
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({up, stop}, return_when=asyncio.FIRST_COMPLETED)

@@ -8,20 +8,35 @@ The runtime reads each instance's stdout and stderr pipes, timestamps every line
 arrival and hands it to :meth:`LogStore.append`, which writes it to the file and fans it
 out in memory to followers (no polling of files). Files outlive the run, so ``corral
 logs`` works after ``corral down`` too; a new run appends to them.
+
+Files are appended across runs, so each ``corral up`` writes a run marker first
+(:meth:`LogStore.mark_run`: its time and run id, service :data:`RUN_SERVICE`); every
+reader (``corral logs``, ``/v1/logs``, the dashboard) gets markers whatever services it
+is filtered to, so one run's lines are never read as the next one's.
+
+Secrets never reach a file or a reader: the runtime tells :attr:`LogStore.secrets` the
+values it hands each instance (before spawning it), and every line of that instance is
+redacted on arrival, from the first one, whatever printed it (``print``, a traceback,
+an import-time log call the service's own redaction does not see yet).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
+from urllib.parse import quote
 
 import orjson
+
+from corral import contract
 
 Stream = Literal["stdout", "stderr"]
 
@@ -31,6 +46,70 @@ _FOLLOW_QUEUE = 10_000
 
 _TAIL_KEPT = 50
 """Recent lines kept in memory per instance (for start errors)."""
+
+RUN_SERVICE = f"{contract.COMPONENT_PREFIX}run"
+"""The service and instance name of run markers (no user service can be named so)."""
+
+REDACTED = "**********"
+"""What a secret's value becomes (the SDK's own redaction writes the same)."""
+
+_MIN_SECRET = 4
+"""Shorter values would redact ordinary words; they are not secrets worth the name."""
+
+
+class Redactor:
+    """Secret values, per instance, and their replacement in text.
+
+    Each value is matched as written and as it appears inside a JSON string (escaped,
+    with and without ``ensure_ascii``: an SDK log line) or a URL (percent-encoded: a
+    header or a query), longest first so a secret containing another goes whole."""
+
+    def __init__(self) -> None:
+        self._forms: dict[str, list[str]] = {}
+        self._every: list[str] = []
+
+    def add(self, instance: str, values: Iterable[str]) -> None:
+        """Values ``instance`` holds (added to those it held: a rotated secret's old
+        value may still be printed by a process that started with it)."""
+        forms = set(self._forms.get(instance, ()))
+        for value in values:
+            if len(value) >= _MIN_SECRET:
+                forms |= _forms(value)
+        if forms:
+            self._forms[instance] = sorted(forms, key=len, reverse=True)
+            self._every = sorted(set(self._every) | forms, key=len, reverse=True)
+
+    def forget(self, instance: str) -> None:
+        """``instance`` is gone for good (ids are never reused in a run)."""
+        if self._forms.pop(instance, None) is not None:
+            every = {form for forms in self._forms.values() for form in forms}
+            self._every = sorted(every, key=len, reverse=True)
+
+    def line(self, instance: str, text: str) -> str:
+        """``text`` with the secrets of ``instance`` redacted."""
+        forms = self._forms.get(instance)
+        return _replace(text, forms) if forms else text
+
+    def anywhere(self, text: str) -> str:
+        """``text`` with the secrets of every instance redacted (for what does not say,
+        or may lie about, where it comes from: spans)."""
+        return _replace(text, self._every) if self._every else text
+
+
+def _forms(value: str) -> set[str]:
+    return {
+        value,
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(value)[1:-1],
+        quote(value, safe=""),
+    }
+
+
+def _replace(text: str, forms: list[str]) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
 
 
 @dataclass(frozen=True)
@@ -68,6 +147,8 @@ class LogStore:
         self._dirty: set[IO[str]] = set()
         self._flush_pending = False
         self.dropped = 0
+        self.secrets = Redactor()
+        """What each instance must not be seen printing."""
 
     def path(self, instance: str) -> Path:
         return self.directory / f"{instance}.log"
@@ -75,10 +156,17 @@ class LogStore:
     # --- writing (the runtime) --------------------------------------------------------
 
     def append(self, line: LogLine) -> None:
+        redacted = self.secrets.line(line.instance, line.line)
+        if redacted is not line.line:
+            line = replace(line, line=redacted)
         handle = self._files.get(line.instance)
         if handle is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            handle = self.path(line.instance).open("a", encoding="utf-8")
+            # The operator's alone (service output can hold personal data), whatever
+            # the umask, and also for a file an older run created.
+            fd = os.open(self.path(line.instance), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.fchmod(fd, 0o600)
+            handle = os.fdopen(fd, "a", encoding="utf-8")
             self._files[line.instance] = handle
         # Buffered and flushed once per event-loop turn, not per line: a chatty instance
         # (Envoy's access log writes a line per request) otherwise costs a write(2) and a
@@ -97,6 +185,16 @@ class LogStore:
                 queue.put_nowait(line)
             except asyncio.QueueFull:
                 self.dropped += 1
+
+    def mark_run(self, run_id: str, *, system: str, t: float | None = None) -> LogLine:
+        """Write the marker of a run that begins now (before any of its lines)."""
+        t = time.time() if t is None else t
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(t))
+        text = f"──── corral up: run {run_id} of {system}, {stamp} ────"
+        marker = LogLine(t, RUN_SERVICE, RUN_SERVICE, "stdout", text)
+        self.append(marker)
+        self.flush()
+        return marker
 
     def flush(self) -> None:
         """Write buffered lines to their files (readers in other processes see them)."""
@@ -118,6 +216,7 @@ class LogStore:
         names = [instance] if instance is not None else list(self._files)
         if instance is not None:
             self._recent.pop(instance, None)
+            self.secrets.forget(instance)
         for name in names:
             handle = self._files.pop(name, None)
             if handle is not None:
@@ -174,7 +273,7 @@ class LogStore:
                     yield entry
             while True:
                 entry = await queue.get()
-                if services is not None and entry.service not in services:
+                if not _wanted(entry, services):
                     continue
                 key = (entry.t, entry.instance, entry.stream, entry.line)
                 if seen:
@@ -207,13 +306,18 @@ def _parse(raw: str) -> LogLine | None:
         return None  # a torn last line while the writer is mid-write
 
 
+def _wanted(entry: LogLine, services: Collection[str] | None) -> bool:
+    """Lines of these services (all when None), and run markers whatever the filter."""
+    return services is None or entry.service in services or entry.service == RUN_SERVICE
+
+
 def _read_file(path: Path, services: Collection[str] | None) -> Iterable[LogLine]:
     with contextlib.suppress(OSError), path.open(encoding="utf-8", errors="replace") as handle:
         for raw in handle:
             entry = _parse(raw)
             if entry is None:
                 continue
-            if services is not None and entry.service not in services:
+            if not _wanted(entry, services):
                 return  # one instance per file, so one service: none of it is wanted
             yield entry
 
@@ -246,7 +350,7 @@ def _read_backwards(
                 continue
             if since is not None and entry.t < since:
                 break
-            if services is not None and entry.service not in services:
+            if not _wanted(entry, services):
                 break  # one instance per file, so one service: none of it is wanted
             found.append(entry)
             if tail is not None and len(found) >= tail:

@@ -16,8 +16,10 @@ depending on it has stopped), each instance gracefully; then every addon's ``sto
 reverse order), then system components, then the reaper; ``run.json`` is removed.
 
 Every instance of a service is its own process group with the runtime-contract
-environment on top of the orchestrator's (minus contract variables it may itself have
-inherited, and minus :data:`CONTROL_PLANE_SECRETS`). Instance ids are ``<service>-<n>``;
+environment on top of what it inherits from the orchestrator's (see
+:mod:`corral.runtime._environ`: not contract variables it may itself have inherited, not
+:data:`CONTROL_PLANE_SECRETS`, not the variables secrets are read from); a component
+(Envoy, nats-server) inherits an allow-list only. Instance ids are ``<service>-<n>``;
 ordinals are never reused in a run; a slot keeps its port across restarts.
 """
 
@@ -37,9 +39,10 @@ from typing import Any
 
 from corral import contract
 from corral.manifest import Condition, Manifest
-from corral.plan import Endpoints, Plan, ServicePlan, instance_environment
+from corral.plan import Endpoints, Plan, SecretSource, ServicePlan, instance_environment
 from corral.runtime import _runstate
 from corral.runtime._checks import Prober
+from corral.runtime._environ import component_environment, inherited_environment, secret_values
 from corral.runtime._instance import Instance
 from corral.runtime._process import Reaper
 from corral.runtime.addon import Addon
@@ -406,18 +409,25 @@ class Orchestrator:
             _log.exception("on_event callback failed for %r", event)
 
     def environment(self, service: ServicePlan, instance: str, port: int) -> dict[str, str]:
-        # The orchestrator's own environment, minus contract variables it may have
-        # inherited (a parent corral, a shell's DATABASE_URL) that are not this
-        # instance's to see, and minus the control plane's own secrets.
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in contract.ALL_VARIABLES
-            and key not in CONTROL_PLANE_SECRETS
-            and not key.startswith(contract.SERVICE_URL_PREFIX)
-        }
+        """The environment ``instance`` is spawned with. Its secret values are handed to
+        the log store first, so its output is redacted from the first line."""
         entry = self._services.get(service.name)
-        if entry is not None and not entry.component:
+        if entry is not None and entry.component:
+            # No addon variables, no discovery token, no secret: where to listen.
+            env = component_environment(os.environ)
+            env.update(service.env)
+            env.update(
+                {
+                    contract.SYSTEM: self._plan.system,
+                    contract.SERVICE: service.name,
+                    contract.INSTANCE: instance,
+                    contract.HOST: self.endpoints.host,
+                    contract.PORT: str(port),
+                }
+            )
+            return env
+        env = inherited_environment(os.environ, withheld=self._withheld())
+        if entry is not None:
             service = entry.plan  # the current one: reconfigure() may have replaced it
             for addon in self.addons:
                 env.update(addon.environment(service))
@@ -432,7 +442,20 @@ class Orchestrator:
                 database_url=database,
             )
         )
+        self.logs.secrets.add(instance, secret_values(env))
         return env
+
+    def _withheld(self) -> set[str]:
+        """Inherited variables no instance may see: the control plane's credentials and
+        every variable a secret is read from (its service gets it under its own name)."""
+        plans = [*self._plan.services.values(), *(e.plan for e in self._services.values())]
+        sources = {
+            ref.name
+            for plan in plans
+            for ref in plan.secrets.values()
+            if ref.source is SecretSource.ENV
+        }
+        return sources | CONTROL_PLANE_SECRETS
 
     async def before_stop(self, record: InstanceRecord) -> None:
         if not self.addons:

@@ -25,7 +25,7 @@ from corral.runtime.addon import Addon, RuntimeContext
 from corral.runtime.registry import Registry
 from corral.telemetry._file_sd import TargetFile, prometheus_targets
 from corral.telemetry._graph import system_graph
-from corral.telemetry._otlp import decode_spans, export_response
+from corral.telemetry._otlp import decode_spans, export_response, redacted
 from corral.telemetry._scraper import ENVOY_STATS_QUERY, Scraper, ScrapeTarget
 from corral.telemetry._traces import TraceStore
 from corral.telemetry._window import MetricsWindow, summarize
@@ -61,6 +61,9 @@ class TelemetryAddon(Addon):
         """Bearer token instances send with their spans (and nothing else accepts)."""
         self.otlp_endpoint: str | None = None
         """Base URL of the receiver (``<api>/otlp``); set by the control plane."""
+        self.redact: Callable[[str], str] | None = None
+        """Secret values -> redacted, applied to every span received (the control plane
+        sets it to the runtime's: the SDK redacts before export, this is the second line)."""
         self._gateway_metrics_url = gateway_metrics_url
         self._event_bus = event_bus
         self._environ = os.environ if environ is None else environ
@@ -153,8 +156,8 @@ class TelemetryAddon(Addon):
                 gateway_metrics_url=self._gateway_metrics_url(),
             )
             self._targets.write(groups)
-            gone = {r.instance for r in snapshot.instances if not r.serving}
-            self.window.forget(gone)
+            serving = {r.instance for r in snapshot.instances if r.serving}
+            self.window.retain(serving | {GATEWAY_SERVICE})
 
     # --- reading (the API) -----------------------------------------------------------
 
@@ -216,5 +219,7 @@ class TelemetryAddon(Addon):
 
     def ingest(self, body: bytes, *, content_type: str | None, encoding: str | None) -> bytes:
         """One OTLP/HTTP export request; the protobuf answer. Raises OtlpError."""
-        self.traces.add(decode_spans(body, content_type=content_type, encoding=encoding))
+        spans = decode_spans(body, content_type=content_type, encoding=encoding)
+        redact = self.redact
+        self.traces.add(spans if redact is None else [redacted(s, redact) for s in spans])
         return export_response()

@@ -9,7 +9,8 @@ without gzip: the exporter sends nothing else.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -27,6 +28,7 @@ __all__ = [
     "SpanRecord",
     "decode_spans",
     "export_response",
+    "redacted",
 ]
 
 PROTOBUF = "application/x-protobuf"
@@ -177,6 +179,31 @@ def decode_spans(
                     )
                 )
     return spans
+
+
+def redacted(span: SpanRecord, redact: Callable[[str], str]) -> SpanRecord:
+    """``span`` with ``redact`` applied to every text it holds: its name, status message,
+    attributes and events (an exception's message and stack trace are event attributes),
+    keys and values, however nested."""
+    return replace(
+        span,
+        name=redact(span.name),
+        service=redact(span.service),
+        instance=None if span.instance is None else redact(span.instance),
+        status_message=redact(span.status_message),
+        attributes=_redact(span.attributes, redact),
+        events=tuple(_redact(event, redact) for event in span.events),
+    )
+
+
+def _redact(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redact(k, redact): _redact(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v, redact) for v in value]
+    return value
 
 
 def export_response() -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,11 +91,16 @@ class MetricsWindow:
         for entry in self._services.values():
             while entry.ticks and entry.ticks[0].t < horizon:
                 entry.ticks.popleft()
+        # A round that began before an instance left may have recorded it once more,
+        # after retain() forgot it: nothing heard of for longer than the window goes.
+        for instance in [i for i, last in self._last.items() if last.t < horizon]:
+            del self._last[instance]
 
-    def forget(self, instances: Iterable[str]) -> None:
-        """Drop instances that left the registry (their increments stay in the ticks)."""
-        for instance in instances:
-            self._last.pop(instance, None)
+    def retain(self, instances: Collection[str]) -> None:
+        """Forget every instance but these (the serving ones): those that stopped or left
+        the registry. Their increments stay in the ticks."""
+        for instance in [i for i in self._last if i not in instances]:
+            del self._last[instance]
 
     def gauges(self, instances: Iterable[str]) -> list[dict[Key, float]]:
         return [self._last[i].gauges for i in instances if i in self._last]

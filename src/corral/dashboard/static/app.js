@@ -572,6 +572,8 @@ function closeLogs() {
   state.logSource = null;
 }
 
+const RUN_SERVICE = "corral-run"; // run markers: where each `corral up` began
+
 function logLine(entry) {
   let text = entry.line;
   let level = entry.stream === "stderr" ? "stderr" : "";
@@ -584,7 +586,8 @@ function logLine(entry) {
       text = [parsed.event ?? "", ...rest].join("  ");
     }
   } catch { /* not JSON: shown as it came */ }
-  return el("div", { class: `log-line ${entry.stream} ${level}`, "data-service": entry.service },
+  const run = entry.service === RUN_SERVICE ? "run" : "";
+  return el("div", { class: `log-line ${entry.stream} ${level} ${run}`, "data-service": entry.service },
     el("span", { class: "t", text: clock(entry.t) }),
     el("span", { style: { color: colour(entry.service) }, text: entry.instance }),
     el("span", { class: "msg", text }));
@@ -642,7 +645,12 @@ async function boot() {
   $("nav").hidden = false;
   $("logout").hidden = false;
   $("logout").onclick = async () => {
-    await fetch("/v1/dashboard/session", { method: "DELETE" });
+    const answer = await fetch("/v1/dashboard/session", { method: "DELETE" });
+    if (!answer.ok) {
+      const problem = await answer.json().catch(() => ({}));
+      handleError(new Error(`logout refused: ${problem.title || answer.status}`));
+      return;
+    }
     showLogin("Logged out. Run `corral dashboard` to log in again.");
   };
   window.addEventListener("hashchange", route);
