@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from corral.manifest._checks import check_raw_references, check_system
 from corral.manifest._diagnostics import Diagnostic, ManifestError
+from corral.manifest._limits import MAX_MANIFEST_BYTES, too_large
 from corral.manifest._overlay import environment_problem, merge_overlay, overlay_path
 from corral.manifest._source import SourceMap, parse_yaml
 from corral.manifest._system import SystemSpec
@@ -110,8 +111,15 @@ def load(target: Path | str | None = None, *, environment: str | None = None) ->
 
 
 def _read(path: Path) -> str:
+    """The file's text, read no further than a manifest may be long (a 5 GB file, or
+    ``/dev/zero``, is refused at its first MiB)."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            message, hint = too_large(MAX_MANIFEST_BYTES + 1, whole=False)
+            raise ManifestError([Diagnostic(str(path), 1, 1, (), message, hint)])
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(
             [

@@ -16,6 +16,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError
+from corral.manifest._limits import MAX_MANIFEST_BYTES, LimitExceeded, bounded, too_large
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,18 @@ def parse_yaml(text: str, file: str, *, allow_empty: bool = False) -> tuple[Any,
     """Parse YAML text into plain dicts/lists/scalars and a :class:`SourceMap`.
 
     ``allow_empty``: an empty document (or only comments) is an empty mapping, as an
-    environment overlay that changes nothing may be; a manifest may not be empty."""
-    yaml = YAML(typ="rt", pure=True)
+    environment overlay that changes nothing may be; a manifest may not be empty.
+    Bounded in size, nesting and alias expansion (see :mod:`corral.manifest._limits`)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_MANIFEST_BYTES:
+        message, hint = too_large(size, whole=True)
+        raise ManifestError([Diagnostic(file, 1, 1, (), message, hint)])
     try:
-        node = yaml.load(text)
+        node = _yaml().load(text)
     except MarkedYAMLError as exc:
         raise ManifestError([_syntax_diagnostic(exc, text, file)]) from None
+    except LimitExceeded as exc:
+        raise ManifestError([exc.diagnostic(file)]) from None
     positions: dict[KeyPath, tuple[int, int]] = {(): (0, 0)}
     data = _plain(node, (), positions)
     if data is None:
@@ -69,6 +76,11 @@ def parse_yaml(text: str, file: str, *, allow_empty: bool = False) -> tuple[Any,
             return {}, SourceMap(file, positions)
         raise ManifestError([Diagnostic(file, 1, 1, (), "the manifest is empty")])
     return data, SourceMap(file, positions)
+
+
+def _yaml() -> YAML:
+    """The round-trip loader (it keeps positions), with Corral's bounds."""
+    return bounded(YAML(typ="rt", pure=True))
 
 
 _DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
@@ -112,12 +124,12 @@ def _duplicate_key(
     Loads the text again allowing duplicates (the first one is kept), then finds the
     mapping that starts where YAML said the duplicate was found.
     """
-    yaml = YAML(typ="rt", pure=True)
+    yaml = _yaml()
     yaml.allow_duplicate_keys = True
     positions: dict[KeyPath, tuple[int, int]] = {}
     try:
         _plain(yaml.load(text), (), positions)
-    except MarkedYAMLError:
+    except (MarkedYAMLError, LimitExceeded):
         return (), None
     for path, (line, _column) in positions.items():
         if not path or path[-1] != key:
