@@ -188,6 +188,60 @@ def test_problems_in_both_files_come_back_together() -> None:
     assert str(caught.value).startswith("2 problems in corral.prod.yaml and corral.yaml:\n")
 
 
+def test_a_schema_error_in_the_overlay_does_not_hide_its_references() -> None:
+    """An overlay's unknown key and its route to an unknown service come back together."""
+    overlay = (
+        "services:\n  web:\n    replica: 3\n"
+        "gateway:\n  routes:\n    - {match: {prefix: /}, service: wbe}\n"
+    )
+    with pytest.raises(ManifestError) as caught:
+        merged(overlay)
+    assert [str(d) for d in caught.value.diagnostics] == [
+        "corral.prod.yaml:3:5: services.web.replica: unknown key 'replica' "
+        "(did you mean 'replicas'?)",
+        "corral.prod.yaml:6:28: gateway.routes[0].service: unknown service 'wbe' "
+        "(did you mean 'web'?)",
+    ]
+
+
+UNREADABLE: list[tuple[str, str, str, list[str]]] = [
+    # (case, base, overlay, the files and key paths of every problem, in order)
+    (
+        "overlay syntax error",
+        BASE.replace("    replicas: 2\n", "    replicas: many\n"),
+        "services: {web: [\n",
+        ["corral.prod.yaml:2:1 (top level)", "corral.yaml:5:5 services.web.replicas"],
+    ),
+    (
+        "overlay not a mapping",
+        BASE.replace("    replicas: 2\n", "    replicas: many\n"),
+        "- replicas: 3\n",
+        ["corral.prod.yaml:1:1 (top level)", "corral.yaml:5:5 services.web.replicas"],
+    ),
+    (
+        "both files have syntax errors",
+        BASE + "  - [\n",
+        "services: {web: [\n",
+        ["corral.prod.yaml:2:1 (top level)", "corral.yaml:17:3 (top level)"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("base", "overlay", "expected"), [u[1:] for u in UNREADABLE], ids=[u[0] for u in UNREADABLE]
+)
+def test_an_unreadable_file_does_not_hide_the_other_files_problems(
+    base: str, overlay: str, expected: list[str]
+) -> None:
+    """An overlay that cannot be read is reported with the manifest's own problems (and
+    the manifest's syntax error with the overlay's)."""
+    with pytest.raises(ManifestError) as caught:
+        parse(base, "corral.yaml", overlay=(overlay, "corral.prod.yaml"))
+    assert [
+        f"{d.file}:{d.line}:{d.column} {format_path(d.path)}" for d in caught.value.diagnostics
+    ] == expected
+
+
 def test_overlay_must_be_a_mapping() -> None:
     """An overlay that is a list is refused at its first line."""
     with pytest.raises(ManifestError) as caught:

@@ -29,13 +29,14 @@ consuming services) are checked by :func:`check_events`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from functools import partial
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from corral.manifest._diagnostics import Diagnostic
+from corral.manifest._diagnostics import Diagnostic, KeyPath
 from corral.manifest._references import service_list_problems
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, MemoryBytes, Name
@@ -154,6 +155,20 @@ def _not_a_service(role: str, name: str) -> str:
     return f"{role} {name!r} is not a service"
 
 
+def party_problems(
+    topic: KeyPath, role: str, parties: Sequence[str], services: list[str], source: SourceMap
+) -> list[Diagnostic]:
+    """A topic's producers or consumers (``role``) are services of the system, each once."""
+    return service_list_problems(
+        (*topic, f"{role}s"),
+        parties,
+        services,
+        source,
+        unknown=partial(_not_a_service, role),
+        rule=EVENT_PARTY_RULE,
+    )
+
+
 def check_events(
     events: EventsSpec | None, services: list[str], source: SourceMap
 ) -> list[Diagnostic]:
@@ -163,15 +178,8 @@ def check_events(
     problems: list[Diagnostic] = []
     for topic, spec in sorted(events.topics.items()):
         base = ("events", "topics", topic)
-        for role, names in (("producer", spec.producers), ("consumer", spec.consumers)):
-            problems += service_list_problems(
-                (*base, f"{role}s"),
-                names,
-                services,
-                source,
-                unknown=partial(_not_a_service, role),
-                rule=EVENT_PARTY_RULE,
-            )
+        problems += party_problems(base, "producer", spec.producers, services, source)
+        problems += party_problems(base, "consumer", spec.consumers, services, source)
         if spec.retention is Retention.WORKQUEUE and len(spec.consumers) > 1:
             problems.append(
                 source.diagnostic(

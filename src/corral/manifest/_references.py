@@ -26,6 +26,15 @@ def service_hint(name: str, services: Iterable[str]) -> str:
     return closest_hint(name, known, listing)
 
 
+def unknown_service(
+    path: KeyPath, name: str, services: Sequence[str], source: SourceMap
+) -> Diagnostic | None:
+    """``unknown service 'x'`` at ``path`` when ``name`` is not one of ``services``."""
+    if name in services:
+        return None
+    return source.diagnostic(path, f"unknown service {name!r}", service_hint(name, services))
+
+
 def service_list_problems(
     base: KeyPath,
     names: Sequence[str],

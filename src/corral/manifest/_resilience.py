@@ -35,7 +35,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from corral.manifest._diagnostics import Diagnostic
-from corral.manifest._references import service_hint
+from corral.manifest._references import unknown_service
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, Int, Name, Number, parse_methods
 
@@ -178,12 +178,8 @@ def check_resilience(
     """Every target named under ``resilience.services`` is a service of the system."""
     if resilience is None:
         return []
-    return [
-        source.diagnostic(
-            ("resilience", "services", name),
-            f"unknown service {name!r}",
-            service_hint(name, services),
-        )
+    found = (
+        unknown_service(("resilience", "services", name), name, services, source)
         for name in sorted(resilience.services)
-        if name not in services
-    ]
+    )
+    return [problem for problem in found if problem is not None]
