@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from corral import contract
-from corral.manifest._diagnostics import Diagnostic
+from corral.manifest._diagnostics import Diagnostic, shown
 from corral.manifest._events import EventsSpec, check_events
 from corral.manifest._gateway import GatewaySpec, check_gateway
 from corral.manifest._references import service_hint, service_list_problems
@@ -35,7 +35,7 @@ def dependency_problems(
         elif dependency not in services:
             hint = service_hint(dependency, services)
             problems.append(
-                source.diagnostic(path, f"depends on unknown service {dependency!r}", hint)
+                source.diagnostic(path, f"depends on unknown service {shown(dependency)}", hint)
             )
     return problems
 
@@ -50,7 +50,7 @@ def call_problems(
         calls,
         services,
         source,
-        unknown=lambda target: f"calls unknown service {target!r}",
+        unknown=lambda target: f"calls unknown service {shown(target)}",
     )
 
 

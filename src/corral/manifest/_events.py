@@ -36,7 +36,7 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath
+from corral.manifest._diagnostics import Diagnostic, KeyPath, shown
 from corral.manifest._references import service_list_problems
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, MemoryBytes, Name
@@ -48,7 +48,7 @@ _PAYLOAD = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 def _check_topic(value: str) -> str:
     if len(value) > 100 or not _TOPIC.match(value):
         raise ValueError(
-            f"invalid topic name {value!r}: use dot-separated tokens of lower-case letters, "
+            f"invalid topic name {shown(value)}: use dot-separated tokens of lower-case letters, "
             "digits and '-', each starting with a letter (it becomes a NATS subject), "
             "e.g. ride.requested"
         )
@@ -124,7 +124,7 @@ class TopicSpec(BaseModel):
             raise ValueError("partitions only apply with ordering: per-key")
         if self.payload is not None and not _PAYLOAD.match(self.payload):
             raise ValueError(
-                f"payload must be module:Class (a pydantic model), got {self.payload!r}"
+                f"payload must be module:Class (a pydantic model), got {shown(self.payload)}"
             )
         return self
 
@@ -143,7 +143,7 @@ class EventsSpec(BaseModel):
     @model_validator(mode="after")
     def _url(self) -> Self:
         if self.url is not None and not re.match(r"^(nats|tls|ws|wss)://", self.url):
-            raise ValueError(f"events.url must be a nats:// URL, got {self.url!r}")
+            raise ValueError(f"events.url must be a nats:// URL, got {shown(self.url)}")
         return self
 
 
@@ -152,7 +152,7 @@ EVENT_PARTY_RULE = "event-party-not-a-service"
 
 
 def _not_a_service(role: str, name: str) -> str:
-    return f"{role} {name!r} is not a service"
+    return f"{role} {shown(name)} is not a service"
 
 
 def party_problems(

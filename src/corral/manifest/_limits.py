@@ -7,6 +7,7 @@ bound, with its line, column and key path, before anything is expanded:
 
 - ``MAX_MANIFEST_BYTES``: the file (read no further than that);
 - ``MAX_DEPTH``: nesting of mappings and lists (ruamel.yaml's own ``max_depth``);
+- ``MAX_INTEGER_CHARACTERS``: an integer's length as written;
 - ``MAX_VALUES``: values in the document once every alias is expanded, counted as the
   document is composed, so an alias costs the size of what it repeats.
 
@@ -37,6 +38,13 @@ MAX_VALUES = 100_000
 """Values once aliases are expanded. Measured here: ridehail's manifest holds about 400;
 100,000 take ruamel.yaml's pure-Python loader about 10 s and 150 MB (1 MiB of anything
 else at most 15 s, 100 MB)."""
+
+
+MAX_INTEGER_CHARACTERS = 100
+"""Python refuses to read an integer of over 4,300 digits (a traceback in the loader);
+no setting takes one of 20. Longer integers are refused as written."""
+
+_INT = "tag:yaml.org,2002:int"
 
 
 class LimitExceeded(Exception):
@@ -116,7 +124,19 @@ class BoundedComposer(Composer):
             ) from None
         if event.anchor is not None:
             self._sizes[id(node)] = self._values - start
+        if isinstance(node, ScalarNode) and str(node.tag) == _INT:
+            self._check_integer(node)
         return node
+
+    def _check_integer(self, node: ScalarNode) -> None:
+        if len(node.value) > MAX_INTEGER_CHARACTERS:
+            raise LimitExceeded(
+                f"this integer has {len(node.value):,} characters; no setting takes one "
+                f"longer than {MAX_INTEGER_CHARACTERS}",
+                "quote it if it is meant as text",
+                node.start_mark,
+                tuple(self._path),
+            )
 
     def _count(self, size: int, mark: StreamMark, *, alias: str | None) -> None:
         self._values += size

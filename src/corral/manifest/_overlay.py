@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath
+from corral.manifest._diagnostics import Diagnostic, KeyPath, shown
 from corral.manifest._references import closest_hint
 from corral.manifest._source import SourceMap
 
@@ -44,7 +44,7 @@ def environment_problem(manifest: Path, environment: str) -> Diagnostic | None:
             1,
             1,
             (),
-            f"invalid environment name {environment!r}",
+            f"invalid environment name {shown(environment)}",
             "lower-case letters, digits, '-' and '_', e.g. prod or staging",
         )
     path = overlay_path(manifest, environment)
@@ -81,7 +81,7 @@ def merge_overlay(
             problems.append(
                 overlay_source.diagnostic(
                     ("services", name),
-                    f"the overlay changes service {name!r}, which "
+                    f"the overlay changes service {shown(name)}, which "
                     f"{Path(base_source.file).name} does not define",
                     hint,
                 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Sequence
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath
+from corral.manifest._diagnostics import Diagnostic, KeyPath, shown
 from corral.manifest._source import SourceMap
 
 
@@ -32,7 +32,7 @@ def unknown_service(
     """``unknown service 'x'`` at ``path`` when ``name`` is not one of ``services``."""
     if name in services:
         return None
-    return source.diagnostic(path, f"unknown service {name!r}", service_hint(name, services))
+    return source.diagnostic(path, f"unknown service {shown(name)}", service_hint(name, services))
 
 
 def service_list_problems(
@@ -52,7 +52,7 @@ def service_list_problems(
     for index, name in enumerate(names):
         path = (*base, index)
         if name in seen:
-            problems.append(source.diagnostic(path, f"{name!r} is listed twice"))
+            problems.append(source.diagnostic(path, f"{shown(name)} is listed twice"))
         seen.add(name)
         if name not in services:
             hint = service_hint(name, services)

@@ -34,7 +34,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from corral.manifest._diagnostics import Diagnostic
+from corral.manifest._diagnostics import Diagnostic, shown
 from corral.manifest._references import unknown_service
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, Int, Name, Number, parse_methods
@@ -141,7 +141,7 @@ class RouteMatchSpec(BaseModel):
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/"):
-            raise ValueError(f"a path prefix must start with '/', got {value!r}")
+            raise ValueError(f"a path prefix must start with '/', got {shown(value)}")
         return value
 
     @field_validator("methods", mode="before")

@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError
+from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError, shown
 from corral.manifest._limits import MAX_MANIFEST_BYTES, LimitExceeded, bounded, too_large
 
 
@@ -95,19 +95,25 @@ def _syntax_diagnostic(exc: MarkedYAMLError, text: str, file: str) -> Diagnostic
     hint: str | None = None
     if (duplicate := _DUPLICATE.match(problem)) is not None:
         key = duplicate.group(1)
-        problem = f"duplicate key {key!r}"
+        problem = f"duplicate key {shown(key)}"
         hint = "each key may appear once in a mapping"
         if exc.context_mark is not None:
             start = (exc.context_mark.line, exc.context_mark.column)
             path, first = _duplicate_key(text, key, start)
             if first is not None:
-                hint = f"{key!r} is already set at line {first + 1}; each key may appear once"
+                hint = f"{shown(key)} is already set at line {first + 1}; each key may appear once"
     elif "'\\t'" in problem:
         problem = "a tab cannot indent YAML"
         hint = "indent with spaces"
     elif problem == "mapping values are not allowed here":
         problem = "unexpected ':'"
         hint = "check this line's indentation, or quote a value that contains ': '"
+    elif exc.context == "while scanning a simple key" and exc.context_mark is not None:
+        # YAML gives up where it stopped looking (maybe lines later); the key is where
+        # the mistake is.
+        line, column = exc.context_mark.line + 1, exc.context_mark.column + 1
+        problem = "no ':' after this key"
+        hint = "a key ends with ':' on the same line, within 1024 characters"
     elif exc.context and exc.context_mark is not None and exc.problem_mark is not None:
         start_mark = exc.context_mark
         hint = (
