@@ -85,6 +85,16 @@ def test_a_redefined_anchor_prints_no_python_warning() -> None:
         assert sorted(parse(text, "corral.yaml").spec.services) == ["api", "web"]
 
 
+def test_yaml_1_1_spellings_print_no_python_warning() -> None:
+    """ruamel.yaml's warnings about YAML 1.1 floats never reach the user's terminal; the
+    value is checked like any other."""
+    text = "%YAML 1.1\n---\nname: shop\nservices:\n  web:\n    command: x\n    replicas: 1e3\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        problem = only_problem(text)
+    assert problem == "corral.yaml:7:5: services.web.replicas: expected an integer, got 1000.0"
+
+
 def limited(megabytes: int) -> None:
     """In the child: no more than ``megabytes`` of address space."""
     resource.setrlimit(resource.RLIMIT_AS, (megabytes * 2**20, megabytes * 2**20))

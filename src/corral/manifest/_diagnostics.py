@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 PathPart = str | int
 KeyPath = tuple[PathPart, ...]
@@ -54,6 +55,8 @@ def shown(value: object) -> str:
         if len(value) <= SHOWN_CHARACTERS:
             return repr(value)
         return f"{value[:SHOWN_CHARACTERS]!r}… ({len(value):,} characters)"
+    if isinstance(value, date):  # YAML reads 2024-01-01 as a date
+        return value.isoformat()
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list | tuple):

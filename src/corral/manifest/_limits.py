@@ -8,6 +8,10 @@ bound, with its line, column and key path, before anything is expanded:
 - ``MAX_MANIFEST_BYTES``: the file (read no further than that);
 - ``MAX_DEPTH``: nesting of mappings and lists (ruamel.yaml's own ``max_depth``);
 - ``MAX_INTEGER_CHARACTERS``: an integer's length as written;
+- tags: none but ``!!str`` on a scalar ("this is text"). ``!!binary``, ``!!set``,
+  ``!!python/…`` or ``!!int x`` would build what no setting takes, or crash the
+  constructor (``!!bool x`` is a KeyError in ruamel.yaml), before any check could
+  name the line;
 - ``MAX_VALUES``: values in the document once every alias is expanded, counted as the
   document is composed, so an alias costs the size of what it repeats.
 
@@ -23,10 +27,16 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer, MaxDepthExceededError
 from ruamel.yaml.error import StreamMark
-from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.events import AliasEvent, ScalarEvent
 from ruamel.yaml.nodes import Node, ScalarNode
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath, PathPart
+from corral.manifest._diagnostics import (
+    SHOWN_CHARACTERS,
+    Diagnostic,
+    KeyPath,
+    PathPart,
+    printable,
+)
 
 MAX_MANIFEST_BYTES = 2**20
 """1 MiB: a manifest of hundreds of services is a few dozen kilobytes."""
@@ -45,10 +55,13 @@ MAX_INTEGER_CHARACTERS = 100
 no setting takes one of 20. Longer integers are refused as written."""
 
 _INT = "tag:yaml.org,2002:int"
+_STR = "tag:yaml.org,2002:str"
+_CORE = "tag:yaml.org,2002:"
 
 
-class LimitExceeded(Exception):
-    """The document crosses a bound at ``mark`` (a position) and ``path`` (its key path)."""
+class Refused(Exception):
+    """The document crosses a bound, or uses what a manifest may not, at ``mark`` (a
+    position) and ``path`` (its key path)."""
 
     def __init__(self, message: str, hint: str, mark: StreamMark | None, path: KeyPath) -> None:
         super().__init__(message)
@@ -102,7 +115,7 @@ class BoundedComposer(Composer):
             node = super().compose_node(parent, index)  # says so if the anchor is unknown
             size = self._sizes.get(id(node))
             if size is None:  # the anchored node is still being composed
-                raise LimitExceeded(
+                raise Refused(
                     f"alias *{event.anchor} refers to a mapping or list that contains it",
                     "an alias can repeat an earlier value, not the one it is written in",
                     event.start_mark,
@@ -110,12 +123,21 @@ class BoundedComposer(Composer):
                 )
             self._count(size, event.start_mark, alias=event.anchor)
             return node
+        tag = None if event.ctag is None else str(event.ctag)
+        if tag is not None and not (tag == _STR and isinstance(event, ScalarEvent)):
+            written = printable(tag.replace(_CORE, "!!", 1), SHOWN_CHARACTERS)
+            raise Refused(
+                f"YAML tag {written} has no place in a manifest",
+                "write the value plainly, or quote it to make it text",
+                event.start_mark,
+                tuple(self._path),
+            )
         start = self._values
         self._count(1, event.start_mark, alias=None)
         try:
             node = super().compose_node(parent, index)
         except MaxDepthExceededError as exc:
-            raise LimitExceeded(
+            raise Refused(
                 f"nested deeper than {MAX_DEPTH} levels",
                 "a manifest nests a few levels; look for an unclosed '[' or '{' or runaway "
                 "indentation",
@@ -130,7 +152,7 @@ class BoundedComposer(Composer):
 
     def _check_integer(self, node: ScalarNode) -> None:
         if len(node.value) > MAX_INTEGER_CHARACTERS:
-            raise LimitExceeded(
+            raise Refused(
                 f"this integer has {len(node.value):,} characters; no setting takes one "
                 f"longer than {MAX_INTEGER_CHARACTERS}",
                 "quote it if it is meant as text",
@@ -143,13 +165,13 @@ class BoundedComposer(Composer):
         if self._values <= MAX_VALUES:
             return
         if alias is None:
-            raise LimitExceeded(
+            raise Refused(
                 f"the manifest holds more than {MAX_VALUES:,} values",
                 "a manifest describes services and their wiring; data belongs in files it names",
                 mark,
                 tuple(self._path),
             )
-        raise LimitExceeded(
+        raise Refused(
             f"alias *{alias} repeats {size:,} values, which makes the manifest hold more "
             f"than {MAX_VALUES:,} once aliases are expanded",
             "an alias repeats all of its anchor, so aliases of aliases multiply; "

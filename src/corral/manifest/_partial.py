@@ -132,10 +132,9 @@ def _gateway(raw: Any, cut: _Cut) -> tuple[GatewaySpec | None, list[int]]:
     if not isinstance(raw, dict) or "gateway" in cut.sections:
         return None, []
     raw = dict(raw)
-    routes = raw.get("routes")
-    kept = list(range(len(routes))) if isinstance(routes, list) else []
-    if isinstance(routes, list):
-        kept = [index for index in kept if not cut.broken((*_ROUTES, index))]
+    kept: list[int] = []
+    if isinstance(routes := raw.get("routes"), list):
+        kept = [index for index in range(len(routes)) if not cut.broken((*_ROUTES, index))]
         raw["routes"] = [routes[index] for index in kept]
     if isinstance(providers := raw.get("jwt"), dict):
         raw["jwt"] = {

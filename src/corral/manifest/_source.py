@@ -8,15 +8,17 @@ can point at the manifest line that caused it. Pure: text in, data out.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.error import MarkedYAMLError, YAMLFutureWarning, YAMLWarning
+from ruamel.yaml.reader import ReaderError
 
 from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError, shown
-from corral.manifest._limits import MAX_MANIFEST_BYTES, LimitExceeded, bounded, too_large
+from corral.manifest._limits import MAX_MANIFEST_BYTES, Refused, bounded, too_large
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,23 @@ def parse_yaml(text: str, file: str, *, allow_empty: bool = False) -> tuple[Any,
     if size > MAX_MANIFEST_BYTES:
         message, hint = too_large(size, whole=True)
         raise ManifestError([Diagnostic(file, 1, 1, (), message, hint)])
+    if (version := _unknown_version(text, file)) is not None:
+        raise ManifestError([version])
     try:
-        node = _yaml().load(text)
+        with warnings.catch_warnings():
+            # ruamel.yaml warns about YAML 1.1 spellings on stderr; the checks that
+            # follow say what matters about the value, at its line.
+            warnings.simplefilter("ignore", YAMLWarning)
+            warnings.simplefilter("ignore", YAMLFutureWarning)
+            node = _yaml().load(text)
     except MarkedYAMLError as exc:
         raise ManifestError([_syntax_diagnostic(exc, text, file)]) from None
-    except LimitExceeded as exc:
+    except ReaderError as exc:  # a character YAML does not allow: it has no mark
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        message = f"the character {shown(chr(exc.character))} cannot appear in YAML"
+        raise ManifestError([Diagnostic(file, line, column, (), message)]) from None
+    except Refused as exc:
         raise ManifestError([exc.diagnostic(file)]) from None
     positions: dict[KeyPath, tuple[int, int]] = {(): (0, 0)}
     data = _plain(node, (), positions)
@@ -76,6 +90,25 @@ def parse_yaml(text: str, file: str, *, allow_empty: bool = False) -> tuple[Any,
             return {}, SourceMap(file, positions)
         raise ManifestError([Diagnostic(file, 1, 1, (), "the manifest is empty")])
     return data, SourceMap(file, positions)
+
+
+_VERSION = re.compile(r"^%YAML[ \t]+1\.(\d+)", re.MULTILINE)
+
+
+def _unknown_version(text: str, file: str) -> Diagnostic | None:
+    """A ``%YAML 1.x`` directive ruamel.yaml cannot read (it fails an assert on them)."""
+    for match in _VERSION.finditer(text):
+        if match.group(1) not in ("1", "2"):
+            line = text.count("\n", 0, match.start()) + 1
+            return Diagnostic(
+                file,
+                line,
+                1,
+                (),
+                f"YAML version {shown(match.group(0).split()[-1])} is unknown",
+                "write %YAML 1.2, or no %YAML line at all",
+            )
+    return None
 
 
 def _yaml() -> YAML:
@@ -135,7 +168,7 @@ def _duplicate_key(
     positions: dict[KeyPath, tuple[int, int]] = {}
     try:
         _plain(yaml.load(text), (), positions)
-    except (MarkedYAMLError, LimitExceeded):
+    except (MarkedYAMLError, Refused):
         return (), None
     for path, (line, _column) in positions.items():
         if not path or path[-1] != key:
@@ -175,4 +208,6 @@ def _plain(node: Any, path: KeyPath, positions: dict[KeyPath, tuple[int, int]]) 
         return items
     if isinstance(node, str):
         return str(node)  # drop ruamel's scalar subclasses
+    if isinstance(node, TaggedScalar):  # !!str 5, the only tag the loader lets through
+        return str(node.value)
     return node

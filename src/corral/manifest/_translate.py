@@ -10,6 +10,7 @@ import difflib
 import types
 import typing
 from collections.abc import Iterator
+from datetime import date
 from enum import Enum
 from typing import Any
 
@@ -130,7 +131,7 @@ _BOUND_WORDS = {
 
 def _type_hint(kind: str, path: KeyPath, got: Any) -> str | None:
     """What a person most likely meant when a value has the wrong type."""
-    if kind == "string_type" and isinstance(got, bool | int | float):
+    if kind == "string_type" and isinstance(got, bool | int | float | date):
         return "quote it to make it a string"
     if kind in ("int_type", "float_type") and isinstance(got, str):
         try:
