@@ -8,6 +8,7 @@ bound, with its line, column and key path, before anything is expanded:
 - ``MAX_MANIFEST_BYTES``: the file (read no further than that);
 - ``MAX_DEPTH``: nesting of mappings and lists (ruamel.yaml's own ``max_depth``);
 - ``MAX_INTEGER_CHARACTERS``: an integer's length as written;
+- text: no lone surrogate (``"\\ud800"``), which no file or environment can hold;
 - tags: none but ``!!str`` on a scalar ("this is text"). ``!!binary``, ``!!set``,
   ``!!python/…`` or ``!!int x`` would build what no setting takes, or crash the
   constructor (``!!bool x`` is a KeyError in ruamel.yaml), before any check could
@@ -146,9 +147,26 @@ class BoundedComposer(Composer):
             ) from None
         if event.anchor is not None:
             self._sizes[id(node)] = self._values - start
-        if isinstance(node, ScalarNode) and str(node.tag) == _INT:
-            self._check_integer(node)
+        if isinstance(node, ScalarNode):
+            self._check_scalar(node)
         return node
+
+    def _check_scalar(self, node: ScalarNode) -> None:
+        if str(node.tag) == _INT:
+            self._check_integer(node)
+        if not node.value.isascii():
+            try:
+                node.value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                # "\ud800" is a valid YAML escape of no character: the text could
+                # never be written to a file or put in an environment.
+                surrogate = printable(node.value[exc.start], SHOWN_CHARACTERS)
+                raise Refused(
+                    f"this text holds {surrogate}, half of a UTF-16 pair, which is no character",
+                    "write the character itself, or escape it whole as \\UXXXXXXXX",
+                    node.start_mark,
+                    tuple(self._path),
+                ) from None
 
     def _check_integer(self, node: ScalarNode) -> None:
         if len(node.value) > MAX_INTEGER_CHARACTERS:
