@@ -5,18 +5,17 @@ Each returns diagnostics rather than raising, so one run reports every problem.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from corral import contract
-from corral.manifest._diagnostics import Diagnostic
-from corral.manifest._events import check_events
-from corral.manifest._gateway import check_gateway
+from corral.manifest._diagnostics import Diagnostic, shown
+from corral.manifest._events import EventsSpec, check_events
+from corral.manifest._gateway import GatewaySpec, check_gateway
 from corral.manifest._references import service_hint, service_list_problems
-from corral.manifest._resilience import check_resilience
+from corral.manifest._resilience import ResilienceSpec, check_resilience
 from corral.manifest._route_shadowing import shadowed_routes
 from corral.manifest._secrets import check_secrets
-from corral.manifest._service import DatabaseEngine
+from corral.manifest._service import DatabaseEngine, ServiceSpec
 from corral.manifest._source import SourceMap
 from corral.manifest._system import SystemSpec
 
@@ -36,7 +35,7 @@ def dependency_problems(
         elif dependency not in services:
             hint = service_hint(dependency, services)
             problems.append(
-                source.diagnostic(path, f"depends on unknown service {dependency!r}", hint)
+                source.diagnostic(path, f"depends on unknown service {shown(dependency)}", hint)
             )
     return problems
 
@@ -51,40 +50,38 @@ def call_problems(
         calls,
         services,
         source,
-        unknown=lambda target: f"calls unknown service {target!r}",
+        unknown=lambda target: f"calls unknown service {shown(target)}",
     )
-
-
-def check_raw_references(data: dict[str, Any], source: SourceMap) -> list[Diagnostic]:
-    """Dependency and call references checked on the raw data, for manifests that also
-    have field errors: the person fixing them should see every problem in one run."""
-    services = data.get("services")
-    if not isinstance(services, dict):
-        return []
-    names = sorted(str(n) for n in services)
-    problems: list[Diagnostic] = []
-    for name, service in sorted(services.items()):
-        if not isinstance(service, dict):
-            continue
-        depends_on = service.get("depends_on")
-        if isinstance(depends_on, dict):
-            problems += dependency_problems(str(name), [str(t) for t in depends_on], names, source)
-        elif isinstance(depends_on, list):
-            targets = [t for t in depends_on if isinstance(t, str)]
-            problems += dependency_problems(str(name), targets, names, source)
-        calls = service.get("calls")
-        if isinstance(calls, list) and all(isinstance(t, str) for t in calls):
-            problems += call_problems(str(name), calls, names, source)
-    return problems
 
 
 def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
     """Cross-references: dependencies exist, databases are not shared, ports not reused."""
+    return check_parts(
+        spec.services,
+        gateway=spec.gateway,
+        events=spec.events,
+        resilience=spec.resilience,
+        names=sorted(spec.services),
+        source=source,
+    )
+
+
+def check_parts(
+    services: Mapping[str, ServiceSpec],
+    *,
+    gateway: GatewaySpec | None,
+    events: EventsSpec | None,
+    resilience: ResilienceSpec | None,
+    names: list[str],
+    source: SourceMap,
+) -> list[Diagnostic]:
+    """:func:`check_system` on the parts of a system, checked against ``names``, the
+    services it defines: all of them, or those of a manifest whose other services did
+    not validate (see :mod:`corral.manifest._partial`)."""
     problems: list[Diagnostic] = []
-    names = sorted(spec.services)
     databases: dict[str, str] = {}
     ports: dict[int, str] = {}
-    for name, service in sorted(spec.services.items()):
+    for name, service in sorted(services.items()):
         problems += dependency_problems(name, service.depends_on, names, source)
         problems += call_problems(name, service.calls or (), names, source)
         if name.startswith(contract.COMPONENT_PREFIX):
@@ -125,9 +122,9 @@ def check_system(spec: SystemSpec, source: SourceMap) -> list[Diagnostic]:
                         f"port {service.port} is already used by service {holder!r}",
                     )
                 )
-    problems.extend(check_events(spec.events, names, source))
-    problems.extend(check_resilience(spec.resilience, names, source))
-    problems.extend(check_gateway(spec.gateway, names, source))
-    if spec.gateway is not None:
-        problems.extend(shadowed_routes(spec.gateway.routes, source))
+    problems.extend(check_events(events, names, source))
+    problems.extend(check_resilience(resilience, names, source))
+    problems.extend(check_gateway(gateway, names, source))
+    if gateway is not None:
+        problems.extend(shadowed_routes(gateway.routes, source))
     return problems

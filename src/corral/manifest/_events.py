@@ -29,13 +29,14 @@ consuming services) are checked by :func:`check_events`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from functools import partial
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from corral.manifest._diagnostics import Diagnostic
+from corral.manifest._diagnostics import Diagnostic, KeyPath, shown
 from corral.manifest._references import service_list_problems
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, MemoryBytes, Name
@@ -47,7 +48,7 @@ _PAYLOAD = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 def _check_topic(value: str) -> str:
     if len(value) > 100 or not _TOPIC.match(value):
         raise ValueError(
-            f"invalid topic name {value!r}: use dot-separated tokens of lower-case letters, "
+            f"invalid topic name {shown(value)}: use dot-separated tokens of lower-case letters, "
             "digits and '-', each starting with a letter (it becomes a NATS subject), "
             "e.g. ride.requested"
         )
@@ -123,7 +124,7 @@ class TopicSpec(BaseModel):
             raise ValueError("partitions only apply with ordering: per-key")
         if self.payload is not None and not _PAYLOAD.match(self.payload):
             raise ValueError(
-                f"payload must be module:Class (a pydantic model), got {self.payload!r}"
+                f"payload must be module:Class (a pydantic model), got {shown(self.payload)}"
             )
         return self
 
@@ -142,7 +143,7 @@ class EventsSpec(BaseModel):
     @model_validator(mode="after")
     def _url(self) -> Self:
         if self.url is not None and not re.match(r"^(nats|tls|ws|wss)://", self.url):
-            raise ValueError(f"events.url must be a nats:// URL, got {self.url!r}")
+            raise ValueError(f"events.url must be a nats:// URL, got {shown(self.url)}")
         return self
 
 
@@ -151,7 +152,21 @@ EVENT_PARTY_RULE = "event-party-not-a-service"
 
 
 def _not_a_service(role: str, name: str) -> str:
-    return f"{role} {name!r} is not a service"
+    return f"{role} {shown(name)} is not a service"
+
+
+def party_problems(
+    topic: KeyPath, role: str, parties: Sequence[str], services: list[str], source: SourceMap
+) -> list[Diagnostic]:
+    """A topic's producers or consumers (``role``) are services of the system, each once."""
+    return service_list_problems(
+        (*topic, f"{role}s"),
+        parties,
+        services,
+        source,
+        unknown=partial(_not_a_service, role),
+        rule=EVENT_PARTY_RULE,
+    )
 
 
 def check_events(
@@ -163,15 +178,8 @@ def check_events(
     problems: list[Diagnostic] = []
     for topic, spec in sorted(events.topics.items()):
         base = ("events", "topics", topic)
-        for role, names in (("producer", spec.producers), ("consumer", spec.consumers)):
-            problems += service_list_problems(
-                (*base, f"{role}s"),
-                names,
-                services,
-                source,
-                unknown=partial(_not_a_service, role),
-                rule=EVENT_PARTY_RULE,
-            )
+        problems += party_problems(base, "producer", spec.producers, services, source)
+        problems += party_problems(base, "consumer", spec.consumers, services, source)
         if spec.retention is Retention.WORKQUEUE and len(spec.consumers) > 1:
             problems.append(
                 source.diagnostic(

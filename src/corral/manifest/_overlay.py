@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath
+from corral.manifest._diagnostics import Diagnostic, KeyPath, shown
 from corral.manifest._references import closest_hint
 from corral.manifest._source import SourceMap
 
@@ -44,7 +44,7 @@ def environment_problem(manifest: Path, environment: str) -> Diagnostic | None:
             1,
             1,
             (),
-            f"invalid environment name {environment!r}",
+            f"invalid environment name {shown(environment)}",
             "lower-case letters, digits, '-' and '_', e.g. prod or staging",
         )
     path = overlay_path(manifest, environment)
@@ -81,50 +81,59 @@ def merge_overlay(
             problems.append(
                 overlay_source.diagnostic(
                     ("services", name),
-                    f"the overlay changes service {name!r}, which "
+                    f"the overlay changes service {shown(name)}, which "
                     f"{Path(base_source.file).name} does not define",
                     hint,
                 )
             )
         overlay["services"] = kept
-    positions = dict(base_source.positions)
-    files = dict(base_source.files)
-    merged = _merge(base, overlay, (), positions, files, overlay_source)
-    return merged, SourceMap(base_source.file, positions, files), problems
+    replaced: set[KeyPath] = set()
+    removed: set[KeyPath] = set()
+    merged = _merge(base, overlay, (), replaced, removed)
+    source = _merged_source(base_source, overlay_source, replaced, removed)
+    return merged, source, problems
 
 
 def _merge(
     base: dict[str, Any],
     overlay: dict[str, Any],
     path: KeyPath,
-    positions: dict[KeyPath, tuple[int, int]],
-    files: dict[KeyPath, str],
-    source: SourceMap,
+    replaced: set[KeyPath],
+    removed: set[KeyPath],
 ) -> dict[str, Any]:
+    """``overlay`` over ``base``, noting each path the overlay set and each it removed."""
     out = dict(base)
     for key, value in overlay.items():
         child = (*path, key)
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             # Merged: the key keeps its place in the base (a missing key inside is the
             # base mapping's problem); what the overlay sets inside points into it.
-            out[key] = _merge(out[key], value, child, positions, files, source)
+            out[key] = _merge(out[key], value, child, replaced, removed)
             continue
-        _forget(child, positions, files)
         if value is None:
             out.pop(key, None)
-            continue
-        out[key] = value
-        for where, position in source.positions.items():
-            if where[: len(child)] == child:
-                positions[where] = position
-                files[where] = source.file
+            removed.add(child)
+        else:
+            out[key] = value
+            replaced.add(child)
     return out
 
 
-def _forget(
-    path: KeyPath, positions: dict[KeyPath, tuple[int, int]], files: dict[KeyPath, str]
-) -> None:
-    """Drop the base's positions of ``path`` and everything under it (replaced or gone)."""
-    for where in [w for w in positions if w[: len(path)] == path]:
-        del positions[where]
-        files.pop(where, None)
+def _merged_source(
+    base: SourceMap, overlay: SourceMap, replaced: set[KeyPath], removed: set[KeyPath]
+) -> SourceMap:
+    """Positions of the merged data: the base's, except under a path the overlay removed
+    (none) or set (the overlay's, in its file). One walk of each file's positions,
+    whatever the number of keys the overlay sets (it was one per key: quadratic)."""
+
+    def under(path: KeyPath, roots: set[KeyPath]) -> bool:
+        return any(path[:depth] in roots for depth in range(1, len(path) + 1))
+
+    gone = replaced | removed
+    positions = {path: at for path, at in base.positions.items() if not under(path, gone)}
+    files = {path: file for path, file in base.files.items() if not under(path, gone)}
+    for path, at in overlay.positions.items():
+        if under(path, replaced):
+            positions[path] = at
+            files[path] = overlay.file
+    return SourceMap(base.file, positions, files)

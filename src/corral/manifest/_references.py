@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Sequence
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath
+from corral.manifest._diagnostics import Diagnostic, KeyPath, shown
 from corral.manifest._source import SourceMap
 
 
@@ -24,6 +24,15 @@ def service_hint(name: str, services: Iterable[str]) -> str:
     known = sorted(services)
     listing = "services: " + ", ".join(known) if known else "no services are defined"
     return closest_hint(name, known, listing)
+
+
+def unknown_service(
+    path: KeyPath, name: str, services: Sequence[str], source: SourceMap
+) -> Diagnostic | None:
+    """``unknown service 'x'`` at ``path`` when ``name`` is not one of ``services``."""
+    if name in services:
+        return None
+    return source.diagnostic(path, f"unknown service {shown(name)}", service_hint(name, services))
 
 
 def service_list_problems(
@@ -43,7 +52,7 @@ def service_list_problems(
     for index, name in enumerate(names):
         path = (*base, index)
         if name in seen:
-            problems.append(source.diagnostic(path, f"{name!r} is listed twice"))
+            problems.append(source.diagnostic(path, f"{shown(name)} is listed twice"))
         seen.add(name)
         if name not in services:
             hint = service_hint(name, services)

@@ -34,8 +34,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from corral.manifest._diagnostics import Diagnostic
-from corral.manifest._references import service_hint
+from corral.manifest._diagnostics import Diagnostic, shown
+from corral.manifest._references import unknown_service
 from corral.manifest._source import SourceMap
 from corral.manifest._types import STRICT, Duration, Int, Name, Number, parse_methods
 
@@ -141,7 +141,7 @@ class RouteMatchSpec(BaseModel):
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/"):
-            raise ValueError(f"a path prefix must start with '/', got {value!r}")
+            raise ValueError(f"a path prefix must start with '/', got {shown(value)}")
         return value
 
     @field_validator("methods", mode="before")
@@ -178,12 +178,8 @@ def check_resilience(
     """Every target named under ``resilience.services`` is a service of the system."""
     if resilience is None:
         return []
-    return [
-        source.diagnostic(
-            ("resilience", "services", name),
-            f"unknown service {name!r}",
-            service_hint(name, services),
-        )
+    found = (
+        unknown_service(("resilience", "services", name), name, services, source)
         for name in sorted(resilience.services)
-        if name not in services
-    ]
+    )
+    return [problem for problem in found if problem is not None]

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
+from corral.manifest._diagnostics import SHOWN_CHARACTERS, printable, shown
 from corral.manifest._secrets import SecretRef
 from corral.manifest._types import (
     STRICT,
@@ -45,8 +46,8 @@ class CheckSpec(BaseModel):
     def _http_path(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise problem(
-                f"an HTTP check path must start with '/', got {value!r}",
-                f"did you mean '/{value}'?",
+                f"an HTTP check path must start with '/', got {shown(value)}",
+                f"did you mean {shown('/' + value)}?",
             )
         return value
 
@@ -166,7 +167,7 @@ class DatabaseSpec(BaseModel):
     def _db_name(cls, value: str | None) -> str | None:
         if value is not None and not _DB_NAME.match(value):
             raise ValueError(
-                f"invalid database name {value!r}: lower-case letters, digits and '_', "
+                f"invalid database name {shown(value)}: lower-case letters, digits and '_', "
                 "starting with a letter"
             )
         return value
@@ -193,7 +194,8 @@ def _calls_list(value: Any) -> Any:
     """``calls: payments`` is a mistake for ``calls: [payments]``, said as such."""
     if isinstance(value, str):
         raise problem(
-            f"calls is a list of service names, got {value!r}", f"write it as calls: [{value}]"
+            f"calls is a list of service names, got {shown(value)}",
+            f"write it as calls: [{printable(value, SHOWN_CHARACTERS)}]",
         )
     return value
 
@@ -243,7 +245,7 @@ class ServiceSpec(BaseModel):
     def _app_target(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^[\w.]+:[\w.]+$", value):
             raise problem(
-                f"app must be 'module:attribute', got {value!r}",
+                f"app must be 'module:attribute', got {shown(value)}",
                 "name the module and the Service object in it, e.g. app: orders.main:service",
             )
         return value

@@ -8,14 +8,17 @@ can point at the manifest line that caused it. Pure: text in, data out.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.error import MarkedYAMLError, YAMLFutureWarning, YAMLWarning
+from ruamel.yaml.reader import ReaderError
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError
+from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError, shown
+from corral.manifest._limits import MAX_MANIFEST_BYTES, Refused, bounded, too_large
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,30 @@ def parse_yaml(text: str, file: str, *, allow_empty: bool = False) -> tuple[Any,
     """Parse YAML text into plain dicts/lists/scalars and a :class:`SourceMap`.
 
     ``allow_empty``: an empty document (or only comments) is an empty mapping, as an
-    environment overlay that changes nothing may be; a manifest may not be empty."""
-    yaml = YAML(typ="rt", pure=True)
+    environment overlay that changes nothing may be; a manifest may not be empty.
+    Bounded in size, nesting and alias expansion (see :mod:`corral.manifest._limits`)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_MANIFEST_BYTES:
+        message, hint = too_large(size, whole=True)
+        raise ManifestError([Diagnostic(file, 1, 1, (), message, hint)])
+    if (version := _unknown_version(text, file)) is not None:
+        raise ManifestError([version])
     try:
-        node = yaml.load(text)
+        with warnings.catch_warnings():
+            # ruamel.yaml warns about YAML 1.1 spellings on stderr; the checks that
+            # follow say what matters about the value, at its line.
+            warnings.simplefilter("ignore", YAMLWarning)
+            warnings.simplefilter("ignore", YAMLFutureWarning)
+            node = _yaml().load(text)
     except MarkedYAMLError as exc:
         raise ManifestError([_syntax_diagnostic(exc, text, file)]) from None
+    except ReaderError as exc:  # a character YAML does not allow: it has no mark
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        message = f"the character {shown(chr(exc.character))} cannot appear in YAML"
+        raise ManifestError([Diagnostic(file, line, column, (), message)]) from None
+    except Refused as exc:
+        raise ManifestError([exc.diagnostic(file)]) from None
     positions: dict[KeyPath, tuple[int, int]] = {(): (0, 0)}
     data = _plain(node, (), positions)
     if data is None:
@@ -69,6 +90,30 @@ def parse_yaml(text: str, file: str, *, allow_empty: bool = False) -> tuple[Any,
             return {}, SourceMap(file, positions)
         raise ManifestError([Diagnostic(file, 1, 1, (), "the manifest is empty")])
     return data, SourceMap(file, positions)
+
+
+_VERSION = re.compile(r"^%YAML[ \t]+1\.(\d+)", re.MULTILINE)
+
+
+def _unknown_version(text: str, file: str) -> Diagnostic | None:
+    """A ``%YAML 1.x`` directive ruamel.yaml cannot read (it fails an assert on them)."""
+    for match in _VERSION.finditer(text):
+        if match.group(1) not in ("1", "2"):
+            line = text.count("\n", 0, match.start()) + 1
+            return Diagnostic(
+                file,
+                line,
+                1,
+                (),
+                f"YAML version {shown(match.group(0).split()[-1])} is unknown",
+                "write %YAML 1.2, or no %YAML line at all",
+            )
+    return None
+
+
+def _yaml() -> YAML:
+    """The round-trip loader (it keeps positions), with Corral's bounds."""
+    return bounded(YAML(typ="rt", pure=True))
 
 
 _DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
@@ -83,19 +128,25 @@ def _syntax_diagnostic(exc: MarkedYAMLError, text: str, file: str) -> Diagnostic
     hint: str | None = None
     if (duplicate := _DUPLICATE.match(problem)) is not None:
         key = duplicate.group(1)
-        problem = f"duplicate key {key!r}"
+        problem = f"duplicate key {shown(key)}"
         hint = "each key may appear once in a mapping"
         if exc.context_mark is not None:
             start = (exc.context_mark.line, exc.context_mark.column)
             path, first = _duplicate_key(text, key, start)
             if first is not None:
-                hint = f"{key!r} is already set at line {first + 1}; each key may appear once"
+                hint = f"{shown(key)} is already set at line {first + 1}; each key may appear once"
     elif "'\\t'" in problem:
         problem = "a tab cannot indent YAML"
         hint = "indent with spaces"
     elif problem == "mapping values are not allowed here":
         problem = "unexpected ':'"
         hint = "check this line's indentation, or quote a value that contains ': '"
+    elif exc.context == "while scanning a simple key" and exc.context_mark is not None:
+        # YAML gives up where it stopped looking (maybe lines later); the key is where
+        # the mistake is.
+        line, column = exc.context_mark.line + 1, exc.context_mark.column + 1
+        problem = "no ':' after this key"
+        hint = "a key ends with ':' on the same line, within 1024 characters"
     elif exc.context and exc.context_mark is not None and exc.problem_mark is not None:
         start_mark = exc.context_mark
         hint = (
@@ -112,12 +163,12 @@ def _duplicate_key(
     Loads the text again allowing duplicates (the first one is kept), then finds the
     mapping that starts where YAML said the duplicate was found.
     """
-    yaml = YAML(typ="rt", pure=True)
+    yaml = _yaml()
     yaml.allow_duplicate_keys = True
     positions: dict[KeyPath, tuple[int, int]] = {}
     try:
         _plain(yaml.load(text), (), positions)
-    except MarkedYAMLError:
+    except (MarkedYAMLError, Refused):
         return (), None
     for path, (line, _column) in positions.items():
         if not path or path[-1] != key:
@@ -157,4 +208,6 @@ def _plain(node: Any, path: KeyPath, positions: dict[KeyPath, tuple[int, int]]) 
         return items
     if isinstance(node, str):
         return str(node)  # drop ruamel's scalar subclasses
+    if isinstance(node, TaggedScalar):  # !!str 5, the only tag the loader lets through
+        return str(node.value)
     return node

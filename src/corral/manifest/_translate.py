@@ -10,13 +10,20 @@ import difflib
 import types
 import typing
 from collections.abc import Iterator
+from datetime import date
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from corral.manifest._diagnostics import Diagnostic, KeyPath
+from corral.manifest._diagnostics import (
+    SHOWN_CHARACTERS,
+    Diagnostic,
+    KeyPath,
+    printable,
+    shown,
+)
 from corral.manifest._source import SourceMap
 from corral.manifest._types import PROBLEM
 
@@ -70,7 +77,7 @@ def _one(detail: ErrorDetails, root: type[BaseModel], source: SourceMap) -> Diag
         close = _close_key(root, path)
         allowed = sorted(_allowed_keys(root, path[:-1]))
         hint = f"did you mean {close!r}?" if close else _known(allowed)
-        return source.diagnostic(path, f"unknown key {key!r}", hint)
+        return source.diagnostic(path, f"unknown key {shown(key)}", hint)
     if kind == "missing":
         return source.diagnostic(path[:-1], f"missing required key {path[-1]!r}")
     if is_key_error:
@@ -79,7 +86,7 @@ def _one(detail: ErrorDetails, root: type[BaseModel], source: SourceMap) -> Diag
         expected = _enum_values(root, path)
         matches = difflib.get_close_matches(detail["input"], expected, n=1, cutoff=0.6)
         hint = f"did you mean {matches[0]!r}?" if matches else None
-        return source.diagnostic(path, f"{_expected(message)}, got {detail['input']!r}", hint)
+        return source.diagnostic(path, f"{_expected(message)}, got {shown(detail['input'])}", hint)
     got = detail.get("input")
     if kind in _TYPE_WORDS:
         return source.diagnostic(
@@ -104,6 +111,7 @@ _TYPE_WORDS = {
     "int_from_float": "a whole number",
     "float_type": "a number",
     "float_parsing": "a number",
+    "finite_number": "a finite number",
     "string_type": "a string",
     "bool_type": "true or false",
     "bool_parsing": "true or false",
@@ -123,7 +131,7 @@ _BOUND_WORDS = {
 
 def _type_hint(kind: str, path: KeyPath, got: Any) -> str | None:
     """What a person most likely meant when a value has the wrong type."""
-    if kind == "string_type" and isinstance(got, bool | int | float):
+    if kind == "string_type" and isinstance(got, bool | int | float | date):
         return "quote it to make it a string"
     if kind in ("int_type", "float_type") and isinstance(got, str):
         try:
@@ -132,15 +140,18 @@ def _type_hint(kind: str, path: KeyPath, got: Any) -> str | None:
             return None
         return "write the number without quotes"
     if kind == "model_type" and isinstance(got, str) and len(path) == 2 and path[0] == "services":
-        return f"a service is a mapping; did you mean 'command: {got}'?"
+        return (
+            f"a service is a mapping; did you mean 'command: {printable(got, SHOWN_CHARACTERS)}'?"
+        )
     return None
 
 
 def _number(value: Any) -> str:
-    """``5.0`` -> ``5``; anything not a number as its repr."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:g}"
-    return repr(value)
+    """A bound or the value past it: ``5.0`` as ``5``, an integer with all its digits
+    (``1e+32`` would hide what was written), anything else as diagnostics show values."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return shown(value)
 
 
 def _known(allowed: list[str]) -> str | None:
@@ -156,15 +167,7 @@ def _expected(message: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
+    return "nothing (null)" if value is None else shown(value)
 
 
 def _unwrap(annotation: Any) -> Iterator[Any]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Strict
+from pydantic import AfterValidator, AllowInfNan, BeforeValidator, ConfigDict, Strict
 from pydantic_core import PydanticCustomError
+
+from corral.manifest._diagnostics import shown
 
 STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 """Every manifest model rejects unknown keys: a typo must never be silently ignored."""
@@ -32,8 +36,8 @@ Int = Annotated[int, Strict()]
 Bool = Annotated[bool, Strict()]
 """``true`` or ``false``; not ``1``, ``"yes"`` or ``"on"``."""
 
-Number = Annotated[float, Strict()]
-"""A number (an integer is fine); not a boolean or a quoted string."""
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+"""A finite number (an integer is fine); not a boolean, a quoted string, .inf or .nan."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$|^[a-z]$")
 
@@ -46,7 +50,7 @@ def _check_name(value: str) -> str:
             if _NAME.match(suggestion)
             else "lower-case letters, digits and '-', starting with a letter"
         )
-        raise problem(f"invalid name {value!r}", hint)
+        raise problem(f"invalid name {shown(value)}", hint)
     return value
 
 
@@ -67,11 +71,14 @@ def parse_duration(value: Any) -> Any:
         match = _DURATION.match(value)
         if not match:
             raise problem(
-                f"invalid duration {value!r}", "write a number with ms, s, m or h, e.g. 500ms or 2s"
+                f"invalid duration {shown(value)}",
+                "write a number with ms, s, m or h, e.g. 500ms or 2s",
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
         raise ValueError("expected a duration such as 500ms, 2s or 1m")
+    if not math.isfinite(seconds):  # .inf, .nan, or more digits than a float holds
+        raise problem(f"duration {shown(value)} is not a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -94,18 +101,28 @@ _MEMORY_FACTOR = {
 }
 
 
+MAX_BYTES = 2**63 - 1
+"""The largest size anything downstream takes (Kubernetes quantities, NATS limits: int64)."""
+
+
 def parse_memory(value: Any) -> Any:
     """``"256Mi"``, ``"1G"``, ``1048576`` -> bytes (Kubernetes quantity spelling)."""
     if isinstance(value, bool):
         raise ValueError("expected a memory size such as 256Mi or 1Gi")
+    size: int | Decimal | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and (match := _MEMORY.match(value)):
-        return int(float(match.group(1)) * _MEMORY_FACTOR[match.group(2)])
+        size = value
+    elif isinstance(value, str) and (match := _MEMORY.match(value)):
+        # Decimal, not float: exact, and no overflow for a number of many digits.
+        size = Decimal(match.group(1)) * _MEMORY_FACTOR[match.group(2)]
+    if size is not None:
+        if size > MAX_BYTES:
+            raise problem(f"size {shown(value)} is too large", "at most 8Ei (2^63 - 1 bytes)")
+        return int(size)
     hint = "write a number with Ki, Mi, Gi (or K, M, G), e.g. 256Mi"
     if isinstance(value, str) and (match := re.match(r"^\s*([\d.]+)\s*([KMGT])i?B\s*$", value)):
         hint = f"did you mean '{match.group(1)}{match.group(2)}i'?"
-    raise problem(f"invalid memory size {value!r}", hint)
+    raise problem(f"invalid memory size {shown(value)}", hint)
 
 
 MemoryBytes = Annotated[int, BeforeValidator(parse_memory)]
@@ -117,12 +134,18 @@ def parse_cpu(value: Any) -> Any:
     """``"500m"``, ``"0.5"``, ``2`` -> cores as float (Kubernetes quantity spelling)."""
     if isinstance(value, bool):
         raise ValueError("expected a CPU amount such as 500m or 0.5")
+    cores: float | None = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _CPU.match(value)):
-        cores = float(match.group(1))
-        return cores / 1000 if match.group(2) else cores
-    raise problem(f"invalid CPU amount {value!r}", "write cores (0.5) or millicores (500m)")
+        cores = float(value)
+    elif isinstance(value, str) and (match := _CPU.match(value)):
+        cores = float(match.group(1)) / (1000 if match.group(2) else 1)
+    if cores is None:
+        raise problem(
+            f"invalid CPU amount {shown(value)}", "write cores (0.5) or millicores (500m)"
+        )
+    if not math.isfinite(cores):
+        raise problem(f"CPU amount {shown(value)} is not a finite number")
+    return cores
 
 
 Cpu = Annotated[float, BeforeValidator(parse_cpu)]
@@ -173,7 +196,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def check_env_name(value: str) -> str:
     if not _ENV_NAME.match(value):
         raise ValueError(
-            f"invalid environment variable name {value!r}: letters, digits and '_', "
+            f"invalid environment variable name {shown(value)}: letters, digits and '_', "
             "not starting with a digit"
         )
     return value
@@ -211,6 +234,8 @@ def parse_methods(value: Any, known: frozenset[str]) -> Any:
     out = set()
     for item in value:
         if not isinstance(item, str) or item.upper() not in known:
-            raise ValueError(f"unknown HTTP method {item!r} (known: {', '.join(sorted(known))})")
+            raise ValueError(
+                f"unknown HTTP method {shown(item)} (known: {', '.join(sorted(known))})"
+            )
         out.add(item.upper())
     return tuple(sorted(out))
