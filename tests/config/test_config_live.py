@@ -202,6 +202,22 @@ async def test_a_misspelled_setting_is_refused_before_anything_changes(live: Liv
     assert await live.instances() == before
 
 
+async def test_a_new_setting_is_added_on_purpose_with_new(live: Live) -> None:
+    """`config set tunable EXTRA_FLAG=1 --new` adds a variable nobody declared (without
+    --new the same line is refused), as one new version."""
+    current = (await live.api.get("/v1/config")).json()["version"]
+    code, out, err = await corral(live.root, "config", "set", "tunable", "EXTRA_FLAG=1")
+    assert code == 1, out + err
+    assert "unknown setting" in err
+    code, out, err = await corral(live.root, "config", "set", "tunable", "EXTRA_FLAG=1", "--new")
+    assert code == 0, out + err
+    shown = (await live.api.get("/v1/config", params={"service": "tunable"})).json()
+    assert shown["version"] == current + 1
+    assert shown["services"]["tunable"]["EXTRA_FLAG"]["value"] == "1"
+    code, out, err = await corral(live.root, "config", "unset", "tunable", "EXTRA_FLAG")
+    assert code == 0, out + err
+
+
 async def test_secrets_reach_the_service_and_nothing_else(live: Live) -> None:
     """The instance has its secrets; no API answer, CLI output, history file or log under
     the state directory holds them; fingerprints stand in."""

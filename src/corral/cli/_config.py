@@ -177,6 +177,13 @@ def set_command(
     assignments: Annotated[list[str], typer.Argument(help="KEY=VALUE, one or more.")],
     message: MessageOption = "",
     if_version: IfVersionOption = None,
+    new: Annotated[
+        bool,
+        typer.Option(
+            "--new",
+            help="Add a variable the service does not declare (a misspelled key is refused).",
+        ),
+    ] = False,
     file: FileOption = None,
 ) -> None:
     """Set variables at run time (they win over the manifest) and roll them out: in place
@@ -189,7 +196,7 @@ def set_command(
         values[key] = value
     _change(
         file,
-        lambda c, change: c.set(service, values, **change),
+        lambda c, change: c.set(service, values, **change, new=new or None),
         f"setting {', '.join(values)} of {service}",
         message=message,
         if_version=if_version,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.broker import BrokerAddon, bus_overview
+from corral.broker import BrokerAddon
 from corral.gateway import GatewayAddon
 from corral.plan import Plan
 from corral.runtime.addon import Addon
@@ -27,9 +27,8 @@ def addons_for(plan: Plan) -> list[Addon]:
         return gateway.status().get("gateway_metrics_url") if gateway is not None else None
 
     async def event_bus() -> dict[str, Any] | None:
-        if broker.url is None or plan.events is None:
-            return None
-        return await bus_overview(broker.url, plan.events)
+        # On the broker's kept connection: a dashboard polling this opens none.
+        return await broker.overview()
 
     addons.append(TelemetryAddon(gateway_metrics_url=gateway_metrics_url, event_bus=event_bus))
     return addons
