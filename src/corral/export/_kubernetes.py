@@ -5,7 +5,8 @@ probes from the manifest's checks, requests/limits, non-root with a read-only ro
 filesystem, the grace period), a Service (port 80, what ``CORRAL_DISCOVERY=dns`` calls),
 a headless ``<service>-instances`` Service when the gateway routes to it (Envoy resolves
 every ready pod and balances across them itself), a PodDisruptionBudget above one
-replica, and a PersistentVolumeClaim for a SQLite file. ``postgres`` services read
+replica, and a PersistentVolumeClaim for a SQLite file. ``network-policies.yaml`` denies
+every connection the manifest does not declare (see ``_k8s_network.py``). ``postgres`` services read
 DATABASE_URL from a Secret ``<service>-database`` (key ``url``) that the operator creates:
 the export never writes a credential. A ``kustomization.yaml`` lists everything: the hook
 for per-environment overlays (``kubectl apply -k``).
@@ -21,6 +22,7 @@ from __future__ import annotations
 from corral.export._environment import GATEWAY_HOST, NATS_HOST, runs_nats
 from corral.export._gateway import jwks_documents
 from corral.export._k8s_components import gateway_objects, nats_objects
+from corral.export._k8s_network import network_policies
 from corral.export._k8s_objects import MANAGED_BY
 from corral.export._k8s_services import check_kubernetes, service_objects
 from corral.export._model import Export, ExportError, ExportOptions, Note, Sources, Target
@@ -28,7 +30,11 @@ from corral.export._text import HEADER, to_yaml
 from corral.plan import Plan
 
 
-def render_kubernetes(plan: Plan, options: ExportOptions, sources: Sources) -> Export:
+def render_kubernetes(
+    plan: Plan, options: ExportOptions, sources: Sources, *, monitored: bool = False
+) -> Export:
+    """Every file of ``kubernetes/``; ``monitored``: the Prometheus target is exported too
+    (its scrape is then let through the network policies)."""
     problems = check_kubernetes(plan)
     if plan.gateway is not None:
         problems += jwks_documents(plan, sources)[1]
@@ -66,6 +72,9 @@ def render_kubernetes(plan: Plan, options: ExportOptions, sources: Sources) -> E
         files[f"kubernetes/{NATS_HOST}.yaml"] = to_yaml(
             nats_objects(plan, options), comment=comment
         )
+    files["kubernetes/network-policies.yaml"] = to_yaml(
+        network_policies(plan, options, scraped=monitored), comment=comment
+    )
     resources = [
         "namespace.yaml",
         *sorted(p.removeprefix("kubernetes/") for p in files if not p.endswith("namespace.yaml")),
