@@ -10,9 +10,8 @@ import sys
 from typing import Any
 
 import pytest
-from export_helpers import CASES, GOLDEN, case_plan, render_case
+from export_helpers import CASES, GOLDEN, case_plan, kubernetes_documents, render_case
 from k8s_netpol import Cluster, Endpoint, External, Pod, matches, pods_of
-from ruamel.yaml import YAML
 
 from corral.export import Export, ExportOptions, Target, render
 from corral.export._k8s_network import DEFAULT_DENY
@@ -176,20 +175,10 @@ PORTS = [
 Path_ = tuple[str, str, int, str]
 
 
-def _documents(export: Export) -> list[dict[str, Any]]:
-    return [
-        d
-        for path, text in export.files.items()
-        if path.startswith("kubernetes/") and path.endswith(".yaml")
-        for d in YAML(typ="safe").load_all(text)
-        if d
-    ]
-
-
 def _world(export: Export) -> tuple[Cluster, list[Pod], list[Endpoint]]:
     """The system's pods, and around them: DNS, a Prometheus, a stranger in the same
     namespace, an intruder elsewhere, a client on the internet, a managed database."""
-    objects = _documents(export)
+    objects = kubernetes_documents(export)
     system = pods_of(objects)
     namespace = system[0].namespace
     stranger = Pod("stranger", namespace, {"app": "other"})

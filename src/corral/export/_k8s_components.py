@@ -122,7 +122,22 @@ def gateway_objects(plan: Plan, options: ExportOptions, sources: Sources) -> lis
             "metadata": meta,
             "spec": {
                 "selector": selector(plan, name),
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                    # Envoy's stats, for a ServiceMonitor (see _k8s_monitoring.py).
+                    *(
+                        [
+                            {
+                                "name": "stats",
+                                "port": GATEWAY_STATS_PORT,
+                                "targetPort": "stats",
+                                "protocol": "TCP",
+                            }
+                        ]
+                        if options.servicemonitor
+                        else []
+                    ),
+                ],
             },
         },
     ]
@@ -193,6 +208,19 @@ def nats_objects(plan: Plan, options: ExportOptions) -> list[dict[str, Any]]:
                         "targetPort": "monitor",
                         "protocol": "TCP",
                     },
+                    # The exporter's metrics, for a ServiceMonitor (see _k8s_monitoring.py).
+                    *(
+                        [
+                            {
+                                "name": "metrics",
+                                "port": NATS_EXPORTER_PORT,
+                                "targetPort": "metrics",
+                                "protocol": "TCP",
+                            }
+                        ]
+                        if options.servicemonitor
+                        else []
+                    ),
                 ],
             },
         },

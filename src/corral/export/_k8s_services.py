@@ -11,6 +11,7 @@ from corral.export._environment import (
     container_environment,
     sqlite_url,
 )
+from corral.export._k8s_monitoring import HEADLESS_LABEL
 from corral.export._k8s_objects import (
     checksum,
     container_security,
@@ -198,7 +199,11 @@ def service_objects(
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": {**meta, "name": instances_service(name)},
+                "metadata": {
+                    **meta,
+                    "name": instances_service(name),
+                    "labels": {**meta["labels"], HEADLESS_LABEL: "true"},
+                },
                 "spec": {
                     "clusterIP": "None",
                     "selector": selector(plan, name),

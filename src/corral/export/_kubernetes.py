@@ -6,10 +6,13 @@ filesystem, the grace period), a Service (port 80, what ``CORRAL_DISCOVERY=dns``
 a headless ``<service>-instances`` Service when the gateway routes to it (Envoy resolves
 every ready pod and balances across them itself), a PodDisruptionBudget above one
 replica, and a PersistentVolumeClaim for a SQLite file. ``network-policies.yaml`` denies
-every connection the manifest does not declare (see ``_k8s_network.py``). ``postgres`` services read
-DATABASE_URL from a Secret ``<service>-database`` (key ``url``) that the operator creates:
-the export never writes a credential. A ``kustomization.yaml`` lists everything: the hook
-for per-environment overlays (``kubectl apply -k``).
+every connection the manifest does not declare (see ``_k8s_network.py``). Optional:
+``servicemonitors.yaml`` (``--servicemonitor``), ``httproutes.yaml`` (``--gateway-api``).
+Every container has requests and a memory limit, and services and the gateway sleep
+before SIGTERM (``_k8s_resources.py``, ``_k8s_objects.py``). ``postgres`` services read
+DATABASE_URL from a Secret ``<service>-database`` (key ``url``) that the operator
+creates: the export never writes a credential. A ``kustomization.yaml`` lists everything:
+the hook for per-environment overlays (``kubectl apply -k``).
 
 SQLite with more than one replica is refused: each pod would get its own volume and so
 its own file (the replicas would disagree about the data), and a volume shared between
@@ -22,10 +25,20 @@ from __future__ import annotations
 from corral.export._environment import GATEWAY_HOST, NATS_HOST, runs_nats
 from corral.export._gateway import jwks_documents
 from corral.export._k8s_components import gateway_objects, nats_objects
+from corral.export._k8s_gateway_api import http_routes
+from corral.export._k8s_monitoring import service_monitors
 from corral.export._k8s_network import network_policies
 from corral.export._k8s_objects import MANAGED_BY
 from corral.export._k8s_services import check_kubernetes, service_objects
-from corral.export._model import Export, ExportError, ExportOptions, Note, Sources, Target
+from corral.export._model import (
+    Export,
+    ExportError,
+    ExportOptions,
+    Note,
+    Problem,
+    Sources,
+    Target,
+)
 from corral.export._text import HEADER, to_yaml
 from corral.plan import Plan
 
@@ -38,6 +51,14 @@ def render_kubernetes(
     problems = check_kubernetes(plan)
     if plan.gateway is not None:
         problems += jwks_documents(plan, sources)[1]
+    elif options.gateway_api is not None:
+        problems.append(
+            Problem(
+                (),
+                f"--gateway-api {options.gateway_api}: the manifest has no gateway to attach",
+                "add a gateway: section with routes, or leave --gateway-api out",
+            )
+        )
     if problems:
         raise ExportError(Target.KUBERNETES, problems)
     notes: list[Note] = []
@@ -73,8 +94,20 @@ def render_kubernetes(
             nats_objects(plan, options), comment=comment
         )
     files["kubernetes/network-policies.yaml"] = to_yaml(
-        network_policies(plan, options, scraped=monitored), comment=comment
+        network_policies(plan, options, scraped=monitored or options.servicemonitor),
+        comment=comment,
     )
+    if options.servicemonitor:
+        files["kubernetes/servicemonitors.yaml"] = to_yaml(
+            service_monitors(plan, options),
+            comment=comment + "\nNeeds the Prometheus Operator's CRDs (monitoring.coreos.com/v1).",
+        )
+    if options.gateway_api is not None and plan.gateway is not None:
+        files["kubernetes/httproutes.yaml"] = to_yaml(
+            http_routes(plan, options, notes),
+            comment=comment + "\nNeeds the Gateway API's CRDs (gateway.networking.k8s.io/v1, "
+            "standard channel).",
+        )
     resources = [
         "namespace.yaml",
         *sorted(p.removeprefix("kubernetes/") for p in files if not p.endswith("namespace.yaml")),
