@@ -5,7 +5,7 @@ The cluster's Gateway is the edge (its hostname, TLS, address); Corral's Envoy s
 system's gateway behind it, with its JWT checks, rate limits, rewrites, retries and
 per-route policies. So every rule sends to ``Service corral-gateway`` and nothing is
 decided twice, but the edge learns which requests the system serves: one rule per
-manifest route (named after it), matching its path (prefix -> ``PathPrefix``, both on
+manifest route (in its order), matching its path (prefix -> ``PathPrefix``, both on
 segment boundaries; exact -> ``Exact``; regex -> ``RegularExpression``, which Gateway API
 leaves to the implementation) and its methods (one match per method). Header conditions
 stay Envoy's: the edge matches more broadly, never more narrowly. Each rule carries the
@@ -69,8 +69,9 @@ def _path(route: RoutePlan) -> dict[str, str]:
 def _rule(route: RoutePlan) -> dict[str, Any]:
     path = _path(route)
     matches = [{"path": path, "method": m} for m in route.methods] or [{"path": path}]
+    # No rule ``name``: standard only from Gateway API v1.4, and ``timeouts`` (v1.2) is
+    # all this needs; rules keep the manifest's order instead.
     return {
-        "name": route.name,
         "matches": matches,
         "backendRefs": [{"name": GATEWAY_HOST, "port": 80}],
         "timeouts": {"request": gateway_duration(route.timeout)},
