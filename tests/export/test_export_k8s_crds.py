@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,34 @@ def _validator(api_version: str, kind: str) -> jsonschema.Draft4Validator:
     return jsonschema.Draft4Validator(_strict(schema))
 
 
+def _httproute_cel(document: dict[str, Any]) -> list[str]:
+    """The HTTPRoute CRD's CEL rules this export could break, evaluated here: fewer than
+    128 matches per HTTPRoute, and Exact/PathPrefix values that are clean paths."""
+    rules = document["spec"].get("rules", [])
+    errors = []
+    if sum(len(r.get("matches", [])) for r in rules) >= 128:
+        errors.append("rules: 128 matches or more")
+    for rule in rules:
+        for match in rule.get("matches", []):
+            path = match.get("path", {})
+            value = path.get("value", "")
+            if path.get("type") in ("Exact", "PathPrefix") and (
+                not value.startswith("/")
+                or not re.match(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$", value)
+                or any(s in value for s in ("//", "/./", "/../", "%2f", "%2F", "#"))
+                or value.endswith(("/.", "/.."))
+            ):
+                errors.append(f"path {value!r} is refused")
+    return errors
+
+
 def crd_errors(document: dict[str, Any]) -> list[str]:
-    """What the CRD's schema rejects, plus the metadata rules the API server applies."""
+    """What the CRD's schema (and, for HTTPRoute, the CEL rules it could break) rejects,
+    plus the metadata rules the API server applies."""
     validator = _validator(document["apiVersion"], document["kind"])
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+    if document["kind"] == "HTTPRoute":
+        errors += _httproute_cel(document)
     meta = document.get("metadata", {})
     extra = set(meta) - {"name", "namespace", "labels", "annotations"}
     errors += [f"metadata: unexpected {sorted(extra)}"] if extra else []
@@ -257,6 +282,42 @@ def test_httproutes_split_by_host_and_at_sixteen_rules() -> None:
     for route in routes_out:
         assert crd_errors(route) == []
     assert [n.path[-1] for n in export.notes if n.path[0] == "gateway"] == ["host"]
+
+
+def test_httproutes_keep_under_128_matches() -> None:
+    """Routes with many methods fill an HTTPRoute up to 127 matches (the CRD's CEL rule),
+    then continue in the next."""
+    methods = "[GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT]"
+    routes = "".join(
+        f"    - {{match: {{prefix: /r{i}, methods: {methods}}}, service: web}}\n" for i in range(15)
+    )
+    plan = _plan(
+        "name: demo\nservices:\n  web: {app: w:svc, database: none}\n"
+        f"gateway:\n  routes:\n{routes}"
+    )
+    export = render(plan, [Target.KUBERNETES], options=ExportOptions(gateway_api="public"))
+    out = _of(export, "HTTPRoute")
+    assert [len(r["spec"]["rules"]) for r in out] == [14, 1]
+    for route in out:
+        assert crd_errors(route) == []
+    too_many = copy.deepcopy(out[0])
+    too_many["spec"]["rules"].append(out[1]["spec"]["rules"][0])
+    assert "rules: 128 matches or more" in crd_errors(too_many)
+
+
+@pytest.mark.parametrize("prefix", ["/a//b", "/a b", "/x/%2f", "/x/./y"])
+def test_a_path_gateway_api_refuses_is_an_export_error(prefix: str) -> None:
+    """A route path the HTTPRoute CRD would refuse is named at its manifest key."""
+    plan = _plan(
+        "name: demo\nservices:\n  web: {app: w:svc, database: none}\n"
+        f"gateway:\n  routes:\n    - {{match: {{prefix: '{prefix}'}}, service: web}}\n"
+    )
+    render(plan, [Target.KUBERNETES])  # fine without --gateway-api
+    with pytest.raises(ExportError) as caught:
+        render(plan, [Target.KUBERNETES], options=ExportOptions(gateway_api="public"))
+    (problem,) = caught.value.problems
+    assert problem.path == ("gateway", "routes", 0, "match", "prefix")
+    assert "Gateway API" in problem.message
 
 
 @pytest.mark.parametrize(

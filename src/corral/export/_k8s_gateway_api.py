@@ -15,22 +15,28 @@ otherwise stops at 15 s).
 
 Routes with a ``host`` go into an HTTPRoute of their own with that hostname (Gateway API
 matches hosts per HTTPRoute; a port in the manifest's host is not part of it). An
-HTTPRoute holds at most 16 rules, so a longer list continues in ``corral-gateway-2``...
+HTTPRoute holds at most 16 rules (and fewer than 128 matches), so a longer list continues
+in ``corral-gateway-2``...
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from corral.export._environment import GATEWAY_HOST
 from corral.export._k8s_objects import metadata
-from corral.export._model import ExportOptions, Note
+from corral.export._model import ExportOptions, Note, Problem
 from corral.plan import Plan
 from corral.plan._gateway import RoutePlan
 
 GROUP = "gateway.networking.k8s.io"
 MAX_RULES = 16
 """The HTTPRoute CRD's ``maxItems`` for ``spec.rules``."""
+MAX_MATCHES = 127
+"""The CRD's rule (CEL) for all the matches of one HTTPRoute: fewer than 128."""
+_PATH_CHARACTERS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$")
+_PATH_FORBIDDEN = ("//", "/./", "/../", "%2f", "%2F", "#")
 _UNITS = (("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
 
@@ -54,6 +60,31 @@ def parent(reference: str) -> dict[str, str]:
     out = {"group": GROUP, "kind": "Gateway", "name": name}
     if namespace:
         out["namespace"] = namespace
+    return out
+
+
+def path_problems(plan: Plan) -> list[Problem]:
+    """Prefix and exact paths the HTTPRoute CRD's rules refuse (its CEL validations:
+    the characters of RFC 3986's path, no ``//``, dot segments or encoded slashes)."""
+    out = []
+    for route in plan.gateway.routes if plan.gateway else ():
+        kind = "prefix" if route.prefix is not None else "exact"
+        value = route.prefix if route.prefix is not None else route.exact
+        if value is None:
+            continue
+        if (
+            not _PATH_CHARACTERS.match(value)
+            or any(bad in value for bad in _PATH_FORBIDDEN)
+            or value.endswith(("/.", "/.."))
+        ):
+            out.append(
+                Problem(
+                    (*route.path, "match", kind),
+                    f"--gateway-api: {value!r} is not a path Gateway API accepts "
+                    "(RFC 3986 characters, no '//', dot segments or encoded '/')",
+                    "write the path as the client sends it, percent-encoding other characters",
+                )
+            )
     return out
 
 
@@ -97,13 +128,12 @@ def http_routes(plan: Plan, options: ExportOptions, notes: list[Note]) -> list[d
     out: list[dict[str, Any]] = []
     hosts = sorted(by_host, key=lambda h: (h is not None, h or ""))
     for host in hosts:
-        routes = by_host[host]
-        for start in range(0, len(routes), MAX_RULES):
+        for rules in _chunks([_rule(r) for r in by_host[host]]):
             name = GATEWAY_HOST if not out else f"{GATEWAY_HOST}-{len(out) + 1}"
             spec: dict[str, Any] = {"parentRefs": [parent(options.gateway_api)]}
             if host is not None:
                 spec["hostnames"] = [host]
-            spec["rules"] = [_rule(r) for r in routes[start : start + MAX_RULES]]
+            spec["rules"] = rules
             out.append(
                 {
                     "apiVersion": f"{GROUP}/v1",
@@ -112,4 +142,16 @@ def http_routes(plan: Plan, options: ExportOptions, notes: list[Note]) -> list[d
                     "spec": spec,
                 }
             )
+    return out
+
+
+def _chunks(rules: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rules in order, at most :data:`MAX_RULES` and :data:`MAX_MATCHES` matches per
+    HTTPRoute (a route has at most 9 methods, so each rule fits)."""
+    out: list[list[dict[str, Any]]] = [[]]
+    for rule in rules:
+        matches = sum(len(r["matches"]) for r in out[-1]) + len(rule["matches"])
+        if len(out[-1]) == MAX_RULES or matches > MAX_MATCHES:
+            out.append([])
+        out[-1].append(rule)
     return out

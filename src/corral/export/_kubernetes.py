@@ -25,7 +25,7 @@ from __future__ import annotations
 from corral.export._environment import GATEWAY_HOST, NATS_HOST, runs_nats
 from corral.export._gateway import jwks_documents
 from corral.export._k8s_components import gateway_objects, nats_objects
-from corral.export._k8s_gateway_api import http_routes
+from corral.export._k8s_gateway_api import http_routes, path_problems
 from corral.export._k8s_monitoring import service_monitors
 from corral.export._k8s_network import network_policies
 from corral.export._k8s_objects import MANAGED_BY
@@ -51,6 +51,7 @@ def render_kubernetes(
     problems = check_kubernetes(plan)
     if plan.gateway is not None:
         problems += jwks_documents(plan, sources)[1]
+        problems += path_problems(plan) if options.gateway_api is not None else []
     elif options.gateway_api is not None:
         problems.append(
             Problem(
