@@ -11,8 +11,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+from ruamel.yaml import YAML
 
 from corral.export import (
     Export,
@@ -51,6 +53,17 @@ def render_case(case: str) -> Export:
     if "requirements" in spec:
         sources = Sources(requirements=tuple(spec["requirements"]), jwks=sources.jwks)
     return render(plan, [Target(t) for t in spec["targets"]], options=options, sources=sources)
+
+
+def kubernetes_documents(export: Export) -> list[dict[str, Any]]:
+    """Every object of the export's ``kubernetes/`` folder."""
+    return [
+        d
+        for path, text in export.files.items()
+        if path.startswith("kubernetes/") and path.endswith(".yaml")
+        for d in YAML(typ="safe").load_all(text)
+        if d
+    ]
 
 
 def expected_files(case: str) -> dict[str, str]:

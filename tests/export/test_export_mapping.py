@@ -145,6 +145,10 @@ def test_kubernetes_probe(check: CheckPlan, expected: dict[str, Any]) -> None:
     assert kubernetes_probe(check) == expected
 
 
+SIZED = "resources: {cpu: 1, memory: 1Gi}"
+"""Sized, so that the Kubernetes export adds no note about default resources."""
+
+
 def _plan(services: str) -> Any:
     text = f"name: demo\nservices:\n{services}"
     return resolve(parse(text, "/corral/demo/corral.yaml"), python=sys.executable)
@@ -180,7 +184,7 @@ def test_kubernetes_refuses_sqlite_with_replicas(services: str, refused: bool) -
 )
 def test_kubernetes_notes_restart_policies_it_cannot_express(restart: str, noted: bool) -> None:
     """A Deployment always restarts: other policies are exported as Always, with a note."""
-    plan = _plan(f"  web: {{app: web:svc, database: none, restart: {restart}}}\n")
+    plan = _plan(f"  web: {{app: web:svc, database: none, restart: {restart}, {SIZED}}}\n")
     notes = render(plan, [Target.KUBERNETES]).notes
     assert [n.path for n in notes] == ([("services", "web", "restart")] if noted else [])
 
@@ -249,7 +253,8 @@ def test_secrets_are_exported_as_references_never_values(
     note naming its keys) and required Compose variables; the value itself goes nowhere."""
     monkeypatch.setenv("WEB_TOKEN_SOURCE", "s3cr3t-value")
     plan = _plan(
-        "  web: {app: web:svc, database: none, secrets: {TOKEN: {env: WEB_TOKEN_SOURCE}}}\n"
+        "  web: {app: web:svc, database: none, secrets: {TOKEN: {env: WEB_TOKEN_SOURCE}}, "
+        f"{SIZED}}}\n"
     )
     export = render(plan, [Target.KUBERNETES, Target.COMPOSE], sources=Sources())
     assert not any("s3cr3t-value" in text for text in export.files.values())

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from corral.cli import app
-from corral.lint import RULES, Report, Severity, lint, lint_target, rule_named
+from corral.lint import RULES, Finding, Report, Severity, lint, lint_target, rule_named
 from corral.manifest import format_path, parse
 from corral.plan import resolve
 
@@ -24,13 +24,23 @@ def manifest(services: str, rest: str = "") -> str:
     return f"name: shop\nservices:\n{services}{rest}"
 
 
+def flagged(report: Report) -> list[Finding]:
+    return [f for f in report.findings if f.severity is not Severity.INFO]
+
+
 def run(text: str, *, max_call_depth: int = 3) -> Report:
     loaded = parse(text, "corral.yaml")
     return lint(loaded, resolve(loaded, python="python3"), max_call_depth=max_call_depth)
 
 
 def found(report: Report) -> list[tuple[str, str]]:
-    return [(f.rule.id, format_path(f.diagnostic.path)) for f in report.findings]
+    """Errors and warnings; info findings (CL601 on a manifest sized for nothing) have
+    their own table below."""
+    return [
+        (f.rule.id, format_path(f.diagnostic.path))
+        for f in report.findings
+        if f.severity is not Severity.INFO
+    ]
 
 
 # A web front reached by the gateway, calling api, with a policy: clean.
@@ -161,9 +171,83 @@ def test_rule(text: str, expected: list[tuple[str, str]]) -> None:
     assert found(run(text)) == expected
 
 
+SIZED = "resources: {cpu: 100m, memory: 128Mi}"
+
+RESOURCE_CASES: list[tuple[str, str, list[tuple[str, str, Severity]]]] = [
+    (
+        "no service sized: the manifest is local-only, each service an info finding",
+        manifest(f"  web: {APP}}}\n  api: {APP}, replicas: 0}}\n", ROUTED),
+        [
+            ("CL601", "services.web", Severity.INFO),
+            ("CL601", "services.api", Severity.INFO),
+        ],
+    ),
+    (
+        "one service sized: the others are warnings (an oversight, not a choice)",
+        manifest(f"  web: {APP}, {SIZED}}}\n  api: {APP}}}\n", ROUTED),
+        [("CL601", "services.api", Severity.WARNING)],
+    ),
+    (
+        "half sized: the missing half is named, at resources",
+        manifest(f"  web: {APP}, resources: {{cpu: 1}}}}\n  api: {APP}, {SIZED}}}\n", ROUTED),
+        [("CL601", "services.web.resources", Severity.WARNING)],
+    ),
+    (
+        "an empty resources: is not sizing",
+        manifest(f"  web: {APP}, resources: {{}}}}\n", ROUTED),
+        [("CL601", "services.web.resources", Severity.INFO)],
+    ),
+    (
+        "every service sized: nothing",
+        manifest(f"  web: {APP}, {SIZED}}}\n  api: {APP}, {SIZED}}}\n", ROUTED),
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [c[1:] for c in RESOURCE_CASES],
+    ids=[c[0] for c in RESOURCE_CASES],
+)
+def test_missing_resources(text: str, expected: list[tuple[str, str, Severity]]) -> None:
+    """CL601 names every service without cpu and memory, at the service (or its
+    resources:); a warning once the manifest sizes any service, else info."""
+    report = run(text)
+    got = [
+        (f.rule.id, format_path(f.diagnostic.path), f.severity)
+        for f in report.findings
+        if f.rule.id == "CL601"
+    ]
+    assert sorted(got) == sorted(expected)
+
+
+def test_missing_resources_says_what_is_missing_and_what_to_write() -> None:
+    """The message names the missing half; the hint gives a resources: line."""
+    text = manifest(
+        f"  web: {APP}, resources: {{cpu: 1}}, calls: [api]}}\n  api: {APP}, {SIZED}}}\n",
+        ROUTED + POLICY,
+    )
+    [finding] = run(text).findings
+    assert finding.diagnostic.message == "web sets no memory in resources:"
+    assert "resources: {cpu:" in (finding.diagnostic.hint or "")
+    assert (finding.diagnostic.line, finding.diagnostic.column) == (3, 25)  # resources
+
+
+def test_info_never_fails_not_even_strict() -> None:
+    """Info findings are reported and counted but exit 0, with --strict too."""
+    report = run(manifest(f"  web: {APP}}}\n", ROUTED))
+    assert [f.severity for f in report.findings] == [Severity.INFO]
+    assert (report.errors, report.warnings, report.infos) == (0, 0, 1)
+    assert report.exit_code(strict=True) == 0
+    assert report.summary() == "0 errors, 0 warnings in corral.yaml (1 info)"
+    assert report.to_json()["info"] == 1
+    assert report.to_json()["findings"][0]["severity"] == "info"
+
+
 def test_every_finding_has_a_location_message_and_hint() -> None:
     """A finding names file, line, column, key path, message and hint (the cycle: named)."""
-    [finding] = run(CASES[1][1]).findings
+    [finding] = flagged(run(CASES[1][1]))
     d = finding.diagnostic
     assert (d.file, d.line, d.column) == ("corral.yaml", 4, 31)
     assert d.message == "synchronous call cycle: a -> b -> c -> a"
@@ -176,7 +260,7 @@ def test_every_finding_has_a_location_message_and_hint() -> None:
 
 def test_the_deep_chain_says_why_it_matters() -> None:
     """The chain is named and its hint puts numbers on latency and availability."""
-    [finding] = run(CASES[3][1]).findings
+    [finding] = flagged(run(CASES[3][1]))
     assert finding.diagnostic.message.endswith("web -> a -> b -> c -> d")
     assert "99.5%" in (finding.diagnostic.hint or "")
     assert found(run(CASES[3][1], max_call_depth=4)) == []
@@ -192,7 +276,7 @@ def test_a_service_silences_a_rule_for_itself() -> None:
     )
     report = run(text)
     assert found(report) == [("CL002", "services.batch.lint.ignore[1]")]
-    assert report.findings[0].diagnostic.hint == "did you mean 'unreachable-service'?"
+    assert flagged(report)[0].diagnostic.hint == "did you mean 'unreachable-service'?"
     assert report.silenced == 2
 
 
@@ -223,17 +307,18 @@ def test_every_rule_is_documented() -> None:
     [("examples/hello", None), ("examples/ridehail", None), ("examples/ridehail", "postgres")],
 )
 def test_the_examples_lint_clean(path: str, environment: str | None) -> None:
-    """The examples have no finding at all, warnings included (ridehail's PostgreSQL
-    overlay merged too)."""
+    """The examples have no error or warning (ridehail's PostgreSQL overlay merged too);
+    the only findings allowed are CL601 info (no service sized: local-only)."""
     report = lint_target(ROOT / path, environment=environment)
-    assert report.findings == ()
+    assert [f for f in report.findings if f.severity is not Severity.INFO] == []
+    assert {f.rule.id for f in report.findings} <= {"CL601"}
     assert report.silenced == 0
 
 
 def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
     """Warnings exit 0 (1 with --strict), errors 1; --format json carries every field."""
     warned = tmp_path / "warned.yaml"
-    warned.write_text(manifest(f"  web: {APP}}}\n  lonely: {APP}}}\n", ROUTED))
+    warned.write_text(manifest(f"  web: {APP}, {SIZED}}}\n  lonely: {APP}, {SIZED}}}\n", ROUTED))
     runner = CliRunner()
     text = runner.invoke(app, ["lint", str(warned)])
     assert text.exit_code == 0, text.output

@@ -49,6 +49,9 @@ def validate(file: FileOption = None, env: EnvOption = None) -> None:
     )
 
 
+_COLOURS = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
 class Format(StrEnum):
     TEXT = "text"
     JSON = "json"
@@ -83,7 +86,7 @@ def lint_command(
     # Paths under the current folder are shown relative, as `corral validate` shows them.
     here = f"{Path.cwd()}{os.sep}"
     for finding in report.findings:
-        colour = "red" if finding.severity is Severity.ERROR else "yellow"
+        colour = _COLOURS[finding.severity]
         console.print(
             f"[{colour}]{escape(str(finding).replace(here, ''))}[/]",
             highlight=False,

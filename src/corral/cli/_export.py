@@ -71,6 +71,23 @@ WheelhouseOption = Annotated[
 VolumeSizeOption = Annotated[
     str, typer.Option(help="Size of each Kubernetes volume claim (SQLite services, NATS).")
 ]
+ServiceMonitorOption = Annotated[
+    bool,
+    typer.Option(
+        "--servicemonitor",
+        help="Kubernetes: also Prometheus Operator ServiceMonitors (needs its CRDs).",
+    ),
+]
+GatewayApiOption = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway-api",
+        metavar="[NAMESPACE/]GATEWAY",
+        help="Kubernetes: also HTTPRoutes attaching the gateway's routes to this Gateway "
+        "(Gateway API, needs its CRDs).",
+        show_default=False,
+    ),
+]
 
 
 def _sdk_requirement() -> str:
@@ -93,6 +110,8 @@ def _run(
     base_image: str | None,
     wheelhouse: str | None,
     volume_size: str,
+    servicemonitor: bool = False,
+    gateway_api: str | None = None,
 ) -> None:
     from corral.export import (
         ExportError,
@@ -128,6 +147,8 @@ def _run(
         sdk_requirement=_sdk_requirement(),
         source=source_name(manifest.path, manifest.overlay),
         volume_size=volume_size,
+        servicemonitor=servicemonitor,
+        gateway_api=gateway_api,
     )
     if wheelhouse is not None and (
         Path(wheelhouse).is_absolute()
@@ -215,6 +236,8 @@ def export(
     base_image: BaseImageOption = None,
     wheelhouse: WheelhouseOption = None,
     volume_size: VolumeSizeOption = "1Gi",
+    servicemonitor: ServiceMonitorOption = False,
+    gateway_api: GatewayApiOption = None,
 ) -> None:
     """Write deployment files for the same manifest (default folder: deploy/ beside
     corral.yaml), printing each file written. Files it did not write, or that were
@@ -237,4 +260,6 @@ def export(
         base_image=base_image,
         wheelhouse=wheelhouse,
         volume_size=volume_size,
+        servicemonitor=servicemonitor,
+        gateway_api=gateway_api,
     )

@@ -14,13 +14,16 @@ from corral.export._k8s_objects import (
     checksum,
     claim_spec,
     container_security,
+    grace_period,
     instances_service,
     labels,
     metadata,
     pod_security,
+    pre_stop,
     scrape_annotations,
     selector,
 )
+from corral.export._k8s_resources import GATEWAY, NATS, NATS_EXPORTER, container_resources
 from corral.export._mapping import kubernetes_probe
 from corral.export._model import (
     DATA_DIR,
@@ -40,6 +43,8 @@ from corral.plan import CheckKind, CheckPlan, Plan
 ENVOY_UID = 65532
 """The distroless Envoy image's ``nonroot`` user."""
 NATS_UID = 1000
+GATEWAY_STOP_SECONDS = 5.0
+"""Envoy's own time to stop after SIGTERM (it closes its listeners at once)."""
 
 
 def gateway_objects(plan: Plan, options: ExportOptions, sources: Sources) -> list[dict[str, Any]]:
@@ -70,6 +75,9 @@ def gateway_objects(plan: Plan, options: ExportOptions, sources: Sources) -> lis
         ],
         "readinessProbe": kubernetes_probe(ready, port="stats"),
         "livenessProbe": kubernetes_probe(ready, port="stats"),
+        # The edge (an Ingress, a Gateway, a load balancer) stops sending first.
+        "lifecycle": pre_stop(),
+        "resources": container_resources(GATEWAY),
         "securityContext": container_security(),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -98,7 +106,7 @@ def gateway_objects(plan: Plan, options: ExportOptions, sources: Sources) -> lis
                         "automountServiceAccountToken": False,
                         "enableServiceLinks": False,
                         "securityContext": pod_security(ENVOY_UID),
-                        "terminationGracePeriodSeconds": 5,
+                        "terminationGracePeriodSeconds": grace_period(GATEWAY_STOP_SECONDS),
                         "containers": [container],
                         "volumes": [
                             {"name": "config", "configMap": {"name": name, "items": items}},
@@ -114,7 +122,22 @@ def gateway_objects(plan: Plan, options: ExportOptions, sources: Sources) -> lis
             "metadata": meta,
             "spec": {
                 "selector": selector(plan, name),
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                    # Envoy's stats, for a ServiceMonitor (see _k8s_monitoring.py).
+                    *(
+                        [
+                            {
+                                "name": "stats",
+                                "port": GATEWAY_STATS_PORT,
+                                "targetPort": "stats",
+                                "protocol": "TCP",
+                            }
+                        ]
+                        if options.servicemonitor
+                        else []
+                    ),
+                ],
             },
         },
     ]
@@ -142,6 +165,7 @@ def nats_objects(plan: Plan, options: ExportOptions) -> list[dict[str, Any]]:
         ],
         "readinessProbe": kubernetes_probe(ready, port="monitor"),
         "livenessProbe": kubernetes_probe(alive, port="monitor"),
+        "resources": container_resources(NATS),
         "securityContext": container_security(),
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/nats", "readOnly": True},
@@ -154,6 +178,7 @@ def nats_objects(plan: Plan, options: ExportOptions) -> list[dict[str, Any]]:
         "imagePullPolicy": "IfNotPresent",
         "args": exporter_args(f"http://127.0.0.1:{NATS_MONITOR_PORT}"),
         "ports": [{"name": "metrics", "containerPort": NATS_EXPORTER_PORT, "protocol": "TCP"}],
+        "resources": container_resources(NATS_EXPORTER),
         "securityContext": container_security(),
     }
     return [
@@ -183,6 +208,19 @@ def nats_objects(plan: Plan, options: ExportOptions) -> list[dict[str, Any]]:
                         "targetPort": "monitor",
                         "protocol": "TCP",
                     },
+                    # The exporter's metrics, for a ServiceMonitor (see _k8s_monitoring.py).
+                    *(
+                        [
+                            {
+                                "name": "metrics",
+                                "port": NATS_EXPORTER_PORT,
+                                "targetPort": "metrics",
+                                "protocol": "TCP",
+                            }
+                        ]
+                        if options.servicemonitor
+                        else []
+                    ),
                 ],
             },
         },

@@ -11,21 +11,25 @@ from corral.export._environment import (
     container_environment,
     sqlite_url,
 )
+from corral.export._k8s_monitoring import HEADLESS_LABEL
 from corral.export._k8s_objects import (
     checksum,
     container_security,
     database_secret,
     disruption_budget,
+    grace_period,
     instances_service,
     labels,
     metadata,
     pod_security,
+    pre_stop,
     scrape_annotations,
     secrets_secret,
     selector,
     volume_claim,
 )
-from corral.export._mapping import cpu_quantity, kubernetes_probe, memory_quantity, whole_seconds
+from corral.export._k8s_resources import service_resources
+from corral.export._mapping import kubernetes_probe
 from corral.export._model import (
     CONTAINER_PORT,
     DATA_DIR,
@@ -125,12 +129,6 @@ def service_objects(
     if sqlite:
         mounts.append({"name": "data", "mountPath": DATA_DIR})
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data"}})
-    resources: dict[str, Any] = {}
-    if service.cpu is not None:
-        resources.setdefault("requests", {})["cpu"] = cpu_quantity(service.cpu)
-    if service.memory is not None:
-        resources.setdefault("requests", {})["memory"] = memory_quantity(service.memory)
-        resources["limits"] = {"memory": memory_quantity(service.memory)}
     container: dict[str, Any] = {
         "name": name,
         "image": options.image(plan.system, name),
@@ -140,10 +138,10 @@ def service_objects(
         "envFrom": [{"configMapRef": {"name": f"{name}-env"}}],
         "env": variables,
         **_probes(service.readiness, service.liveness, service.startup),
+        "lifecycle": pre_stop(),
+        "resources": service_resources(service, notes),
+        "securityContext": container_security(),
     }
-    if resources:
-        container["resources"] = resources
-    container["securityContext"] = container_security()
     container["volumeMounts"] = mounts
     if service.restart.policy is not RestartPolicy.ALWAYS:
         notes.append(
@@ -177,7 +175,7 @@ def service_objects(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": pod_security(SERVICE_UID),
-                    "terminationGracePeriodSeconds": whole_seconds(service.stop_grace_period),
+                    "terminationGracePeriodSeconds": grace_period(service.stop_grace_period),
                     "containers": [container],
                     "volumes": volumes,
                 },
@@ -201,7 +199,11 @@ def service_objects(
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": {**meta, "name": instances_service(name)},
+                "metadata": {
+                    **meta,
+                    "name": instances_service(name),
+                    "labels": {**meta["labels"], HEADLESS_LABEL: "true"},
+                },
                 "spec": {
                     "clusterIP": "None",
                     "selector": selector(plan, name),

@@ -71,6 +71,11 @@ class ExportOptions:
     """The manifest's file name, for the header of every generated file."""
     volume_size: str = "1Gi"
     """Size of each persistent volume claim (SQLite services, NATS) on Kubernetes."""
+    servicemonitor: bool = False
+    """Kubernetes: also Prometheus Operator ServiceMonitors for every scraped pod."""
+    gateway_api: str | None = None
+    """Kubernetes: ``[namespace/]name`` of a Gateway API Gateway to attach the gateway's
+    routes to (HTTPRoutes); None: none."""
     images: Images = field(default_factory=Images)
 
     def image(self, system: str, service: str) -> str:
@@ -99,12 +104,20 @@ class ExportOptions:
             out.append(f"--registry {self.registry!r}: a lower-case image name prefix (host/path)")
         if not _QUANTITY.match(self.volume_size):
             out.append(f"--volume-size {self.volume_size!r}: a size such as 1Gi or 500Mi")
+        if self.gateway_api is not None and not _GATEWAY_REF.match(self.gateway_api):
+            out.append(
+                f"--gateway-api {self.gateway_api!r}: a Gateway's name, or namespace/name "
+                "(lower-case letters, digits, '-' and '.')"
+            )
         return out
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*/?$")
+_GATEWAY_REF = re.compile(
+    r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+)
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 

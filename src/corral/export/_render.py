@@ -25,13 +25,15 @@ def render(
     options = options or ExportOptions()
     sources = sources or Sources()
     parts = []
-    for target in sorted(set(targets), key=list(Target).index):
+    chosen = set(targets)
+    for target in sorted(chosen, key=list(Target).index):
         if target is Target.DOCKER:
             parts.append(render_docker(plan, options, sources))
         elif target is Target.COMPOSE:
             parts.append(render_compose(plan, options, sources))
         elif target is Target.KUBERNETES:
-            parts.append(render_kubernetes(plan, options, sources))
+            monitored = Target.PROMETHEUS in chosen
+            parts.append(render_kubernetes(plan, options, sources, monitored=monitored))
         elif target is Target.PROMETHEUS:
             parts.append(render_prometheus(plan, options))
         else:

@@ -14,6 +14,9 @@ class Severity(StrEnum):
     """Exit 1: the architecture is broken (or the manifest cannot be used)."""
     WARNING = "warning"
     """Exit 0, unless ``--strict``: worth a look, may be intended."""
+    INFO = "info"
+    """Exit 0 always, ``--strict`` too: advice that matters only where the system is
+    deployed (a rule reports info when the manifest shows it is not written for that)."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,13 @@ class Finding:
     services: tuple[str, ...] = field(default=(), compare=False)
     """The services it is about; one of them listing the rule in ``lint.ignore``
     silences it."""
+    level: Severity | None = field(default=None, compare=False)
+    """This finding's severity when it is not the rule's own (CL601 on a manifest that
+    sizes no service is info)."""
 
     @property
     def severity(self) -> Severity:
-        return self.rule.severity
+        return self.level or self.rule.severity
 
     def __str__(self) -> str:
         d = self.diagnostic
@@ -85,8 +91,12 @@ class Report:
     def warnings(self) -> int:
         return sum(1 for f in self.findings if f.severity is Severity.WARNING)
 
+    @property
+    def infos(self) -> int:
+        return sum(1 for f in self.findings if f.severity is Severity.INFO)
+
     def exit_code(self, *, strict: bool = False) -> int:
-        """1 on any error (or, when strict, any warning); else 0."""
+        """1 on any error (or, when strict, any warning); else 0. Info never counts."""
         return 1 if self.errors or (strict and self.warnings) else 0
 
     def summary(self) -> str:
@@ -94,13 +104,16 @@ class Report:
             return f"{n} {word}{'s' if n != 1 else ''}"
 
         head = f"{count(self.errors, 'error')}, {count(self.warnings, 'warning')} in {self.file}"
-        return head + (f" ({self.silenced} silenced by lint.ignore)" if self.silenced else "")
+        extra = [f"{self.infos} info"] if self.infos else []
+        extra += [f"{self.silenced} silenced by lint.ignore"] if self.silenced else []
+        return head + (f" ({'; '.join(extra)})" if extra else "")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "errors": self.errors,
             "warnings": self.warnings,
+            "info": self.infos,
             "silenced": self.silenced,
             "findings": [f.to_json() for f in self.findings],
         }

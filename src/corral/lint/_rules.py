@@ -1,8 +1,8 @@
 """The rules of ``corral lint``, each a pure function of the manifest and its plan.
 
 Ids group rules by what they look at: CL0xx the manifest itself, CL1xx synchronous calls,
-CL2xx events, CL3xx resilience, CL4xx the gateway, CL5xx data. docs/lint.md explains
-every rule with an example; keep the two in step.
+CL2xx events, CL3xx resilience, CL4xx the gateway, CL5xx data, CL6xx deployment.
+docs/lint.md explains every rule with an example; keep the two in step.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from corral.manifest._resilience import PolicySpec
 from corral.plan import Plan
 from corral.plan._resilience import DEFAULT_PLAN
 
-ERROR, WARNING = Severity.ERROR, Severity.WARNING
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 INVALID_MANIFEST = Rule(
     "CL001", "invalid-manifest", ERROR, "The manifest has an error (`corral validate`).", True
@@ -53,6 +53,12 @@ ROUTE_WITHOUT_READINESS = Rule(
 SHARED_DATABASE = Rule(
     "CL501", SHARED_DATABASE_RULE, ERROR, "Two services share one database.", True
 )
+MISSING_RESOURCES = Rule(
+    "CL601",
+    "missing-resources",
+    WARNING,
+    "A service sets no cpu or memory (info while no service does).",
+)
 
 DEFAULT_MAX_CALL_DEPTH = 3
 """Synchronous hops one request may take (gateway -> a -> b -> c -> d is 3)."""
@@ -73,9 +79,16 @@ class Context:
         return {name: s.calls or () for name, s in self.plan.services.items()}
 
     def finding(
-        self, rule: Rule, path: KeyPath, message: str, hint: str, services: tuple[str, ...]
+        self,
+        rule: Rule,
+        path: KeyPath,
+        message: str,
+        hint: str,
+        services: tuple[str, ...],
+        *,
+        level: Severity | None = None,
     ) -> Finding:
-        return Finding(self.manifest.diagnostic(path, message, hint), rule, services)
+        return Finding(self.manifest.diagnostic(path, message, hint), rule, services, level)
 
 
 Check = Callable[[Context], Iterator[Finding]]
@@ -235,6 +248,38 @@ def routes_without_readiness(ctx: Context) -> Iterator[Finding]:
         )
 
 
+def missing_resources(ctx: Context) -> Iterator[Finding]:
+    """Resources matter where a scheduler places pods (and kills at the memory limit);
+    ``corral up`` enforces none. So a manifest that sizes no service at all is taken as
+    written for ``corral up`` and each finding is info; once one service is sized, one
+    without is an oversight and a warning."""
+    services = ctx.manifest.spec.services
+    sized = any(
+        s.resources.cpu is not None or s.resources.memory is not None for s in services.values()
+    )
+    for name, spec in services.items():
+        missing = [key for key in ("cpu", "memory") if getattr(spec.resources, key) is None]
+        if not missing:
+            continue
+        written = "resources" in spec.model_fields_set
+        message = (
+            f"{name} sets no {' or '.join(missing)} in resources:"
+            if written
+            else f"{name} sets no resources: (neither cpu nor memory)"
+        )
+        yield ctx.finding(
+            MISSING_RESOURCES,
+            ("services", name, "resources") if written else ("services", name),
+            message,
+            "on Kubernetes the scheduler places pods by their requests and kills one at its "
+            "memory limit; the export then uses a default that fits no service in particular "
+            "(docs/export.md): size it from what it uses, e.g. "
+            "resources: {cpu: 250m, memory: 256Mi}",
+            (name,),
+            level=None if sized else INFO,
+        )
+
+
 CHECKS: tuple[Check, ...] = (
     call_cycles,
     deep_chains,
@@ -243,6 +288,7 @@ CHECKS: tuple[Check, ...] = (
     idle_topics,
     resilience_coverage,
     routes_without_readiness,
+    missing_resources,
 )
 
 RULES: tuple[Rule, ...] = (
@@ -259,5 +305,6 @@ RULES: tuple[Rule, ...] = (
     RETRY_AMPLIFICATION,
     ROUTE_WITHOUT_READINESS,
     SHARED_DATABASE,
+    MISSING_RESOURCES,
 )
 """Every rule, in id order."""
