@@ -287,7 +287,10 @@ def test_gateway_routes_and_metrics_but_no_admin_port(tmp_path: Path) -> None:
         routes = corral("gateway", "routes", "--json", cwd=tmp_path)
         assert routes.returncode == 0, routes.stderr
         rows = json.loads(routes.stdout)
-        assert [(r["match"], r["service"]) for r in rows[:1]] == [("prefix /api", "api")]
+        forwarded = [(r["match"], r["service"]) for r in rows if r["service"]]
+        assert forwarded[:1] == [("prefix /api", "api")]
+        # before it, the 404 that keeps /api's internal endpoints (/api/metrics, ...) off
+        assert rows[0]["name"].endswith("/internal") and rows[0]["direct_response"] == 404
 
         metrics = httpx.get(data["gateway_metrics_url"], timeout=5)
         assert metrics.status_code == 200
