@@ -290,7 +290,8 @@ def test_gateway_routes_and_metrics_but_no_admin_port(tmp_path: Path) -> None:
         forwarded = [(r["match"], r["service"]) for r in rows if r["service"]]
         assert forwarded[:1] == [("prefix /api", "api")]
         # before it, the 404 that keeps /api's internal endpoints (/api/metrics, ...) off
-        assert rows[0]["name"].endswith("/internal") and rows[0]["direct_response"] == 404
+        assert rows[0]["name"].endswith("/internal")
+        assert rows[0]["direct_response"] == 404
 
         metrics = httpx.get(data["gateway_metrics_url"], timeout=5)
         assert metrics.status_code == 200
