@@ -7,7 +7,7 @@ Start-up order (``svc.start``, run by the ASGI lifespan):
 3. the database starts and its schema is prepared (migrations or ``create_all``);
 4. lifecycle components start: the live-configuration watch (under ``corral up``), the
    event bus (``svc.events``, when used), then the users' in registration order
-   (``add_lifecycle``, ``lifespan``, ``on_startup``);
+   (``add_lifecycle``, ``lifespan``, ``on_startup``, ``every``);
 5. readiness may turn true (the registered checks decide).
 
 Shutdown runs the reverse: readiness false, components stopped in reverse order (a
@@ -37,6 +37,7 @@ from corral.sdk._live_config import ConfigHook, ConfigWatcher
 from corral.sdk._logging import configure_logging, get_logger, register_secrets
 from corral.sdk._metrics import HttpMetrics
 from corral.sdk._middleware import wrap_stack
+from corral.sdk._periodic import Interval, Periodic
 from corral.sdk._settings import (
     RuntimeEnv,
     ServiceSettings,
@@ -282,6 +283,30 @@ class Service(Generic[S]):
         """Decorator: run ``await fn()`` at stop (reverse registration order)."""
         self._lifecycles.append(_Hooks(fn.__name__, stop=fn))
         return fn
+
+    def every[F: Callable[[], Awaitable[None]]](
+        self, interval: Interval, *, name: str | None = None, stop_timeout: float = 5.0
+    ) -> Callable[[F], F]:
+        """Decorator: run ``await fn()`` every ``interval`` seconds while the service runs
+        (a float, or a function read before each wait, such as
+        ``lambda: svc.settings.sweep_s``), started after the components registered before
+        it. A round that raises is logged and the next one runs; a round in progress at
+        stop gets ``stop_timeout`` seconds to finish. See corral.sdk._periodic.
+
+        >>> @svc.every(30)
+        ... async def expire_offers() -> None: ...
+        """
+
+        def decorate(fn: F) -> F:
+            task_name: str = name or getattr(fn, "__name__", None) or "periodic"
+            self._lifecycles.append(
+                Periodic(
+                    fn, interval=interval, name=task_name, log=self.log, stop_timeout=stop_timeout
+                )
+            )
+            return fn
+
+        return decorate
 
     def on_config_change[F: ConfigHook](self, fn: F) -> F:
         """Decorator: run ``await fn(change)`` after reloadable settings fields were
