@@ -3,7 +3,8 @@
 Start-up order (``svc.start``, run by the ASGI lifespan):
 
 1. settings and runtime env are read (one :class:`SettingsError` listing every problem);
-2. logging and tracing are configured, secrets registered for redaction;
+2. logging and tracing are configured, secrets registered for redaction, and the token
+   verifier built (``CORRAL_IDENTITY``: see corral.sdk.identity);
 3. the database starts and its schema is prepared (migrations or ``create_all``);
 4. lifecycle components start: the live-configuration watch (under ``corral up``), the
    event bus (``svc.events``, when used), then the users' in registration order
@@ -47,6 +48,8 @@ from corral.sdk._settings import (
 )
 from corral.sdk._tracing import build_tracer_provider, set_caller
 from corral.sdk.client._hub import ClientHub
+from corral.sdk.identity._setup import build_verifier
+from corral.sdk.identity._verifier import TokenVerifier
 
 if TYPE_CHECKING:
     from corral.sdk.client import ServiceClient
@@ -146,6 +149,7 @@ class Service(Generic[S]):
         self._config_hooks: list[ConfigHook] = []
 
         self._events: Events | None = None
+        self._identity: TokenVerifier | None = None
         self.health = Health()
         self.metrics = HttpMetrics()
         self.db = Database(migrations=migrations, metadata=metadata, engine_options=engine_options)
@@ -175,7 +179,7 @@ class Service(Generic[S]):
             )
         )
         self.app.build_middleware_stack = (  # type: ignore[method-assign]
-            lambda: wrap_stack(build_stack, self, quiet)
+            lambda: wrap_stack(build_stack, self, quiet, identity=lambda: self._identity)
         )
 
         # FastAPI's own decorators, signatures and all.
@@ -362,6 +366,11 @@ class Service(Generic[S]):
         if self._settings_cls is not None:
             _ = self.settings
         self.configure_telemetry()
+        # Before anything serves: a request that arrives once the server listens must
+        # find its token checked (corral.sdk.identity).
+        self._identity = build_verifier(
+            self.runtime.identity, client_for=self._clients.internal, log=self.log
+        )
         if self.uses_database:
             url = self.runtime.database_url
             assert url is not None  # load_settings requires it

@@ -13,6 +13,9 @@ sample from the service's own registry::
         assert metric(svc, "http_requests_total", route="/hello/{name}", method="GET",
                       status="200") == 1
         assert logs[-2]["event"] == "request"
+
+``TokenIssuer`` signs tokens the service verifies as it would the gateway's provider's
+(``serve_in_process(svc, env=issuer.env())``, then ``headers=issuer.headers("user-1")``).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import httpx
 from corral import contract
 from corral.sdk._logging import WRITER
 from corral.sdk._service import Service
+from corral.sdk.identity._testing import TokenIssuer
 
-__all__ = ["capture_logs", "metric", "patched_env", "serve_in_process"]
+__all__ = ["TokenIssuer", "capture_logs", "metric", "patched_env", "serve_in_process"]
 
 
 @contextmanager
