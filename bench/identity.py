@@ -13,7 +13,10 @@ side by side in one run, rounds rotating which side goes first:
   the worst case.
 
 Load: wrk (1 thread, separate process). The figure that holds on a shared machine is the
-server process's CPU time per request (/proc); req/s are reported too. Results:
+server process's CPU time per request (/proc); req/s are reported too. The same four
+cases are also timed in process, through the identity layer alone (its ASGI middleware
+in front of an app that answers nothing, CPU time of this process): what the layer
+itself costs, without HTTP, the server and the neighbours' noise. Results:
 bench/results/identity.json.
 
     uv run python bench/identity.py [--duration 3] [--rounds 3] [--connections 16]
@@ -97,6 +100,50 @@ def keys(folder: Path) -> dict[str, Any]:
     }
 
 
+def in_process(env: dict[str, str], tokens: dict[str, list[str]]) -> dict[str, float]:
+    """CPU microseconds per request through IdentityMiddleware alone, per case."""
+    import asyncio
+
+    from corral.sdk import get_logger
+    from corral.sdk.identity import IdentityConfig
+    from corral.sdk.identity._middleware import IdentityMiddleware
+    from corral.sdk.identity._setup import build_verifier
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    async def measure(verifier: Any, sent: list[str]) -> float:
+        layer = IdentityMiddleware(app, verifier=lambda: verifier)
+        base = [(b"host", b"bench"), (b"accept", b"*/*"), (b"user-agent", b"wrk")]
+        scopes = [
+            {"type": "http", "headers": [*base, (b"authorization", b"Bearer " + t.encode())]}
+            if t
+            else {"type": "http", "headers": list(base)}
+            for t in sent
+        ]
+        for scope in scopes[:200]:  # keys fetched, code warm
+            await layer(dict(scope), None, None)  # type: ignore[arg-type]
+        began = time.process_time()
+        for scope in scopes:
+            await layer(dict(scope), None, None)  # type: ignore[arg-type]
+        return round((time.process_time() - began) / len(scopes) * 1e6, 2)
+
+    async def main() -> dict[str, float]:
+        config = IdentityConfig.model_validate_json(env["CORRAL_IDENTITY"])
+
+        def verifier() -> Any:
+            return build_verifier(config, client_for=lambda _: None, log=get_logger())  # type: ignore[arg-type,return-value]
+
+        return {
+            "off": await measure(None, [""] * 20_000),
+            "cached": await measure(verifier(), tokens["cached"] * 20_000),
+            "uncached_rs256": await measure(verifier(), tokens["uncached_rs256"]),
+            "uncached_es256": await measure(verifier(), tokens["uncached_es256"]),
+        }
+
+    return asyncio.run(main())
+
+
 def script(folder: Path, name: str, tokens: list[str]) -> Path:
     """A wrk script sending ``tokens`` in turn (one when there is one)."""
     path = folder / f"{name}.lua"
@@ -119,20 +166,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="corral-bench-identity-") as tmp:
         folder = Path(tmp)
         made = keys(folder)
         print(f"signing {2 * DISTINCT_TOKENS} tokens ...", file=sys.stderr)
-        scripts: dict[str, Path | None] = {
-            "off": None,
-            "cached": script(folder, "cached", [made["token"]("RS256", 0)]),
-            "uncached_rs256": script(
-                folder, "rs", [made["token"]("RS256", n) for n in range(DISTINCT_TOKENS)]
-            ),
-            "uncached_es256": script(
-                folder, "es", [made["token"]("ES256", n) for n in range(DISTINCT_TOKENS)]
-            ),
+        tokens = {
+            "cached": [made["token"]("RS256", 0)],
+            "uncached_rs256": [made["token"]("RS256", n) for n in range(DISTINCT_TOKENS)],
+            "uncached_es256": [made["token"]("ES256", n) for n in range(DISTINCT_TOKENS)],
         }
+        layer = in_process(made["env"], tokens)
+        print("in process", layer, file=sys.stderr)
+        scripts: dict[str, Path | None] = {"off": None}
+        scripts.update({side: script(folder, side, sent) for side, sent in tokens.items()})
         sides = list(scripts)
         runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
         for round_ in range(args.rounds):
@@ -181,7 +228,14 @@ def main() -> None:
         summary[side]["rps_vs_off"] = round(summary[side]["rps"] / summary["off"]["rps"], 3)
     out = {
         "benchmark": "identity",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m_before_after": [
+                round(load_before[0], 1),
+                round(os.getloadavg()[0], 1),
+            ],
+        },
         "service": "corral.sdk Service, GET /me with an OptionalCaller, python -m corral.sdk.serve",
         "load_generator": f"wrk 1 thread, {args.connections} connections, 127.0.0.1",
         "duration_s": args.duration,
@@ -193,6 +247,7 @@ def main() -> None:
             "uncached_es256": f"{DISTINCT_TOKENS} ES256 tokens in turn (a verification each)",
         },
         "summary_median_of_rounds": summary,
+        "identity_layer_in_process_cpu_us_per_request": layer,
         "runs": runs,
     }
     path = write_result("identity.json", out)

@@ -71,25 +71,26 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     plan = resolve(parse(MANIFEST, folder / "corral.yaml"), python=sys.executable)
     jwks = folder / "jwks.json"
     jwks.write_text(json.dumps({"keys": [KEY.jwk()]}))
-    ports = {name: free_port() for name in plan.services}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     started: dict[str, ServedProcess] = {}
     try:
-        for name, service in plan.services.items():
+        # In the order they call each other, each on a port chosen just before it starts
+        # (other tests pick ports too), told the URLs of those started before it.
+        for name in ("auth", "tracking", "rides"):
+            service, port = plan.services[name], free_port()
+            urls = {other: served.base_url for other, served in started.items()}
             env = instance_environment(
                 plan,
                 service,
                 instance=f"{name}-1",
-                port=ports[name],
+                port=port,
                 endpoints=Endpoints(service_urls=urls),  # static discovery
                 database_url=None,
             )
             env["TEST_JWKS_FILE"] = str(jwks)
             started[name] = ServedProcess(
-                service.app or "", APPS, env, folder / f"{name}.log", port=ports[name]
+                service.app or "", APPS, env, folder / f"{name}.log", port=port
             )
-        for served in started.values():
-            served.wait_ready()
+            started[name].wait_ready()
         yield System(plan, started)
     finally:
         for served in started.values():

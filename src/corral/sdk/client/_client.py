@@ -282,7 +282,11 @@ class ServiceClient:
         if bulkhead is not None and not bulkhead.try_acquire():
             await self._queue(bulkhead, at)
         try:
-            policy_timeout, retry = self._route_policy(method, path, timeout_override)
+            policy = self.policy
+            if policy.routes or timeout_override is not None:
+                policy_timeout, retry = self._route_policy(method, path, timeout_override)
+            else:  # the common case, without a call
+                policy_timeout, retry = policy.timeout, policy.retries
             if not self._resolver_started:
                 await self.resolver.start()
                 self._resolver_started = True
@@ -296,7 +300,10 @@ class ServiceClient:
             attempt = 0
             while True:
                 attempt += 1
-                attempt_timeout, cut = self._attempt_window(policy_timeout, at, attempt)
+                if at is None:  # no deadline: the policy's timeout, without a call
+                    attempt_timeout, cut = policy_timeout, False
+                else:
+                    attempt_timeout, cut = self._attempt_window(policy_timeout, at, attempt)
                 response, error, url = await self._attempt(
                     request, url, attempt, attempt_timeout, cut, at
                 )
@@ -398,7 +405,13 @@ class ServiceClient:
             url = urls[0] if len(urls) == 1 else self.balancer.pick(urls, previous_url or None)
             if attempt_timeout <= 0:  # aiohttp would read 0 as "no timeout"
                 raise TimeoutError
-            outgoing[_DEADLINE] = self._deadline_header(at if cut else None, attempt_timeout)
+            # The deadline the callee gets: the caller's when it cuts the attempt, else the
+            # end of the attempt timeout; in whole milliseconds, rounded down (never later
+            # than the real one). The text is made once per millisecond (_deadline_text).
+            ends_ms = int((at if cut and at is not None else time.time() + attempt_timeout) * 1000)
+            if ends_ms != self._deadline_ms:
+                self._deadline_text_for(ends_ms)
+            outgoing[_DEADLINE] = self._deadline_text
             least = self._least
             if least:
                 self.balancer.begin(url)
@@ -416,7 +429,8 @@ class ServiceClient:
                     json=json,
                     data=content,
                     headers=outgoing,
-                    timeout=self._timeout(attempt_timeout, cut),
+                    timeout=(None if cut else self._timeouts.get(attempt_timeout))
+                    or self._timeout(attempt_timeout, cut),
                 )
                 try:
                     body = await raw.read()
@@ -448,17 +462,11 @@ class ServiceClient:
             if breaker is not None:
                 breaker.release(probe, verdict)
 
-    def _deadline_header(self, deadline: float | None, attempt_timeout: float) -> str:
-        """The deadline the callee gets: the caller's ``deadline`` when it cuts the
-        attempt, else the end of the attempt timeout; in whole milliseconds, rounded
-        down (never later than the real one), and formatted once per millisecond: float
-        formatting is most of the header's cost."""
-        ends = deadline if deadline is not None else time.time() + attempt_timeout
-        ends_ms = int(ends * 1000)
-        if ends_ms != self._deadline_ms:
-            self._deadline_ms = ends_ms
-            self._deadline_text = f"{ends_ms / 1000:.3f}"
-        return self._deadline_text
+    def _deadline_text_for(self, ends_ms: int) -> None:
+        """Format the deadline header's text for ``ends_ms``: float formatting is most of
+        the header's cost, so it is done once per millisecond, not per call."""
+        self._deadline_ms = ends_ms
+        self._deadline_text = f"{ends_ms / 1000:.3f}"
 
     def _timeout(self, seconds: float, cut: bool) -> aiohttp.ClientTimeout:
         """aiohttp's bound for one attempt: the policy's few timeouts (and per-call
