@@ -122,7 +122,7 @@ async def run(
 
     async def wrapped() -> None:
         response = await client.get("/estimate")
-        assert response.status == 200
+        assert response.status_code == 200
 
     # As inside a service's handler: a current span (its context is what traceparent
     # carries; not recording, as with export off) and a request id, so all four context

@@ -78,6 +78,35 @@ SECRET_VARIABLES: Final = "CORRAL_SECRET_VARIABLES"  # noqa: S105 - a variable n
 """Comma-separated names of this instance's variables that hold secrets (the manifest's
 ``secrets:``); the SDK redacts their values from every log line."""
 
+IDENTITY: Final = "CORRAL_IDENTITY"
+"""JSON: how this service verifies the identity a request carries, the same JWT providers
+the gateway checks (``gateway.jwt`` in the manifest)::
+
+    {"providers": [{"name": "main", "issuer": "https://auth.example.com",
+                    "audiences": ["shop"], "algorithms": [...JWT_ALGORITHMS],
+                    "jwks": {"service": "auth", "path": "/.well-known/jwks.json"},
+                    "cache_s": 30, "clock_skew_s": 30,
+                    "forward_claims": ["sub", "email"], "roles_claim": "roles"}]}
+
+``jwks`` is one of ``{"service", "path"}`` (fetched through discovery), ``{"file"}`` or
+``{"url"}``. Unset: the service verifies nothing and sees no caller identity (claim
+headers are dropped). See docs/identity.md."""
+
+JWT_ALGORITHMS: Final = (
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "PS256",
+    "PS384",
+    "PS512",
+    "RS256",
+    "RS384",
+    "RS512",
+)
+"""The signature algorithms a token may use: the asymmetric ones Envoy's jwt_authn
+accepts. Symmetric (HS*) tokens are refused, as is ``none``."""
+
 CONFIG_VARIABLES: Final = (CONFIG_URL, CONFIG_TOKEN, CONFIG_VERSION, SECRET_VARIABLES)
 
 ALL_VARIABLES: Final = (
@@ -97,6 +126,7 @@ ALL_VARIABLES: Final = (
     LOG_FORMAT,
     OTEL_ENDPOINT,
     OTEL_SERVICE_NAME,
+    IDENTITY,
     *CONFIG_VARIABLES,
 )
 
@@ -105,7 +135,8 @@ RESERVED: Final = frozenset(
     | set(CONFIG_VARIABLES)
 )
 """Variables the control plane owns per instance; a manifest's ``env`` may not set them.
-The others (DATABASE_URL, NATS_URL, OTEL_*, LOG_FORMAT) a manifest may point elsewhere."""
+The others (DATABASE_URL, NATS_URL, OTEL_*, LOG_FORMAT, IDENTITY) a manifest may point
+elsewhere."""
 
 COMPONENT_PREFIX: Final = "corral-"
 """Names Corral's own supervised components carry (corral-gateway, corral-nats) in the
@@ -144,7 +175,9 @@ CALLER_HEADER: Final = "x-corral-caller"
 """Name of the calling service."""
 CLAIM_HEADER_PREFIX: Final = "x-corral-claim-"
 """The gateway forwards verified JWT claims as ``x-corral-claim-<claim>`` headers; it
-strips any client-supplied header with this prefix first."""
+strips any client-supplied header with this prefix first. A service trusts none of them:
+it verifies the forwarded token itself and rewrites these headers from it (see
+:data:`IDENTITY`)."""
 
 
 def service_url_variable(service: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,103 @@ def test_resilience_policies_reach_the_calling_service() -> None:
 def test_no_resilience_section_means_no_variable() -> None:
     """Without a resilience section the SDK's defaults apply and nothing is set."""
     assert contract.RESILIENCE not in environment(plan())
+
+
+GATEWAY = """
+gateway:
+  jwt:
+    main:
+      issuer: https://auth.shop.test
+      audiences: [shop, admin]
+      jwks: {service: ride-matching, path: /keys, cache: 45s}
+      forward_claims: [email]
+      roles_claim: groups
+      clock_skew: 5s
+    partners:
+      issuer: https://partners.test
+      audiences: [shop]
+      jwks: {file: keys/partners.json}
+  routes:
+    - match: {prefix: /}
+      service: web
+      auth: {jwt: main}
+"""
+
+
+def test_every_service_gets_the_gateway_providers_to_verify_tokens() -> None:
+    """CORRAL_IDENTITY carries each JWT provider of the gateway, with the gateway's own
+    pins (issuer, audiences, algorithms, clock skew) and where its keys are; every
+    service gets it (a token forwarded by one service is verified by the next)."""
+    text = (
+        "name: shop\nservices:\n  web:\n    command: x\n  ride-matching:\n    command: x\n"
+        + GATEWAY
+    )
+    resolved = resolve(parse(text, Path("/srv/shop/corral.yaml")), python="python3")
+    for service in resolved.services.values():
+        env = instance_environment(
+            resolved, service, instance="x-1", port=1, endpoints=Endpoints(), database_url=None
+        )
+        assert json.loads(env[contract.IDENTITY]) == {
+            "providers": [
+                {
+                    "name": "main",
+                    "issuer": "https://auth.shop.test",
+                    "audiences": ["admin", "shop"],
+                    "algorithms": list(contract.JWT_ALGORITHMS),
+                    "jwks": {"service": "ride-matching", "path": "/keys"},
+                    "cache_s": 45.0,
+                    "clock_skew_s": 5.0,
+                    "forward_claims": ["email", "sub"],
+                    "roles_claim": "groups",
+                },
+                {
+                    "name": "partners",
+                    "issuer": "https://partners.test",
+                    "audiences": ["shop"],
+                    "algorithms": list(contract.JWT_ALGORITHMS),
+                    "jwks": {"file": "keys/partners.json"},
+                    "cache_s": 30.0,
+                    "clock_skew_s": 30.0,
+                    "forward_claims": ["sub"],
+                    "roles_claim": "roles",
+                },
+            ]
+        }
+
+
+def test_no_identity_without_jwt_providers() -> None:
+    """Without gateway JWT providers there is nothing to verify: no CORRAL_IDENTITY (the
+    services then trust no claim at all), unless the manifest's env sets one itself."""
+    assert contract.IDENTITY not in environment(plan())
+    own = '{"providers": []}'
+    assert environment(plan(f"{{{contract.IDENTITY}: '{own}'}}"))[contract.IDENTITY] == own
+
+
+@pytest.mark.parametrize(
+    ("workdir", "jwks", "expected"),
+    [
+        ("api", "keys/jwks.json", "../keys/jwks.json"),
+        (".", "keys/jwks.json", "keys/jwks.json"),
+        ("api", "/etc/shop/jwks.json", "/etc/shop/jwks.json"),
+    ],
+)
+def test_a_jwks_file_is_named_from_the_service_working_directory(
+    workdir: str, jwks: str, expected: str
+) -> None:
+    """A key file in the system's folder is named relative to the service's working
+    directory, which is the same under corral up and in an exported image (it copies the
+    folder); a file outside the folder keeps its absolute path."""
+    text = f"""
+name: shop
+services:
+  web: {{command: x, workdir: {workdir}}}
+gateway:
+  jwt:
+    main: {{issuer: i, audiences: [a], jwks: {{file: {jwks}}}}}
+  routes:
+    - {{match: {{prefix: /}}, service: web}}
+"""
+    resolved = resolve(parse(text, Path("/srv/shop/corral.yaml")), python="python3")
+    env = environment(resolved)
+    (provider,) = json.loads(env[contract.IDENTITY])["providers"]
+    assert provider["jwks"] == {"file": expected}

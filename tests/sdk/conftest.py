@@ -19,8 +19,12 @@ PG_ADMIN_URL = os.environ.get("CORRAL_TEST_PG_URL", "postgresql://postgres@127.0
 def serve_process(tmp_path: Path) -> Iterator[Any]:
     started: list[ServedProcess] = []
 
-    def start(target: str, *, cwd: Path = APPS, env: dict[str, str] | None = None) -> ServedProcess:
-        served = ServedProcess(target, cwd, env or {}, tmp_path / f"serve-{len(started)}.log")
+    def start(
+        target: str, *, cwd: Path = APPS, env: dict[str, str] | None = None, port: int | None = None
+    ) -> ServedProcess:
+        served = ServedProcess(
+            target, cwd, env or {}, tmp_path / f"serve-{len(started)}.log", port=port
+        )
         started.append(served)
         return served
 

@@ -39,8 +39,10 @@ def wait_until(
 class ServedProcess:
     """``python -m corral.sdk.serve`` in a subprocess, stdout captured to a file."""
 
-    def __init__(self, target: str, cwd: Path, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self, target: str, cwd: Path, env: dict[str, str], log: Path, *, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
         full_env = {

@@ -1,4 +1,5 @@
-"""The app's stack: telemetry outermost, in place of ServerErrorMiddleware; route order."""
+"""The app's stack: telemetry outermost, in place of ServerErrorMiddleware, then identity;
+route order."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from corral import contract
 from corral.sdk import PROBLEM_JSON, Service
 from corral.sdk._middleware import TelemetryMiddleware
+from corral.sdk.identity._middleware import IdentityMiddleware
 from corral.sdk.testing import capture_logs, serve_in_process
 
 
@@ -71,9 +73,9 @@ def test_telemetry_is_outermost_and_server_errors_layer_is_gone() -> None:
     svc = make_service()
     svc.app.add_middleware(Guard)
     chain = layers(svc.app.build_middleware_stack())
-    assert chain[0] is TelemetryMiddleware
+    assert chain[:2] == [TelemetryMiddleware, IdentityMiddleware]
     assert ServerErrorMiddleware not in chain
-    assert chain.index(Guard) > 0  # the users' middleware runs inside telemetry
+    assert chain.index(Guard) > 1  # the users' middleware runs inside telemetry and identity
 
 
 def test_a_500_handler_keeps_server_error_middleware() -> None:
@@ -81,8 +83,7 @@ def test_a_500_handler_keeps_server_error_middleware() -> None:
     svc = make_service()
     svc.exception_handler(Exception)(lambda request, exc: JSONResponse({}, status_code=500))
     chain = layers(svc.app.build_middleware_stack())
-    assert chain[0] is TelemetryMiddleware
-    assert chain[1] is ServerErrorMiddleware
+    assert chain[:3] == [TelemetryMiddleware, IdentityMiddleware, ServerErrorMiddleware]
     debug = Service("debugging", debug=True)
     assert ServerErrorMiddleware in layers(debug.app.build_middleware_stack())
 

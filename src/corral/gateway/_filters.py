@@ -127,7 +127,9 @@ def _provider(provider: ProviderPlan) -> Json:
     out: Json = {
         "issuer": provider.issuer,
         "audiences": list(provider.audiences),
-        "forward": False,
+        # Services verify the token themselves (corral.sdk.identity, docs/identity.md):
+        # the claim headers below are a convenience they rebuild, never proof.
+        "forward": True,
         # Only the Authorization header. Envoy's default also accepts ?access_token= in
         # the URL, which puts bearer tokens into access logs, proxies and browser history.
         "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],

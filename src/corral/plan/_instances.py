@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from corral import contract
+from corral.plan._gateway import ProviderPlan
 from corral.plan._model import Plan, ServicePlan
 from corral.plan._resilience import resilience_environment
 
@@ -53,6 +58,9 @@ def instance_environment(
     if endpoints.otel_endpoint:
         overridable[contract.OTEL_ENDPOINT] = endpoints.otel_endpoint
     overridable[contract.OTEL_SERVICE_NAME] = service.name
+    identity = identity_environment(plan, service)
+    if identity is not None:
+        overridable[contract.IDENTITY] = identity
     for name, url in sorted(endpoints.service_urls.items()):
         overridable[contract.service_url_variable(name)] = url
 
@@ -78,6 +86,47 @@ def instance_environment(
     # in code cannot shadow what the runtime's parts (the live configuration) hand out.
     own_env = {k: v for k, v in service.env.items() if k not in contract.RESERVED}
     return {**overridable, **own_env, **owned}
+
+
+def identity_environment(plan: Plan, service: ServicePlan) -> str | None:
+    """``CORRAL_IDENTITY``: the gateway's JWT providers, for services to verify the token
+    a request carries themselves (a request may reach a service's port without passing
+    the gateway). Every service gets all providers: a token one service forwards in a
+    call is verified by the next. None without providers."""
+    if plan.gateway is None or not plan.gateway.providers:
+        return None
+    providers = [_provider(plan, service, p) for p in plan.gateway.providers]
+    return json.dumps({"providers": providers}, separators=(",", ":"))
+
+
+def _provider(plan: Plan, service: ServicePlan, provider: ProviderPlan) -> dict[str, object]:
+    jwks: dict[str, str] = (
+        {"file": _from_workdir(plan, service, provider.jwks_file)}
+        if provider.jwks_file is not None
+        else {"service": provider.jwks_service or "", "path": provider.jwks_path}
+    )
+    return {
+        "name": provider.name,
+        "issuer": provider.issuer,
+        "audiences": list(provider.audiences),
+        # The gateway's pins: Envoy's jwt_authn takes these for a JWKS's key types.
+        "algorithms": list(contract.JWT_ALGORITHMS),
+        "jwks": jwks,
+        "cache_s": provider.cache,
+        # As the gateway renders it: Envoy reads 0 as its 60 s default, so 1 s at least.
+        "clock_skew_s": float(max(1, math.ceil(provider.clock_skew))),
+        "forward_claims": list(provider.forward_claims),
+        "roles_claim": provider.roles_claim,
+    }
+
+
+def _from_workdir(plan: Plan, service: ServicePlan, path: Path) -> str:
+    """A file of the system's folder as seen from the service's working directory, which
+    holds under ``corral up`` and in the exported images alike (they copy the folder);
+    a file elsewhere keeps its absolute path."""
+    if not path.is_relative_to(plan.root):
+        return str(path)
+    return os.path.relpath(path, service.workdir)
 
 
 def _seconds(value: float) -> str:

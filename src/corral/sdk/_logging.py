@@ -20,10 +20,10 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
@@ -31,7 +31,9 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from corral import contract
 from corral.sdk._context import request_id_var
+from corral.sdk._secrets import REDACTED, SECRET_FORMS, redact, register_secrets
 
 __all__ = [
     "REDACTED",
@@ -40,44 +42,14 @@ __all__ = [
     "configure_logging",
     "fast_access",
     "get_logger",
+    "redact",
     "register_secrets",
 ]
 
-REDACTED = "**********"
-
 _static: dict[str, str] = {}
-_secrets: set[str] = set()
-_secret_forms: list[tuple[str, str]] = []
-_lock = threading.Lock()
 
 fast_access = False
 """True when access lines are JSON at a level that is logged: use :func:`access_line`."""
-
-
-def register_secrets(values: Iterable[str]) -> None:
-    """Add values that must never appear in a log line (process-wide, never removed)."""
-    with _lock:
-        for value in values:
-            if value and value not in _secrets:
-                _secrets.add(value)
-                _secret_forms.append((value, REDACTED))
-                # As orjson escapes it (= json.dumps without ensure_ascii) and as the
-                # standard library's fallback (ASCII only) does.
-                for escaped in (
-                    json.dumps(value, ensure_ascii=False)[1:-1],
-                    json.dumps(value)[1:-1],
-                ):
-                    if (escaped, REDACTED) not in _secret_forms:
-                        _secret_forms.append((escaped, REDACTED))
-        # Longest first, so a secret that contains another is replaced whole.
-        _secret_forms.sort(key=lambda f: -len(f[0]))
-
-
-def redact(line: str) -> str:
-    for secret, replacement in _secret_forms:
-        if secret in line:
-            line = line.replace(secret, replacement)
-    return line
 
 
 def dumps(obj: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
@@ -151,7 +123,7 @@ class LineWriter:
         atexit.register(self.flush_pending)
 
     def msg(self, line: str) -> None:
-        if _secret_forms:  # a call less per line while there is nothing to redact
+        if SECRET_FORMS:  # a call less per line while there is nothing to redact
             line = redact(line)
         for capture in self.capturers:
             capture(line)
@@ -222,6 +194,23 @@ def _shared_processors(console: bool) -> list[Processor]:
     return chain
 
 
+def _configure_structlog(*, console: bool, level: int, cache: bool) -> Processor:
+    """structlog's process-wide configuration: the shared chain, then the renderer,
+    lines out through :data:`WRITER` (which redacts). Returns the renderer."""
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        if console
+        else structlog.processors.JSONRenderer(serializer=dumps)
+    )
+    structlog.configure(
+        processors=[*_shared_processors(console), renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=lambda *_: WRITER,
+        cache_logger_on_first_use=cache,
+    )
+    return renderer
+
+
 def configure_logging(
     *, service: str, instance: str, log_format: str = "json", level: str = "info"
 ) -> None:
@@ -229,21 +218,11 @@ def configure_logging(
     console = log_format == "console"
     _static.clear()
     _static.update(service=service, instance=instance)
-    renderer: Processor = (
-        structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
-        if console
-        else structlog.processors.JSONRenderer(serializer=dumps)
-    )
     numeric = logging.getLevelNamesMapping()[level.upper()]
     global fast_access  # process-wide, like structlog's own configuration
     fast_access = not console and numeric <= logging.INFO
     shared = _shared_processors(console)
-    structlog.configure(
-        processors=[*shared, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=lambda *_: WRITER,
-        cache_logger_on_first_use=True,
-    )
+    renderer = _configure_structlog(console=console, level=numeric, cache=True)
     handler = _WriterHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -327,3 +306,28 @@ def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:
     """A structlog logger; lines carry the service, request and trace fields automatically."""
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(**initial)
     return logger
+
+
+def _configure_until_start() -> None:
+    """What ``svc.log`` does before the service starts (lines logged while its module is
+    imported): the same redacted lines, through :data:`WRITER`, with the secrets the
+    runtime contract names (``CORRAL_SECRET_VARIABLES``, tokens, URL passwords); the
+    settings' own secrets join at start. Without this, structlog's default would print
+    them as given. Left alone when the process configured structlog itself."""
+    if structlog.is_configured():
+        return
+    from corral.sdk._settings import environment_secrets
+
+    register_secrets(environment_secrets(os.environ))
+    for key, variable in (("service", contract.SERVICE), ("instance", contract.INSTANCE)):
+        if os.environ.get(variable):
+            _static[key] = os.environ[variable]
+    # Not cached: loggers made now must pick up the configuration of the start.
+    _configure_structlog(
+        console=os.environ.get(contract.LOG_FORMAT) == "console",
+        level=logging.INFO,
+        cache=False,
+    )
+
+
+_configure_until_start()

@@ -48,9 +48,11 @@ from corral.sdk._logging import WRITER, access_line
 from corral.sdk._metrics import UNMATCHED_ROUTE
 from corral.sdk._tracing import PROPAGATOR
 from corral.sdk.client._deadline import deadline_var, parse_deadline
+from corral.sdk.identity._middleware import IdentityMiddleware
 
 if TYPE_CHECKING:
     from corral.sdk._service import Service
+    from corral.sdk.identity._verifier import TokenVerifier
 
 __all__ = ["TelemetryMiddleware", "wrap_stack"]
 
@@ -75,11 +77,17 @@ _CURRENT_CONTEXT = (
 
 
 def wrap_stack(
-    build: Callable[[], ASGIApp], service: Service[Any], quiet_paths: frozenset[str]
+    build: Callable[[], ASGIApp],
+    service: Service[Any],
+    quiet_paths: frozenset[str],
+    *,
+    identity: Callable[[], TokenVerifier | None],
 ) -> ASGIApp:
     """The app's middleware stack (``build`` is FastAPI's builder) with
-    :class:`TelemetryMiddleware` outermost, and :func:`answer_unhandled` installed unless
-    the user's own handler for ``Exception``/500 (or debug mode) is to answer instead.
+    :class:`TelemetryMiddleware` outermost, then :class:`IdentityMiddleware` (so a
+    request's identity is settled before the users' middleware and handlers run, and
+    its work is timed and traced), and :func:`answer_unhandled` installed unless the
+    user's own handler for ``Exception``/500 (or debug mode) is to answer instead.
 
     Starlette's ``ServerErrorMiddleware`` (always on top of a FastAPI stack) would only
     wrap ``send`` once more per request: every exception reaching it has gone through
@@ -100,6 +108,7 @@ def wrap_stack(
             layer.add_exception_handler(Exception, answer_unhandled)
     if type(stack) is ServerErrorMiddleware and stack.handler is None and not stack.debug:
         stack = stack.app
+    stack = IdentityMiddleware(stack, verifier=identity)
     return TelemetryMiddleware(stack, service=service, quiet_paths=quiet_paths)
 
 

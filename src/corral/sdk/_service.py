@@ -3,12 +3,12 @@
 Start-up order (``svc.start``, run by the ASGI lifespan):
 
 1. settings and runtime env are read (one :class:`SettingsError` listing every problem);
-2. logging and tracing are configured, secrets registered for redaction;
+2. logging and tracing are configured, secrets registered for redaction, and the token
+   verifier built (``CORRAL_IDENTITY``: see corral.sdk.identity);
 3. the database starts and its schema is prepared (migrations or ``create_all``);
 4. lifecycle components start: the live-configuration watch (under ``corral up``), the
    event bus (``svc.events``, when used or the environment names a bus), then the users'
-   in registration order
-   (``add_lifecycle``, ``lifespan``, ``on_startup``);
+   in registration order (``add_lifecycle``, ``lifespan``, ``on_startup``, ``every``);
 5. readiness may turn true (the registered checks decide).
 
 Shutdown runs the reverse: readiness false, components stopped in reverse order (a
@@ -38,6 +38,7 @@ from corral.sdk._live_config import ConfigHook, ConfigWatcher
 from corral.sdk._logging import configure_logging, get_logger, register_secrets
 from corral.sdk._metrics import HttpMetrics
 from corral.sdk._middleware import wrap_stack
+from corral.sdk._periodic import Interval, Periodic
 from corral.sdk._settings import (
     RuntimeEnv,
     ServiceSettings,
@@ -47,6 +48,8 @@ from corral.sdk._settings import (
 )
 from corral.sdk._tracing import build_tracer_provider, set_caller
 from corral.sdk.client._hub import ClientHub
+from corral.sdk.identity._setup import build_verifier
+from corral.sdk.identity._verifier import TokenVerifier
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -148,6 +151,7 @@ class Service(Generic[S]):
         self._config_hooks: list[ConfigHook] = []
 
         self._events: Events | None = None
+        self._identity: TokenVerifier | None = None
         self.health = Health()
         self.metrics = HttpMetrics()
         self.db = Database(migrations=migrations, metadata=metadata, engine_options=engine_options)
@@ -177,7 +181,7 @@ class Service(Generic[S]):
             )
         )
         self.app.build_middleware_stack = (  # type: ignore[method-assign]
-            lambda: wrap_stack(build_stack, self, quiet)
+            lambda: wrap_stack(build_stack, self, quiet, identity=lambda: self._identity)
         )
 
         # FastAPI's own decorators, signatures and all.
@@ -292,6 +296,30 @@ class Service(Generic[S]):
         self._lifecycles.append(_Hooks(fn.__name__, stop=fn))
         return fn
 
+    def every[F: Callable[[], Awaitable[None]]](
+        self, interval: Interval, *, name: str | None = None, stop_timeout: float = 5.0
+    ) -> Callable[[F], F]:
+        """Decorator: run ``await fn()`` every ``interval`` seconds while the service runs
+        (a float, or a function read before each wait, such as
+        ``lambda: svc.settings.sweep_s``), started after the components registered before
+        it. A round that raises is logged and the next one runs; a round in progress at
+        stop gets ``stop_timeout`` seconds to finish. See corral.sdk._periodic.
+
+        >>> @svc.every(30)
+        ... async def expire_offers() -> None: ...
+        """
+
+        def decorate(fn: F) -> F:
+            task_name: str = name or getattr(fn, "__name__", None) or "periodic"
+            self._lifecycles.append(
+                Periodic(
+                    fn, interval=interval, name=task_name, log=self.log, stop_timeout=stop_timeout
+                )
+            )
+            return fn
+
+        return decorate
+
     def on_config_change[F: ConfigHook](self, fn: F) -> F:
         """Decorator: run ``await fn(change)`` after reloadable settings fields were
         updated in place by a live configuration change (registration order). A hook
@@ -346,6 +374,11 @@ class Service(Generic[S]):
         if self._settings_cls is not None:
             _ = self.settings
         self.configure_telemetry()
+        # Before anything serves: a request that arrives once the server listens must
+        # find its token checked (corral.sdk.identity).
+        self._identity = build_verifier(
+            self.runtime.identity, client_for=self._clients.internal, log=self.log
+        )
         if self.uses_database:
             url = self.runtime.database_url
             assert url is not None  # load_settings requires it

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json, SecretBytes, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral import contract
+from corral.sdk.identity._config import IdentityConfig
 
 __all__ = ["RuntimeEnv", "ServiceSettings", "SettingsError", "load_settings", "secret_values"]
 
@@ -58,6 +59,7 @@ class RuntimeEnv(BaseModel):
     otel_endpoint: str | None = Field(default=None, validation_alias=contract.OTEL_ENDPOINT)
     otel_service_name: str | None = Field(default=None, validation_alias=contract.OTEL_SERVICE_NAME)
     calls: str | None = Field(default=None, validation_alias=contract.CALLS)
+    identity: Json[IdentityConfig] | None = Field(default=None, validation_alias=contract.IDENTITY)
 
     @property
     def declared_calls(self) -> frozenset[str] | None:

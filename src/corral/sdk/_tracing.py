@@ -4,7 +4,8 @@ Each service gets its own ``TracerProvider`` instead of the global one, so sever
 services in one test process do not share exporters. Spans are always recorded (their ids
 go into every log line and outgoing call); they leave the process only when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, so an unset endpoint means no exporter, no
-background thread and no connection-refused warnings.
+background thread and no connection-refused warnings. Exported spans carry no known
+secret (see corral.sdk._span_redaction).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def build_tracer_provider(*, service: str, instance: str, endpoint: str | None) 
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+        from corral.sdk._span_redaction import RedactingSpanExporter
+
         # The exporter reads OTEL_EXPORTER_OTLP_* itself and appends /v1/traces.
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(OTLPSpanExporter())))
     return provider
 
 

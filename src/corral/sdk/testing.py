@@ -16,6 +16,9 @@ sample from the service's own registry::
 
 ``inject_event_faults`` breaks an :class:`~corral.sdk.events.Events` on purpose (a crash at
 an exact point of the outbox path, lost acknowledgements), for tests of what survives.
+
+``TokenIssuer`` signs tokens the service verifies as it would the gateway's provider's
+(``serve_in_process(svc, env=issuer.env())``, then ``headers=issuer.headers("user-1")``).
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ import httpx
 from corral import contract
 from corral.sdk._logging import WRITER
 from corral.sdk._service import Service
+from corral.sdk.identity._testing import TokenIssuer
 
 if TYPE_CHECKING:
     from corral.sdk.events import Events
 
 __all__ = [
+    "TokenIssuer",
     "capture_logs",
     "inject_event_faults",
     "metric",

@@ -22,7 +22,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from prometheus_client import generate_latest
 
 from corral import contract
-from corral.sdk._context import request_id_var
+from corral.sdk._context import bearer_token_var, request_id_var
 from corral.sdk.client import (
     BreakerPolicy,
     CircuitBreaker,
@@ -126,7 +126,7 @@ async def test_tracing_on_wraps_the_call_in_a_client_span(upstream: Upstream) ->
     async with make(upstream) as client:
         client.tracer = provider.get_tracer("test")
         response = await client.get("/work")
-    assert response.status == 200
+    assert response.status_code == 200
     (span,) = exporter.get_finished_spans()
     assert span.name == "GET fault"
     assert span.kind is SpanKind.CLIENT
@@ -181,3 +181,46 @@ async def test_a_wrapped_call_dropped_before_it_starts_warns_nothing(upstream: U
             del call
             gc.collect()
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+async def test_response_reads_as_httpx_and_status_is_a_deprecated_alias(
+    upstream: Upstream,
+) -> None:
+    """``status_code`` and ``is_success`` read as httpx's; the old ``status`` still
+    answers, with a DeprecationWarning naming its replacement."""
+    async with make(upstream) as client:
+        response = await client.get("/work")
+    assert response.status_code == 200
+    assert response.is_success
+    with pytest.warns(DeprecationWarning, match="status_code"):
+        assert response.status == 200
+
+
+async def test_the_verified_caller_token_goes_along_unless_told_otherwise(
+    upstream: Upstream,
+) -> None:
+    """Inside a request whose bearer token verified, calls forward it (the callee sees the
+    same caller); a header the call sets itself wins; ``forward_identity=False`` sends
+    none."""
+    token = bearer_token_var.set("tok-1")
+    try:
+        async with make(upstream) as client:
+            await client.get("/work")
+            forwarded = (await upstream.stats())["last"]["headers"]
+            await client.get("/work", headers={"Authorization": "Bearer mine"})
+            own = (await upstream.stats())["last"]["headers"]
+        async with ServiceClient(
+            "fault",
+            resolver=StaticResolver({"fault": upstream.url}),
+            policy=Policy(),
+            telemetry=ClientTelemetry(),
+            forward_identity=False,
+        ) as quiet:
+            await quiet.get("/work")
+            withheld = (await upstream.stats())["last"]["headers"]
+    finally:
+        bearer_token_var.reset(token)
+    lower = [{k.lower(): v for k, v in h.items()} for h in (forwarded, own, withheld)]
+    assert lower[0]["authorization"] == "Bearer tok-1"
+    assert lower[1]["authorization"] == "Bearer mine"
+    assert "authorization" not in lower[2]

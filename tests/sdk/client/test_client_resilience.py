@@ -154,7 +154,7 @@ async def test_half_open_lets_exactly_one_probe_among_50_callers_then_closes(
     assert client.breaker is not None
     assert client.breaker.state is CircuitState.CLOSED
     response = await client.get("/work")
-    assert response.status == 200
+    assert response.status_code == 200
     states = [
         metric(client, "corral_client_circuit_transitions_total", target="fault", state=s)
         for s in ("open", "half_open", "closed")
@@ -180,7 +180,7 @@ async def test_hung_probe_is_bounded_and_the_breaker_recovers(
     assert client.breaker.state is CircuitState.OPEN
     await upstream.mode("ok")
     await wait_half_open_ready(client)
-    assert (await client.get("/work")).status == 200
+    assert (await client.get("/work")).status_code == 200
     assert client.breaker.state is CircuitState.CLOSED
 
 
@@ -190,7 +190,7 @@ async def test_attempt_timeout_bounds_a_slow_answer(
     """A per-call timeout ends an attempt the upstream answers too slowly, on time; a
     zero timeout fails at once instead of meaning "no timeout" to aiohttp."""
     client = make_client(retries=NO_RETRY, circuit_breaker=None)
-    assert (await client.get("/work")).status == 200  # a pooled connection
+    assert (await client.get("/work")).status_code == 200  # a pooled connection
     await upstream.mode("slow", delay=0.6)
     started = time.monotonic()
     with pytest.raises(UpstreamTimeoutError):
@@ -289,7 +289,7 @@ async def test_full_bulkhead_rejects_immediately(
     assert metric(client, "corral_client_bulkhead_rejections_total", target="fault") == 1
     await upstream.mode("ok")
     results = await asyncio.gather(*busy)
-    assert [r.status for r in results] == [200, 200, 200]
+    assert [r.status_code for r in results] == [200, 200, 200]
     assert client.bulkhead.active == 0
 
 
@@ -382,7 +382,7 @@ async def test_calls_succeed_again_once_the_upstream_recovers(
             outcomes.append(exc.reason)
             await asyncio.sleep(0.05)
             continue
-        outcomes.append(str(response.status))
+        outcomes.append(str(response.status_code))
         recovered_at = time.monotonic()
         break
     assert recovered_at is not None, outcomes
@@ -391,4 +391,4 @@ async def test_calls_succeed_again_once_the_upstream_recovers(
     assert client.breaker.state is CircuitState.CLOSED
     # once recovered, every further call succeeds
     for _ in range(5):
-        assert (await client.post("/charges", json=body, headers=key)).status == 200
+        assert (await client.post("/charges", json=body, headers=key)).status_code == 200

@@ -3,10 +3,11 @@
 One call, in order: the deadline is checked (an expired one never sends); the bulkhead
 admits, queues or rejects; then per attempt the circuit breaker admits (or fails fast),
 discovery and the balancer pick an instance, and the request goes out on a pooled aiohttp
-session (chosen by bench/http_clients.py) with trace context, request id, caller and
-deadline headers, bounded by the attempt timeout and the deadline (aiohttp's own
-per-request timer). Failed attempts are retried with exponential backoff and full jitter
-when the request is idempotent, the retry budget allows, and the deadline leaves room.
+session (chosen by bench/http_clients.py) with trace context, request id, caller,
+identity and deadline headers (``_headers.py``), bounded by the attempt timeout and the
+deadline (aiohttp's own per-request timer). Failed attempts are retried with exponential
+backoff and full jitter when the request is idempotent, the retry budget allows, and the
+deadline leaves room.
 A ``fallback`` turns a final :class:`ServiceCallError` into a value.
 """
 
@@ -14,30 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json as jsonlib
 import math
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
-from opentelemetry import context as otel_context
-from opentelemetry.trace import (
-    DEFAULT_TRACE_STATE,
-    INVALID_SPAN,
-    Span,
-    SpanKind,
-    Tracer,
-    set_span_in_context,
-)
-from yarl import URL
+from opentelemetry.trace import SpanKind, Tracer
 
 from corral import contract
-from corral.sdk import _tracing
-from corral.sdk._context import request_id_var
 from corral.sdk.client._balancer import Balancer, Balancing
 from corral.sdk.client._breaker import CircuitBreaker, CircuitState
 from corral.sdk.client._budget import RetryBudget
@@ -52,6 +41,7 @@ from corral.sdk.client._errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from corral.sdk.client._headers import context_headers
 from corral.sdk.client._policy import (
     IDEMPOTENCY_KEY,
     IDEMPOTENT_METHODS,
@@ -59,6 +49,7 @@ from corral.sdk.client._policy import (
     Policy,
     RetryPolicy,
 )
+from corral.sdk.client._response import Response
 from corral.sdk.client._telemetry import ClientTelemetry
 
 __all__ = ["Fallback", "Response", "ServiceClient"]
@@ -66,62 +57,6 @@ __all__ = ["Fallback", "Response", "ServiceClient"]
 T = TypeVar("T")
 Fallback = Callable[[ServiceCallError], T | Awaitable[T]]
 """Called with the final error; its (awaited) result is returned instead of a response."""
-
-
-class Response:
-    """A finished response (the body is read; the connection is back in the pool).
-
-    Read-only by convention: a plain slotted class rather than a frozen dataclass, whose
-    ``__init__`` goes through ``object.__setattr__`` per field on every call; ``url`` is
-    turned into text only when asked for.
-    """
-
-    __slots__ = ("_url", "attempts", "content", "headers", "status")
-
-    def __init__(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        content: bytes,
-        url: str | URL,
-        attempts: int = 1,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.content = content
-        self._url = url
-        self.attempts = attempts
-
-    @property
-    def url(self) -> str:
-        url = self._url
-        return url if isinstance(url, str) else str(url)
-
-    def __repr__(self) -> str:
-        return f"<Response {self.status} {self.url} attempts={self.attempts}>"
-
-    @property
-    def ok(self) -> bool:
-        return self.status < 400
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", errors="replace")
-
-    def json(self) -> Any:
-        return jsonlib.loads(self.content)
-
-    def raise_for_status(self) -> Response:
-        """Raise :class:`UpstreamError` for a 4xx/5xx status; return self otherwise."""
-        if self.status >= 400:
-            raise UpstreamError(
-                f"{self.url} answered {self.status}",
-                target=self.url,
-                attempts=self.attempts,
-                status=self.status,
-                body=self.content,
-            )
-        return self
 
 
 class ServiceClient:
@@ -145,10 +80,14 @@ class ServiceClient:
         tracer: Tracer | None = None,
         pool_size: int = 100,
         own_resolver: bool | None = None,
+        forward_identity: bool = True,
     ) -> None:
         """``resolver``/``policy`` default to the ones ``CORRAL_DISCOVERY`` and
-        ``CORRAL_RESILIENCE`` describe; ``tracer``: record a CLIENT span per call."""
+        ``CORRAL_RESILIENCE`` describe; ``tracer``: record a CLIENT span per call;
+        ``forward_identity``: send the verified bearer token of the request being served
+        along, so the target sees the same caller (see corral.sdk.identity)."""
         self.target = target
+        self.forward_identity = forward_identity
         self.policy = policy if policy is not None else Policies.from_env().for_target(target)
         self.resolver = resolver if resolver is not None else resolver_from_env()
         self._own_resolver = resolver is None if own_resolver is None else own_resolver
@@ -310,7 +249,7 @@ class ServiceClient:
                 span.set_attribute("corral.target", self.target)
                 # runs inside the span: it is current when awaited
                 response = await self._call(*args)
-                span.set_attribute("http.response.status_code", response.status)
+                span.set_attribute("http.response.status_code", response.status_code)
                 return response
         except ServiceCallError as exc:
             if fallback is None:
@@ -322,10 +261,10 @@ class ServiceClient:
             return result
 
     # -- the policy --------------------------------------------------------------------
-    # One coroutine per call: the deadline check, bulkhead, attempts and the send are one
-    # frame rather than three nested ones (each nested coroutine is created per call and
-    # resumed on every suspension). The rare paths (queueing, retry decisions, errors) are
-    # plain methods.
+    # One call is this coroutine plus one per attempt (_attempt); the steps between are
+    # plain methods, which cost a call where a nested coroutine costs a frame created per
+    # call and resumed on every suspension. The rare paths (queueing, retry decisions,
+    # errors) stay out of the way.
     async def _call(
         self,
         method: str,
@@ -336,128 +275,42 @@ class ServiceClient:
         headers: Mapping[str, str] | None,
         timeout_override: float | None,
     ) -> Response:
-        target = self.target
         at = deadline_var.get()
         if at is not None and at <= time.time():
-            self._counts.fail(DeadlineExceededError.reason)
-            raise DeadlineExceededError(
-                f"deadline passed before calling {target!r}; nothing was sent", target=target
-            )
+            self._reject_expired()
         bulkhead = self.bulkhead
         if bulkhead is not None and not bulkhead.try_acquire():
             await self._queue(bulkhead, at)
         try:
             policy = self.policy
-            if policy.routes:
-                policy_timeout, retry = policy.for_route(method, path)
-            else:
+            if policy.routes or timeout_override is not None:
+                policy_timeout, retry = self._route_policy(method, path, timeout_override)
+            else:  # the common case, without a call
                 policy_timeout, retry = policy.timeout, policy.retries
-            if timeout_override is not None:
-                policy_timeout = timeout_override
             if not self._resolver_started:
                 await self.resolver.start()
                 self._resolver_started = True
             session = self._session or self._open_session()
             self.budget.deposit()
-            outgoing = self._context_headers(headers)
-            breaker = self.breaker
-            least = self._least
+            outgoing = context_headers(
+                headers, add_caller=self._caller is None, forward_identity=self.forward_identity
+            )
+            request = (session, method, path, params, json, content, outgoing)
             url = ""
             attempt = 0
             while True:
                 attempt += 1
-                attempt_timeout = policy_timeout
-                cut = False
-                if at is not None:
-                    left = at - time.time()
-                    if left <= 0:
-                        raise DeadlineExceededError(
-                            f"deadline passed before attempt {attempt} to {target!r}",
-                            target=target,
-                            attempts=attempt - 1,
-                        )
-                    if left < attempt_timeout:
-                        attempt_timeout, cut = left, True
-                # a closed breaker admits without a call (acquire() would return False)
-                probe = (
-                    breaker.acquire(attempt_timeout)
-                    if breaker is not None and breaker.state is not _CLOSED
-                    else False
+                if at is None:  # no deadline: the policy's timeout, without a call
+                    attempt_timeout, cut = policy_timeout, False
+                else:
+                    attempt_timeout, cut = self._attempt_window(policy_timeout, at, attempt)
+                response, error, url = await self._attempt(
+                    request, url, attempt, attempt_timeout, cut, at
                 )
-                verdict: bool | None = None
-                error: ServiceCallError | None = None
-                response: Response | None = None
-                try:
-                    urls = self.resolver.endpoints(target)
-                    url = urls[0] if len(urls) == 1 else self.balancer.pick(urls, url or None)
-                    if attempt_timeout <= 0:  # aiohttp would read 0 as "no timeout"
-                        raise TimeoutError
-                    # The deadline header: the caller's deadline when it cuts the attempt,
-                    # else the end of the attempt timeout; in whole milliseconds, rounded
-                    # down (never later than the real one), and formatted once per
-                    # millisecond: float formatting is most of the header's cost.
-                    ends = at if cut and at is not None else time.time() + attempt_timeout
-                    ends_ms = int(ends * 1000)
-                    if ends_ms != self._deadline_ms:
-                        self._deadline_ms = ends_ms
-                        self._deadline_text = f"{ends_ms / 1000:.3f}"
-                    outgoing[_DEADLINE] = self._deadline_text
-                    if cut:
-                        bound = _attempt_timeout(attempt_timeout)  # a one-off value
-                    else:
-                        bound = self._timeouts.get(attempt_timeout) or self._timeout_for(
-                            attempt_timeout
-                        )
-                    if least:
-                        self.balancer.begin(url)
-                    try:
-                        # aiohttp's own per-request timer bounds the whole attempt
-                        # (connecting, sending, headers and body: it is cancelled when the
-                        # body is read) and raises TimeoutError, as an asyncio.timeout
-                        # around it would, without a second timer per attempt. Awaited
-                        # directly rather than as ``async with``: read() already waits
-                        # for the connection's release, so only a failed read needs the
-                        # release that __aexit__ would do.
-                        raw = await session.request(
-                            method,
-                            url + path,
-                            params=params,
-                            json=json,
-                            data=content,
-                            headers=outgoing,
-                            timeout=bound,
-                        )
-                        try:
-                            body = await raw.read()
-                        except BaseException:
-                            raw.release()
-                            raise
-                    finally:
-                        if least:
-                            self.balancer.end(url)
-                    response = Response(raw.status, raw.headers, body, raw.url, attempt)
-                    verdict = raw.status < 500
-                except TimeoutError:
-                    verdict = False
-                    error = (DeadlineExceededError if cut else UpstreamTimeoutError)(
-                        f"attempt {attempt} to {target!r} timed out after {attempt_timeout:.3f}s",
-                        target=target,
-                        attempts=attempt,
-                    )
-                except (aiohttp.ClientError, OSError) as exc:
-                    verdict = False
-                    error = UpstreamConnectionError(
-                        f"attempt {attempt} to {target!r} failed: {exc!r}",
-                        target=target,
-                        attempts=attempt,
-                    )
-                finally:
-                    if breaker is not None:
-                        breaker.release(probe, verdict)
                 if (
                     response is not None
-                    and response.status < 500
-                    and (response.status not in retry.on_status)
+                    and response.status_code < 500
+                    and response.status_code not in retry.on_status
                 ):
                     self._counts.ok += 1
                     return response
@@ -475,6 +328,157 @@ class ServiceClient:
         finally:
             if bulkhead is not None:
                 bulkhead.release()
+
+    def _reject_expired(self) -> NoReturn:
+        """The caller's deadline passed before the call: nothing is sent."""
+        self._counts.fail(DeadlineExceededError.reason)
+        raise DeadlineExceededError(
+            f"deadline passed before calling {self.target!r}; nothing was sent",
+            target=self.target,
+        )
+
+    def _route_policy(
+        self, method: str, path: str, timeout_override: float | None
+    ) -> tuple[float, RetryPolicy]:
+        """The attempt timeout and retry policy for this request (per route, when the
+        policy has routes; ``timeout`` given to the call wins)."""
+        policy = self.policy
+        if policy.routes:
+            policy_timeout, retry = policy.for_route(method, path)
+        else:
+            policy_timeout, retry = policy.timeout, policy.retries
+        if timeout_override is not None:
+            policy_timeout = timeout_override
+        return policy_timeout, retry
+
+    def _attempt_window(
+        self, policy_timeout: float, at: float | None, attempt: int
+    ) -> tuple[float, bool]:
+        """How long this attempt may take, and whether the caller's deadline (rather than
+        the policy's timeout) is what bounds it; raises when the deadline has passed."""
+        if at is None:
+            return policy_timeout, False
+        left = at - time.time()
+        if left <= 0:
+            raise DeadlineExceededError(
+                f"deadline passed before attempt {attempt} to {self.target!r}",
+                target=self.target,
+                attempts=attempt - 1,
+            )
+        if left < policy_timeout:
+            return left, True
+        return policy_timeout, False
+
+    async def _attempt(
+        self,
+        request: tuple[
+            aiohttp.ClientSession,
+            str,
+            str,
+            Mapping[str, str] | None,
+            Any,
+            bytes | None,
+            CIMultiDict[str],
+        ],
+        previous_url: str,
+        attempt: int,
+        attempt_timeout: float,
+        cut: bool,
+        at: float | None,
+    ) -> tuple[Response | None, ServiceCallError | None, str]:
+        """One attempt: the breaker admits it (or raises :class:`CircuitOpenError`), an
+        instance is picked (another than ``previous_url`` when there is one), the request
+        goes out and its body is read. Returns the response, or the error that ended the
+        attempt, and the URL used; the breaker hears the verdict either way."""
+        session, method, path, params, json, content, outgoing = request
+        breaker = self.breaker
+        # a closed breaker admits without a call (acquire() would return False)
+        probe = (
+            breaker.acquire(attempt_timeout)
+            if breaker is not None and breaker.state is not _CLOSED
+            else False
+        )
+        verdict: bool | None = None
+        url = previous_url
+        try:
+            urls = self.resolver.endpoints(self.target)
+            url = urls[0] if len(urls) == 1 else self.balancer.pick(urls, previous_url or None)
+            if attempt_timeout <= 0:  # aiohttp would read 0 as "no timeout"
+                raise TimeoutError
+            # The deadline the callee gets: the caller's when it cuts the attempt, else the
+            # end of the attempt timeout; in whole milliseconds, rounded down (never later
+            # than the real one). The text is made once per millisecond (_deadline_text).
+            ends_ms = int((at if cut and at is not None else time.time() + attempt_timeout) * 1000)
+            if ends_ms != self._deadline_ms:
+                self._deadline_text_for(ends_ms)
+            outgoing[_DEADLINE] = self._deadline_text
+            least = self._least
+            if least:
+                self.balancer.begin(url)
+            try:
+                # aiohttp's own per-request timer bounds the whole attempt (connecting,
+                # sending, headers and body: it is cancelled when the body is read) and
+                # raises TimeoutError, as an asyncio.timeout around it would, without a
+                # second timer per attempt. Awaited directly rather than as ``async
+                # with``: read() already waits for the connection's release, so only a
+                # failed read needs the release that __aexit__ would do.
+                raw = await session.request(
+                    method,
+                    url + path,
+                    params=params,
+                    json=json,
+                    data=content,
+                    headers=outgoing,
+                    timeout=(None if cut else self._timeouts.get(attempt_timeout))
+                    or self._timeout(attempt_timeout, cut),
+                )
+                try:
+                    body = await raw.read()
+                except BaseException:
+                    raw.release()
+                    raise
+            finally:
+                if least:
+                    self.balancer.end(url)
+            verdict = raw.status < 500
+            return Response(raw.status, raw.headers, body, raw.url, attempt), None, url
+        except TimeoutError:
+            verdict = False
+            error: ServiceCallError = (DeadlineExceededError if cut else UpstreamTimeoutError)(
+                f"attempt {attempt} to {self.target!r} timed out after {attempt_timeout:.3f}s",
+                target=self.target,
+                attempts=attempt,
+            )
+            return None, error, url
+        except (aiohttp.ClientError, OSError) as exc:
+            verdict = False
+            error = UpstreamConnectionError(
+                f"attempt {attempt} to {self.target!r} failed: {exc!r}",
+                target=self.target,
+                attempts=attempt,
+            )
+            return None, error, url
+        finally:
+            if breaker is not None:
+                breaker.release(probe, verdict)
+
+    def _deadline_text_for(self, ends_ms: int) -> None:
+        """Format the deadline header's text for ``ends_ms``: float formatting is most of
+        the header's cost, so it is done once per millisecond, not per call."""
+        self._deadline_ms = ends_ms
+        self._deadline_text = f"{ends_ms / 1000:.3f}"
+
+    def _timeout(self, seconds: float, cut: bool) -> aiohttp.ClientTimeout:
+        """aiohttp's bound for one attempt: the policy's few timeouts (and per-call
+        overrides) are built once; one cut short by a deadline is a one-off value."""
+        if cut:
+            return _attempt_timeout(seconds)
+        bound = self._timeouts.get(seconds)
+        if bound is None:
+            bound = _attempt_timeout(seconds)
+            if len(self._timeouts) < 16:
+                self._timeouts[seconds] = bound
+        return bound
 
     async def _queue(self, bulkhead: Bulkhead, at: float | None) -> None:
         """Wait for a bulkhead slot (all taken), or count and raise the rejection."""
@@ -511,7 +515,7 @@ class ServiceClient:
             or (headers is not None and any(k.lower() == IDEMPOTENCY_KEY for k in headers))
         )
         if response is not None:
-            status = response.status
+            status = response.status_code
             if status not in retry.on_status or not retryable or attempt >= retry.attempts:
                 if status < 500:
                     return None
@@ -543,48 +547,6 @@ class ServiceClient:
             raise error
         self.telemetry.retry(target, attempt, delay, why)
         return delay
-
-    def _context_headers(self, headers: Mapping[str, str] | None) -> CIMultiDict[str]:
-        """The request's headers plus what :func:`corral.sdk._tracing.inject_trace_headers`
-        adds, without the propagator machinery: W3C ``traceparent``/``tracestate`` only
-        when a valid span is current (the same text ``TraceContextTextMapPropagator``
-        writes), the request id and, when the client has no caller of its own and the
-        request none either, the process's caller name. (The client's own caller is a
-        session default header; the request's headers win over it.) One CIMultiDict, which
-        aiohttp takes without converting it."""
-        out: CIMultiDict[str] = CIMultiDict(headers) if headers else CIMultiDict()
-        # trace.get_current_span(), two calls shorter: the current context's span entry
-        # (only set_span_in_context writes that key, always with a Span: no isinstance
-        # check against the Span ABC, which is two more calls)
-        span: Span | None = otel_context.get_current().get(_SPAN_KEY)  # type: ignore[assignment]
-        if span is not None:
-            ctx = span.get_span_context()
-            if ctx.is_valid:
-                # bytes.hex() of the ids: the same text as the propagator's
-                # "{:032x}" formatting in under half the time
-                out[_TRACEPARENT] = (
-                    f"00-{ctx.trace_id.to_bytes(16).hex()}-{ctx.span_id.to_bytes(8).hex()}"
-                    f"{_FLAGS[ctx.trace_flags & 0xFF]}"
-                )
-                state = ctx.trace_state
-                # most spans share the empty default; its truth test is a Python __len__
-                if state is not DEFAULT_TRACE_STATE and state:
-                    out[_TRACESTATE] = state.to_header()
-        request_id = request_id_var.get()
-        if request_id is not None:
-            out.setdefault(contract.REQUEST_ID_HEADER, request_id)
-        if self._caller is None:
-            caller = _tracing._caller  # the SDK's own process-wide caller name (set_caller)
-            if caller:
-                out.setdefault(contract.CALLER_HEADER, caller[0])
-        return out
-
-    def _timeout_for(self, seconds: float) -> aiohttp.ClientTimeout:
-        bound = _attempt_timeout(seconds)
-        # the policy's few timeouts (and per-call overrides) are built once
-        if len(self._timeouts) < 16:
-            self._timeouts[seconds] = bound
-        return bound
 
     # -- lifecycle ---------------------------------------------------------------------
     def _open_session(self) -> aiohttp.ClientSession:
@@ -627,11 +589,5 @@ def _attempt_timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=seconds, ceil_threshold=math.inf)
 
 
-_TRACEPARENT = "traceparent"
-_TRACESTATE = "tracestate"
-_FLAGS = tuple(f"-{flags:02x}" for flags in range(256))
 _DEADLINE = contract.DEADLINE_HEADER
 _CLOSED = CircuitState.CLOSED
-# The key OpenTelemetry keeps the current span under (private to it, with a random
-# suffix), found through its public API: the only entry of a context holding a span.
-(_SPAN_KEY,) = set_span_in_context(INVALID_SPAN, otel_context.Context())

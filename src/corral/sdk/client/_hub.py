@@ -38,6 +38,7 @@ class ClientHub:
     def __init__(self, service: Service[Any]) -> None:
         self._service = service
         self._clients: dict[str, ServiceClient] = {}
+        self._internal: dict[str, ServiceClient] = {}
         self._resolver: Resolver | None = None
         self._policies: Policies | None = None
         self._telemetry: ClientTelemetry | None = None
@@ -52,30 +53,46 @@ class ClientHub:
         """The client for ``target`` (created on first use, then cached)."""
         client = self._clients.get(target)
         if client is None:
-            from corral.sdk.client._client import ServiceClient
-            from corral.sdk.client._discovery import resolver_from_env
-            from corral.sdk.client._policy import Policies
-            from corral.sdk.client._telemetry import ClientTelemetry
-
-            if self._resolver is None:
-                self._resolver = resolver_from_env()
-            if self._policies is None:
-                self._policies = Policies.from_env()
-            if self._telemetry is None:
-                self._telemetry = ClientTelemetry(self._service.metrics.registry)
-            client = ServiceClient(
-                target,
-                resolver=self._resolver,
-                policy=self._policies.for_target(target),
-                telemetry=self._telemetry,
-                balancing=balancing or "round_robin",
-                caller=self._caller(),
-                tracer=self._tracer(),
-                own_resolver=False,
-            )
+            client = self._new_client(target, balancing=balancing, forward_identity=True)
             self._clients[target] = client
             if self._running:
                 self._check_declared(target)
+        return client
+
+    def _new_client(
+        self, target: str, *, balancing: Balancing | str | None, forward_identity: bool
+    ) -> ServiceClient:
+        from corral.sdk.client._client import ServiceClient
+        from corral.sdk.client._discovery import resolver_from_env
+        from corral.sdk.client._policy import Policies
+        from corral.sdk.client._telemetry import ClientTelemetry
+
+        if self._resolver is None:
+            self._resolver = resolver_from_env()
+        if self._policies is None:
+            self._policies = Policies.from_env()
+        if self._telemetry is None:
+            self._telemetry = ClientTelemetry(self._service.metrics.registry)
+        return ServiceClient(
+            target,
+            resolver=self._resolver,
+            policy=self._policies.for_target(target),
+            telemetry=self._telemetry,
+            balancing=balancing or "round_robin",
+            caller=self._caller(),
+            tracer=self._tracer(),
+            own_resolver=False,
+            forward_identity=forward_identity,
+        )
+
+    def internal(self, target: str) -> ServiceClient:
+        """A client for the SDK's own calls (identity keys): the service's discovery and
+        policy towards ``target``, but not a call the service's code makes, so neither
+        checked against ``calls:`` nor listed in the circuits; it forwards no identity."""
+        client = self._internal.get(target)
+        if client is None:
+            client = self._new_client(target, balancing=None, forward_identity=False)
+            self._internal[target] = client
         return client
 
     def circuits(self) -> list[dict[str, object]]:
@@ -129,7 +146,8 @@ class ClientHub:
 
     async def stop(self) -> None:
         self._running = False
-        clients, self._clients = list(self._clients.values()), {}
+        clients = [*self._clients.values(), *self._internal.values()]
+        self._clients, self._internal = {}, {}
         for client in clients:
             await client.aclose()
         if self._resolver is not None:
