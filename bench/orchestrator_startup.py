@@ -68,7 +68,7 @@ async def orchestrator_round(root: Path, script: Path) -> float:
     text = manifest_text(script, count=SERVICES)
     path.write_text(text)
     manifest = parse(text, path)
-    orch = Orchestrator(manifest, resolve(manifest, python=sys.executable))
+    orch = Orchestrator(resolve(manifest, python=sys.executable), manifest_path=manifest.path)
     began = time.perf_counter()
     await orch.up()
     elapsed = time.perf_counter() - began
@@ -121,7 +121,7 @@ async def kill_to_ready(root: Path, script: Path, rounds: int) -> list[float]:
     text = manifest_text(script, count=1, start_delay=0.3)
     path.write_text(text)
     manifest = parse(text, path)
-    orch = Orchestrator(manifest, resolve(manifest, python=sys.executable))
+    orch = Orchestrator(resolve(manifest, python=sys.executable), manifest_path=manifest.path)
     await orch.up()
     samples = []
     try:

@@ -1,4 +1,4 @@
-"""Import boundaries: the architecture in design.md, enforced.
+"""Import boundaries: the architecture in docs/architecture.md, enforced.
 
 Imports flow inward: cli/api/control -> runtime/gateway/broker/export -> plan -> manifest.
 The SDK imports nothing of the control plane; the pure core never imports the runtime.
@@ -95,13 +95,32 @@ def _corral_imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+def _private_imports(path: Path) -> list[tuple[int, str]]:
+    """Imports of another package's private module (``corral.<pkg>._<module>``)."""
+    own = _package_of(path) if path.is_relative_to(SRC) else ""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            private = any(part.startswith("_") for part in parts[2:])
+            if len(parts) > 2 and parts[0] == "corral" and parts[1] != own and private:
+                found.append((node.lineno, name))
+    return found
+
+
 def _modules() -> list[Path]:
     return sorted(p for p in SRC.rglob("*.py") if p.name != "__main__.py" or p.parent != SRC)
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_module_respects_import_boundaries(path: Path) -> None:
-    """A module imports only packages further in than its own (see design.md)."""
+    """A module imports only packages further in than its own (docs/architecture.md)."""
     package = _package_of(path)
     if package in ("__init__", "py"):
         return
@@ -116,3 +135,18 @@ def test_boundary_check_catches_a_violation(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from corral.runtime import registry\n    import corral.cli\n")
     assert _corral_imports(module) == [(2, "runtime"), (3, "cli")]
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_module_uses_other_packages_through_their_public_surface(path: Path) -> None:
+    """Another package's ``_private`` modules are its own: what others need is re-exported
+    from its ``__init__`` (so a package can move code between its modules freely)."""
+    bad = _private_imports(path)
+    assert not bad, f"{path.relative_to(SRC)} reaches into private modules: {bad}"
+
+
+def test_private_import_check_catches_a_reach(tmp_path: Path) -> None:
+    """The private-module check sees a reach into another package (so it can fail)."""
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from corral.plan._gateway import GatewayPlan\n")
+    assert _private_imports(module) == [(2, "corral.plan._gateway")]

@@ -40,7 +40,9 @@ gateway:
 async def _up(tmp_path: Path, replicas: int) -> tuple[Orchestrator, GatewayAddon]:
     manifest_obj, plan = manifest_from(manifest(replicas), tmp_path)
     addon = GatewayAddon()
-    orchestrator = Orchestrator(manifest_obj, plan, addons=[addon], start_timeout=30)
+    orchestrator = Orchestrator(
+        plan, manifest_path=manifest_obj.path, addons=[addon], start_timeout=30
+    )
     await orchestrator.up()
     return orchestrator, addon
 

@@ -38,7 +38,7 @@ def system(
         manifest, plan = make_plan(tmp_path, services)
         recorder = Recorder()
         kwargs.setdefault("start_timeout", 20.0)
-        orch = Orchestrator(manifest, plan, on_event=recorder, **kwargs)
+        orch = Orchestrator(plan, manifest_path=manifest.path, on_event=recorder, **kwargs)
         orchestrators.append(orch)
         return orch, recorder
 

@@ -279,7 +279,7 @@ def _environment(tmp_path: Path, environ: dict[str, str], monkeypatch) -> dict[s
             "web": service(),
         },
     )
-    orch = Orchestrator(manifest, plan)
+    orch = Orchestrator(plan, manifest_path=manifest.path)
     return {name: orch.environment(s, f"{name}-1", 1234) for name, s in plan.services.items()}
 
 

@@ -69,7 +69,7 @@ async def test_an_orchestrator_is_listed_while_it_runs(tmp_path: Path) -> None:
     """up() records the system (name, manifest, state folder); down() forgets it."""
     index = SystemsIndex(tmp_path / "systems")
     manifest, plan = make_plan(tmp_path, {"web": service()}, name="shop")
-    orch = Orchestrator(manifest, plan, systems=index, start_timeout=20.0)
+    orch = Orchestrator(plan, manifest_path=manifest.path, systems=index, start_timeout=20.0)
     try:
         await orch.up()
         [listed] = index.running()

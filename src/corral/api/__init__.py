@@ -15,18 +15,23 @@ from corral.runtime.errors import NotRunningError
 if TYPE_CHECKING:
     from corral.api._app import ControlTarget, create_app
 
+from corral.api._files import new_token
+from corral.api._problems import ApiProblem
+
 __all__ = [
     "API_VERSION",
     "DASHBOARD_PATH",
     "OTLP_BASE",
     "ApiClient",
     "ApiError",
+    "ApiProblem",
     "ConfigClient",
     "ControlTarget",
     "NotRunningError",
     "Published",
     "RunFiles",
     "create_app",
+    "new_token",
     "published",
 ]
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from corral.plan import EventsPlan
 from corral.sdk.events import Envelope
-from corral.sdk.events._topology import stream_name, subject
+from corral.sdk.events.wire import stream_name, subject
 
 REF = "#/components/schemas/{model}"
 

@@ -13,7 +13,7 @@ from nats.js.errors import NotFoundError
 from corral.broker._dlq import _summary
 from corral.plan import EventsPlan
 from corral.sdk.events import NatsTransport
-from corral.sdk.events._topology import dlq_stream, stream_name
+from corral.sdk.events.wire import dlq_stream, stream_name
 
 __all__ = ["bus_overview"]
 

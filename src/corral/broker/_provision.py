@@ -19,8 +19,13 @@ from nats.js.errors import NotFoundError
 
 from corral.broker._topology import topic_config
 from corral.plan import EventsPlan
-from corral.sdk.events._nats import consumer_config, stream_config, system_stream_configs
-from corral.sdk.events._topology import consumers_for, replay_consumer
+from corral.sdk.events.wire import (
+    consumer_config,
+    consumers_for,
+    replay_consumer,
+    stream_config,
+    system_stream_configs,
+)
 
 _STREAM_MUTABLE = (
     "subjects",

@@ -50,7 +50,8 @@ def server_config(
     connect (see _credentials.py).
 
     Jepsen (2025) lost acknowledged writes on crashes with the default fsync interval;
-    ``always`` fsyncs before acknowledging (about 5x fewer publishes/s, see design.md).
+    ``always`` fsyncs before acknowledging (about 5x fewer publishes/s: docs/events.md,
+    "Broker durability").
     """
     lines = [
         f"server_name: {json.dumps(name)}",

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from corral.plan import EventsPlan
-from corral.plan._events import TopicPlan
+from corral.plan import EventsPlan, TopicPlan
 from corral.sdk.events import TopicConfig, Topology
 
 

@@ -27,13 +27,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from corral.api._problems import ApiProblem
+from corral.api import ApiProblem
 from corral.gateway import Fault, GatewayAddon
 from corral.runtime.errors import UnknownInstanceError, UnknownServiceError
 from corral.runtime.orchestrator import Orchestrator
 
 if TYPE_CHECKING:
-    from corral.runtime._instance import Instance
+    from corral.runtime import Instance
 
 MAX_DURATION = 3600.0
 """No experiment outlives an hour: chaos that is forgotten is an outage."""

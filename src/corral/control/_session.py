@@ -19,8 +19,7 @@ import aiohttp
 import uvicorn
 
 from corral import contract
-from corral.api import DASHBOARD_PATH, OTLP_BASE, RunFiles, create_app
-from corral.api._files import new_token
+from corral.api import DASHBOARD_PATH, OTLP_BASE, RunFiles, create_app, new_token
 from corral.config import (
     CONFIG_DIRNAME,
     ConfigAddon,
@@ -130,8 +129,8 @@ class SystemSession:
             self.telemetry.otlp_endpoint = f"{self.api_url}{OTLP_BASE}"
         self._stop = asyncio.Event()
         self.orchestrator = Orchestrator(
-            manifest,
             plan,
+            manifest_path=manifest.path,
             addons=self._addons,
             endpoints=Endpoints(
                 discovery=f"registry+{self.api_url}",

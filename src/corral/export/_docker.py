@@ -33,8 +33,7 @@ from corral.export._model import (
     Target,
 )
 from corral.export._text import HEADER
-from corral.plan import Plan, ServicePlan
-from corral.plan._resolve import SERVE_MODULE
+from corral.plan import SERVE_MODULE, Plan, ServicePlan
 
 VENV = "/opt/venv"
 _STATE_AND_TOOLS = (

@@ -29,9 +29,8 @@ from corral.export._model import (
 )
 from corral.export._text import to_json
 from corral.gateway import DnsTarget, Ports, envoy_component, render_dns
-from corral.manifest._gateway import HealthCheckSpec
-from corral.plan import CheckKind, Plan
-from corral.plan._gateway import ClusterPlan, GatewayPlan
+from corral.manifest import HealthCheckSpec
+from corral.plan import CheckKind, ClusterPlan, GatewayPlan, Plan
 
 CONFIG_DIR = "/etc/envoy"
 CONFIG_PATH = f"{CONFIG_DIR}/envoy.json"

@@ -27,8 +27,7 @@ from typing import Any
 from corral.export._environment import GATEWAY_HOST
 from corral.export._k8s_objects import metadata
 from corral.export._model import ExportOptions, Note, Problem
-from corral.plan import Plan
-from corral.plan._gateway import RoutePlan
+from corral.plan import Plan, RoutePlan
 
 GROUP = "gateway.networking.k8s.io"
 MAX_RULES = 16

@@ -24,7 +24,7 @@ from corral.export._model import (
 )
 from corral.export._text import HEADER, to_yaml
 from corral.plan import Plan
-from corral.sdk.events._topology import dlq_stream
+from corral.sdk.events.wire import dlq_stream
 
 RULES_FILE = "alerts.yml"
 ERROR_RATIO = 0.05

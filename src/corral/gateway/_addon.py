@@ -38,8 +38,7 @@ from corral.gateway._render import (
     render_routes,
 )
 from corral.gateway._validate import envoy_binary
-from corral.plan import CheckKind, CheckPlan, ServicePlan, supervised_component
-from corral.plan._gateway import GatewayPlan
+from corral.plan import CheckKind, CheckPlan, GatewayPlan, ServicePlan, supervised_component
 from corral.runtime.addon import Addon, RuntimeContext
 from corral.runtime.registry import InstanceRecord, Registry, Snapshot
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from corral.gateway._envoy import Json
 from corral.gateway._render import Ports, render_cluster
 from corral.gateway._static import inline_bootstrap
-from corral.plan._gateway import ClusterPlan, GatewayPlan
+from corral.plan import ClusterPlan, GatewayPlan
 
 
 @dataclass(frozen=True)

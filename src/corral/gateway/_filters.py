@@ -48,8 +48,8 @@ from corral.gateway._envoy import (
     runtime_percent,
 )
 from corral.gateway._faults import fault_filter, route_fault
-from corral.manifest._gateway import RateLimitKey, RateLimitSpec
-from corral.plan._gateway import AuthPlan, GatewayPlan, ProviderPlan, RoutePlan
+from corral.manifest import RateLimitKey, RateLimitSpec
+from corral.plan import AuthPlan, GatewayPlan, ProviderPlan, RoutePlan
 
 PAYLOAD_METADATA_KEY = "jwt_payload"
 SUBJECT_HEADER = contract.CLAIM_HEADER_PREFIX + "sub"

@@ -30,8 +30,8 @@ from __future__ import annotations
 import re
 
 from corral.gateway._filters import regex_escape
-from corral.manifest._gateway import INTERNAL_ENDPOINTS, InternalEndpoint
-from corral.plan._gateway import RoutePlan
+from corral.manifest import INTERNAL_ENDPOINTS, InternalEndpoint
+from corral.plan import RoutePlan
 
 _BACKREFERENCE = re.compile(r"\\[0-9]")
 _QUERY = r"(?:\?.*)?$"

@@ -44,9 +44,8 @@ from corral.gateway._filters import (
     route_filter_configs,
 )
 from corral.gateway._internal import refused_paths
-from corral.manifest import KeyPath
-from corral.manifest._gateway import HTTP_METHODS, IDEMPOTENT_METHODS, LoadBalancing, RetryOn
-from corral.plan._gateway import ClusterPlan, GatewayPlan, RoutePlan
+from corral.manifest import HTTP_METHODS, IDEMPOTENT_METHODS, KeyPath, LoadBalancing, RetryOn
+from corral.plan import ClusterPlan, GatewayPlan, RoutePlan
 from corral.runtime.registry import Snapshot
 
 ROUTE_CONFIG_NAME = "corral"

@@ -19,7 +19,7 @@ from corral.gateway._render import (
     render_listener,
     render_routes,
 )
-from corral.plan._gateway import GatewayPlan
+from corral.plan import GatewayPlan
 from corral.runtime.registry import Snapshot
 
 

@@ -17,8 +17,7 @@ from corral.gateway._errors import EnvoyNotFoundError
 from corral.gateway._render import Ports
 from corral.gateway._static import render_static
 from corral.manifest import Diagnostic, Manifest
-from corral.plan import Plan
-from corral.plan._gateway import GatewayPlan
+from corral.plan import GatewayPlan, Plan
 from corral.runtime.registry import Snapshot
 
 

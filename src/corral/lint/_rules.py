@@ -13,12 +13,8 @@ from dataclasses import dataclass
 
 from corral.lint._graph import Graph, best_chain, cycles, longest_chain
 from corral.lint._model import Finding, Rule, Severity
-from corral.manifest import KeyPath, Manifest
-from corral.manifest._checks import SHARED_DATABASE_RULE
-from corral.manifest._events import EVENT_PARTY_RULE
-from corral.manifest._resilience import PolicySpec
-from corral.plan import Plan
-from corral.plan._resilience import DEFAULT_PLAN
+from corral.manifest import EVENT_PARTY_RULE, SHARED_DATABASE_RULE, KeyPath, Manifest, PolicySpec
+from corral.plan import DEFAULT_PLAN, Plan
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 

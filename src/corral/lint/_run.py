@@ -14,8 +14,7 @@ from corral.lint._rules import (
     UNKNOWN_RULE,
     Context,
 )
-from corral.manifest import Manifest, ManifestError, load
-from corral.manifest._references import closest_hint
+from corral.manifest import Manifest, ManifestError, closest_hint, load
 from corral.plan import Plan, resolve
 
 _BY_KEY: dict[str, Rule] = {key: rule for rule in RULES for key in (rule.id, rule.name)}

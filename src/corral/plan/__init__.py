@@ -4,8 +4,8 @@ Pure functions from a validated manifest; every renderer and the runtime read th
 Plan, never the YAML. See ``resolve``.
 """
 
-from corral.plan._events import EventsPlan
-from corral.plan._gateway import GatewayPlan
+from corral.plan._events import EventsPlan, TopicPlan
+from corral.plan._gateway import AuthPlan, ClusterPlan, GatewayPlan, ProviderPlan, RoutePlan
 from corral.plan._instances import (
     Endpoints,
     instance_environment,
@@ -22,23 +22,30 @@ from corral.plan._model import (
     ServicePlan,
     supervised_component,
 )
-from corral.plan._resilience import ResiliencePlan, resilience_environment
-from corral.plan._resolve import STATE_DIRNAME, find_cycle, resolve, start_order
+from corral.plan._resilience import DEFAULT_PLAN, ResiliencePlan, resilience_environment
+from corral.plan._resolve import SERVE_MODULE, STATE_DIRNAME, find_cycle, resolve, start_order
 
 __all__ = [
+    "DEFAULT_PLAN",
+    "SERVE_MODULE",
     "STATE_DIRNAME",
+    "AuthPlan",
     "CheckKind",
     "CheckPlan",
+    "ClusterPlan",
     "DatabasePlan",
     "Endpoints",
     "EventsPlan",
     "GatewayPlan",
     "Plan",
+    "ProviderPlan",
     "ResiliencePlan",
     "RestartPlan",
+    "RoutePlan",
     "SecretRef",
     "SecretSource",
     "ServicePlan",
+    "TopicPlan",
     "find_cycle",
     "instance_environment",
     "instance_id",

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral.manifest import Manifest
-from corral.manifest._events import Ordering, effective_delivery
+from corral.manifest import Manifest, Ordering, effective_delivery
 
 
 @dataclass(frozen=True)

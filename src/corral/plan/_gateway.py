@@ -12,21 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.manifest import KeyPath, Manifest
-from corral.manifest._gateway import (
-    CircuitBreakerSpec,
+from corral.manifest import (
     CorsSpec,
     HeaderMatchSpec,
     HeaderRulesSpec,
     HealthCheckSpec,
     JwtAuthSpec,
+    KeyPath,
     LoadBalancing,
+    Manifest,
     OutlierDetectionSpec,
     RateLimitSpec,
     RetryBudgetSpec,
     RetrySpec,
     TargetSpec,
 )
+from corral.manifest import GatewayCircuitBreakerSpec as CircuitBreakerSpec
 
 DEFAULT_RETRY = RetrySpec()
 """Idempotent requests are retried twice on connect failure or reset unless a route says."""

@@ -14,14 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from corral import contract
-from corral.manifest import Manifest
-from corral.manifest._resilience import (
-    BulkheadSpec,
-    CircuitBreakerSpec,
-    PolicySpec,
-    ResilienceSpec,
-    RetriesSpec,
-)
+from corral.manifest import BulkheadSpec, Manifest, PolicySpec, ResilienceSpec, RetriesSpec
+from corral.manifest import ResilienceCircuitBreakerSpec as CircuitBreakerSpec
 
 if TYPE_CHECKING:
     from corral.plan._model import Plan

@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from corral.manifest import Manifest
 from corral.plan import Plan, ServicePlan
 from corral.runtime.registry import InstanceRecord, Registry
 
@@ -31,9 +30,6 @@ class RuntimeContext(Protocol):
 
     @property
     def plan(self) -> Plan: ...
-
-    @property
-    def manifest(self) -> Manifest: ...
 
     @property
     def registry(self) -> Registry: ...

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from corral import contract
-from corral.manifest import Condition, Manifest
+from corral.manifest import Condition
 from corral.plan import Endpoints, Plan, SecretSource, ServicePlan, instance_environment
 from corral.runtime import _runstate
 from corral.runtime._checks import Prober
@@ -109,9 +109,9 @@ class Orchestrator:
 
     def __init__(
         self,
-        manifest: Manifest,
         plan: Plan,
         *,
+        manifest_path: Path,
         addons: Sequence[Addon] = (),
         endpoints: Endpoints = Endpoints(),
         on_event: Callable[[RuntimeEvent], None] | None = None,
@@ -119,7 +119,8 @@ class Orchestrator:
         addon_timeout: float = 10.0,
         systems: SystemsIndex | None = None,
     ) -> None:
-        self._manifest = manifest
+        self._manifest_path = manifest_path
+        """Shown in status and ``corral ls`` (the plan holds only its folder)."""
         self._plan = plan
         self.addons = tuple(addons)
         self.endpoints = endpoints
@@ -156,10 +157,6 @@ class Orchestrator:
     @property
     def plan(self) -> Plan:
         return self._plan
-
-    @property
-    def manifest(self) -> Manifest:
-        return self._manifest
 
     @property
     def state_dir(self) -> Path:
@@ -388,7 +385,7 @@ class Orchestrator:
                 "system": self._plan.system,
                 "state": self._state,
                 "pid": os.getpid(),
-                "manifest": str(self._manifest.path),
+                "manifest": str(self._manifest_path),
                 "state_dir": str(self.state_dir),
                 "started_at": self.started_at,
                 "registry_version": snapshot.version,
@@ -641,7 +638,7 @@ class Orchestrator:
     def _register(self) -> None:
         entry = RunningSystem(
             system=self._plan.system,
-            manifest=str(self._manifest.path),
+            manifest=str(self._manifest_path),
             state_dir=str(self.state_dir),
             pid=os.getpid(),
             create_time=self._create_time,
