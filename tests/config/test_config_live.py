@@ -197,9 +197,20 @@ async def test_a_misspelled_setting_is_refused_before_anything_changes(live: Liv
     code, out, err = await corral(live.root, "config", "set", "tunable", "RATES=0.5")
     assert code == 1, out + err
     assert "error: unknown setting: tunable has no setting RATES: did you mean RATE?" in err
-    assert "settings of tunable: API_KEY, GREETING, RATE, TOKEN, WORKERS" in err
+    assert "settings of tunable: API_KEY, GREETING, RATE, STYLE, TOKEN, WORKERS" in err
     assert (await live.api.get("/v1/config")).json()["version"] == current
     assert await live.instances() == before
+
+
+async def test_a_setting_only_the_service_declares_is_accepted(live: Live) -> None:
+    """STYLE is a field of tunable's settings model and not in the manifest: the
+    instances report it, so `config set` takes it without --new, applied in place."""
+    code, out, err = await corral(live.root, "config", "set", "tunable", "STYLE=fancy")
+    assert code == 0, out + err
+    shown = (await live.api.get("/v1/config", params={"service": "tunable"})).json()
+    assert shown["services"]["tunable"]["STYLE"]["value"] == "fancy"
+    code, out, err = await corral(live.root, "config", "unset", "tunable", "STYLE")
+    assert code == 0, out + err
 
 
 async def test_a_new_setting_is_added_on_purpose_with_new(live: Live) -> None:

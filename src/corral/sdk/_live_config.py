@@ -132,6 +132,8 @@ class ConfigWatcher:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
+        self._told_variables = False
+        """Whether a report carried the settings' variables yet (the first one does)."""
         self._log = get_logger()
 
     @classmethod
@@ -177,7 +179,17 @@ class ConfigWatcher:
             if event == "config":
                 report = await self.handle(json.loads(data))
                 self._first.set()
+                if not self._told_variables:
+                    # The variables this service's settings read: the control plane then
+                    # accepts `config set` of those the manifest does not set, and refuses
+                    # a misspelled one (docs/config.md).
+                    report["variables"] = self._variables()
                 await self._report(report)
+                self._told_variables = True
+
+    def _variables(self) -> list[str]:
+        settings_cls = self.service._settings_cls
+        return sorted(field_variables(settings_cls)) if settings_cls is not None else []
 
     async def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Take one version (see the module docstring); the report to send back."""

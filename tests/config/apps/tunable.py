@@ -13,6 +13,8 @@ from corral.sdk import ConfigChange, Service, ServiceSettings
 class Settings(ServiceSettings):
     greeting: str = Field(default="hello", json_schema_extra={"reloadable": True})
     rate: float = Field(default=0.0, ge=0, le=1, json_schema_extra={"reloadable": True})
+    # Not in the manifest: `config set` accepts it because the instances report it.
+    style: str = Field(default="plain", json_schema_extra={"reloadable": True})
     workers: int = Field(default=1, ge=1, le=8)  # read once at start: changing it restarts
     api_key: SecretStr | None = None
 
