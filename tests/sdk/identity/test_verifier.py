@@ -102,10 +102,15 @@ def tampered() -> str:
     return f"{header}.{payload}.{signature}"
 
 
-now = int(time.time())
+def now() -> int:
+    # Read when the token is made, not when the module is imported: a suite on a loaded
+    # machine may run this file minutes after collecting it.
+    return int(time.time())
+
+
 BAD: list[tuple[str, Callable[[], str], str]] = [
-    ("expired", lambda: RSA.token(valid_claims(exp=now - 60)), "expired"),
-    ("not yet valid", lambda: RSA.token(valid_claims(nbf=now + 600)), "not yet valid"),
+    ("expired", lambda: RSA.token(valid_claims(exp=now() - 60)), "expired"),
+    ("not yet valid", lambda: RSA.token(valid_claims(nbf=now() + 600)), "not yet valid"),
     ("another issuer", lambda: RSA.token(valid_claims(iss="https://evil.test")), "issuer"),
     ("another audience", lambda: RSA.token(valid_claims(aud="elsewhere")), "(?i)audience"),
     ("no audience", lambda: RSA.token(valid_claims(aud=None)), "aud"),
@@ -146,7 +151,7 @@ async def test_a_valid_token_proves_its_identity(key: SigningKey) -> None:
 async def test_clock_skew_is_allowed_as_at_the_gateway() -> None:
     """A token expired less than the clock skew ago still passes (as through Envoy)."""
     verifier = make(Source(jwks(RSA.jwk())), skew=120)
-    await verifier.verify(RSA.token(valid_claims(exp=now - 60)))
+    await verifier.verify(RSA.token(valid_claims(exp=now() - 60)))
 
 
 async def test_a_symmetric_key_in_the_key_set_verifies_nothing() -> None:
