@@ -15,6 +15,13 @@ escapes is a programming mistake and fails loudly.
      │    ├── ServiceStoppedError    a change that needs the service's instances
      │    └── AlreadyRunningError
      ├── corral.api.ApiError         the control-plane API answered with a problem
+     ├── corral.manifest.ManifestError     every problem of a manifest, located
+     ├── corral.config.ConfigError         a refused or impossible configuration change
+     ├── corral.gateway.GatewayError       Envoy missing, or not ready in time
+     ├── corral.broker BrokerError         nats-server missing or refusing its config
+     ├── corral.runtime DatabaseSetupError a service's database could not be made
+     ├── corral.export ExportError, OverwriteError
+     ├── corral.telemetry OtlpError        an OTLP payload that cannot be decoded
      └── corral.cli UsageError       a malformed command line (exit 2)
 
 Every control-plane package may import this module; the SDK does not (a service's

@@ -10,13 +10,14 @@ from pathlib import Path
 
 from corral import contract
 from corral.broker._credentials import BusUser
+from corral.errors import CorralError
 from corral.plan import CheckKind, CheckPlan, ServicePlan, supervised_component
 
 COMPONENT_NAME = f"{contract.COMPONENT_PREFIX}nats"
 READINESS_PATH = "/healthz?js-enabled-only=true"
 
 
-class BrokerError(RuntimeError):
+class BrokerError(CorralError, RuntimeError):
     """The broker cannot be started or reached (a setup problem, with a hint)."""
 
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from corral.errors import CorralError
 
-class ConfigError(Exception):
+
+class ConfigError(CorralError):
     """Base of every error configuration management raises on purpose."""
 
 

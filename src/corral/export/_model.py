@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from corral.errors import CorralError
 from corral.manifest import KeyPath, format_path
 
 
@@ -172,7 +173,7 @@ class Problem:
     hint: str | None = None
 
 
-class ExportError(Exception):
+class ExportError(CorralError):
     """The plan cannot be exported to a target; ``problems`` lists every reason."""
 
     def __init__(self, target: Target, problems: Iterable[Problem]) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral.errors import CorralError
 from corral.export._model import Export, Target
 
 MARKER = ".corral-export.json"
@@ -45,7 +46,7 @@ class Conflict:
     reason: str
 
 
-class OverwriteError(Exception):
+class OverwriteError(CorralError):
     """Files in the way that the export did not write (or that were edited since)."""
 
     def __init__(self, folder: Path, conflicts: Iterable[Conflict]) -> None:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from corral.errors import CorralError
 
-class GatewayError(Exception):
+
+class GatewayError(CorralError):
     """Base of the gateway's errors; keyword context is kept in ``context``."""
 
     def __init__(self, message: str, **context: Any) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from corral.errors import CorralError
+
 PathPart = str | int
 KeyPath = tuple[PathPart, ...]
 
@@ -101,7 +103,7 @@ class Diagnostic:
         return text
 
 
-class ManifestError(Exception):
+class ManifestError(CorralError):
     """A manifest that cannot be used; ``diagnostics`` lists every problem found."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
+from corral.errors import CorralError
 from corral.manifest import DatabaseEngine
 from corral.plan import Plan, ServicePlan
 
@@ -156,7 +157,7 @@ POSTGRES_URL_VARIABLE = "CORRAL_POSTGRES_URL"
 """Admin URL of a PostgreSQL server, when the manifest names none."""
 
 
-class DatabaseSetupError(Exception):
+class DatabaseSetupError(CorralError):
     """A service's database could not be prepared (no server configured, provisioning failed)."""
 
 

@@ -21,6 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from corral.errors import CorralError
+
 __all__ = [
     "MAX_BODY",
     "PROTOBUF",
@@ -49,7 +51,7 @@ _STATUS = {
 }
 
 
-class OtlpError(ValueError):
+class OtlpError(CorralError, ValueError):
     """A request the receiver cannot read: ``status`` is the HTTP answer (400, 413, 415)."""
 
     def __init__(self, status: int, detail: str) -> None:
