@@ -4,20 +4,15 @@ system for the tests that need one."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "sdk"))
-
 from events.conftest import embedded_nats, nats_url, spans, system, tmp_db  # noqa: F401
 
-# The one `corral ARGS` runner of the system tests (issue 17.7: one copy, not five).
-from telemetry.conftest import corral
+from testkit import corral
 
 # --- a running system (`corral up -d`) whose services publish and consume ------------
 

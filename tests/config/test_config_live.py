@@ -20,6 +20,7 @@ import pytest_asyncio
 from corral.control import SystemSession, addons_for
 from corral.manifest import load
 from corral.plan import resolve
+from testkit import corral_async
 
 pytestmark = [
     pytest.mark.integration,
@@ -105,19 +106,7 @@ gateway:
 
 async def corral(root: Path, *args: str) -> tuple[int, str, str]:
     """The CLI as a separate process (the API it calls is served by this test's loop)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "corral",
-        *args,
-        "-f",
-        str(root),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await corral_async(*args, "-f", str(root))
 
 
 async def test_a_reloadable_value_changes_without_a_restart(live: Live) -> None:

@@ -9,8 +9,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,11 @@ import httpx
 import psutil
 import pytest
 
+from testkit import corral, wait_for
+
 FIXTURE = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "svc.py"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def corral(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @contextlib.contextmanager
@@ -44,16 +34,6 @@ def detached(folder: Path, manifest_text: str) -> Iterator[Path]:
         yield folder
     finally:
         corral("down", cwd=folder, timeout=60)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def manifest(tmp_path: Path, *, api_env: str = "") -> Path:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,24 +19,9 @@ from corral.gateway import GatewayAddon, Ports, envoy_binary
 from corral.manifest import Manifest, parse
 from corral.plan import Plan, resolve
 from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
+from testkit import free_port, wait_for
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``check`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
 
 
 def _answers(url: str) -> bool:
@@ -64,7 +47,7 @@ class Upstream:
             argv.append(str(jwks))
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         upstream = cls(name, port, process)
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/__ready"), what=f"upstream {name}")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/__ready"), what=f"upstream {name}")
         return upstream
 
     def record(self, service: str, *, ready: bool = True) -> InstanceRecord:
@@ -145,7 +128,7 @@ class Gateway:
         return parse_clusters(self.admin_get("/clusters?format=json").json())
 
     def wait_endpoints(self, expected: Mapping[str, set[str]], timeout: float = 10.0) -> None:
-        wait_until(
+        wait_for(
             lambda: all(self.endpoints().get(k, set()) == v for k, v in expected.items()),
             timeout=timeout,
             what=f"endpoints {expected}",
@@ -195,7 +178,7 @@ def start_gateway(
                 raise AssertionError("envoy exited:\n" + log.read_text()[-3000:])
             return _answers(gateway.stats_url + "/ready")
 
-        wait_until(ready, what="envoy /ready")
+        wait_for(ready, what="envoy /ready")
         expected: dict[str, set[str]] = {c.name: set() for c in plan.gateway.clusters}
         for record in snap.instances:
             if record.serving and record.service in expected:

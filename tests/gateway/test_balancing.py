@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from gateway_harness import Gateway, Upstream, start_gateway, wait_until
+from gateway_harness import Gateway, Upstream, start_gateway, wait_for
 
 MANIFEST = """
 name: balancing
@@ -77,10 +77,10 @@ def test_failing_active_health_check_stops_traffic(
     assert set(_names(gateway, "/checked", 12)) == {"a", "b", "c"}
     upstreams["c"].fault("unhealthy")
     # Two failed checks 100 ms apart mark it unhealthy; poll, bounded.
-    wait_until(lambda: "c" not in _names(gateway, "/checked", 6), timeout=5, what="c out")
+    wait_for(lambda: "c" not in _names(gateway, "/checked", 6), timeout=5, what="c out")
     assert "c" not in _names(gateway, "/checked", 30)
     upstreams["c"].fault("ok")
-    wait_until(lambda: "c" in _names(gateway, "/checked", 6), timeout=5, what="c back")
+    wait_for(lambda: "c" in _names(gateway, "/checked", 6), timeout=5, what="c back")
 
 
 @pytest.mark.timeout(15)

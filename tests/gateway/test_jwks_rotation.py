@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gateway_harness import KeyPair, Upstream, start_gateway, wait_until, write_jwks
+from gateway_harness import KeyPair, Upstream, start_gateway, wait_for, write_jwks
 
 ISSUER = "https://auth.test"
 AUDIENCE = "rotation"
@@ -50,15 +50,15 @@ def test_key_rotation_without_restart(tmp_path: Path) -> None:
             return gw.client.get("/x", headers={"authorization": f"Bearer {token}"}).status_code
 
         # fast_listener: the first fetch runs in the background, so poll for it.
-        wait_until(lambda: status(token_a) == 200, timeout=CACHE + 5, what="key A accepted")
+        wait_for(lambda: status(token_a) == 200, timeout=CACHE + 5, what="key A accepted")
         assert status(token_b) == 401
 
         write_jwks(jwks, [key_a, key_b])
-        wait_until(lambda: status(token_b) == 200, timeout=CACHE + 5, what="key B accepted")
+        wait_for(lambda: status(token_b) == 200, timeout=CACHE + 5, what="key B accepted")
         assert status(token_a) == 200, "both keys are published: A still passes"
 
         write_jwks(jwks, [key_b])
-        wait_until(lambda: status(_token(key_a)) == 401, timeout=CACHE + 5, what="key A refused")
+        wait_for(lambda: status(_token(key_a)) == 401, timeout=CACHE + 5, what="key A refused")
         # token_a was verified before A was withdrawn: no verified-token cache keeps it alive.
         assert status(token_a) == 401, "a token verified before the rotation is refused too"
         assert status(token_b) == 200

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gateway_harness import Upstream, manifest_from, start_gateway, wait_until
+from gateway_harness import Upstream, manifest_from, start_gateway, wait_for
 
 from corral.gateway._render import render_routes
 from corral.runtime.registry import InstanceState
@@ -162,7 +162,7 @@ def test_only_serving_instances_get_traffic(upstreams: dict[str, Upstream], tmp_
     try:
         names = {gw.client.get("/x").json()["name"] for _ in range(20)}
         assert names == {"a"}
-        wait_until(lambda: gw.endpoints()["a"] == {upstreams["a"].record("a").address})
+        wait_for(lambda: gw.endpoints()["a"] == {upstreams["a"].record("a").address})
     finally:
         gw.stop()
 

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from corral import contract
+from testkit import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).parent / "apps"
 EXAMPLES = ROOT / "examples" / "hello"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class ServedProcess:
@@ -69,7 +50,7 @@ class ServedProcess:
             return False
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        wait_until(self.ready, timeout, f"{self.base_url} to be ready")
+        wait_for(self.ready, timeout=timeout, what=f"{self.base_url} to be ready")
 
     def output(self) -> str:
         self._log.flush()

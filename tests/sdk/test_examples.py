@@ -16,11 +16,10 @@ from corral.sdk.testing import capture_logs, serve_in_process
 
 
 @pytest.fixture
-def hello_path() -> Iterator[None]:
+def hello_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Import the example modules the way serve does: from examples/hello."""
-    sys.path.insert(0, str(EXAMPLES))
+    monkeypatch.syspath_prepend(str(EXAMPLES))
     yield
-    sys.path.remove(str(EXAMPLES))
     for name in [m for m in sys.modules if m.split(".")[0] in ("greeter", "front")]:
         del sys.modules[name]
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sdk_helpers import ROOT, wait_until
+from sdk_helpers import ROOT, wait_for
+
+from testkit import corral
 
 GUIDE = ROOT / "docs" / "guide" / "first-service.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -56,17 +58,6 @@ def system_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             written.append(name)
     assert {"greeter/app.py", "front/app.py", "corral.yaml", "test_greeter.py"} <= set(written)
     return folder
-
-
-def corral(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_the_guides_test_passes(system_dir: Path) -> None:
@@ -123,5 +114,5 @@ def test_an_event_round_trip(gateway: str) -> None:
     def ready() -> bool:
         return httpx.get(gateway + "/orders/o1", timeout=5).json().get("state") == "ready"
 
-    wait_until(ready, 30, "order o1 to be ready")
+    wait_for(ready, timeout=30, what="order o1 to be ready")
     assert httpx.get(gateway + "/orders/o1", timeout=5).json()["cook"] == "kim"

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sdk_helpers import APPS, wait_until
+from sdk_helpers import APPS, wait_for
 
 from corral import contract
 
@@ -35,10 +35,10 @@ def test_sigterm_drains_in_flight_request_then_exits_zero(serve_process: Any) ->
 
     caller = threading.Thread(target=slow_call)
     caller.start()
-    wait_until(
+    wait_for(
         lambda: '"path": "/slow"' in served.output() or _in_flight(served) > 0,
-        10,
-        "the slow request to be in flight",
+        timeout=10,
+        what="the slow request to be in flight",
     )
     served.proc.send_signal(signal.SIGTERM)
 
@@ -46,7 +46,7 @@ def test_sigterm_drains_in_flight_request_then_exits_zero(serve_process: Any) ->
         response = httpx.get(served.base_url + contract.READINESS_PATH, timeout=2)
         return response.status_code == 503
 
-    wait_until(not_ready, 5, "readiness to turn 503")
+    wait_for(not_ready, timeout=5, what="readiness to turn 503")
     readiness = httpx.get(served.base_url + contract.READINESS_PATH, timeout=2)
     assert readiness.headers["content-type"] == "application/problem+json"
     assert "shutdown" in readiness.json()["checks"]

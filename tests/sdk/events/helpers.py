@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 import urllib.request
@@ -14,12 +13,7 @@ import nats
 
 from corral.broker import find_binary, server_config
 from corral.sdk.events._topology import stream_name
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from testkit import free_port
 
 
 class NatsServer:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from events.helpers import eventually
+from testkit import corral
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -51,14 +52,7 @@ events:
 
 def run_corral(root: Path, *args: str) -> str:
     """``corral ARGS`` in ``root``; its output (fails the test on a non-zero exit)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = corral(*args, cwd=root, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

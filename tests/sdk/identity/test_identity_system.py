@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from identity_keys import AUDIENCE, ISSUER, SigningKey, valid_claims
-from sdk_helpers import APPS, ServedProcess, free_port, wait_until
+from sdk_helpers import APPS, ServedProcess, free_port, wait_for
 
 from corral import contract
 from corral.gateway import GatewayAddon, Ports, envoy_binary
@@ -180,7 +180,7 @@ def gateway(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 return False
             return answer.status_code == 200
 
-        wait_until(serving, 20, "the gateway to serve /rides")
+        wait_for(serving, timeout=20, what="the gateway to serve /rides")
         yield url
     finally:
         envoy.terminate()

@@ -1,0 +1,72 @@
+"""What many test modules need: a free port, polling with a deadline, the real CLI.
+
+One copy (issue 17.7), importable from any test module as ``testkit`` because pytest puts
+``tests/`` on ``sys.path`` (``pythonpath`` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for[T](
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 30.0,
+    what: str = "condition",
+    every: float = 0.05,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail the test
+    with ``what`` after ``timeout`` seconds (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def corral(*args: str, cwd: Path, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+    """``corral ARGS`` as a person runs it: a separate process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+async def corral_async(
+    *args: str, cwd: Path | None = None, timeout: float = 60.0
+) -> tuple[int, str, str]:
+    """``corral ARGS`` without blocking the event loop (for tests whose loop serves the API
+    that the command calls): exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "corral",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
