@@ -42,6 +42,7 @@ from corral.manifest import Condition
 from corral.plan import Endpoints, Plan, SecretSource, ServicePlan, instance_environment
 from corral.runtime import _runstate
 from corral.runtime._checks import Prober
+from corral.runtime._driver import Driver, ProcessDriver
 from corral.runtime._environ import component_environment, inherited_environment, secret_values
 from corral.runtime._instance import Instance
 from corral.runtime._process import Reaper
@@ -118,6 +119,7 @@ class Orchestrator:
         start_timeout: float = 120.0,
         addon_timeout: float = 10.0,
         systems: SystemsIndex | None = None,
+        driver: Driver | None = None,
     ) -> None:
         self._manifest_path = manifest_path
         """Shown in status and ``corral ls`` (the plan holds only its folder)."""
@@ -133,6 +135,9 @@ class Orchestrator:
         self.logs = LogStore(plan.state_dir / "logs")
         self.prober = Prober()
         self.reaper = Reaper()
+        self._processes = ProcessDriver(self.reaper)
+        self.driver: Driver = driver if driver is not None else self._processes
+        """What runs service instances; components always run as processes."""
         self.started_at: float | None = None
         self._state = "idle"
         self._services: dict[str, _Service] = {
@@ -509,6 +514,7 @@ class Orchestrator:
             address=self.endpoints.host,
             port=fixed if fixed is not None else self.free_port(),
             component=entry.component,
+            driver=self._processes if entry.component else self.driver,
         )
         entry.instances[instance.id] = instance
         instance.start()
