@@ -18,9 +18,9 @@ from typing import Protocol
 from corral.manifest import RestartPolicy
 from corral.plan import RestartPlan, ServicePlan, instance_id
 from corral.runtime._checks import CheckTarget, Prober
-from corral.runtime._driver import Driver, Running
 from corral.runtime._process import exit_status, port_in_use
 from corral.runtime._runstate import process_create_time
+from corral.runtime.drivers import Driver, Running
 from corral.runtime.errors import StartError
 from corral.runtime.events import (
     InstanceExited,

@@ -42,11 +42,11 @@ from corral.manifest import Condition
 from corral.plan import Endpoints, Plan, SecretSource, ServicePlan, instance_environment
 from corral.runtime import _runstate
 from corral.runtime._checks import Prober
-from corral.runtime._driver import Driver, ProcessDriver
 from corral.runtime._environ import component_environment, inherited_environment, secret_values
 from corral.runtime._instance import Instance
 from corral.runtime._process import Reaper
 from corral.runtime.addon import Addon
+from corral.runtime.drivers import Driver, ProcessDriver
 from corral.runtime.errors import (
     AlreadyRunningError,
     CorralRuntimeError,
@@ -221,6 +221,8 @@ class Orchestrator:
             for sub in ("logs", "data"):
                 (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
             await self.reaper.start()
+            # Before anything runs: an engine that is missing or down fails here.
+            await self.driver.prepare(self._plan, self.reaper)
             self._save_run_state()
             self._register()
             for addon in self.addons:
@@ -389,6 +391,7 @@ class Orchestrator:
                 **contributed,
                 "system": self._plan.system,
                 "state": self._state,
+                "runtime": self.driver.name,
                 "pid": os.getpid(),
                 "manifest": str(self._manifest_path),
                 "state_dir": str(self.state_dir),
@@ -620,6 +623,8 @@ class Orchestrator:
                         with contextlib.suppress(ProcessLookupError, PermissionError):
                             os.killpg(instance.pgid, signal.SIGKILL)
             await self.prober.close()
+            with contextlib.suppress(Exception):  # the reaper below is the backstop
+                await self.driver.close()
             self.logs.close()
             await self.reaper.stop()
             with contextlib.suppress(FileNotFoundError):

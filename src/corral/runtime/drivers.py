@@ -4,7 +4,7 @@ starts one :class:`Running` per process generation.
 :class:`~corral.runtime._instance.Instance` keeps everything a runtime promises
 (checks, restart with backoff, crash loop, drain, grace period, logs); a driver only
 starts the program and signals it. :class:`ProcessDriver` runs it as a local process
-group (the default runtime); :mod:`corral.runtime._containers` runs it as a container
+group (the default runtime); ``corral.images.ContainerDriver`` runs it as a container
 of the service's image. System components (Envoy, nats-server) always run through the
 process driver.
 """
@@ -66,7 +66,7 @@ class Driver(Protocol):
     name: str
     """``process``, ``docker`` or ``podman``: shown in status."""
 
-    async def prepare(self, plan: Plan, progress: Progress | None = None) -> None:
+    async def prepare(self, plan: Plan, reaper: Reaper) -> None:
         """Before anything of the system starts: check the engine, build images.
         Raises a :class:`~corral.errors.CorralError` a person can act on."""
         ...
@@ -122,7 +122,7 @@ class ProcessDriver:
     def __init__(self, reaper: Reaper) -> None:
         self._reaper = reaper
 
-    async def prepare(self, plan: Plan, progress: Progress | None = None) -> None:
+    async def prepare(self, plan: Plan, reaper: Reaper) -> None:
         return None
 
     async def start(self, service: ServicePlan, instance: str, env: Mapping[str, str]) -> Running:
@@ -134,4 +134,12 @@ class ProcessDriver:
         return None
 
 
-__all__ = ["Driver", "ProcessDriver", "Progress", "Running"]
+__all__ = [
+    "Driver",
+    "ProcessDriver",
+    "Progress",
+    "Reaper",
+    "Running",
+    "process_alive",
+    "spawn",
+]
