@@ -18,7 +18,7 @@ ENGINES = ("docker", "podman")
 
 _INSTALL = {
     "docker": "install Docker (Debian: `apt-get install docker.io`)",
-    "podman": "install Podman (Debian: `apt-get install podman runc`)",
+    "podman": "install Podman (Debian: `apt-get install podman runc catatonit`)",
 }
 _START = {
     "docker": "start the Docker daemon (`systemctl start docker`, or `dockerd &` as root)",

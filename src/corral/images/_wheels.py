@@ -95,27 +95,42 @@ async def build_wheelhouse(requirements: Iterable[str], progress: Callable[[str]
             "(corral's and its dependencies', for Python " + BASE_PYTHON + ")"
         )
     own = sorted(set(requirements))
-    key = _digest([source_digest(root).encode(), "\n".join(own).encode(),
-                   BASE_PYTHON.encode(), platform.machine().encode()])  # fmt: skip
+    machine = platform.machine()
+    target = [BASE_PYTHON.encode(), machine.encode(), "\n".join(own).encode()]
+    key = _digest([source_digest(root).encode(), *target])
     folder = CACHE / f"wheelhouse-{key}"
     if await asyncio.to_thread(folder.is_dir):
         return folder
-    progress(f"building the wheelhouse (corral from {root}, dependencies for Python {BASE_PYTHON})")
-    partial = await asyncio.to_thread(_scratch)
+    progress(f"building corral's wheel from {root}")
+    partial = await asyncio.to_thread(_scratch, "wheelhouse-partial-")
     try:
         await _run([*uv_command(), "build", "--wheel", "--package", "corral",
                     "--out-dir", str(partial), str(root)], "building corral's wheel")  # fmt: skip
-        requirements_file = await asyncio.to_thread(_requirements_file, partial, own)
-        machine = platform.machine()
-        await _run(
-            [*_pip(), "download", "--quiet", "--disable-pip-version-check",
-             "--only-binary=:all:", "--python-version", BASE_PYTHON, "--implementation", "cp",
-             "--platform", f"manylinux2014_{machine}", "--platform", f"manylinux_2_28_{machine}",
-             "--platform", f"manylinux_2_34_{machine}",
-             "--dest", str(partial), "-r", str(requirements_file)],
-            "downloading the dependencies' wheels",
-        )  # fmt: skip
-        await asyncio.to_thread(_finish, partial, requirements_file, folder)
+        # The dependencies change with the lock file, not with every source edit: cached
+        # apart, so a changed source file costs a wheel build, not a download.
+        lock = root / "uv.lock"
+        deps_key = _digest([await asyncio.to_thread(lock.read_bytes), *target])
+        deps = CACHE / f"dependencies-{deps_key}"
+        if not await asyncio.to_thread(deps.is_dir):
+            progress(f"downloading the dependencies' wheels for Python {BASE_PYTHON}")
+            scratch = await asyncio.to_thread(_scratch, "dependencies-partial-")
+            try:
+                requirements_file = await asyncio.to_thread(_requirements_file, partial, own)
+                await _run(
+                    [*_pip(), "download", "--quiet", "--disable-pip-version-check",
+                     "--only-binary=:all:", "--python-version", BASE_PYTHON,
+                     "--implementation", "cp", "--platform", f"manylinux2014_{machine}",
+                     "--platform", f"manylinux_2_28_{machine}",
+                     "--platform", f"manylinux_2_34_{machine}",
+                     "--dest", str(scratch), "-r", str(requirements_file)],
+                    "downloading the dependencies' wheels",
+                )  # fmt: skip
+                await asyncio.to_thread(_finish, scratch, requirements_file, deps)
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
+        await asyncio.to_thread(_assemble, partial, deps, folder)
+        await asyncio.to_thread(_prune, "wheelhouse-", keep=3)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -129,22 +144,39 @@ def _given(folder: Path) -> Path:
     return folder
 
 
-def _scratch() -> Path:
+def _scratch(prefix: str) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=CACHE, prefix="wheelhouse-partial-"))
+    return Path(tempfile.mkdtemp(dir=CACHE, prefix=prefix))
 
 
 def _requirements_file(partial: Path, own: list[str]) -> Path:
     """Corral's wheel (just built) and the system's own requirements, for pip download."""
     wheel = next(partial.glob("corral-*.whl"))
-    path = partial / "requirements.txt"
+    path = partial.parent / f"{partial.name}-requirements.txt"
     path.write_text("\n".join([str(wheel), *own]) + "\n")
     return path
 
 
-def _finish(partial: Path, requirements_file: Path, folder: Path) -> None:
+def _finish(scratch: Path, requirements_file: Path, folder: Path) -> None:
     requirements_file.unlink()
-    partial.rename(folder)  # atomic: a half-made wheelhouse is never reused
+    for wheel in scratch.glob("corral-*.whl"):  # the dependencies only
+        wheel.unlink()
+    scratch.rename(folder)  # atomic: a half-made folder is never reused
+
+
+def _prune(prefix: str, *, keep: int) -> None:
+    """Remove all but the ``keep`` newest cache folders of a kind (a cache: safe)."""
+    folders = sorted(CACHE.glob(f"{prefix}*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in folders[keep:]:
+        if not old.name.startswith(f"{prefix}partial"):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _assemble(partial: Path, deps: Path, folder: Path) -> None:
+    """Corral's wheel (in ``partial``) plus hard links to the dependencies' wheels."""
+    for wheel in deps.glob("*.whl"):
+        os.link(wheel, partial / wheel.name)
+    partial.rename(folder)
 
 
 def _pip() -> list[str]:
