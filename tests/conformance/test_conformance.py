@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import pytest
 from conformance_helpers import RUNTIMES, System, containers, hello_system, wait_for
 
-pytestmark = pytest.mark.integration
+# The first container run of a session builds the wheelhouse and images (minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 CONTAINERISED = {"process": False, "docker": True, "podman": True}
 """The one expected difference: what an instance runs in."""
