@@ -89,15 +89,14 @@ def hello_system(runtime: str, folder: Path) -> Iterator[System]:
     )
     env = {"XDG_RUNTIME_DIR": str(folder / "run")}
     # The first container run builds the wheelhouse and images (minutes on a new machine).
-    up = corral("up", "-d", "--runtime", runtime, cwd=root, timeout=1200, **env)
-    assert up.returncode == 0, up.stdout + up.stderr
-    api = ApiClient.for_state_dir(root / ".corral")
     try:
-        yield System(runtime, root, api)
-    finally:
-        api.close()
+        up = corral("up", "-d", "--runtime", runtime, cwd=root, timeout=1200, **env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        with ApiClient.for_state_dir(root / ".corral") as api:
+            yield System(runtime, root, api)
+    finally:  # also after a failed up: nothing of it may keep running
         down = corral("down", cwd=root, timeout=120, **env)
-        assert down.returncode == 0, down.stdout + down.stderr
+    assert down.returncode == 0, down.stdout + down.stderr
 
 
 def containers(runtime: str, state_dir: Path) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ build named by its Dockerfile line, and the environment a container gets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -96,13 +97,19 @@ def test_sigkilled_orchestrator_leaves_no_container(tmp_path: Path) -> None:
     up = _corral("up", "-d", "--runtime", "docker", cwd=root, env=env)
     assert up.returncode == 0, up.stdout + up.stderr
     state = root / ".corral"
-    assert len(_labelled(state)) == 3  # greeter x2, front
     pid = json.loads((state / "run.json").read_text())["pid"]
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while _labelled(state) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _labelled(state) == []
+    try:
+        assert len(_labelled(state)) == 3  # greeter x2, front
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while _labelled(state) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _labelled(state) == []
+    finally:  # a failed assertion above must not leave the system running
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if leftovers := _labelled(state):
+            subprocess.run(["docker", "rm", "--force", *leftovers], check=False)
 
 
 def test_failed_build_names_the_dockerfile_line(tmp_path: Path) -> None:

@@ -174,6 +174,8 @@ class ContainerDriver:
         data = plan.state_dir / "data"
         argv = [
             *engine.command("run", "--rm", "--init", "--network", "host", "--name", name),
+            # The image's HEALTHCHECK is for exports; here the runtime's checks run.
+            "--no-healthcheck",
             *engine.run_flags,
             "--user", f"{os.getuid()}:{os.getgid()}",
             "--stop-timeout", str(int(service.stop_grace_period) + 1),
