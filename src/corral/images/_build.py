@@ -112,7 +112,18 @@ async def build_image(
     if code != 0:
         raise EngineError(build_failure(service, dockerfile, out + err))
     await asyncio.to_thread(shutil.rmtree, context, ignore_errors=True)
+    await _remove_older(engine, tag)
     return tag
+
+
+async def _remove_older(engine: Engine, tag: str) -> None:
+    """Untag the service's images of other content: each source edit makes one, and they
+    would pile up. Without --force, so an image a running container uses stays."""
+    repository = tag.rsplit(":", 1)[0]
+    code, out, _ = await engine.run("images", "--format", "{{.Repository}}:{{.Tag}}", repository)
+    older = [line for line in out.split() if line != tag] if code == 0 else []
+    if older:
+        await engine.run("rmi", *older)
 
 
 def _write_context(plan: Plan, context: Path, files: dict[str, str], wheelhouse: Path) -> None:
