@@ -1,5 +1,6 @@
 """``corral up`` of examples/hello to all-ready under each runtime (process, docker,
-podman), cold (the service images removed first; base image and wheelhouse kept) and
+podman), cold (the service images removed from both engines first, so they are built;
+base image and wheelhouse kept) and
 warm (images present), and kill -9 of an instance to its replacement ready.
 
     uv run python bench/runtime.py   # -> bench/results/runtime.json
@@ -68,7 +69,8 @@ def measure(runtime: str, folder: Path) -> dict[str, Any]:
     )
     result: dict[str, Any] = {}
     if runtime != "process":
-        remove_images(runtime)
+        for engine in ("docker", "podman"):  # else the images are copied, not built
+            remove_images(engine)
         result["cold_up_s"] = round(corral("up", "-d", "--runtime", runtime, cwd=root), 2)
         corral("down", cwd=root)
     warm, kills = [], []

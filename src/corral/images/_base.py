@@ -34,7 +34,7 @@ async def ensure_base_image(engine: Engine, progress: Callable[[str], None]) -> 
     """The base image's tag, made first if the engine does not have it."""
     if await engine.image_exists(BASE_IMAGE):
         return BASE_IMAGE
-    if await _copy_from_other_engine(engine, progress):
+    if await copy_from_other_engine(engine, BASE_IMAGE, progress):
         return BASE_IMAGE
     if shutil.which("debootstrap") is None:
         raise EngineError(
@@ -100,23 +100,25 @@ async def _stream(argv: list[str], progress: Callable[[str], None], what: str) -
         raise EngineError(f"{what} failed:\n" + "\n".join(lines[-20:]))
 
 
-async def _copy_from_other_engine(engine: Engine, progress: Callable[[str], None]) -> bool:
-    """Copy the base from the other engine when it has one (``save | load`` takes
-    seconds; debootstrap takes minutes)."""
+async def copy_from_other_engine(
+    engine: Engine, image: str, progress: Callable[[str], None]
+) -> bool:
+    """Copy ``image`` from the other engine when it has it (``save | load`` takes
+    seconds; debootstrap or a build takes minutes). Whether ``engine`` has it now."""
     other_name = "podman" if engine.name == "docker" else "docker"
     binary = shutil.which(other_name)
     if binary is None:
         return False
     other = Engine(other_name, binary)
     try:
-        if not await other.image_exists(BASE_IMAGE):
+        if not await other.image_exists(image):
             return False
     except OSError:
         return False
-    progress(f"copying the base image {BASE_IMAGE} from {other_name} to {engine.name}")
+    progress(f"copying {image} from {other_name} to {engine.name}")
     read, write = os.pipe()
     saver = await asyncio.create_subprocess_exec(
-        *other.command("save", BASE_IMAGE), stdout=write, stderr=asyncio.subprocess.DEVNULL,
+        *other.command("save", image), stdout=write, stderr=asyncio.subprocess.DEVNULL,
         env=other.env,
     )  # fmt: skip
     os.close(write)
@@ -128,4 +130,4 @@ async def _copy_from_other_engine(engine: Engine, progress: Callable[[str], None
     finally:
         os.close(read)
     ok = await loader.wait() == 0 and await saver.wait() == 0
-    return ok and await engine.image_exists(BASE_IMAGE)
+    return ok and await engine.image_exists(image)

@@ -25,6 +25,7 @@ from corral.export import (
     render_dockerignore,
     render_requirements,
 )
+from corral.images._base import copy_from_other_engine
 from corral.images._engine import Engine, EngineError
 from corral.plan import Plan
 
@@ -99,7 +100,7 @@ async def build_image(
     files = render_build_files(plan, service, base_image=base_image, requirements=requirements)
     content = await asyncio.to_thread(digest, plan, files, wheelhouse, base)
     tag = image_tag(plan.system, service, content)
-    if await engine.image_exists(tag):
+    if await engine.image_exists(tag) or await copy_from_other_engine(engine, tag, progress):
         return tag
     progress(f"building the image of {service} ({tag})")
     context = plan.state_dir / "images" / service
