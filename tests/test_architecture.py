@@ -29,6 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     # The reverse never happens: the SDK imports nothing of the control plane.
     "broker": {"contract", "manifest", "plan", "runtime", "sdk"},
     "export": {"contract", "manifest", "plan", "gateway", "broker", "sdk"},
+    # Container runtime: images from the exporter's Dockerfile, run through the runtime's
+    # driver seam (the runtime itself never imports export).
+    "images": {"contract", "manifest", "plan", "runtime", "export"},
     # The API serves the dashboard's static page (which imports nothing).
     "api": {"contract", "manifest", "plan", "runtime", "dashboard", "config"},
     "dashboard": set(),
@@ -47,6 +50,7 @@ ALLOWED: dict[str, set[str]] = {
         "sdk",
         "telemetry",
         "config",
+        "images",
     },
     "cli": {
         "contract",
@@ -61,6 +65,7 @@ ALLOWED: dict[str, set[str]] = {
         "sdk",
         "lint",
         "config",
+        "images",
     },
 }
 

@@ -38,15 +38,21 @@ def human_duration(seconds: float | None) -> str:
 
 
 def status_table(status: SystemStatus) -> Table:
-    table = Table(title=f"system {status.system}", title_justify="left")
-    for column in ("service", "instance", "pid", "port", "state", "ready", "restarts", "uptime"):
+    containers = status.runtime != "process"
+    title = f"system {status.system}" + (f" ({status.runtime})" if containers else "")
+    table = Table(title=title, title_justify="left")
+    columns = ["service", "instance", "pid", "port", "state", "ready", "restarts", "uptime"]
+    if containers:  # the container's name beside the engine client's pid
+        columns.insert(3, "container")
+    for column in columns:
         numeric = column in ("pid", "port", "restarts", "uptime")
         table.add_column(column, justify="right" if numeric else "left")
     for record in status.instances:
+        cells = [record.service, record.instance, str(record.pid or "-")]
+        if containers:
+            cells.append(record.container or "-")
         table.add_row(
-            record.service,
-            record.instance,
-            str(record.pid or "-"),
+            *cells,
             str(record.port or "-"),
             Text(record.state, style=STATE_STYLE.get(record.state, "")),
             Text("yes", style="green") if record.ready else Text("no", style="red"),

@@ -4,6 +4,7 @@ background, and stop it gracefully."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
+RUNTIMES = ("process", "docker", "podman")
+RUNTIME_VARIABLE = "CORRAL_RUNTIME"
+
 
 @app.command(cls=ManifestCommand)
 def up(
@@ -49,10 +53,19 @@ def up(
     ] = False,
     daemon: Annotated[bool, typer.Option("--daemon", hidden=True)] = False,
     env: EnvOption = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            help="What runs the instances: process (default), docker or podman; "
+            "else CORRAL_RUNTIME, else the manifest's runtime:.",
+        ),
+    ] = None,
 ) -> None:
     """Start the system; Ctrl-C stops everything gracefully."""
     manifest = load(manifest_path(file), environment=env)
     plan = resolve(manifest, python=sys.executable)
+    chosen = choose_runtime(runtime, plan)
     running = published(plan.state_dir)
     # The daemon was started by a `up -d` that checked already (and the session's lock
     # is what really keeps a second copy out).
@@ -62,14 +75,19 @@ def up(
             f"`{hint('status', manifest.path)}`, or stop it with `{hint('down', manifest.path)}`"
         )
     if detach:
-        _up_detached(manifest.path, plan, env)
+        _up_detached(manifest.path, plan, env, chosen)
         return
     from corral.broker import BrokerError
     from corral.control import SystemSession, addons_for
     from corral.gateway import GatewayError
     from corral.runtime.errors import StartError
 
-    session = SystemSession(manifest, plan, addons=addons_for(plan))
+    driver = None
+    if chosen != "process":
+        from corral.images import ContainerDriver
+
+        driver = ContainerDriver(chosen, progress=lambda line: console.print(f"[dim]{line}[/]"))
+    session = SystemSession(manifest, plan, addons=addons_for(plan), driver=driver)
     try:
         asyncio.run(
             _run_foreground(session, plan, manifest.path, quiet=daemon, follow_logs=not no_logs)
@@ -132,7 +150,16 @@ async def _print_logs(session: SystemSession, services: list[str]) -> None:
         )
 
 
-def _up_detached(manifest_path: Path, plan: Plan, env: str | None) -> None:
+def choose_runtime(option: str | None, plan: Plan) -> str:
+    """``--runtime``, else ``CORRAL_RUNTIME``, else the manifest's ``runtime:``."""
+    chosen = option or os.environ.get(RUNTIME_VARIABLE) or plan.runtime
+    if chosen not in RUNTIMES:
+        where = "--runtime" if option else RUNTIME_VARIABLE
+        raise CorralError(f"{where}: unknown runtime {chosen!r}; use {', '.join(RUNTIMES)}")
+    return chosen
+
+
+def _up_detached(manifest_path: Path, plan: Plan, env: str | None, runtime: str) -> None:
     plan.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = plan.state_dir / "corral.log"
     with log_path.open("ab") as log:
@@ -140,6 +167,7 @@ def _up_detached(manifest_path: Path, plan: Plan, env: str | None) -> None:
             [
                 *(sys.executable, "-m", "corral", "up", str(manifest_path), "--daemon"),
                 *(("--env", env) if env else ()),
+                *("--runtime", runtime),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -33,6 +33,7 @@ from corral.gateway import GatewayAddon
 from corral.manifest import Manifest, load
 from corral.plan import Endpoints, Plan, resolve
 from corral.runtime.addon import Addon
+from corral.runtime.drivers import Driver
 from corral.runtime.errors import AlreadyRunningError
 from corral.runtime.events import RuntimeEvent
 from corral.runtime.orchestrator import Orchestrator
@@ -100,6 +101,7 @@ class SystemSession:
         *,
         addons: list[Addon] | None = None,
         on_event: Callable[[RuntimeEvent], None] | None = None,
+        driver: Driver | None = None,
     ) -> None:
         self.manifest = manifest
         self.plan = plan
@@ -138,6 +140,7 @@ class SystemSession:
                 otel_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             ),
             on_event=on_event,
+            driver=driver,
         )
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
         self.chaos = Chaos(self.orchestrator, gateway)

@@ -10,7 +10,12 @@ Grafana files.
 See docs/export.md.
 """
 
-from corral.export._docker import render_dockerfile, render_dockerignore
+from corral.export._docker import (
+    container_command,
+    render_dockerfile,
+    render_dockerignore,
+    render_requirements,
+)
 from corral.export._model import (
     Export,
     ExportError,
@@ -39,10 +44,12 @@ __all__ = [
     "Sources",
     "Target",
     "WriteReport",
+    "container_command",
     "read_sources",
     "render",
     "render_dockerfile",
     "render_dockerignore",
+    "render_requirements",
     "source_name",
     "write_export",
 ]

@@ -67,7 +67,7 @@ from corral.export._postgres import (
     setup_environment,
 )
 from corral.export._text import HEADER, to_yaml
-from corral.manifest import Condition, DatabaseEngine
+from corral.manifest import Condition, DatabaseEngine, RestartPolicy
 from corral.plan import Plan, ServicePlan
 
 COMPOSE_FILE = "compose/compose.yaml"
@@ -158,6 +158,7 @@ def _service(
         deploy["resources"] = {
             k: v for k, v in (("limits", limits), ("reservations", reservations)) if v
         }
+    deploy.update(_swarm_deploy(service))
     out["deploy"] = deploy
     if service.readiness is not None:
         check = healthcheck(service.readiness, service.startup)
@@ -249,6 +250,43 @@ def _postgres(plan: Plan, options: ExportOptions, configs: dict[str, Any]) -> di
         "restart": "no",
     }
     return {POSTGRES_HOST: server, POSTGRES_SETUP_HOST: setup}
+
+
+_SWARM_RESTART = {
+    RestartPolicy.ALWAYS: "any",
+    RestartPolicy.ON_FAILURE: "on-failure",
+    RestartPolicy.NEVER: "none",
+}
+"""Swarm's ``restart_policy.condition``; ``none`` keeps a one-shot job from being
+started again after it completed (``restart: no`` is Compose's, which Swarm ignores)."""
+
+
+def _swarm_deploy(service: ServicePlan) -> dict[str, Any]:
+    """What ``docker stack deploy`` reads (Compose ignores it): rolling updates that
+    start the new task first and wait for its health check, rolled back on failure.
+
+    A service on a fixed (host-mode) port cannot run two tasks on one node at once, so
+    it updates stop-first. ``monitor`` covers the readiness check's failure window, so
+    a task that turns unhealthy right after starting fails the update."""
+    order = "stop-first" if service.fixed_port is not None else "start-first"
+    check = service.readiness
+    window = (check.period * check.failure_threshold + check.timeout) if check else 10.0
+    monitor = go_duration(max(window, 5.0))
+    restart = service.restart
+    return {
+        "restart_policy": {
+            "condition": _SWARM_RESTART[restart.policy],
+            "delay": go_duration(restart.backoff_initial),
+            "window": go_duration(restart.reset_after),
+        },
+        "update_config": {
+            "parallelism": 1,
+            "order": order,
+            "failure_action": "rollback",
+            "monitor": monitor,
+        },
+        "rollback_config": {"parallelism": 1, "order": order, "monitor": monitor},
+    }
 
 
 def render_compose(plan: Plan, options: ExportOptions, sources: Sources) -> Export:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 from corral.manifest._events import EventsSpec
@@ -36,6 +38,11 @@ class SystemSpec(BaseModel):
     gateway: GatewaySpec | None = None
     events: EventsSpec | None = None
     resilience: ResilienceSpec | None = None
+    runtime: Literal["process", "docker", "podman"] | None = Field(
+        default=None,
+        description="What runs the instances under `corral up` (default process); "
+        "`--runtime` and CORRAL_RUNTIME override it.",
+    )
 
     @field_validator("services")
     @classmethod

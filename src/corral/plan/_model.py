@@ -116,6 +116,8 @@ class Plan:
     gateway: GatewayPlan | None = None
     events: EventsPlan | None = None
     resilience: ResiliencePlan | None = None
+    runtime: str = "process"
+    """``process``, ``docker`` or ``podman``: what runs the instances (``corral up``)."""
 
     @property
     def stop_order(self) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ def resolve(manifest: Manifest, *, python: str) -> Plan:
         gateway=resolve_gateway(manifest),
         events=resolve_events(manifest),
         resilience=resolve_resilience(manifest),
+        runtime=spec.runtime or "process",
     )
 
 

@@ -18,16 +18,9 @@ from typing import Protocol
 from corral.manifest import RestartPolicy
 from corral.plan import RestartPlan, ServicePlan, instance_id
 from corral.runtime._checks import CheckTarget, Prober
-from corral.runtime._process import (
-    Reaper,
-    exit_status,
-    port_in_use,
-    process_alive,
-    signal_group,
-    spawn,
-    wait_group_gone,
-)
+from corral.runtime._process import exit_status, port_in_use
 from corral.runtime._runstate import process_create_time
+from corral.runtime.drivers import Driver, Running
 from corral.runtime.errors import StartError
 from corral.runtime.events import (
     InstanceExited,
@@ -64,7 +57,6 @@ class Host(Protocol):
     registry: Registry
     logs: LogStore
     prober: Prober
-    reaper: Reaper
 
     def emit(self, event: RuntimeEvent) -> None: ...
 
@@ -100,8 +92,10 @@ class Instance:
         address: str,
         port: int,
         component: bool,
+        driver: Driver,
     ) -> None:
         self.host = host
+        self.driver = driver
         self.service = service
         self.ordinal = ordinal
         self.id = instance_id(service.name, ordinal)
@@ -111,6 +105,10 @@ class Instance:
         self.generation = 0
         """Processes spawned so far in this slot."""
         self.pgid: int | None = None
+        """The local process of the current program (see :attr:`Running.pid`)."""
+        self.container: str | None = None
+        """The current program's container, under a container driver."""
+        self._program: Running | None = None
         self.create_time: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = False
@@ -211,27 +209,33 @@ class Instance:
     # --- failure injection (corral chaos) ----------------------------------------------
 
     def kill(self) -> int | None:
-        """SIGKILL the current process group, as a crash would (the slot restarts it as
-        after any crash); the pid killed, or None between processes."""
-        pgid = self.pgid
-        if pgid is None or not signal_group(pgid, signal.SIGKILL):
+        """SIGKILL the current program, as a crash would (the slot restarts it as after
+        any crash); the pid killed, or None between processes."""
+        program = self._program
+        if program is None or not program.signal(signal.SIGKILL):
             return None
-        return pgid
+        return program.pid
 
     def pause(self) -> int | None:
-        """SIGSTOP the current process group (a hung instance: checks time out); the
-        group stopped, or None between processes."""
-        pgid = self.pgid
-        if pgid is None or not signal_group(pgid, signal.SIGSTOP):
+        """SIGSTOP the current program (a hung instance: checks time out); the group
+        stopped, or None between processes."""
+        program = self._program
+        if program is None or not program.signal(signal.SIGSTOP):
             return None
-        self.paused_group = pgid
-        return pgid
+        self.paused_group = program.pid
+        return program.pid
 
     def resume(self) -> bool:
         """SIGCONT what :meth:`pause` stopped; False when that process is gone (a failed
         liveness check replaced it, say): its successor was never stopped."""
         pgid, self.paused_group = self.paused_group, None
-        return pgid is not None and pgid == self.pgid and signal_group(pgid, signal.SIGCONT)
+        program = self._program
+        return (
+            pgid is not None
+            and program is not None
+            and pgid == program.pid
+            and program.signal(signal.SIGCONT)
+        )
 
     def start_error(self, reason: str) -> StartError:
         return StartError(
@@ -334,12 +338,13 @@ class Instance:
             await asyncio.sleep(0.05)
         return True
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
+    async def _spawn(self) -> Running:
         env = self.host.environment(self.service, self.id, self.port)
         self._env = env
-        proc = await spawn(self.service.argv, env=env, cwd=self.service.workdir)
+        proc = await self.driver.start(self.service, self.id, env)
+        self._program = proc
         self.pgid = proc.pid
-        self.host.reaper.add(proc.pid)
+        self.container = proc.container
         self.create_time = process_create_time(proc.pid)
         self.generation += 1
         self._ready_once = asyncio.Event()
@@ -347,6 +352,7 @@ class Instance:
             state=InstanceState.STARTING,
             ready=False,
             pid=proc.pid,
+            container=proc.container,
             restarts=self._restarts,
             started_at=time.time(),
             exit_code=None,
@@ -356,8 +362,8 @@ class Instance:
         self._emit(InstanceStarted(self.service.name, self.id, proc.pid, self.port))
         return proc
 
-    async def _supervise(self, proc: asyncio.subprocess.Process) -> str:
-        """Run one process to its end; why it ended: exit, liveness, startup, restart, stop."""
+    async def _supervise(self, proc: Running) -> str:
+        """Run one program to its end; why it ended: exit, liveness, startup, restart, stop."""
         pgid = proc.pid
         kill = self._kill = asyncio.Event()
         self._kill_reason = "exit"
@@ -380,8 +386,6 @@ class Instance:
                 if exited.done():
                     killer.cancel()
                     reason = "exit"
-                    # The leader is gone; whatever it left in its group goes too.
-                    signal_group(pgid, signal.SIGKILL)
                 else:
                     reason = self._kill_reason
                     expected = reason in ("stop", "restart")
@@ -392,11 +396,15 @@ class Instance:
         finally:
             self._kill = None
             if proc.returncode is None:  # cancelled: never leave the process behind
-                signal_group(pgid, signal.SIGKILL)
+                proc.signal(signal.SIGKILL)
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(proc.wait(), 1.0)
-            self.host.reaper.remove(pgid)
+            # Shielded: even a cancelled slot releases (a container is removed).
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(proc.release())
+            self._program = None
             self.pgid = None
+            self.container = None
             if self.paused_group == pgid:
                 self.paused_group = None
             self.host.groups_changed()
@@ -404,7 +412,7 @@ class Instance:
         self._emit(InstanceExited(self.service.name, self.id, code, sig, expected))
         return reason
 
-    async def _graceful_stop(self, proc: asyncio.subprocess.Process) -> None:
+    async def _graceful_stop(self, proc: Running) -> None:
         pgid = proc.pid
         began = time.monotonic()
         record = self._set(state=InstanceState.DRAINING, ready=False)
@@ -414,14 +422,14 @@ class Instance:
         grace = self.service.stop_grace_period
         deadline = time.monotonic() + grace
         self._set(state=InstanceState.STOPPING)
-        signal_group(pgid, signal.SIGTERM)
+        proc.signal(signal.SIGTERM)
         if self.paused_group == pgid:  # a stopped process cannot act on SIGTERM
             self.resume()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), grace)
-        killed = proc.returncode is None or not await wait_group_gone(pgid, deadline)
+        killed = proc.returncode is None or not await proc.wait_gone(deadline)
         if killed:
-            signal_group(pgid, signal.SIGKILL)
+            proc.signal(signal.SIGKILL)
             await proc.wait()
         self._emit(InstanceStopped(self.service.name, self.id, killed, time.monotonic() - began))
 
@@ -442,13 +450,13 @@ class Instance:
     def _target(self) -> CheckTarget:
         return CheckTarget(self.address, self.port, self._env, self.service.workdir)
 
-    async def _checks(self, spawned: float, proc: asyncio.subprocess.Process) -> None:
+    async def _checks(self, spawned: float, proc: Running) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._readiness(spawned, proc))
             if self.service.liveness is not None or self.service.startup is not None:
                 group.create_task(self._liveness())
 
-    async def _readiness(self, spawned: float, proc: asyncio.subprocess.Process) -> None:
+    async def _readiness(self, spawned: float, proc: Running) -> None:
         check = self.service.readiness
         if check is None:
             self._became_ready(spawned)
@@ -459,7 +467,7 @@ class Instance:
             ok, message = await prober.probe(check, target)
             # A pass counts only while this instance's own process runs: once it has
             # died, whatever answered (another program on the port) is not this instance.
-            if ok and not process_alive(proc):
+            if ok and not proc.alive():
                 return False, "the instance's process has exited"
             return ok, message
 

@@ -186,6 +186,13 @@ class Reaper:
     def remove(self, pgid: int) -> None:
         self._send(f"-{pgid}\n")
 
+    def add_container(self, engine: str, name: str) -> None:
+        """Record a container: ``engine`` (the client's path) removes it at EOF."""
+        self._send(f"+c {engine} {name}\n")
+
+    def remove_container(self, engine: str, name: str) -> None:
+        self._send(f"-c {engine} {name}\n")
+
     async def stop(self) -> None:
         """Close the pipe; the reaper kills what is still recorded and exits."""
         proc, self._proc = self._proc, None

@@ -46,6 +46,7 @@ from corral.runtime._environ import component_environment, inherited_environment
 from corral.runtime._instance import Instance
 from corral.runtime._process import Reaper
 from corral.runtime.addon import Addon
+from corral.runtime.drivers import Driver, ProcessDriver
 from corral.runtime.errors import (
     AlreadyRunningError,
     CorralRuntimeError,
@@ -118,6 +119,7 @@ class Orchestrator:
         start_timeout: float = 120.0,
         addon_timeout: float = 10.0,
         systems: SystemsIndex | None = None,
+        driver: Driver | None = None,
     ) -> None:
         self._manifest_path = manifest_path
         """Shown in status and ``corral ls`` (the plan holds only its folder)."""
@@ -133,6 +135,9 @@ class Orchestrator:
         self.logs = LogStore(plan.state_dir / "logs")
         self.prober = Prober()
         self.reaper = Reaper()
+        self._processes = ProcessDriver(self.reaper)
+        self.driver: Driver = driver if driver is not None else self._processes
+        """What runs service instances; components always run as processes."""
         self.started_at: float | None = None
         self._state = "idle"
         self._services: dict[str, _Service] = {
@@ -216,6 +221,8 @@ class Orchestrator:
             for sub in ("logs", "data"):
                 (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
             await self.reaper.start()
+            # Before anything runs: an engine that is missing or down fails here.
+            await self.driver.prepare(self._plan, self.reaper)
             self._save_run_state()
             self._register()
             for addon in self.addons:
@@ -384,6 +391,7 @@ class Orchestrator:
                 **contributed,
                 "system": self._plan.system,
                 "state": self._state,
+                "runtime": self.driver.name,
                 "pid": os.getpid(),
                 "manifest": str(self._manifest_path),
                 "state_dir": str(self.state_dir),
@@ -509,6 +517,7 @@ class Orchestrator:
             address=self.endpoints.host,
             port=fixed if fixed is not None else self.free_port(),
             component=entry.component,
+            driver=self._processes if entry.component else self.driver,
         )
         entry.instances[instance.id] = instance
         instance.start()
@@ -614,6 +623,8 @@ class Orchestrator:
                         with contextlib.suppress(ProcessLookupError, PermissionError):
                             os.killpg(instance.pgid, signal.SIGKILL)
             await self.prober.close()
+            with contextlib.suppress(Exception):  # the reaper below is the backstop
+                await self.driver.close()
             self.logs.close()
             await self.reaper.stop()
             with contextlib.suppress(FileNotFoundError):

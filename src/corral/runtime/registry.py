@@ -52,6 +52,8 @@ class InstanceRecord:
     state: InstanceState
     ready: bool = False
     pid: int | None = None
+    container: str | None = None
+    """The container the instance runs in, under a container runtime."""
     restarts: int = 0
     started_at: float | None = None
     """Unix time the current process started."""

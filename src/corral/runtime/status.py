@@ -55,6 +55,9 @@ class SystemStatus(BaseModel):
 
     system: str
     state: SystemState
+    runtime: str = Field(
+        default="process", description="What runs the instances: process, docker or podman."
+    )
     pid: int = Field(description="The orchestrator's process.")
     manifest: str = Field(description="The manifest file the system runs from.")
     state_dir: str

@@ -1,0 +1,113 @@
+"""One system per runtime for the conformance scenarios: examples/hello copied, started
+with ``corral up -d --runtime R`` as a person would, and taken down after."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from corral.api import ApiClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RUNTIMES = ("process", "docker", "podman")
+
+
+def corral(
+    *args: str, cwd: Path, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def require_engine(runtime: str) -> None:
+    """Fail (never skip) with what to install or start when the engine cannot run."""
+    if runtime == "process":
+        return
+    if shutil.which(runtime) is None:
+        pytest.fail(f"{runtime} is not installed: `bash .ci/run` installs it (apt-get install "
+                    f"{'docker.io' if runtime == 'docker' else 'podman runc'})")  # fmt: skip
+    probe = subprocess.run([runtime, "info"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        pytest.fail(f"{runtime} does not answer (`{runtime} info`): {probe.stderr.strip()[-300:]}")
+
+
+@dataclass
+class System:
+    runtime: str
+    root: Path
+    api: ApiClient
+
+    @property
+    def gateway(self) -> str:
+        url = self.api.status().gateway_url
+        assert url is not None
+        return url
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.gateway}{path}", timeout=5.0)
+
+    def records(self, service: str) -> list[Any]:
+        return [r for r in self.api.instances() if r.service == service]
+
+
+def hello_system(runtime: str, folder: Path) -> Iterator[System]:
+    require_engine(runtime)
+    root = folder / "hello"
+    shutil.copytree(
+        ROOT / "examples" / "hello",
+        root,
+        ignore=shutil.ignore_patterns(".corral", "deploy", "__pycache__"),
+    )
+    env = {"XDG_RUNTIME_DIR": str(folder / "run")}
+    # The first container run builds the wheelhouse and images (minutes on a new machine).
+    try:
+        up = corral("up", "-d", "--runtime", runtime, cwd=root, timeout=1200, **env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        with ApiClient.for_state_dir(root / ".corral") as api:
+            yield System(runtime, root, api)
+    finally:  # also after a failed up: nothing of it may keep running
+        down = corral("down", cwd=root, timeout=120, **env)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def containers(runtime: str, state_dir: Path) -> list[dict[str, Any]]:
+    """The engine's containers of a run (by the corral.state label)."""
+    out = subprocess.run(
+        [runtime, "ps", "-a", "--filter", f"label=corral.state={state_dir}", "--format", "json"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    text = out.strip()
+    if not text:
+        return []
+    if text.startswith("["):  # podman: one JSON array
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines()]

@@ -1,0 +1,132 @@
+"""The same scenarios, written once, against every runtime of ``corral up``: process,
+docker, podman (examples/hello through its gateway).
+
+Expected differences between them are stated here, never skipped silently: the
+container runtimes run the same supervisor as the process runtime (one
+:class:`corral.runtime.Instance` per slot, a driver underneath), so every scenario
+holds unchanged; what differs is what runs the program (``container`` set in the
+registry and labelled containers in the engine). Compose, Swarm and Kubernetes are
+exports, not runtimes of ``corral up``: their differences are in docs/runtimes.md."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from conformance_helpers import RUNTIMES, System, containers, hello_system, wait_for
+
+# The first container run of a session builds the wheelhouse and images (minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+CONTAINERISED = {"process": False, "docker": True, "podman": True}
+"""The one expected difference: what an instance runs in."""
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def hello(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    runtime = str(request.param)
+    yield from hello_system(runtime, tmp_path_factory.mktemp(runtime))
+
+
+def test_serves_through_the_gateway_from_ready_instances_of_its_runtime(hello: System) -> None:
+    """Every instance is ready and reachable through the gateway; the status names the
+    runtime, and under a container runtime each instance is a labelled container."""
+    status = hello.api.status()
+    assert status.runtime == hello.runtime
+    answer = hello.get("/greet/ada")
+    assert answer.status_code == 200, answer.text
+    assert "ada" in answer.text
+    services = [r for r in status.instances if not r.component]
+    assert {r.service for r in services} == {"greeter", "front"}
+    assert all(r.ready for r in services)
+    if CONTAINERISED[hello.runtime]:
+        assert all(r.container for r in services), services
+        running = containers(hello.runtime, hello.root / ".corral")
+        assert len(running) == len(services)
+        names = {r.container for r in services}
+        for container in running:
+            labels = container["Labels"]
+            if isinstance(labels, str):  # docker: "k=v,k=v"
+                labels = dict(item.split("=", 1) for item in labels.split(","))
+            assert labels["corral.system"] == "hello"
+            assert labels["corral.instance"] in {r.instance for r in services}
+            name = container["Names"]
+            assert (name[0] if isinstance(name, list) else name) in names
+    else:
+        assert not any(r.container for r in services)
+
+
+def test_dependencies_start_in_order(hello: System) -> None:
+    """front depends on greeter being healthy: it started after every greeter."""
+    greeters = hello.records("greeter")
+    front = hello.records("front")
+    assert front
+    assert greeters
+    assert min(r.started_at for r in front) > max(r.started_at for r in greeters)
+
+
+def test_kill_9_brings_a_ready_replacement(hello: System) -> None:
+    """A SIGKILLed instance (chaos kill) is restarted and ready again, same slot."""
+    before = {r.instance: r for r in hello.records("greeter")}
+    target = sorted(before)[0]
+    hello.api.chaos_kill(target)
+
+    def replaced() -> bool:
+        now = {r.instance: r for r in hello.records("greeter")}
+        record = now.get(target)
+        return bool(record and record.ready and record.restarts > before[target].restarts)
+
+    wait_for(replaced, timeout=90, what=f"{target} restarted and ready")
+    record = next(r for r in hello.records("greeter") if r.instance == target)
+    if CONTAINERISED[hello.runtime]:
+        assert record.container != before[target].container  # a new container
+    assert hello.get("/hello/bob").status_code == 200
+
+
+def test_rolling_restart_fails_no_request_through_the_gateway(hello: System) -> None:
+    """Requests keep flowing through the gateway during a rolling restart: none fails."""
+    failures: list[str] = []
+    sent = 0
+    stop = threading.Event()
+
+    def load() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            try:
+                answer = hello.get("/hello/load")
+                if answer.status_code != 200:
+                    failures.append(f"{answer.status_code} {answer.text[:100]}")
+            except Exception as exc:  # a refused connection is a failure too
+                failures.append(repr(exc))
+            sent += 1
+
+    before = {r.instance for r in hello.records("greeter")}
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        hello.api.restart("greeter", rolling=True)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    after = {r.instance for r in hello.records("greeter")}
+    assert after.isdisjoint(before), (before, after)  # every instance was replaced
+    assert sent > 0
+    assert failures == [], f"{len(failures)} of {sent} failed: {failures[:5]}"
+
+
+def test_stop_ends_instances_within_the_grace_period(hello: System) -> None:
+    """A stopped service's instances end on SIGTERM (not the SIGKILL after the grace);
+    under a container runtime their containers are gone."""
+    hello.api.stop("front")
+    assert hello.records("front") == []
+    text = "\n".join(str(line.get("line")) for line in hello.api.logs(["front"], tail=100))
+    # uvicorn says so only when it ends its graceful shutdown (never after a SIGKILL).
+    assert "Finished server process" in text, text[-2000:]
+    if CONTAINERISED[hello.runtime]:
+        names = [c["Names"] for c in containers(hello.runtime, hello.root / ".corral")]
+        assert not any("front" in str(n) for n in names), names
+    hello.api.start("front")
+    assert hello.get("/greet/again").status_code == 200
