@@ -48,6 +48,8 @@ ALLOWED: dict[str, set[str]] = {
         "telemetry",
         "config",
     },
+    # `corral up --watch`: files -> services (pure); reloads go through the control API.
+    "watch": {"contract", "manifest", "plan", "runtime", "api"},
     "cli": {
         "contract",
         "manifest",
@@ -61,6 +63,7 @@ ALLOWED: dict[str, set[str]] = {
         "sdk",
         "lint",
         "config",
+        "watch",
     },
 }
 

@@ -218,6 +218,9 @@ class SystemSession:
     async def start_service(self, service: str) -> bool:
         return await self.orchestrator.start_service(service)
 
+    async def reload(self, service: str, *, ready_within: float | None = None) -> None:
+        await self.orchestrator.reload(service, ready_within=ready_within)
+
     async def stop_service(self, service: str) -> None:
         await self.orchestrator.stop_service(service)
 

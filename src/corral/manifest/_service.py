@@ -239,6 +239,26 @@ class ServiceSpec(BaseModel):
         description="Services this one calls synchronously (svc.client); unset: not declared.",
     )
     lint: LintSpec = LintSpec()
+    watch: tuple[str, ...] | None = Field(
+        default=None,
+        description="What `corral up --watch` reloads this service for: gitignore-style "
+        "patterns relative to its workdir (default: the app's package, else the workdir).",
+    )
+
+    @field_validator("watch")
+    @classmethod
+    def _watch_patterns(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise problem("watch needs at least one pattern", "omit 'watch' for the default")
+        for pattern in value:
+            if not pattern.strip() or pattern.startswith("/"):
+                raise problem(
+                    f"invalid watch pattern {shown(pattern)}",
+                    "patterns are relative to the service's workdir, e.g. src/**/*.py",
+                )
+        return value
 
     @field_validator("app")
     @classmethod

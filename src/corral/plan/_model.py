@@ -100,6 +100,8 @@ class ServicePlan:
     """Services this one declares calling synchronously (sorted); None: not declared."""
     secrets: Mapping[str, SecretRef] = field(default_factory=dict)
     """Variables whose values are secrets, by where each value comes from."""
+    watch: tuple[str, ...] | None = None
+    """The manifest's ``watch:`` patterns (relative to ``workdir``); None: the default."""
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,7 @@ def _service(
         app=spec.app,
         calls=None if spec.calls is None else tuple(sorted(set(spec.calls))),
         secrets={variable: _secret(ref, root) for variable, ref in sorted(spec.secrets.items())},
+        watch=spec.watch,
     )
 
 
