@@ -19,7 +19,15 @@ from corral.api import ApiClient
 from corral.control import SystemSession, addons_for
 from corral.manifest import load
 from corral.plan import resolve
-from corral.watch import ApiTarget, Reloaded, ReloadFailed, SourceMap, Watcher, WatchEvent
+from corral.watch import (
+    ApiTarget,
+    ManifestChanged,
+    Reloaded,
+    ReloadFailed,
+    SourceMap,
+    Watcher,
+    WatchEvent,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -64,6 +72,7 @@ class Live:
     root: Path
     events: list[WatchEvent]
     traffic: Traffic
+    session: SystemSession
 
     async def until(self, kind: type, count: int, timeout: float = 60) -> list[WatchEvent]:
         async with asyncio.timeout(timeout):
@@ -101,13 +110,14 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
         watcher = Watcher(
             SourceMap(plan, [manifest.path]), ApiTarget(api), events.append, root=root
         )
+        watcher.reread = lambda: SourceMap(resolve(load(root), python=sys.executable), [root])
         async with httpx.AsyncClient(
             base_url=str(session.status().gateway_url), timeout=10
         ) as gateway:
             traffic = Traffic(gateway)
             tasks = [asyncio.create_task(watcher.run(stop)), asyncio.create_task(traffic.run())]
             await traffic.until_answer("hello")
-            yield Live(root, events, traffic)
+            yield Live(root, events, traffic, session)
         api.close()
     finally:
         stop.set()
@@ -147,4 +157,35 @@ async def test_code_that_cannot_start_leaves_the_old_serving(live: Live) -> None
     live.edit("\n\ndef broken(:\n    pass\n", "\n")
     await live.traffic.until_answer("hiya")
     assert len([e for e in live.events if isinstance(e, ReloadFailed)]) == 1
+    assert live.traffic.failures == []
+
+
+async def test_manifest_edits_apply_as_a_diff(live: Live) -> None:
+    """An invalid edit changes nothing and is located; a valid one scales greeter, drops
+    the /greet route live and starts a new service, with no failed request."""
+    path = live.root / "corral.yaml"
+    original = path.read_text()
+    path.write_text(original.replace("replicas: 2", "replicas: two"))
+    rejected = await live.until(ManifestChanged, 1)
+    assert isinstance(rejected[0], ManifestChanged)
+    assert rejected[0].outcome.error is not None
+    assert "corral.yaml:6:5: services.greeter.replicas" in rejected[0].outcome.error
+    assert live.session.status().services["greeter"].replicas == 2
+
+    edited = original.replace("replicas: 2", "replicas: 3")
+    edited = edited.replace("    - match: {prefix: /greet}\n      service: front\n", "")
+    edited = edited.replace(
+        "  front:\n",
+        "  extra:\n    app: greeter.app:svc\n    database: none\n  front:\n",
+    )
+    path.write_text(edited)
+    applied = await live.until(ManifestChanged, 2, timeout=120)
+    outcome = applied[1].outcome  # type: ignore[attr-defined]
+    assert outcome.error is None, outcome
+    assert outcome.failed == ()
+    status = live.session.status()
+    assert status.services["greeter"].ready == 3
+    assert status.services["extra"].ready == 1
+    async with httpx.AsyncClient(base_url=str(status.gateway_url), timeout=10) as gateway:
+        assert (await gateway.get("/greet/x")).status_code == 404
     assert live.traffic.failures == []

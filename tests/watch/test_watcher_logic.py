@@ -11,6 +11,8 @@ import pytest
 from corral.manifest import parse
 from corral.plan import resolve
 from corral.watch import (
+    ManifestChanged,
+    ManifestOutcome,
     Reloaded,
     ReloadFailed,
     Reloading,
@@ -49,6 +51,9 @@ class FakeTarget:
         if service == "front" and "boom" in self.failing:
             raise ConnectionError("the control plane went away")
         return ReloadOutcome(service, True)
+
+    async def apply_manifest(self) -> ManifestOutcome:
+        return ManifestOutcome()
 
 
 def watcher(tmp_path: Path, target: FakeTarget) -> tuple[Watcher, list[WatchEvent]]:
@@ -126,3 +131,41 @@ async def test_a_saved_file_reaches_the_target_through_watchfiles(tmp_path: Path
 
 
 pytestmark = pytest.mark.asyncio
+
+
+class ManifestTarget(FakeTarget):
+    def __init__(self, outcome: ManifestOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+    async def apply_manifest(self) -> ManifestOutcome:
+        self.calls.append("<manifest>")
+        return self.outcome
+
+
+async def test_a_saved_manifest_is_applied_then_sources_are_read_again(tmp_path: Path) -> None:
+    """The manifest first, then code changes of the same batch; sources re-read after."""
+    target = ManifestTarget(ManifestOutcome(changed=("greeter: scaled to 3",)))
+    loop, events = watcher(tmp_path, target)
+    reread: list[bool] = []
+
+    def again() -> SourceMap:
+        reread.append(True)
+        return loop.sources
+
+    loop.reread = again
+    await loop.handle([tmp_path / "corral.yaml", tmp_path / "greeter/app.py"])
+    assert target.calls == ["<manifest>", "greeter"]
+    assert isinstance(events[0], ManifestChanged)
+    assert reread == [True]
+
+
+async def test_an_invalid_manifest_is_reported_and_sources_kept(tmp_path: Path) -> None:
+    """The located errors reach the terminal; the old sources stay in force."""
+    target = ManifestTarget(ManifestOutcome(error="corral.yaml:3:5 services.x: unknown key"))
+    loop, events = watcher(tmp_path, target)
+    loop.reread = lambda: pytest.fail("an invalid manifest must not be read as sources")
+    await loop.handle([tmp_path / "corral.yaml"])
+    assert isinstance(events[0], ManifestChanged)
+    assert events[0].outcome.error is not None
+    assert "corral.yaml:3:5" in events[0].outcome.error

@@ -12,8 +12,9 @@ from typing import Any, Protocol, runtime_checkable
 from fastapi import APIRouter
 
 from corral.api._problems import ApiProblem
-from corral.api._reload import ReloadResult
+from corral.api._reload import ManifestApplied, ReloadResult
 from corral.api._version import API_VERSION
+from corral.manifest import ManifestError
 from corral.runtime.errors import StartError
 
 __all__ = ["WatchTarget", "watch_router"]
@@ -30,6 +31,10 @@ class WatchTarget(Protocol):
 
     async def reload(self, service: str, *, ready_within: float | None = None) -> None:
         """Raises StartError when the new code cannot start (the old keeps serving)."""
+
+    async def apply_manifest(self) -> Any:
+        """The manifest on disk applied as a diff; an object with ``changed``, ``failed``
+        and ``notes`` (lists of str). ManifestError when it is invalid: nothing changes."""
 
 
 def watch_router(target: WatchTarget, *, admin: Any) -> APIRouter:
@@ -54,5 +59,17 @@ def watch_router(target: WatchTarget, *, admin: Any) -> APIRouter:
                 log_tail=list(exc.log_tail),
             )
         return ReloadResult(service=service, outcome="reloaded", seconds=time.monotonic() - began)
+
+    @router.post("/manifest/apply")
+    async def apply_manifest() -> ManifestApplied:
+        """Read the manifest again and apply what changed: new services start, removed
+        ones stop, changed ones are replaced or rescaled, routes change live in Envoy,
+        configuration rolls out. An invalid manifest changes nothing: 422 with every
+        problem located (file, line, key)."""
+        try:
+            done = await target.apply_manifest()
+        except ManifestError as exc:
+            raise ApiProblem(422, "invalid manifest", str(exc)) from None
+        return ManifestApplied(changed=done.changed, failed=done.failed, notes=done.notes)
 
     return router

@@ -18,6 +18,7 @@ from corral.manifest import Manifest, load
 from corral.plan import resolve
 from corral.watch import (
     ApiTarget,
+    ManifestChanged,
     Reloaded,
     ReloadFailed,
     Reloading,
@@ -53,15 +54,23 @@ async def watch_until_signal(api: ApiClient, manifest: Manifest) -> None:
 
 async def watch_system(api: ApiClient, manifest: Manifest, *, stop: asyncio.Event) -> None:
     """Watch ``manifest``'s services until ``stop`` is set, reloading through ``api``."""
-    plan = resolve(manifest, python=sys.executable)
-    manifests = [manifest.path, *([manifest.overlay] if manifest.overlay else [])]
-    sources = SourceMap(plan, manifests)
-    watcher = Watcher(sources, ApiTarget(api), show, root=plan.root.resolve())
+    sources = _sources(manifest)
+
+    def reread() -> SourceMap:
+        return _sources(load(manifest.path, environment=manifest.environment))
+
+    root = manifest.root.resolve()
+    watcher = Watcher(sources, ApiTarget(api), show, root=root, reread=reread)
     console.print(
-        f"[dim]watching {', '.join(_shown(r, plan.root) for r in sources.roots)}[/]",
+        f"[dim]watching {', '.join(_shown(r, root) for r in sources.roots)}[/]",
         highlight=False,
     )
     await watcher.run(stop)
+
+
+def _sources(manifest: Manifest) -> SourceMap:
+    plan = resolve(manifest, python=sys.executable)
+    return SourceMap(plan, [manifest.path, *([manifest.overlay] if manifest.overlay else [])])
 
 
 def show(event: WatchEvent) -> None:
@@ -82,6 +91,23 @@ def show(event: WatchEvent) -> None:
             "serving; save again to retry[/]",
             highlight=False,
         )
+    elif isinstance(event, ManifestChanged):
+        outcome = event.outcome
+        if outcome.error is not None:
+            console.print(
+                f"[red]✘[/] the manifest is invalid; the system runs on unchanged:\n"
+                f"{outcome.error}",
+                highlight=False,
+            )
+            return
+        what = "; ".join(outcome.changed) or "nothing to change"
+        console.print(
+            f"[green]✔[/] manifest applied in {event.seconds:.2f}s: {what}", highlight=False
+        )
+        for failure in outcome.failed:
+            console.print(f"[red]✘[/] {failure}", highlight=False)
+        for note in outcome.notes:
+            console.print(f"[yellow]![/] {note}", highlight=False)
     elif isinstance(event, WatchProblem):
         console.print(f"[yellow]![/] {event.message}", highlight=False)
 

@@ -28,6 +28,7 @@ from corral.config import (
     Fingerprints,
     current_user,
 )
+from corral.control._apply import Applied, apply_plan
 from corral.control._chaos import Chaos
 from corral.gateway import GatewayAddon
 from corral.manifest import Manifest, load
@@ -140,6 +141,7 @@ class SystemSession:
             on_event=on_event,
         )
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
+        self._gateway = gateway
         self.chaos = Chaos(self.orchestrator, gateway)
         """Failure-injection experiments (``corral chaos``)."""
         # A paused instance cannot answer a configuration change: not waited for.
@@ -220,6 +222,20 @@ class SystemSession:
 
     async def reload(self, service: str, *, ready_within: float | None = None) -> None:
         await self.orchestrator.reload(service, ready_within=ready_within)
+
+    async def apply_manifest(self) -> Applied:
+        """The manifest as it is on disk now, applied as a diff (ManifestError: nothing
+        changes)."""
+        manifest, plan = self._reload()
+
+        async def configure() -> None:
+            await self.config.apply(author=current_user(), message="the manifest was saved")
+
+        _, applied = await apply_plan(
+            self.orchestrator, self._gateway, self.plan, plan, configure=configure
+        )
+        self.manifest, self.plan = manifest, plan
+        return applied
 
     async def stop_service(self, service: str) -> None:
         await self.orchestrator.stop_service(service)

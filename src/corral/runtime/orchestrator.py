@@ -355,6 +355,68 @@ class Orchestrator:
             for old in current:
                 await self._stop_instances(entry, [old])
 
+    # --- manifest edits (``corral up --watch``) ---------------------------------------
+
+    def replan(self, plan: Plan) -> None:
+        """Take ``plan`` as the system's from now on (its start order for ``down``, its
+        services for spawning). Call it before :meth:`add_service` and after
+        :meth:`remove_service`; services it does not name must be removed."""
+        if plan.system != self._plan.system:
+            raise CorralRuntimeError("a running system cannot change its name")
+        self._plan = plan
+
+    async def add_service(self, service: ServicePlan) -> None:
+        """Start a service that the running system did not have (after :meth:`replan`
+        with a plan naming it); return once its instances are ready. On StartError its
+        instances are stopped again and it is forgotten."""
+        self._require_running()
+        if service.name in self._services:
+            raise CorralRuntimeError(f"service {service.name!r} exists already")
+        entry = _Service(
+            service,
+            component=False,
+            desired=service.replicas,
+            resume_replicas=max(service.replicas, 1),
+        )
+        self._services[service.name] = entry
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                await self._start_service(entry)
+        except BaseException as exc:
+            await self._stop_instances(entry, list(entry.instances.values()))
+            del self._services[service.name]
+            if isinstance(exc, TimeoutError):
+                raise StartError(service.name, "not ready in time") from None
+            self._report(exc)
+            raise
+
+    async def remove_service(self, service: str) -> None:
+        """Stop every instance of ``service`` gracefully and forget it."""
+        entry = self._service(service)
+        self._require_running()
+        if entry.component:
+            raise CorralRuntimeError(f"{service} is a system component")
+        async with entry.lock:
+            await self._stop_instances(entry, list(entry.instances.values())[::-1])
+            del self._services[service]
+        self.emit(ServiceStopped(service))
+
+    async def replace(self, service: ServicePlan) -> None:
+        """Run ``service`` (a new configuration of a running service) in place of its
+        current plan, through :meth:`reload`; if its new instances cannot start, the
+        old plan is kept and StartError raised (the old instances serve on)."""
+        entry = self._service(service.name)
+        before = entry.plan
+        self.reconfigure(service)
+        try:
+            if entry.instances:
+                await self.reload(service.name)
+        except BaseException:
+            entry.plan = before
+            raise
+        if service.replicas != entry.desired:
+            await self.scale(service.name, service.replicas)
+
     async def _ready_or_first_failure(self, instances: Sequence[Instance], within: float) -> None:
         failed = {InstanceState.BACKOFF, InstanceState.CRASHLOOP}
         failed |= {InstanceState.EXITED, InstanceState.FAILED}

@@ -9,6 +9,8 @@ from corral.watch._api_target import ApiTarget
 from corral.watch._located import Located, locate
 from corral.watch._sources import Changes, SourceMap
 from corral.watch._watcher import (
+    ManifestChanged,
+    ManifestOutcome,
     Reloaded,
     ReloadFailed,
     Reloading,
@@ -23,6 +25,8 @@ __all__ = [
     "ApiTarget",
     "Changes",
     "Located",
+    "ManifestChanged",
+    "ManifestOutcome",
     "ReloadFailed",
     "ReloadOutcome",
     "Reloaded",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from corral.api import ApiClient, WatchClient
-from corral.watch._watcher import ReloadOutcome
+from corral.api import ApiClient, ApiError, WatchClient
+from corral.watch._watcher import ManifestOutcome, ReloadOutcome
 
 __all__ = ["ApiTarget"]
 
@@ -20,3 +20,12 @@ class ApiTarget:
         return ReloadOutcome(
             service, result.outcome == "reloaded", result.reason, tuple(result.log_tail)
         )
+
+    async def apply_manifest(self) -> ManifestOutcome:
+        try:
+            done = await asyncio.to_thread(self._watch.apply_manifest)
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            return ManifestOutcome(error=exc.detail or exc.title)
+        return ManifestOutcome(tuple(done.changed), tuple(done.failed), tuple(done.notes))

@@ -25,6 +25,8 @@ from corral.watch._located import Located, locate
 from corral.watch._sources import Changes, SourceMap
 
 __all__ = [
+    "ManifestChanged",
+    "ManifestOutcome",
     "ReloadFailed",
     "ReloadOutcome",
     "Reloaded",
@@ -44,10 +46,21 @@ class ReloadOutcome:
     log_tail: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ManifestOutcome:
+    changed: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    error: str | None = None
+    """The manifest is invalid (every problem located): nothing changed."""
+
+
 class Target(Protocol):
     """The running system, as the watcher drives it."""
 
     async def reload(self, service: str) -> ReloadOutcome: ...
+
+    async def apply_manifest(self) -> ManifestOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -72,11 +85,19 @@ class ReloadFailed:
 
 
 @dataclass(frozen=True)
+class ManifestChanged:
+    """The saved manifest was applied (``outcome.error``: it was invalid, nothing changed)."""
+
+    outcome: ManifestOutcome
+    seconds: float
+
+
+@dataclass(frozen=True)
 class WatchProblem:
     message: str
 
 
-WatchEvent = Reloading | Reloaded | ReloadFailed | WatchProblem
+WatchEvent = Reloading | Reloaded | ReloadFailed | ManifestChanged | WatchProblem
 
 
 @dataclass
@@ -88,6 +109,8 @@ class Watcher:
     """The project's folder: tracebacks are located at its own files first."""
     step_ms: int = 50
     debounce_ms: int = 1600
+    reread: Callable[[], SourceMap] | None = None
+    """Reads the sources again after the manifest changed (new services, patterns)."""
     batches: int = field(default=0, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -117,12 +140,28 @@ class Watcher:
         """Reload what one batch of changed files asks for; what it asked for."""
         began = time.monotonic()
         changes = self.sources.changes(paths)
-        if not changes.services:
+        if not changes:
             return changes
         self.batches += 1
+        if changes.manifest:
+            await self._apply_manifest(began)
+        if not changes.services:
+            return changes
         self.on_event(Reloading(changes))
         await asyncio.gather(*(self._reload(service, began) for service in changes.services))
         return changes
+
+    async def _apply_manifest(self, began: float) -> None:
+        try:
+            outcome = await self.target.apply_manifest()
+        except Exception as exc:  # the API went away, say: report, keep watching
+            outcome = ManifestOutcome(error=str(exc))
+        self.on_event(ManifestChanged(outcome, time.monotonic() - began))
+        if outcome.error is None and self.reread is not None:
+            try:
+                self.sources = self.reread()
+            except Exception as exc:  # read by the system a moment ago; now unreadable
+                self.on_event(WatchProblem(f"cannot read the manifest again: {exc}"))
 
     async def _reload(self, service: str, began: float) -> None:
         try:
