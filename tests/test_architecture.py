@@ -47,7 +47,10 @@ ALLOWED: dict[str, set[str]] = {
         "sdk",
         "telemetry",
         "config",
+        "autoscale",
     },
+    # Autoscaling decisions: pure, from a service's plan and measures.
+    "autoscale": {"plan"},
     # `corral up --watch`: files -> services (pure); reloads go through the control API.
     "watch": {"contract", "manifest", "plan", "runtime", "api"},
     "cli": {

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
+from corral.manifest._autoscale import AutoscaleSpec
 from corral.manifest._diagnostics import SHOWN_CHARACTERS, printable, shown
 from corral.manifest._secrets import SecretRef
 from corral.manifest._types import (
@@ -239,6 +240,10 @@ class ServiceSpec(BaseModel):
         description="Services this one calls synchronously (svc.client); unset: not declared.",
     )
     lint: LintSpec = LintSpec()
+    autoscale: AutoscaleSpec | None = Field(
+        default=None,
+        description="{min, max, target}: replicas follow load (docs/autoscale.md).",
+    )
     watch: tuple[str, ...] | None = Field(
         default=None,
         description="What `corral up --watch` reloads this service for: gitignore-style "

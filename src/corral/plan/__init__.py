@@ -13,6 +13,7 @@ from corral.plan._instances import (
     instance_id,
 )
 from corral.plan._model import (
+    AutoscalePlan,
     CheckKind,
     CheckPlan,
     DatabasePlan,
@@ -31,6 +32,7 @@ __all__ = [
     "SERVE_MODULE",
     "STATE_DIRNAME",
     "AuthPlan",
+    "AutoscalePlan",
     "CheckKind",
     "CheckPlan",
     "ClusterPlan",

@@ -59,8 +59,13 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
             rescaled.append((name, after.replicas))
         if (before.env, before.secrets) != (after.env, after.secrets):
             configured.append(name)
+        # The autoscaling policy is read by the control loop, not by instances.
         aligned = dataclasses.replace(
-            before, replicas=after.replicas, env=after.env, secrets=after.secrets
+            before,
+            replicas=after.replicas,
+            env=after.env,
+            secrets=after.secrets,
+            autoscale=after.autoscale,
         )
         if aligned != after:
             restarted.append(name)
