@@ -29,6 +29,7 @@ from corral.config import (
     current_user,
 )
 from corral.control._apply import Applied, apply_plan
+from corral.control._autoscaling import AutoscaleLoop
 from corral.control._chaos import Chaos
 from corral.gateway import GatewayAddon
 from corral.manifest import Manifest, load
@@ -151,6 +152,8 @@ class SystemSession:
             self.telemetry.redact = self.orchestrator.logs.secrets.anywhere
         self.ready = asyncio.Event()
         """Set once every service is ready."""
+        self.autoscaler = AutoscaleLoop(self.orchestrator, self.telemetry, lambda: self.plan)
+        """Replicas of services with an ``autoscale:`` policy follow their measure."""
 
     def _reload(self) -> tuple[Manifest, Plan]:
         """The manifest and its overlay as they are on disk now (`corral config apply`)."""
@@ -176,6 +179,7 @@ class SystemSession:
                 "api_url": self.api_url,
                 "dashboard_url": f"{self.api_url}{DASHBOARD_PATH}",
                 "chaos": self.chaos.active(),
+                "autoscale": self.autoscaler.status(),
             }
         )
 
@@ -292,7 +296,13 @@ class SystemSession:
             if up in done:
                 up.result()  # raises StartError
                 self.ready.set()
-                await self._stop.wait()
+                scaling = asyncio.create_task(self.autoscaler.run(), name="corral-autoscale")
+                try:
+                    await self._stop.wait()
+                finally:
+                    scaling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await scaling
             else:
                 up.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
