@@ -284,6 +284,13 @@ class ServiceSpec(BaseModel):
                     "command: the program to run; app: module:attribute of a corral.sdk Service",
                 )
             raise problem("a service has either 'command' or 'app', not both", at="app")
+        if self.port is not None and self.autoscale is not None and self.autoscale.max > 1:
+            raise problem(
+                f"fixed port {self.port} cannot be shared by up to {self.autoscale.max} "
+                "autoscaled replicas",
+                "drop 'port' to have a port allocated per replica, or use autoscale max 1",
+                at="port",
+            )
         if self.port is not None and self.replicas > 1:
             raise problem(
                 f"fixed port {self.port} cannot be shared by {self.replicas} replicas",
