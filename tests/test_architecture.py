@@ -51,7 +51,12 @@ ALLOWED: dict[str, set[str]] = {
         "telemetry",
         "config",
         "images",
+        "autoscale",
     },
+    # Autoscaling decisions: pure, from a service's plan and measures.
+    "autoscale": {"plan"},
+    # `corral up --watch`: files -> services (pure); reloads go through the control API.
+    "watch": {"contract", "manifest", "plan", "runtime", "api"},
     "cli": {
         "contract",
         "manifest",
@@ -66,6 +71,7 @@ ALLOWED: dict[str, set[str]] = {
         "lint",
         "config",
         "images",
+        "watch",
     },
 }
 

@@ -138,9 +138,12 @@ def test_kubernetes_objects_validate_strictly(exported: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # It knows Kubernetes' own kinds only: the CRD kinds are checked against their
-    # schemas in test_export_k8s_crds.py; any other unknown kind is a mistake.
+    # schemas in test_export_k8s_crds.py (KEDA's ScaledObject in test_export_autoscale.py);
+    # any other unknown kind is a mistake.
     warned = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
-    assert all(re.search(r"kind (HTTPRoute|ServiceMonitor) with", w) for w in warned), warned
+    assert all(
+        re.search(r"kind (HTTPRoute|ServiceMonitor|ScaledObject) with", w) for w in warned
+    ), warned
     kinds = {d["kind"] for p in files for d in _yaml_documents(p)}
     assert {"Namespace", "ConfigMap", "Deployment", "Service", "NetworkPolicy"} <= kinds
 

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 from corral.api._client import ApiClient, ApiError, Published, published
 from corral.api._config_client import ConfigClient
 from corral.api._files import RunFiles
+from corral.api._reload import ManifestApplied, ReloadResult
 from corral.api._version import API_VERSION, DASHBOARD_PATH, OTLP_BASE
+from corral.api._watch_client import WatchClient
 from corral.runtime.errors import NotRunningError
 
 if TYPE_CHECKING:
@@ -27,9 +29,12 @@ __all__ = [
     "ApiProblem",
     "ConfigClient",
     "ControlTarget",
+    "ManifestApplied",
     "NotRunningError",
     "Published",
+    "ReloadResult",
     "RunFiles",
+    "WatchClient",
     "create_app",
     "new_token",
     "published",

@@ -33,6 +33,7 @@ from corral.api._logins import BrowserLogins
 from corral.api._problems import ApiProblem, install
 from corral.api._telemetry import TELEMETRY_RULES, TelemetrySource, telemetry_router
 from corral.api._version import API_VERSION
+from corral.api._watch import WatchTarget, watch_router
 from corral.runtime.registry import InstanceRecord, Registry, Snapshot
 from corral.runtime.status import ChangeAction, OpenCircuit, ServiceChange, SystemStatus
 
@@ -355,6 +356,8 @@ def create_app(
             return token is not None and config.instance_service(name, token) is not None
 
         verifiers[Access.INSTANCE] = instance
+    if isinstance(target, WatchTarget):
+        app.include_router(watch_router(target, admin=Admin))
     # Added first, so it runs after the session cookie has stood in for the admin token.
     app.add_middleware(Gate, rules=rules, verifiers=verifiers)
     app.add_middleware(SessionCookieAuth, logins=logins, admin_token=admin_token)

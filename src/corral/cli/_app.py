@@ -30,6 +30,7 @@ from corral.cli import (
     _services,
     _status,
     _up,
+    _watch,
 )
 from corral.cli._common import errors
 from corral.errors import CorralError
@@ -74,7 +75,18 @@ def _root(
 
 
 # In the order `corral --help` lists them: the loop of a day's work first.
-for group in (_checks, _up, _status, _logs, _services, _migrate, _dashboard, _export, _serve):
+for group in (
+    _checks,
+    _up,
+    _watch,
+    _status,
+    _logs,
+    _services,
+    _migrate,
+    _dashboard,
+    _export,
+    _serve,
+):
     app.add_typer(group.app)
 app.add_typer(_gateway.app, name="gateway")
 app.add_typer(_events.app, name="events")

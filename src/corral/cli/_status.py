@@ -26,6 +26,7 @@ from corral.cli._tables import circuit_lines, endpoints_lines, human_duration, s
 from corral.errors import CorralError
 from corral.manifest import DEFAULT_FILENAME
 from corral.runtime.errors import NotRunningError
+from corral.runtime.status import SystemStatus
 from corral.runtime.systems import RunningSystem, SystemsIndex
 
 app = typer.Typer()
@@ -53,6 +54,17 @@ def status(file: FileOption = None, as_json: JsonOption = False) -> None:
         console.print(f"[red]{line}[/]", highlight=False)
     for line in chaos_lines(data):
         console.print(f"[yellow]{line}[/]", highlight=False)
+    for line in autoscale_lines(data):
+        console.print(line, highlight=False)
+
+
+def autoscale_lines(data: SystemStatus) -> list[str]:
+    """One line per autoscaled service: its bounds and the latest decision's reason."""
+    policies = getattr(data, "autoscale", None) or {}
+    return [
+        f"autoscale {name} [{p['min']}-{p['max']}] {p['metric']}: {p.get('reason') or 'waiting'}"
+        for name, p in sorted(policies.items())
+    ]
 
 
 def _not_here(message: str) -> NoReturn:

@@ -27,8 +27,9 @@ from corral.cli._dashboard import login_line
 from corral.cli._logs import colour_for, format_line
 from corral.cli._progress import ChangeProgress, StartProgress
 from corral.cli._tables import endpoints_lines
+from corral.cli._watch import watch_system, watch_until_signal
 from corral.errors import CorralError
-from corral.manifest import load
+from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
 from corral.runtime.errors import NotRunningError
 from corral.runtime.registry import InstanceRecord, Snapshot
@@ -61,6 +62,12 @@ def up(
             "else CORRAL_RUNTIME, else the manifest's runtime:.",
         ),
     ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Reload a service when its files change (docs/watch.md)."
+        ),
+    ] = False,
 ) -> None:
     """Start the system; Ctrl-C stops everything gracefully."""
     manifest = load(manifest_path(file), environment=env)
@@ -76,6 +83,9 @@ def up(
         )
     if detach:
         _up_detached(manifest.path, plan, env, chosen)
+        if watch:  # the system runs on in the background; this terminal watches
+            with ApiClient.for_state_dir(plan.state_dir) as api:
+                asyncio.run(watch_until_signal(api, manifest))
         return
     from corral.broker import BrokerError
     from corral.control import SystemSession, addons_for
@@ -90,7 +100,14 @@ def up(
     session = SystemSession(manifest, plan, addons=addons_for(plan), driver=driver)
     try:
         asyncio.run(
-            _run_foreground(session, plan, manifest.path, quiet=daemon, follow_logs=not no_logs)
+            _run_foreground(
+                session,
+                plan,
+                manifest,
+                quiet=daemon,
+                follow_logs=not no_logs,
+                watch=watch and not daemon,
+            )
         )
     except StartError as exc:
         raise CorralError(f"{plan.system} could not start: {exc.details()}") from None
@@ -101,8 +118,15 @@ def up(
 
 
 async def _run_foreground(
-    session: SystemSession, plan: Plan, path: Path, *, quiet: bool, follow_logs: bool
+    session: SystemSession,
+    plan: Plan,
+    manifest: Manifest,
+    *,
+    quiet: bool,
+    follow_logs: bool,
+    watch: bool = False,
 ) -> None:
+    path = manifest.path
     desired = {name: s.replicas for name, s in plan.services.items()}
     run = asyncio.create_task(session.run())
     if not quiet:
@@ -124,11 +148,23 @@ async def _run_foreground(
                 f"[dim]Ctrl-C stops the system; `{hint('status', path)}` in another terminal.[/]",
                 highlight=False,
             )
+            background = []
+            stop_watching = asyncio.Event()
+            watcher_api = ApiClient(str(status.api_url), session.admin_token) if watch else None
+            if watcher_api is not None:
+                watching = watch_system(watcher_api, manifest, stop=stop_watching)
+                background.append(asyncio.create_task(watching))
             if follow_logs:
                 services = list(plan.start_order)
-                follower = asyncio.create_task(_print_logs(session, services))
+                background.append(asyncio.create_task(_print_logs(session, services)))
+            if background:
                 await asyncio.wait({run})
-                follower.cancel()
+                stop_watching.set()
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+            if watcher_api is not None:
+                watcher_api.close()
     await run
     if not quiet:
         console.print(f"[green]✔[/] {plan.system} stopped")

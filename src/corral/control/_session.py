@@ -28,6 +28,8 @@ from corral.config import (
     Fingerprints,
     current_user,
 )
+from corral.control._apply import Applied, apply_plan
+from corral.control._autoscaling import AutoscaleLoop
 from corral.control._chaos import Chaos
 from corral.gateway import GatewayAddon
 from corral.manifest import Manifest, load
@@ -143,6 +145,7 @@ class SystemSession:
             driver=driver,
         )
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
+        self._gateway = gateway
         self.chaos = Chaos(self.orchestrator, gateway)
         """Failure-injection experiments (``corral chaos``)."""
         # A paused instance cannot answer a configuration change: not waited for.
@@ -152,6 +155,8 @@ class SystemSession:
             self.telemetry.redact = self.orchestrator.logs.secrets.anywhere
         self.ready = asyncio.Event()
         """Set once every service is ready."""
+        self.autoscaler = AutoscaleLoop(self.orchestrator, self.telemetry, lambda: self.plan)
+        """Replicas of services with an ``autoscale:`` policy follow their measure."""
 
     def _reload(self) -> tuple[Manifest, Plan]:
         """The manifest and its overlay as they are on disk now (`corral config apply`)."""
@@ -177,6 +182,7 @@ class SystemSession:
                 "api_url": self.api_url,
                 "dashboard_url": f"{self.api_url}{DASHBOARD_PATH}",
                 "chaos": self.chaos.active(),
+                "autoscale": self.autoscaler.status(),
             }
         )
 
@@ -220,6 +226,23 @@ class SystemSession:
 
     async def start_service(self, service: str) -> bool:
         return await self.orchestrator.start_service(service)
+
+    async def reload(self, service: str, *, ready_within: float | None = None) -> None:
+        await self.orchestrator.reload(service, ready_within=ready_within)
+
+    async def apply_manifest(self) -> Applied:
+        """The manifest as it is on disk now, applied as a diff (ManifestError: nothing
+        changes)."""
+        manifest, plan = self._reload()
+
+        async def configure() -> None:
+            await self.config.apply(author=current_user(), message="the manifest was saved")
+
+        _, applied = await apply_plan(
+            self.orchestrator, self._gateway, self.plan, plan, configure=configure
+        )
+        self.manifest, self.plan = manifest, plan
+        return applied
 
     async def stop_service(self, service: str) -> None:
         await self.orchestrator.stop_service(service)
@@ -276,7 +299,13 @@ class SystemSession:
             if up in done:
                 up.result()  # raises StartError
                 self.ready.set()
-                await self._stop.wait()
+                scaling = asyncio.create_task(self.autoscaler.run(), name="corral-autoscale")
+                try:
+                    await self._stop.wait()
+                finally:
+                    scaling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await scaling
             else:
                 up.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -333,6 +333,11 @@ def render_compose(plan: Plan, options: ExportOptions, sources: Sources) -> Expo
     comment = HEADER.format(source=options.source) + (
         "\nRun from this folder: docker compose up --build (secrets in .env, written once)."
     )
+    if scaled := sorted(n for n, s in plan.services.items() if s.autoscale is not None):
+        comment += (  # docs/autoscale.md: Compose and Swarm have no autoscaler
+            f"\nNo autoscaler in Compose or Swarm: the autoscale policies of {', '.join(scaled)} "
+            "are not applied; each runs its manifest's replicas."
+        )
     files[COMPOSE_FILE] = to_yaml([document], comment=comment)
     secrets = secret_variables(plan)
     if secrets:

@@ -157,7 +157,9 @@ def service_objects(
         "kind": "Deployment",
         "metadata": meta,
         "spec": {
-            "replicas": service.replicas,
+            # An autoscaled Deployment leaves its count to the HPA: a replicas field
+            # here would reset it on every `kubectl apply`.
+            **({} if service.autoscale is not None else {"replicas": service.replicas}),
             "selector": {"matchLabels": selector(plan, name)},
             # One SQLite writer at a time: the old pod stops before the new one starts.
             "strategy": {"type": "Recreate"}
@@ -236,4 +238,15 @@ def check_kubernetes(plan: Plan) -> list[Problem]:
         )
         for name, service in sorted(plan.services.items())
         if service.database.engine is DatabaseEngine.SQLITE and service.replicas > 1
+    ] + [
+        Problem(
+            ("services", name, "autoscale", "max"),
+            f"{name} keeps its data in SQLite and may autoscale to {service.autoscale.max} "
+            "replicas: on Kubernetes each pod would get its own file",
+            "use database: postgres, database: none if it keeps no data, or autoscale max 1",
+        )
+        for name, service in sorted(plan.services.items())
+        if service.database.engine is DatabaseEngine.SQLITE
+        and service.autoscale is not None
+        and service.autoscale.max > 1
     ]

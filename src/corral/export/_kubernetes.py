@@ -8,6 +8,8 @@ every ready pod and balances across them itself), a PodDisruptionBudget above on
 replica, and a PersistentVolumeClaim for a SQLite file. ``network-policies.yaml`` denies
 every connection the manifest does not declare (see ``_k8s_network.py``). Optional:
 ``servicemonitors.yaml`` (``--servicemonitor``), ``httproutes.yaml`` (``--gateway-api``).
+An ``autoscale:`` policy becomes an HPA in the service's file, or for consumer lag a KEDA
+ScaledObject in ``scaledobjects.yaml`` (``_k8s_autoscale.py``).
 Every container has requests and a memory limit, and services and the gateway sleep
 before SIGTERM (``_k8s_resources.py``, ``_k8s_objects.py``). ``postgres`` services read
 DATABASE_URL from a Secret ``<service>-database`` (key ``url``) that the operator
@@ -22,8 +24,11 @@ then stopped before its replacement starts: strategy Recreate, one writer at a t
 
 from __future__ import annotations
 
+from typing import Any
+
 from corral.export._environment import GATEWAY_HOST, NATS_HOST, runs_nats
 from corral.export._gateway import jwks_documents
+from corral.export._k8s_autoscale import autoscale_objects
 from corral.export._k8s_components import gateway_objects, nats_objects
 from corral.export._k8s_gateway_api import http_routes, path_problems
 from corral.export._k8s_monitoring import service_monitors
@@ -83,9 +88,16 @@ def render_kubernetes(
             comment=comment,
         )
     }
+    scaled_objects: list[dict[str, Any]] = []
     for name in sorted(plan.services):
         objects = service_objects(plan, plan.services[name], options, notes)
+        for scaler in autoscale_objects(plan, plan.services[name], options, notes):
+            (scaled_objects if scaler["kind"] == "ScaledObject" else objects).append(scaler)
         files[f"kubernetes/{name}.yaml"] = to_yaml(objects, comment=comment)
+    if scaled_objects:
+        files["kubernetes/scaledobjects.yaml"] = to_yaml(
+            scaled_objects, comment=comment + "\nNeeds KEDA's CRDs (keda.sh/v1alpha1)."
+        )
     if plan.gateway is not None:
         files[f"kubernetes/{GATEWAY_HOST}.yaml"] = to_yaml(
             gateway_objects(plan, options, sources), comment=comment

@@ -4,6 +4,7 @@ Pure apart from :func:`load`, which reads one file. Everything downstream (the p
 renderers, runtime) reads the validated :class:`Manifest`, never raw YAML.
 """
 
+from corral.manifest._autoscale import AutoscaleSpec, AutoscaleTarget
 from corral.manifest._checks import SHARED_DATABASE_RULE
 from corral.manifest._diagnostics import Diagnostic, KeyPath, ManifestError, format_path
 from corral.manifest._events import EVENT_PARTY_RULE, EventsSpec, Ordering, effective_delivery
@@ -59,6 +60,8 @@ __all__ = [
     "IDEMPOTENT_METHODS",
     "INTERNAL_ENDPOINTS",
     "SHARED_DATABASE_RULE",
+    "AutoscaleSpec",
+    "AutoscaleTarget",
     "BackoffSpec",
     "BulkheadSpec",
     "CheckSpec",

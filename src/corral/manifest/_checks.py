@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from corral import contract
+from corral.manifest._autoscale import autoscale_problems
 from corral.manifest._diagnostics import Diagnostic, shown
 from corral.manifest._events import EventsSpec, check_events
 from corral.manifest._gateway import GatewaySpec, check_gateway
@@ -101,6 +102,12 @@ def check_parts(
                 )
             )
         problems += check_secrets(name, service.env, service.secrets, source)
+        consumed = frozenset(
+            topic
+            for topic, spec in (events.topics.items() if events is not None else ())
+            if name in spec.consumers
+        )
+        problems += autoscale_problems(name, service.autoscale, consumed, source)
         if service.database.engine is not DatabaseEngine.NONE:
             db_name = service.database.name or name.replace("-", "_")
             owner = databases.setdefault(db_name, name)

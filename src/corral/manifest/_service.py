@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
+from corral.manifest._autoscale import AutoscaleSpec
 from corral.manifest._diagnostics import SHOWN_CHARACTERS, printable, shown
 from corral.manifest._secrets import SecretRef
 from corral.manifest._types import (
@@ -239,6 +240,30 @@ class ServiceSpec(BaseModel):
         description="Services this one calls synchronously (svc.client); unset: not declared.",
     )
     lint: LintSpec = LintSpec()
+    autoscale: AutoscaleSpec | None = Field(
+        default=None,
+        description="{min, max, target}: replicas follow load (docs/autoscale.md).",
+    )
+    watch: tuple[str, ...] | None = Field(
+        default=None,
+        description="What `corral up --watch` reloads this service for: gitignore-style "
+        "patterns relative to its workdir (default: the app's package, else the workdir).",
+    )
+
+    @field_validator("watch")
+    @classmethod
+    def _watch_patterns(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise problem("watch needs at least one pattern", "omit 'watch' for the default")
+        for pattern in value:
+            if not pattern.strip() or pattern.startswith("/"):
+                raise problem(
+                    f"invalid watch pattern {shown(pattern)}",
+                    "patterns are relative to the service's workdir, e.g. src/**/*.py",
+                )
+        return value
 
     @field_validator("app")
     @classmethod
@@ -259,6 +284,13 @@ class ServiceSpec(BaseModel):
                     "command: the program to run; app: module:attribute of a corral.sdk Service",
                 )
             raise problem("a service has either 'command' or 'app', not both", at="app")
+        if self.port is not None and self.autoscale is not None and self.autoscale.max > 1:
+            raise problem(
+                f"fixed port {self.port} cannot be shared by up to {self.autoscale.max} "
+                "autoscaled replicas",
+                "drop 'port' to have a port allocated per replica, or use autoscale max 1",
+                at="port",
+            )
         if self.port is not None and self.replicas > 1:
             raise problem(
                 f"fixed port {self.port} cannot be shared by {self.replicas} replicas",

@@ -4,6 +4,7 @@ Pure functions from a validated manifest; every renderer and the runtime read th
 Plan, never the YAML. See ``resolve``.
 """
 
+from corral.plan._diff import PlanDiff, diff_plans
 from corral.plan._events import EventsPlan, TopicPlan
 from corral.plan._gateway import AuthPlan, ClusterPlan, GatewayPlan, ProviderPlan, RoutePlan
 from corral.plan._instances import (
@@ -12,6 +13,7 @@ from corral.plan._instances import (
     instance_id,
 )
 from corral.plan._model import (
+    AutoscalePlan,
     CheckKind,
     CheckPlan,
     DatabasePlan,
@@ -30,6 +32,7 @@ __all__ = [
     "SERVE_MODULE",
     "STATE_DIRNAME",
     "AuthPlan",
+    "AutoscalePlan",
     "CheckKind",
     "CheckPlan",
     "ClusterPlan",
@@ -38,6 +41,7 @@ __all__ = [
     "EventsPlan",
     "GatewayPlan",
     "Plan",
+    "PlanDiff",
     "ProviderPlan",
     "ResiliencePlan",
     "RestartPlan",
@@ -46,6 +50,7 @@ __all__ = [
     "SecretSource",
     "ServicePlan",
     "TopicPlan",
+    "diff_plans",
     "find_cycle",
     "instance_environment",
     "instance_id",

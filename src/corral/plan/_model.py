@@ -71,6 +71,24 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class AutoscalePlan:
+    """A service's autoscaling policy (see corral.autoscale, which applies it)."""
+
+    min: int
+    max: int
+    metric: str
+    """in_flight, p95, cpu or lag."""
+    target: float
+    """Per instance for in_flight, cpu (cores) and lag (messages); seconds for p95."""
+    topic: str | None = None
+    """The consumed topic whose waiting messages count (lag)."""
+    up_stabilization: float = 0.0
+    down_stabilization: float = 30.0
+    up_cooldown: float = 5.0
+    down_cooldown: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServicePlan:
     """One service, resolved. Its configuration is two mappings, as a ConfigMap and a
     Secret: ``env`` (plain values, the manifest's with the environment overlay's merged
@@ -100,6 +118,10 @@ class ServicePlan:
     """Services this one declares calling synchronously (sorted); None: not declared."""
     secrets: Mapping[str, SecretRef] = field(default_factory=dict)
     """Variables whose values are secrets, by where each value comes from."""
+    autoscale: AutoscalePlan | None = None
+    """Replicas follow load between its min and max; ``replicas`` is where it starts."""
+    watch: tuple[str, ...] | None = None
+    """The manifest's ``watch:`` patterns (relative to ``workdir``); None: the default."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from corral.contract import LIVENESS_PATH, READINESS_PATH
 from corral.manifest import (
+    AutoscaleSpec,
     CheckSpec,
     DatabaseEngine,
     Manifest,
@@ -16,6 +17,7 @@ from corral.manifest import (
 from corral.plan._events import resolve_events
 from corral.plan._gateway import resolve_gateway
 from corral.plan._model import (
+    AutoscalePlan,
     CheckKind,
     CheckPlan,
     DatabasePlan,
@@ -166,6 +168,24 @@ def _service(
         app=spec.app,
         calls=None if spec.calls is None else tuple(sorted(set(spec.calls))),
         secrets={variable: _secret(ref, root) for variable, ref in sorted(spec.secrets.items())},
+        watch=spec.watch,
+        autoscale=_autoscale(spec.autoscale),
+    )
+
+
+def _autoscale(spec: AutoscaleSpec | None) -> AutoscalePlan | None:
+    if spec is None:
+        return None
+    return AutoscalePlan(
+        min=spec.min,
+        max=spec.max,
+        metric=spec.target.metric,
+        target=spec.target.value,
+        topic=spec.target.topic,
+        up_stabilization=spec.stabilization.up,
+        down_stabilization=spec.stabilization.down,
+        up_cooldown=spec.cooldown.up,
+        down_cooldown=spec.cooldown.down,
     )
 
 

@@ -328,6 +328,124 @@ class Orchestrator:
                 self._report(exc)
                 raise
 
+    async def reload(self, service: str, *, ready_within: float | None = None) -> None:
+        """Swap every instance of ``service`` for one running its code as it is on disk
+        now (``corral up --watch``). All replacements start at once and must all become
+        ready before the old instances are drained out of the gateway and stopped, one
+        by one; so the service keeps its capacity and no request fails.
+
+        Fails fast: a replacement that exits even once (a syntax or import error) or
+        does not become ready is a StartError carrying its log tail; every replacement
+        is then stopped and the old instances keep serving. Unlike ``restart``, no crash
+        loop is waited out: a person is waiting for the answer to a save.
+        A service on a fixed port cannot overlap: it is restarted in place instead.
+        ``ready_within``: seconds the replacements may take (default ``start_timeout``)."""
+        entry = self._service(service)
+        self._require_running()
+        if entry.component:
+            raise CorralRuntimeError(f"{service} is a system component")
+        if entry.plan.fixed_port is not None:
+            await self.restart(service, rolling=True)
+            return
+        async with entry.lock:
+            current = sorted(entry.instances.values(), key=lambda i: i.ordinal)
+            if not current:
+                raise ServiceStoppedError(service)
+            fresh = [self._new_instance(entry) for _ in current]
+            try:
+                await self._ready_or_first_failure(fresh, ready_within or self.start_timeout)
+            except BaseException:
+                await self._stop_instances(entry, fresh)
+                raise
+            # One at a time: the gateway confirms each drain against the endpoints
+            # that remain, which parallel drains would keep changing under it.
+            for old in current:
+                await self._stop_instances(entry, [old])
+
+    # --- manifest edits (``corral up --watch``) ---------------------------------------
+
+    def replan(self, plan: Plan) -> None:
+        """Take ``plan`` as the system's from now on (its start order for ``down``, its
+        services for spawning). Call it before :meth:`add_service` and after
+        :meth:`remove_service`; services it does not name must be removed."""
+        if plan.system != self._plan.system:
+            raise CorralRuntimeError("a running system cannot change its name")
+        self._plan = plan
+
+    async def add_service(self, service: ServicePlan) -> None:
+        """Start a service that the running system did not have (after :meth:`replan`
+        with a plan naming it); return once its instances are ready. On StartError its
+        instances are stopped again and it is forgotten."""
+        self._require_running()
+        if service.name in self._services:
+            raise CorralRuntimeError(f"service {service.name!r} exists already")
+        entry = _Service(
+            service,
+            component=False,
+            desired=service.replicas,
+            resume_replicas=max(service.replicas, 1),
+        )
+        self._services[service.name] = entry
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                await self._start_service(entry)
+        except BaseException as exc:
+            await self._stop_instances(entry, list(entry.instances.values()))
+            del self._services[service.name]
+            if isinstance(exc, TimeoutError):
+                raise StartError(service.name, "not ready in time") from None
+            self._report(exc)
+            raise
+
+    async def remove_service(self, service: str) -> None:
+        """Stop every instance of ``service`` gracefully and forget it."""
+        entry = self._service(service)
+        self._require_running()
+        if entry.component:
+            raise CorralRuntimeError(f"{service} is a system component")
+        async with entry.lock:
+            await self._stop_instances(entry, list(entry.instances.values())[::-1])
+            del self._services[service]
+        self.emit(ServiceStopped(service))
+
+    async def replace(self, service: ServicePlan) -> None:
+        """Run ``service`` (a new configuration of a running service) in place of its
+        current plan, through :meth:`reload`; if its new instances cannot start, the
+        old plan is kept and StartError raised (the old instances serve on)."""
+        entry = self._service(service.name)
+        before = entry.plan
+        self.reconfigure(service)
+        try:
+            if entry.instances:
+                await self.reload(service.name)
+        except BaseException:
+            entry.plan = before
+            raise
+        if service.replicas != entry.desired:
+            await self.scale(service.name, service.replicas)
+
+    async def _ready_or_first_failure(self, instances: Sequence[Instance], within: float) -> None:
+        failed = {InstanceState.BACKOFF, InstanceState.CRASHLOOP}
+        failed |= {InstanceState.EXITED, InstanceState.FAILED}
+        try:
+            async with asyncio.timeout(within):
+                async for snapshot in self.registry.watch():
+                    records = [(i, snapshot.get(i.id)) for i in instances]
+                    for instance, record in records:
+                        if record is None:
+                            raise instance.start_error("removed before it became ready")
+                        if record.state in failed:
+                            # The supervisor sets these states after the process's
+                            # output is read to its end: the log tail is complete.
+                            why = record.message or str(record.state)
+                            raise instance.start_error(why)
+                    if all(record is not None and record.serving for _, record in records):
+                        return
+        except TimeoutError:
+            late = next((i for i in instances if not i.record.serving), instances[0])
+            why = late.record.message or "readiness never passed"
+            raise late.start_error(f"not ready after {within:g}s ({why})") from None
+
     async def stop_service(self, service: str) -> None:
         """Stop every instance of ``service`` gracefully (``scale`` brings it back)."""
         entry = self._service(service)
