@@ -11,10 +11,17 @@ It is the service side of :mod:`corral.contract` and imports nothing else of Cor
         return {"message": f"hello {name}"}
 
 Serve it with ``python -m corral.sdk.serve greeter.app:svc``.
+
+Importing it stays cheap (every instance pays it at start): SQLAlchemy, Alembic, NATS,
+aiohttp, PyJWT and the OTLP exporters load when a service uses a database, events,
+clients, identity or trace export, not here. ``DbSession`` (which needs SQLAlchemy's types
+at runtime) is therefore resolved on first access.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from corral.sdk._context import current_request_id
-from corral.sdk._database import Database, DbSession, async_url
+from corral.sdk._database import Database, async_url
 from corral.sdk._errors import PROBLEM_JSON, Problem
 from corral.sdk._health import ReadinessCheck
 from corral.sdk._live_config import ConfigChange
@@ -23,6 +30,9 @@ from corral.sdk._metrics import UNMATCHED_ROUTE
 from corral.sdk._service import Lifecycle, Service
 from corral.sdk._settings import RuntimeEnv, ServiceSettings, SettingsError
 from corral.sdk._tracing import current_trace_id, inject_trace_headers
+
+if TYPE_CHECKING:
+    from corral.sdk._db_session import DbSession
 
 __all__ = [
     "PROBLEM_JSON",
@@ -43,3 +53,12 @@ __all__ = [
     "get_logger",
     "inject_trace_headers",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the names whose modules are too heavy to import with the SDK.
+    if name == "DbSession":
+        from corral.sdk._db_session import DbSession
+
+        return DbSession
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

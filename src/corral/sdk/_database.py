@@ -11,6 +11,11 @@
   run at start under a lock, so replicas starting together apply them exactly once:
   PostgreSQL ``pg_advisory_xact_lock``, SQLite an exclusive ``flock`` on a file beside the
   database.
+
+SQLAlchemy is imported when a database starts, not with the SDK: a service without a
+database never pays for it (``import corral.sdk`` is on every instance's start path).
+``DbSession`` lives in :mod:`corral.sdk._db_session`, since its annotation needs the real
+``AsyncSession`` at runtime.
 """
 
 from __future__ import annotations
@@ -22,25 +27,22 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import URL, Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-__all__ = ["Database", "DbSession", "async_url", "run_schema_locked"]
+__all__ = ["Database", "async_url", "run_schema_locked"]
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
 def async_url(url: str | URL) -> URL:
     """The async-driver form of a database URL (``postgresql://`` -> ``+asyncpg``)."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url) if isinstance(url, str) else url
     backend, _, driver = parsed.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
@@ -86,6 +88,8 @@ async def run_schema_locked[T](engine: AsyncEngine, fn: Callable[[Connection], T
     """Run ``fn`` in one transaction that holds the schema lock (see the module
     docstring), so schema work of replicas starting together runs one at a time: the
     service's migrations or ``create_all``, and the events' outbox and inbox tables."""
+    from sqlalchemy import text
+
     url = engine.url
     if url.get_backend_name() != "sqlite":
         digest = hashlib.sha256(f"corral-migrate:{url}".encode()).digest()
@@ -148,6 +152,9 @@ class Database:
         return self.url is not None and self.url.get_backend_name() == "sqlite"
 
     async def start(self, url: str) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
         self.url = async_url(url)
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         options.update(self.engine_options)
@@ -186,6 +193,8 @@ class Database:
 
     # -- readiness ------------------------------------------------------------------
     async def check_reachable(self) -> None:
+        from sqlalchemy import text
+
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
@@ -248,14 +257,3 @@ def _alembic_upgrade(
         with env.begin_transaction():
             env.run_migrations()
     return MigrationContext.configure(connection).get_current_revision()
-
-
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    db: Database = request.app.state.corral_db
-    async with db.transaction() as session:
-        yield session
-
-
-DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
-"""A request's session: ``async def h(session: DbSession)``. Committed when the handler
-returns (before the response is sent), rolled back when it raises."""
