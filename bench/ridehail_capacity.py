@@ -17,7 +17,9 @@ A rate passes when, over its window, requested -> matched p99 <= 500 ms, request
 paid p99 <= 2 s, and there is no error (an HTTP error, a ride unmatched, not paid by the
 end of the drain, or a rider pool too small). Capacity is the highest passing rate.
 Per-service CPU per ride comes from the CPU time of every instance's process tree over
-the window. The machine is shared: its load average is recorded with each rate.
+the window, less what the same service burns idle (measured first, ``--idle`` seconds
+with the drivers on duty and no ride). The machine is shared: its load average is
+recorded with each rate.
 Writes bench/results/ridehail_capacity.json.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -71,6 +74,8 @@ class Ride:
     matched: float | None = None
     paid: float | None = None
     ended: str | None = None  # paid, payment failed, unmatched, cancelled
+    seen: dict[str, float] = field(default_factory=dict)
+    """When each of the ride's events first reached the bus (by topic)."""
 
 
 @dataclass
@@ -134,6 +139,7 @@ class Generator:
         now = time.monotonic()
         if ride is None or ride.ended:
             return
+        ride.seen.setdefault(topic.split(".")[0] + "." + topic.split(".")[1], now)
         if topic.startswith("ride.matched"):
             if ride.matched is None:
                 ride.matched = now
@@ -257,9 +263,17 @@ def judge(rate: float, window: list[Ride], short: int, errors: Counter[str]) -> 
         and p99 is not None
         and p99 <= PAID_P99_S
     )
+    hops: dict[str, list[float]] = {}
+    for ride in window:
+        marks = sorted([("POST /rides", ride.requested), *ride.seen.items()], key=lambda m: m[1])
+        for (a, ta), (b, tb) in itertools.pairwise(marks):
+            hops.setdefault(f"{a} -> {b}", []).append(tb - ta)
     return {
         "rate_per_s": rate,
         "rides": len(window),
+        "hops_p50_ms": {
+            k: round(percentile(v, 0.5) * 1000, 1) for k, v in hops.items() if len(v) >= 3
+        },
         "paid": ended.get("paid", 0),
         "requested_to_matched_ms": {
             "p50": round(percentile(matched, 0.5) * 1000, 1) if matched else None,
@@ -308,11 +322,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 fleet = [asyncio.create_task(gen.driver(p)) for p in gen.drivers.values()]
                 await asyncio.sleep(1.0)  # drivers on duty
                 me = psutil.Process()
+                # What the system costs with drivers on duty and no ride: its periodic
+                # work (sweeps, probes, scrapes, heartbeats), taken off each rate's CPU.
+                cpu0, idle_began = cpu_by_service(instances), time.monotonic()
+                await asyncio.sleep(args.idle)
+                idle_s = time.monotonic() - idle_began
+                idle = {
+                    s: (c - cpu0.get(s, 0.0)) / idle_s for s, c in cpu_by_service(instances).items()
+                }
                 try:
                     for rate in rates:
                         gen.errors.clear()
                         load_before = os.getloadavg()
                         cpu0, mine0 = cpu_by_service(instances), cpu_of([me])
+                        step_began = time.monotonic()
                         window, short = await gen.offer(rate, args.window)
                         drain_until = time.monotonic() + args.drain
                         while time.monotonic() < drain_until and any(
@@ -322,8 +345,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         cpu1, mine1 = cpu_by_service(instances), cpu_of([me])
                         step = judge(rate, window, short, gen.errors)
                         rides = max(1, len(window))
+                        spent = time.monotonic() - step_began
                         step["cpu_ms_per_ride"] = {
-                            s: round((cpu1.get(s, 0.0) - cpu0.get(s, 0.0)) / rides * 1000, 2)
+                            s: round(
+                                (cpu1.get(s, 0.0) - cpu0.get(s, 0.0) - idle.get(s, 0.0) * spent)
+                                / rides
+                                * 1000,
+                                2,
+                            )
                             for s in sorted(cpu1)
                         }
                         step["cpu_ms_per_ride_system"] = round(
@@ -368,6 +397,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "riders": riders,
         "drivers": drivers,
+        "idle_cpu_cores_by_service": {s: round(v, 3) for s, v in idle.items()},
+        "idle_cpu_cores_system": round(sum(idle.values()), 3),
         "steps": steps,
         "capacity_rides_per_s": capacity,
         "goal_rides_per_s": 100,
@@ -383,6 +414,7 @@ def main() -> None:
     parser.add_argument("--riders", type=int, default=0)
     parser.add_argument("--drivers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle baseline")
     parser.add_argument("--keep-going", action="store_true", help="run every rate")
     args = parser.parse_args()
     result = asyncio.run(run(args))

@@ -14,8 +14,8 @@ Serve it with ``python -m corral.sdk.serve greeter.app:svc``.
 
 Importing it stays cheap (every instance pays it at start): SQLAlchemy, Alembic, NATS,
 aiohttp, PyJWT and the OTLP exporters load when a service uses a database, events,
-clients, identity or trace export, not here. ``DbSession`` (which needs SQLAlchemy's types
-at runtime) is therefore resolved on first access.
+clients, identity or trace export, not here. ``DbSession`` and ``DbReadSession`` (which
+need SQLAlchemy's types at runtime) are therefore resolved on first access.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -32,13 +32,14 @@ from corral.sdk._settings import RuntimeEnv, ServiceSettings, SettingsError
 from corral.sdk._tracing import current_trace_id, inject_trace_headers
 
 if TYPE_CHECKING:
-    from corral.sdk._db_session import DbSession
+    from corral.sdk._db_session import DbReadSession, DbSession
 
 __all__ = [
     "PROBLEM_JSON",
     "UNMATCHED_ROUTE",
     "ConfigChange",
     "Database",
+    "DbReadSession",
     "DbSession",
     "Lifecycle",
     "Problem",
@@ -57,8 +58,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # PEP 562: the names whose modules are too heavy to import with the SDK.
-    if name == "DbSession":
-        from corral.sdk._db_session import DbSession
+    if name in ("DbSession", "DbReadSession"):
+        from corral.sdk import _db_session
 
-        return DbSession
+        return getattr(_db_session, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,10 @@
   write lock up front, so a second writer waits (``busy_timeout``) instead of failing with
   "database is locked" when a deferred read transaction tries to upgrade. The price: write
   transactions of all processes are serialized, which is SQLite's model anyway.
+- Read sessions (:meth:`Database.read`, ``DbReadSession``) do not take that lock: on
+  SQLite they come from a second pool whose connections are ``query_only`` and begin a
+  deferred transaction (one WAL snapshot), so a read neither waits for writers nor makes
+  them wait; on PostgreSQL the transaction is ``READ ONLY``. A write in one is refused.
 - Migrations (Alembic, a ``versions/`` directory, no ``env.py`` needed) or ``create_all``
   run at start under a lock, so replicas starting together apply them exactly once:
   PostgreSQL ``pg_advisory_xact_lock``, SQLite an exclusive ``flock`` on a file beside the
@@ -73,6 +77,17 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _sqlite_reader_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _sqlite_begin_deferred(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     # flock, not a library: the stdlib call is all a single-host SQLite file needs.
@@ -130,6 +145,9 @@ class Database:
         self.engine_options = dict(engine_options or {})
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._reader: AsyncEngine | None = None
+        """SQLite only: the pool of read sessions (see the module docstring)."""
+        self._read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.url: URL | None = None
         self.schema_state = "pending"
         self.revision: str | None = None
@@ -159,18 +177,24 @@ class Database:
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         options.update(self.engine_options)
         engine = create_async_engine(self.url, **options)
+        reader = None
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        self._engine = engine
+            reader = create_async_engine(self.url, **options)
+            event.listen(reader.sync_engine, "connect", _sqlite_reader_pragmas)
+            event.listen(reader.sync_engine, "begin", _sqlite_begin_deferred)
+        self._engine, self._reader = engine, reader
         self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_sessionmaker = async_sessionmaker(reader or engine, expire_on_commit=False)
         await self.prepare_schema()
 
     async def stop(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-        self._engine = None
-        self._sessionmaker = None
+        for engine in (self._engine, self._reader):
+            if engine is not None:
+                await engine.dispose()
+        self._engine = self._reader = None
+        self._sessionmaker = self._read_sessionmaker = None
 
     # -- sessions -------------------------------------------------------------------
     @asynccontextmanager
@@ -184,6 +208,23 @@ class Database:
                 raise
             else:
                 await session.commit()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session in a read-only transaction, rolled back at the end: on SQLite it
+        neither waits for a writer nor holds one up (see the module docstring). For
+        handlers that only read: ``async def h(session: DbReadSession)``."""
+        if self._read_sessionmaker is None:
+            raise RuntimeError("the database is not started (is the service running?)")
+        from sqlalchemy import text
+
+        async with self._read_sessionmaker() as session:
+            try:
+                if not self.is_sqlite:
+                    await session.execute(text("SET TRANSACTION READ ONLY"))
+                yield session
+            finally:
+                await session.rollback()
 
     async def session(self) -> AsyncIterator[AsyncSession]:
         """FastAPI dependency; prefer the ``DbSession`` annotation, which commits before

@@ -1,4 +1,5 @@
-"""``DbSession``: a request's database session as a FastAPI dependency.
+"""``DbSession`` and ``DbReadSession``: a request's database session as a FastAPI
+dependency.
 
 Apart from :mod:`corral.sdk._database` because the annotation needs SQLAlchemy's
 ``AsyncSession`` at runtime (FastAPI reads it), and the SDK imports SQLAlchemy only for
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.sdk._database import Database
 
-__all__ = ["DbSession"]
+__all__ = ["DbReadSession", "DbSession"]
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -27,3 +28,14 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 """A request's session: ``async def h(session: DbSession)``. Committed when the handler
 returns (before the response is sent), rolled back when it raises."""
+
+
+async def _request_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    db: Database = request.app.state.corral_db
+    async with db.read() as session:
+        yield session
+
+
+DbReadSession = Annotated[AsyncSession, Depends(_request_read_session, scope="function")]
+"""A request's read-only session: ``async def h(session: DbReadSession)``. On SQLite it
+neither waits for writers nor holds them up (WAL snapshot); a write in it is refused."""
