@@ -4,7 +4,10 @@
    async publishing, handler counts) through corral.sdk.events against raw nats-py doing
    the same work (JetStream publish with dedup id, durable push consumer with queue
    group, JSON decode, explicit ack);
-2. outbox relay events/s on SQLite and PostgreSQL (rows committed first, then drained).
+2. outbox relay events/s on SQLite and PostgreSQL (rows committed first, then drained),
+   with atomic batches (corral.sdk.events._batch) against one acknowledgement per event
+   (what the relay did before, and still does for a batch the broker refuses),
+   alternating. ``--outbox-only`` runs just this part (keeping the last rounds of 1.).
 
 Both sides publish with a de-duplication id and await the broker's ack in the latency
 phase (one event in flight), and keep every event in flight in the throughput phase
@@ -20,16 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import nats
+import psutil
 from nats.js import api
 from pydantic import BaseModel
 from sqlalchemy import insert
@@ -37,15 +44,18 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "sdk"))
 
-from _common import percentile, write_result
+from _common import RESULTS, percentile, write_result
 from events.helpers import NatsServer
 
-from corral.sdk.events import Events, NatsTransport, TopicConfig, Topology
+from corral.sdk.events import Events, NatsTransport, Outgoing, TopicConfig, Topology
 from corral.sdk.events._envelope import encode_envelope, new_event_id
 from corral.sdk.events._tables import metadata, outbox
 
-LAT_N, THR_N, OUTBOX_N = 500, 5000, 3000
+LAT_N, THR_N, OUTBOX_N = 500, 5000, 20000
+OUTBOX_BATCH = 1000
 ROUNDS = int(next((a for a in sys.argv[1:] if a.isdigit()), 5))
+OUTBOX_ONLY = "--outbox-only" in sys.argv
+OUTBOX_ROUNDS = 2
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -180,16 +190,31 @@ async def bench_sdk(url: str) -> dict[str, float]:
     return result
 
 
-async def bench_outbox(url: str, db: str) -> float:
+async def bench_outbox(
+    url: str, db: str, *, batched: bool = True, broker_pid: int | None = None
+) -> dict[str, float]:
+    """Outbox rows committed, then drained by ``relay_once``: stored events per second,
+    and CPU microseconds per event of the relay (this process) and of the broker (the
+    machine is shared: CPU per event is what its load distorts least).
+    ``batched=False``: the relay as it was before atomic batches (one acknowledgement
+    per event), by refusing every batch, which is also the relay's fallback path."""
     system = "ob" + uuid.uuid4().hex[:6]
     engine = create_async_engine(db)
     topo = Topology(system=system, topics={"ping": TopicConfig("ping")})
+    transport = NatsTransport(url)
+    if not batched:
+
+        async def refuse(messages: list[Outgoing], *, ack_timeout: float) -> bool:
+            return False
+
+        transport.publish_atomic = refuse  # type: ignore[method-assign]
     events = Events(
         "bench",
-        transport=NatsTransport(url),
+        transport=transport,
         topology=topo,
         engine=engine,
         outbox_poll_interval=3600,
+        outbox_batch=OUTBOX_BATCH,
     )
     await events.start()
     await events.relay.stop()  # measure the relay alone: stop the background task
@@ -220,10 +245,14 @@ async def bench_outbox(url: str, db: str) -> float:
         return int((await js0.stream_info(f"{system}_ping")).state.messages)
 
     before = await in_stream()
+    me = psutil.Process()
+    broker = psutil.Process(broker_pid) if broker_pid else None
+    cpu0 = sum(me.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0
     start = time.perf_counter()
     while await events.outbox_pending():
         await events.relay_once()
     elapsed = time.perf_counter() - start
+    cpu1 = sum(me.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0
     # Count what the broker stored, not what relay_once reported (a duplicate ack or an
     # error would otherwise be counted as relayed).
     stored = await in_stream() - before
@@ -232,7 +261,11 @@ async def bench_outbox(url: str, db: str) -> float:
     await events.stop()
     await engine.dispose()
     await drop_streams(url, system)
-    return stored / elapsed
+    return {
+        "events_per_s": stored / elapsed,
+        "relay_cpu_us_per_event": (cpu1[0] - cpu0[0]) / stored * 1e6,
+        "broker_cpu_us_per_event": (cpu1[1] - cpu0[1]) / stored * 1e6,
+    }
 
 
 def sync_mode(server: NatsServer) -> str:
@@ -248,7 +281,7 @@ async def main() -> None:
         mode = sync_mode(server)
         try:
             url = server.url
-            for index in range(ROUNDS):
+            for index in range(0 if OUTBOX_ONLY else ROUNDS):
                 order = [("raw", bench_raw), ("sdk", bench_sdk)]
                 if index % 2:
                     order.reverse()
@@ -265,20 +298,31 @@ async def main() -> None:
                     }
                 )
                 print(json.dumps(rounds[-1]), flush=True)
-            sqlite = [
-                await bench_outbox(url, f"sqlite+aiosqlite:///{tmp}/ob{n}.sqlite3")
-                for n in range(2)
-            ]
+            outbox_rates: dict[str, dict[str, list[dict[str, float]]]] = {}
+            pid = server.proc.pid if server.proc else None
+
+            async def side_by_side(name: str, db: Callable[[int], str]) -> None:
+                rates: dict[str, list[dict[str, float]]] = {"atomic_batches": [], "one_by_one": []}
+                for n in range(OUTBOX_ROUNDS):
+                    order = [True, False] if n % 2 == 0 else [False, True]
+                    for batched in order:
+                        key = "atomic_batches" if batched else "one_by_one"
+                        rate = await bench_outbox(
+                            url, db(n * 2 + batched), batched=batched, broker_pid=pid
+                        )
+                        rates[key].append({k: round(v, 1) for k, v in rate.items()})
+                        print(name, key, rates[key][-1], flush=True)
+                outbox_rates[name] = rates
+
+            await side_by_side("sqlite", lambda n: f"sqlite+aiosqlite:///{tmp}/ob{n}.sqlite3")
             pg_name = "bench_" + uuid.uuid4().hex[:8]
             admin = await asyncpg.connect(PG)
             await admin.execute(f'CREATE DATABASE "{pg_name}"')
             try:
-                pg = [
-                    await bench_outbox(
-                        url, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}"
-                    )
-                    for _ in range(2)
-                ]
+                await side_by_side(
+                    "postgresql",
+                    lambda _: f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}",
+                )
             finally:
                 await admin.execute(f'DROP DATABASE "{pg_name}" WITH (FORCE)')
                 await admin.close()
@@ -289,25 +333,59 @@ async def main() -> None:
         values = [r[side][key] if side else r[key] for r in rounds]
         return statistics.median(values)
 
-    results = {
-        "server": f"embedded nats-server 2.15, {mode} (fsync before ack)",
-        "machine": "2 shared cores (other jobs running); compare ratios within a round",
-        "rounds": len(rounds),
-        "latency_events": LAT_N,
-        "throughput_events": THR_N,
-        "median": {
-            "raw_nats_py": {k: med(k, "raw_nats_py") for k in rounds[0]["raw_nats_py"]},
-            "sdk": {k: med(k, "sdk") for k in rounds[0]["sdk"]},
-            "p99_sdk_over_raw": med("p99_sdk_over_raw"),
-            "throughput_sdk_over_raw": med("throughput_sdk_over_raw"),
-        },
-        "per_round": rounds,
-        "outbox_relay_stored_events_per_s": {"sqlite": sqlite, "postgresql": pg},
+    outbox_summary: dict[str, Any] = {
+        "events_per_round": OUTBOX_N,
+        "relay_batch_rows": OUTBOX_BATCH,
+        "goal_events_per_s": {"sqlite": 5000, "postgresql": 10000},
+        "machine_loadavg": [round(x, 2) for x in os.getloadavg()],
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
     }
+    for name, rates in outbox_rates.items():
+
+        def median_of(side: str, key: str, rates: Any = rates) -> float:
+            return float(statistics.median(r[key] for r in rates[side]))
+
+        batched, single = (median_of(k, "events_per_s") for k in ("atomic_batches", "one_by_one"))
+        outbox_summary[name] = {
+            **rates,
+            "median_events_per_s": {"atomic_batches": batched, "one_by_one": single},
+            "ratio_batches_over_one_by_one": round(batched / single, 2),
+            "median_relay_cpu_us_per_event": {
+                k: median_of(k, "relay_cpu_us_per_event") for k in ("atomic_batches", "one_by_one")
+            },
+            "median_broker_cpu_us_per_event": {
+                k: median_of(k, "broker_cpu_us_per_event") for k in ("atomic_batches", "one_by_one")
+            },
+        }
+        goal = outbox_summary["goal_events_per_s"][name]
+        if batched < goal:
+            print(f"GOAL MISSED: outbox relay on {name}: {batched:.0f}/s < {goal}/s")
+    previous = RESULTS / "events.json"
+    if OUTBOX_ONLY and previous.exists():
+        results = json.loads(previous.read_text())  # keep the last raw-vs-SDK rounds
+    else:
+        results = {
+            "server": f"embedded nats-server 2.15, {mode} (fsync before ack)",
+            "machine": "2 shared cores (other jobs running); compare ratios within a round",
+            "rounds": len(rounds),
+            "latency_events": LAT_N,
+            "throughput_events": THR_N,
+            "median": {
+                "raw_nats_py": {k: med(k, "raw_nats_py") for k in rounds[0]["raw_nats_py"]},
+                "sdk": {k: med(k, "sdk") for k in rounds[0]["sdk"]},
+                "p99_sdk_over_raw": med("p99_sdk_over_raw"),
+                "throughput_sdk_over_raw": med("throughput_sdk_over_raw"),
+            },
+            "per_round": rounds,
+        }
+    results.pop("outbox_relay_stored_events_per_s", None)
+    results["outbox_relay"] = outbox_summary
     if "--no-save" not in sys.argv:
         write_result("events.json", results)
-    print(json.dumps(results["median"], indent=2))
-    print(json.dumps(results["outbox_relay_stored_events_per_s"]))
+    print(json.dumps(results.get("median"), indent=2))
+    print(json.dumps(outbox_summary, indent=2))
 
 
 if __name__ == "__main__":

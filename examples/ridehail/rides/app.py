@@ -20,7 +20,7 @@ from contracts import events as ev
 from contracts.geo import Position
 from contracts.identity import Caller, CallerDep, on_behalf_of, require
 from contracts.periodic import every
-from corral.sdk import DbSession, Problem, Service, ServiceSettings
+from corral.sdk import DbReadSession, DbSession, Problem, Service, ServiceSettings
 from rides import store
 from rides.domain import (
     SYSTEM,
@@ -176,7 +176,7 @@ async def request_ride(body: RideRequest, caller: CallerDep, session: DbSession)
 @svc.get("/rides")
 async def my_rides(
     caller: CallerDep,
-    session: DbSession,
+    session: DbReadSession,
     status: str | None = None,
     limit: int = 50,
 ) -> list[RideView]:
@@ -194,7 +194,7 @@ async def my_rides(
 
 
 @svc.get("/rides/{ride_id}")
-async def get_ride(ride_id: str, caller: CallerDep, session: DbSession) -> RideView:
+async def get_ride(ride_id: str, caller: CallerDep, session: DbReadSession) -> RideView:
     """One ride, to its rider, its driver or an admin (404 for anyone else)."""
     found = await store.load(session, ride_id)
     try:
@@ -275,9 +275,9 @@ async def step(ride_id: str, step: Step, caller: CallerDep, session: DbSession) 
     extra: dict[str, Any] = {}
     try:
         if action is Action.COMPLETE:
-            # Only the ride's driver gets as far as asking tracking. A session of its own:
-            # the request's would hold SQLite's write lock through the call.
-            async with svc.db.sessionmaker() as check:
+            # Only the ride's driver gets as far as asking tracking. A read session of its
+            # own: the request's would hold SQLite's write lock through the call.
+            async with svc.db.read() as check:
                 found = await store.load(check, ride_id)
             authorize(check_visible(found[0] if found else None, who, ride_id), who, action)
             extra["distance_km"] = await driven_km(ride_id, caller)
@@ -300,9 +300,9 @@ async def sweep_overdue(now: datetime) -> list[tuple[str, Action]]:
         pickup=timedelta(seconds=s.pickup_timeout_s),
         ride=timedelta(seconds=s.max_ride_s),
     )
-    # One read transaction for the three lists: on SQLite every transaction takes the
-    # write lock (BEGIN IMMEDIATE), and this runs every second on every replica.
-    async with svc.db.sessionmaker() as session:
+    # One read session for the three lists (no write lock: it runs every second on
+    # every replica, beside the writers).
+    async with svc.db.read() as session:
         due = [
             (rule, now - rule.after, ride_id)
             for rule in rules

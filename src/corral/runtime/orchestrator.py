@@ -42,7 +42,12 @@ from corral.manifest import Condition
 from corral.plan import Endpoints, Plan, SecretSource, ServicePlan, instance_environment
 from corral.runtime import _runstate
 from corral.runtime._checks import Prober
-from corral.runtime._environ import component_environment, inherited_environment, secret_values
+from corral.runtime._environ import (
+    BYTECODE_CACHE,
+    component_environment,
+    inherited_environment,
+    secret_values,
+)
 from corral.runtime._instance import Instance
 from corral.runtime._process import Reaper
 from corral.runtime.addon import Addon
@@ -549,7 +554,11 @@ class Orchestrator:
                 }
             )
             return env
-        env = inherited_environment(os.environ, withheld=self._withheld())
+        env = inherited_environment(
+            os.environ,
+            withheld=self._withheld(),
+            bytecode_cache=str(self.state_dir / BYTECODE_CACHE),
+        )
         if entry is not None:
             service = entry.plan  # the current one: reconfigure() may have replaced it
             for addon in self.addons:

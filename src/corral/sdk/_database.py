@@ -7,10 +7,19 @@
   write lock up front, so a second writer waits (``busy_timeout``) instead of failing with
   "database is locked" when a deferred read transaction tries to upgrade. The price: write
   transactions of all processes are serialized, which is SQLite's model anyway.
+- Read sessions (:meth:`Database.read`, ``DbReadSession``) do not take that lock: on
+  SQLite they come from a second pool whose connections are ``query_only`` and begin a
+  deferred transaction (one WAL snapshot), so a read neither waits for writers nor makes
+  them wait; on PostgreSQL the transaction is ``READ ONLY``. A write in one is refused.
 - Migrations (Alembic, a ``versions/`` directory, no ``env.py`` needed) or ``create_all``
   run at start under a lock, so replicas starting together apply them exactly once:
   PostgreSQL ``pg_advisory_xact_lock``, SQLite an exclusive ``flock`` on a file beside the
   database.
+
+SQLAlchemy is imported when a database starts, not with the SDK: a service without a
+database never pays for it (``import corral.sdk`` is on every instance's start path).
+``DbSession`` lives in :mod:`corral.sdk._db_session`, since its annotation needs the real
+``AsyncSession`` at runtime.
 """
 
 from __future__ import annotations
@@ -22,25 +31,22 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import URL, Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-__all__ = ["Database", "DbSession", "async_url", "run_schema_locked"]
+__all__ = ["Database", "async_url", "run_schema_locked"]
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
 def async_url(url: str | URL) -> URL:
     """The async-driver form of a database URL (``postgresql://`` -> ``+asyncpg``)."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url) if isinstance(url, str) else url
     backend, _, driver = parsed.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
@@ -71,6 +77,17 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _sqlite_reader_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _sqlite_begin_deferred(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     # flock, not a library: the stdlib call is all a single-host SQLite file needs.
@@ -86,6 +103,8 @@ async def run_schema_locked[T](engine: AsyncEngine, fn: Callable[[Connection], T
     """Run ``fn`` in one transaction that holds the schema lock (see the module
     docstring), so schema work of replicas starting together runs one at a time: the
     service's migrations or ``create_all``, and the events' outbox and inbox tables."""
+    from sqlalchemy import text
+
     url = engine.url
     if url.get_backend_name() != "sqlite":
         digest = hashlib.sha256(f"corral-migrate:{url}".encode()).digest()
@@ -126,6 +145,9 @@ class Database:
         self.engine_options = dict(engine_options or {})
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._reader: AsyncEngine | None = None
+        """SQLite only: the pool of read sessions (see the module docstring)."""
+        self._read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.url: URL | None = None
         self.schema_state = "pending"
         self.revision: str | None = None
@@ -148,22 +170,31 @@ class Database:
         return self.url is not None and self.url.get_backend_name() == "sqlite"
 
     async def start(self, url: str) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
         self.url = async_url(url)
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         options.update(self.engine_options)
         engine = create_async_engine(self.url, **options)
+        reader = None
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        self._engine = engine
+            reader = create_async_engine(self.url, **options)
+            event.listen(reader.sync_engine, "connect", _sqlite_reader_pragmas)
+            event.listen(reader.sync_engine, "begin", _sqlite_begin_deferred)
+        self._engine, self._reader = engine, reader
         self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_sessionmaker = async_sessionmaker(reader or engine, expire_on_commit=False)
         await self.prepare_schema()
 
     async def stop(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-        self._engine = None
-        self._sessionmaker = None
+        for engine in (self._engine, self._reader):
+            if engine is not None:
+                await engine.dispose()
+        self._engine = self._reader = None
+        self._sessionmaker = self._read_sessionmaker = None
 
     # -- sessions -------------------------------------------------------------------
     @asynccontextmanager
@@ -178,6 +209,23 @@ class Database:
             else:
                 await session.commit()
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session in a read-only transaction, rolled back at the end: on SQLite it
+        neither waits for a writer nor holds one up (see the module docstring). For
+        handlers that only read: ``async def h(session: DbReadSession)``."""
+        if self._read_sessionmaker is None:
+            raise RuntimeError("the database is not started (is the service running?)")
+        from sqlalchemy import text
+
+        async with self._read_sessionmaker() as session:
+            try:
+                if not self.is_sqlite:
+                    await session.execute(text("SET TRANSACTION READ ONLY"))
+                yield session
+            finally:
+                await session.rollback()
+
     async def session(self) -> AsyncIterator[AsyncSession]:
         """FastAPI dependency; prefer the ``DbSession`` annotation, which commits before
         the response is sent (``Depends(svc.db.session, scope="function")`` does too)."""
@@ -186,6 +234,8 @@ class Database:
 
     # -- readiness ------------------------------------------------------------------
     async def check_reachable(self) -> None:
+        from sqlalchemy import text
+
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
@@ -248,14 +298,3 @@ def _alembic_upgrade(
         with env.begin_transaction():
             env.run_migrations()
     return MigrationContext.configure(connection).get_current_revision()
-
-
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    db: Database = request.app.state.corral_db
-    async with db.transaction() as session:
-        yield session
-
-
-DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
-"""A request's session: ``async def h(session: DbSession)``. Committed when the handler
-returns (before the response is sent), rolled back when it raises."""

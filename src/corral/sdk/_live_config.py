@@ -29,16 +29,16 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from corral import contract
 from corral.sdk._logging import get_logger
 from corral.sdk._settings import SettingsError, load_settings
-from corral.sdk._sse import follow_forever, stop_following, stream_events
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from corral.sdk._service import Service
 
 __all__ = ["ConfigChange", "ConfigHook", "ConfigWatcher", "field_variables"]
@@ -152,6 +152,12 @@ class ConfigWatcher:
         )
 
     async def start(self) -> None:
+        # aiohttp is imported here, not with the SDK: only instances under a control
+        # plane watch their configuration (and import cost is paid on every start).
+        import aiohttp
+
+        from corral.sdk._sse import follow_forever
+
         self._session = aiohttp.ClientSession(
             headers=self._headers, timeout=aiohttp.ClientTimeout(total=None)
         )
@@ -168,10 +174,14 @@ class ConfigWatcher:
             await asyncio.wait_for(self._first.wait(), FIRST_EVENT_WAIT)
 
     async def stop(self) -> None:
+        from corral.sdk._sse import stop_following
+
         task, session, self._task, self._session = self._task, self._session, None, None
         await stop_following(task, session)
 
     async def _follow(self) -> None:
+        from corral.sdk._sse import stream_events
+
         assert self._session is not None
         path = contract.CONFIG_WATCH_PATH.format(instance=self.instance)
         params = {"since": str(self.version)}
@@ -288,6 +298,8 @@ class ConfigWatcher:
                 raise _HookFailed(f"on_config_change hook {name} failed: {exc!r}") from exc
 
     async def _report(self, report: Mapping[str, Any]) -> None:
+        import aiohttp
+
         assert self._session is not None
         path = contract.CONFIG_REPORT_PATH.format(instance=self.instance)
         try:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, runtime_checkable
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic_settings import BaseSettings
-from sqlalchemy import MetaData
 from starlette.routing import Match
 from typing_extensions import TypeVar
 
@@ -48,14 +47,14 @@ from corral.sdk._settings import (
 )
 from corral.sdk._tracing import build_tracer_provider, set_caller
 from corral.sdk.client._hub import ClientHub
-from corral.sdk.identity._setup import build_verifier
-from corral.sdk.identity._verifier import TokenVerifier
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from sqlalchemy import MetaData
 
     from corral.sdk.client import ServiceClient
     from corral.sdk.events import Events
+    from corral.sdk.identity._verifier import TokenVerifier
 
 __all__ = ["Lifecycle", "Service"]
 
@@ -376,9 +375,15 @@ class Service(Generic[S]):
         self.configure_telemetry()
         # Before anything serves: a request that arrives once the server listens must
         # find its token checked (corral.sdk.identity).
-        self._identity = build_verifier(
-            self.runtime.identity, client_for=self._clients.internal, log=self.log
-        )
+        if self.runtime.identity is not None:
+            # Imported only here: PyJWT and aiohttp are for services given providers.
+            from corral.sdk.identity._setup import build_verifier
+
+            self._identity = build_verifier(
+                self.runtime.identity, client_for=self._clients.internal, log=self.log
+            )
+        else:
+            self._identity = None
         if self.uses_database:
             url = self.runtime.database_url
             assert url is not None  # load_settings requires it

@@ -2,7 +2,8 @@
 outbox and commits (``--crash after-commit`` kills it right there, ``--crash
 after-publish`` once the relay published it); ``relay`` starts the events component (its
 relay drains the outbox) and exits once nothing is pending; ``stream`` keeps publishing
-N events through the outbox, one transaction each."""
+N events through the outbox, one transaction each; ``bulk`` commits N events in one
+transaction, then relays them (``--batch``: rows per relay round)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from corral.sdk.testing import EventCrash, inject_event_faults
 
 
 async def main(
-    mode: str, url: str, system: str, db: str, count: int, crash: EventCrash | None
+    mode: str,
+    url: str,
+    system: str,
+    db: str,
+    count: int,
+    crash: EventCrash | None,
+    batch: int = 500,
 ) -> None:
     engine = create_async_engine(db)
     topology = Topology(system=system, topics={"ride.requested": TopicConfig("ride.requested")})
@@ -27,6 +34,7 @@ async def main(
         engine=engine,
         outbox_poll_interval=0.2,
         publish_timeout=2.0,
+        outbox_batch=batch,
     )
     if crash:
         inject_event_faults(events, crash=crash)
@@ -40,6 +48,11 @@ async def main(
             async with AsyncSession(engine) as session, session.begin():
                 await events.publish("ride.requested", {"n": n}, session=session)
             print(n, flush=True)
+    elif mode == "bulk":
+        async with AsyncSession(engine) as session, session.begin():
+            for n in range(count):
+                await events.publish("ride.requested", {"n": n}, session=session)
+        print("committed", flush=True)
     deadline = asyncio.get_running_loop().time() + 60
     while (pending := await events.outbox_pending()) and (
         asyncio.get_running_loop().time() < deadline
@@ -53,11 +66,12 @@ async def main(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["publish", "relay", "stream"])
+    parser.add_argument("mode", choices=["publish", "relay", "stream", "bulk"])
     parser.add_argument("url")
     parser.add_argument("system")
     parser.add_argument("db")
     parser.add_argument("count", type=int, nargs="?", default=0)
     parser.add_argument("--crash", choices=["after-commit", "after-publish"])
+    parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
-    asyncio.run(main(args.mode, args.url, args.system, args.db, args.count, args.crash))
+    asyncio.run(main(args.mode, args.url, args.system, args.db, args.count, args.crash, args.batch))

@@ -4,11 +4,13 @@ that publishes them after the commit.
 ``publish(..., session=s)`` inserts the event into ``corral_outbox`` in ``s``'s
 transaction (:meth:`OutboxRelay.add`). A relay task, woken right after the commit (and
 by a slow safety poll), publishes unsent rows with ``Nats-Msg-Id`` = event id (JetStream
-drops duplicates) and marks each acknowledged row sent. A row the broker refuses counts
-an attempt (not when the connection is down or the acknowledgement only timed out); a
-row that can never be published (bigger than max_payload) or that reached
-``max_attempts`` is left as failed (logged, ``stats["outbox_failed"]``,
-:meth:`OutboxRelay.failed`) and no longer holds up the rows after it.
+drops duplicates), each topic's rows as atomic batches where the broker allows them
+(corral.sdk.events._batch), and marks the acknowledged rows sent in one statement. A
+row the broker refuses counts an attempt (not when the connection is down or the
+acknowledgement only timed out); a row that can never be published (bigger than
+max_payload) or that reached ``max_attempts`` is left as failed (logged,
+``stats["outbox_failed"]``, :meth:`OutboxRelay.failed`) and no longer holds up the rows
+after it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
+from corral.sdk.events._batch import MAX_BATCH
 from corral.sdk.events._errors import PayloadTooLargeError
 from corral.sdk.events._faults import Faults
 from corral.sdk.events._tables import outbox
@@ -213,14 +216,57 @@ class OutboxRelay:
         return len(ok)
 
     async def _publish_rows(self, rows: Any) -> list[BaseException | bool | None]:
-        """Publish rows in order; per row None (acknowledged), an exception (refused),
-        or False (not tried: the connection refused an earlier row)."""
+        """Publish rows; per row None (acknowledged), an exception (refused), or False
+        (not tried: the connection refused an earlier row).
+
+        Each topic's rows go as atomic batches (one acknowledgement, one disk sync for up
+        to 1000 events: corral.sdk.events._batch); the rows of a batch the broker did
+        not take go one by one, in order, de-duplicated by event id."""
         _, transport = self._bound()
+        messages = [
+            Outgoing(row.subject, json.loads(row.headers), row.body, row.id) for row in rows
+        ]
         results: list[BaseException | bool | None] = [False] * len(rows)
+        by_topic: dict[str, list[int]] = {}
+        for index, row in enumerate(rows):
+            by_topic.setdefault(row.topic, []).append(index)
+        chunks = [
+            indexes[start : start + MAX_BATCH]
+            for indexes in by_topic.values()
+            for start in range(0, len(indexes), MAX_BATCH)
+        ]
+        taken = await asyncio.gather(
+            *(
+                transport.publish_atomic(
+                    [messages[i] for i in chunk], ack_timeout=self.publish_timeout
+                )
+                for chunk in chunks
+            )
+        )
+        rest: list[int] = []
+        for chunk, ok in zip(chunks, taken, strict=True):
+            if ok:
+                for index in chunk:
+                    results[index] = None
+            else:
+                rest.extend(chunk)
+        if rest:
+            rest.sort()
+            singles = await self._publish_one_by_one([messages[i] for i in rest])
+            for index, result in zip(rest, singles, strict=True):
+                results[index] = result
+        return results
+
+    async def _publish_one_by_one(
+        self, messages: list[Outgoing]
+    ) -> list[BaseException | bool | None]:
+        """Publish in order, acknowledgements awaited together; per message as
+        :meth:`_publish_rows` says."""
+        _, transport = self._bound()
+        results: list[BaseException | bool | None] = [False] * len(messages)
         futures: dict[int, asyncio.Future[Any]] = {}
         try:
-            for index, row in enumerate(rows):
-                message = Outgoing(row.subject, json.loads(row.headers), row.body, row.id)
+            for index, message in enumerate(messages):
                 try:
                     futures[index] = await transport.publish(message)
                 except PayloadTooLargeError as exc:  # this row only: the rest still go

@@ -117,6 +117,12 @@ class Transport(abc.ABC):
         """Send; the returned future resolves when the broker stored the message.
         Raises :class:`PayloadTooLargeError` at once for a message that can never fit."""
 
+    async def publish_atomic(self, messages: list[Outgoing], *, ack_timeout: float) -> bool:
+        """Store ``messages`` (one stream's) as one atomic batch if the broker can: True
+        when all were acknowledged; False when not taken (none, or all, may be stored:
+        the caller then publishes them one by one, de-duplicated by id)."""
+        return False
+
     def max_payload(self) -> int | None:
         """The largest message the broker accepts (None: unknown or unlimited)."""
         return None

@@ -19,6 +19,8 @@ Calls through ``svc.client`` forward the token, so the next service sees the sam
 caller. See docs/identity.md.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from corral.sdk.identity._config import IdentityConfig, JwksConfig, ProviderConfig
 from corral.sdk.identity._dependencies import (
     Caller,
@@ -27,9 +29,11 @@ from corral.sdk.identity._dependencies import (
     requires_role,
     verified_caller,
 )
+from corral.sdk.identity._errors import InvalidToken, KeysUnavailable
 from corral.sdk.identity._identity import Identity, current_identity
-from corral.sdk.identity._keys import KeysUnavailable
-from corral.sdk.identity._verifier import InvalidToken, TokenVerifier
+
+if TYPE_CHECKING:
+    from corral.sdk.identity._verifier import TokenVerifier
 
 __all__ = [
     "Caller",
@@ -46,3 +50,13 @@ __all__ = [
     "requires_role",
     "verified_caller",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the verifier needs PyJWT (and its key set aiohttp), which a service
+    # without identity providers never loads.
+    if name == "TokenVerifier":
+        from corral.sdk.identity._verifier import TokenVerifier
+
+        return TokenVerifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

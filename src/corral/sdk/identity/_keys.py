@@ -30,6 +30,8 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 from structlog.typing import FilteringBoundLogger
 
+from corral.sdk.identity._errors import KeysUnavailable
+
 __all__ = ["Fetch", "KeySet", "KeysUnavailable", "check_size", "fetch_file", "fetch_url"]
 
 Fetch = Callable[[], Awaitable[bytes]]
@@ -39,10 +41,6 @@ MAX_JWKS_BYTES = 1 << 20
 """A JWKS larger than this is refused (a key set is a few kilobytes)."""
 
 _CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-
-
-class KeysUnavailable(Exception):
-    """The provider's keys could not be fetched, and none are known from before."""
 
 
 def fetch_file(path: str) -> Fetch:

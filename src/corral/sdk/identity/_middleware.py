@@ -23,9 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral import contract
 from corral.sdk._context import bearer_token_var
+from corral.sdk.identity._errors import InvalidToken, KeysUnavailable
 from corral.sdk.identity._identity import Identity, claim_header, claim_header_value, identity_var
-from corral.sdk.identity._keys import KeysUnavailable
-from corral.sdk.identity._verifier import InvalidToken
 
 if TYPE_CHECKING:
     from corral.sdk.identity._verifier import TokenVerifier

@@ -27,14 +27,11 @@ import jwt
 from jwt.exceptions import PyJWTError
 
 from corral.sdk.identity._config import ProviderConfig
+from corral.sdk.identity._errors import InvalidToken
 from corral.sdk.identity._identity import Identity
 from corral.sdk.identity._keys import KeySet
 
 __all__ = ["InvalidToken", "Provider", "TokenVerifier"]
-
-
-class InvalidToken(Exception):
-    """The token does not prove an identity; the message says why (for the 401)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,428 @@
+"""Capacity of the ride flow: an open-loop load generator (arrivals per second).
+
+    uv run python bench/ridehail_capacity.py [--rates 2,4,8,16] [--window 20]
+
+Starts its own ridehail system (examples/ridehail/corral.yaml, copied: SQLite per
+service, embedded NATS with sync_interval always, Envoy) and offers rides at fixed
+arrival rates, Poisson-spaced, each rate for ``--window`` seconds, lowest first.
+Riders do not wait for one ride before the next arrives (open loop: a slow system is not
+spared load, as a closed loop of riders would spare it). Times are taken from the
+bus, not by polling: the generator subscribes to the system's events, so requested ->
+matched is from the POST to ``ride.matched`` and requested -> paid to
+``payment.captured``. Drivers are simulated apps: they go available, get their
+assignment from ``ride.matched``, then arrive, start, post 4 positions and complete
+through the gateway (0.1 s apart), and go available again.
+
+A rate passes when, over its window, requested -> matched p99 <= 500 ms, requested ->
+paid p99 <= 2 s, and there is no error (an HTTP error, a ride unmatched, not paid by the
+end of the drain, or a rider pool too small). Capacity is the highest passing rate.
+Per-service CPU per ride comes from the CPU time of every instance's process tree over
+the window, less what the same service burns idle (measured first, ``--idle`` seconds
+with the drivers on duty and no ride). The machine is shared: its load average is
+recorded with each rate.
+Writes bench/results/ridehail_capacity.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import nats
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "examples" / "ridehail"))
+from _common import percentile, write_result  # noqa: E402
+from ridehail_sim import cpu_of, process_tree  # noqa: E402
+from ridehail_system import running_system  # noqa: E402
+
+from corral.broker import control_url  # noqa: E402
+
+SYSTEM = "ridehail"
+PASSWORD = "correct horse battery staple"
+CITY = (52.45, 13.30, 52.57, 13.50)
+MATCHED_P99_S = 0.5
+PAID_P99_S = 2.0
+HEARTBEAT_S = 5.0
+
+
+def somewhere(rng: random.Random) -> dict[str, float]:
+    return {"lat": rng.uniform(CITY[0], CITY[2]), "lng": rng.uniform(CITY[1], CITY[3])}
+
+
+@dataclass
+class Ride:
+    rider: Person
+    requested: float
+    matched: float | None = None
+    paid: float | None = None
+    ended: str | None = None  # paid, payment failed, unmatched, cancelled
+    seen: dict[str, float] = field(default_factory=dict)
+    """When each of the ride's events first reached the bus (by topic)."""
+
+
+@dataclass
+class Person:
+    http: aiohttp.ClientSession
+    role: str
+    id: str = ""
+    token: str = ""
+    assignments: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+    async def call(
+        self, method: str, path: str, errors: Counter[str], *, quiet: int = 0, **kw: Any
+    ) -> Any:
+        """The JSON answer, or None after counting an error (never raises on HTTP);
+        ``quiet``: a status that is an answer, not an error (None, not counted)."""
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            async with self.http.request(method, path, headers=headers, **kw) as response:
+                if response.status == quiet:
+                    return None
+                if response.status >= 400:
+                    errors[f"{method} {path.split('/')[1]} {response.status}"] += 1
+                    return None
+                return await response.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            errors[f"{method} {path.split('/')[1]} {type(exc).__name__}"] += 1
+            return None
+
+    async def enrol(self, errors: Counter[str]) -> None:
+        email = f"{self.role}-{uuid.uuid4().hex[:10]}@cap.ridehail.local"
+        body = {"email": email, "password": PASSWORD, "name": self.role, "role": self.role}
+        made = await self.call("POST", "/auth/signup", errors, json=body)
+        login = await self.call(
+            "POST", "/auth/login", errors, json={"email": email, "password": PASSWORD}
+        )
+        if made is None or login is None:
+            raise RuntimeError(f"cannot enrol a {self.role}: {dict(errors)}")
+        self.id, self.token = made["id"], login["access_token"]
+
+
+class Generator:
+    def __init__(self, http: aiohttp.ClientSession, seed: int) -> None:
+        self.http = http
+        self.rng = random.Random(seed)
+        self.errors: Counter[str] = Counter()
+        self.rides: dict[str, Ride] = {}
+        self.drivers: dict[str, Person] = {}
+        self.free_riders: deque[Person] = deque()
+        self.stop = asyncio.Event()
+
+    # -- the bus: when things happened ---------------------------------------------------
+    async def on_event(self, msg: Any) -> None:
+        topic = msg.subject.removeprefix(f"{SYSTEM}.")
+        if topic.startswith("_"):
+            return
+        try:
+            data = json.loads(msg.data)["data"]
+        except (ValueError, KeyError, TypeError):
+            return
+        ride = self.rides.get(data.get("ride_id", ""))
+        now = time.monotonic()
+        if ride is None or ride.ended:
+            return
+        ride.seen.setdefault(topic.split(".")[0] + "." + topic.split(".")[1], now)
+        if topic.startswith("ride.matched"):
+            if ride.matched is None:
+                ride.matched = now
+            driver = self.drivers.get(data.get("driver_id", ""))
+            if driver is not None:
+                driver.assignments.put_nowait(data["ride_id"])
+        elif topic.startswith("payment.captured"):
+            ride.paid = now
+            self.end(ride, "paid")
+        elif topic.startswith("payment.failed"):
+            self.end(ride, "payment failed")
+        elif topic.startswith("ride.unmatched"):
+            self.end(ride, "unmatched")
+
+    def end(self, ride: Ride, how: str) -> None:
+        ride.ended = how
+        self.free_riders.append(ride.rider)
+
+    # -- drivers ---------------------------------------------------------------------------
+    async def driver(self, person: Person) -> None:
+        where = somewhere(self.rng)
+        while not self.stop.is_set():
+            answer = await person.call(
+                "PUT",
+                "/drivers/me/availability",
+                self.errors,
+                json={"available": True, "position": where},
+            )
+            ride_id = (answer or {}).get("ride_id")
+            if ride_id is None:
+                with contextlib.suppress(TimeoutError):
+                    ride_id = await asyncio.wait_for(person.assignments.get(), HEARTBEAT_S)
+            if not ride_id:  # a heartbeat is due ("" when told to stop)
+                continue
+            where = await self.serve(person, ride_id) or where
+        await person.call("PUT", "/drivers/me/availability", self.errors, json={"available": False})
+
+    async def serve(self, driver: Person, ride_id: str) -> dict[str, float] | None:
+        # The driver heard of the match from the bus; rides may not have applied it yet
+        # (404, or not yet "matched"): look again shortly, as an app would.
+        ride = None
+        for _ in range(40):
+            ride = await driver.call("GET", f"/rides/{ride_id}", self.errors, quiet=404)
+            if ride is not None and ride["status"] != "requested":
+                break
+            await asyncio.sleep(0.05)
+        if ride is None or ride.get("driver_id") != driver.id or ride["status"] != "matched":
+            return None
+        await asyncio.sleep(0.1)
+        for step in ("arrive", "start"):
+            if await driver.call("POST", f"/rides/{ride_id}/{step}", self.errors) is None:
+                return None
+        pickup, dropoff = ride["pickup"], ride["dropoff"]
+        for i in range(1, 5):
+            point = {k: pickup[k] + (dropoff[k] - pickup[k]) * i / 4 for k in ("lat", "lng")}
+            await driver.call("POST", "/tracking/positions", self.errors, json={"position": point})
+            await asyncio.sleep(0.1)
+        done = await driver.call("POST", f"/rides/{ride_id}/complete", self.errors)
+        return dict(dropoff) if done is not None else None
+
+    # -- riders: open loop -------------------------------------------------------------------
+    async def request(self, rider: Person, window: list[Ride]) -> None:
+        began = time.monotonic()
+        body = {"pickup": somewhere(self.rng), "dropoff": somewhere(self.rng)}
+        answer = await rider.call("POST", "/rides", self.errors, json=body)
+        if answer is None:
+            self.free_riders.append(rider)
+            return
+        ride = Ride(rider, began)
+        self.rides[answer["id"]] = ride
+        window.append(ride)
+
+    async def offer(self, rate: float, seconds: float) -> tuple[list[Ride], int]:
+        """Arrivals at ``rate`` per second for ``seconds``; the rides, and arrivals that
+        found no free rider (the pool is too small: counted as errors)."""
+        window: list[Ride] = []
+        tasks: set[asyncio.Task[None]] = set()
+        short = 0
+        began = time.monotonic()
+        at = began
+        while True:
+            at += self.rng.expovariate(rate)
+            if at - began >= seconds:
+                break
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            if not self.free_riders:
+                short += 1
+                continue
+            task = asyncio.create_task(self.request(self.free_riders.popleft(), window))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks)
+        return window, short
+
+
+def cpu_by_service(instances: list[dict[str, Any]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for instance in instances:
+        if instance.get("pid"):
+            cpu = cpu_of(process_tree(instance["pid"]))
+            totals[instance["service"]] = totals.get(instance["service"], 0.0) + cpu
+    return totals
+
+
+def judge(rate: float, window: list[Ride], short: int, errors: Counter[str]) -> dict[str, Any]:
+    matched = [r.matched - r.requested for r in window if r.matched is not None]
+    paid = [r.paid - r.requested for r in window if r.paid is not None]
+    ended = Counter(r.ended or "not paid by the end of the drain" for r in window)
+    failures = {k: v for k, v in ended.items() if k != "paid"}
+    if short:
+        failures["no free rider (pool too small)"] = short
+    failures.update(errors)
+    m99 = percentile(matched, 0.99) if matched else None
+    p99 = percentile(paid, 0.99) if paid else None
+    passed = (
+        bool(window)
+        and not failures
+        and m99 is not None
+        and m99 <= MATCHED_P99_S
+        and p99 is not None
+        and p99 <= PAID_P99_S
+    )
+    hops: dict[str, list[float]] = {}
+    for ride in window:
+        marks = sorted([("POST /rides", ride.requested), *ride.seen.items()], key=lambda m: m[1])
+        for (a, ta), (b, tb) in itertools.pairwise(marks):
+            hops.setdefault(f"{a} -> {b}", []).append(tb - ta)
+    return {
+        "rate_per_s": rate,
+        "rides": len(window),
+        "hops_p50_ms": {
+            k: round(percentile(v, 0.5) * 1000, 1) for k, v in hops.items() if len(v) >= 3
+        },
+        "paid": ended.get("paid", 0),
+        "requested_to_matched_ms": {
+            "p50": round(percentile(matched, 0.5) * 1000, 1) if matched else None,
+            "p99": round(m99 * 1000, 1) if m99 is not None else None,
+        },
+        "requested_to_paid_ms": {
+            "p50": round(percentile(paid, 0.5) * 1000, 1) if paid else None,
+            "p99": round(p99 * 1000, 1) if p99 is not None else None,
+        },
+        "errors": failures,
+        "passed": passed,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    rates = [float(r) for r in args.rates.split(",")]
+    top = max(rates)
+    riders = args.riders or int(top * 6) + 10
+    drivers = args.drivers or int(top * 3) + 10
+    steps: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="ridehail-capacity-") as tmp:
+        async with running_system(Path(tmp)) as (gateway, session):
+            status = session.status()
+            # The control plane's credentials: the embedded bus admits only the system's
+            # users.
+            nats_url = control_url(session.plan.state_dir)
+            assert nats_url, "the system runs no event bus"
+            instances = [i.to_json() for i in status.instances]
+            connector = aiohttp.TCPConnector(limit=0)
+            timeout = aiohttp.ClientTimeout(total=15)
+            async with aiohttp.ClientSession(gateway, connector=connector, timeout=timeout) as http:
+                gen = Generator(http, args.seed)
+                people = [Person(http, "rider") for _ in range(riders)]
+                people += [Person(http, "driver") for _ in range(drivers)]
+                gate = asyncio.Semaphore(8)
+
+                async def enrol(person: Person) -> None:
+                    async with gate:
+                        await person.enrol(gen.errors)
+
+                await asyncio.gather(*(enrol(p) for p in people))
+                gen.free_riders.extend(p for p in people if p.role == "rider")
+                gen.drivers = {p.id: p for p in people if p.role == "driver"}
+                bus = await nats.connect(nats_url)
+                await bus.subscribe(f"{SYSTEM}.>", cb=gen.on_event)
+                fleet = [asyncio.create_task(gen.driver(p)) for p in gen.drivers.values()]
+                await asyncio.sleep(1.0)  # drivers on duty
+                me = psutil.Process()
+                # What the system costs with drivers on duty and no ride: its periodic
+                # work (sweeps, probes, scrapes, heartbeats), taken off each rate's CPU.
+                cpu0, idle_began = cpu_by_service(instances), time.monotonic()
+                await asyncio.sleep(args.idle)
+                idle_s = time.monotonic() - idle_began
+                idle = {
+                    s: (c - cpu0.get(s, 0.0)) / idle_s for s, c in cpu_by_service(instances).items()
+                }
+                try:
+                    for rate in rates:
+                        gen.errors.clear()
+                        load_before = os.getloadavg()
+                        cpu0, mine0 = cpu_by_service(instances), cpu_of([me])
+                        step_began = time.monotonic()
+                        window, short = await gen.offer(rate, args.window)
+                        drain_until = time.monotonic() + args.drain
+                        while time.monotonic() < drain_until and any(
+                            r.ended is None for r in window
+                        ):
+                            await asyncio.sleep(0.1)
+                        cpu1, mine1 = cpu_by_service(instances), cpu_of([me])
+                        step = judge(rate, window, short, gen.errors)
+                        rides = max(1, len(window))
+                        spent = time.monotonic() - step_began
+                        step["cpu_ms_per_ride"] = {
+                            s: round(
+                                (cpu1.get(s, 0.0) - cpu0.get(s, 0.0) - idle.get(s, 0.0) * spent)
+                                / rides
+                                * 1000,
+                                2,
+                            )
+                            for s in sorted(cpu1)
+                        }
+                        step["cpu_ms_per_ride_system"] = round(
+                            sum(step["cpu_ms_per_ride"].values()), 2
+                        )
+                        step["generator_cpu_ms_per_ride"] = round((mine1 - mine0) / rides * 1000, 2)
+                        step["loadavg"] = [round(x, 2) for x in load_before]
+                        steps.append(step)
+                        print(json.dumps(step), flush=True)
+                        for ride in window:  # left unfinished: free the rider anyway
+                            if ride.ended is None:
+                                gen.end(ride, "not paid by the end of the drain")
+                        if not step["passed"] and not args.keep_going:
+                            break
+                finally:
+                    gen.stop.set()
+                    for driver in gen.drivers.values():
+                        driver.assignments.put_nowait("")
+                    await asyncio.wait(fleet, timeout=10)
+                    await bus.close()
+    passing = [s["rate_per_s"] for s in steps if s["passed"]]
+    capacity = max(passing) if passing else 0.0
+    first_failing = next((s for s in steps if not s["passed"]), None)
+    busiest = None
+    if steps:
+        last = (first_failing or steps[-1])["cpu_ms_per_ride"]
+        busiest = max(last, key=lambda s: last[s]) if last else None
+    return {
+        "benchmark": "ridehail_capacity",
+        "command": " ".join(["uv run python bench/ridehail_capacity.py", *sys.argv[1:]]),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+        "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version()},
+        "system": "examples/ridehail/corral.yaml: SQLite per service, NATS sync_interval always",
+        "slo": {
+            "requested_to_matched_p99_ms": MATCHED_P99_S * 1000,
+            "requested_to_paid_p99_ms": PAID_P99_S * 1000,
+            "errors": 0,
+            "window_s": args.window,
+            "window_note": "60 s asked; shorter on this shared machine (load recorded per step)",
+        },
+        "riders": riders,
+        "drivers": drivers,
+        "idle_cpu_cores_by_service": {s: round(v, 3) for s, v in idle.items()},
+        "idle_cpu_cores_system": round(sum(idle.values()), 3),
+        "steps": steps,
+        "capacity_rides_per_s": capacity,
+        "goal_rides_per_s": 100,
+        "most_cpu_per_ride_at_first_failing_rate": busiest,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="2,4,8,16,32")
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--drain", type=float, default=10.0)
+    parser.add_argument("--riders", type=int, default=0)
+    parser.add_argument("--drivers", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle baseline")
+    parser.add_argument("--keep-going", action="store_true", help="run every rate")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    write_result("ridehail_capacity.json", result)
+    print(json.dumps({k: v for k, v in result.items() if k != "steps"}, indent=2))
+    if result["capacity_rides_per_s"] < result["goal_rides_per_s"]:
+        print(f"GOAL MISSED: capacity {result['capacity_rides_per_s']} rides/s < 100")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Start-up benchmarks (not tests: timing goals live here, never in assertions).
+
+1. ``python -c "import corral.sdk"`` against ``python -c "import fastapi, uvicorn"`` (what
+   any FastAPI service imports), alternating in one run; and the same import of the SDK
+   at a base commit (default: ``main``), so before and after are side by side. Figures
+   are the median CPU time (user + system) of the child: the machine is shared, and CPU
+   time is what load distorts least. Goal: SDK <= 1.3x FastAPI + uvicorn.
+2. ``-X importtime``: where the SDK's import time goes (top-level imports, cumulative).
+3. Bytecode: the SDK's import with compiled bytecode, with ``PYTHONDONTWRITEBYTECODE=1``
+   and no bytecode anywhere (every start compiles everything), and with the cache
+   ``corral up`` gives such users (``PYTHONPYCACHEPREFIX`` under ``.corral/``: only the
+   first start compiles; see corral.runtime._environ).
+4. ``kill -9`` of hello's greeter (the real SDK service, one replica) to its
+   replacement being ready, each kill a first crash. Goal: <= 0.3 s.
+
+Run: ``uv run python bench/startup.py [--rounds N] [--base REV]``; writes
+bench/results/startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import psutil
+from _common import write_result
+
+from corral.manifest import parse
+from corral.plan import resolve
+from corral.runtime.orchestrator import Orchestrator
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = ROOT / "examples" / "hello"
+SDK = "import corral.sdk"
+FASTAPI = "import fastapi, uvicorn"
+
+
+def child_cpu(code: str, env: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of ``python -c code`` in a child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall
+
+
+def base_checkout(rev: str, into: Path) -> Path | None:
+    """``src/`` of ``rev`` extracted under ``into`` (None when git cannot)."""
+    archive = into / "base.tar"
+    try:
+        with archive.open("wb") as out:
+            subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True, stdout=out)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    # Compiled once, like the working tree's: the comparison is of imports, not compiles.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(into / "src")], check=True)
+    return into / "src"
+
+
+def imports(rounds: int, base_src: Path | None) -> dict[str, object]:
+    env_base = {**os.environ, "PYTHONPATH": str(base_src)} if base_src else None
+    cases: dict[str, tuple[str, Mapping[str, str] | None]] = {
+        "sdk": (SDK, None),
+        "fastapi_uvicorn": (FASTAPI, None),
+    }
+    if env_base is not None:
+        cases["sdk_at_base"] = (SDK, env_base)
+    for code, env in cases.values():
+        child_cpu(code, env)  # warm the page cache for every side
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    wall: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for index in range(rounds):
+        shift = index % len(names)  # rotate who goes first
+        for name in names[shift:] + names[:shift]:
+            code, env = cases[name]
+            c, w = child_cpu(code, env)
+            cpu[name].append(c)
+            wall[name].append(w)
+    med = {name: statistics.median(values) for name, values in cpu.items()}
+    result: dict[str, object] = {
+        "rounds": rounds,
+        "cpu_median_seconds": {k: round(v, 4) for k, v in med.items()},
+        "wall_median_seconds": {k: round(statistics.median(v), 4) for k, v in wall.items()},
+        "ratio_sdk_vs_fastapi_uvicorn": round(med["sdk"] / med["fastapi_uvicorn"], 3),
+        "goal_ratio": 1.3,
+    }
+    if "sdk_at_base" in med:
+        result["ratio_sdk_at_base_vs_fastapi_uvicorn"] = round(
+            med["sdk_at_base"] / med["fastapi_uvicorn"], 3
+        )
+        result["ratio_sdk_vs_sdk_at_base"] = round(med["sdk"] / med["sdk_at_base"], 3)
+    return result
+
+
+def importtime_breakdown(top: int = 15) -> list[dict[str, object]]:
+    """The SDK's direct imports and theirs (two levels), by cumulative microseconds."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", SDK], capture_output=True, text=True
+    )
+    rows = []
+    for line in done.stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if m and len(m.group(2)) <= 5:  # the SDK itself, its modules, their imports
+            rows.append({"module": m.group(3), "cumulative_us": int(m.group(1))})
+    rows.sort(key=lambda row: -int(str(row["cumulative_us"])))
+    return rows[:top]
+
+
+def bytecode(rounds: int) -> dict[str, object]:
+    """CPU of the SDK's import: cached bytecode; none at all (``PYTHONDONTWRITEBYTECODE``
+    where nothing was compiled); and the prefix cache corral up sets (after its first
+    start)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty"
+        prefix = Path(tmp) / "pycache"
+        empty.mkdir()
+        none = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(empty)}
+        # What corral.runtime._environ gives an instance where the user set
+        # PYTHONDONTWRITEBYTECODE.
+        cached_prefix = {
+            **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+            "PYTHONPYCACHEPREFIX": str(prefix),
+        }
+        first_start, _ = child_cpu(SDK, cached_prefix)  # compiles into the prefix
+        samples: dict[str, list[float]] = {"compiled": [], "no_bytecode": [], "prefix_cache": []}
+        envs: dict[str, Mapping[str, str] | None] = {
+            "compiled": None,
+            "no_bytecode": none,
+            "prefix_cache": cached_prefix,
+        }
+        for _ in range(rounds):
+            for name, env in envs.items():
+                samples[name].append(child_cpu(SDK, env)[0])
+        shutil.rmtree(prefix, ignore_errors=True)
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        "rounds": rounds,
+        "cpu_median_seconds": {k: round(v, 4) for k, v in med.items()},
+        "prefix_cache_first_start_cpu_seconds": round(first_start, 4),
+        "ratio_no_bytecode_vs_compiled": round(med["no_bytecode"] / med["compiled"], 3),
+        "ratio_prefix_cache_vs_compiled": round(med["prefix_cache"] / med["compiled"], 3),
+    }
+
+
+GREETER_MANIFEST = {
+    "name": "bench-greeter",
+    "services": {
+        "greeter": {
+            "app": "greeter.app:svc",
+            "database": "none",
+            "readiness": {"http": "/readyz", "period": "1s"},
+            "restart": {"backoff": {"reset_after": "1s"}},
+        }
+    },
+}
+
+
+async def greeter_kill_to_ready(rounds: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copytree(HELLO / "greeter", root / "greeter")
+        path = root / "corral.yaml"
+        text = json.dumps(GREETER_MANIFEST)
+        path.write_text(text)
+        manifest = parse(text, path)
+        orch = Orchestrator(resolve(manifest, python=sys.executable), manifest_path=manifest.path)
+        began = time.perf_counter()
+        await orch.up()
+        up_seconds = time.perf_counter() - began
+        samples: list[float] = []
+        cpus: list[float] = []
+        try:
+            for _ in range(rounds):
+                await asyncio.sleep(1.2)  # past reset_after: this kill is a first crash
+                old = orch.registry.snapshot().get("greeter-1")
+                assert old is not None
+                assert old.pid is not None
+                began = time.perf_counter()
+                os.kill(old.pid, signal.SIGKILL)
+                async for snap in orch.registry.watch():
+                    record = snap.get("greeter-1")
+                    if record and record.serving and record.pid != old.pid:
+                        break
+                samples.append(time.perf_counter() - began)
+                assert record is not None
+                assert record.pid is not None
+                # The replacement's own CPU to ready: what the machine's load cannot
+                # stretch (its wall time is mostly waiting for a core when loaded).
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = psutil.Process(record.pid).cpu_times()
+                    cpus.append(times.user + times.system)
+        finally:
+            await orch.down()
+    return {
+        "up_seconds": round(up_seconds, 4),
+        "seconds": [round(x, 4) for x in samples],
+        "median": round(statistics.median(samples), 4),
+        "max": round(max(samples), 4),
+        "replacement_cpu_seconds_median": round(statistics.median(cpus), 4) if cpus else None,
+        "goal_seconds": 0.3,
+    }
+
+
+def commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def main(rounds: int, base: str) -> dict[str, object]:
+    load_before = os.getloadavg()
+    # A warm environment: the working tree's bytecode exists (the base's is compiled too).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_src = base_checkout(base, Path(tmp)) if base else None
+        result: dict[str, object] = {
+            "commit": commit(),
+            "base": base,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "loadavg_before": [round(x, 2) for x in load_before],
+            },
+            "import": imports(rounds, base_src),
+        }
+    result["importtime_sdk"] = importtime_breakdown()
+    result["bytecode"] = bytecode(max(3, rounds // 2))
+    result["greeter_kill9_to_ready"] = asyncio.run(greeter_kill_to_ready(max(3, rounds // 2)))
+    machine = result["machine"]
+    assert isinstance(machine, dict)
+    machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    imp = result["import"]
+    assert isinstance(imp, dict)
+    if float(imp["ratio_sdk_vs_fastapi_uvicorn"]) > float(imp["goal_ratio"]):
+        print("GOAL MISSED: import corral.sdk is over 1.3x fastapi + uvicorn", file=sys.stderr)
+    if float(imp.get("ratio_sdk_vs_sdk_at_base", 0)) > 1.05:
+        print("REGRESSION: import corral.sdk got slower than at the base", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--base", default="main", help="git revision to compare ('' for none)")
+    args = parser.parse_args()
+    result = main(args.rounds, args.base)
+    write_result("startup.json", result)
+    print(json.dumps(result, indent=2))
