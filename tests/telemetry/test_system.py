@@ -122,6 +122,47 @@ def test_one_request_through_two_services_is_one_trace(system: System) -> None:
     assert summary["clients"][0]["calls"] >= 1
 
 
+def test_traces_and_logs_are_kept_and_searchable(system: System) -> None:
+    """A request's trace is in the kept store (telemetry/telemetry.db under .corral),
+    found by route and by error; the access lines both services logged for it are found
+    by its trace id, by level and by text, and the trace counts them."""
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    assert httpx.get(system.gateway + "/chain", headers=headers, timeout=10).status_code == 200
+    assert httpx.get(system.gateway + "/fail", timeout=10).status_code == 503
+
+    lines = wait_for(
+        lambda: (
+            (found := system.get("/v1/telemetry/logs", trace=trace_id))
+            and {x["service"] for x in found} >= {"front", "back"}
+            and found
+        ),
+        what="front's and back's lines of the trace",
+    )
+    assert all(x["trace_id"] == trace_id for x in lines)
+
+    def logged() -> bool:
+        found = httpx.get(
+            f"{system.api}/v1/traces/{trace_id}",
+            headers={"authorization": f"Bearer {system.token}"},
+        )
+        return found.status_code == 200 and found.json()["logs"] >= 2
+
+    wait_for(logged, what="the trace, counting its lines")
+    chains = system.get("/v1/traces", route="/chain", limit=500)
+    assert trace_id in {t["trace_id"] for t in chains}
+    assert {t["route"] for t in chains} == {"/chain"}
+    failed = wait_for(lambda: system.get("/v1/traces", status="error"), what="an error trace")
+    assert all(t["errors"] > 0 for t in failed)
+    assert trace_id not in {t["trace_id"] for t in failed}
+    assert system.get("/v1/telemetry/logs", q="/chain", service="front")
+    assert all(
+        x["level"] in {"warning", "error", "critical"}
+        for x in system.get("/v1/telemetry/logs", level="warning")
+    )
+    assert (system.root / ".corral" / "telemetry" / "telemetry.db").is_file()
+
+
 def test_receiver_refuses_spans_without_the_ingest_token(system: System) -> None:
     """The receiver answers problem+json 401 to an export without the instances' token
     (the admin token is not it)."""
