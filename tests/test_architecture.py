@@ -61,6 +61,8 @@ ALLOWED: dict[str, set[str]] = {
         "sdk",
         "lint",
         "config",
+        # `corral traces`/`logs --grep` read the kept store's file once the system is down.
+        "telemetry",
     },
 }
 

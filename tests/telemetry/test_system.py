@@ -163,6 +163,63 @@ def test_traces_and_logs_are_kept_and_searchable(system: System) -> None:
     assert (system.root / ".corral" / "telemetry" / "telemetry.db").is_file()
 
 
+def test_cli_searches_traces_and_logs(system: System) -> None:
+    """`corral traces` with filters (JSON and table), one trace as a waterfall, and
+    `corral logs --trace/--grep/--level` read the kept store through the API."""
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    assert httpx.get(system.gateway + "/chain", headers=headers, timeout=10).status_code == 200
+
+    def listed() -> list[dict[str, Any]] | None:
+        done = corral(
+            "traces",
+            "--route",
+            "/chain",
+            "--service",
+            "back",
+            "--since",
+            "10m",
+            "--json",
+            "-n",
+            "500",
+            cwd=system.root,
+        )
+        assert done.returncode == 0, done.stderr
+        found = json.loads(done.stdout)
+        return found if trace_id in {t["trace_id"] for t in found} else None
+
+    found = wait_for(listed, what="the trace in `corral traces`")
+    assert {t["route"] for t in found} == {"/chain"}
+    none = corral("traces", "--min-duration", "1h", "--json", cwd=system.root)
+    assert json.loads(none.stdout) == []
+    shown = corral("traces", trace_id, cwd=system.root)
+    assert shown.returncode == 0, shown.stderr
+    assert "GET /chain" in shown.stdout
+    assert "back" in shown.stdout
+    table = corral("traces", "--service", "front", cwd=system.root)
+    assert trace_id in table.stdout
+    lines = wait_for(
+        lambda: (
+            (done := corral("logs", "--trace", trace_id, cwd=system.root)).returncode == 0
+            and "back-" in done.stdout
+            and "front-" in done.stdout
+            and done.stdout
+        ),
+        what="the trace's lines in `corral logs --trace`",
+    )
+    assert "/chain" in lines
+    grep = corral("logs", "front", "--grep", "/CHAIN", "-n", "5", cwd=system.root)
+    assert grep.returncode == 0, grep.stderr
+    assert "/chain" in grep.stdout
+    assert "back-" not in grep.stdout
+    bad = corral("logs", "--level", "loud", cwd=system.root)
+    assert bad.returncode != 0
+    assert "invalid --level" in bad.stderr + bad.stdout
+    bad = corral("traces", "--min-duration", "soon", cwd=system.root)
+    assert bad.returncode != 0
+    assert "invalid duration" in bad.stderr + bad.stdout
+
+
 def test_receiver_refuses_spans_without_the_ingest_token(system: System) -> None:
     """The receiver answers problem+json 401 to an export without the instances' token
     (the admin token is not it)."""

@@ -29,6 +29,7 @@ from corral.cli import (
     _serve,
     _services,
     _status,
+    _traces,
     _up,
 )
 from corral.cli._common import errors
@@ -74,7 +75,18 @@ def _root(
 
 
 # In the order `corral --help` lists them: the loop of a day's work first.
-for group in (_checks, _up, _status, _logs, _services, _migrate, _dashboard, _export, _serve):
+for group in (
+    _checks,
+    _up,
+    _status,
+    _logs,
+    _traces,
+    _services,
+    _migrate,
+    _dashboard,
+    _export,
+    _serve,
+):
     app.add_typer(group.app)
 app.add_typer(_gateway.app, name="gateway")
 app.add_typer(_events.app, name="events")

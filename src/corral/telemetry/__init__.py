@@ -21,6 +21,7 @@ from corral.telemetry._store import (
     LEVELS,
     LogQuery,
     LogRecord,
+    StoreReader,
     TelemetryStore,
     TraceQuery,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "ScrapeTarget",
     "Scraper",
     "SpanRecord",
+    "StoreReader",
     "TargetFile",
     "TelemetryAddon",
     "TelemetryStore",

@@ -61,6 +61,7 @@ __all__ = [
     "LEVELS",
     "LogQuery",
     "LogRecord",
+    "StoreReader",
     "TelemetryStore",
     "TraceQuery",
 ]
@@ -248,7 +249,166 @@ def _log_fields(line: str) -> tuple[int | None, str | None]:
     return level, trace_id
 
 
-class TelemetryStore:
+class StoreReader:
+    """Reads a store file, from any thread (each call opens its own read-only
+    connection). ``corral traces`` and ``corral logs --grep`` use one directly when the
+    system is down; :class:`TelemetryStore` adds the writer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def traces(self, query: TraceQuery) -> list[dict[str, Any]]:
+        """Summaries of the traces that match, the most recently started first."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if query.since is not None:
+            where.append("t.start_ns >= ?")
+            params.append(int(query.since * 1e9))
+        if query.before is not None:
+            where.append("t.start_ns < ?")
+            params.append(int(query.before * 1e9))
+        if query.errors_only:
+            where.append("t.errors > 0")
+        if query.min_duration_ms is not None:
+            where.append("t.end_ns - t.start_ns >= ?")
+            params.append(int(query.min_duration_ms * 1e6))
+        if query.route is not None:
+            where.append("t.route = ?")
+            params.append(query.route)
+        # Only fixed clauses are joined; every value is a parameter.
+        if query.service is not None:
+            # Walk the service's own index, newest first: a service in few traces would
+            # otherwise mean reading every trace.
+            sql = " ".join(
+                (
+                    _LIST_TRACES_OF,
+                    " AND ".join(where),
+                    "ORDER BY s.start_ns DESC LIMIT ?",
+                )
+            )
+            params.insert(0, query.service)
+        else:
+            sql = " ".join((_LIST_TRACES, " AND ".join(where), "ORDER BY t.start_ns DESC LIMIT ?"))
+        params.append(query.limit)
+        with self._reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_trace_summary(row) for row in rows]
+
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        """One trace: its summary, every span in start order, and how many log lines
+        carry its id."""
+        trace_id = trace_id.lower()
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT t.trace_id, t.start_ns, t.end_ns, t.span_count, t.errors, t.name,"
+                " t.service, t.route, t.complete,"
+                " (SELECT group_concat(service, ',') FROM trace_services x"
+                "  WHERE x.trace_id = t.trace_id)"
+                " FROM traces t WHERE t.trace_id = ?",
+                (trace_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            spans = conn.execute(
+                "SELECT trace_id, span_id, parent_span_id, name, kind, service, instance,"
+                " start_ns, end_ns, status, status_message, attributes, events"
+                " FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id",
+                (trace_id,),
+            ).fetchall()
+            logs = conn.execute(
+                "SELECT count(*) FROM logs WHERE trace_id = ?", (trace_id,)
+            ).fetchone()[0]
+        return {**_trace_summary(row), "logs": logs, "spans": [_span_json(s) for s in spans]}
+
+    def logs(self, query: LogQuery) -> list[dict[str, Any]]:
+        """Lines that match, the newest first (each with its ``id`` for paging)."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        source = "logs l"
+        if query.text:
+            words = _WORD.findall(query.text)
+            if words:
+                # The index finds lines with these words in a row, the last one as a
+                # prefix; the text itself then has to be in the line (case aside).
+                source = "logs_fts f JOIN logs l ON l.id = f.rowid"
+                where.append("logs_fts MATCH ?")
+                params.append('"' + " ".join(words) + '"*')
+            where.append("instr(lower(l.line), lower(?)) > 0")
+            params.append(query.text)
+        if query.services:
+            where.append(f"l.service IN ({','.join('?' * len(query.services))})")
+            params.extend(query.services)
+        if query.instance:
+            where.append("l.instance = ?")
+            params.append(query.instance)
+        if query.min_level is not None:
+            where.append("l.level >= ?")
+            params.append(query.min_level)
+        if query.trace_id:
+            where.append("l.trace_id = ?")
+            params.append(query.trace_id.lower())
+        if query.since is not None:
+            where.append("l.t >= ?")
+            params.append(query.since)
+        if query.before_id is not None:
+            where.append("l.id < ?")
+            params.append(query.before_id)
+        # Only fixed clauses are joined; every value is a parameter.
+        # FTS5 yields its matches in rowid order when asked: the newest first, stopping
+        # at the limit, rather than every match sorted.
+        order = "ORDER BY f.rowid DESC" if source != "logs l" else "ORDER BY l.id DESC"
+        sql = " ".join((_LIST_LOGS, source, "WHERE", " AND ".join(where), order, "LIMIT ?"))
+        params.append(query.limit)
+        with self._reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [
+            {
+                "id": r[0],
+                "t": r[1],
+                "service": r[2],
+                "instance": r[3],
+                "stream": r[4],
+                "level": _LEVEL_NAMES.get(r[5]) if r[5] is not None else None,
+                "trace_id": r[6],
+                "line": r[7],
+            }
+            for r in rows
+        ]
+
+    def metric_totals(
+        self, service: str, *, since: float, until: float, step: float
+    ) -> list[dict[str, Any]]:
+        """Per step of ``step`` seconds in ``[since, until)``: the increments of every
+        metric key of ``service`` (from fine or coarse buckets, whichever are kept)."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT bucket - ((bucket - :since) % :step) AS slot, key, sum(value)"
+                " FROM metrics WHERE service = :service AND bucket >= :since AND bucket < :until"
+                " GROUP BY slot, key ORDER BY slot",
+                {"since": since, "step": step, "service": service, "until": until},
+            ).fetchall()
+        out: dict[float, dict[str, float]] = {}
+        for slot, key, value in rows:
+            out.setdefault(slot, {})[key] = value
+        return [{"t": slot, "values": values} for slot, values in sorted(out.items())]
+
+    def counts(self) -> dict[str, int]:
+        with self._reader() as conn:
+            return {
+                table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
+                for table in ("spans", "traces", "logs", "metrics")
+            }
+
+
+class TelemetryStore(StoreReader):
     """The store of one system. ``put_*`` from any thread (never blocks); reads from any
     thread (each opens its own connection); ``close`` once."""
 
@@ -261,7 +421,7 @@ class TelemetryStore:
         clock: Any = time.time,
         queue_batches: int = _QUEUE_BATCHES,
     ) -> None:
-        self.path = path
+        super().__init__(path)
         self.keep = keep
         self.max_bytes = max_bytes
         self._clock = clock
@@ -317,14 +477,6 @@ class TelemetryStore:
         _LOG.warning("telemetry: %s", message)
         self.warnings.append(message)
         del self.warnings[:-20]
-
-    @contextlib.contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
-        try:
-            yield conn
-        finally:
-            conn.close()
 
     # --- writing (any thread) --------------------------------------------------------
 
@@ -664,150 +816,6 @@ class TelemetryStore:
         conn.execute("PRAGMA incremental_vacuum")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return True
-
-    # --- reading (any thread) ---------------------------------------------------------
-
-    def traces(self, query: TraceQuery) -> list[dict[str, Any]]:
-        """Summaries of the traces that match, the most recently started first."""
-        where: list[str] = ["1"]
-        params: list[Any] = []
-        if query.since is not None:
-            where.append("t.start_ns >= ?")
-            params.append(int(query.since * 1e9))
-        if query.before is not None:
-            where.append("t.start_ns < ?")
-            params.append(int(query.before * 1e9))
-        if query.errors_only:
-            where.append("t.errors > 0")
-        if query.min_duration_ms is not None:
-            where.append("t.end_ns - t.start_ns >= ?")
-            params.append(int(query.min_duration_ms * 1e6))
-        if query.route is not None:
-            where.append("t.route = ?")
-            params.append(query.route)
-        # Only fixed clauses are joined; every value is a parameter.
-        if query.service is not None:
-            # Walk the service's own index, newest first: a service in few traces would
-            # otherwise mean reading every trace.
-            sql = " ".join(
-                (
-                    _LIST_TRACES_OF,
-                    " AND ".join(where),
-                    "ORDER BY s.start_ns DESC LIMIT ?",
-                )
-            )
-            params.insert(0, query.service)
-        else:
-            sql = " ".join((_LIST_TRACES, " AND ".join(where), "ORDER BY t.start_ns DESC LIMIT ?"))
-        params.append(query.limit)
-        with self._reader() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [_trace_summary(row) for row in rows]
-
-    def trace(self, trace_id: str) -> dict[str, Any] | None:
-        """One trace: its summary, every span in start order, and how many log lines
-        carry its id."""
-        trace_id = trace_id.lower()
-        with self._reader() as conn:
-            row = conn.execute(
-                "SELECT t.trace_id, t.start_ns, t.end_ns, t.span_count, t.errors, t.name,"
-                " t.service, t.route, t.complete,"
-                " (SELECT group_concat(service, ',') FROM trace_services x"
-                "  WHERE x.trace_id = t.trace_id)"
-                " FROM traces t WHERE t.trace_id = ?",
-                (trace_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            spans = conn.execute(
-                "SELECT trace_id, span_id, parent_span_id, name, kind, service, instance,"
-                " start_ns, end_ns, status, status_message, attributes, events"
-                " FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id",
-                (trace_id,),
-            ).fetchall()
-            logs = conn.execute(
-                "SELECT count(*) FROM logs WHERE trace_id = ?", (trace_id,)
-            ).fetchone()[0]
-        return {**_trace_summary(row), "logs": logs, "spans": [_span_json(s) for s in spans]}
-
-    def logs(self, query: LogQuery) -> list[dict[str, Any]]:
-        """Lines that match, the newest first (each with its ``id`` for paging)."""
-        where: list[str] = ["1"]
-        params: list[Any] = []
-        source = "logs l"
-        if query.text:
-            words = _WORD.findall(query.text)
-            if words:
-                # The index finds lines with these words in a row, the last one as a
-                # prefix; the text itself then has to be in the line (case aside).
-                source = "logs_fts f JOIN logs l ON l.id = f.rowid"
-                where.append("logs_fts MATCH ?")
-                params.append('"' + " ".join(words) + '"*')
-            where.append("instr(lower(l.line), lower(?)) > 0")
-            params.append(query.text)
-        if query.services:
-            where.append(f"l.service IN ({','.join('?' * len(query.services))})")
-            params.extend(query.services)
-        if query.instance:
-            where.append("l.instance = ?")
-            params.append(query.instance)
-        if query.min_level is not None:
-            where.append("l.level >= ?")
-            params.append(query.min_level)
-        if query.trace_id:
-            where.append("l.trace_id = ?")
-            params.append(query.trace_id.lower())
-        if query.since is not None:
-            where.append("l.t >= ?")
-            params.append(query.since)
-        if query.before_id is not None:
-            where.append("l.id < ?")
-            params.append(query.before_id)
-        # Only fixed clauses are joined; every value is a parameter.
-        # FTS5 yields its matches in rowid order when asked: the newest first, stopping
-        # at the limit, rather than every match sorted.
-        order = "ORDER BY f.rowid DESC" if source != "logs l" else "ORDER BY l.id DESC"
-        sql = " ".join((_LIST_LOGS, source, "WHERE", " AND ".join(where), order, "LIMIT ?"))
-        params.append(query.limit)
-        with self._reader() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [
-            {
-                "id": r[0],
-                "t": r[1],
-                "service": r[2],
-                "instance": r[3],
-                "stream": r[4],
-                "level": _LEVEL_NAMES.get(r[5]) if r[5] is not None else None,
-                "trace_id": r[6],
-                "line": r[7],
-            }
-            for r in rows
-        ]
-
-    def metric_totals(
-        self, service: str, *, since: float, until: float, step: float
-    ) -> list[dict[str, Any]]:
-        """Per step of ``step`` seconds in ``[since, until)``: the increments of every
-        metric key of ``service`` (from fine or coarse buckets, whichever are kept)."""
-        with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT bucket - ((bucket - :since) % :step) AS slot, key, sum(value)"
-                " FROM metrics WHERE service = :service AND bucket >= :since AND bucket < :until"
-                " GROUP BY slot, key ORDER BY slot",
-                {"since": since, "step": step, "service": service, "until": until},
-            ).fetchall()
-        out: dict[float, dict[str, float]] = {}
-        for slot, key, value in rows:
-            out.setdefault(slot, {})[key] = value
-        return [{"t": slot, "values": values} for slot, values in sorted(out.items())]
-
-    def counts(self) -> dict[str, int]:
-        with self._reader() as conn:
-            return {
-                table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
-                for table in ("spans", "traces", "logs", "metrics")
-            }
 
 
 def _trace_summary(row: Sequence[Any]) -> dict[str, Any]:
