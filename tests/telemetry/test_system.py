@@ -348,9 +348,12 @@ BROWSER_ARGS = [
 ]
 
 
-def test_dashboard_in_a_real_browser(system: System) -> None:
+def test_dashboard_in_a_real_browser(system: System, tmp_path: Path) -> None:
     """Chromium logs in with the printed link, sees every instance, a chart with data, a
-    trace waterfall with spans of front and back, a log line arriving live, and logs out."""
+    trace waterfall with spans of front and back, filters traces to errors, follows a
+    trace to its log lines and a line back to its trace, searches the kept logs, sees a
+    log line arriving live, scales a service up and down (confirming), and logs out. A
+    screenshot of each view is saved in the test's tmp dir; no view shows an error."""
     link = corral("dashboard", cwd=system.root)
     url = link.stdout.split()[0]
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
@@ -373,15 +376,61 @@ def test_dashboard_in_a_real_browser(system: System) -> None:
                 '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=30_000
             )
 
+            page.screenshot(path=tmp_path / "overview.png", full_page=True)
+            assert page.get_attribute("#updated", "class") != "bad"
+
+            httpx.get(system.gateway + "/fail", timeout=10)
             page.evaluate("location.hash = '#/traces'")
             page.wait_for_selector('.wf-row[data-service="front"]', timeout=30_000)
             page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+            page.screenshot(path=tmp_path / "traces.png", full_page=True)
+            # The trace's log lines, one click away; each line links back to its trace.
+            page.wait_for_selector("#trace-logs:not([hidden])", timeout=30_000)
+            page.click("#trace-logs")
+            page.wait_for_selector("#log-lines .log-line a.trace-link", timeout=30_000)
+            assert page.input_value("#log-trace")
+            assert "match" in (page.text_content("#log-status") or "")
+            page.screenshot(path=tmp_path / "logs-of-a-trace.png", full_page=True)
+            page.click("#log-lines .log-line a.trace-link")
+            page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+            # Filtered to errors: only traces with errors are listed.
+            page.check("#trace-errors")
+            page.wait_for_function(
+                "() => { const rows = [...document.querySelectorAll('#traces tbody tr')];"
+                " return rows.length > 0 && rows.every((r) => r.textContent.includes('error')); }",
+                timeout=30_000,
+            )
+            page.uncheck("#trace-errors")
+            # A search of the kept logs: text and level filters.
+            page.evaluate("location.hash = '#/logs'")
+            page.fill("#log-text", "/fail")
+            page.click("#log-search")
+            page.wait_for_selector("#log-lines .log-line:has-text('/fail')", timeout=30_000)
+            assert "match" in (page.text_content("#log-status") or "")
+            page.click("#log-clear")
 
             page.evaluate("location.hash = '#/logs'")
             page.wait_for_selector("#log-status:text('live')", timeout=30_000)
             marker = secrets.token_hex(6)
             httpx.get(f"{system.gateway}/missing-{marker}", timeout=10)  # back logs a 404
             page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=30_000)
+
+            page.screenshot(path=tmp_path / "logs.png", full_page=True)
+
+            # Actions: scale back up by one, then down again after confirming.
+            page.evaluate("location.hash = '#/overview'")
+            page.click('#instances tr[data-service="back"] button[data-action="scale-up"]')
+            page.wait_for_selector('#instances tr[data-instance="back-3"]', timeout=60_000)
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.click('#instances tr[data-service="back"] button[data-action="scale-down"]')
+            page.wait_for_function(
+                "() => document.querySelector('#action-message')"
+                ".textContent.includes('scaled to 2')",
+                timeout=60_000,
+            )
+            assert system.get("/v1/status")["services"]["back"]["replicas"] == 2
+            page.evaluate("location.hash = '#/events'")
+            page.screenshot(path=tmp_path / "events.png", full_page=True)
 
             # Logout from the page itself (its DELETE carries the page's Origin) works.
             page.click("#logout")
