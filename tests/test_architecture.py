@@ -72,6 +72,8 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "images",
         "watch",
+        # `corral traces`/`logs --grep` read the kept store's file once the system is down.
+        "telemetry",
     },
 }
 

@@ -122,6 +122,104 @@ def test_one_request_through_two_services_is_one_trace(system: System) -> None:
     assert summary["clients"][0]["calls"] >= 1
 
 
+def test_traces_and_logs_are_kept_and_searchable(system: System) -> None:
+    """A request's trace is in the kept store (telemetry/telemetry.db under .corral),
+    found by route and by error; the access lines both services logged for it are found
+    by its trace id, by level and by text, and the trace counts them."""
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    assert httpx.get(system.gateway + "/chain", headers=headers, timeout=10).status_code == 200
+    assert httpx.get(system.gateway + "/fail", timeout=10).status_code == 503
+
+    lines = wait_for(
+        lambda: (
+            (found := system.get("/v1/telemetry/logs", trace=trace_id))
+            and {x["service"] for x in found} >= {"front", "back"}
+            and found
+        ),
+        what="front's and back's lines of the trace",
+    )
+    assert all(x["trace_id"] == trace_id for x in lines)
+
+    def logged() -> bool:
+        found = httpx.get(
+            f"{system.api}/v1/traces/{trace_id}",
+            headers={"authorization": f"Bearer {system.token}"},
+        )
+        return found.status_code == 200 and found.json()["logs"] >= 2
+
+    wait_for(logged, what="the trace, counting its lines")
+    chains = system.get("/v1/traces", route="/chain", limit=500)
+    assert trace_id in {t["trace_id"] for t in chains}
+    assert {t["route"] for t in chains} == {"/chain"}
+    failed = wait_for(lambda: system.get("/v1/traces", status="error"), what="an error trace")
+    assert all(t["errors"] > 0 for t in failed)
+    assert trace_id not in {t["trace_id"] for t in failed}
+    assert system.get("/v1/telemetry/logs", q="/chain", service="front")
+    assert all(
+        x["level"] in {"warning", "error", "critical"}
+        for x in system.get("/v1/telemetry/logs", level="warning")
+    )
+    assert (system.root / ".corral" / "telemetry" / "telemetry.db").is_file()
+
+
+def test_cli_searches_traces_and_logs(system: System) -> None:
+    """`corral traces` with filters (JSON and table), one trace as a waterfall, and
+    `corral logs --trace/--grep/--level` read the kept store through the API."""
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    assert httpx.get(system.gateway + "/chain", headers=headers, timeout=10).status_code == 200
+
+    def listed() -> list[dict[str, Any]] | None:
+        done = corral(
+            "traces",
+            "--route",
+            "/chain",
+            "--service",
+            "back",
+            "--since",
+            "10m",
+            "--json",
+            "-n",
+            "500",
+            cwd=system.root,
+        )
+        assert done.returncode == 0, done.stderr
+        found = json.loads(done.stdout)
+        return found if trace_id in {t["trace_id"] for t in found} else None
+
+    found = wait_for(listed, what="the trace in `corral traces`")
+    assert {t["route"] for t in found} == {"/chain"}
+    none = corral("traces", "--min-duration", "1h", "--json", cwd=system.root)
+    assert json.loads(none.stdout) == []
+    shown = corral("traces", trace_id, cwd=system.root)
+    assert shown.returncode == 0, shown.stderr
+    assert "GET /chain" in shown.stdout
+    assert "back" in shown.stdout
+    table = corral("traces", "--service", "front", cwd=system.root)
+    assert trace_id in table.stdout
+    lines = wait_for(
+        lambda: (
+            (done := corral("logs", "--trace", trace_id, cwd=system.root)).returncode == 0
+            and "back-" in done.stdout
+            and "front-" in done.stdout
+            and done.stdout
+        ),
+        what="the trace's lines in `corral logs --trace`",
+    )
+    assert "/chain" in lines
+    grep = corral("logs", "front", "--grep", "/CHAIN", "-n", "5", cwd=system.root)
+    assert grep.returncode == 0, grep.stderr
+    assert "/chain" in grep.stdout
+    assert "back-" not in grep.stdout
+    bad = corral("logs", "--level", "loud", cwd=system.root)
+    assert bad.returncode != 0
+    assert "invalid --level" in bad.stderr + bad.stdout
+    bad = corral("traces", "--min-duration", "soon", cwd=system.root)
+    assert bad.returncode != 0
+    assert "invalid duration" in bad.stderr + bad.stdout
+
+
 def test_receiver_refuses_spans_without_the_ingest_token(system: System) -> None:
     """The receiver answers problem+json 401 to an export without the instances' token
     (the admin token is not it)."""
@@ -250,9 +348,12 @@ BROWSER_ARGS = [
 ]
 
 
-def test_dashboard_in_a_real_browser(system: System) -> None:
+def test_dashboard_in_a_real_browser(system: System, tmp_path: Path) -> None:
     """Chromium logs in with the printed link, sees every instance, a chart with data, a
-    trace waterfall with spans of front and back, a log line arriving live, and logs out."""
+    trace waterfall with spans of front and back, filters traces to errors, follows a
+    trace to its log lines and a line back to its trace, searches the kept logs, sees a
+    log line arriving live, scales a service up and down (confirming), and logs out. A
+    screenshot of each view is saved in the test's tmp dir; no view shows an error."""
     link = corral("dashboard", cwd=system.root)
     url = link.stdout.split()[0]
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
@@ -275,15 +376,61 @@ def test_dashboard_in_a_real_browser(system: System) -> None:
                 '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=30_000
             )
 
+            page.screenshot(path=tmp_path / "overview.png", full_page=True)
+            assert page.get_attribute("#updated", "class") != "bad"
+
+            httpx.get(system.gateway + "/fail", timeout=10)
             page.evaluate("location.hash = '#/traces'")
             page.wait_for_selector('.wf-row[data-service="front"]', timeout=30_000)
             page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+            page.screenshot(path=tmp_path / "traces.png", full_page=True)
+            # The trace's log lines, one click away; each line links back to its trace.
+            page.wait_for_selector("#trace-logs:not([hidden])", timeout=30_000)
+            page.click("#trace-logs")
+            page.wait_for_selector("#log-lines .log-line a.trace-link", timeout=30_000)
+            assert page.input_value("#log-trace")
+            assert "match" in (page.text_content("#log-status") or "")
+            page.screenshot(path=tmp_path / "logs-of-a-trace.png", full_page=True)
+            page.click("#log-lines .log-line a.trace-link")
+            page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+            # Filtered to errors: only traces with errors are listed.
+            page.check("#trace-errors")
+            page.wait_for_function(
+                "() => { const rows = [...document.querySelectorAll('#traces tbody tr')];"
+                " return rows.length > 0 && rows.every((r) => r.textContent.includes('error')); }",
+                timeout=30_000,
+            )
+            page.uncheck("#trace-errors")
+            # A search of the kept logs: text and level filters.
+            page.evaluate("location.hash = '#/logs'")
+            page.fill("#log-text", "/fail")
+            page.click("#log-search")
+            page.wait_for_selector("#log-lines .log-line:has-text('/fail')", timeout=30_000)
+            assert "match" in (page.text_content("#log-status") or "")
+            page.click("#log-clear")
 
             page.evaluate("location.hash = '#/logs'")
             page.wait_for_selector("#log-status:text('live')", timeout=30_000)
             marker = secrets.token_hex(6)
             httpx.get(f"{system.gateway}/missing-{marker}", timeout=10)  # back logs a 404
             page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=30_000)
+
+            page.screenshot(path=tmp_path / "logs.png", full_page=True)
+
+            # Actions: scale back up by one, then down again after confirming.
+            page.evaluate("location.hash = '#/overview'")
+            page.click('#instances tr[data-service="back"] button[data-action="scale-up"]')
+            page.wait_for_selector('#instances tr[data-instance="back-3"]', timeout=60_000)
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.click('#instances tr[data-service="back"] button[data-action="scale-down"]')
+            page.wait_for_function(
+                "() => document.querySelector('#action-message')"
+                ".textContent.includes('scaled to 2')",
+                timeout=60_000,
+            )
+            assert system.get("/v1/status")["services"]["back"]["replicas"] == 2
+            page.evaluate("location.hash = '#/events'")
+            page.screenshot(path=tmp_path / "events.png", full_page=True)
 
             # Logout from the page itself (its DELETE carries the page's Origin) works.
             page.click("#logout")

@@ -200,6 +200,21 @@ class ApiClient:
     def telemetry_summary(self, *, window: float = 60.0) -> dict[str, Any]:
         return dict(self._request("GET", "/telemetry/summary", params={"window": window}))
 
+    def traces(self, **filters: Any) -> list[dict[str, Any]]:
+        """Kept traces, newest first: ``service``, ``route``, ``status="error"``,
+        ``min_duration`` (ms), ``since``/``before`` (Unix), ``limit``."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return list(self._request("GET", "/traces", params=params))
+
+    def trace(self, trace_id: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/traces/{trace_id}"))
+
+    def search_logs(self, **filters: Any) -> list[dict[str, Any]]:
+        """Kept log lines, newest first: ``service`` (a list), ``instance``, ``level``,
+        ``q``, ``trace``, ``since``, ``before``, ``limit``."""
+        params = {k: v for k, v in filters.items() if v not in (None, [], ())}
+        return list(self._request("GET", "/telemetry/logs", params=params))
+
     def logs(
         self,
         services: Sequence[str] = (),

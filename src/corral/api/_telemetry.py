@@ -9,7 +9,7 @@ the admin token; the receiver takes only the ingest token the instances were giv
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.params import Depends as DependsParam
@@ -24,6 +24,8 @@ OTLP_PATH = f"{OTLP_BASE}/v1/traces"
 """Where spans are received."""
 
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+LEVEL_NAMES = ("debug", "info", "warning", "error", "critical")
+"""Levels a log search accepts (the SDK's structlog levels)."""
 _MAX_EXPORT = 16 * 1024 * 1024
 """Bytes an export request may send (the exporter sends batches of 512 spans)."""
 
@@ -44,9 +46,38 @@ class TelemetrySource(Protocol):
 
     async def event_bus(self) -> dict[str, Any] | None: ...
 
-    def trace_list(self, *, limit: int, service: str | None) -> list[dict[str, Any]]: ...
+    def search_traces(
+        self,
+        *,
+        service: str | None,
+        route: str | None,
+        errors_only: bool,
+        min_duration_ms: float | None,
+        since: float | None,
+        before: float | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """May block (the kept store): called from a worker thread."""
+        ...
 
-    def trace(self, trace_id: str) -> dict[str, Any] | None: ...
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        """May block (the kept store): called from a worker thread."""
+        ...
+
+    def search_logs(
+        self,
+        *,
+        services: tuple[str, ...],
+        instance: str | None,
+        level: str | None,
+        text: str | None,
+        trace_id: str | None,
+        since: float | None,
+        before_id: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]] | None:
+        """None when nothing is kept. May block: called from a worker thread."""
+        ...
 
     def ingest(self, body: bytes, *, content_type: str | None, encoding: str | None) -> bytes:
         """Raises ValueError with ``status`` and ``detail`` for a body it cannot read."""
@@ -105,16 +136,68 @@ def telemetry_router(source: TelemetrySource, *, admin: DependsParam) -> APIRout
             raise ApiProblem(404, "no event bus", "this system has no `events:` section")
         return found
 
+    # Plain functions: FastAPI runs them in its thread pool, so the store's reads never
+    # hold the event loop that supervises the system.
     @router.get(f"{v}/traces", dependencies=[admin], tags=["traces"])
-    async def traces(
+    def traces(
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         service: str | None = None,
+        route: Annotated[str | None, Query(description="The root span's route.")] = None,
+        status: Annotated[Literal["error"] | None, Query(description="Only with errors.")] = None,
+        min_duration: Annotated[float | None, Query(ge=0, description="Milliseconds.")] = None,
+        since: Annotated[float | None, Query(description="Unix time.")] = None,
+        before: Annotated[float | None, Query(description="Unix time (paging back).")] = None,
     ) -> list[dict[str, Any]]:
-        """The most recent traces first (those touching ``service`` when given)."""
-        return source.trace_list(limit=limit, service=service)
+        """The most recently started traces first, filtered: those touching
+        ``service``, whose root serves ``route``, with an error, lasting at least
+        ``min_duration`` ms, started in ``[since, before)``."""
+        return source.search_traces(
+            service=service,
+            route=route,
+            errors_only=status == "error",
+            min_duration_ms=min_duration,
+            since=since,
+            before=before,
+            limit=limit,
+        )
+
+    @router.get(f"{v}/telemetry/logs", dependencies=[admin], tags=["logs"])
+    def logs(
+        service: Annotated[list[str] | None, Query()] = None,
+        instance: str | None = None,
+        level: Annotated[
+            str | None, Query(description="This level and worse: debug, info, warning, error.")
+        ] = None,
+        q: Annotated[str | None, Query(max_length=500, description="Text in the line.")] = None,
+        trace: str | None = None,
+        since: Annotated[float | None, Query(description="Unix time.")] = None,
+        before: Annotated[int | None, Query(description="A line id (paging back).")] = None,
+        limit: Annotated[int, Query(ge=1, le=2000)] = 200,
+    ) -> list[dict[str, Any]]:
+        """Captured log lines from the kept store, newest first: of these services or
+        instance, at ``level`` or worse, containing ``q``, carrying trace id ``trace``."""
+        if level is not None and level.lower() not in LEVEL_NAMES:
+            raise ApiProblem(
+                422, "unknown level", f"{level!r} is not one of {', '.join(LEVEL_NAMES)}"
+            )
+        if trace is not None and not _TRACE_ID.match(trace):
+            raise ApiProblem(422, "invalid trace id", "a trace id is 32 hexadecimal digits")
+        found = source.search_logs(
+            services=tuple(service or ()),
+            instance=instance,
+            level=None if level is None else level.lower(),
+            text=q,
+            trace_id=trace,
+            since=since,
+            before_id=before,
+            limit=limit,
+        )
+        if found is None:
+            raise ApiProblem(503, "no log index", "this system keeps no telemetry store")
+        return found
 
     @router.get(f"{v}/traces/{{trace_id}}", dependencies=[admin], tags=["traces"])
-    async def trace(trace_id: str) -> dict[str, Any]:
+    def trace(trace_id: str) -> dict[str, Any]:
         """One trace, every span of every service, in start order."""
         if not _TRACE_ID.match(trace_id):
             raise ApiProblem(422, "invalid trace id", "a trace id is 32 hexadecimal digits")

@@ -29,6 +29,7 @@ from corral.cli import (
     _serve,
     _services,
     _status,
+    _traces,
     _up,
     _watch,
 )
@@ -81,6 +82,7 @@ for group in (
     _watch,
     _status,
     _logs,
+    _traces,
     _services,
     _migrate,
     _dashboard,

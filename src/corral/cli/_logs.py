@@ -7,12 +7,15 @@ import json
 import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
 from corral.cli._common import FileOption, ManifestCommand, UsageError, client, console
+from corral.cli._kept import kept
+from corral.telemetry import LEVELS, LogQuery
 
 app = typer.Typer()
 
@@ -28,13 +31,41 @@ def logs(
     ] = False,
     since: Annotated[str | None, typer.Option(help="Only lines newer than 30s, 10m, 2h…")] = None,
     tail: Annotated[int | None, typer.Option("--tail", "-n", help="Last N lines.")] = None,
+    grep: Annotated[
+        str | None, typer.Option(help="Lines containing this text (where a word starts).")
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option(help="This level and worse: debug, info, warning, error.")
+    ] = None,
+    trace: Annotated[str | None, typer.Option(help="Lines logged in this trace.")] = None,
+    instance: Annotated[str | None, typer.Option(help="Lines of this instance only.")] = None,
 ) -> None:
-    """Merged logs of the system, one colour per service."""
+    """Merged logs of the system, one colour per service. With --grep, --level, --trace
+    or --instance, the kept log index is searched (also once the system is down)."""
     names = services or []
     try:
         start = parse_since(since, now=time.time()) if since else None
+        rank = _level_rank(level)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if trace is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", trace):
+        raise UsageError(f"invalid --trace {trace!r}: a trace id is 32 hexadecimal digits")
+    searching = any(x is not None for x in (grep, level, trace, instance))
+    if searching and not follow:
+        _search(
+            file,
+            LogQuery(
+                services=tuple(names),
+                instance=instance,
+                min_level=rank,
+                text=grep,
+                trace_id=trace,
+                since=start,
+                limit=tail or 200,
+            ),
+        )
+        return
+    wanted = _Filter(grep=grep, rank=rank, trace=trace, instance=instance)
     with client(file) as api:
         order = list(api.status().services)
         lines = (
@@ -44,10 +75,63 @@ def logs(
         )
         try:
             for line in lines:
+                if not wanted(line):
+                    continue
                 colour = colour_for(str(line.get("service")), order)
                 console.print(format_line(line, colour=colour), highlight=False, soft_wrap=True)
         except KeyboardInterrupt:
             pass
+
+
+def _level_rank(level: str | None) -> int | None:
+    if level is None:
+        return None
+    rank = LEVELS.get(level.lower())
+    if rank is None:
+        raise ValueError(f"invalid --level {level!r}: use debug, info, warning or error")
+    return rank
+
+
+def _search(file: Path | None, query: LogQuery) -> None:
+    with kept(file) as store:
+        found = store.logs(query)
+    order: list[str] = []
+    for line in reversed(found):  # newest first from the index; printed in time order
+        if line["service"] not in order:
+            order.append(line["service"])
+        colour = colour_for(str(line["service"]), order)
+        console.print(format_line(line, colour=colour), highlight=False, soft_wrap=True)
+    if not found:
+        console.print("[dim]no kept line matches[/]")
+
+
+class _Filter:
+    """The search filters applied to followed lines as they arrive (the index's rules:
+    text case aside, level and worse, trace id, instance)."""
+
+    def __init__(
+        self, *, grep: str | None, rank: int | None, trace: str | None, instance: str | None
+    ) -> None:
+        self.grep = grep.lower() if grep else None
+        self.rank = rank
+        self.trace = trace.lower() if trace else None
+        self.instance = instance
+
+    def __call__(self, line: Mapping[str, Any]) -> bool:
+        if self.instance is not None and line.get("instance") != self.instance:
+            return False
+        text = str(line.get("line", ""))
+        if self.grep is not None and self.grep not in text.lower():
+            return False
+        if self.rank is None and self.trace is None:
+            return True
+        parsed = _json(text) or {}
+        if (
+            self.rank is not None
+            and LEVELS.get(str(parsed.get("level", "")).lower(), 0) < self.rank
+        ):
+            return False
+        return self.trace is None or str(parsed.get("trace_id", "")).lower() == self.trace
 
 
 PALETTE = (

@@ -153,6 +153,8 @@ class SystemSession:
         if self.telemetry is not None:
             # Spans are redacted with every secret the runtime handed any instance.
             self.telemetry.redact = self.orchestrator.logs.secrets.anywhere
+            # Every captured line, once redacted, into the kept store's search index.
+            self.orchestrator.logs.taps.append(self.telemetry.capture_log)
         self.ready = asyncio.Event()
         """Set once every service is ready."""
         self.autoscaler = AutoscaleLoop(self.orchestrator, self.telemetry, lambda: self.plan)

@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -149,6 +149,9 @@ class LogStore:
         self.dropped = 0
         self.secrets = Redactor()
         """What each instance must not be seen printing."""
+        self.taps: list[Callable[[LogLine], None]] = []
+        """Called with every line once redacted (telemetry's kept, searchable index).
+        A tap must be quick and must not raise: it runs on the line's arrival."""
 
     def path(self, instance: str) -> Path:
         return self.directory / f"{instance}.log"
@@ -180,6 +183,8 @@ class LogStore:
             except RuntimeError:  # no loop (tests writing directly): flush now
                 self.flush()
         self._recent.setdefault(line.instance, deque(maxlen=_TAIL_KEPT)).append(line)
+        for tap in self.taps:
+            tap(line)
         for queue in self._followers:
             try:
                 queue.put_nowait(line)

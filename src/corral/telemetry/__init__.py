@@ -15,22 +15,40 @@ from corral.telemetry._otlp import PROTOBUF, OtlpError, SpanRecord, decode_spans
 from corral.telemetry._quantiles import histogram_quantile
 from corral.telemetry._samples import Scrape, parse_envoy, parse_service
 from corral.telemetry._scraper import Scraper, ScrapeTarget
+from corral.telemetry._store import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_BYTES,
+    LEVELS,
+    LogQuery,
+    LogRecord,
+    StoreReader,
+    TelemetryStore,
+    TraceQuery,
+)
 from corral.telemetry._traces import TraceStore
 from corral.telemetry._window import InstanceScrape, MetricsWindow, summarize
 
 __all__ = [
+    "DEFAULT_KEEP",
+    "DEFAULT_MAX_BYTES",
     "GATEWAY_SERVICE",
+    "LEVELS",
     "PROTOBUF",
     "TRACES_HEADERS",
     "InstanceScrape",
+    "LogQuery",
+    "LogRecord",
     "MetricsWindow",
     "OtlpError",
     "Scrape",
     "ScrapeTarget",
     "Scraper",
     "SpanRecord",
+    "StoreReader",
     "TargetFile",
     "TelemetryAddon",
+    "TelemetryStore",
+    "TraceQuery",
     "TraceStore",
     "decode_spans",
     "histogram_quantile",

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,15 +29,63 @@ from corral.telemetry._file_sd import TargetFile, prometheus_targets
 from corral.telemetry._graph import system_graph
 from corral.telemetry._otlp import decode_spans, export_response, redacted
 from corral.telemetry._scraper import ENVOY_STATS_QUERY, Scraper, ScrapeTarget
+from corral.telemetry._store import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_BYTES,
+    LEVELS,
+    LogQuery,
+    LogRecord,
+    TelemetryStore,
+    TraceQuery,
+)
 from corral.telemetry._traces import TraceStore
 from corral.telemetry._window import MetricsWindow, summarize
 
-__all__ = ["GATEWAY_SERVICE", "TRACES_HEADERS", "TelemetryAddon"]
+__all__ = [
+    "GATEWAY_SERVICE",
+    "KEEP_VARIABLE",
+    "MAX_SIZE_VARIABLE",
+    "TRACES_HEADERS",
+    "TelemetryAddon",
+]
+
+_LOG = logging.getLogger("corral.telemetry")
 
 GATEWAY_SERVICE = f"{contract.COMPONENT_PREFIX}gateway"
 TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
 """Read by the OTLP exporter itself: how instances authenticate to the receiver."""
 _USER_ENDPOINTS = (contract.OTEL_ENDPOINT, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+KEEP_VARIABLE = "CORRAL_TELEMETRY_KEEP"
+"""How long the kept store holds telemetry: ``24h`` (the default), ``7d``, ``90m``."""
+MAX_SIZE_VARIABLE = "CORRAL_TELEMETRY_MAX_SIZE"
+"""How large the kept store may grow: ``512MB`` (the default), ``2GB``."""
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BYTES = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def retention(environ: Mapping[str, str]) -> tuple[float, int, list[str]]:
+    """Seconds and bytes the store keeps, from the environment, and what was wrong with
+    it (a bad value falls back to the default with a warning: telemetry never stops
+    ``corral up``)."""
+    problems = []
+    keep, max_bytes = DEFAULT_KEEP, DEFAULT_MAX_BYTES
+    raw = environ.get(KEEP_VARIABLE)
+    if raw:
+        match = _DURATION.match(raw)
+        if match:
+            keep = float(match.group(1)) * _SECONDS[match.group(2).lower()]
+        else:
+            problems.append(f"{KEEP_VARIABLE}={raw!r} is not a duration such as 24h or 7d")
+    raw = environ.get(MAX_SIZE_VARIABLE)
+    if raw:
+        match = _SIZE.match(raw)
+        if match:
+            max_bytes = int(float(match.group(1)) * _BYTES[(match.group(2) or "b").lower()])
+        else:
+            problems.append(f"{MAX_SIZE_VARIABLE}={raw!r} is not a size such as 512MB or 2GB")
+    return keep, max_bytes, problems
 
 
 class TelemetryAddon(Addon):
@@ -72,6 +122,9 @@ class TelemetryAddon(Addon):
         self._scraper: Scraper | None = None
         self._targets: TargetFile | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.store: TelemetryStore | None = None
+        """The kept store (``<state_dir>/telemetry/telemetry.db``) once started; until
+        then, and without a state directory, traces are held in memory only."""
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -81,6 +134,17 @@ class TelemetryAddon(Addon):
         self._scraper = Scraper(self.window, self.scrape_targets, interval=self.interval)
         self._targets = TargetFile(ctx.state_dir / "prometheus")
         self._targets.write_config(interval=self.interval)
+        keep, max_bytes, problems = retention(self._environ)
+        for problem in problems:
+            _LOG.warning("telemetry: %s", problem)
+        # Opening checks the file (and may move a broken one aside): not on the loop.
+        self.store = await asyncio.to_thread(
+            TelemetryStore,
+            ctx.state_dir / "telemetry" / "telemetry.db",
+            keep=keep,
+            max_bytes=max_bytes,
+        )
+        self.window.on_round = self.store.put_metrics
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._scraper.run(), name="corral-telemetry-scrape"),
@@ -106,6 +170,9 @@ class TelemetryAddon(Addon):
         self._tasks = []
         if self._scraper is not None:
             await self._scraper.close()
+        if self.store is not None:
+            self.window.on_round = None
+            await asyncio.to_thread(self.store.close)
 
     def status(self) -> dict[str, Any]:
         if self._scraper is None or self._targets is None:
@@ -115,13 +182,31 @@ class TelemetryAddon(Addon):
                 "scrape_interval": self.interval,
                 "scrape_rounds": self._scraper.rounds,
                 "scrape_failures": self._scraper.failures,
-                "traces": len(self.traces),
+                **({} if self.store is not None else {"traces": len(self.traces)}),
                 "spans_received": self.traces.received,
+                **self._store_status(),
                 "otlp_endpoint": self.otlp_endpoint,
                 "prometheus_targets": str(self._targets.path),
                 "prometheus_config": str(self._targets.config_path),
             }
         }
+
+    def _store_status(self) -> dict[str, Any]:
+        if self.store is None:
+            return {}
+        return {
+            "store": str(self.store.path),
+            "store_dropped_batches": self.store.dropped,
+            "store_warnings": list(self.store.warnings),
+        }
+
+    def capture_log(self, line: Any) -> None:
+        """A log tap (corral.runtime's ``LogStore.taps``): every captured line, already
+        redacted, into the kept store's index."""
+        if self.store is not None:
+            self.store.put_log(
+                LogRecord(line.t, line.service, line.instance, line.stream, line.line)
+            )
 
     # --- scraping ------------------------------------------------------------------
 
@@ -211,15 +296,74 @@ class TelemetryAddon(Addon):
     async def event_bus(self) -> dict[str, Any] | None:
         return None if self._event_bus is None else await self._event_bus()
 
-    def trace_list(self, *, limit: int, service: str | None) -> list[dict[str, Any]]:
-        return self.traces.list(limit=limit, service=service)
+    def search_traces(
+        self,
+        *,
+        service: str | None = None,
+        route: str | None = None,
+        errors_only: bool = False,
+        min_duration_ms: float | None = None,
+        since: float | None = None,
+        before: float | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Blocking when the store is open: call from a worker thread."""
+        if self.store is None:  # not started: what is in memory, by service only
+            return self.traces.list(limit=limit, service=service)
+        return self.store.traces(
+            TraceQuery(
+                service=service,
+                route=route,
+                errors_only=errors_only,
+                min_duration_ms=min_duration_ms,
+                since=since,
+                before=before,
+                limit=limit,
+            )
+        )
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
-        return self.traces.get(trace_id)
+        """Blocking when the store is open: call from a worker thread."""
+        if self.store is None:
+            return self.traces.get(trace_id)
+        return self.store.trace(trace_id)
+
+    def search_logs(
+        self,
+        *,
+        services: tuple[str, ...] = (),
+        instance: str | None = None,
+        level: str | None = None,
+        text: str | None = None,
+        trace_id: str | None = None,
+        since: float | None = None,
+        before_id: int | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]] | None:
+        """None without a store. Blocking: call from a worker thread."""
+        if self.store is None:
+            return None
+        return self.store.logs(
+            LogQuery(
+                services=services,
+                instance=instance,
+                min_level=None if level is None else LEVELS[level],
+                text=text,
+                trace_id=trace_id,
+                since=since,
+                before_id=before_id,
+                limit=limit,
+            )
+        )
 
     def ingest(self, body: bytes, *, content_type: str | None, encoding: str | None) -> bytes:
         """One OTLP/HTTP export request; the protobuf answer. Raises OtlpError."""
         spans = decode_spans(body, content_type=content_type, encoding=encoding)
         redact = self.redact
-        self.traces.add(spans if redact is None else [redacted(s, redact) for s in spans])
+        kept = spans if redact is None else [redacted(s, redact) for s in spans]
+        if self.store is not None:
+            self.store.put_spans(kept)  # written by the store's thread, not here
+            self.traces.received += len(kept)
+        else:
+            self.traces.add(kept)
         return export_response()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,8 @@ class MetricsWindow:
         """When the first round was recorded: summaries never count time before it."""
         self._services: dict[str, _Service] = {}
         self._last: dict[str, _Last] = {}
+        self.on_round: Callable[[float, dict[str, dict[Key, float]]], None] | None = None
+        """Told each round's increments per service (the kept store's metric rollups)."""
 
     def services(self) -> list[str]:
         return sorted(self._services)
@@ -87,6 +89,8 @@ class MetricsWindow:
         for service, deltas in sums.items():
             if deltas:
                 self._services[service].ticks.append(Tick(t, deltas))
+        if self.on_round is not None:
+            self.on_round(t, {service: deltas for service, deltas in sums.items() if deltas})
         horizon = t - self.keep
         for entry in self._services.values():
             while entry.ticks and entry.ticks[0].t < horizon:

@@ -9,6 +9,7 @@ const PALETTE = ["#58a6ff", "#3fb950", "#d29922", "#bc8cff", "#ff7b72", "#39c5cf
 const state = {
   status: null, summary: null, graph: null, view: null, timers: [], charts: {},
   colours: {}, logSource: null, logPaused: false, selectedTrace: null,
+  deadLetters: null, deadLettersAt: 0, tracesPaused: false, shownTraces: "",
 };
 
 // --- small helpers -------------------------------------------------------------------
@@ -99,6 +100,20 @@ async function api(path) {
   return response.json();
 }
 
+// A change (POST): the browser sends the page's Origin, which the API checks against
+// its own (with the SameSite=Strict cookie, that is the CSRF protection).
+async function send(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { accept: "application/json", "content-type": "application/json" },
+    body: JSON.stringify(body ?? {}),
+  });
+  if (response.status === 401) throw new Unauthorized();
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.detail || answer.title || response.statusText);
+  return answer;
+}
+
 // --- login ---------------------------------------------------------------------------
 
 function showLogin(message) {
@@ -168,13 +183,42 @@ async function refreshStatus() {
   $("system").textContent = s.system;
   const ready = s.instances.filter((i) => !i.component && i.ready).length;
   const total = s.instances.filter((i) => !i.component).length;
+  // Health is more than readiness: what is failing while every instance is ready.
+  const crashing = s.instances.filter((i) => i.state === "crashloop" || i.state === "backoff").length;
+  const circuits = (s.open_circuits || []).length;
+  const chaos = (s.chaos || []).length;
+  const letters = await deadLetters();
+  const parts = [`${s.state} · ${ready}/${total} ready`];
+  if (crashing) parts.push(`${crashing} crashing`);
+  if (circuits) parts.push(`${circuits} circuit${circuits > 1 ? "s" : ""} open`);
+  if (letters) parts.push(`${letters} dead letter${letters > 1 ? "s" : ""}`);
+  if (chaos) parts.push(`${chaos} chaos`);
   const pill = $("state");
-  pill.textContent = `${s.state} · ${ready}/${total} ready`;
-  pill.className = `pill ${s.state === "running" && ready === total ? "ok" : "warn"}`;
+  pill.textContent = parts.join(" · ");
+  const bad = crashing || circuits || letters;
+  pill.className = `pill ${bad ? "bad" : s.state === "running" && ready === total && !chaos ? "ok" : "warn"}`;
+  pill.dataset.circuits = circuits;
+  pill.dataset.deadLetters = letters;
   $("updated").className = "muted";
   $("updated").textContent = `updated ${clock(Date.now() / 1000)}`;
   Object.keys(s.services).forEach(colour);
   return s;
+}
+
+// Dead letters waiting, for the status pill: asked at most every 10 s (the bus is read
+// at the moment asked); null when the system has no event bus.
+async function deadLetters() {
+  if (state.deadLetters === "none" || Date.now() - state.deadLettersAt < 10000) {
+    return state.deadLetters === "none" ? 0 : state.deadLetters || 0;
+  }
+  state.deadLettersAt = Date.now();
+  try {
+    state.deadLetters = (await api("/v1/telemetry/events")).dead_letters;
+  } catch (error) {
+    if (error instanceof Unauthorized) throw error;
+    state.deadLetters = error.status === 404 ? "none" : state.deadLetters;
+  }
+  return state.deadLetters === "none" ? 0 : state.deadLetters || 0;
 }
 
 // Overview: graph, instances, RED per service, circuits.
@@ -198,9 +242,10 @@ function drawInstances(status) {
   for (const name of Object.keys(status.services)) {
     const records = status.instances.filter((i) => i.service === name);
     const info = status.services[name];
-    rows.push(el("tr", {}, el("td", { class: "service-group", colspan: 7 },
+    rows.push(el("tr", { "data-service": name }, el("td", { class: "service-group", colspan: 7 },
       el("span", { class: "dot", style: { background: colour(name) } }),
-      `${name} · ${info.ready}/${info.replicas} ready`)));
+      `${name} · ${info.ready}/${info.replicas} ready`,
+      records.some((r) => r.component) ? null : serviceActions(name, info))));
     for (const r of records) {
       rows.push(el("tr", { "data-instance": r.instance },
         el("td", { text: r.instance }),
@@ -213,6 +258,37 @@ function drawInstances(status) {
     }
   }
   fill($("instances").tBodies[0], rows);
+}
+
+// Actions on one service. Each that takes instances away asks first.
+const ACTIONS = { "−": "scale-down", "+": "scale-up", "rolling restart": "rolling-restart" };
+function serviceActions(name, info) {
+  const act = (label, path, body, question) => el("button", {
+    type: "button", "data-action": ACTIONS[label] || label, text: label,
+    onclick: async () => {
+      if (question && !window.confirm(question)) return;
+      const message = $("action-message");
+      message.hidden = false;
+      message.className = "muted";
+      message.textContent = `${label} ${name}…`;
+      try {
+        const change = await send(`/v1/services/${encodeURIComponent(name)}/${path}`, body);
+        message.textContent = change.detail || `${name}: ${label} done`;
+      } catch (error) {
+        if (error instanceof Unauthorized) throw error;
+        message.className = "bad";
+        message.textContent = `${label} ${name} failed: ${error.message}`;
+      }
+    },
+  });
+  const stopped = info.replicas === 0;
+  return el("span", { class: "actions" },
+    stopped ? act("start", "start") : act("stop", "stop", null, `Stop every instance of ${name}?`),
+    stopped ? null : act("restart", "restart", { rolling: false }, `Restart every instance of ${name} at once?`),
+    stopped ? null : act("rolling restart", "restart", { rolling: true }),
+    stopped ? null : act("−", "scale", { replicas: Math.max(info.replicas - 1, 0) },
+      `Scale ${name} down to ${Math.max(info.replicas - 1, 0)}?`),
+    act("+", "scale", { replicas: info.replicas + 1 }));
 }
 
 function serviceRow(s, label) {
@@ -447,29 +523,79 @@ function services(name) {
 
 // --- traces ----------------------------------------------------------------------------
 
+function traceQuery() {
+  const query = new URLSearchParams({ limit: "60" });
+  if ($("trace-service").value) query.set("service", $("trace-service").value);
+  if ($("trace-route").value.trim()) query.set("route", $("trace-route").value.trim());
+  const min = parseFloat($("trace-min").value);
+  if (min > 0) query.set("min_duration", String(min));
+  if ($("trace-errors").checked) query.set("status", "error");
+  return query;
+}
+
 function traces(traceId) {
   if (traceId) state.selectedTrace = traceId;
-  every(POLL_MS * 2, async () => {
-    await refreshStatus();
-    const list = await api("/v1/traces?limit=60");
-    $("traces-empty").hidden = list.length > 0;
-    fill($("traces").tBodies[0], list.map((t) => {
-      const row = el("tr", { "data-trace": t.trace_id, class: t.trace_id === state.selectedTrace ? "selected" : "",
+  const list = $("traces").closest(".card");
+  // The list holds still while it is read: while the pointer is on it, while it is
+  // scrolled down, or while paused; new traces are counted meanwhile, not shown.
+  let hovering = false;
+  list.onmouseenter = () => { hovering = true; };
+  list.onmouseleave = () => { hovering = false; };
+  const pause = $("trace-live");
+  pause.textContent = state.tracesPaused ? "resume" : "pause";
+  pause.onclick = () => {
+    state.tracesPaused = !state.tracesPaused;
+    pause.textContent = state.tracesPaused ? "resume" : "pause";
+  };
+  const filters = $("trace-filters");
+  let filtered = "";
+  const poll = async () => {
+    const status = await refreshStatus();
+    const select = $("trace-service");
+    const names = Object.keys(status.services);
+    if (select.options.length !== names.length + 1) {
+      const value = select.value;
+      select.replaceChildren(el("option", { value: "", text: "any" }), ...names.map((n) => el("option", { value: n, text: n })));
+      select.value = value;
+    }
+    const query = traceQuery().toString();
+    const found = await api(`/v1/traces?${query}`);
+    const ids = found.map((t) => t.trace_id).join(",");
+    const still = query === filtered && (state.tracesPaused || hovering || list.scrollTop > 0);
+    if (still && ids !== state.shownTraces) {
+      const shown = new Set(state.shownTraces.split(","));
+      const fresh = found.filter((t) => !shown.has(t.trace_id)).length;
+      $("traces-new").textContent = fresh ? `${fresh} new (held while you read)` : "";
+    }
+    if (!still && ids !== state.shownTraces) {
+      filtered = query;
+      state.shownTraces = ids;
+      $("traces-new").textContent = "";
+      $("traces-empty").hidden = found.length > 0;
+      fill($("traces").tBodies[0], found.map((t) => el("tr", {
+        "data-trace": t.trace_id, class: t.trace_id === state.selectedTrace ? "selected" : "",
         onclick: () => { location.hash = `#/traces/${t.trace_id}`; } },
         el("td", { class: "muted", text: clock(t.start) }),
         el("td", {}, el("span", { class: "dot", style: { background: colour(t.service) } }), el("span", { text: t.name }),
           t.errors ? el("span", { class: "bad", text: ` · ${t.errors} error${t.errors > 1 ? "s" : ""}` }) : null),
         el("td", { class: "muted", text: t.services.join(", ") }),
         el("td", { class: "num", text: t.span_count }),
-        el("td", { class: "num", text: `${t.duration_ms.toFixed(t.duration_ms < 10 ? 2 : 1)} ms` }));
-      return row;
-    }));
-    // By default the latest trace that crossed services: the interesting kind.
-    if (!state.selectedTrace && list.length) {
-      state.selectedTrace = (list.find((t) => t.services.length > 1) || list[0]).trace_id;
+        el("td", { class: "num", text: `${t.duration_ms.toFixed(t.duration_ms < 10 ? 2 : 1)} ms` }))));
     }
-    if (state.selectedTrace) await drawTrace(state.selectedTrace);
-  });
+    // By default the latest trace that crossed services: the interesting kind.
+    if (!state.selectedTrace && found.length) {
+      state.selectedTrace = (found.find((t) => t.services.length > 1) || found[0]).trace_id;
+    }
+    // A trace already drawn changes only while its spans still arrive: redrawn a few times.
+    if (state.selectedTrace && (state.drawnTrace !== state.selectedTrace || state.traceDraws++ < 3)) {
+      if (state.drawnTrace !== state.selectedTrace) state.traceDraws = 0;
+      state.drawnTrace = state.selectedTrace;
+      await drawTrace(state.selectedTrace);
+    }
+  };
+  filters.onchange = () => { state.shownTraces = ""; filtered = ""; poll().catch(handleError); };
+  filters.onsubmit = (event) => { event.preventDefault(); filters.onchange(); };
+  every(POLL_MS * 2, poll);
 }
 
 async function drawTrace(traceId) {
@@ -481,6 +607,10 @@ async function drawTrace(traceId) {
     throw error;
   }
   $("trace-title").textContent = `Trace ${trace.name} · ${trace.duration_ms.toFixed(2)} ms · ${trace.span_count} spans`;
+  const logsLink = $("trace-logs");
+  logsLink.hidden = trace.logs === undefined;
+  logsLink.href = `#/logs/trace=${trace.trace_id}`;
+  logsLink.textContent = `${trace.logs ?? 0} log line${trace.logs === 1 ? "" : "s"} of this trace →`;
   const spans = trace.spans;
   const byId = Object.fromEntries(spans.map((s) => [s.span_id, s]));
   const children = {};
@@ -574,42 +704,91 @@ function closeLogs() {
 
 const RUN_SERVICE = "corral-run"; // run markers: where each `corral up` began
 
+
 function logLine(entry) {
   let text = entry.line;
-  let level = entry.stream === "stderr" ? "stderr" : "";
+  let level = entry.level || (entry.stream === "stderr" ? "stderr" : "");
+  let traceId = entry.trace_id || null;
   try {
     const parsed = JSON.parse(entry.line);
     if (parsed && typeof parsed === "object") {
       level = parsed.level || level;
-      const skip = new Set(["event", "level", "timestamp", "service", "instance", "logger"]);
+      traceId = traceId || (typeof parsed.trace_id === "string" && /^[0-9a-f]{32}$/.test(parsed.trace_id) ? parsed.trace_id : null);
+      const skip = new Set(["event", "level", "timestamp", "service", "instance", "logger", "trace_id", "span_id"]);
       const rest = Object.entries(parsed).filter(([k]) => !skip.has(k)).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
       text = [parsed.event ?? "", ...rest].join("  ");
     }
   } catch { /* not JSON: shown as it came */ }
+  if (traceId && /^0+$/.test(traceId)) traceId = null;
   const run = entry.service === RUN_SERVICE ? "run" : "";
-  return el("div", { class: `log-line ${entry.stream} ${level} ${run}`, "data-service": entry.service },
+  return el("div", { class: `log-line ${entry.stream} ${level} ${run}`, "data-service": entry.service, "data-level": level },
     el("span", { class: "t", text: clock(entry.t) }),
     el("span", { style: { color: colour(entry.service) }, text: entry.instance }),
-    el("span", { class: "msg", text }));
+    el("span", { class: "msg" }, text,
+      traceId ? el("a", { class: "trace-link", href: `#/traces/${traceId}`, text: "trace →" }) : null));
 }
 
-function logs() {
+function logFilters() {
+  return {
+    service: $("log-service").value,
+    instance: $("log-instance").value.trim(),
+    level: $("log-level").value,
+    q: $("log-text").value.trim(),
+    trace: $("log-trace").value.trim().toLowerCase(),
+  };
+}
+
+function logs(arg) {
   const select = $("log-service");
+  // `#/logs/trace=ID&level=error`: the filters come with the link (from a trace).
+  const given = new URLSearchParams(arg || "");
+  $("log-trace").value = given.get("trace") || "";
+  $("log-text").value = given.get("q") || "";
+  $("log-level").value = given.get("level") || "";
+  $("log-instance").value = given.get("instance") || "";
   every(POLL_MS * 5, async () => {
     const status = await refreshStatus();
     const names = Object.keys(status.services);
     if (select.options.length !== names.length + 1) {
       const value = select.value;
       select.replaceChildren(el("option", { value: "", text: "all" }), ...names.map((n) => el("option", { value: n, text: n })));
-      select.value = value;
+      select.value = value || (arg ? new URLSearchParams(arg).get("service") || "" : "");
     }
   });
+  const box = $("log-lines");
+  const older = $("log-older");
+  let oldest = null;
+  // With a filter beyond the service: a search of the kept index (newest last, older
+  // lines on demand); without: the live tail.
+  const search = async (more) => {
+    const f = logFilters();
+    const query = new URLSearchParams({ limit: "300" });
+    for (const key of ["instance", "level", "q", "trace"]) if (f[key]) query.set(key, f[key]);
+    if (f.service) query.set("service", f.service);
+    if (more && oldest !== null) query.set("before", String(oldest));
+    const found = await api(`/v1/telemetry/logs?${query}`);
+    const lines = found.slice().reverse().map(logLine);
+    if (more) box.prepend(...lines); else box.replaceChildren(...lines);
+    if (found.length) oldest = found[found.length - 1].id;
+    older.hidden = found.length < 300;
+    $("log-status").textContent = `${box.childElementCount} kept line${box.childElementCount === 1 ? "" : "s"} match`;
+    if (!more) box.scrollTop = box.scrollHeight;
+  };
   const open = () => {
     closeLogs();
-    const box = $("log-lines");
     box.replaceChildren();
+    oldest = null;
+    older.hidden = true;
+    const f = logFilters();
+    if (f.instance || f.level || f.q || f.trace) {
+      $("log-pause").hidden = true;
+      $("log-status").textContent = "searching…";
+      search(false).catch(handleError);
+      return;
+    }
+    $("log-pause").hidden = false;
     const query = new URLSearchParams({ follow: "true", tail: "200" });
-    if (select.value) query.append("service", select.value);
+    if (f.service) query.append("service", f.service);
     const source = new EventSource(`/v1/logs?${query}`);
     state.logSource = source;
     $("log-status").textContent = "connecting…";
@@ -624,6 +803,14 @@ function logs() {
     });
   };
   select.onchange = open;
+  $("log-filters").onsubmit = (event) => { event.preventDefault(); open(); };
+  $("log-level").onchange = open;
+  $("log-clear").onclick = () => {
+    for (const id of ["log-instance", "log-text", "log-trace"]) $(id).value = "";
+    $("log-level").value = "";
+    if (location.hash !== "#/logs") location.hash = "#/logs"; else open();
+  };
+  older.onclick = () => { search(true).catch(handleError); };
   $("log-pause").onclick = () => {
     state.logPaused = !state.logPaused;
     $("log-pause").textContent = state.logPaused ? "resume" : "pause";
