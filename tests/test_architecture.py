@@ -30,7 +30,10 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"contract", "manifest", "plan", "runtime", "sdk"},
     "export": {"contract", "manifest", "plan", "gateway", "broker", "sdk"},
     # The API serves the dashboard's static page (which imports nothing).
-    "api": {"contract", "manifest", "plan", "runtime", "dashboard", "config"},
+    "api": {"contract", "manifest", "plan", "runtime", "dashboard", "config", "chaos"},
+    # Chaos experiments: the pure model and verdicts, and a runner acting through a
+    # Target protocol (the API client, wired by the CLI).
+    "chaos": {"contract", "manifest", "runtime"},
     "dashboard": set(),
     # Scraping, traces and Prometheus targets: follows the registry as an addon.
     "telemetry": {"contract", "plan", "runtime"},
@@ -47,6 +50,7 @@ ALLOWED: dict[str, set[str]] = {
         "sdk",
         "telemetry",
         "config",
+        "chaos",
     },
     "cli": {
         "contract",
@@ -61,6 +65,7 @@ ALLOWED: dict[str, set[str]] = {
         "sdk",
         "lint",
         "config",
+        "chaos",
     },
 }
 

@@ -25,9 +25,11 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.api import ApiProblem
+from corral.chaos import RunStore
 from corral.gateway import Fault, GatewayAddon
 from corral.runtime.errors import UnknownInstanceError, UnknownServiceError
 from corral.runtime.orchestrator import Orchestrator
@@ -39,6 +41,8 @@ MAX_DURATION = 3600.0
 """No experiment outlives an hour: chaos that is forgotten is an outage."""
 KEEP_ENDED = 20
 """Ended experiments listed under ``recent``."""
+CHAOS_RUNS_DIR = Path("chaos") / "runs"
+"""Under the state directory: the finished runs of experiment files (``chaos run``)."""
 
 
 class ChaosError(ApiProblem):
@@ -84,8 +88,12 @@ class Experiment:
 class Chaos:
     """The experiments of one running system."""
 
-    def __init__(self, orchestrator: Orchestrator, gateway: GatewayAddon | None) -> None:
+    def __init__(
+        self, orchestrator: Orchestrator, gateway: GatewayAddon | None, *, runs: Path
+    ) -> None:
         self._orchestrator = orchestrator
+        self.runs = RunStore(runs)
+        """Finished runs of experiment files, recorded by ``corral chaos run``."""
         self._gateway = gateway
         self._active: dict[str, Experiment] = {}
         self._ending: dict[str, tuple[Experiment, asyncio.Event]] = {}

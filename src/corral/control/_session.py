@@ -28,7 +28,7 @@ from corral.config import (
     Fingerprints,
     current_user,
 )
-from corral.control._chaos import Chaos
+from corral.control._chaos import CHAOS_RUNS_DIR, Chaos
 from corral.gateway import GatewayAddon
 from corral.manifest import Manifest, load
 from corral.plan import Endpoints, Plan, resolve
@@ -140,7 +140,7 @@ class SystemSession:
             on_event=on_event,
         )
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
-        self.chaos = Chaos(self.orchestrator, gateway)
+        self.chaos = Chaos(self.orchestrator, gateway, runs=plan.state_dir / CHAOS_RUNS_DIR)
         """Failure-injection experiments (``corral chaos``)."""
         # A paused instance cannot answer a configuration change: not waited for.
         self.config.bind(self.orchestrator, unresponsive=self.chaos.paused)
@@ -243,6 +243,7 @@ class SystemSession:
             discovery_token=self.discovery_token,
             request_shutdown=self.request_shutdown,
             telemetry=self.telemetry,
+            chaos_runs=self.chaos.runs,
         )
         config = uvicorn.Config(
             app,
