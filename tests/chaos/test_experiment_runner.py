@@ -248,3 +248,18 @@ def test_a_failing_command_probe_shows_its_output(tmp_path: Path) -> None:
     )
     assert report.verdict == "not held"
     assert report.before.probes[0].detail == "exit 1: 2 drivers on two rides"
+
+
+def test_a_fault_not_built_yet_is_refused_before_anything(tmp_path: Path) -> None:
+    """Caller-side faults are in the format but not built: preflight says so, and the
+    kill before it is not played (nothing half-applied)."""
+    system = FakeSystem()
+    with pytest.raises(PreflightError) as caught:
+        run(
+            HEAD + "    - {type: ready}\nmethod:\n  - {action: kill, target: rides}\n"
+            "  - {action: calls, caller: rides, target: matching, abort: 503, duration: 1s}\n",
+            system,
+            tmp_path,
+        )
+    assert caught.value.problems == ["method[1]: caller-side faults (calls) are not built yet"]
+    assert system.injected == []

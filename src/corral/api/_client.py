@@ -192,6 +192,14 @@ class ApiClient:
             return list(self._request("DELETE", "/chaos")["stopped"])
         return [dict(self._request("DELETE", f"/chaos/{experiment}"))]
 
+    def chaos_nats(self, mode: str, seconds: float | None = None) -> dict[str, Any]:
+        body = {"mode": mode, "seconds": seconds}
+        return dict(self._request("POST", "/chaos/nats", json=body))
+
+    def chaos_database(self, service: str, seconds: float) -> dict[str, Any]:
+        body = {"service": service, "seconds": seconds}
+        return dict(self._request("POST", "/chaos/database", json=body))
+
     def chaos_runs(self, limit: int = 20) -> list[Report]:
         return self._parsed(_RUNS, "GET", "/chaos/runs", params={"limit": limit})
 

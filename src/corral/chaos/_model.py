@@ -52,7 +52,7 @@ _PROBE_KEYS: dict[str, set[str]] = {
     "error-rate": {"target", "route", "max", "window"},
     "latency": {"target", "route", "max", "window", "quantile"},
     "http": {"url", "status", "body_contains", "headers", "timeout"},
-    "command": {"run", "exit", "timeout"},
+    "command": {"run", "exit", "timeout", "cwd"},
     "dead-letters": {"max"},
 }
 _PROBE_NEEDS: dict[str, set[str]] = {
@@ -63,14 +63,14 @@ _PROBE_NEEDS: dict[str, set[str]] = {
     "dead-letters": {"max"},
 }
 _ACTION_KEYS: dict[str, set[str]] = {
-    "kill": {"target", "repeat", "every"},
-    "pause": {"target", "duration", "repeat", "every"},
-    "gateway": {"target", "duration", "percent", "abort", "delay"},
-    "nats": {"mode", "duration"},
-    "database": {"target", "duration"},
-    "calls": {"target", "caller", "duration", "percent", "abort", "delay"},
+    "kill": {"target", "repeat", "every", "start_after"},
+    "pause": {"target", "duration", "repeat", "every", "start_after"},
+    "gateway": {"target", "duration", "percent", "abort", "delay", "start_after"},
+    "nats": {"mode", "duration", "start_after"},
+    "database": {"target", "duration", "start_after"},
+    "calls": {"target", "caller", "duration", "percent", "abort", "delay", "start_after"},
     "wait": {"duration"},
-    "command": {"run", "timeout", "background"},
+    "command": {"run", "timeout", "background", "cwd", "start_after"},
     "parallel": {"steps"},
 }
 _ACTION_NEEDS: dict[str, set[str]] = {
@@ -121,7 +121,10 @@ class Probe(BaseModel):
     status: int | list[int] = 200
     body_contains: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    run: list[str] | None = Field(default=None, min_length=1)
+    run: list[str] | None = Field(
+        default=None, min_length=1, description="argv; a first word `python` is corral's own."
+    )
+    cwd: str | None = Field(default=None, description="Relative to the experiment's folder.")
     exit: int = 0
     timeout: Duration = Field(default=30.0, gt=0, le=600)
 
@@ -188,7 +191,11 @@ class Step(BaseModel):
     delay: Duration | None = Field(default=None, gt=0, le=60)
     mode: NatsMode | None = None
     run: list[str] | None = Field(default=None, min_length=1)
+    cwd: str | None = None
     timeout: Duration = Field(default=60.0, gt=0, le=MAX_FAULT_SECONDS)
+    start_after: Duration = Field(
+        default=0.0, ge=0, le=MAX_FAULT_SECONDS, description="Wait this long first."
+    )
     background: bool = False
     steps: list[Step] | None = Field(default=None, min_length=1, max_length=MAX_STEPS)
 
@@ -201,8 +208,8 @@ class Step(BaseModel):
             raise ValueError(f"{self.action!r} needs abort (a status), delay, or both")
         if self.action == "nats" and self.mode == "pause" and self.duration is None:
             raise ValueError("a NATS pause needs a duration")
-        if self.action == "nats" and self.mode == "kill" and self.duration is None:
-            raise ValueError("a NATS kill needs a duration (it is restarted after it)")
+        if self.action == "nats" and self.mode != "pause" and self.duration is not None:
+            raise ValueError(f"a NATS {self.mode} takes no duration (it is over at once)")
         if self.action == "parallel" and any(s.action == "parallel" for s in self.steps or ()):
             raise ValueError("parallel steps do not nest; list them in one parallel")
         if self.repeat > 1 and self.action not in ("kill", "pause"):
@@ -217,7 +224,7 @@ class Step(BaseModel):
         own = self.duration or 0.0
         if self.action == "command" and not self.background:
             own = self.timeout
-        return self.repeat * own + (self.repeat - 1) * self.every
+        return self.start_after + self.repeat * own + (self.repeat - 1) * self.every
 
     @property
     def label(self) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -96,8 +97,7 @@ def preflight(experiment: Experiment, status: SystemStatus) -> list[str]:
         if step.action in ("kill", "pause", "gateway", "database") and not instance:
             service(where, step.target)
         elif step.action == "calls":
-            service(where, step.caller)
-            service(where, step.target)
+            problems.append(f"{where}: caller-side faults (calls) are not built yet")
         elif step.action == "nats":
             if status.nats_url is None:
                 problems.append(f"{where}: {status.system} has no event bus")
@@ -257,7 +257,7 @@ class Runner:
                 case "http":
                     return self._http(probe, now)
                 case _:
-                    code, output = self._command(probe.run or [], probe.timeout)
+                    code, output = self._command(probe.run or [], probe.timeout, probe.cwd)
                     return _probes.command(probe, code, output, now)
         except CorralError as exc:  # the control plane refused or is gone: not steady
             return ProbeResult(
@@ -274,11 +274,21 @@ class Runner:
             return _probes.http(probe, None, "", f"{type(exc).__name__}: {exc}", now)
         return _probes.http(probe, response.status_code, response.text[:OUTPUT_LIMIT], None, now)
 
-    def _command(self, argv: list[str], timeout: float) -> tuple[int | None, str]:
+    def _argv(self, argv: list[str], cwd: str | None) -> tuple[list[str], Path]:
+        """``python`` is the interpreter corral runs on (its environment has the
+        experiment's packages); ``cwd`` is relative to the experiment's folder."""
+        if argv and argv[0] == "python":
+            argv = [sys.executable, *argv[1:]]
+        return argv, (self.file.parent / cwd if cwd else self.file.parent)
+
+    def _command(
+        self, argv: list[str], timeout: float, cwd: str | None = None
+    ) -> tuple[int | None, str]:
+        argv, folder = self._argv(argv, cwd)
         try:
             done = subprocess.run(  # the experiment's author's own command
                 argv,
-                cwd=self.file.parent,
+                cwd=folder,
                 env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -306,6 +316,8 @@ class Runner:
     def _step(self, step: Step) -> StepResult:
         result = StepResult(step=step.label, action=step.action, started_at=self._clock())
         self._say(f"step: {step.label}")
+        if step.start_after:
+            self._sleep(step.start_after)
         try:
             if step.action == "parallel":
                 inner = step.steps or []
@@ -342,11 +354,11 @@ class Runner:
         result.detail = "; ".join(dict.fromkeys(d for d in details if d))
 
     def _run_command(self, step: Step, result: StepResult) -> None:
-        argv = step.run or []
         if step.background:
+            argv, folder = self._argv(step.run or [], step.cwd)
             process = subprocess.Popen(  # the experiment's author's own command
                 argv,
-                cwd=self.file.parent,
+                cwd=folder,
                 env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -356,7 +368,7 @@ class Runner:
             self._background.append(process)
             result.detail = f"started, pid {process.pid} (stopped when the method ends)"
             return
-        code, output = self._command(argv, step.timeout)
+        code, output = self._command(step.run or [], step.timeout, step.cwd)
         result.ok = code == 0
         tail = " | ".join(output.strip().splitlines()[-3:])
         result.detail = f"exit {code}" + (f": {tail}" if tail and not result.ok else "")

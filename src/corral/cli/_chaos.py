@@ -168,6 +168,10 @@ class ApiTarget:
                         seconds=seconds,
                     )
                 ]
+            case "nats":
+                return [api.chaos_nats(step.mode or "", step.duration)]
+            case "database":
+                return [api.chaos_database(target, seconds)]
             case _:
                 raise ApiError(501, "fault not available", f"{step.action!r} is not built yet")
 

@@ -12,6 +12,11 @@ reaper kills every process group, paused ones included, and Envoy with its fault
   instance replaced, as a real hang would.
 - ``gateway``: Envoy's fault filter on the routes to a service (abort with a status and/or
   delay, for a percentage of requests), set and cleared live through runtime keys.
+- ``nats``: the embedded NATS server killed (its supervisor restarts it), restarted
+  gracefully, or paused for a duration (SIGSTOP: connections stay open, nothing answers).
+- ``database``: a service's SQLite database write-locked for a duration (the control
+  plane holds ``BEGIN IMMEDIATE``: writers wait, then fail; readers go on). The lock is
+  the control plane's own file lock, so it ends with the control plane if that dies.
 
 When the session stops, every active experiment is ended first, so nothing stays paused
 through a graceful shutdown.
@@ -22,15 +27,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral import contract
 from corral.api import ApiProblem
-from corral.chaos import RunStore
+from corral.chaos import Report, RunStore
 from corral.gateway import Fault, GatewayAddon
+from corral.manifest import DatabaseEngine
 from corral.runtime.errors import UnknownInstanceError, UnknownServiceError
 from corral.runtime.orchestrator import Orchestrator
 
@@ -39,6 +47,8 @@ if TYPE_CHECKING:
 
 MAX_DURATION = 3600.0
 """No experiment outlives an hour: chaos that is forgotten is an outage."""
+NATS_COMPONENT = f"{contract.COMPONENT_PREFIX}nats"
+"""The embedded NATS server's component (corral.broker names it so)."""
 KEEP_ENDED = 20
 """Ended experiments listed under ``recent``."""
 CHAOS_RUNS_DIR = Path("chaos") / "runs"
@@ -53,7 +63,7 @@ class ChaosError(ApiProblem):
 class Experiment:
     id: str
     kind: str
-    """kill | pause | gateway"""
+    """kill | pause | gateway | nats | database"""
     target: str
     """The instance (kill, pause) or service (gateway)."""
     started_at: float
@@ -100,7 +110,7 @@ class Chaos:
         """Experiments whose undo runs now (out of ``_active``, not yet ended)."""
         self._ended: deque[Experiment] = deque(maxlen=KEEP_ENDED)
         self._timers: dict[str, asyncio.Task[None]] = {}
-        self._undo: dict[str, Fault | Instance] = {}
+        self._undo: dict[str, Fault | Instance | sqlite3.Connection] = {}
         self._count = 0
 
     # --- reading ---------------------------------------------------------------------
@@ -116,6 +126,7 @@ class Chaos:
             undo.id
             for undo in self._undo.values()
             if not isinstance(undo, Fault)
+            and not isinstance(undo, sqlite3.Connection)
             and undo.paused_group is not None
             and undo.paused_group == undo.pgid
         }
@@ -191,6 +202,83 @@ class Chaos:
             delay_ms=delay_ms,
         )
         self._undo[experiment.id] = fault
+        self._arm(experiment, seconds)
+        return experiment.to_json()
+
+    async def nats(self, mode: str, seconds: float | None) -> dict[str, Any]:
+        """The embedded NATS server: ``kill`` (a crash; its supervisor restarts it),
+        ``restart`` (graceful, answers once it is ready again) or ``pause`` (SIGSTOP for
+        ``seconds``, then SIGCONT)."""
+        try:
+            servers = [i for i in self._orchestrator.instances_of(NATS_COMPONENT) if i.pgid]
+        except UnknownServiceError:
+            raise ChaosError(
+                409, "no embedded NATS", "this system runs no NATS server of its own"
+            ) from None
+        if not servers:
+            raise ChaosError(409, "nothing running", "the NATS server has no process right now")
+        server = servers[0]
+        if mode == "kill":
+            pid = server.kill()
+            if pid is None:
+                raise ChaosError(409, "nothing to kill", "the NATS server has no process")
+            experiment = self._new("nats", server.id, None, f"SIGKILL to pid {pid}", mode=mode)
+            self._end(experiment, "done", "killed; its supervisor restarts it")
+            return experiment.to_json()
+        if mode == "restart":
+            experiment = self._new("nats", server.id, None, "graceful restart", mode=mode)
+            try:
+                await self._orchestrator.restart(NATS_COMPONENT)
+            except Exception as exc:
+                self._end(experiment, "failed", f"could not restart: {exc}")
+                return experiment.to_json()
+            self._end(experiment, "done", "restarted and ready")
+            return experiment.to_json()
+        if mode != "pause" or seconds is None:
+            raise ChaosError(422, "unknown NATS fault", "kill, restart, or pause with seconds")
+        self._check_duration(seconds)
+        if any(e.kind == "nats" and e.state == "active" for e in self._active.values()):
+            raise ChaosError(409, "already paused", "the NATS server is paused already")
+        pgid = server.pause()
+        if pgid is None:
+            raise ChaosError(409, "nothing to pause", "the NATS server has no process")
+        experiment = self._new(
+            "nats",
+            server.id,
+            seconds,
+            f"SIGSTOP to process group {pgid}",
+            mode=mode,
+            seconds=seconds,
+        )
+        self._undo[experiment.id] = server
+        self._arm(experiment, seconds)
+        return experiment.to_json()
+
+    async def database(self, service: str, seconds: float) -> dict[str, Any]:
+        """Write-lock ``service``'s SQLite database for ``seconds``."""
+        self._check_duration(seconds)
+        try:
+            plan = self._orchestrator.service_plan(service)
+        except UnknownServiceError as missing:
+            raise ChaosError(404, "unknown service", str(missing)) from None
+        database = plan.database
+        if database.engine is not DatabaseEngine.SQLITE or database.sqlite_path is None:
+            raise ChaosError(
+                409,
+                "no SQLite database",
+                f"{service}'s database is {database.engine}: only SQLite outages exist yet",
+            )
+        if any(e.kind == "database" and e.target == service for e in self._active.values()):
+            raise ChaosError(409, "already down", f"{service}'s database is locked already")
+        path = database.sqlite_path
+        try:
+            held = await asyncio.to_thread(_hold_write_lock, path)
+        except sqlite3.Error as exc:
+            raise ChaosError(409, "cannot lock the database", f"{path}: {exc}") from None
+        experiment = self._new(
+            "database", service, seconds, f"write lock held on {path.name}", seconds=seconds
+        )
+        self._undo[experiment.id] = held
         self._arm(experiment, seconds)
         return experiment.to_json()
 
@@ -282,6 +370,9 @@ class Chaos:
                     assert self._gateway is not None
                     await self._gateway.clear(undo)
                     outcome = "fault cleared"
+                elif isinstance(undo, sqlite3.Connection):
+                    await asyncio.to_thread(_release, undo)
+                    outcome = "write lock released"
                 elif undo is not None:
                     resumed = undo.resume()
                     outcome = "SIGCONT: running again" if resumed else "its process was replaced"
@@ -301,7 +392,40 @@ class Chaos:
         self._active.pop(experiment.id, None)
         self._ended.append(experiment)
 
+    # --- finished runs of experiment files (corral chaos run) ----------------------
+
+    def record(self, report: Report) -> Report:
+        return self.runs.record(report)
+
+    def run_list(self, limit: int = 20) -> list[Report]:
+        return self.runs.runs(limit)
+
+    def run(self, run_id: str) -> Report | None:
+        return self.runs.get(run_id)
+
     async def close(self) -> None:
         """End everything (the session is stopping); never raises."""
         with contextlib.suppress(Exception):
             await self.stop_all()
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """A connection holding ``path``'s write lock (``BEGIN IMMEDIATE``) until released.
+
+    Waits up to 5 s for a writer that holds it now. The lock is this process's: if the
+    control plane dies, the operating system releases it, so the outage cannot outlive
+    the control plane."""
+    connection = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _release(connection: sqlite3.Connection) -> None:
+    try:
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()

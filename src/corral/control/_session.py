@@ -243,7 +243,7 @@ class SystemSession:
             discovery_token=self.discovery_token,
             request_shutdown=self.request_shutdown,
             telemetry=self.telemetry,
-            chaos_runs=self.chaos.runs,
+            chaos_runs=self.chaos,
         )
         config = uvicorn.Config(
             app,
