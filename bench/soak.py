@@ -60,12 +60,13 @@ KILL_EVERY_S, PAUSE_EVERY_S, PAUSE_FOR_S, NATS_EVERY_S = 10.0, 30.0, 5.0, 60.0
 PROVIDER_FAILING_S, PROVIDER_FAILURE_RATE = 30.0, 0.3
 CHECK_EVERY_S = 5.0
 KILLED = ("rides", "matching", "auth")
+NATS = "corral-nats"
 PAUSED = ("matching", "rides")
 
 
-def all_ready(session: SystemSession) -> bool:
-    status = session.status()
-    return all(s.ready >= s.replicas for s in status.services.values())
+def ready_services(session: SystemSession) -> set[str]:
+    """Services (components included) with every replica ready right now."""
+    return {n for n, s in session.status().services.items() if s.ready >= s.replicas}
 
 
 def pids(session: SystemSession) -> set[int]:
@@ -79,8 +80,9 @@ class Soak:
         self.duration = duration
         self.faults: Counter[str] = Counter()
         self.fault_errors: list[str] = []
-        self.pending: list[tuple[float, str]] = []
-        """(when a fault's harm ended, what it was), not yet followed by all-ready."""
+        self.pending: list[tuple[float, str, str]] = []
+        """(when a fault's harm ended, what it was, the service it hit), not yet
+        followed by that service's every replica ready."""
         self.recoveries: list[tuple[str, float]] = []
         self.violations: list[str] = []
         self.checks = 0
@@ -98,19 +100,20 @@ class Soak:
         while (now := time.monotonic() - start) < self.duration:
             try:
                 if now >= next_kill:
-                    await chaos.kill(KILLED[kills % len(KILLED)])
-                    self.fault(f"kill {KILLED[kills % len(KILLED)]}")
+                    target = KILLED[kills % len(KILLED)]
+                    await chaos.kill(target)
+                    self.fault(f"kill {target}", target)
                     kills += 1
                     next_kill += KILL_EVERY_S
                 if now >= next_pause:
                     target = PAUSED[pauses % len(PAUSED)]
                     await chaos.pause(target, PAUSE_FOR_S)
-                    self.fault(f"pause {target} {PAUSE_FOR_S:g}s", after=PAUSE_FOR_S)
+                    self.fault(f"pause {target} {PAUSE_FOR_S:g}s", target, after=PAUSE_FOR_S)
                     pauses += 1
                     next_pause += PAUSE_EVERY_S
                 if now >= next_nats:
                     await chaos.nats("restart", None)
-                    self.fault("nats restart")
+                    self.fault("nats restart", NATS)
                     next_nats += NATS_EVERY_S
                 if provider_state == "before" and now >= provider_at:
                     await self.provider(PROVIDER_FAILURE_RATE)
@@ -126,9 +129,9 @@ class Soak:
             await self.provider(None)
         await chaos.stop_all()
 
-    def fault(self, what: str, *, after: float = 0.0) -> None:
+    def fault(self, what: str, service: str, *, after: float = 0.0) -> None:
         self.faults[what.split()[0]] += 1
-        self.pending.append((time.monotonic() + after, what))
+        self.pending.append((time.monotonic() + after, what, service))
 
     async def provider(self, rate: float | None) -> None:
         manifest = self.session.manifest.path
@@ -146,14 +149,17 @@ class Soak:
             raise RuntimeError(err.decode().strip())
 
     async def readiness(self) -> None:
-        """When every instance is ready, each fault whose harm had ended is recovered."""
+        """A fault is recovered from once its harm has ended and every replica of the
+        service it hit is ready again (other services may be down by then: the next
+        fault comes every few seconds, so "the whole system ready" rarely happens)."""
         while not self.done.is_set():
             self.seen_pids |= pids(self.session)
             now = time.monotonic()
-            if self.pending and all_ready(self.session):
-                for ended, what in [p for p in self.pending if p[0] <= now]:
-                    self.recoveries.append((what, round(max(0.0, now - ended), 2)))
-                    self.pending.remove((ended, what))
+            if self.pending:
+                ready = ready_services(self.session)
+                for entry in [p for p in self.pending if p[0] <= now and p[2] in ready]:
+                    self.recoveries.append((entry[1], round(max(0.0, now - entry[0]), 2)))
+                    self.pending.remove(entry)
             await asyncio.sleep(0.2)
 
     async def invariants(self) -> None:
@@ -226,7 +232,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "ready_again_s": {
             "max": max(waits, default=None),
             "over_limit": [f"{w}: {s}s" for w, s in run.recoveries if s > READY_WITHIN_S],
-            "never": [w for _, w in run.pending],
+            "never": [w for _, w, _ in run.pending],
             "limit": READY_WITHIN_S,
         },
         "invariant_checks": run.checks,

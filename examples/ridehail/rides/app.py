@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import events as ev
 from contracts.geo import Position
 from contracts.identity import Caller, CallerDep, require
+from contracts.sql import answer_503_while_the_database_is_away
 from corral.sdk import DbSession, Problem, Service, ServiceSettings
 from rides import store
 from rides.domain import (
@@ -55,6 +56,7 @@ class Settings(ServiceSettings):
 
 
 svc = Service("rides", settings=Settings, metadata=store.metadata, title="ridehail rides")
+answer_503_while_the_database_is_away(svc)  # a database outage: 503 + Retry-After, not 500
 
 
 class RideRequest(BaseModel):

@@ -14,9 +14,13 @@ reaper kills every process group, paused ones included, and Envoy with its fault
   delay, for a percentage of requests), set and cleared live through runtime keys.
 - ``nats``: the embedded NATS server killed (its supervisor restarts it), restarted
   gracefully, or paused for a duration (SIGSTOP: connections stay open, nothing answers).
-- ``database``: a service's SQLite database write-locked for a duration (the control
-  plane holds ``BEGIN IMMEDIATE``: writers wait, then fail; readers go on). The lock is
-  the control plane's own file lock, so it ends with the control plane if that dies.
+- ``database``: a service's database made unavailable for a duration. SQLite: the
+  control plane holds the write lock (``BEGIN IMMEDIATE``: writers wait, then fail;
+  readers go on); it is the control plane's own file lock, so it ends with the control
+  plane if that dies. PostgreSQL: every connection to the service's database is
+  terminated every 100 ms (``pg_terminate_backend``, as the admin), by a task of the
+  control plane, so the outage ends with it too (nothing is left changed on the
+  server, unlike ``ALLOW_CONNECTIONS false`` or a revoked login).
 
 When the session stops, every active experiment is ended first, so nothing stays paused
 through a graceful shutdown.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import sqlite3
 import time
@@ -34,11 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+from sqlalchemy.engine import make_url
+
 from corral import contract
 from corral.api import ApiProblem
 from corral.chaos import Report, RunStore
 from corral.gateway import Fault, GatewayAddon
 from corral.manifest import DatabaseEngine
+from corral.runtime.databases import POSTGRES_URL_VARIABLE, database_name
 from corral.runtime.errors import UnknownInstanceError, UnknownServiceError
 from corral.runtime.orchestrator import Orchestrator
 
@@ -47,6 +56,8 @@ if TYPE_CHECKING:
 
 MAX_DURATION = 3600.0
 """No experiment outlives an hour: chaos that is forgotten is an outage."""
+TERMINATE_EVERY = 0.1
+"""Seconds between two rounds of terminating a PostgreSQL database's connections."""
 NATS_COMPONENT = f"{contract.COMPONENT_PREFIX}nats"
 """The embedded NATS server's component (corral.broker names it so)."""
 KEEP_ENDED = 20
@@ -110,7 +121,7 @@ class Chaos:
         """Experiments whose undo runs now (out of ``_active``, not yet ended)."""
         self._ended: deque[Experiment] = deque(maxlen=KEEP_ENDED)
         self._timers: dict[str, asyncio.Task[None]] = {}
-        self._undo: dict[str, Fault | Instance | sqlite3.Connection] = {}
+        self._undo: dict[str, Fault | Instance | sqlite3.Connection | asyncio.Task[None]] = {}
         self._count = 0
 
     # --- reading ---------------------------------------------------------------------
@@ -126,7 +137,7 @@ class Chaos:
             undo.id
             for undo in self._undo.values()
             if not isinstance(undo, Fault)
-            and not isinstance(undo, sqlite3.Connection)
+            and not isinstance(undo, sqlite3.Connection | asyncio.Task)
             and undo.paused_group is not None
             and undo.paused_group == undo.pgid
         }
@@ -255,30 +266,41 @@ class Chaos:
         return experiment.to_json()
 
     async def database(self, service: str, seconds: float) -> dict[str, Any]:
-        """Write-lock ``service``'s SQLite database for ``seconds``."""
+        """Make ``service``'s database unavailable for ``seconds`` (see the module doc)."""
         self._check_duration(seconds)
         try:
             plan = self._orchestrator.service_plan(service)
         except UnknownServiceError as missing:
             raise ChaosError(404, "unknown service", str(missing)) from None
-        database = plan.database
-        if database.engine is not DatabaseEngine.SQLITE or database.sqlite_path is None:
-            raise ChaosError(
-                409,
-                "no SQLite database",
-                f"{service}'s database is {database.engine}: only SQLite outages exist yet",
-            )
         if any(e.kind == "database" and e.target == service for e in self._active.values()):
-            raise ChaosError(409, "already down", f"{service}'s database is locked already")
-        path = database.sqlite_path
-        try:
-            held = await asyncio.to_thread(_hold_write_lock, path)
-        except sqlite3.Error as exc:
-            raise ChaosError(409, "cannot lock the database", f"{path}: {exc}") from None
-        experiment = self._new(
-            "database", service, seconds, f"write lock held on {path.name}", seconds=seconds
-        )
-        self._undo[experiment.id] = held
+            raise ChaosError(409, "already down", f"{service}'s database is down already")
+        database = plan.database
+        undo: sqlite3.Connection | asyncio.Task[None]
+        if database.engine is DatabaseEngine.SQLITE and database.sqlite_path is not None:
+            path = database.sqlite_path
+            try:
+                undo = await asyncio.to_thread(_hold_write_lock, path)
+            except sqlite3.Error as exc:
+                raise ChaosError(409, "cannot lock the database", f"{path}: {exc}") from None
+            detail = f"write lock held on {path.name}"
+        elif database.engine is DatabaseEngine.POSTGRES:
+            whole = self._orchestrator.plan
+            admin = whole.postgres_admin_url or os.environ.get(POSTGRES_URL_VARIABLE)
+            if not admin:
+                raise ChaosError(409, "no PostgreSQL server", "no admin URL to act with")
+            name = database_name(whole.system, service)
+            try:
+                connection = await asyncpg.connect(_asyncpg_dsn(admin), timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                raise ChaosError(409, "cannot reach PostgreSQL", str(exc)) from None
+            undo = asyncio.get_running_loop().create_task(
+                _terminate_connections(connection, name), name=f"corral-db-outage-{service}"
+            )
+            detail = f"connections to {name} terminated every {TERMINATE_EVERY:g}s"
+        else:
+            raise ChaosError(409, "no database", f"{service} has no database of its own")
+        experiment = self._new("database", service, seconds, detail, seconds=seconds)
+        self._undo[experiment.id] = undo
         self._arm(experiment, seconds)
         return experiment.to_json()
 
@@ -373,6 +395,11 @@ class Chaos:
                 elif isinstance(undo, sqlite3.Connection):
                     await asyncio.to_thread(_release, undo)
                     outcome = "write lock released"
+                elif isinstance(undo, asyncio.Task):
+                    undo.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await undo
+                    outcome = "connections allowed again"
                 elif undo is not None:
                     resumed = undo.resume()
                     outcome = "SIGCONT: running again" if resumed else "its process was replaced"
@@ -429,3 +456,25 @@ def _release(connection: sqlite3.Connection) -> None:
         connection.execute("ROLLBACK")
     finally:
         connection.close()
+
+
+async def _terminate_connections(connection: asyncpg.Connection, database: str) -> None:
+    """Terminate every other connection to ``database`` every :data:`TERMINATE_EVERY`
+    seconds until cancelled (then close the admin connection)."""
+    try:
+        while True:
+            with contextlib.suppress(asyncpg.PostgresError):
+                await connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    database,
+                )
+            await asyncio.sleep(TERMINATE_EVERY)
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close(timeout=2)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    """An SQLAlchemy-style URL (``postgresql+asyncpg://``) as asyncpg reads it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
