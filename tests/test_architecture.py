@@ -33,7 +33,10 @@ ALLOWED: dict[str, set[str]] = {
     # driver seam (the runtime itself never imports export).
     "images": {"contract", "manifest", "plan", "runtime", "export"},
     # The API serves the dashboard's static page (which imports nothing).
-    "api": {"contract", "manifest", "plan", "runtime", "dashboard", "config"},
+    "api": {"contract", "manifest", "plan", "runtime", "dashboard", "config", "chaos"},
+    # Chaos experiments: the pure model and verdicts, and a runner acting through a
+    # Target protocol (the API client, wired by the CLI).
+    "chaos": {"contract", "manifest", "runtime"},
     "dashboard": set(),
     # Scraping, traces and Prometheus targets: follows the registry as an addon.
     "telemetry": {"contract", "plan", "runtime"},
@@ -52,6 +55,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "images",
         "autoscale",
+        "chaos",
     },
     # Autoscaling decisions: pure, from a service's plan and measures.
     "autoscale": {"plan"},
@@ -74,6 +78,7 @@ ALLOWED: dict[str, set[str]] = {
         "watch",
         # `corral traces`/`logs --grep` read the kept store's file once the system is down.
         "telemetry",
+        "chaos",
     },
 }
 

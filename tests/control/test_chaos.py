@@ -194,3 +194,79 @@ def test_mistakes_are_clear_errors(system: Path, args: tuple[str, ...], message:
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- experiment files: `corral chaos run` ---------------------------------------------
+
+STORM = """\
+title: web survives kills and a pause
+hypothesis:
+  recover_within: 30s
+  every: 200ms
+  probes:
+    - {type: ready}
+    - {type: http, url: /, status: 200, body_contains: web-}
+method:
+  - {action: kill, target: web, repeat: 2, every: 300ms}
+  - {action: pause, target: web-2, duration: 1s}
+"""
+
+
+def test_an_experiment_that_holds_exits_0_and_is_recorded(system: Path) -> None:
+    """chaos run: kills and a pause, the system heals in time: exit 0, the report
+    names each probe's values, and `chaos list` and the API show the run."""
+    (system / "storm.yaml").write_text(STORM)
+    result = corral("chaos", "run", "storm.yaml", "--json", cwd=system)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "held"
+    assert [p["type"] for p in report["after"]["probes"]] == ["ready", "http"]
+    assert report["after"]["probes"][1]["value"] == 200
+    assert [len(s["experiments"]) for s in report["steps"]] == [2, 1]
+    listed = ok("chaos", "list", cwd=system)
+    assert f"{report['id']}  held  web survives kills and a pause (storm.yaml)" in listed
+    with ApiClient.for_state_dir(system / ".corral") as client:
+        assert client.chaos_runs()[0].id == report["id"]
+    assert (system / ".corral" / "chaos" / "runs" / f"{report['id']}.json").is_file()
+
+
+def test_a_false_hypothesis_exits_1(system: Path) -> None:
+    """A hypothesis the system cannot meet (a body it never answers): not held, exit 1,
+    the probe's observed status and the reason printed."""
+    (system / "false.yaml").write_text(
+        "title: an impossible body\nhypothesis:\n  recover_within: 1s\n  probes:\n"
+        "    - {type: http, url: /, body_contains: nobody-answers-this}\n"
+        "method:\n  - {action: wait, duration: 100ms}\n"
+    )
+    result = corral("chaos", "run", "false.yaml", cwd=system)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not held: not steady before the method" in result.stdout
+    assert "the body lacks 'nobody-answers-this'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "title: t\nhypothesis:\n  probes: [{type: ready}]\n"
+            "method:\n  - {action: kill, targt: web}\n",
+            "bad.yaml:5:20: method[0].targt: unknown key 'targt' (did you mean 'target'?)",
+        ),
+        (
+            "title: t\nhypothesis:\n  probes: [{type: ready}]\n"
+            "method:\n  - {action: kill, target: nope}\n",
+            "method[0]: no service named 'nope' in chaosdemo (quiet, web)",
+        ),
+    ],
+)
+def test_a_malformed_experiment_exits_2_and_changes_nothing(
+    system: Path, text: str, message: str
+) -> None:
+    """A typo, or a target the system lacks: exit 2, one located line, nothing begun."""
+    (system / "bad.yaml").write_text(text)
+    before = experiments(system)
+    result = corral("chaos", "run", "bad.yaml", cwd=system)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in " ".join((result.stdout + result.stderr).split())
+    assert "Traceback" not in result.stderr
+    assert experiments(system)["recent"] == before["recent"]

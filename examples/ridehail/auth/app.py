@@ -18,7 +18,6 @@ from auth.passwords import MAX_LENGTH, Passwords, WeakPassword
 from auth.store import SqlKeyStore, metadata, users
 from auth.text import JOINERS, refuse_hidden
 from auth.tokens import Role, TokenIssuer
-from contracts.periodic import every
 from contracts.sql import insert_new
 from contracts.started import Started
 from corral.sdk import Database, DbSession, Problem, Service, ServiceSettings
@@ -84,7 +83,7 @@ async def _start() -> None:
         await ensure_admin(svc.db, hasher, settings.admin_email, secret)
 
 
-@every(svc, lambda: RING_REFRESH_S, "key ring refresh")
+@svc.every(lambda: RING_REFRESH_S, name="key ring refresh")
 async def _refresh_ring() -> None:
     """Reload the ring and rotate it when due; a failed round keeps the keys we have."""
     await made().ring.ensure(datetime.now(UTC))

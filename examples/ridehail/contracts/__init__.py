@@ -1,8 +1,8 @@
 """What the ridehail services agree on: coordinates, the event payloads between them, and
-the gateway's identity headers.
+who a caller is (their id and one role).
 
 Each service owns its data and logic; this package holds the shared vocabulary, the way a
 schema registry would: value types and event contracts, no behaviour that belongs to one
-service. Beside it, a few helpers every service uses and the SDK is taking over:
-``periodic.every``, ``identity``'s verified caller, ``started.Started``, ``sql.insert_new``.
+service. Beside it, a few helpers every service uses: ``identity`` (the SDK's verified
+caller narrowed to ridehail's roles), ``started.Started``, ``sql.insert_new``.
 """

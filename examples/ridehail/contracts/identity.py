@@ -1,11 +1,10 @@
-"""Who is calling: the identity the gateway verified.
+"""Who is calling, in ridehail's terms: the SDK's verified caller with its one role.
 
-The gateway (Envoy jwt_authn) checks the token's signature, issuer, audience, expiry and
-role, strips any client-supplied ``x-corral-claim-*`` header, and forwards the verified
-``sub`` and ``role`` claims as ``x-corral-claim-sub`` / ``x-corral-claim-role``. Services
-trust these headers because only the gateway is exposed; a request that reaches a
-service without them is refused with 401 (it did not come through the gateway's JWT
-check).
+The service verifies the bearer token itself (``corral.sdk.identity``: the same
+providers the gateway checks, so a request straight to a service's port cannot claim to
+be anyone), and calls through ``svc.client`` forward the token, so tracking sees the
+driver rides asked for. This module only narrows the verified identity to what the
+handlers use: the user's id and their one role (rider, driver or admin).
 """
 
 from __future__ import annotations
@@ -13,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends
 
 from corral.sdk import Problem
+from corral.sdk.identity import Caller as VerifiedCaller
 
-SUB_HEADER = "x-corral-claim-sub"
-ROLE_HEADER = "x-corral-claim-role"
 ROLES = ("rider", "driver", "admin")
 
 
@@ -28,24 +26,14 @@ class Caller:
     role: str
 
 
-def _caller(
-    sub: Annotated[str | None, Header(alias=SUB_HEADER)] = None,
-    role: Annotated[str | None, Header(alias=ROLE_HEADER)] = None,
-) -> Caller:
-    if not sub or role not in ROLES:
-        raise Problem(401, "Not authenticated", detail="no verified identity from the gateway")
-    assert role is not None
-    return Caller(sub, role)
+def _caller(identity: VerifiedCaller) -> Caller:
+    role = next((r for r in ROLES if r in identity.roles), None)
+    if role is None:
+        raise Problem(403, "Forbidden", detail="no ridehail role (rider, driver or admin)")
+    return Caller(identity.subject, role)
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]
-
-
-def on_behalf_of(caller: Caller) -> dict[str, str]:
-    """Headers for a call to another service made for ``caller`` (rides asking tracking
-    for the distance of the driver's own ride): the callee checks ownership against the
-    same identity the gateway verified, never a service-wide pass."""
-    return {SUB_HEADER: caller.id, ROLE_HEADER: caller.role}
 
 
 def require(caller: Caller, *roles: str) -> None:

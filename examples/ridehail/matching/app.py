@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import events as ev
 from contracts.geo import Position
 from contracts.identity import CallerDep, require
-from contracts.periodic import every
 from contracts.started import Started
 from corral.sdk import Problem, Service, ServiceSettings
 from matching.domain import Match, Matcher, MatchingRules
@@ -75,7 +74,7 @@ async def _start() -> None:
     )
 
 
-@every(svc, lambda: svc.settings.sweep_interval_s, "sweep")
+@svc.every(lambda: svc.settings.sweep_interval_s, name="sweep")
 async def _sweep() -> None:
     matches, unmatched = await matcher().sweep(datetime.now(UTC))
     for match in matches:

@@ -1,4 +1,5 @@
-"""The ridehail command: `ridehail demo` (a scripted tour) and `ridehail sim` (a city)."""
+"""The ridehail command: `ridehail demo` (a scripted tour), `ridehail sim` (a city) and
+`ridehail check` (the invariants over what the system holds)."""
 
 from __future__ import annotations
 
@@ -28,12 +29,32 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--admin-email", default=ADMIN_EMAIL)
     sim.add_argument("--admin-password", default=ADMIN_PASSWORD)
     sim.add_argument("--nats-url", help="to check dead letters (default: from corral status)")
+    check = commands.add_parser("check", help="the invariants over every ride, simulating nothing")
+    check.add_argument("--all-paid", action="store_true", help="parked payments fail it too")
+    check.add_argument("--expect-parked", action="store_true", help="none parked fails it")
+    check.add_argument("--admin-email", default=ADMIN_EMAIL)
+    check.add_argument("--admin-password", default=ADMIN_PASSWORD)
+    check.add_argument("--nats-url", help="to check dead letters (default: from corral status)")
     args = parser.parse_args(argv)
     gateway = find_gateway(args.gateway)
     if args.command == "demo":
         from ridehail_cli.demo import tour
 
         return asyncio.run(tour(gateway))
+    if args.command == "check":
+        from ridehail_cli.api import bus_url
+        from ridehail_cli.check import check as run_check
+
+        return asyncio.run(
+            run_check(
+                gateway,
+                admin_email=args.admin_email,
+                admin_password=args.admin_password,
+                nats_url=args.nats_url or bus_url(),
+                all_paid=args.all_paid,
+                expect_parked=args.expect_parked,
+            )
+        )
     from ridehail_cli.sim import simulate
 
     if args.riders < 1 or args.drivers < 1 or args.duration <= 0:

@@ -20,11 +20,13 @@ PASSWORD = "correct-horse-battery"
 
 
 def find_gateway(explicit: str | None) -> str:
-    """--gateway, else RIDEHAIL_URL, else ``corral status --json`` of the folder we run in."""
+    """--gateway, else RIDEHAIL_URL, else CORRAL_GATEWAY_URL (set for the commands of a
+    chaos experiment), else ``corral status --json`` of the system next to this package."""
     if explicit:
         return explicit.rstrip("/")
-    if os.environ.get("RIDEHAIL_URL"):
-        return os.environ["RIDEHAIL_URL"].rstrip("/")
+    for variable in ("RIDEHAIL_URL", "CORRAL_GATEWAY_URL"):
+        if os.environ.get(variable):
+            return os.environ[variable].rstrip("/")
     status = corral_status()
     url = status.get("gateway_url")
     if not url:
@@ -40,15 +42,23 @@ def bus_url() -> str | None:
     ``corral status`` shows it without them. None when no system is running here."""
     from corral.broker import control_url
 
-    manifest = Path(__file__).resolve().parents[1] / "corral.yaml"
+    manifest = _manifest()
     return control_url(manifest.parent / ".corral") or corral_status().get("nats_url")
+
+
+def _manifest() -> Path:
+    """The system's manifest: CORRAL_MANIFEST (a chaos experiment's commands get it),
+    else the corral.yaml next to this package."""
+    if os.environ.get("CORRAL_MANIFEST"):
+        return Path(os.environ["CORRAL_MANIFEST"])
+    return Path(__file__).resolve().parents[1] / "corral.yaml"
 
 
 def corral_status() -> dict[str, Any]:
     corral = shutil.which("corral")
     if corral is None:
         return {}
-    manifest = Path(__file__).resolve().parents[1] / "corral.yaml"
+    manifest = _manifest()
     try:
         out = subprocess.run(
             [corral, "status", "--json", "-f", str(manifest)],

@@ -85,7 +85,7 @@ def judge(
     for ride_id, n in per_ride.items():
         if n > 1:
             verdict.failures.append(f"ride {ride_id} charged {n} times")
-    verdict.failures += _drivers_on_two_rides(rides, assignments)
+    verdict.failures += drivers_on_two_rides(rides, assignments)
     for letter in letters or ():
         if letter_ride(letter) not in settled or not parked_rides([letter]):
             summary = {k: letter.get(k) for k in ("seq", "service", "topic", "error")}
@@ -120,7 +120,7 @@ def _payment_problem(
     return None  # charged more than once: reported once per ride below
 
 
-def _drivers_on_two_rides(
+def drivers_on_two_rides(
     rides: Mapping[str, Mapping[str, Any]], assignments: Mapping[str, str]
 ) -> list[str]:
     found: list[str] = []

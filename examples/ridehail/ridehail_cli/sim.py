@@ -544,6 +544,7 @@ async def _simulate(
     if report is not None:
         report.update(
             elapsed_s=round(elapsed, 2),
+            calls=sum(len(v) for v in stats.timing.samples.values()),
             counts=dict(stats.counts),
             errors=dict(stats.errors),
             flow={k: list(v) for k, v in stats.flow.samples.items()},

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import events as ev
 from contracts.geo import Position
-from contracts.identity import Caller, CallerDep, on_behalf_of, require
-from contracts.periodic import every
+from contracts.identity import Caller, CallerDep, require
+from contracts.sql import answer_503_while_the_database_is_away
 from corral.sdk import DbReadSession, DbSession, Problem, Service, ServiceSettings
 from rides import store
 from rides.domain import (
@@ -56,6 +56,7 @@ class Settings(ServiceSettings):
 
 
 svc = Service("rides", settings=Settings, metadata=store.metadata, title="ridehail rides")
+answer_503_while_the_database_is_away(svc)  # a database outage: 503 + Retry-After, not 500
 
 
 class RideRequest(BaseModel):
@@ -126,7 +127,7 @@ async def fare_estimate(ride_km: float) -> tuple[str | None, str | None]:
     response = await svc.client("payments").get(
         "/estimate", params={"distance_km": f"{ride_km:.3f}"}, fallback=lambda exc: None
     )
-    if response is None or response.status != 200:
+    if response is None or response.status_code != 200:
         svc.log.info("fare estimate unavailable; ride created without it")
         return None, None
     body = response.json()
@@ -135,11 +136,12 @@ async def fare_estimate(ride_km: float) -> tuple[str | None, str | None]:
 
 async def driven_km(ride_id: str, driver: Caller) -> float | None:
     """Distance along tracking's recorded track, or None (straight line) when unknown.
-    Asked on the driver's behalf: tracking answers only the ride's own driver."""
+    Asked with the driver's own token (svc.client forwards it): tracking answers only
+    the ride's own driver."""
     response = await svc.client("tracking").get(
-        f"/rides/{ride_id}/distance", headers=on_behalf_of(driver), fallback=lambda exc: None
+        f"/rides/{ride_id}/distance", fallback=lambda exc: None
     )
-    if response is None or response.status != 200:
+    if response is None or response.status_code != 200:
         return None
     km = response.json().get("distance_km")
     return float(km) if km is not None else None
@@ -321,7 +323,7 @@ async def sweep_overdue(now: datetime) -> list[tuple[str, Action]]:
     return moved
 
 
-@every(svc, lambda: svc.settings.release_sweep_interval_s, "overdue sweep")
+@svc.every(lambda: svc.settings.release_sweep_interval_s, name="overdue sweep")
 async def _overdue_sweep() -> None:
     for ride_id, action in await sweep_overdue(datetime.now(UTC)):
         svc.log.info("a vanished driver's ride moved on", ride_id=ride_id, action=str(action))

@@ -27,6 +27,7 @@ from corral.api._browser import (
     mount_assets,
     own_request,
 )
+from corral.api._chaos_runs import CHAOS_RUN_RULES, ChaosRuns, chaos_runs_router
 from corral.api._config import CONFIG_RULES, ConfigTarget, config_router
 from corral.api._gate import Access, Gate, Rule, Verifier, token_is
 from corral.api._logins import BrowserLogins
@@ -151,6 +152,7 @@ def create_app(
     discovery_token: str,
     request_shutdown: Callable[[], Coroutine[Any, Any, None]],
     telemetry: TelemetrySource | None = None,
+    chaos_runs: ChaosRuns | None = None,
 ) -> FastAPI:
     """Build the API app for one running system (``telemetry``: metrics and traces)."""
     app = FastAPI(
@@ -341,6 +343,9 @@ def create_app(
         Access.READER: lambda scope, token, params: token_is(token, admin_token, discovery_token),
         Access.DASHBOARD: lambda scope, token, params: own_request(scope),
     }
+    if chaos_runs is not None:
+        app.include_router(chaos_runs_router(chaos_runs, admin=Admin))
+        rules.update(CHAOS_RUN_RULES)
     if telemetry is not None:
         app.include_router(telemetry_router(telemetry, admin=Admin))
         rules.update(TELEMETRY_RULES)

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from corral.api._files import RunFiles
 from corral.api._version import API_VERSION
+from corral.chaos import Report
 from corral.errors import CorralError
 from corral.runtime.errors import NotRunningError
 from corral.runtime.registry import InstanceRecord, Snapshot
@@ -28,6 +29,8 @@ _STATUS = TypeAdapter(SystemStatus)
 _INSTANCES = TypeAdapter(list[InstanceRecord])
 _SNAPSHOT = TypeAdapter(Snapshot)
 _CHANGE = TypeAdapter(ServiceChange)
+_RUNS = TypeAdapter(list[Report])
+_RUN = TypeAdapter(Report)
 
 
 class ApiError(CorralError):
@@ -188,6 +191,25 @@ class ApiClient:
         if experiment is None:
             return list(self._request("DELETE", "/chaos")["stopped"])
         return [dict(self._request("DELETE", f"/chaos/{experiment}"))]
+
+    def chaos_nats(self, mode: str, seconds: float | None = None) -> dict[str, Any]:
+        body = {"mode": mode, "seconds": seconds}
+        return dict(self._request("POST", "/chaos/nats", json=body))
+
+    def chaos_database(self, service: str, seconds: float) -> dict[str, Any]:
+        body = {"service": service, "seconds": seconds}
+        return dict(self._request("POST", "/chaos/database", json=body))
+
+    def chaos_runs(self, limit: int = 20) -> list[Report]:
+        return self._parsed(_RUNS, "GET", "/chaos/runs", params={"limit": limit})
+
+    def chaos_record(self, report: Report) -> Report:
+        body = report.model_dump(mode="json")
+        return self._parsed(_RUN, "POST", "/chaos/runs", json=body)
+
+    def event_bus(self) -> dict[str, Any]:
+        """Streams, consumer lag and dead letters (an ApiError 503 while NATS is down)."""
+        return dict(self._request("GET", "/telemetry/events"))
 
     def down(self) -> dict[str, Any]:
         return dict(self._request("POST", "/down"))

@@ -7,14 +7,19 @@ this client only asks and prints, so an experiment expires on time even if it is
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from corral.api import ApiClient, ApiError
+from corral.chaos import PreflightError, Report, Runner, Step, load
 from corral.cli._common import FileOption, ManifestCommand, UsageError, client, console
 from corral.cli._tables import human_duration
-from corral.manifest import parse_duration
+from corral.errors import CorralError
+from corral.manifest import ManifestError, parse_duration
 from corral.runtime.status import SystemStatus
 
 chaos_app = typer.Typer(
@@ -109,15 +114,149 @@ def list_experiments(
     """Active experiments, then the recently ended."""
     with client(file) as api:
         data = api.chaos()
+        runs = api.chaos_runs()
     if as_json:
+        data["runs"] = [run.model_dump(mode="json") for run in runs]
         print(json.dumps(data, indent=2, sort_keys=True))
         return
-    if not data["active"] and not data["recent"]:
+    if not data["active"] and not data["recent"] and not runs:
         console.print("no experiments")
     for experiment in data["active"]:
         console.print(describe(experiment), highlight=False)
     for experiment in data["recent"]:
         console.print(f"[dim]{describe(experiment)}[/]", highlight=False)
+    if runs:
+        console.print("runs of experiment files (newest first):")
+    for run in runs:
+        console.print(f"  {describe_run(run)}", highlight=False)
+
+
+def describe_run(run: Report) -> str:
+    """``run-1764...  held  matching paused (matching-paused.yaml): steady before...``."""
+    mark = "[green]held[/]" if run.held else "[red]not held[/]"
+    return f"{run.id}  {mark}  {run.title} ({Path(run.file).name}): {run.reason}"
+
+
+class ApiTarget:
+    """The runner's :class:`corral.chaos.Target`: the running system, through its API
+    (each fault is begun by the control plane, with its duration, so it expires even if
+    this process dies)."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._api = api
+
+    def status(self) -> SystemStatus:
+        return self._api.status()
+
+    def inject(self, step: Step) -> list[dict[str, Any]]:
+        api = self._api
+        target = step.target or ""
+        seconds = step.duration or 0.0
+        delay_ms = None if step.delay is None else max(1, round(step.delay * 1000))
+        match step.action:
+            case "kill":
+                return [api.chaos_kill(target)]
+            case "pause":
+                return [api.chaos_pause(target, seconds)]
+            case "gateway":
+                return [
+                    api.chaos_gateway(
+                        target,
+                        percent=step.percent,
+                        abort_status=step.abort,
+                        delay_ms=delay_ms,
+                        seconds=seconds,
+                    )
+                ]
+            case "nats":
+                return [api.chaos_nats(step.mode or "", step.duration)]
+            case "database":
+                return [api.chaos_database(target, seconds)]
+            case _:
+                raise ApiError(501, "fault not available", f"{step.action!r} is not built yet")
+
+    def stop(self, experiment_id: str) -> None:
+        try:
+            self._api.chaos_stop(experiment_id)
+        except ApiError as exc:
+            if exc.status != 404:  # over already: fine
+                raise
+
+    def summary(self, window: float) -> Mapping[str, Any]:
+        return self._api.telemetry_summary(window=window)
+
+    def event_bus(self) -> Mapping[str, Any] | None:
+        try:
+            return self._api.event_bus()
+        except ApiError as exc:
+            if exc.status == 503:
+                return None  # NATS is down right now: the probe does not hold
+            raise
+
+
+@chaos_app.command("run")
+def run(
+    experiment: Annotated[Path, typer.Argument(help="The experiment file (YAML).")],
+    file: FileOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report (every probe's values) as JSON.")
+    ] = False,
+) -> None:
+    """Run an experiment file: the hypothesis before, the method, the hypothesis after,
+    the rollbacks. Exits 0 when the hypothesis held, 1 when it did not, 2 when the
+    experiment is malformed or names what the system lacks."""
+    try:
+        parsed = load(experiment)
+    except ManifestError as exc:
+        console.print(f"[red]error:[/] {exc.render()}", highlight=False)
+        raise typer.Exit(2) from None
+    quiet = as_json
+    with client(file) as api:
+        runner = Runner(
+            parsed,
+            ApiTarget(api),
+            file=experiment.absolute(),
+            on_progress=lambda line: None if quiet else console.print(f"  {line}", highlight=False),
+        )
+        if not quiet:
+            console.print(f"experiment: {parsed.title}", highlight=False)
+        try:
+            report = runner.run()
+        except PreflightError as exc:
+            for problem in exc.problems:
+                console.print(f"[red]error:[/] {problem}", highlight=False)
+            raise typer.Exit(2) from None
+        try:
+            report = api.chaos_record(report)
+        except CorralError as exc:  # the verdict stands; say it was not kept
+            print(f"warning: the run was not recorded: {exc.message}", file=sys.stderr)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        _print_report(report)
+    raise typer.Exit(0 if report.held else 1)
+
+
+def _print_report(report: Report) -> None:
+    for check in (report.before, report.after):
+        if check is None:
+            continue
+        console.print(f"hypothesis {check.phase}:", highlight=False)
+        for probe in check.probes:
+            mark = "[green]✔[/]" if probe.held else "[red]✖[/]"
+            console.print(f"  {mark} {probe.probe}: {probe.detail}", highlight=False)
+    broke = [c for c in report.during if not c.held]
+    if report.during:
+        console.print(
+            f"hypothesis during: {len(report.during) - len(broke)}/{len(report.during)} "
+            "checks held",
+            highlight=False,
+        )
+    for step in [*report.steps, *report.rollbacks]:
+        mark = "[green]✔[/]" if step.ok else "[red]✖[/]"
+        console.print(f"  {mark} {step.step}: {step.detail}", highlight=False)
+    verdict = "[green]held[/]" if report.held else "[red]not held[/]"
+    console.print(f"{verdict}: {report.reason}  ({report.id})", highlight=False)
 
 
 @chaos_app.command("stop", cls=ManifestCommand)

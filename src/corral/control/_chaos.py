@@ -12,6 +12,15 @@ reaper kills every process group, paused ones included, and Envoy with its fault
   instance replaced, as a real hang would.
 - ``gateway``: Envoy's fault filter on the routes to a service (abort with a status and/or
   delay, for a percentage of requests), set and cleared live through runtime keys.
+- ``nats``: the embedded NATS server killed (its supervisor restarts it), restarted
+  gracefully, or paused for a duration (SIGSTOP: connections stay open, nothing answers).
+- ``database``: a service's database made unavailable for a duration. SQLite: the
+  control plane holds the write lock (``BEGIN IMMEDIATE``: writers wait, then fail;
+  readers go on); it is the control plane's own file lock, so it ends with the control
+  plane if that dies. PostgreSQL: every connection to the service's database is
+  terminated every 100 ms (``pg_terminate_backend``, as the admin), by a task of the
+  control plane, so the outage ends with it too (nothing is left changed on the
+  server, unlike ``ALLOW_CONNECTIONS false`` or a revoked login).
 
 When the session stops, every active experiment is ended first, so nothing stays paused
 through a graceful shutdown.
@@ -21,14 +30,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from corral import contract
 from corral.api import ApiProblem
+from corral.chaos import Report, RunStore
 from corral.gateway import Fault, GatewayAddon
+from corral.manifest import DatabaseEngine
+from corral.runtime.databases import POSTGRES_URL_VARIABLE, database_name
 from corral.runtime.errors import UnknownInstanceError, UnknownServiceError
 from corral.runtime.orchestrator import Orchestrator
 
@@ -37,8 +56,14 @@ if TYPE_CHECKING:
 
 MAX_DURATION = 3600.0
 """No experiment outlives an hour: chaos that is forgotten is an outage."""
+TERMINATE_EVERY = 0.1
+"""Seconds between two rounds of terminating a PostgreSQL database's connections."""
+NATS_COMPONENT = f"{contract.COMPONENT_PREFIX}nats"
+"""The embedded NATS server's component (corral.broker names it so)."""
 KEEP_ENDED = 20
 """Ended experiments listed under ``recent``."""
+CHAOS_RUNS_DIR = Path("chaos") / "runs"
+"""Under the state directory: the finished runs of experiment files (``chaos run``)."""
 
 
 class ChaosError(ApiProblem):
@@ -49,7 +74,7 @@ class ChaosError(ApiProblem):
 class Experiment:
     id: str
     kind: str
-    """kill | pause | gateway"""
+    """kill | pause | gateway | nats | database"""
     target: str
     """The instance (kill, pause) or service (gateway)."""
     started_at: float
@@ -84,15 +109,19 @@ class Experiment:
 class Chaos:
     """The experiments of one running system."""
 
-    def __init__(self, orchestrator: Orchestrator, gateway: GatewayAddon | None) -> None:
+    def __init__(
+        self, orchestrator: Orchestrator, gateway: GatewayAddon | None, *, runs: Path
+    ) -> None:
         self._orchestrator = orchestrator
+        self.runs = RunStore(runs)
+        """Finished runs of experiment files, recorded by ``corral chaos run``."""
         self._gateway = gateway
         self._active: dict[str, Experiment] = {}
         self._ending: dict[str, tuple[Experiment, asyncio.Event]] = {}
         """Experiments whose undo runs now (out of ``_active``, not yet ended)."""
         self._ended: deque[Experiment] = deque(maxlen=KEEP_ENDED)
         self._timers: dict[str, asyncio.Task[None]] = {}
-        self._undo: dict[str, Fault | Instance] = {}
+        self._undo: dict[str, Fault | Instance | sqlite3.Connection | asyncio.Task[None]] = {}
         self._count = 0
 
     # --- reading ---------------------------------------------------------------------
@@ -108,6 +137,7 @@ class Chaos:
             undo.id
             for undo in self._undo.values()
             if not isinstance(undo, Fault)
+            and not isinstance(undo, sqlite3.Connection | asyncio.Task)
             and undo.paused_group is not None
             and undo.paused_group == undo.pgid
         }
@@ -183,6 +213,94 @@ class Chaos:
             delay_ms=delay_ms,
         )
         self._undo[experiment.id] = fault
+        self._arm(experiment, seconds)
+        return experiment.to_json()
+
+    async def nats(self, mode: str, seconds: float | None) -> dict[str, Any]:
+        """The embedded NATS server: ``kill`` (a crash; its supervisor restarts it),
+        ``restart`` (graceful, answers once it is ready again) or ``pause`` (SIGSTOP for
+        ``seconds``, then SIGCONT)."""
+        try:
+            servers = [i for i in self._orchestrator.instances_of(NATS_COMPONENT) if i.pgid]
+        except UnknownServiceError:
+            raise ChaosError(
+                409, "no embedded NATS", "this system runs no NATS server of its own"
+            ) from None
+        if not servers:
+            raise ChaosError(409, "nothing running", "the NATS server has no process right now")
+        server = servers[0]
+        if mode == "kill":
+            pid = server.kill()
+            if pid is None:
+                raise ChaosError(409, "nothing to kill", "the NATS server has no process")
+            experiment = self._new("nats", server.id, None, f"SIGKILL to pid {pid}", mode=mode)
+            self._end(experiment, "done", "killed; its supervisor restarts it")
+            return experiment.to_json()
+        if mode == "restart":
+            experiment = self._new("nats", server.id, None, "graceful restart", mode=mode)
+            try:
+                await self._orchestrator.restart(NATS_COMPONENT)
+            except Exception as exc:
+                self._end(experiment, "failed", f"could not restart: {exc}")
+                return experiment.to_json()
+            self._end(experiment, "done", "restarted and ready")
+            return experiment.to_json()
+        if mode != "pause" or seconds is None:
+            raise ChaosError(422, "unknown NATS fault", "kill, restart, or pause with seconds")
+        self._check_duration(seconds)
+        if any(e.kind == "nats" and e.state == "active" for e in self._active.values()):
+            raise ChaosError(409, "already paused", "the NATS server is paused already")
+        pgid = server.pause()
+        if pgid is None:
+            raise ChaosError(409, "nothing to pause", "the NATS server has no process")
+        experiment = self._new(
+            "nats",
+            server.id,
+            seconds,
+            f"SIGSTOP to process group {pgid}",
+            mode=mode,
+            seconds=seconds,
+        )
+        self._undo[experiment.id] = server
+        self._arm(experiment, seconds)
+        return experiment.to_json()
+
+    async def database(self, service: str, seconds: float) -> dict[str, Any]:
+        """Make ``service``'s database unavailable for ``seconds`` (see the module doc)."""
+        self._check_duration(seconds)
+        try:
+            plan = self._orchestrator.service_plan(service)
+        except UnknownServiceError as missing:
+            raise ChaosError(404, "unknown service", str(missing)) from None
+        if any(e.kind == "database" and e.target == service for e in self._active.values()):
+            raise ChaosError(409, "already down", f"{service}'s database is down already")
+        database = plan.database
+        undo: sqlite3.Connection | asyncio.Task[None]
+        if database.engine is DatabaseEngine.SQLITE and database.sqlite_path is not None:
+            path = database.sqlite_path
+            try:
+                undo = await asyncio.to_thread(_hold_write_lock, path)
+            except sqlite3.Error as exc:
+                raise ChaosError(409, "cannot lock the database", f"{path}: {exc}") from None
+            detail = f"write lock held on {path.name}"
+        elif database.engine is DatabaseEngine.POSTGRES:
+            whole = self._orchestrator.plan
+            admin = whole.postgres_admin_url or os.environ.get(POSTGRES_URL_VARIABLE)
+            if not admin:
+                raise ChaosError(409, "no PostgreSQL server", "no admin URL to act with")
+            name = database_name(whole.system, service)
+            try:
+                connection = await asyncpg.connect(_asyncpg_dsn(admin), timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                raise ChaosError(409, "cannot reach PostgreSQL", str(exc)) from None
+            undo = asyncio.get_running_loop().create_task(
+                _terminate_connections(connection, name), name=f"corral-db-outage-{service}"
+            )
+            detail = f"connections to {name} terminated every {TERMINATE_EVERY:g}s"
+        else:
+            raise ChaosError(409, "no database", f"{service} has no database of its own")
+        experiment = self._new("database", service, seconds, detail, seconds=seconds)
+        self._undo[experiment.id] = undo
         self._arm(experiment, seconds)
         return experiment.to_json()
 
@@ -274,6 +392,14 @@ class Chaos:
                     assert self._gateway is not None
                     await self._gateway.clear(undo)
                     outcome = "fault cleared"
+                elif isinstance(undo, sqlite3.Connection):
+                    await asyncio.to_thread(_release, undo)
+                    outcome = "write lock released"
+                elif isinstance(undo, asyncio.Task):
+                    undo.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await undo
+                    outcome = "connections allowed again"
                 elif undo is not None:
                     resumed = undo.resume()
                     outcome = "SIGCONT: running again" if resumed else "its process was replaced"
@@ -293,7 +419,62 @@ class Chaos:
         self._active.pop(experiment.id, None)
         self._ended.append(experiment)
 
+    # --- finished runs of experiment files (corral chaos run) ----------------------
+
+    def record(self, report: Report) -> Report:
+        return self.runs.record(report)
+
+    def run_list(self, limit: int = 20) -> list[Report]:
+        return self.runs.runs(limit)
+
+    def run(self, run_id: str) -> Report | None:
+        return self.runs.get(run_id)
+
     async def close(self) -> None:
         """End everything (the session is stopping); never raises."""
         with contextlib.suppress(Exception):
             await self.stop_all()
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """A connection holding ``path``'s write lock (``BEGIN IMMEDIATE``) until released.
+
+    Waits up to 5 s for a writer that holds it now. The lock is this process's: if the
+    control plane dies, the operating system releases it, so the outage cannot outlive
+    the control plane."""
+    connection = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _release(connection: sqlite3.Connection) -> None:
+    try:
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+
+
+async def _terminate_connections(connection: asyncpg.Connection, database: str) -> None:
+    """Terminate every other connection to ``database`` every :data:`TERMINATE_EVERY`
+    seconds until cancelled (then close the admin connection)."""
+    try:
+        while True:
+            with contextlib.suppress(asyncpg.PostgresError):
+                await connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    database,
+                )
+            await asyncio.sleep(TERMINATE_EVERY)
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close(timeout=2)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    """An SQLAlchemy-style URL (``postgresql+asyncpg://``) as asyncpg reads it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -30,7 +30,7 @@ from corral.config import (
 )
 from corral.control._apply import Applied, apply_plan
 from corral.control._autoscaling import AutoscaleLoop
-from corral.control._chaos import Chaos
+from corral.control._chaos import CHAOS_RUNS_DIR, Chaos
 from corral.gateway import GatewayAddon
 from corral.manifest import Manifest, load
 from corral.plan import Endpoints, Plan, resolve
@@ -146,7 +146,7 @@ class SystemSession:
         )
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
         self._gateway = gateway
-        self.chaos = Chaos(self.orchestrator, gateway)
+        self.chaos = Chaos(self.orchestrator, gateway, runs=plan.state_dir / CHAOS_RUNS_DIR)
         """Failure-injection experiments (``corral chaos``)."""
         # A paused instance cannot answer a configuration change: not waited for.
         self.config.bind(self.orchestrator, unresponsive=self.chaos.paused)
@@ -271,6 +271,7 @@ class SystemSession:
             discovery_token=self.discovery_token,
             request_shutdown=self.request_shutdown,
             telemetry=self.telemetry,
+            chaos_runs=self.chaos,
         )
         config = uvicorn.Config(
             app,

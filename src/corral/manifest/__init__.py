@@ -49,8 +49,9 @@ from corral.manifest._service import (
     RestartSpec,
     ServiceSpec,
 )
-from corral.manifest._source import SourceMap
+from corral.manifest._source import SourceMap, parse_yaml
 from corral.manifest._system import DatabasesSpec, PostgresSpec, SystemSpec
+from corral.manifest._translate import translate
 from corral.manifest._types import check_env_name, parse_duration
 
 __all__ = [
@@ -111,5 +112,7 @@ __all__ = [
     "overlay_path",
     "parse",
     "parse_duration",
+    "parse_yaml",
     "resolve_path",
+    "translate",
 ]
