@@ -107,8 +107,8 @@ def containers(runtime: str, state_dir: Path) -> list[dict[str, Any]]:
          "--format", "{{json .}}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    found: list[dict[str, Any]] = []
-    for line in out.strip().splitlines():
-        value = json.loads(line)
-        found += value if isinstance(value, list) else [value]  # podman: one array
-    return found
+    try:  # podman: one (indented) array
+        whole = json.loads(out)
+    except json.JSONDecodeError:  # docker: an object a line
+        return [json.loads(line) for line in out.strip().splitlines()]
+    return list(whole) if isinstance(whole, list) else [whole]
