@@ -101,13 +101,14 @@ def hello_system(runtime: str, folder: Path) -> Iterator[System]:
 
 def containers(runtime: str, state_dir: Path) -> list[dict[str, Any]]:
     """The engine's containers of a run (by the corral.state label)."""
+    # "{{json .}}", not "json": Debian's docker 20.10 client prints the word "json".
     out = subprocess.run(
-        [runtime, "ps", "-a", "--filter", f"label=corral.state={state_dir}", "--format", "json"],
+        [runtime, "ps", "-a", "--filter", f"label=corral.state={state_dir}",
+         "--format", "{{json .}}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    text = out.strip()
-    if not text:
-        return []
-    if text.startswith("["):  # podman: one JSON array
-        return list(json.loads(text))
-    return [json.loads(line) for line in text.splitlines()]
+    try:  # podman: one (indented) array
+        whole = json.loads(out)
+    except json.JSONDecodeError:  # docker: an object a line
+        return [json.loads(line) for line in out.strip().splitlines()]
+    return list(whole) if isinstance(whole, list) else [whole]

@@ -4,6 +4,7 @@ running as its non-root user, passing its HEALTHCHECK and stopping cleanly on SI
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -19,10 +20,11 @@ import pytest
 from export_helpers import ROOT, free_port, wait_for
 from podman_runtime import RUNC, write_runc_wrapper
 
+from corral.images import Engine, ensure_base_image
+
 pytestmark = pytest.mark.integration
 
 CACHE = Path("/var/tmp/corral-test-images")
-BASE_IMAGE = "localhost/corral-test-base:trixie"
 IMAGE = "localhost/corral-test-hello-greeter:latest"
 GRACE = 10  # podman stop -t: SIGKILL after this many seconds (the exit code then is 137)
 
@@ -47,20 +49,9 @@ def runtime() -> Path:
 
 @pytest.fixture(scope="session")
 def base_image(runtime: Path) -> str:
-    """A Debian trixie image with python3 and venv, made once per machine (cached)."""
-    if subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False).returncode == 0:
-        return BASE_IMAGE
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=CACHE) as rootfs:
-        _run(
-            "debootstrap", "--variant=minbase",
-            "--include=python3,python3-venv,ca-certificates",
-            "trixie", rootfs, "http://deb.debian.org/debian",
-        )  # fmt: skip
-        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["podman", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True)
-        assert tar.wait() == 0
-    return BASE_IMAGE
+    """The container runtime's Debian trixie base (python3 and venv): made once per
+    machine with debootstrap, or copied from docker, and shared with the runtime's tests."""
+    return asyncio.run(ensure_base_image(Engine.find("podman"), lambda line: None))
 
 
 # `uv run` names its own binary in UV; a fresh CI machine has uv only as a pip package
