@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import write_result
@@ -63,12 +64,16 @@ def manifest_text(script: Path, *, count: int, start_delay: float = 0.0) -> str:
     return json.dumps({"name": "bench", "services": services})
 
 
-async def orchestrator_round(root: Path, script: Path) -> float:
+def orchestrator_for(root: Path, text: str) -> Orchestrator:
+    """An orchestrator of the manifest ``text``, written to ``root/corral.yaml``."""
     path = root / "corral.yaml"
-    text = manifest_text(script, count=SERVICES)
     path.write_text(text)
     manifest = parse(text, path)
-    orch = Orchestrator(resolve(manifest, python=sys.executable), manifest_path=manifest.path)
+    return Orchestrator(resolve(manifest, python=sys.executable), manifest_path=manifest.path)
+
+
+async def orchestrator_round(root: Path, script: Path) -> float:
+    orch = orchestrator_for(root, manifest_text(script, count=SERVICES))
     began = time.perf_counter()
     await orch.up()
     elapsed = time.perf_counter() - began
@@ -117,28 +122,38 @@ def free_ports(count: int) -> list[int]:
 
 
 async def kill_to_ready(root: Path, script: Path, rounds: int) -> list[float]:
-    path = root / "corral.yaml"
-    text = manifest_text(script, count=1, start_delay=0.3)
-    path.write_text(text)
-    manifest = parse(text, path)
-    orch = Orchestrator(resolve(manifest, python=sys.executable), manifest_path=manifest.path)
+    orch = orchestrator_for(root, manifest_text(script, count=1, start_delay=0.3))
     await orch.up()
-    samples = []
     try:
-        for _ in range(rounds):
-            await asyncio.sleep(1.2)  # past reset_after: this kill is a first crash
-            old = orch.registry.snapshot().get("svc0-1")
-            assert old is not None
-            assert old.pid is not None
-            began = time.perf_counter()
-            os.kill(old.pid, signal.SIGKILL)
-            async for snap in orch.registry.watch():
-                record = snap.get("svc0-1")
-                if record and record.serving and record.pid != old.pid:
-                    break
-            samples.append(time.perf_counter() - began)
+        return [seconds for seconds, _ in await kills_to_ready(orch, "svc0-1", rounds)]
     finally:
         await orch.down()
+
+
+async def kills_to_ready(
+    orch: Orchestrator,
+    instance: str,
+    rounds: int,
+    on_ready: Callable[[int], None] | None = None,
+) -> list[tuple[float, int]]:
+    """``rounds`` times: SIGKILL ``instance`` (a first crash: past a 1 s ``reset_after``)
+    and wait for its replacement to serve; each (seconds, the replacement's pid).
+    ``on_ready(pid)`` runs as soon as the replacement serves."""
+    samples = []
+    for _ in range(rounds):
+        await asyncio.sleep(1.2)  # past reset_after: this kill is a first crash
+        old = orch.registry.snapshot().get(instance)
+        assert old is not None
+        assert old.pid is not None
+        began = time.perf_counter()
+        os.kill(old.pid, signal.SIGKILL)
+        async for snap in orch.registry.watch():
+            record = snap.get(instance)
+            if record and record.serving and record.pid is not None and record.pid != old.pid:
+                samples.append((time.perf_counter() - began, record.pid))
+                if on_ready is not None:
+                    on_ready(record.pid)
+                break
     return samples
 
 

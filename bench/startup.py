@@ -28,7 +28,6 @@ import platform
 import re
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,10 +39,7 @@ from pathlib import Path
 
 import psutil
 from _common import write_result
-
-from corral.manifest import parse
-from corral.plan import resolve
-from corral.runtime.orchestrator import Orchestrator
+from orchestrator_startup import kills_to_ready, orchestrator_for
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "examples" / "hello"
@@ -180,36 +176,23 @@ async def greeter_kill_to_ready(rounds: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shutil.copytree(HELLO / "greeter", root / "greeter")
-        path = root / "corral.yaml"
-        text = json.dumps(GREETER_MANIFEST)
-        path.write_text(text)
-        manifest = parse(text, path)
-        orch = Orchestrator(resolve(manifest, python=sys.executable), manifest_path=manifest.path)
+        orch = orchestrator_for(root, json.dumps(GREETER_MANIFEST))
         began = time.perf_counter()
         await orch.up()
         up_seconds = time.perf_counter() - began
         samples: list[float] = []
         cpus: list[float] = []
+
+        def cpu_to_ready(pid: int) -> None:
+            # The replacement's own CPU to ready (read at once; it idles after): what the
+            # machine's load cannot stretch, unlike the wall time.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = psutil.Process(pid).cpu_times()
+                cpus.append(times.user + times.system)
+
         try:
-            for _ in range(rounds):
-                await asyncio.sleep(1.2)  # past reset_after: this kill is a first crash
-                old = orch.registry.snapshot().get("greeter-1")
-                assert old is not None
-                assert old.pid is not None
-                began = time.perf_counter()
-                os.kill(old.pid, signal.SIGKILL)
-                async for snap in orch.registry.watch():
-                    record = snap.get("greeter-1")
-                    if record and record.serving and record.pid != old.pid:
-                        break
-                samples.append(time.perf_counter() - began)
-                assert record is not None
-                assert record.pid is not None
-                # The replacement's own CPU to ready: what the machine's load cannot
-                # stretch (its wall time is mostly waiting for a core when loaded).
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    times = psutil.Process(record.pid).cpu_times()
-                    cpus.append(times.user + times.system)
+            kills = await kills_to_ready(orch, "greeter-1", rounds, on_ready=cpu_to_ready)
+            samples.extend(seconds for seconds, _ in kills)
         finally:
             await orch.down()
     return {

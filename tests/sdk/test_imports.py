@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "alembic", "nats", "aiohttp", "jwt", "cryptography")
-"""Loaded only by services with a database, events, clients or identity providers."""
+HEAVY = ("sqlalchemy", "alembic", "nats", "aiohttp", "jwt", "cryptography", "rich")
+"""Loaded only by services with a database, events, clients or identity providers; rich
+not at all (structlog would load it for its console tracebacks: corral.sdk._logging)."""
 EXPORTERS = ("opentelemetry.exporter", "opentelemetry.sdk.trace.export")
 """Loaded only when spans are exported."""
 
@@ -62,3 +63,10 @@ def test_an_unknown_name_is_still_an_attribute_error() -> None:
     for module in (corral.sdk, corral.sdk.client, corral.sdk.identity):
         with pytest.raises(AttributeError, match="no attribute 'Nope'"):
             _ = module.Nope
+
+
+def test_rich_is_not_hidden_from_a_process_that_imported_it() -> None:
+    """Only the SDK's own import of structlog goes without rich: a program that loaded
+    rich first, and later imports of rich, find it as usual."""
+    assert "rich" in loaded_after("import rich\nimport corral.sdk")
+    assert "rich.console" in loaded_after("import corral.sdk\nimport rich.console")

@@ -27,13 +27,27 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
-import structlog
 from opentelemetry import trace
-from structlog.typing import EventDict, Processor, WrappedLogger
 
 from corral import contract
 from corral.sdk._context import request_id_var
 from corral.sdk._secrets import REDACTED, SECRET_FORMS, redact, register_secrets
+
+# structlog imports rich, where it is installed, for pretty console tracebacks: about 40%
+# of what importing the SDK costs beyond FastAPI, paid by every instance at every start
+# (bench/startup.py). Services log JSON lines, or plain console lines with plain
+# tracebacks (rich's show local variables, where a secret could be), so structlog is
+# imported as if rich were absent. A process that imported rich first keeps it as it is.
+_HIDE_RICH = "rich" not in sys.modules
+if _HIDE_RICH:
+    sys.modules["rich"] = None  # type: ignore[assignment]
+try:
+    import structlog
+    from structlog.typing import EventDict, Processor, WrappedLogger
+finally:
+    if _HIDE_RICH:
+        del sys.modules["rich"]
+
 
 __all__ = [
     "REDACTED",

