@@ -220,6 +220,64 @@ def test_cli_searches_traces_and_logs(system: System) -> None:
     assert "invalid duration" in bad.stderr + bad.stdout
 
 
+def _trace(system: System, trace_id: str) -> dict[str, Any] | None:
+    found = httpx.get(
+        f"{system.api}/v1/traces/{trace_id}",
+        headers={"authorization": f"Bearer {system.token}"},
+    )
+    return found.json() if found.status_code == 200 else None
+
+
+def test_the_gateway_makes_spans_even_for_requests_it_aborts(system: System) -> None:
+    """Envoy's tracer sends the gateway's server span to the receiver: a request through
+    it is one trace with the gateway's span as the parent of front's, named by method
+    and path without the query; a request the gateway aborted itself (a fault) still
+    leaves a trace, an error, with the status Envoy answered."""
+    admin = {"authorization": f"Bearer {system.token}"}
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    url = system.gateway + "/chain?api_key=hidden"
+    assert httpx.get(url, headers=headers, timeout=10).status_code == 200
+    trace = wait_for(
+        lambda: (
+            (t := _trace(system, trace_id))
+            and {"corral-gateway", "front", "back"} <= set(t["services"])
+            and t
+        ),
+        what="the gateway's span beside the services'",
+    )
+    gateway = next(s for s in trace["spans"] if s["service"] == "corral-gateway")
+    front = next(s for s in trace["spans"] if s["service"] == "front" and s["kind"] == "server")
+    assert front["parent_span_id"] == gateway["span_id"]
+    assert gateway["name"] == "GET /chain"
+    assert "hidden" not in json.dumps(gateway)
+    assert trace["route"] == "/chain"
+
+    fault = httpx.post(
+        f"{system.api}/v1/chaos/gateway",
+        json={"service": "front", "percent": 100, "abort_status": 503, "seconds": 30},
+        headers=admin,
+        timeout=30,
+    )
+    assert fault.status_code == 200, fault.text
+    aborted_id = secrets.token_hex(16)
+    try:
+        aborted = httpx.get(
+            system.gateway + "/chain",
+            headers={"traceparent": f"00-{aborted_id}-{secrets.token_hex(8)}-01"},
+            timeout=10,
+        )
+        assert aborted.status_code == 503
+    finally:
+        httpx.delete(f"{system.api}/v1/chaos", headers=admin, timeout=30)
+    trace = wait_for(lambda: _trace(system, aborted_id), what="the aborted request's trace")
+    assert trace["services"] == ["corral-gateway"]
+    [span] = trace["spans"]
+    assert span["attributes"]["http.status_code"] == "503"
+    assert span["status"] == "error"
+    assert aborted_id in {t["trace_id"] for t in system.get("/v1/traces", status="error")}
+
+
 def test_receiver_refuses_spans_without_the_ingest_token(system: System) -> None:
     """The receiver answers problem+json 401 to an export without the instances' token
     (the admin token is not it)."""

@@ -25,6 +25,7 @@ from corral import contract
 from corral.plan import Plan, ServicePlan
 from corral.runtime.addon import Addon, RuntimeContext
 from corral.runtime.registry import Registry
+from corral.telemetry._envoy_spans import readable_gateway_span
 from corral.telemetry._file_sd import TargetFile, prometheus_targets
 from corral.telemetry._graph import system_graph
 from corral.telemetry._otlp import decode_spans, export_response, redacted
@@ -160,6 +161,14 @@ class TelemetryAddon(Addon):
             contract.OTEL_ENDPOINT: self.otlp_endpoint,
             TRACES_HEADERS: "authorization=" + quote(f"Bearer {self.ingest_token}"),
         }
+
+    def receiver_for_gateway(self) -> tuple[str, str] | None:
+        """The receiver's traces URL and the ``authorization`` header value, for Envoy's
+        own tracer; None when the services' spans go to a user's collector (set in the
+        shell that runs ``corral up``), or before the control plane set the endpoint."""
+        if self.otlp_endpoint is None or any(n in self._environ for n in _USER_ENDPOINTS):
+            return None
+        return f"{self.otlp_endpoint}/v1/traces", f"Bearer {self.ingest_token}"
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -359,6 +368,7 @@ class TelemetryAddon(Addon):
     def ingest(self, body: bytes, *, content_type: str | None, encoding: str | None) -> bytes:
         """One OTLP/HTTP export request; the protobuf answer. Raises OtlpError."""
         spans = decode_spans(body, content_type=content_type, encoding=encoding)
+        spans = [readable_gateway_span(s) if s.service == GATEWAY_SERVICE else s for s in spans]
         redact = self.redact
         kept = spans if redact is None else [redacted(s, redact) for s in spans]
         if self.store is not None:
