@@ -86,6 +86,9 @@ LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "crit
 warning and worse."""
 _LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 
+SCHEMA_VERSION = 1
+"""Raised with every change of ``_SCHEMA``: a store of another version is moved aside."""
+
 _ROUTE_KEYS = ("http.route", "url.path", "http.target")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -122,6 +125,8 @@ CREATE TABLE IF NOT EXISTS traces (
     route_start_ns INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns);
+-- Errors are rare: `--status error` walks only them, newest first.
+CREATE INDEX IF NOT EXISTS traces_errors ON traces(start_ns) WHERE errors > 0;
 CREATE TABLE IF NOT EXISTS trace_services (
     service TEXT NOT NULL,
     trace_id TEXT NOT NULL,
@@ -179,7 +184,7 @@ _LIST_TRACES = """
 SELECT t.trace_id, t.start_ns, t.end_ns, t.span_count, t.errors, t.name, t.service, t.route,
        t.complete,
        (SELECT group_concat(service, ',') FROM trace_services x WHERE x.trace_id = t.trace_id)
-FROM traces t INDEXED BY traces_start WHERE"""
+FROM traces t INDEXED BY {index} WHERE"""
 _LIST_TRACES_OF = """
 SELECT t.trace_id, t.start_ns, t.end_ns, t.span_count, t.errors, t.name, t.service, t.route,
        t.complete,
@@ -300,7 +305,14 @@ class StoreReader:
             )
             params.insert(0, query.service)
         else:
-            sql = " ".join((_LIST_TRACES, " AND ".join(where), "ORDER BY t.start_ns DESC LIMIT ?"))
+            index = "traces_errors" if query.errors_only else "traces_start"
+            sql = " ".join(
+                (
+                    _LIST_TRACES.format(index=index),
+                    " AND ".join(where),
+                    "ORDER BY t.start_ns DESC LIMIT ?",
+                )
+            )
         params.append(query.limit)
         with self._reader() as conn:
             rows = conn.execute(sql, params).fetchall()
@@ -471,7 +483,13 @@ class TelemetryStore(StoreReader):
             )  # WAL: durable at checkpoints, never corrupt
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables and version != SCHEMA_VERSION:
+                # Another version's layout: kept aside whole rather than half-migrated.
+                raise sqlite3.DatabaseError(f"schema version {version}, not {SCHEMA_VERSION}")
             conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError:
             conn.close()
             raise
