@@ -4,6 +4,7 @@ retention, corruption and the queue's bound behave as documented (a real SQLite 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -299,3 +300,20 @@ def test_a_traces_route_is_its_outermost_service_route(store: TelemetryStore) ->
     assert summary["service"] == "corral-gateway"
     assert summary["route"] == "/chain"
     assert [int(t["trace_id"], 16) for t in store.traces(TraceQuery(route="/chain"))] == [5]
+
+
+def test_a_nearly_full_disk_trims_early_with_a_warning(
+    store: TelemetryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the size limit but with the disk nearly full, the oldest tenth goes and the
+    store says why."""
+    store.put_spans([span(i, i + 1, start=NOW - 100 + i) for i in range(20)])
+    store.flush()
+    usage = shutil.disk_usage(store.path.parent)
+    monkeypatch.setattr(
+        "corral.telemetry._store.shutil.disk_usage",
+        lambda _: usage._replace(free=1024 * 1024),
+    )
+    store.retain(now=NOW)
+    assert store.counts()["traces"] < 20
+    assert any("free" in warning for warning in store.warnings)
