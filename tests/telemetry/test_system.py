@@ -431,47 +431,69 @@ def test_dashboard_in_a_real_browser(system: System, tmp_path: Path) -> None:
                 page.wait_for_selector(f'#instances tr[data-instance="{instance}"]')
             httpx.get(system.gateway + "/chain", timeout=10)
             page.wait_for_selector(
-                '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=30_000
+                '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=60_000
             )
 
             page.screenshot(path=tmp_path / "overview.png", full_page=True)
             assert page.get_attribute("#updated", "class") != "bad"
+            # The graph reads: node labels inside their boxes, no two edge labels overlap.
+            layout = page.evaluate(
+                """() => {
+                  const box = (n) => n.getBoundingClientRect();
+                  const inside = [...document.querySelectorAll('#graph g.node')].every((g) => {
+                    const r = box(g.querySelector('rect'));
+                    return [...g.querySelectorAll('text')].every((t) => {
+                      const b = box(t);
+                      return b.left >= r.left && b.right <= r.right + 1 && b.top >= r.top
+                        && b.bottom <= r.bottom + 1;
+                    });
+                  });
+                  const labels = [...document.querySelectorAll('#graph .edge-label')].map(box);
+                  const overlaps = labels.some((a, i) => labels.slice(i + 1).some((b) =>
+                    a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
+                  return { inside, overlaps, labels: labels.length };
+                }"""
+            )
+            assert layout == {"inside": True, "overlaps": False, "labels": 2}, layout
+            page.click('#graph g.node[data-node="back"]')
+            page.wait_for_function("() => location.hash === '#/services/back'")
+            page.evaluate("location.hash = '#/overview'")
 
             httpx.get(system.gateway + "/fail", timeout=10)
             page.evaluate("location.hash = '#/traces'")
-            page.wait_for_selector('.wf-row[data-service="front"]', timeout=30_000)
-            page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+            page.wait_for_selector('.wf-row[data-service="front"]', timeout=60_000)
+            page.wait_for_selector('.wf-row[data-service="back"]', timeout=60_000)
             page.screenshot(path=tmp_path / "traces.png", full_page=True)
             # The trace's log lines, one click away; each line links back to its trace.
-            page.wait_for_selector("#trace-logs:not([hidden])", timeout=30_000)
+            page.wait_for_selector("#trace-logs:not([hidden])", timeout=60_000)
             page.click("#trace-logs")
-            page.wait_for_selector("#log-lines .log-line a.trace-link", timeout=30_000)
+            page.wait_for_selector("#log-lines .log-line a.trace-link", timeout=60_000)
             assert page.input_value("#log-trace")
             assert "match" in (page.text_content("#log-status") or "")
             page.screenshot(path=tmp_path / "logs-of-a-trace.png", full_page=True)
             page.click("#log-lines .log-line a.trace-link")
-            page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+            page.wait_for_selector('.wf-row[data-service="back"]', timeout=60_000)
             # Filtered to errors: only traces with errors are listed.
             page.check("#trace-errors")
             page.wait_for_function(
                 "() => { const rows = [...document.querySelectorAll('#traces tbody tr')];"
                 " return rows.length > 0 && rows.every((r) => r.textContent.includes('error')); }",
-                timeout=30_000,
+                timeout=60_000,
             )
             page.uncheck("#trace-errors")
             # A search of the kept logs: text and level filters.
             page.evaluate("location.hash = '#/logs'")
             page.fill("#log-text", "/fail")
             page.click("#log-search")
-            page.wait_for_selector("#log-lines .log-line:has-text('/fail')", timeout=30_000)
+            page.wait_for_selector("#log-lines .log-line:has-text('/fail')", timeout=60_000)
             assert "match" in (page.text_content("#log-status") or "")
             page.click("#log-clear")
 
             page.evaluate("location.hash = '#/logs'")
-            page.wait_for_selector("#log-status:text('live')", timeout=30_000)
+            page.wait_for_selector("#log-status:text('live')", timeout=60_000)
             marker = secrets.token_hex(6)
             httpx.get(f"{system.gateway}/missing-{marker}", timeout=10)  # back logs a 404
-            page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=30_000)
+            page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=60_000)
 
             page.screenshot(path=tmp_path / "logs.png", full_page=True)
 
