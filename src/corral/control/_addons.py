@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.broker import BrokerAddon
+from corral.broker import BrokerAddon, dlq_purge, dlq_replay, dlq_show
 from corral.gateway import GatewayAddon, GatewayTracing
 from corral.plan import Plan
 from corral.runtime.addon import Addon
@@ -30,7 +30,20 @@ def addons_for(plan: Plan) -> list[Addon]:
         # On the broker's kept connection: a dashboard polling this opens none.
         return await broker.overview()
 
-    telemetry = TelemetryAddon(gateway_metrics_url=gateway_metrics_url, event_bus=event_bus)
+    async def dead_letters(action: str, seq: int | None) -> Any:
+        # The control user's URL (with credentials) the broker connected with.
+        if broker.url is None:
+            return None
+        if action == "show":
+            assert seq is not None
+            return await dlq_show(broker.url, plan.system, seq)
+        if action == "replay":
+            return await dlq_replay(broker.url, plan.system, seq)
+        return await dlq_purge(broker.url, plan.system)
+
+    telemetry = TelemetryAddon(
+        gateway_metrics_url=gateway_metrics_url, event_bus=event_bus, dead_letters=dead_letters
+    )
     addons.append(telemetry)
     if gateway is not None:
 

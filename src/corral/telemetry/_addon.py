@@ -100,6 +100,7 @@ class TelemetryAddon(Addon):
         max_traces: int = 500,
         gateway_metrics_url: Callable[[], str | None] = lambda: None,
         event_bus: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
+        dead_letters: Callable[[str, int | None], Awaitable[Any]] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         """``gateway_metrics_url``: asked each round (the gateway addon knows it once it
@@ -117,6 +118,7 @@ class TelemetryAddon(Addon):
         sets it to the runtime's: the SDK redacts before export, this is the second line)."""
         self._gateway_metrics_url = gateway_metrics_url
         self._event_bus = event_bus
+        self._dead_letters = dead_letters
         self._environ = os.environ if environ is None else environ
         self._plan: Plan | None = None
         self._registry: Registry | None = None
@@ -304,6 +306,14 @@ class TelemetryAddon(Addon):
 
     async def event_bus(self) -> dict[str, Any] | None:
         return None if self._event_bus is None else await self._event_bus()
+
+    async def dead_letter(self, action: str, seq: int | None = None) -> Any:
+        """``show`` one (None: no such letter), ``replay`` one or all (the sequences sent
+        back), ``purge`` all (how many). Raises LookupError without an event bus."""
+        found = None if self._dead_letters is None else await self._dead_letters(action, seq)
+        if found is None and action != "show":
+            raise LookupError("this system has no event bus")
+        return found
 
     def search_traces(
         self,

@@ -102,9 +102,9 @@ async function api(path) {
 
 // A change (POST): the browser sends the page's Origin, which the API checks against
 // its own (with the SameSite=Strict cookie, that is the CSRF protection).
-async function send(path, body) {
+async function send(path, body, method = "POST") {
   const response = await fetch(path, {
-    method: "POST",
+    method,
     headers: { accept: "application/json", "content-type": "application/json" },
     body: JSON.stringify(body ?? {}),
   });
@@ -705,10 +705,42 @@ function events() {
     const count = $("dlq-count");
     count.textContent = String(bus.dead_letters);
     count.className = `pill ${bus.dead_letters ? "bad" : "ok"}`;
-    fill($("dlq").tBodies[0], bus.recent_dead_letters.map((d) => el("tr", {},
+    fill($("dlq").tBodies[0], bus.recent_dead_letters.map((d) => el("tr", { "data-seq": d.seq },
       el("td", { class: "num", text: d.seq }), el("td", { text: d.service }), el("td", {}, el("code", { text: d.topic })),
-      el("td", { class: "num", text: d.deliveries }), el("td", { class: "bad", text: d.error }))));
+      el("td", { class: "num", text: d.deliveries }), el("td", { class: "bad", text: d.error }),
+      el("td", { class: "actions" },
+        el("button", { type: "button", "data-action": "show", text: "show", onclick: () => letterAction(d.seq, "show") }),
+        el("button", { type: "button", "data-action": "replay", text: "replay", onclick: () => letterAction(d.seq, "replay") })))));
   });
+  $("dlq-replay-all").onclick = () => letterAction(null, "replay");
+  $("dlq-purge").onclick = () => letterAction(null, "purge");
+}
+
+// Dead letters: show one, send one or all back to the failing service, or purge all
+// (asked first: the events are gone for good).
+async function letterAction(seq, action) {
+  const base = "/v1/telemetry/events/dead-letters";
+  const message = $("dlq-message");
+  try {
+    if (action === "show") {
+      const letter = await api(`${base}/${seq}`);
+      $("dlq-detail").hidden = false;
+      $("dlq-detail").textContent = JSON.stringify(letter, null, 2);
+      return;
+    }
+    if (action === "purge") {
+      if (!window.confirm("Delete every dead letter? The events are lost for good.")) return;
+      const answer = await send(base, null, "DELETE");
+      message.textContent = `purged ${answer.purged}`;
+    } else {
+      const answer = await send(seq === null ? `${base}/replay` : `${base}/${seq}/replay`);
+      message.textContent = `replayed ${answer.replayed.length}`;
+    }
+    state.deadLettersAt = 0;  // the pill asks again
+  } catch (error) {
+    if (error instanceof Unauthorized) { handleError(error); return; }
+    message.textContent = `${action} failed: ${error.message}`;
+  }
 }
 
 // --- logs ----------------------------------------------------------------------------
