@@ -125,6 +125,7 @@ class TelemetryAddon(Addon):
         self._scraper: Scraper | None = None
         self._targets: TargetFile | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._lines: list[LogRecord] = []
         self.store: TelemetryStore | None = None
         """The kept store (``<state_dir>/telemetry/telemetry.db``) once started; until
         then, and without a state directory, traces are held in memory only."""
@@ -183,6 +184,7 @@ class TelemetryAddon(Addon):
             await self._scraper.close()
         if self.store is not None:
             self.window.on_round = None
+            self._hand_over_lines()
             await asyncio.to_thread(self.store.close)
 
     def status(self) -> dict[str, Any]:
@@ -213,11 +215,22 @@ class TelemetryAddon(Addon):
 
     def capture_log(self, line: Any) -> None:
         """A log tap (corral.runtime's ``LogStore.taps``): every captured line, already
-        redacted, into the kept store's index."""
+        redacted, into the kept store's index. Lines are gathered and handed over once
+        per event-loop turn: one queue item per burst, not per line (a busy gateway
+        logs a line per request)."""
+        if self.store is None:
+            return
+        self._lines.append(LogRecord(line.t, line.service, line.instance, line.stream, line.line))
+        if len(self._lines) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._hand_over_lines)
+            except RuntimeError:  # no loop (a test calling directly): now
+                self._hand_over_lines()
+
+    def _hand_over_lines(self) -> None:
+        lines, self._lines = self._lines, []
         if self.store is not None:
-            self.store.put_log(
-                LogRecord(line.t, line.service, line.instance, line.stream, line.line)
-            )
+            self.store.put_logs(lines)
 
     # --- scraping ------------------------------------------------------------------
 
