@@ -21,7 +21,7 @@ def test_a_trace_survives_down_and_up(tmp_path_factory: pytest.TempPathFactory) 
     """Kept across runs: searched from the file while down, served again after up."""
     root: Path = tmp_path_factory.mktemp("kept")
     (root / "corral.yaml").write_text(MANIFEST.format(apps=APPS))
-    up = corral("up", "-d", cwd=root)
+    up = corral("up", "-d", cwd=root, timeout=180)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
         status = json.loads(corral("status", "--json", cwd=root).stdout)
@@ -37,21 +37,22 @@ def test_a_trace_survives_down_and_up(tmp_path_factory: pytest.TempPathFactory) 
                 and found.json()["logs"] >= 2
                 and {"front", "back"} <= set(found.json()["services"])
             ),
+            timeout=90,  # a loaded machine: the batches of three processes
             what="the trace and its lines in the store",
         )
     finally:
         down = corral("down", cwd=root, timeout=60)
     assert down.returncode == 0, down.stderr
 
-    shown = corral("traces", trace_id, "--json", cwd=root)
+    shown = corral("traces", trace_id, "--json", cwd=root, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert {s["service"] for s in json.loads(shown.stdout)["spans"]} >= {"front", "back"}
-    lines = corral("logs", "--trace", trace_id, cwd=root)
+    lines = corral("logs", "--trace", trace_id, cwd=root, timeout=120)
     assert lines.returncode == 0, lines.stderr
     assert "front-" in lines.stdout
     assert "back-" in lines.stdout
 
-    up = corral("up", "-d", cwd=root)
+    up = corral("up", "-d", cwd=root, timeout=180)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
         status = json.loads(corral("status", "--json", cwd=root).stdout)

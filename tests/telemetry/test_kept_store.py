@@ -4,6 +4,7 @@ retention, corruption and the queue's bound behave as documented (a real SQLite 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -264,3 +265,55 @@ def test_a_full_queue_drops_and_counts(tmp_path: Path, monkeypatch: pytest.Monke
     finally:
         release.set()
         store.close()
+
+
+def test_a_store_of_another_schema_version_is_moved_aside(tmp_path: Path) -> None:
+    """A file another version of Corral laid out differently is kept aside, not mixed."""
+    path = tmp_path / "telemetry.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE spans (whatever TEXT)")
+        conn.execute("PRAGMA user_version = 99")
+    store = TelemetryStore(path, clock=lambda: NOW)
+    try:
+        assert store.moved_aside is not None
+        assert "schema version 99" in store.warnings[0]
+        store.put_spans([span(1, 1)])
+        store.flush()
+        assert len(store.traces(TraceQuery())) == 1
+    finally:
+        store.close()
+
+
+def test_a_traces_route_is_its_outermost_service_route(store: TelemetryStore) -> None:
+    """The gateway's root span has no route: the trace takes the route of its earliest
+    span that has one, whichever batch brought it first."""
+    store.put_spans([span(5, 3, parent=2, service="back", start=NOW + 0.002, route="/sleep")])
+    store.flush()
+    store.put_spans(
+        [
+            span(5, 1, service="corral-gateway", start=NOW, route=None),
+            span(5, 2, parent=1, start=NOW + 0.001, route="/chain"),
+        ]
+    )
+    store.flush()
+    [summary] = store.traces(TraceQuery())
+    assert summary["service"] == "corral-gateway"
+    assert summary["route"] == "/chain"
+    assert [int(t["trace_id"], 16) for t in store.traces(TraceQuery(route="/chain"))] == [5]
+
+
+def test_a_nearly_full_disk_trims_early_with_a_warning(
+    store: TelemetryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the size limit but with the disk nearly full, the oldest tenth goes and the
+    store says why."""
+    store.put_spans([span(i, i + 1, start=NOW - 100 + i) for i in range(20)])
+    store.flush()
+    usage = shutil.disk_usage(store.path.parent)
+    monkeypatch.setattr(
+        "corral.telemetry._store.shutil.disk_usage",
+        lambda _: usage._replace(free=1024 * 1024),
+    )
+    store.retain(now=NOW)
+    assert store.counts()["traces"] < 20
+    assert any("free" in warning for warning in store.warnings)

@@ -220,6 +220,64 @@ def test_cli_searches_traces_and_logs(system: System) -> None:
     assert "invalid duration" in bad.stderr + bad.stdout
 
 
+def _trace(system: System, trace_id: str) -> dict[str, Any] | None:
+    found = httpx.get(
+        f"{system.api}/v1/traces/{trace_id}",
+        headers={"authorization": f"Bearer {system.token}"},
+    )
+    return found.json() if found.status_code == 200 else None
+
+
+def test_the_gateway_makes_spans_even_for_requests_it_aborts(system: System) -> None:
+    """Envoy's tracer sends the gateway's server span to the receiver: a request through
+    it is one trace with the gateway's span as the parent of front's, named by method
+    and path without the query; a request the gateway aborted itself (a fault) still
+    leaves a trace, an error, with the status Envoy answered."""
+    admin = {"authorization": f"Bearer {system.token}"}
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    url = system.gateway + "/chain?api_key=hidden"
+    assert httpx.get(url, headers=headers, timeout=10).status_code == 200
+    trace = wait_for(
+        lambda: (
+            (t := _trace(system, trace_id))
+            and {"corral-gateway", "front", "back"} <= set(t["services"])
+            and t
+        ),
+        what="the gateway's span beside the services'",
+    )
+    gateway = next(s for s in trace["spans"] if s["service"] == "corral-gateway")
+    front = next(s for s in trace["spans"] if s["service"] == "front" and s["kind"] == "server")
+    assert front["parent_span_id"] == gateway["span_id"]
+    assert gateway["name"] == "GET /chain"
+    assert "hidden" not in json.dumps(gateway)
+    assert trace["route"] == "/chain"
+
+    fault = httpx.post(
+        f"{system.api}/v1/chaos/gateway",
+        json={"service": "front", "percent": 100, "abort_status": 503, "seconds": 30},
+        headers=admin,
+        timeout=30,
+    )
+    assert fault.status_code == 200, fault.text
+    aborted_id = secrets.token_hex(16)
+    try:
+        aborted = httpx.get(
+            system.gateway + "/chain",
+            headers={"traceparent": f"00-{aborted_id}-{secrets.token_hex(8)}-01"},
+            timeout=10,
+        )
+        assert aborted.status_code == 503
+    finally:
+        httpx.delete(f"{system.api}/v1/chaos", headers=admin, timeout=30)
+    trace = wait_for(lambda: _trace(system, aborted_id), what="the aborted request's trace")
+    assert trace["services"] == ["corral-gateway"]
+    [span] = trace["spans"]
+    assert span["attributes"]["http.status_code"] == "503"
+    assert span["status"] == "error"
+    assert aborted_id in {t["trace_id"] for t in system.get("/v1/traces", status="error")}
+
+
 def test_receiver_refuses_spans_without_the_ingest_token(system: System) -> None:
     """The receiver answers problem+json 401 to an export without the instances' token
     (the admin token is not it)."""
@@ -373,47 +431,69 @@ def test_dashboard_in_a_real_browser(system: System, tmp_path: Path) -> None:
                 page.wait_for_selector(f'#instances tr[data-instance="{instance}"]')
             httpx.get(system.gateway + "/chain", timeout=10)
             page.wait_for_selector(
-                '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=30_000
+                '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=60_000
             )
 
             page.screenshot(path=tmp_path / "overview.png", full_page=True)
             assert page.get_attribute("#updated", "class") != "bad"
+            # The graph reads: node labels inside their boxes, no two edge labels overlap.
+            layout = page.evaluate(
+                """() => {
+                  const box = (n) => n.getBoundingClientRect();
+                  const inside = [...document.querySelectorAll('#graph g.node')].every((g) => {
+                    const r = box(g.querySelector('rect'));
+                    return [...g.querySelectorAll('text')].every((t) => {
+                      const b = box(t);
+                      return b.left >= r.left && b.right <= r.right + 1 && b.top >= r.top
+                        && b.bottom <= r.bottom + 1;
+                    });
+                  });
+                  const labels = [...document.querySelectorAll('#graph .edge-label')].map(box);
+                  const overlaps = labels.some((a, i) => labels.slice(i + 1).some((b) =>
+                    a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
+                  return { inside, overlaps, labels: labels.length };
+                }"""
+            )
+            assert layout == {"inside": True, "overlaps": False, "labels": 2}, layout
+            page.click('#graph g.node[data-node="back"]')
+            page.wait_for_function("() => location.hash === '#/services/back'")
+            page.evaluate("location.hash = '#/overview'")
 
             httpx.get(system.gateway + "/fail", timeout=10)
             page.evaluate("location.hash = '#/traces'")
-            page.wait_for_selector('.wf-row[data-service="front"]', timeout=30_000)
-            page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+            page.wait_for_selector('.wf-row[data-service="front"]', timeout=60_000)
+            page.wait_for_selector('.wf-row[data-service="back"]', timeout=60_000)
             page.screenshot(path=tmp_path / "traces.png", full_page=True)
             # The trace's log lines, one click away; each line links back to its trace.
-            page.wait_for_selector("#trace-logs:not([hidden])", timeout=30_000)
+            page.wait_for_selector("#trace-logs:not([hidden])", timeout=60_000)
             page.click("#trace-logs")
-            page.wait_for_selector("#log-lines .log-line a.trace-link", timeout=30_000)
+            page.wait_for_selector("#log-lines .log-line a.trace-link", timeout=60_000)
             assert page.input_value("#log-trace")
             assert "match" in (page.text_content("#log-status") or "")
             page.screenshot(path=tmp_path / "logs-of-a-trace.png", full_page=True)
             page.click("#log-lines .log-line a.trace-link")
-            page.wait_for_selector('.wf-row[data-service="back"]', timeout=30_000)
+            page.wait_for_selector('.wf-row[data-service="back"]', timeout=60_000)
             # Filtered to errors: only traces with errors are listed.
             page.check("#trace-errors")
             page.wait_for_function(
                 "() => { const rows = [...document.querySelectorAll('#traces tbody tr')];"
                 " return rows.length > 0 && rows.every((r) => r.textContent.includes('error')); }",
-                timeout=30_000,
+                timeout=60_000,
             )
             page.uncheck("#trace-errors")
             # A search of the kept logs: text and level filters.
             page.evaluate("location.hash = '#/logs'")
             page.fill("#log-text", "/fail")
             page.click("#log-search")
-            page.wait_for_selector("#log-lines .log-line:has-text('/fail')", timeout=30_000)
+            page.wait_for_selector("#log-lines .log-line:has-text('/fail')", timeout=60_000)
             assert "match" in (page.text_content("#log-status") or "")
             page.click("#log-clear")
 
             page.evaluate("location.hash = '#/logs'")
-            page.wait_for_selector("#log-status:text('live')", timeout=30_000)
+            page.wait_for_selector("#log-status:text('live')", timeout=60_000)
             marker = secrets.token_hex(6)
             httpx.get(f"{system.gateway}/missing-{marker}", timeout=10)  # back logs a 404
-            page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=30_000)
+            page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=60_000)
 
             page.screenshot(path=tmp_path / "logs.png", full_page=True)
 

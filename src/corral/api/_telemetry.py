@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.params import Depends as DependsParam
 
 from corral.api._gate import Access, Rule
@@ -45,6 +45,10 @@ class TelemetrySource(Protocol):
     def graph(self) -> dict[str, Any]: ...
 
     async def event_bus(self) -> dict[str, Any] | None: ...
+
+    async def dead_letter(self, action: str, seq: int | None = None) -> Any:
+        """show (None: unknown), replay (sequences), purge (count); LookupError: no bus."""
+        ...
 
     def search_traces(
         self,
@@ -135,6 +139,42 @@ def telemetry_router(source: TelemetrySource, *, admin: DependsParam) -> APIRout
         if found is None:
             raise ApiProblem(404, "no event bus", "this system has no `events:` section")
         return found
+
+    async def letters(action: str, seq: int | None = None) -> Any:
+        try:
+            return await source.dead_letter(action, seq)
+        except LookupError as exc:
+            raise ApiProblem(404, "no event bus", str(exc)) from None
+        except Exception as exc:  # the bus being down is a state to show, not a 500
+            raise ApiProblem(503, "the event bus did not answer", str(exc) or repr(exc)) from None
+
+    dlq = f"{v}/telemetry/events/dead-letters"
+
+    @router.get(f"{dlq}/{{seq}}", dependencies=[admin], tags=["telemetry"])
+    async def dead_letter(seq: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+        """One dead letter whole: the event, the error, its deliveries, its headers."""
+        found = await letters("show", seq)
+        if found is None:
+            raise ApiProblem(404, "unknown dead letter", f"no dead letter {seq}")
+        return dict(found)
+
+    @router.post(f"{dlq}/{{seq}}/replay", dependencies=[admin], tags=["telemetry"])
+    async def replay_one(seq: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+        """Send one dead letter back to the service that failed it."""
+        replayed = await letters("replay", seq)
+        if not replayed:
+            raise ApiProblem(404, "unknown dead letter", f"no dead letter {seq} to replay")
+        return {"replayed": replayed}
+
+    @router.post(f"{dlq}/replay", dependencies=[admin], tags=["telemetry"])
+    async def replay_all() -> dict[str, Any]:
+        """Send every dead letter back."""
+        return {"replayed": await letters("replay")}
+
+    @router.delete(dlq, dependencies=[admin], tags=["telemetry"])
+    async def purge() -> dict[str, Any]:
+        """Delete every dead letter."""
+        return {"purged": await letters("purge")}
 
     # Plain functions: FastAPI runs them in its thread pool, so the store's reads never
     # hold the event loop that supervises the system.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.broker import BrokerAddon
-from corral.gateway import GatewayAddon
+from corral.broker import BrokerAddon, dlq_purge, dlq_replay, dlq_show
+from corral.gateway import GatewayAddon, GatewayTracing
 from corral.plan import Plan
 from corral.runtime.addon import Addon
-from corral.telemetry import TelemetryAddon
+from corral.telemetry import GATEWAY_SERVICE, TelemetryAddon
 
 
 def addons_for(plan: Plan) -> list[Addon]:
@@ -30,5 +30,30 @@ def addons_for(plan: Plan) -> list[Addon]:
         # On the broker's kept connection: a dashboard polling this opens none.
         return await broker.overview()
 
-    addons.append(TelemetryAddon(gateway_metrics_url=gateway_metrics_url, event_bus=event_bus))
+    async def dead_letters(action: str, seq: int | None) -> Any:
+        # The control user's URL (with credentials) the broker connected with.
+        if broker.url is None:
+            return None
+        if action == "show":
+            assert seq is not None
+            return await dlq_show(broker.url, plan.system, seq)
+        if action == "replay":
+            return await dlq_replay(broker.url, plan.system, seq)
+        return await dlq_purge(broker.url, plan.system)
+
+    telemetry = TelemetryAddon(
+        gateway_metrics_url=gateway_metrics_url, event_bus=event_bus, dead_letters=dead_letters
+    )
+    addons.append(telemetry)
+    if gateway is not None:
+
+        def gateway_tracing() -> GatewayTracing | None:
+            # Envoy's own spans go where the services' go, with the same ingest token.
+            receiver = telemetry.receiver_for_gateway()
+            if receiver is None:
+                return None
+            url, authorization = receiver
+            return GatewayTracing(url, (("authorization", authorization),), GATEWAY_SERVICE)
+
+        gateway.tracing = gateway_tracing
     return addons

@@ -28,6 +28,7 @@ from corral.gateway._render import (
     route_names,
 )
 from corral.gateway._static import render_static
+from corral.gateway._tracing import GatewayTracing, with_tracing
 from corral.gateway._validate import (
     ValidationResult,
     envoy_binary,
@@ -45,6 +46,7 @@ __all__ = [
     "GatewayConfig",
     "GatewayError",
     "GatewayTimeoutError",
+    "GatewayTracing",
     "Layout",
     "Ports",
     "ValidationResult",
@@ -60,4 +62,5 @@ __all__ = [
     "route_names",
     "validate_config",
     "validate_gateway",
+    "with_tracing",
 ]

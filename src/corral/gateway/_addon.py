@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from corral.gateway._render import (
     render_eds_files,
     render_routes,
 )
+from corral.gateway._tracing import GatewayTracing, with_tracing
 from corral.gateway._validate import envoy_binary
 from corral.plan import CheckKind, CheckPlan, GatewayPlan, ServicePlan, supervised_component
 from corral.runtime.addon import Addon, RuntimeContext
@@ -86,6 +88,9 @@ class GatewayAddon(Addon):
     name = "gateway"
 
     def __init__(self, *, envoy: str | None = None, confirm_timeout: float = 5.0) -> None:
+        self.tracing: Callable[[], GatewayTracing | None] = lambda: None
+        """Where Envoy sends its spans (asked when the bootstrap is written); the control
+        plane points it at its OTLP receiver."""
         self._envoy = envoy
         self._confirm_timeout = confirm_timeout
         self._plan: GatewayPlan | None = None
@@ -148,7 +153,8 @@ class GatewayAddon(Addon):
         self._address = "127.0.0.1" if plan.address in ("0.0.0.0", "::") else plan.address
         self._admin = AdminClient(str(socket))
         self._write_plan(snapshot)
-        self._writer.write("bootstrap.json", render_bootstrap(plan, ports, self._layout))
+        bootstrap = with_tracing(render_bootstrap(plan, ports, self._layout), self.tracing())
+        self._writer.write("bootstrap.json", bootstrap)
         return directory / "bootstrap.json"
 
     def follow(self, registry: Registry) -> None:

@@ -25,6 +25,7 @@ from corral import contract
 from corral.plan import Plan, ServicePlan
 from corral.runtime.addon import Addon, RuntimeContext
 from corral.runtime.registry import Registry
+from corral.telemetry._envoy_spans import readable_gateway_span
 from corral.telemetry._file_sd import TargetFile, prometheus_targets
 from corral.telemetry._graph import system_graph
 from corral.telemetry._otlp import decode_spans, export_response, redacted
@@ -99,6 +100,7 @@ class TelemetryAddon(Addon):
         max_traces: int = 500,
         gateway_metrics_url: Callable[[], str | None] = lambda: None,
         event_bus: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
+        dead_letters: Callable[[str, int | None], Awaitable[Any]] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         """``gateway_metrics_url``: asked each round (the gateway addon knows it once it
@@ -116,12 +118,14 @@ class TelemetryAddon(Addon):
         sets it to the runtime's: the SDK redacts before export, this is the second line)."""
         self._gateway_metrics_url = gateway_metrics_url
         self._event_bus = event_bus
+        self._dead_letters = dead_letters
         self._environ = os.environ if environ is None else environ
         self._plan: Plan | None = None
         self._registry: Registry | None = None
         self._scraper: Scraper | None = None
         self._targets: TargetFile | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._lines: list[LogRecord] = []
         self.store: TelemetryStore | None = None
         """The kept store (``<state_dir>/telemetry/telemetry.db``) once started; until
         then, and without a state directory, traces are held in memory only."""
@@ -161,6 +165,14 @@ class TelemetryAddon(Addon):
             TRACES_HEADERS: "authorization=" + quote(f"Bearer {self.ingest_token}"),
         }
 
+    def receiver_for_gateway(self) -> tuple[str, str] | None:
+        """The receiver's traces URL and the ``authorization`` header value, for Envoy's
+        own tracer; None when the services' spans go to a user's collector (set in the
+        shell that runs ``corral up``), or before the control plane set the endpoint."""
+        if self.otlp_endpoint is None or any(n in self._environ for n in _USER_ENDPOINTS):
+            return None
+        return f"{self.otlp_endpoint}/v1/traces", f"Bearer {self.ingest_token}"
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -172,6 +184,7 @@ class TelemetryAddon(Addon):
             await self._scraper.close()
         if self.store is not None:
             self.window.on_round = None
+            self._hand_over_lines()
             await asyncio.to_thread(self.store.close)
 
     def status(self) -> dict[str, Any]:
@@ -202,11 +215,22 @@ class TelemetryAddon(Addon):
 
     def capture_log(self, line: Any) -> None:
         """A log tap (corral.runtime's ``LogStore.taps``): every captured line, already
-        redacted, into the kept store's index."""
+        redacted, into the kept store's index. Lines are gathered and handed over once
+        per event-loop turn: one queue item per burst, not per line (a busy gateway
+        logs a line per request)."""
+        if self.store is None:
+            return
+        self._lines.append(LogRecord(line.t, line.service, line.instance, line.stream, line.line))
+        if len(self._lines) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._hand_over_lines)
+            except RuntimeError:  # no loop (a test calling directly): now
+                self._hand_over_lines()
+
+    def _hand_over_lines(self) -> None:
+        lines, self._lines = self._lines, []
         if self.store is not None:
-            self.store.put_log(
-                LogRecord(line.t, line.service, line.instance, line.stream, line.line)
-            )
+            self.store.put_logs(lines)
 
     # --- scraping ------------------------------------------------------------------
 
@@ -296,6 +320,14 @@ class TelemetryAddon(Addon):
     async def event_bus(self) -> dict[str, Any] | None:
         return None if self._event_bus is None else await self._event_bus()
 
+    async def dead_letter(self, action: str, seq: int | None = None) -> Any:
+        """``show`` one (None: no such letter), ``replay`` one or all (the sequences sent
+        back), ``purge`` all (how many). Raises LookupError without an event bus."""
+        found = None if self._dead_letters is None else await self._dead_letters(action, seq)
+        if found is None and action != "show":
+            raise LookupError("this system has no event bus")
+        return found
+
     def search_traces(
         self,
         *,
@@ -359,6 +391,7 @@ class TelemetryAddon(Addon):
     def ingest(self, body: bytes, *, content_type: str | None, encoding: str | None) -> bytes:
         """One OTLP/HTTP export request; the protobuf answer. Raises OtlpError."""
         spans = decode_spans(body, content_type=content_type, encoding=encoding)
+        spans = [readable_gateway_span(s) if s.service == GATEWAY_SERVICE else s for s in spans]
         redact = self.redact
         kept = spans if redact is None else [redacted(s, redact) for s in spans]
         if self.store is not None:

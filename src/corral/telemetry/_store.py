@@ -86,6 +86,9 @@ LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "crit
 warning and worse."""
 _LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 
+SCHEMA_VERSION = 1
+"""Raised with every change of ``_SCHEMA``: a store of another version is moved aside."""
+
 _ROUTE_KEYS = ("http.route", "url.path", "http.target")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -118,9 +121,12 @@ CREATE TABLE IF NOT EXISTS traces (
     service TEXT,
     route TEXT,
     complete INTEGER NOT NULL DEFAULT 0,
-    root_start_ns INTEGER
+    root_start_ns INTEGER,
+    route_start_ns INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns);
+-- Errors are rare: `--status error` walks only them, newest first.
+CREATE INDEX IF NOT EXISTS traces_errors ON traces(start_ns) WHERE errors > 0;
 CREATE TABLE IF NOT EXISTS trace_services (
     service TEXT NOT NULL,
     trace_id TEXT NOT NULL,
@@ -166,16 +172,19 @@ SELECT s.trace_id, min(s.start_ns), max(s.end_ns), count(*), sum(s.status = 'err
 FROM spans s WHERE s.trace_id IN (SELECT value FROM json_each(:ids)) GROUP BY s.trace_id
 """
 _ROOT_FIELDS = """
-UPDATE traces SET (name, service, route, complete, root_start_ns) = (
-    SELECT r.name, r.service, r.route, r.parent_span_id IS NULL, r.start_ns FROM spans r
-    WHERE r.trace_id = traces.trace_id AND r.span_id = traces.root_span_id)
+UPDATE traces SET (name, service, complete, root_start_ns) = (
+    SELECT r.name, r.service, r.parent_span_id IS NULL, r.start_ns FROM spans r
+    WHERE r.trace_id = traces.trace_id AND r.span_id = traces.root_span_id),
+  (route, route_start_ns) = (
+    SELECT r.route, r.start_ns FROM spans r
+    WHERE r.trace_id = traces.trace_id AND r.route IS NOT NULL ORDER BY r.start_ns LIMIT 1)
 WHERE trace_id IN (SELECT value FROM json_each(:ids))
 """
 _LIST_TRACES = """
 SELECT t.trace_id, t.start_ns, t.end_ns, t.span_count, t.errors, t.name, t.service, t.route,
        t.complete,
        (SELECT group_concat(service, ',') FROM trace_services x WHERE x.trace_id = t.trace_id)
-FROM traces t INDEXED BY traces_start WHERE"""
+FROM traces t INDEXED BY {index} WHERE"""
 _LIST_TRACES_OF = """
 SELECT t.trace_id, t.start_ns, t.end_ns, t.span_count, t.errors, t.name, t.service, t.route,
        t.complete,
@@ -296,7 +305,14 @@ class StoreReader:
             )
             params.insert(0, query.service)
         else:
-            sql = " ".join((_LIST_TRACES, " AND ".join(where), "ORDER BY t.start_ns DESC LIMIT ?"))
+            index = "traces_errors" if query.errors_only else "traces_start"
+            sql = " ".join(
+                (
+                    _LIST_TRACES.format(index=index),
+                    " AND ".join(where),
+                    "ORDER BY t.start_ns DESC LIMIT ?",
+                )
+            )
         params.append(query.limit)
         with self._reader() as conn:
             rows = conn.execute(sql, params).fetchall()
@@ -467,7 +483,13 @@ class TelemetryStore(StoreReader):
             )  # WAL: durable at checkpoints, never corrupt
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables and version != SCHEMA_VERSION:
+                # Another version's layout: kept aside whole rather than half-migrated.
+                raise sqlite3.DatabaseError(f"schema version {version}, not {SCHEMA_VERSION}")
             conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError:
             conn.close()
             raise
@@ -630,10 +652,11 @@ class TelemetryStore(StoreReader):
         """The summaries of the traces these new spans belong to, merged in Python with
         what is stored (one indexed read per batch): rebuilding them from every span in
         SQL cost half of the ingest time. The root is the span without a parent, else
-        (until it arrives) the earliest span."""
+        (until it arrives) the earliest span; the route is the earliest span's that has
+        one (a gateway's span has none: the service's route names the request)."""
         rows = conn.execute(
             "SELECT trace_id, start_ns, end_ns, span_count, errors, root_span_id, name, service,"
-            " route, complete, root_start_ns FROM traces"
+            " route, complete, root_start_ns, route_start_ns FROM traces"
             " WHERE trace_id IN (SELECT value FROM json_each(?))",
             (json.dumps(touched),),
         ).fetchall()
@@ -642,7 +665,7 @@ class TelemetryStore(StoreReader):
             entry = merged.get(s.trace_id)
             if entry is None:
                 entry = merged[s.trace_id] = [s.trace_id, s.start_ns, s.end_ns, 0, 0, None]
-                entry += [None, None, None, 0, None]
+                entry += [None, None, None, 0, None, None]
             entry[1] = min(entry[1], s.start_ns)
             entry[2] = max(entry[2], s.end_ns)
             entry[3] += 1
@@ -653,18 +676,15 @@ class TelemetryStore(StoreReader):
                 or (is_root and not entry[9])
                 or (is_root == bool(entry[9]) and s.start_ns < entry[10])
             ):
-                entry[5:11] = [
-                    s.span_id,
-                    s.name,
-                    s.service,
-                    _route(s.attributes),
-                    is_root,
-                    s.start_ns,
-                ]
+                entry[5:8] = [s.span_id, s.name, s.service]
+                entry[9:11] = [is_root, s.start_ns]
+            route = _route(s.attributes)
+            if route is not None and (entry[11] is None or s.start_ns < entry[11]):
+                entry[8], entry[11] = route, s.start_ns  # the outermost route: the gateway has none
         conn.executemany(
             "INSERT OR REPLACE INTO traces(trace_id, start_ns, end_ns, span_count, errors,"
-            " root_span_id, name, service, route, complete, root_start_ns)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " root_span_id, name, service, route, complete, root_start_ns, route_start_ns)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             list(merged.values()),
         )
 

@@ -102,9 +102,9 @@ async function api(path) {
 
 // A change (POST): the browser sends the page's Origin, which the API checks against
 // its own (with the SameSite=Strict cookie, that is the CSRF protection).
-async function send(path, body) {
+async function send(path, body, method = "POST") {
   const response = await fetch(path, {
-    method: "POST",
+    method,
     headers: { accept: "application/json", "content-type": "application/json" },
     body: JSON.stringify(body ?? {}),
   });
@@ -379,6 +379,16 @@ function drawGraph(graph, status, summary) {
   const red = Object.fromEntries((summary?.services || []).map((s) => [s.service, s]));
   const children = [];
   const seen = new Set();
+  // Edge labels never overlap: each moves down a line until its box is free.
+  const placed = [];
+  const labelAt = (x, y, text) => {
+    const w = text.length * 6.4 + 6, h = 13;
+    let top = y - h;
+    const hits = (b) => x - w / 2 < b.x + b.w && b.x < x + w / 2 && top < b.y + b.h && b.y < top + h;
+    for (let i = 0; i < 12 && placed.some(hits); i++) top += h;
+    placed.push({ x: x - w / 2, y: top, w, h });
+    return top + h - 3;
+  };
   for (const e of graph.edges) {
     const a = pos[e.from], b = pos[e.to];
     if (!a || !b) continue;
@@ -395,12 +405,18 @@ function drawGraph(graph, status, summary) {
     const lift = skips && Math.abs(y2 - y1) < nodeH ? nodeH + gapY / 2 : 0;
     const path = `M${x1},${y1} C${x1 + bend},${y1 - lift} ${x2 - bend},${y2 - lift} ${x2},${y2}`;
     children.push(svg("path", { d: path, class: `edge ${e.kind}`, "marker-end": `url(#arrow-${e.kind})` }));
-    if (e.label) children.push(svg("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 5 - lift * 0.75, class: "edge-label", "text-anchor": "middle" }, e.label));
+    if (e.label) {
+      const x = (x1 + x2) / 2;
+      children.push(svg("text", { x, y: labelAt(x, (y1 + y2) / 2 - 2 - lift * 0.75, e.label), class: "edge-label", "text-anchor": "middle" }, e.label));
+    }
   }
   for (const node of graph.nodes) {
     const p = pos[node.id];
     if (!p) continue;
-    const g = svg("g", { class: `node ${node.kind}`, transform: `translate(${p.x},${p.y})` });
+    const g = svg("g", { class: `node ${node.kind}`, transform: `translate(${p.x},${p.y})`, "data-node": node.id });
+    // A node leads to its detail: a service to its charts, a topic to the event bus.
+    if (node.kind === "service") g.addEventListener("click", () => { location.hash = `#/services/${encodeURIComponent(node.id)}`; });
+    if (node.kind === "topic") g.addEventListener("click", () => { location.hash = "#/events"; });
     g.append(svg("rect", { width: widthOf(node.id), height: nodeH, rx: 8 }));
     if (node.kind === "service") {
       g.append(svg("rect", { width: 4, height: nodeH - 16, x: 0, y: 8, rx: 2, style: `fill:${colour(node.id)};stroke:none` }));
@@ -420,7 +436,7 @@ function drawGraph(graph, status, summary) {
     children.push(g);
   }
   const defs = svg("defs");
-  for (const [kind, c] of [["route", "var(--accent)"], ["call", "var(--ok)"], ["depends_on", "var(--muted)"], ["publish", "var(--topic)"], ["subscribe", "var(--topic)"]]) {
+  for (const [kind, c] of [["route", "var(--accent)"], ["call", "var(--ok)"], ["depends_on", "var(--muted)"], ["publish", "var(--topic)"], ["subscribe", "var(--subscribe)"]]) {
     const marker = svg("marker", { id: `arrow-${kind}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
     marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", style: `fill:${c}` }));
     defs.append(marker);
@@ -689,10 +705,42 @@ function events() {
     const count = $("dlq-count");
     count.textContent = String(bus.dead_letters);
     count.className = `pill ${bus.dead_letters ? "bad" : "ok"}`;
-    fill($("dlq").tBodies[0], bus.recent_dead_letters.map((d) => el("tr", {},
+    fill($("dlq").tBodies[0], bus.recent_dead_letters.map((d) => el("tr", { "data-seq": d.seq },
       el("td", { class: "num", text: d.seq }), el("td", { text: d.service }), el("td", {}, el("code", { text: d.topic })),
-      el("td", { class: "num", text: d.deliveries }), el("td", { class: "bad", text: d.error }))));
+      el("td", { class: "num", text: d.deliveries }), el("td", { class: "bad", text: d.error }),
+      el("td", { class: "actions" },
+        el("button", { type: "button", "data-action": "show", text: "show", onclick: () => letterAction(d.seq, "show") }),
+        el("button", { type: "button", "data-action": "replay", text: "replay", onclick: () => letterAction(d.seq, "replay") })))));
   });
+  $("dlq-replay-all").onclick = () => letterAction(null, "replay");
+  $("dlq-purge").onclick = () => letterAction(null, "purge");
+}
+
+// Dead letters: show one, send one or all back to the failing service, or purge all
+// (asked first: the events are gone for good).
+async function letterAction(seq, action) {
+  const base = "/v1/telemetry/events/dead-letters";
+  const message = $("dlq-message");
+  try {
+    if (action === "show") {
+      const letter = await api(`${base}/${seq}`);
+      $("dlq-detail").hidden = false;
+      $("dlq-detail").textContent = JSON.stringify(letter, null, 2);
+      return;
+    }
+    if (action === "purge") {
+      if (!window.confirm("Delete every dead letter? The events are lost for good.")) return;
+      const answer = await send(base, null, "DELETE");
+      message.textContent = `purged ${answer.purged}`;
+    } else {
+      const answer = await send(seq === null ? `${base}/replay` : `${base}/${seq}/replay`);
+      message.textContent = `replayed ${answer.replayed.length}`;
+    }
+    state.deadLettersAt = 0;  // the pill asks again
+  } catch (error) {
+    if (error instanceof Unauthorized) { handleError(error); return; }
+    message.textContent = `${action} failed: ${error.message}`;
+  }
 }
 
 // --- logs ----------------------------------------------------------------------------
