@@ -283,6 +283,8 @@ def test_a_hypothesis_broken_during_the_method_is_not_held(tmp_path: Path) -> No
     )
     report = runner.run()
     assert report.during, "no check ran during the method"
+    assert report.during_failed >= 1
+    assert report.during_checks >= report.during_failed
     assert report.after is not None
     assert report.after.held
     assert report.verdict == "not held"

@@ -245,12 +245,10 @@ def _print_report(report: Report) -> None:
         for probe in check.probes:
             mark = "[green]✔[/]" if probe.held else "[red]✖[/]"
             console.print(f"  {mark} {probe.probe}: {probe.detail}", highlight=False)
-    broke = [c for c in report.during if not c.held]
-    if report.during:
+    if report.during_checks:
+        held = report.during_checks - report.during_failed
         console.print(
-            f"hypothesis during: {len(report.during) - len(broke)}/{len(report.during)} "
-            "checks held",
-            highlight=False,
+            f"hypothesis during: {held}/{report.during_checks} checks held", highlight=False
         )
     for step in [*report.steps, *report.rollbacks]:
         mark = "[green]✔[/]" if step.ok else "[red]✖[/]"
