@@ -20,6 +20,7 @@ from corral.cli._common import FileOption, ManifestCommand, UsageError, client, 
 from corral.cli._tables import human_duration
 from corral.errors import CorralError
 from corral.manifest import ManifestError, parse_duration
+from corral.runtime.errors import NotRunningError
 from corral.runtime.status import SystemStatus
 
 chaos_app = typer.Typer(
@@ -204,14 +205,19 @@ def run(
 ) -> None:
     """Run an experiment file: the hypothesis before, the method, the hypothesis after,
     the rollbacks. Exits 0 when the hypothesis held, 1 when it did not, 2 when the
-    experiment is malformed or names what the system lacks."""
+    experiment is malformed, names what the system lacks, or no system runs there."""
     try:
         parsed = load(experiment)
     except ManifestError as exc:
         console.print(f"[red]error:[/] {exc.render()}", highlight=False)
         raise typer.Exit(2) from None
     quiet = as_json
-    with client(file) as api:
+    try:
+        api = client(file)
+    except NotRunningError as exc:  # nothing was run: not a verdict
+        console.print(f"[red]error:[/] {exc.message}", highlight=False)
+        raise typer.Exit(2) from None
+    with api:
         runner = Runner(
             parsed,
             ApiTarget(api),
