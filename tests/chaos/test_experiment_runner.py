@@ -263,3 +263,29 @@ def test_a_fault_not_built_yet_is_refused_before_anything(tmp_path: Path) -> Non
         )
     assert caught.value.problems == ["method[1]: caller-side faults (calls) are not built yet"]
     assert system.injected == []
+
+
+def test_a_hypothesis_broken_during_the_method_is_not_held(tmp_path: Path) -> None:
+    """during: true: the hypothesis is checked while the method runs (here, a real
+    half-second command); one failed check makes the run not held even though the
+    system is steady again after it."""
+    system = FakeSystem(error_rates=[0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0])
+    runner = Runner(
+        parse(
+            "title: t\nhypothesis:\n  during: true\n  every: 100ms\n  probes:\n"
+            "    - {type: error-rate, target: gateway, max: 0.01}\n"
+            f"method:\n  - {{action: command, run: [{sys.executable}, -c, "
+            "'import time; time.sleep(0.6)']}\n",
+            "e.yaml",
+        ),
+        system,
+        file=tmp_path / "e.yaml",
+    )
+    report = runner.run()
+    assert report.during, "no check ran during the method"
+    assert report.during_failed >= 1
+    assert report.during_checks >= report.during_failed
+    assert report.after is not None
+    assert report.after.held
+    assert report.verdict == "not held"
+    assert report.reason.startswith("broke during the method: error rate of gateway <= 0.01")

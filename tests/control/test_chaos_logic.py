@@ -5,6 +5,7 @@ known as such."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from corral.control._chaos import Chaos
@@ -54,11 +55,11 @@ class FakeOrchestrator:
         return self.instances[instance_id]
 
 
-async def test_stopping_an_experiment_while_it_expires_ends_it_once() -> None:
+async def test_stopping_an_experiment_while_it_expires_ends_it_once(tmp_path: Path) -> None:
     """A stop that arrives while the expiry is undoing the fault neither undoes it again
     nor records a second end: one entry in `recent`, the fault cleared once."""
     gateway = SlowGateway()
-    chaos = Chaos(FakeOrchestrator(), gateway)  # type: ignore[arg-type]
+    chaos = Chaos(FakeOrchestrator(), gateway, runs=tmp_path)  # type: ignore[arg-type]
     started = await chaos.fault("web", percent=100, abort_status=503, delay_ms=None, seconds=0.001)
     async with asyncio.timeout(5):
         await gateway.clearing.wait()  # expired; the undo is under way
@@ -77,11 +78,11 @@ async def test_stopping_an_experiment_while_it_expires_ends_it_once() -> None:
     assert chaos.to_json()["active"] == []
 
 
-async def test_paused_lists_instances_stopped_right_now() -> None:
+async def test_paused_lists_instances_stopped_right_now(tmp_path: Path) -> None:
     """paused() names an instance while its pause holds, and not once its process was
     replaced (a new process in the slot was never stopped) or the pause ended."""
     web1, web2 = FakeInstance("web-1", 100), FakeInstance("web-2", 200)
-    chaos = Chaos(FakeOrchestrator(web1, web2), None)  # type: ignore[arg-type]
+    chaos = Chaos(FakeOrchestrator(web1, web2), None, runs=tmp_path)  # type: ignore[arg-type]
     first = await chaos.pause("web-1", 60)
     await chaos.pause("web-2", 60)
     assert chaos.paused() == {"web-1", "web-2"}

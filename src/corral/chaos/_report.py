@@ -54,7 +54,13 @@ class Report(BaseModel):
     verdict: Verdict
     reason: str = Field(description="One line: why it held or not.")
     before: Check | None = None
-    during: list[Check] = Field(default_factory=list)
+    during: list[Check] = Field(
+        default_factory=list,
+        description="Checks made during the method: every failed one, and held ones while fewer "
+        "than 200 are kept.",
+    )
+    during_checks: int = Field(default=0, description="Checks made during the method.")
+    during_failed: int = Field(default=0, description="How many of them did not hold.")
     after: Check | None = None
     after_attempts: int = 0
     steps: list[StepResult] = Field(default_factory=list)

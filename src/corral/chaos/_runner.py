@@ -34,6 +34,8 @@ from corral.chaos._report import Check, Phase, ProbeResult, Report, StepResult
 from corral.errors import CorralError
 from corral.runtime.status import SystemStatus
 
+KEEP_DURING = 200
+"""Held checks kept in a report (failed ones are all kept)."""
 OUTPUT_LIMIT = 64 * 1024
 """Bytes of a command's output kept (for its last lines in the report)."""
 
@@ -236,7 +238,10 @@ class Runner:
         every = self.experiment.hypothesis.every
         while not self._done.wait(every):
             check = self._check("during")
-            self.report.during.append(check)
+            self.report.during_checks += 1
+            self.report.during_failed += not check.held
+            if not check.held or len(self.report.during) < KEEP_DURING:
+                self.report.during.append(check)  # bounded: a long method checks often
             if not check.held:
                 self._say(f"not steady during the method: {_failed(check)}")
 

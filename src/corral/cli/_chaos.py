@@ -20,6 +20,7 @@ from corral.cli._common import FileOption, ManifestCommand, UsageError, client, 
 from corral.cli._tables import human_duration
 from corral.errors import CorralError
 from corral.manifest import ManifestError, parse_duration
+from corral.runtime.errors import NotRunningError
 from corral.runtime.status import SystemStatus
 
 chaos_app = typer.Typer(
@@ -204,14 +205,19 @@ def run(
 ) -> None:
     """Run an experiment file: the hypothesis before, the method, the hypothesis after,
     the rollbacks. Exits 0 when the hypothesis held, 1 when it did not, 2 when the
-    experiment is malformed or names what the system lacks."""
+    experiment is malformed, names what the system lacks, or no system runs there."""
     try:
         parsed = load(experiment)
     except ManifestError as exc:
         console.print(f"[red]error:[/] {exc.render()}", highlight=False)
         raise typer.Exit(2) from None
     quiet = as_json
-    with client(file) as api:
+    try:
+        api = client(file)
+    except NotRunningError as exc:  # nothing was run: not a verdict
+        console.print(f"[red]error:[/] {exc.message}", highlight=False)
+        raise typer.Exit(2) from None
+    with api:
         runner = Runner(
             parsed,
             ApiTarget(api),
@@ -245,12 +251,10 @@ def _print_report(report: Report) -> None:
         for probe in check.probes:
             mark = "[green]✔[/]" if probe.held else "[red]✖[/]"
             console.print(f"  {mark} {probe.probe}: {probe.detail}", highlight=False)
-    broke = [c for c in report.during if not c.held]
-    if report.during:
+    if report.during_checks:
+        held = report.during_checks - report.during_failed
         console.print(
-            f"hypothesis during: {len(report.during) - len(broke)}/{len(report.during)} "
-            "checks held",
-            highlight=False,
+            f"hypothesis during: {held}/{report.during_checks} checks held", highlight=False
         )
     for step in [*report.steps, *report.rollbacks]:
         mark = "[green]✔[/]" if step.ok else "[red]✖[/]"

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,6 +47,15 @@ ENV_MODE = "CORRAL_ENV"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 NOT_STARTED = "events of {service!r} are not started: `await events.start()` first"
+
+
+RECONNECT_GRACE_S = 30.0
+"""Seconds a lost broker connection keeps the service ready. The client reconnects by
+itself, the outbox keeps what is published meanwhile and consumers resume where they
+were; and every instance loses the same broker at the same moment, so failing
+readiness at once would take every instance out of the gateway's endpoints for a bus
+restart: a full outage made of a short one. Longer than that, the bus is really gone
+and the service says so."""
 
 
 class Events:
@@ -101,6 +111,9 @@ class Events:
         self._ensured: set[str] = set()
         self._pending: set[asyncio.Future[Any]] = set()
         self._started = False
+        self._lost_at: float | None = None
+        """When readiness first saw the broker connection down (None: it is up)."""
+        self.reconnect_grace = RECONNECT_GRACE_S
         self._on_first_use: Callable[[], Awaitable[None]] | None = None
         self._first_use: asyncio.Lock | None = None
         self.not_started_hint = NOT_STARTED
@@ -270,8 +283,17 @@ class Events:
         await self.transport.close()
 
     async def connected(self) -> bool:
-        """Readiness: the broker connection is up."""
-        return self._started and await self.transport.connected()
+        """Readiness: the broker connection is up, or has been down for less than
+        :attr:`reconnect_grace` seconds (see :data:`RECONNECT_GRACE_S`)."""
+        if not self._started:
+            return False
+        if await self.transport.connected():
+            self._lost_at = None
+            return True
+        now = time.monotonic()
+        if self._lost_at is None:
+            self._lost_at = now
+        return now - self._lost_at < self.reconnect_grace
 
     def start_on_first_use(
         self, start: Callable[[], Awaitable[None]] | None, *, hint: str | None = None
