@@ -248,3 +248,21 @@ def test_hints_name_the_manifest_by_its_real_path(tmp_path: Path) -> None:
     assert hint("logs", tmp_path / "my shop", "-F") == f"corral logs '{tmp_path}/my shop' -F"
     other = tmp_path / "prod.yaml"
     assert hint("down", other) == f"corral down {other}"
+
+
+@pytest.mark.parametrize("how", ["argument", "option"])
+def test_chaos_run_takes_the_experiment_and_the_manifest_both_ways(
+    how: str, system: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`corral chaos run SYS EXPERIMENT` and `corral chaos run EXPERIMENT -f SYS`: the
+    experiment (a .yaml path too) is never taken for the manifest."""
+    experiment = Path(__file__).parents[2] / "examples/ridehail/chaos/matching-paused.yaml"
+    monkeypatch.chdir(system.parent)
+    args = (
+        ["chaos", "run", "shop/", str(experiment)]
+        if how == "argument"
+        else ["chaos", "run", str(experiment), "-f", "shop/"]
+    )
+    code, text = run(args, monkeypatch, capsys)
+    assert code == 2, text  # nothing was run: not a verdict
+    assert f"no system is running for {system / 'corral.yaml'}" in text

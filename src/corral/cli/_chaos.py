@@ -195,7 +195,7 @@ class ApiTarget:
             raise
 
 
-@chaos_app.command("run")
+@chaos_app.command("run", cls=ManifestCommand)
 def run(
     experiment: Annotated[Path, typer.Argument(help="The experiment file (YAML).")],
     file: FileOption = None,

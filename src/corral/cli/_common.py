@@ -106,34 +106,42 @@ class ManifestCommand(TyperCommand):
     def split_manifest(self, args: list[str]) -> tuple[str | None, list[str]]:
         """``(manifest, the other words)`` when the first argument is the manifest, else
         ``(None, args)``."""
-        index = self._first_argument(args)
-        if index is None:
+        positions = self._arguments(args)
+        if not positions:
             return None, args
+        index = positions[0]
         value = args[index]
-        takes_own = any(isinstance(p, TyperArgument) for p in self.params)
-        if takes_own and not reads_as_manifest(value):
+        own = [p for p in self.params if isinstance(p, TyperArgument)]
+        # Words that the command's own required arguments need are never the manifest:
+        # `chaos run EXPERIMENT.yaml -f SYS` is an experiment, not a manifest given twice.
+        if len(positions) <= sum(1 for p in own if p.required):
+            return None, args
+        if own and not reads_as_manifest(value):
             return None, args
         return value, [*args[:index], *args[index + 1 :]]
 
-    def _first_argument(self, args: list[str]) -> int | None:
+    def _arguments(self, args: list[str]) -> list[int]:
+        """The indexes of the positional words of ``args`` (option values skipped)."""
         takes_value = {
             name: not (param.is_flag or param.count)
             for param in self.params
             if isinstance(param, TyperOption)
             for name in (*param.opts, *param.secondary_opts)
         }
+        found: list[int] = []
         index = 0
         while index < len(args):
             word = args[index]
             if word == "--":
-                return index + 1 if index + 1 < len(args) else None
+                return found + list(range(index + 1, len(args)))
             if word.startswith("-") and word != "-":
                 # `--opt=value` and `-fVALUE` carry their value; unknown options are
                 # left for click to refuse.
                 index += 2 if takes_value.get(word, False) else 1
                 continue
-            return index
-        return None
+            found.append(index)
+            index += 1
+        return found
 
     @staticmethod
     def _file_given(args: list[str]) -> bool:
