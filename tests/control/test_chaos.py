@@ -153,17 +153,18 @@ def test_a_gateway_fault_expires_by_itself(system: Path) -> None:
     found = status(cwd)
     url, metrics = found["gateway_url"], found["gateway_metrics_url"]
     before = delays_injected(metrics)
-    chaos_id = experiment_id(ok("chaos", "gateway", "web", "--delay", "50ms", "--for", "3s",
+    chaos_id = experiment_id(ok("chaos", "gateway", "web", "--delay", "50ms", "--for", "6s",
                                 cwd=cwd))  # fmt: skip
     assert {code for code, _ in answers(url, 3)} == {200}
     with ApiClient.for_state_dir(cwd / ".corral") as client:
         still_active = any(e["id"] == chaos_id for e in client.chaos()["active"])
-    if still_active:  # on a machine slow enough to end it already, the count may be short
+    # On a machine slow enough that the fault ended before the three answers, none of
+    # them need have been delayed: only the expiry is checked then.
+    if still_active:
         assert delays_injected(metrics) >= before + 3
-    wait_for(lambda: not experiments(cwd)["active"], timeout=15, what="the fault to expire")
+    wait_for(lambda: not experiments(cwd)["active"], timeout=30, what="the fault to expire")
     [ended] = [e for e in experiments(cwd)["recent"] if e["id"] == chaos_id]
     assert (ended["state"], ended["outcome"]) == ("expired", "fault cleared")
-    assert delays_injected(metrics) > before
     after = delays_injected(metrics)
     answers(url, 5)
     assert delays_injected(metrics) == after

@@ -22,7 +22,8 @@ from podman_runtime import RUNC, write_runc_wrapper
 
 from corral.images import Engine, ensure_base_image
 
-pytestmark = pytest.mark.integration
+# Building a base image and an image from scratch takes minutes on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 CACHE = Path("/var/tmp/corral-test-images")
 IMAGE = "localhost/corral-test-hello-greeter:latest"
