@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,3 +27,21 @@ def test_no_two_test_modules_share_an_import_name() -> None:
         seen[_module_name(path)].append(str(path.relative_to(TESTS)))
     clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
     assert not clashes, f"rename one of each: {clashes}"
+
+
+def test_the_shared_test_helpers_have_one_copy() -> None:
+    """A free port, the real CLI as a subprocess: tests/testkit.py has them (issue 17.7:
+    one copy, not seven), and no test module edits sys.path (pyproject's pythonpath)."""
+    markers = {
+        "a free_port": re.compile(r"^def free_port\(", re.M),
+        "a corral runner": re.compile(r"subprocess\.run\(\s*\[sys\.executable, \"-m\", \"corral\""),
+        "a sys.path edit": re.compile(r"sys\.path\.(insert|append)\("),
+    }
+    copies = [
+        f"{path.relative_to(TESTS)}: {what}"
+        for path in TESTS.rglob("*.py")
+        if path.name not in ("testkit.py", "test_layout.py")
+        for what, pattern in markers.items()
+        if pattern.search(path.read_text())
+    ]
+    assert copies == []

@@ -7,11 +7,12 @@ One copy (issue 17.7), importable from any test module as ``testkit`` because py
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -41,14 +42,18 @@ def wait_for[T](
         time.sleep(every)
 
 
-def corral(*args: str, cwd: Path, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-    """``corral ARGS`` as a person runs it: a separate process, output captured."""
+def corral(
+    *args: str, cwd: Path, timeout: float = 90.0, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``corral ARGS`` as a person runs it: a separate process, output captured; ``env``
+    is added to this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "corral", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **env} if env else None,
         check=False,
     )
 

@@ -3,9 +3,9 @@ so there is no verdict), never a traceback or a 1 that would read as "not held".
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from testkit import corral
 
 EXPERIMENT = """\
 title: t
@@ -20,14 +20,7 @@ def test_no_running_system_is_exit_2_and_one_line(tmp_path: Path) -> None:
     """A valid experiment aimed at a folder where nothing runs."""
     (tmp_path / "corral.yaml").write_text("name: idle\nservices: {}\n")
     (tmp_path / "e.yaml").write_text(EXPERIMENT)
-    result = subprocess.run(
-        [sys.executable, "-m", "corral", "chaos", "run", "e.yaml", "-f", str(tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = corral("chaos", "run", "e.yaml", "-f", str(tmp_path), cwd=tmp_path, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
     output = (result.stdout + result.stderr).strip()
     assert "no system is running" in output

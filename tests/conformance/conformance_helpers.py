@@ -4,11 +4,8 @@ with ``corral up -d --runtime R`` as a person would, and taken down after."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+import testkit
 from corral.api import ApiClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,25 +25,11 @@ RUNTIMES = ("process", "docker", "podman")
 def corral(
     *args: str, cwd: Path, timeout: float = 120, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **env},
-        check=False,
-    )
+    return testkit.corral(*args, cwd=cwd, timeout=timeout, env=env)
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return testkit.wait_for(predicate, timeout=timeout, what=what, every=0.1)
 
 
 def require_engine(runtime: str) -> None:

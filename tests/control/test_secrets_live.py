@@ -5,7 +5,6 @@ nowhere a person or another process can read it."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import httpx
 import psutil
 import pytest
 from test_cli_system import FIXTURE, wait_for
+
+import testkit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -49,15 +50,7 @@ events:
 
 def run(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The CLI, with the secret's source variable in its environment as an operator's."""
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=cwd,
-        env={**os.environ, SOURCE: PLANTED},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return testkit.corral(*args, cwd=cwd, timeout=timeout, env={SOURCE: PLANTED})
 
 
 @dataclass

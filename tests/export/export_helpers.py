@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import httpx
 from ruamel.yaml import YAML
 
+import testkit
 from corral.export import (
     Export,
     ExportOptions,
@@ -27,6 +26,7 @@ from corral.export import (
 )
 from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
+from testkit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -75,20 +75,9 @@ def expected_files(case: str) -> dict[str, str]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     """Poll ``check`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    testkit.wait_for(check, timeout=timeout, what=what)
 
 
 def _ready(port: int) -> bool:

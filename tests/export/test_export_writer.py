@@ -5,7 +5,6 @@ secrets generated once)."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import testkit
 from corral.cli import main
 from corral.export import Export, OverwriteError, Target, write_export
 
@@ -28,14 +28,7 @@ class Result:
 
 def corral(*args: str, cwd: Path) -> Result:
     """The real command line, as a person runs it."""
-    done = subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = testkit.corral(*args, cwd=cwd, timeout=60)
     return Result(done.returncode, done.stdout, done.stderr)
 
 

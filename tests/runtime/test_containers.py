@@ -10,12 +10,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import testkit
 from corral.images import Engine, EngineError
 from corral.images._build import build_failure
 from corral.images._driver import container_environment, signal_exit
@@ -24,10 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _corral(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=900, env=env, check=False,
-    )  # fmt: skip
+    return testkit.corral(*args, cwd=cwd, timeout=900, env=env)
 
 
 def _hello(folder: Path) -> Path:

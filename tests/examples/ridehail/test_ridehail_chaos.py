@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,13 @@ from typing import Any
 import pytest
 from ridehail_system import copy_example
 
+import testkit
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def corral(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return testkit.corral(*args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,14 +15,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from owned_routes import OWNED
-from ridehail_people import admin, available, city, eventually, offline, person
-from ridehail_system import EXAMPLE, running_system
-
-from corral.broker import control_url
-
-sys.path.insert(0, str(EXAMPLE))
 from ridehail_cli.api import Person
 from ridehail_cli.demo import tour
+from ridehail_people import admin, available, city, eventually, offline, person
+from ridehail_system import running_system
+
+from corral.broker import control_url
 
 pytestmark = [
     pytest.mark.integration,

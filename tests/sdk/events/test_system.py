@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +88,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         assert status.status_code == 200, status.text
         yield Shop(root, api, status.json()["gateway_url"], token)
     finally:
-        subprocess.run([sys.executable, "-m", "corral", "down"], cwd=root, timeout=60, check=False)
+        corral("down", cwd=root, timeout=60)
 
 
 async def test_a_service_that_only_publishes_publishes_on_its_first_request(
