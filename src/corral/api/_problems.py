@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from corral.chaos import ChaosError, Refusal
 from corral.runtime.errors import (
     CorralRuntimeError,
     NotRunningError,
@@ -38,12 +39,19 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+_CHAOS_STATUS = {Refusal.CONFLICT: 409, Refusal.INVALID: 422, Refusal.UNKNOWN: 404}
+
+
 def install(app: FastAPI) -> None:
     """Answer every error the API can produce as problem+json."""
 
     @app.exception_handler(ApiProblem)
     async def _api_problem(_: Request, exc: ApiProblem) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail)
+
+    @app.exception_handler(ChaosError)
+    async def _chaos(_: Request, exc: ChaosError) -> JSONResponse:
+        return problem(_CHAOS_STATUS[exc.refusal], exc.title, exc.detail)
 
     @app.exception_handler(CorralRuntimeError)
     async def _runtime(_: Request, exc: CorralRuntimeError) -> JSONResponse:

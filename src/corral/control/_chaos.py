@@ -43,8 +43,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from corral import contract
-from corral.api import ApiProblem
-from corral.chaos import Report, RunStore
+from corral.chaos import ChaosError, Refusal, Report, RunStore
 from corral.gateway import Fault, GatewayAddon
 from corral.manifest import DatabaseEngine
 from corral.runtime.databases import POSTGRES_URL_VARIABLE, database_name
@@ -64,10 +63,6 @@ KEEP_ENDED = 20
 """Ended experiments listed under ``recent``."""
 CHAOS_RUNS_DIR = Path("chaos") / "runs"
 """Under the state directory: the finished runs of experiment files (``chaos run``)."""
-
-
-class ChaosError(ApiProblem):
-    """An experiment that cannot start (answered as problem+json by the API)."""
 
 
 @dataclass
@@ -156,7 +151,9 @@ class Chaos:
         instance = self._pick(target)
         pid = instance.kill()
         if pid is None:
-            raise ChaosError(409, "nothing to kill", f"{instance.id} has no process right now")
+            raise ChaosError(
+                Refusal.CONFLICT, "nothing to kill", f"{instance.id} has no process right now"
+            )
         experiment = self._new("kill", instance.id, None, f"SIGKILL to pid {pid}")
         self._end(experiment, "done", "killed; its slot restarts it")
         return experiment.to_json()
@@ -166,10 +163,14 @@ class Chaos:
         self._check_duration(seconds)
         instance = self._pick(target)
         if any(e.kind == "pause" and e.target == instance.id for e in self._active.values()):
-            raise ChaosError(409, "already paused", f"{instance.id} is paused by an experiment")
+            raise ChaosError(
+                Refusal.CONFLICT, "already paused", f"{instance.id} is paused by an experiment"
+            )
         pgid = instance.pause()
         if pgid is None:
-            raise ChaosError(409, "nothing to pause", f"{instance.id} has no process right now")
+            raise ChaosError(
+                Refusal.CONFLICT, "nothing to pause", f"{instance.id} has no process right now"
+            )
         experiment = self._new(
             "pause", instance.id, seconds, f"SIGSTOP to process group {pgid}", seconds=seconds
         )
@@ -189,15 +190,23 @@ class Chaos:
         """Abort and/or delay ``percent``% of the gateway's requests to ``service``."""
         self._check_duration(seconds)
         if self._gateway is None:
-            raise ChaosError(409, "no gateway", "this system has no `gateway:` section")
+            raise ChaosError(
+                Refusal.CONFLICT, "no gateway", "this system has no `gateway:` section"
+            )
         if not self._gateway.routes_to(service):
             raise ChaosError(
-                404, "no route to this service", f"no gateway route leads to {service!r}"
+                Refusal.UNKNOWN,
+                "no route to this service",
+                f"no gateway route leads to {service!r}",
             )
         if any(e.kind == "gateway" and e.target == service for e in self._active.values()):
-            raise ChaosError(409, "already faulted", f"{service} has a gateway fault already")
+            raise ChaosError(
+                Refusal.CONFLICT, "already faulted", f"{service} has a gateway fault already"
+            )
         if not abort_status and not delay_ms:
-            raise ChaosError(422, "nothing to inject", "give an abort status, a delay or both")
+            raise ChaosError(
+                Refusal.INVALID, "nothing to inject", "give an abort status, a delay or both"
+            )
         fault = Fault(service, percent, abort_status=abort_status, delay_ms=delay_ms)
         await self._gateway.inject(fault)
         parts = [f"abort {abort_status}"] if abort_status else []
@@ -224,15 +233,19 @@ class Chaos:
             servers = [i for i in self._orchestrator.instances_of(NATS_COMPONENT) if i.pgid]
         except UnknownServiceError:
             raise ChaosError(
-                409, "no embedded NATS", "this system runs no NATS server of its own"
+                Refusal.CONFLICT, "no embedded NATS", "this system runs no NATS server of its own"
             ) from None
         if not servers:
-            raise ChaosError(409, "nothing running", "the NATS server has no process right now")
+            raise ChaosError(
+                Refusal.CONFLICT, "nothing running", "the NATS server has no process right now"
+            )
         server = servers[0]
         if mode == "kill":
             pid = server.kill()
             if pid is None:
-                raise ChaosError(409, "nothing to kill", "the NATS server has no process")
+                raise ChaosError(
+                    Refusal.CONFLICT, "nothing to kill", "the NATS server has no process"
+                )
             experiment = self._new("nats", server.id, None, f"SIGKILL to pid {pid}", mode=mode)
             self._end(experiment, "done", "killed; its supervisor restarts it")
             return experiment.to_json()
@@ -246,13 +259,17 @@ class Chaos:
             self._end(experiment, "done", "restarted and ready")
             return experiment.to_json()
         if mode != "pause" or seconds is None:
-            raise ChaosError(422, "unknown NATS fault", "kill, restart, or pause with seconds")
+            raise ChaosError(
+                Refusal.INVALID, "unknown NATS fault", "kill, restart, or pause with seconds"
+            )
         self._check_duration(seconds)
         if any(e.kind == "nats" and e.state == "active" for e in self._active.values()):
-            raise ChaosError(409, "already paused", "the NATS server is paused already")
+            raise ChaosError(
+                Refusal.CONFLICT, "already paused", "the NATS server is paused already"
+            )
         pgid = server.pause()
         if pgid is None:
-            raise ChaosError(409, "nothing to pause", "the NATS server has no process")
+            raise ChaosError(Refusal.CONFLICT, "nothing to pause", "the NATS server has no process")
         experiment = self._new(
             "nats",
             server.id,
@@ -271,9 +288,11 @@ class Chaos:
         try:
             plan = self._orchestrator.service_plan(service)
         except UnknownServiceError as missing:
-            raise ChaosError(404, "unknown service", str(missing)) from None
+            raise ChaosError(Refusal.UNKNOWN, "unknown service", str(missing)) from None
         if any(e.kind == "database" and e.target == service for e in self._active.values()):
-            raise ChaosError(409, "already down", f"{service}'s database is down already")
+            raise ChaosError(
+                Refusal.CONFLICT, "already down", f"{service}'s database is down already"
+            )
         database = plan.database
         undo: sqlite3.Connection | asyncio.Task[None]
         if database.engine is DatabaseEngine.SQLITE and database.sqlite_path is not None:
@@ -281,24 +300,30 @@ class Chaos:
             try:
                 undo = await asyncio.to_thread(_hold_write_lock, path)
             except sqlite3.Error as exc:
-                raise ChaosError(409, "cannot lock the database", f"{path}: {exc}") from None
+                raise ChaosError(
+                    Refusal.CONFLICT, "cannot lock the database", f"{path}: {exc}"
+                ) from None
             detail = f"write lock held on {path.name}"
         elif database.engine is DatabaseEngine.POSTGRES:
             whole = self._orchestrator.plan
             admin = whole.postgres_admin_url or os.environ.get(POSTGRES_URL_VARIABLE)
             if not admin:
-                raise ChaosError(409, "no PostgreSQL server", "no admin URL to act with")
+                raise ChaosError(
+                    Refusal.CONFLICT, "no PostgreSQL server", "no admin URL to act with"
+                )
             name = database_name(whole.system, service)
             try:
                 connection = await asyncpg.connect(_asyncpg_dsn(admin), timeout=5)
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                raise ChaosError(409, "cannot reach PostgreSQL", str(exc)) from None
+                raise ChaosError(Refusal.CONFLICT, "cannot reach PostgreSQL", str(exc)) from None
             undo = asyncio.get_running_loop().create_task(
                 _terminate_connections(connection, name), name=f"corral-db-outage-{service}"
             )
             detail = f"connections to {name} terminated every {TERMINATE_EVERY:g}s"
         else:
-            raise ChaosError(409, "no database", f"{service} has no database of its own")
+            raise ChaosError(
+                Refusal.CONFLICT, "no database", f"{service} has no database of its own"
+            )
         experiment = self._new("database", service, seconds, detail, seconds=seconds)
         self._undo[experiment.id] = undo
         self._arm(experiment, seconds)
@@ -311,7 +336,9 @@ class Chaos:
             ending = self._ending.get(experiment_id)
             if ending is None:
                 known = ", ".join(self._active) or "none is active"
-                raise ChaosError(404, "no such experiment", f"{experiment_id!r} ({known})")
+                raise ChaosError(
+                    Refusal.UNKNOWN, "no such experiment", f"{experiment_id!r} ({known})"
+                )
             await ending[1].wait()
             return ending[0].to_json()
         await self._finish(experiment, "stopped")
@@ -334,17 +361,21 @@ class Chaos:
             try:
                 running = [i for i in self._orchestrator.instances_of(target) if i.pgid]
             except UnknownServiceError:
-                raise ChaosError(404, "unknown instance or service", str(missing)) from None
+                raise ChaosError(
+                    Refusal.UNKNOWN, "unknown instance or service", str(missing)
+                ) from None
             if not running:
                 raise ChaosError(
-                    409, "nothing running", f"{target} has no running instance"
+                    Refusal.CONFLICT, "nothing running", f"{target} has no running instance"
                 ) from None
             return random.choice(running)  # noqa: S311 - chaos, not cryptography
 
     def _check_duration(self, seconds: float) -> None:
         if not 0 < seconds <= MAX_DURATION:
             raise ChaosError(
-                422, "invalid duration", f"between 0 and {MAX_DURATION:g}s, got {seconds:g}s"
+                Refusal.INVALID,
+                "invalid duration",
+                f"between 0 and {MAX_DURATION:g}s, got {seconds:g}s",
             )
 
     def _new(
