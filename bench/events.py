@@ -1,4 +1,4 @@
-"""Events benchmark, side by side in one run (see design.md: ratios, not timed tests).
+"""Events benchmark, side by side in one run (ratios, not timed tests: docs/design-notes.md).
 
 1. publish -> handler latency (p50/p99, one event in flight) and throughput (N events,
    async publishing, handler counts) through corral.sdk.events against raw nats-py doing

@@ -27,8 +27,8 @@ async def greet(name: str) -> dict[str, str]:
         response = await svc.client("greeter").get(f"/hello/{name}")
     except ServiceCallError as exc:
         raise Problem(502, "greeter unavailable", detail=str(exc)) from exc
-    if response.status != 200:
-        raise Problem(502, "greeter failed", detail=f"status {response.status}")
+    if response.status_code != 200:
+        raise Problem(502, "greeter failed", detail=f"status {response.status_code}")
     message = str(response.json()["message"])
     if svc.settings.greeting_style == "friendly":
         message = f"{message}! :)"
