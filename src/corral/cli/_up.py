@@ -27,7 +27,7 @@ from corral.cli._dashboard import login_line
 from corral.cli._logs import colour_for, format_line
 from corral.cli._progress import ChangeProgress, StartProgress
 from corral.cli._tables import endpoints_lines
-from corral.cli._watch import watch_system, watch_until_signal
+from corral.cli._watch import require_process_runtime, watch_system, watch_until_signal
 from corral.errors import CorralError
 from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
@@ -73,6 +73,8 @@ def up(
     manifest = load(manifest_path(file), environment=env)
     plan = resolve(manifest, python=sys.executable)
     chosen = choose_runtime(runtime, plan)
+    if watch:
+        require_process_runtime(chosen)
     running = published(plan.state_dir)
     # The daemon was started by a `up -d` that checked already (and the session's lock
     # is what really keeps a second copy out).

@@ -14,6 +14,7 @@ import typer
 
 from corral.api import ApiClient
 from corral.cli._common import EnvOption, FileOption, ManifestCommand, client, console
+from corral.errors import CorralError
 from corral.manifest import Manifest, load
 from corral.plan import resolve
 from corral.watch import (
@@ -36,8 +37,21 @@ def watch(file: FileOption = None, env: EnvOption = None) -> None:
     """Reload services of a running system as their files change (zero failed requests;
     code that cannot start leaves the old instances serving). Ctrl-C stops watching."""
     with client(file) as api:
-        manifest = load(Path(api.status().manifest), environment=env)
+        status = api.status()
+        require_process_runtime(status.runtime)
+        manifest = load(Path(status.manifest), environment=env)
         asyncio.run(watch_until_signal(api, manifest))
+
+
+def require_process_runtime(runtime: str) -> None:
+    """Watching reloads by starting new instances of what the system runs: under a
+    container runtime that is the image built at `up`, so a saved file would never reach
+    a container. Refused, rather than reloads that silently keep the old code."""
+    if runtime != "process":
+        raise CorralError(
+            f"--watch needs the process runtime (this system runs on {runtime}: its images "
+            "are built once, at `corral up`); run it with `--runtime process` to watch"
+        )
 
 
 async def watch_until_signal(api: ApiClient, manifest: Manifest) -> None:
