@@ -202,10 +202,12 @@ TARGETS = {
     "docker": ["docker"],
     # Compose builds the images, so its Dockerfiles come with it.
     "compose": ["docker", "compose"],
+    # The stack deploys the images Compose builds, from the same Dockerfiles.
+    "swarm": ["docker", "compose", "swarm"],
     "kubernetes": ["kubernetes"],
     "prometheus": ["prometheus"],
     "grafana": ["grafana"],
-    "all": ["docker", "compose", "kubernetes", "prometheus", "grafana"],
+    "all": ["docker", "compose", "swarm", "kubernetes", "prometheus", "grafana"],
 }
 
 
@@ -219,10 +221,11 @@ def export(
         typer.Argument(
             help="docker: a Dockerfile (and .dockerignore) per service. compose: "
             "compose/compose.yaml with the gateway, NATS and PostgreSQL, and the Dockerfiles. "
+            "swarm: compose's files and swarm/stack.yaml for docker stack deploy. "
             "kubernetes: manifests for kubectl apply -k. prometheus: scrape configs and alert "
             "rules. grafana: a dashboard and its provisioning. all: every one (nothing is "
             "written if one of them cannot be exported).",
-            metavar="docker|compose|kubernetes|prometheus|grafana|all",
+            metavar="docker|compose|swarm|kubernetes|prometheus|grafana|all",
             show_default=False,
         ),
     ],

@@ -290,6 +290,31 @@ def _swarm_deploy(service: ServicePlan) -> dict[str, Any]:
 
 
 def render_compose(plan: Plan, options: ExportOptions, sources: Sources) -> Export:
+    document, files, notes = compose_document(plan, options, sources)
+    comment = (
+        HEADER.format(source=options.source)
+        + ("\nRun from this folder: docker compose up --build (secrets in .env, written once).")
+        + _autoscale_note(plan)
+    )
+    files[COMPOSE_FILE] = to_yaml([document], comment=comment)
+    if secret_variables(plan):
+        files["compose/.gitignore"] = ".env\n"
+    return Export(dict(sorted(files.items())), tuple(notes), secret_variables(plan))
+
+
+def _autoscale_note(plan: Plan) -> str:
+    if scaled := sorted(n for n, s in plan.services.items() if s.autoscale is not None):
+        return (  # docs/autoscale.md: Compose and Swarm have no autoscaler
+            f"\nNo autoscaler in Compose or Swarm: the autoscale policies of {', '.join(scaled)} "
+            "are not applied; each runs its manifest's replicas."
+        )
+    return ""
+
+
+def compose_document(
+    plan: Plan, options: ExportOptions, sources: Sources
+) -> tuple[dict[str, Any], dict[str, str], list[Note]]:
+    """The Compose document, the files it mounts (under ``compose/``) and the notes."""
     notes: list[Note] = []
     jwks, problems = jwks_documents(plan, sources)
     if problems:
@@ -330,16 +355,4 @@ def render_compose(plan: Plan, options: ExportOptions, sources: Sources) -> Expo
         document["configs"] = dict(sorted(configs.items()))
     if volumes:
         document["volumes"] = dict(sorted(volumes.items()))
-    comment = HEADER.format(source=options.source) + (
-        "\nRun from this folder: docker compose up --build (secrets in .env, written once)."
-    )
-    if scaled := sorted(n for n, s in plan.services.items() if s.autoscale is not None):
-        comment += (  # docs/autoscale.md: Compose and Swarm have no autoscaler
-            f"\nNo autoscaler in Compose or Swarm: the autoscale policies of {', '.join(scaled)} "
-            "are not applied; each runs its manifest's replicas."
-        )
-    files[COMPOSE_FILE] = to_yaml([document], comment=comment)
-    secrets = secret_variables(plan)
-    if secrets:
-        files["compose/.gitignore"] = ".env\n"
-    return Export(dict(sorted(files.items())), tuple(notes), secrets)
+    return document, files, notes

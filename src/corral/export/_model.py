@@ -19,6 +19,7 @@ from corral.manifest import KeyPath, format_path
 class Target(StrEnum):
     DOCKER = "docker"
     COMPOSE = "compose"
+    SWARM = "swarm"
     KUBERNETES = "kubernetes"
     PROMETHEUS = "prometheus"
     GRAFANA = "grafana"
