@@ -8,6 +8,7 @@ it (.ci/run). A swarm this test created is left again; one it found stays."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -74,8 +75,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     )
     result = corral("export", "swarm", "--offline", "--tag", TAG, cwd=system, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    import asyncio
-
     asyncio.run(ensure_base_image(Engine.find("docker"), print))
     compose: dict[str, Any] = YAML(typ="safe").load(system / "deploy/compose/compose.yaml")
     for spec in compose["services"].values():
