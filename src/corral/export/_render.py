@@ -10,6 +10,7 @@ from corral.export._grafana import render_grafana
 from corral.export._kubernetes import render_kubernetes
 from corral.export._model import Export, ExportOptions, Sources, Target
 from corral.export._prometheus import render_prometheus
+from corral.export._swarm import render_swarm
 from corral.plan import Plan
 
 
@@ -31,6 +32,8 @@ def render(
             parts.append(render_docker(plan, options, sources))
         elif target is Target.COMPOSE:
             parts.append(render_compose(plan, options, sources))
+        elif target is Target.SWARM:
+            parts.append(render_swarm(plan, options, sources))
         elif target is Target.KUBERNETES:
             monitored = Target.PROMETHEUS in chosen
             parts.append(render_kubernetes(plan, options, sources, monitored=monitored))

