@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from corral.api import ApiClient, ApiError
+from corral.api import ApiClient, ApiError, ConfigClient
 from corral.errors import CorralError
 
 
@@ -98,3 +98,22 @@ def test_a_chaos_answer_of_another_shape_is_an_api_error(call: str, body: Any) -
     args = ("store", 1.0) if call == "chaos_database" else ()
     with pytest.raises(ApiError, match="unexpected answer from the control plane"):
         request(*args)
+
+
+def test_a_config_outcome_is_parsed_and_a_wrong_one_is_an_api_error() -> None:
+    """`corral config set` reads the version, changes and rollouts as attributes."""
+    outcome = {
+        "version": 2,
+        "changes": [{"service": "web", "key": "LEVEL", "old": "info", "new": "debug"}],
+        "services": {"web": "applied live"},
+        "notes": [],
+    }
+    done = ConfigClient(answering(outcome)).set("web", {"LEVEL": "debug"})
+    assert (done.version, done.changes[0].new, done.services) == (
+        2,
+        "debug",
+        {"web": "applied live"},
+    )
+    wrong = ConfigClient(answering({**outcome, "services": {"web": "teleported"}}))
+    with pytest.raises(ApiError, match="unexpected answer from the control plane"):
+        wrong.apply()
