@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from corral.api import create_app
+from corral.chaos import ChaosExperiment, ChaosOverview, ExperimentKind
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry
 from corral.runtime.status import ServiceStatus, SystemStatus
 
@@ -45,11 +46,55 @@ class FakeLogs:
         yield {"t": 3.0, "service": "web", "instance": "web-1", "stream": "stdout", "line": "c"}
 
 
+def experiment(kind: ExperimentKind, target: str, **params: Any) -> ChaosExperiment:
+    return ChaosExperiment(
+        id="chaos-1",
+        kind=kind,
+        target=target,
+        state="active",
+        detail=f"{kind} on {target}",
+        started_at=1.0,
+        expires_at=11.0,
+        remaining=10.0,
+        **params,
+    )
+
+
+class FakeChaos:
+    async def kill(self, target: str) -> ChaosExperiment:
+        return experiment("kill", target).model_copy(update={"state": "done", "expires_at": None})
+
+    async def pause(self, target: str, seconds: float) -> ChaosExperiment:
+        return experiment("pause", target, seconds=seconds)
+
+    async def fault(
+        self,
+        service: str,
+        *,
+        percent: int,
+        abort_status: int | None,
+        delay_ms: int | None,
+        seconds: float,
+    ) -> ChaosExperiment:
+        params = {"abort_status": abort_status, "delay_ms": delay_ms, "seconds": seconds}
+        return experiment("gateway", service, percent=percent, **params)
+
+    def overview(self) -> ChaosOverview:
+        return ChaosOverview(active=[experiment("pause", "web-1", seconds=10.0)], recent=[])
+
+    async def stop(self, experiment_id: str) -> ChaosExperiment:
+        return experiment("pause", "web-1").model_copy(update={"state": "stopped"})
+
+    async def stop_all(self) -> list[ChaosExperiment]:
+        return [await self.stop("chaos-1")]
+
+
 class FakeTarget:
     def __init__(self) -> None:
         self.registry = Registry()
         self.logs = FakeLogs()
         self.calls: list[tuple[str, ...]] = []
+        self.chaos = FakeChaos()
 
     def status(self) -> SystemStatus:
         services = {
@@ -223,6 +268,38 @@ async def test_openapi_is_published(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/services/{service}/scale" in spec["paths"]
     assert json.dumps(spec)  # serialisable
+
+
+async def test_openapi_names_the_chaos_models(client: httpx.AsyncClient) -> None:
+    """Chaos answers are declared (one schema for the control plane, the API and the
+    client), not free-form objects."""
+    spec = (await client.get("/openapi.json")).json()
+    schemas = set(spec["components"]["schemas"])
+    assert {"ChaosExperiment", "ChaosOverview", "ChaosStopped"} <= schemas
+
+    def answer(path: str, method: str) -> str:
+        content = spec["paths"][path][method]["responses"]["200"]["content"]
+        return str(content["application/json"]["schema"]["$ref"]).rsplit("/", 1)[-1]
+
+    assert answer("/v1/chaos", "get") == "ChaosOverview"
+    assert answer("/v1/chaos", "delete") == "ChaosStopped"
+    for path in ("kill", "pause", "gateway"):
+        assert answer(f"/v1/chaos/{path}", "post") == "ChaosExperiment"
+    assert answer("/v1/chaos/{experiment}", "delete") == "ChaosExperiment"
+
+
+async def test_chaos_answers_keep_their_json(client: httpx.AsyncClient) -> None:
+    """An experiment's JSON: its record, then the parameters it was begun with."""
+    body = {"service": "web", "abort_status": 503, "percent": 50, "seconds": 5}
+    started = (await client.post("/v1/chaos/gateway", json=body, headers=auth())).json()
+    assert started["id"] == "chaos-1"
+    assert (started["kind"], started["target"], started["state"]) == ("gateway", "web", "active")
+    assert (started["percent"], started["abort_status"], started["delay_ms"]) == (50, 503, None)
+    listed = (await client.get("/v1/chaos", headers=auth())).json()
+    assert [e["target"] for e in listed["active"]] == ["web-1"]
+    assert listed["recent"] == []
+    stopped = (await client.delete("/v1/chaos", headers=auth())).json()
+    assert [e["state"] for e in stopped["stopped"]] == ["stopped"]
 
 
 async def test_a_non_ascii_token_is_a_401_not_a_500(client: httpx.AsyncClient) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from corral.api import ApiError
-from corral.chaos import PreflightError, Runner, Step, parse
+from corral.chaos import ChaosExperiment, PreflightError, Runner, Step, parse
 from corral.runtime.registry import InstanceRecord, InstanceState
 from corral.runtime.status import ServiceStatus, SystemStatus
 
@@ -62,12 +62,22 @@ class FakeSystem:
             }
         )
 
-    def inject(self, step: Step) -> list[dict[str, Any]]:
+    def inject(self, step: Step) -> list[ChaosExperiment]:
         self.injected.append(step)
         self.count += 1
         if step.action == "pause":
             self.ready["matching"] = 0  # out of readiness while paused
-        return [{"id": f"chaos-{self.count}", "detail": f"{step.action} done"}]
+        begun = ChaosExperiment(
+            id=f"chaos-{self.count}",
+            kind="pause" if step.action == "pause" else "kill",
+            target=step.target or "",
+            state="active",
+            detail=f"{step.action} done",
+            started_at=0.0,
+            expires_at=None,
+            remaining=None,
+        )
+        return [begun]
 
     def stop(self, experiment_id: str) -> None:
         self.stopped.append(experiment_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from corral.api import ApiClient, ApiError
+from corral.api import ApiClient, ApiError, ConfigClient
 from corral.errors import CorralError
 
 
@@ -61,3 +61,59 @@ def test_an_answer_of_another_shape_is_an_api_error(call: str) -> None:
         getattr(answering({"system": "demo"}), call)()
     assert isinstance(caught.value, CorralError)
     assert "another corral version" in caught.value.message
+
+
+def test_chaos_answers_are_parsed_into_their_models() -> None:
+    """The CLI reads an experiment's attributes; `chaos list` its active and recent."""
+    began = {
+        "id": "chaos-2",
+        "kind": "pause",
+        "target": "web-1",
+        "state": "active",
+        "detail": "SIGSTOP to process group 42",
+        "started_at": 1.0,
+        "expires_at": 11.0,
+        "remaining": 9.5,
+        "seconds": 10.0,
+    }
+    experiment = answering(began).chaos_pause("web-1", 10.0)
+    assert (experiment.id, experiment.remaining, experiment.seconds) == ("chaos-2", 9.5, 10.0)
+    overview = answering({"active": [began], "recent": []}).chaos()
+    assert [e.target for e in overview.active] == ["web-1"]
+    [stopped] = answering({"stopped": [{**began, "state": "stopped"}]}).chaos_stop()
+    assert stopped.state == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("call", "body"),
+    [
+        ("chaos", {"active": [{"id": "chaos-1"}], "recent": []}),
+        ("chaos_database", {"id": "chaos-1", "kind": "meteor"}),
+        ("chaos_stop", {"stopped": "all of them"}),
+    ],
+)
+def test_a_chaos_answer_of_another_shape_is_an_api_error(call: str, body: Any) -> None:
+    """Whatever the call, a body its model cannot read is an ApiError, not a traceback."""
+    request = getattr(answering(body), call)
+    args = ("store", 1.0) if call == "chaos_database" else ()
+    with pytest.raises(ApiError, match="unexpected answer from the control plane"):
+        request(*args)
+
+
+def test_a_config_outcome_is_parsed_and_a_wrong_one_is_an_api_error() -> None:
+    """`corral config set` reads the version, changes and rollouts as attributes."""
+    outcome = {
+        "version": 2,
+        "changes": [{"service": "web", "key": "LEVEL", "old": "info", "new": "debug"}],
+        "services": {"web": "applied live"},
+        "notes": [],
+    }
+    done = ConfigClient(answering(outcome)).set("web", {"LEVEL": "debug"})
+    assert (done.version, done.changes[0].new, done.services) == (
+        2,
+        "debug",
+        {"web": "applied live"},
+    )
+    wrong = ConfigClient(answering({**outcome, "services": {"web": "teleported"}}))
+    with pytest.raises(ApiError, match="unexpected answer from the control plane"):
+        wrong.apply()

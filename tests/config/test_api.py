@@ -164,6 +164,16 @@ async def test_a_change_answers_its_outcome(api: Any) -> None:
     ]
 
 
+async def test_openapi_declares_the_outcome_of_a_change(api: Any) -> None:
+    """Every change (set, unset, rollback, apply) answers the declared ConfigOutcome."""
+    http, _ = api
+    spec = (await http.get("/openapi.json")).json()
+    assert "ConfigOutcome" in spec["components"]["schemas"]
+    for path in ("services/{service}/set", "services/{service}/unset", "rollback", "apply"):
+        content = spec["paths"][f"/v1/config/{path}"]["post"]["responses"]["200"]["content"]
+        assert content["application/json"]["schema"]["$ref"].endswith("/ConfigOutcome")
+
+
 async def test_a_rejected_change_answers_why_and_what_restored_it(tmp_path: Path) -> None:
     """A rejection is 422 with the service's problems and the restoring version."""
     async with api_for(tmp_path, rejects_debug) as (http, control):

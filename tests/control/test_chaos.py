@@ -67,7 +67,7 @@ def record(cwd: Path, instance: str) -> dict[str, Any]:
 
 def experiments(cwd: Path) -> dict[str, Any]:
     with ApiClient.for_state_dir(cwd / ".corral") as client:
-        return client.chaos()
+        return client.chaos().model_dump(mode="json")
 
 
 def experiment_id(output: str) -> str:
@@ -157,7 +157,7 @@ def test_a_gateway_fault_expires_by_itself(system: Path) -> None:
                                 cwd=cwd))  # fmt: skip
     assert {code for code, _ in answers(url, 3)} == {200}
     with ApiClient.for_state_dir(cwd / ".corral") as client:
-        still_active = any(e["id"] == chaos_id for e in client.chaos()["active"])
+        still_active = any(e.id == chaos_id for e in client.chaos().active)
     # On a machine slow enough that the fault ended before the three answers, none of
     # them need have been delayed: only the expiry is checked then.
     if still_active:

@@ -89,13 +89,13 @@ def test_a_postgres_outage_terminates_connections_until_it_ends(system: Path) ->
     assert asyncio.run(_survives(url, 0.5))
     with ApiClient.for_state_dir(system / ".corral") as api:
         started = api.chaos_database("store", 3.0)
-        assert started["detail"].startswith(f"connections to {database_name(SYSTEM, 'store')}")
+        assert started.detail.startswith(f"connections to {database_name(SYSTEM, 'store')}")
         assert not asyncio.run(_survives(url, 0.5))
         deadline = time.monotonic() + 20
-        while api.chaos()["active"] and time.monotonic() < deadline:
+        while api.chaos().active and time.monotonic() < deadline:
             time.sleep(0.1)
-        [ended] = [e for e in api.chaos()["recent"] if e["id"] == started["id"]]
-    assert (ended["state"], ended["outcome"]) == ("expired", "connections allowed again")
+        [ended] = [e for e in api.chaos().recent if e.id == started.id]
+    assert (ended.state, ended.outcome) == ("expired", "connections allowed again")
     assert asyncio.run(_survives(url, 0.5))
 
 
@@ -108,4 +108,4 @@ def test_an_unknown_service_is_one_line(system: Path) -> None:
         api.chaos_database("nope", 1.0)
     assert caught.value.status == 404
     with ApiClient.for_state_dir(system / ".corral") as api:
-        assert api.chaos()["active"] == []
+        assert api.chaos().active == []

@@ -63,19 +63,19 @@ async def test_stopping_an_experiment_while_it_expires_ends_it_once(tmp_path: Pa
     started = await chaos.fault("web", percent=100, abort_status=503, delay_ms=None, seconds=0.001)
     async with asyncio.timeout(5):
         await gateway.clearing.wait()  # expired; the undo is under way
-        stop = asyncio.create_task(chaos.stop(started["id"]))
+        stop = asyncio.create_task(chaos.stop(started.id))
         await asyncio.sleep(0)
         gateway.release.set()
         stopped = await stop
         while not gateway.cleared:  # the expiry's own undo finishes too
             await asyncio.sleep(0)
         await asyncio.sleep(0)
-    ended = [e for e in chaos.to_json()["recent"] if e["id"] == started["id"]]
+    ended = [e for e in chaos.overview().recent if e.id == started.id]
     assert len(ended) == 1
-    assert ended[0]["state"] == "expired"
-    assert stopped["state"] == "expired"
+    assert ended[0].state == "expired"
+    assert stopped.state == "expired"
     assert len(gateway.cleared) == 1
-    assert chaos.to_json()["active"] == []
+    assert chaos.overview().active == []
 
 
 async def test_paused_lists_instances_stopped_right_now(tmp_path: Path) -> None:
@@ -88,6 +88,6 @@ async def test_paused_lists_instances_stopped_right_now(tmp_path: Path) -> None:
     assert chaos.paused() == {"web-1", "web-2"}
     web2.pgid = 201  # liveness failed: the slot runs a new process
     assert chaos.paused() == {"web-1"}
-    await chaos.stop(first["id"])
+    await chaos.stop(first.id)
     assert chaos.paused() == set()
     await chaos.close()

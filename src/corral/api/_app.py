@@ -35,6 +35,7 @@ from corral.api._problems import ApiProblem, install
 from corral.api._telemetry import TELEMETRY_RULES, TelemetrySource, telemetry_router
 from corral.api._version import API_VERSION
 from corral.api._watch import WatchTarget, watch_router
+from corral.chaos import ChaosExperiment, ChaosOverview, ChaosStopped
 from corral.runtime.registry import InstanceRecord, Registry, Snapshot
 from corral.runtime.status import ChangeAction, OpenCircuit, ServiceChange, SystemStatus
 
@@ -56,11 +57,11 @@ class ChaosTarget(Protocol):
     """Failure-injection experiments (see corral.control._chaos); user mistakes raise
     :class:`ApiProblem`."""
 
-    def to_json(self) -> dict[str, Any]: ...
+    def overview(self) -> ChaosOverview: ...
 
-    async def kill(self, target: str) -> dict[str, Any]: ...
+    async def kill(self, target: str) -> ChaosExperiment: ...
 
-    async def pause(self, target: str, seconds: float) -> dict[str, Any]: ...
+    async def pause(self, target: str, seconds: float) -> ChaosExperiment: ...
 
     async def fault(
         self,
@@ -70,11 +71,11 @@ class ChaosTarget(Protocol):
         abort_status: int | None,
         delay_ms: int | None,
         seconds: float,
-    ) -> dict[str, Any]: ...
+    ) -> ChaosExperiment: ...
 
-    async def stop(self, experiment_id: str) -> dict[str, Any]: ...
+    async def stop(self, experiment_id: str) -> ChaosExperiment: ...
 
-    async def stop_all(self) -> list[dict[str, Any]]: ...
+    async def stop_all(self) -> list[ChaosExperiment]: ...
 
 
 class ControlTarget(Protocol):
@@ -246,22 +247,22 @@ def create_app(
         return Accepted(detail="stopping")
 
     @app.get(f"/{API_VERSION}/chaos", dependencies=[Admin], tags=["chaos"])
-    async def chaos() -> dict[str, Any]:
+    async def chaos() -> ChaosOverview:
         """Failure-injection experiments: the active ones and the recently ended."""
-        return target.chaos.to_json()
+        return target.chaos.overview()
 
     @app.post(f"/{API_VERSION}/chaos/kill", dependencies=[Admin], tags=["chaos"])
-    async def chaos_kill(body: KillRequest) -> dict[str, Any]:
+    async def chaos_kill(body: KillRequest) -> ChaosExperiment:
         """SIGKILL one instance (its supervisor replaces it)."""
         return await target.chaos.kill(body.target)
 
     @app.post(f"/{API_VERSION}/chaos/pause", dependencies=[Admin], tags=["chaos"])
-    async def chaos_pause(body: PauseRequest) -> dict[str, Any]:
+    async def chaos_pause(body: PauseRequest) -> ChaosExperiment:
         """SIGSTOP one instance, SIGCONT after ``seconds`` (enforced by the control plane)."""
         return await target.chaos.pause(body.target, body.seconds)
 
     @app.post(f"/{API_VERSION}/chaos/gateway", dependencies=[Admin], tags=["chaos"])
-    async def chaos_gateway(body: FaultRequest) -> dict[str, Any]:
+    async def chaos_gateway(body: FaultRequest) -> ChaosExperiment:
         """Abort and/or delay a share of the gateway's requests to a service, live."""
         return await target.chaos.fault(
             body.service,
@@ -272,14 +273,14 @@ def create_app(
         )
 
     @app.delete(f"/{API_VERSION}/chaos/{{experiment}}", dependencies=[Admin], tags=["chaos"])
-    async def chaos_stop(experiment: str) -> dict[str, Any]:
+    async def chaos_stop(experiment: str) -> ChaosExperiment:
         """End one active experiment now."""
         return await target.chaos.stop(experiment)
 
     @app.delete(f"/{API_VERSION}/chaos", dependencies=[Admin], tags=["chaos"])
-    async def chaos_stop_all() -> dict[str, Any]:
+    async def chaos_stop_all() -> ChaosStopped:
         """End every active experiment now."""
-        return {"stopped": await target.chaos.stop_all()}
+        return ChaosStopped(stopped=await target.chaos.stop_all())
 
     @app.get(f"/{API_VERSION}/logs", dependencies=[Admin], tags=["logs"], response_model=None)
     async def logs(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 from fastapi import APIRouter, Query
 from fastapi.params import Depends as DependsParam
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from corral.api._gate import Access, Rule
 from corral.api._problems import ApiProblem
 from corral.api._version import API_VERSION
-from corral.chaos import MAX_FAULT_SECONDS, Report, valid_id
+from corral.chaos import MAX_FAULT_SECONDS, ChaosExperiment, Report, valid_id
 
 CHAOS_RUN_RULES = {
     # A report holds every check made during a method: more room than a command.
@@ -30,9 +30,9 @@ class ChaosRuns(Protocol):
 
     def run(self, run_id: str) -> Report | None: ...
 
-    async def nats(self, mode: str, seconds: float | None) -> dict[str, Any]: ...
+    async def nats(self, mode: str, seconds: float | None) -> ChaosExperiment: ...
 
-    async def database(self, service: str, seconds: float) -> dict[str, Any]: ...
+    async def database(self, service: str, seconds: float) -> ChaosExperiment: ...
 
 
 class NatsFaultRequest(BaseModel):
@@ -72,14 +72,14 @@ def chaos_runs_router(store: ChaosRuns, *, admin: DependsParam) -> APIRouter:
         return store.record(report)
 
     @router.post(f"{v}/chaos/nats", dependencies=[admin], tags=["chaos"])
-    async def nats(body: NatsFaultRequest) -> dict[str, Any]:
+    async def nats(body: NatsFaultRequest) -> ChaosExperiment:
         """Kill, restart or pause (for ``seconds``) the embedded NATS server."""
         if body.mode == "pause" and body.seconds is None:
             raise ApiProblem(422, "invalid duration", "a pause needs seconds")
         return await store.nats(body.mode, body.seconds)
 
     @router.post(f"{v}/chaos/database", dependencies=[admin], tags=["chaos"])
-    async def database(body: DatabaseFaultRequest) -> dict[str, Any]:
+    async def database(body: DatabaseFaultRequest) -> ChaosExperiment:
         """Hold a service's SQLite write lock for ``seconds`` (writers wait, then fail)."""
         return await store.database(body.service, body.seconds)
 

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from corral.api._files import RunFiles
 from corral.api._version import API_VERSION
-from corral.chaos import Report
+from corral.chaos import ChaosExperiment, ChaosOverview, ChaosStopped, Report
 from corral.errors import CorralError
 from corral.runtime.errors import NotRunningError
 from corral.runtime.registry import InstanceRecord, Snapshot
@@ -31,6 +31,9 @@ _SNAPSHOT = TypeAdapter(Snapshot)
 _CHANGE = TypeAdapter(ServiceChange)
 _RUNS = TypeAdapter(list[Report])
 _RUN = TypeAdapter(Report)
+_EXPERIMENT = TypeAdapter(ChaosExperiment)
+_CHAOS = TypeAdapter(ChaosOverview)
+_STOPPED = TypeAdapter(ChaosStopped)
 
 
 class ApiError(CorralError):
@@ -158,15 +161,15 @@ class ApiClient:
     def stop(self, service: str) -> ServiceChange:
         return self._parsed(_CHANGE, "POST", f"/services/{service}/stop")
 
-    def chaos(self) -> dict[str, Any]:
-        return dict(self._request("GET", "/chaos"))
+    def chaos(self) -> ChaosOverview:
+        return self._parsed(_CHAOS, "GET", "/chaos")
 
-    def chaos_kill(self, target: str) -> dict[str, Any]:
-        return dict(self._request("POST", "/chaos/kill", json={"target": target}))
+    def chaos_kill(self, target: str) -> ChaosExperiment:
+        return self._parsed(_EXPERIMENT, "POST", "/chaos/kill", json={"target": target})
 
-    def chaos_pause(self, target: str, seconds: float) -> dict[str, Any]:
+    def chaos_pause(self, target: str, seconds: float) -> ChaosExperiment:
         body = {"target": target, "seconds": seconds}
-        return dict(self._request("POST", "/chaos/pause", json=body))
+        return self._parsed(_EXPERIMENT, "POST", "/chaos/pause", json=body)
 
     def chaos_gateway(
         self,
@@ -176,7 +179,7 @@ class ApiClient:
         abort_status: int | None,
         delay_ms: int | None,
         seconds: float,
-    ) -> dict[str, Any]:
+    ) -> ChaosExperiment:
         body = {
             "service": service,
             "percent": percent,
@@ -184,21 +187,21 @@ class ApiClient:
             "delay_ms": delay_ms,
             "seconds": seconds,
         }
-        return dict(self._request("POST", "/chaos/gateway", json=body))
+        return self._parsed(_EXPERIMENT, "POST", "/chaos/gateway", json=body)
 
-    def chaos_stop(self, experiment: str | None = None) -> list[dict[str, Any]]:
+    def chaos_stop(self, experiment: str | None = None) -> list[ChaosExperiment]:
         """End one experiment (its id) or, without one, all of them."""
         if experiment is None:
-            return list(self._request("DELETE", "/chaos")["stopped"])
-        return [dict(self._request("DELETE", f"/chaos/{experiment}"))]
+            return self._parsed(_STOPPED, "DELETE", "/chaos").stopped
+        return [self._parsed(_EXPERIMENT, "DELETE", f"/chaos/{experiment}")]
 
-    def chaos_nats(self, mode: str, seconds: float | None = None) -> dict[str, Any]:
+    def chaos_nats(self, mode: str, seconds: float | None = None) -> ChaosExperiment:
         body = {"mode": mode, "seconds": seconds}
-        return dict(self._request("POST", "/chaos/nats", json=body))
+        return self._parsed(_EXPERIMENT, "POST", "/chaos/nats", json=body)
 
-    def chaos_database(self, service: str, seconds: float) -> dict[str, Any]:
+    def chaos_database(self, service: str, seconds: float) -> ChaosExperiment:
         body = {"service": service, "seconds": seconds}
-        return dict(self._request("POST", "/chaos/database", json=body))
+        return self._parsed(_EXPERIMENT, "POST", "/chaos/database", json=body)
 
     def chaos_runs(self, limit: int = 20) -> list[Report]:
         return self._parsed(_RUNS, "GET", "/chaos/runs", params={"limit": limit})

@@ -10,10 +10,10 @@ value: versions keep only fingerprints (see :mod:`corral.config`).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any, Protocol, runtime_checkable
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -26,8 +26,10 @@ from corral.api._version import API_VERSION
 from corral.config import (
     ConfigControl,
     ConfigError,
+    ConfigOutcome,
     ConfigRejectedError,
     InvalidChangeError,
+    Outcome,
     Report,
     UndeclaredSettingError,
     UnknownVersionError,
@@ -132,7 +134,9 @@ def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
         """What differs from version a to version b."""
         return diff_view(_get(control, a), _get(control, b), known(service))
 
-    @router.post(f"{prefix}/services/{{service}}/set", dependencies=[admin], response_model=None)
+    @router.post(
+        f"{prefix}/services/{{service}}/set", dependencies=[admin], response_model=ConfigOutcome
+    )
     async def set_values(service: str, body: SetRequest) -> Any:
         """Set runtime values and roll them out; answers once every instance has them."""
         return await _answer(
@@ -146,7 +150,9 @@ def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
             )
         )
 
-    @router.post(f"{prefix}/services/{{service}}/unset", dependencies=[admin], response_model=None)
+    @router.post(
+        f"{prefix}/services/{{service}}/unset", dependencies=[admin], response_model=ConfigOutcome
+    )
     async def unset_values(service: str, body: UnsetRequest) -> Any:
         """Drop runtime values (the manifest's apply again) and roll that out."""
         return await _answer(
@@ -159,7 +165,7 @@ def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
             )
         )
 
-    @router.post(f"{prefix}/rollback", dependencies=[admin], response_model=None)
+    @router.post(f"{prefix}/rollback", dependencies=[admin], response_model=ConfigOutcome)
     async def rollback(body: RollbackRequest) -> Any:
         """Make an earlier version's configuration current again, as a new version."""
         return await _answer(
@@ -168,7 +174,7 @@ def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
             )
         )
 
-    @router.post(f"{prefix}/apply", dependencies=[admin], response_model=None)
+    @router.post(f"{prefix}/apply", dependencies=[admin], response_model=ConfigOutcome)
     async def apply(body: Change) -> Any:
         """Read the manifest, its overlay and the secrets again; roll out what changed."""
         return await _answer(
@@ -215,8 +221,9 @@ def _get(control: ConfigControl, version: int) -> Any:
         raise ApiProblem(404, "unknown version", str(exc)) from None
 
 
-async def _answer(change: Any) -> Any:
-    """A change's outcome, or its refusal as problem+json."""
+async def _answer(change: Awaitable[Outcome]) -> ConfigOutcome | Response:
+    """A change's outcome, or its refusal as problem+json (a Response: FastAPI sends it
+    as it is, past the route's response model)."""
     try:
         outcome = await change
     except ConfigRejectedError as exc:
@@ -248,4 +255,4 @@ async def _answer(change: Any) -> Any:
         return problem(422, "invalid manifest", exc.render())
     except ConfigError as exc:
         return problem(422, "configuration error", str(exc))
-    return outcome.to_json()
+    return outcome.to_model()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from corral.api._client import ApiClient
+from corral.config import ConfigOutcome
+
+_OUTCOME = TypeAdapter(ConfigOutcome)
 
 
 class ConfigClient:
@@ -23,20 +28,24 @@ class ConfigClient:
         return dict(self._api._request("GET", "/config/diff", params=params))
 
     # ``change``: author, message and if_version (compare-and-swap), as the API names them.
-    def set(self, service: str, values: dict[str, str], **change: Any) -> dict[str, Any]:
+    def set(self, service: str, values: dict[str, str], **change: Any) -> ConfigOutcome:
         body = {"values": values, **_params(**change)}
-        return dict(self._api._request("POST", f"/config/services/{service}/set", json=body))
+        return self._outcome(f"/config/services/{service}/set", body)
 
-    def unset(self, service: str, keys: list[str], **change: Any) -> dict[str, Any]:
+    def unset(self, service: str, keys: list[str], **change: Any) -> ConfigOutcome:
         body = {"keys": keys, **_params(**change)}
-        return dict(self._api._request("POST", f"/config/services/{service}/unset", json=body))
+        return self._outcome(f"/config/services/{service}/unset", body)
 
-    def rollback(self, version: int, **change: Any) -> dict[str, Any]:
+    def rollback(self, version: int, **change: Any) -> ConfigOutcome:
         body = {"version": version, **_params(**change)}
-        return dict(self._api._request("POST", "/config/rollback", json=body))
+        return self._outcome("/config/rollback", body)
 
-    def apply(self, **change: Any) -> dict[str, Any]:
-        return dict(self._api._request("POST", "/config/apply", json=_params(**change)))
+    def apply(self, **change: Any) -> ConfigOutcome:
+        return self._outcome("/config/apply", _params(**change))
+
+    def _outcome(self, path: str, body: dict[str, Any]) -> ConfigOutcome:
+        """A change's answer, parsed (an answer of another shape is an ApiError)."""
+        return self._api._parsed(_OUTCOME, "POST", path, json=body)
 
 
 def _params(**values: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import httpx
 
 from corral.chaos import _probes
+from corral.chaos._experiments import ChaosExperiment
 from corral.chaos._model import Experiment, Probe, Step
 from corral.chaos._report import Check, Phase, ProbeResult, Report, StepResult
 from corral.errors import CorralError
@@ -45,7 +46,7 @@ class Target(Protocol):
 
     def status(self) -> SystemStatus: ...
 
-    def inject(self, step: Step) -> list[dict[str, Any]]:
+    def inject(self, step: Step) -> list[ChaosExperiment]:
         """Begin the fault ``step`` names, for its duration; the experiments begun."""
         ...
 
@@ -349,11 +350,11 @@ class Runner:
             if occurrence:
                 self._sleep(step.every)
             begun = self._call(lambda: self.target.inject(step))
-            ids = [str(e["id"]) for e in begun]
+            ids = [e.id for e in begun]
             with self._lock:
                 self._begun += ids
             result.experiments += ids
-            details += [str(e.get("detail", "")) for e in begun]
+            details += [e.detail for e in begun]
             if step.duration:
                 self._sleep(step.duration)
         result.detail = "; ".join(dict.fromkeys(d for d in details if d))

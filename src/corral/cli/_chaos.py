@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from corral.api import ApiClient, ApiError
-from corral.chaos import PreflightError, Report, Runner, Step, load
+from corral.chaos import ChaosExperiment, PreflightError, Report, Runner, Step, load
 from corral.cli._common import FileOption, ManifestCommand, UsageError, client, console
 from corral.cli._tables import human_duration
 from corral.errors import CorralError
@@ -42,21 +42,22 @@ For = Annotated[
 ]
 
 
-def describe(experiment: Mapping[str, Any]) -> str:
+def describe(experiment: ChaosExperiment) -> str:
     """``chaos-3  pause  rides-1  SIGSTOP to process group 4242  (7s left)``."""
-    remaining = experiment.get("remaining")
+    remaining = experiment.remaining
     left = f"  ({human_duration(remaining)} left)" if remaining is not None else ""
-    ended = f"  -> {experiment['state']}" if experiment.get("state") != "active" else ""
-    outcome = f": {experiment['outcome']}" if experiment.get("outcome") else ""
+    ended = f"  -> {experiment.state}" if experiment.state != "active" else ""
+    outcome = f": {experiment.outcome}" if experiment.outcome else ""
     return (
-        f"{experiment['id']}  {experiment['kind']}  {experiment['target']}  "
-        f"{experiment['detail']}{left}{ended}{outcome}"
+        f"{experiment.id}  {experiment.kind}  {experiment.target}  "
+        f"{experiment.detail}{left}{ended}{outcome}"
     )
 
 
 def chaos_lines(status: SystemStatus) -> list[str]:
-    """One ``chaos ...`` line per active experiment, for ``corral status``."""
-    return [f"chaos    {describe(e)}" for e in status.chaos]
+    """One ``chaos ...`` line per active experiment, for ``corral status`` (whose model,
+    the runtime's, carries them as JSON: the runtime may not import corral.chaos)."""
+    return [f"chaos    {describe(ChaosExperiment.model_validate(e))}" for e in status.chaos]
 
 
 @chaos_app.command("kill", cls=ManifestCommand)
@@ -117,14 +118,15 @@ def list_experiments(
         data = api.chaos()
         runs = api.chaos_runs()
     if as_json:
-        data["runs"] = [run.model_dump(mode="json") for run in runs]
-        print(json.dumps(data, indent=2, sort_keys=True))
+        answer = data.model_dump(mode="json")
+        answer["runs"] = [run.model_dump(mode="json") for run in runs]
+        print(json.dumps(answer, indent=2, sort_keys=True))
         return
-    if not data["active"] and not data["recent"] and not runs:
+    if not data.active and not data.recent and not runs:
         console.print("no experiments")
-    for experiment in data["active"]:
+    for experiment in data.active:
         console.print(describe(experiment), highlight=False)
-    for experiment in data["recent"]:
+    for experiment in data.recent:
         console.print(f"[dim]{describe(experiment)}[/]", highlight=False)
     if runs:
         console.print("runs of experiment files (newest first):")
@@ -149,7 +151,7 @@ class ApiTarget:
     def status(self) -> SystemStatus:
         return self._api.status()
 
-    def inject(self, step: Step) -> list[dict[str, Any]]:
+    def inject(self, step: Step) -> list[ChaosExperiment]:
         api = self._api
         target = step.target or ""
         seconds = step.duration or 0.0

@@ -28,6 +28,7 @@ from corral.cli._common import (
 from corral.cli._progress import with_progress
 from corral.config import (
     CONFIG_DIRNAME,
+    ConfigOutcome,
     ConfigStore,
     UnknownVersionError,
     current_user,
@@ -83,7 +84,7 @@ def _read(
 
 def _change(
     file: Path | None,
-    call: Callable[[ConfigClient, dict[str, Any]], dict[str, Any]],
+    call: Callable[[ConfigClient, dict[str, Any]], ConfigOutcome],
     doing: str,
     *,
     message: str,
@@ -273,14 +274,14 @@ def _change_line(change: dict[str, Any]) -> str:
     return f"~ {where}: {change['old']} -> {change['new']}"
 
 
-def _print_outcome(outcome: dict[str, Any]) -> None:
-    if outcome["version"] is None:
+def _print_outcome(outcome: ConfigOutcome) -> None:
+    if outcome.version is None:
         console.print("nothing changed: the configuration is already so")
     else:
-        console.print(f"[green]✔[/] version {outcome['version']}", highlight=False)
-        for change in outcome["changes"]:
-            console.print(f"    {_change_line(change)}", highlight=False, markup=False)
-        for service, how in outcome["services"].items():
+        console.print(f"[green]✔[/] version {outcome.version}", highlight=False)
+        for change in outcome.changes:
+            console.print(f"    {_change_line(change.model_dump())}", highlight=False, markup=False)
+        for service, how in outcome.services.items():
             console.print(f"  {service}: {how}", highlight=False)
-    for note in outcome["notes"]:
+    for note in outcome.notes:
         console.print(f"[dim]note: {note}[/]", highlight=False)

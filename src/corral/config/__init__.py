@@ -10,7 +10,7 @@ reloadable, by a rolling restart otherwise, undone when the service refuses it
 """
 
 from corral.config._addon import ConfigAddon
-from corral.config._control import ConfigControl, Outcome, other_changes
+from corral.config._control import ConfigControl, ConfigOutcome, Outcome, other_changes
 from corral.config._errors import (
     ConfigError,
     ConfigRejectedError,
@@ -49,6 +49,7 @@ __all__ = [
     "ConfigAddon",
     "ConfigControl",
     "ConfigError",
+    "ConfigOutcome",
     "ConfigRejectedError",
     "ConfigStore",
     "ConfigVersion",

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from corral import contract
 from corral.config._errors import (
     ConfigRejectedError,
@@ -30,6 +32,7 @@ from corral.config._errors import (
 )
 from corral.config._layers import manifest_layers
 from corral.config._model import (
+    Change,
     ConfigVersion,
     ServiceConfig,
     changed_services,
@@ -55,13 +58,23 @@ class Outcome:
     services: Mapping[str, RolloutKind] = field(default_factory=dict)
     notes: Sequence[str] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version.version if self.version else None,
-            "changes": [c.model_dump() for c in self.version.changes] if self.version else [],
-            "services": dict(self.services),
-            "notes": list(self.notes),
-        }
+    def to_model(self) -> ConfigOutcome:
+        return ConfigOutcome(
+            version=self.version.version if self.version else None,
+            changes=list(self.version.changes) if self.version else [],
+            services=dict(self.services),
+            notes=list(self.notes),
+        )
+
+
+class ConfigOutcome(BaseModel):
+    """A change's answer (``POST /v1/config/...``, ``corral config set`` ...): the model
+    the API declares in its OpenAPI, the client parses and the CLI prints."""
+
+    version: int | None = Field(description="The version it made; null: nothing changed.")
+    changes: list[Change] = Field(description="What differs from the version before.")
+    services: dict[str, RolloutKind] = Field(description="How each changed service took it.")
+    notes: list[str] = Field(description="Manifest changes a running system cannot take.")
 
 
 Reload = Callable[[], tuple[Manifest, Plan]]

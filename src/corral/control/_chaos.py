@@ -43,7 +43,16 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from corral import contract
-from corral.chaos import ChaosError, Refusal, Report, RunStore
+from corral.chaos import (
+    ChaosError,
+    ChaosExperiment,
+    ChaosOverview,
+    ExperimentKind,
+    ExperimentState,
+    Refusal,
+    Report,
+    RunStore,
+)
 from corral.gateway import Fault, GatewayAddon
 from corral.manifest import DatabaseEngine
 from corral.runtime.databases import POSTGRES_URL_VARIABLE, database_name
@@ -68,37 +77,36 @@ CHAOS_RUNS_DIR = Path("chaos") / "runs"
 @dataclass
 class Experiment:
     id: str
-    kind: str
-    """kill | pause | gateway | nats | database"""
+    kind: ExperimentKind
     target: str
     """The instance (kill, pause) or service (gateway)."""
     started_at: float
     expires_at: float | None
     """Unix time; None for a kill, which is over at once."""
     detail: str
-    state: str = "active"
+    state: ExperimentState = "active"
     """active, then expired (on time), stopped (asked), done (a kill) or failed."""
     ended_at: float | None = None
     outcome: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self, now: float | None = None) -> dict[str, Any]:
+    def to_model(self, now: float | None = None) -> ChaosExperiment:
         now = time.time() if now is None else now
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "target": self.target,
-            "state": self.state,
-            "detail": self.detail,
-            "started_at": self.started_at,
-            "expires_at": self.expires_at,
-            "remaining": max(0.0, self.expires_at - now)
+        return ChaosExperiment(
+            id=self.id,
+            kind=self.kind,
+            target=self.target,
+            state=self.state,
+            detail=self.detail,
+            started_at=self.started_at,
+            expires_at=self.expires_at,
+            remaining=max(0.0, self.expires_at - now)
             if self.expires_at is not None and self.state == "active"
             else None,
-            "ended_at": self.ended_at,
-            "outcome": self.outcome,
+            ended_at=self.ended_at,
+            outcome=self.outcome,
             **self.params,
-        }
+        )
 
 
 class Chaos:
@@ -122,8 +130,10 @@ class Chaos:
     # --- reading ---------------------------------------------------------------------
 
     def active(self) -> list[dict[str, Any]]:
+        """The active experiments as JSON, for ``SystemStatus.chaos`` (the runtime's
+        model, which may not import corral.chaos)."""
         now = time.time()
-        return [e.to_json(now) for e in self._active.values()]
+        return [e.to_model(now).model_dump(mode="json") for e in self._active.values()]
 
     def paused(self) -> set[str]:
         """Instances stopped by a pause right now (a process that replaced a paused one
@@ -137,16 +147,16 @@ class Chaos:
             and undo.paused_group == undo.pgid
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def overview(self) -> ChaosOverview:
         now = time.time()
-        return {
-            "active": [e.to_json(now) for e in self._active.values()],
-            "recent": [e.to_json(now) for e in reversed(self._ended)],
-        }
+        return ChaosOverview(
+            active=[e.to_model(now) for e in self._active.values()],
+            recent=[e.to_model(now) for e in reversed(self._ended)],
+        )
 
     # --- experiments -----------------------------------------------------------------
 
-    async def kill(self, target: str) -> dict[str, Any]:
+    async def kill(self, target: str) -> ChaosExperiment:
         """SIGKILL one instance (``target`` an instance id, or a service: a random one)."""
         instance = self._pick(target)
         pid = instance.kill()
@@ -156,9 +166,9 @@ class Chaos:
             )
         experiment = self._new("kill", instance.id, None, f"SIGKILL to pid {pid}")
         self._end(experiment, "done", "killed; its slot restarts it")
-        return experiment.to_json()
+        return experiment.to_model()
 
-    async def pause(self, target: str, seconds: float) -> dict[str, Any]:
+    async def pause(self, target: str, seconds: float) -> ChaosExperiment:
         """SIGSTOP one instance for ``seconds``, then SIGCONT."""
         self._check_duration(seconds)
         instance = self._pick(target)
@@ -176,7 +186,7 @@ class Chaos:
         )
         self._undo[experiment.id] = instance
         self._arm(experiment, seconds)
-        return experiment.to_json()
+        return experiment.to_model()
 
     async def fault(
         self,
@@ -186,7 +196,7 @@ class Chaos:
         abort_status: int | None,
         delay_ms: int | None,
         seconds: float,
-    ) -> dict[str, Any]:
+    ) -> ChaosExperiment:
         """Abort and/or delay ``percent``% of the gateway's requests to ``service``."""
         self._check_duration(seconds)
         if self._gateway is None:
@@ -223,9 +233,9 @@ class Chaos:
         )
         self._undo[experiment.id] = fault
         self._arm(experiment, seconds)
-        return experiment.to_json()
+        return experiment.to_model()
 
-    async def nats(self, mode: str, seconds: float | None) -> dict[str, Any]:
+    async def nats(self, mode: str, seconds: float | None) -> ChaosExperiment:
         """The embedded NATS server: ``kill`` (a crash; its supervisor restarts it),
         ``restart`` (graceful, answers once it is ready again) or ``pause`` (SIGSTOP for
         ``seconds``, then SIGCONT)."""
@@ -248,16 +258,16 @@ class Chaos:
                 )
             experiment = self._new("nats", server.id, None, f"SIGKILL to pid {pid}", mode=mode)
             self._end(experiment, "done", "killed; its supervisor restarts it")
-            return experiment.to_json()
+            return experiment.to_model()
         if mode == "restart":
             experiment = self._new("nats", server.id, None, "graceful restart", mode=mode)
             try:
                 await self._orchestrator.restart(NATS_COMPONENT)
             except Exception as exc:
                 self._end(experiment, "failed", f"could not restart: {exc}")
-                return experiment.to_json()
+                return experiment.to_model()
             self._end(experiment, "done", "restarted and ready")
-            return experiment.to_json()
+            return experiment.to_model()
         if mode != "pause" or seconds is None:
             raise ChaosError(
                 Refusal.INVALID, "unknown NATS fault", "kill, restart, or pause with seconds"
@@ -280,9 +290,9 @@ class Chaos:
         )
         self._undo[experiment.id] = server
         self._arm(experiment, seconds)
-        return experiment.to_json()
+        return experiment.to_model()
 
-    async def database(self, service: str, seconds: float) -> dict[str, Any]:
+    async def database(self, service: str, seconds: float) -> ChaosExperiment:
         """Make ``service``'s database unavailable for ``seconds`` (see the module doc)."""
         self._check_duration(seconds)
         try:
@@ -327,9 +337,9 @@ class Chaos:
         experiment = self._new("database", service, seconds, detail, seconds=seconds)
         self._undo[experiment.id] = undo
         self._arm(experiment, seconds)
-        return experiment.to_json()
+        return experiment.to_model()
 
-    async def stop(self, experiment_id: str) -> dict[str, Any]:
+    async def stop(self, experiment_id: str) -> ChaosExperiment:
         """End an active experiment now (one ending already: once it has ended)."""
         experiment = self._active.get(experiment_id)
         if experiment is None:
@@ -340,16 +350,16 @@ class Chaos:
                     Refusal.UNKNOWN, "no such experiment", f"{experiment_id!r} ({known})"
                 )
             await ending[1].wait()
-            return ending[0].to_json()
+            return ending[0].to_model()
         await self._finish(experiment, "stopped")
-        return experiment.to_json()
+        return experiment.to_model()
 
-    async def stop_all(self) -> list[dict[str, Any]]:
+    async def stop_all(self) -> list[ChaosExperiment]:
         """End every active experiment (also what a stopping session does first)."""
         stopped = []
         for experiment in list(self._active.values()):
             await self._finish(experiment, "stopped")
-            stopped.append(experiment.to_json())
+            stopped.append(experiment.to_model())
         return stopped
 
     # --- internals -------------------------------------------------------------------
@@ -379,7 +389,7 @@ class Chaos:
             )
 
     def _new(
-        self, kind: str, target: str, duration: float | None, detail: str, **params: Any
+        self, kind: ExperimentKind, target: str, duration: float | None, detail: str, **params: Any
     ) -> Experiment:
         self._count += 1
         now = time.time()
@@ -405,7 +415,7 @@ class Chaos:
             expire(), name=f"corral-{experiment.id}"
         )
 
-    async def _finish(self, experiment: Experiment, state: str) -> None:
+    async def _finish(self, experiment: Experiment, state: ExperimentState) -> None:
         # Out of _active before the first await: a stop and an expiry arriving together
         # must not both undo and end it (the second one waits for the first instead).
         if self._active.pop(experiment.id, None) is None:
@@ -443,7 +453,7 @@ class Chaos:
             del self._ending[experiment.id]
             done.set()
 
-    def _end(self, experiment: Experiment, state: str, outcome: str | None) -> None:
+    def _end(self, experiment: Experiment, state: ExperimentState, outcome: str | None) -> None:
         experiment.state = state
         experiment.ended_at = time.time()
         experiment.outcome = outcome
