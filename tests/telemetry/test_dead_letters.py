@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import corral, wait_for
 from playwright.sync_api import sync_playwright
 from test_system import BROWSER_ARGS
+
+from testkit import corral, wait_for
 
 BUS = Path(__file__).parent / "bus"
 

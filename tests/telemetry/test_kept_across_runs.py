@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS, MANIFEST, corral, wait_for
+from conftest import APPS, MANIFEST
+
+from testkit import corral, wait_for
 
 
 def _get(api: str, token: str, path: str) -> httpx.Response:

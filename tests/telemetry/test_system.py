@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import System, corral, wait_for
+from conftest import System
 from playwright.sync_api import sync_playwright
+
+from testkit import corral, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
