@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 _PR_SET_PDEATHSIG = 1
 _REAPER_SCRIPT = Path(__file__).with_name("_reaper.py")
@@ -24,7 +24,7 @@ if sys.platform == "linux":
         _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _child_setup(parent: int) -> None:
+def child_setup(parent: int) -> None:
     """Runs in the child between fork and exec: die with the orchestrator.
 
     The second line of defence after the reaper: covers the window before the reaper
@@ -55,7 +55,7 @@ async def spawn(
         stdout=pipe,
         stderr=pipe,
         start_new_session=True,
-        preexec_fn=lambda: _child_setup(parent),
+        preexec_fn=lambda: child_setup(parent),
         limit=1 << 20,
     )
 
@@ -95,19 +95,37 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def process_alive(proc: asyncio.subprocess.Process) -> bool:
-    """Whether ``proc`` still runs: not yet reaped by asyncio, and not a zombie that
-    asyncio has not got round to reaping."""
-    if proc.returncode is not None:
-        return False
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
     try:
-        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return False
-    except OSError:  # pragma: no cover - no /proc (non-Linux): trust asyncio
+    except OSError:  # pragma: no cover - no /proc (non-Linux): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
     fields = stat[stat.rfind(")") + 2 :].split()
     return bool(fields) and fields[0] not in ("Z", "X")
+
+
+class _Child(Protocol):
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+
+def process_alive(proc: _Child) -> bool:
+    """Whether ``proc`` still runs: not yet reaped by asyncio (or reported by the fork
+    server), and not a zombie that nobody has got round to reaping."""
+    if proc.returncode is not None:
+        return False
+    return pid_alive(proc.pid)
 
 
 def port_in_use(host: str, port: int) -> bool:

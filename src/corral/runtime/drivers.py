@@ -12,11 +12,21 @@ process driver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import signal
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from corral.plan import Plan, ServicePlan
+from corral.runtime._forkserver import (
+    ForkedChild,
+    ForkServer,
+    ForkUnavailable,
+    forkable,
+    startup_key,
+)
 from corral.runtime._process import (
     Reaper,
     process_alive,
@@ -24,6 +34,8 @@ from corral.runtime._process import (
     spawn,
     wait_group_gone,
 )
+
+_log = logging.getLogger("corral.runtime")
 
 Progress = Callable[[str], None]
 """Where a driver reports slow preparation (image builds) to a person."""
@@ -80,12 +92,25 @@ class Driver(Protocol):
         ...
 
 
+class _Child(Protocol):
+    """A started local process: asyncio's, or a child of the fork server."""
+
+    pid: int
+    stdout: asyncio.StreamReader | None
+    stderr: asyncio.StreamReader | None
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
 class _Process:
     """A local process group; ``pid`` is its leader and the group's id."""
 
     container: str | None = None
 
-    def __init__(self, proc: asyncio.subprocess.Process, reaper: Reaper) -> None:
+    def __init__(self, proc: _Child, reaper: Reaper) -> None:
         self._proc = proc
         self._reaper = reaper
         self.pid = proc.pid
@@ -112,29 +137,104 @@ class _Process:
         # The leader is gone; whatever it left in its group goes too.
         signal_group(self.pid, signal.SIGKILL)
         self._reaper.remove(self.pid)
+        if isinstance(self._proc, ForkedChild):
+            self._proc.close()
+
+
+FORK_SERVER_VARIABLE = "CORRAL_FORK_SERVER"
+"""``0`` turns the fork server off: every instance is a fresh interpreter."""
+
+_MAX_FORK_SERVERS = 4
+"""Distinct start-up environments (:func:`startup_key`) served by fork servers; more
+(an unusual manifest) spawn."""
 
 
 class ProcessDriver:
-    """Each instance a local process group, recorded with the reaper."""
+    """Each instance a local process group, recorded with the reaper.
+
+    ``app:`` instances (``python -m corral.sdk.serve target``) are forked from a warm
+    fork server (:mod:`corral.runtime._forkserver`) of their interpreter and start-up
+    environment, started on first use; when it is missing, dies or refuses, the
+    instance is spawned and the fork server restarted. ``fork=False`` (or
+    ``CORRAL_FORK_SERVER=0``) spawns everything."""
 
     name = "process"
 
-    def __init__(self, reaper: Reaper) -> None:
+    def __init__(self, reaper: Reaper, *, fork: bool | None = None) -> None:
         self._reaper = reaper
+        if fork is None:
+            fork = os.environ.get(FORK_SERVER_VARIABLE, "1").strip() != "0"
+        self._fork = fork
+        self._servers: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[ForkServer]] = {}
+        self._closed = False
 
     async def prepare(self, plan: Plan, reaper: Reaper) -> None:
         return None
 
     async def start(self, service: ServicePlan, instance: str, env: Mapping[str, str]) -> Running:
+        if self._fork and not self._closed and forkable(service.argv):
+            forked = await self._forked(service, env)
+            if forked is not None:
+                return forked
         proc = await spawn(service.argv, env=env, cwd=service.workdir)
         self._reaper.add(proc.pid)
         return _Process(proc, self._reaper)
 
+    async def _forked(self, service: ServicePlan, env: Mapping[str, str]) -> Running | None:
+        key = startup_key(service.argv[0], env)
+        task = self._servers.get(key)
+        if task is None:
+            if len(self._servers) >= _MAX_FORK_SERVERS:
+                return None
+            task = self._servers[key] = asyncio.ensure_future(self._start_server(key))
+        try:
+            server = await asyncio.shield(task)
+            child = await server.fork(service.argv[3], env, service.workdir)
+        except ForkUnavailable as exc:
+            _log.warning(
+                "fork server unavailable (%s); spawning %s, restarting it", exc, service.name
+            )
+            if self._servers.get(key) is task:
+                # Restart in the background: this instance spawns now, later ones fork.
+                self._servers[key] = asyncio.ensure_future(self._start_server(key))
+            return None
+        self._reaper.add(child.pid)
+        return _Process(child, self._reaper)
+
+    async def _start_server(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> ForkServer:
+        python, startup = key
+        server = ForkServer(python, dict(startup))
+        await server.start()
+        assert server.pid is not None
+        self._reaper.add(server.pid)
+        return server
+
+    @property
+    def fork_servers(self) -> list[int]:
+        """Pids of the fork servers running now (tests, chaos)."""
+        pids = []
+        for task in self._servers.values():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                server = task.result()
+                if server.alive and server.pid is not None:
+                    pids.append(server.pid)
+        return pids
+
     async def close(self) -> None:
-        return None
+        self._closed = True
+        servers, self._servers = self._servers, {}
+        for task in servers.values():
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                server = await task
+                await server.close()
+                if server.pid is not None:
+                    self._reaper.remove(server.pid)
 
 
 __all__ = [
+    "FORK_SERVER_VARIABLE",
     "Driver",
     "ProcessDriver",
     "Progress",
