@@ -166,6 +166,13 @@ CONFIG_WATCH_PATH: Final = "/v1/config/instances/{instance}/watch"
 CONFIG_REPORT_PATH: Final = "/v1/config/instances/{instance}/reports"
 """POST: what the instance did with a version (applied, restart, rejected)."""
 
+CALL_FAULTS_WATCH_PATH: Final = "/v1/chaos/calls/watch"
+"""Server-sent events (``?caller=SERVICE``, the discovery token): the caller-side faults
+(``corral chaos calls``) on that service's calls now, then after each change."""
+
+CHAOS_HEADER: Final = "x-corral-chaos"
+"""On a response the SDK client made up for an injected fault: the experiment's id."""
+
 # --- headers -------------------------------------------------------------------------
 
 REQUEST_ID_HEADER: Final = "x-request-id"

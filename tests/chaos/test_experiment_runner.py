@@ -260,19 +260,46 @@ def test_a_failing_command_probe_shows_its_output(tmp_path: Path) -> None:
     assert report.before.probes[0].detail == "exit 1: 2 drivers on two rides"
 
 
-def test_a_fault_not_built_yet_is_refused_before_anything(tmp_path: Path) -> None:
-    """Caller-side faults are in the format but not built: preflight says so, and the
-    kill before it is not played (nothing half-applied)."""
+def test_a_calls_fault_naming_an_unknown_service_is_refused_before_anything(
+    tmp_path: Path,
+) -> None:
+    """A caller-side fault whose caller the system lacks: preflight says so in one line,
+    and the kill before it is not played (nothing half-applied)."""
     system = FakeSystem()
     with pytest.raises(PreflightError) as caught:
         run(
             HEAD + "    - {type: ready}\nmethod:\n  - {action: kill, target: rides}\n"
-            "  - {action: calls, caller: rides, target: matching, abort: 503, duration: 1s}\n",
+            "  - {action: calls, caller: ridez, target: matching, abort: 503, duration: 1s}\n",
             system,
             tmp_path,
         )
-    assert caught.value.problems == ["method[1]: caller-side faults (calls) are not built yet"]
+    assert caught.value.problems == [
+        "method[1]: no service named 'ridez' in fake (matching, rides)"
+    ]
     assert system.injected == []
+
+
+def test_a_calls_fault_is_asked_of_the_target_and_ended(tmp_path: Path) -> None:
+    """A caller-side fault step is passed to the target whole (caller, target, abort,
+    percent, duration) and ended after the method."""
+    system = FakeSystem()
+    report = run(
+        HEAD + "    - {type: ready}\nmethod:\n"
+        "  - {action: calls, caller: rides, target: matching, abort: 503, percent: 50,"
+        " duration: 1s}\n",
+        system,
+        tmp_path,
+    )
+    assert report.verdict == "held", report.reason
+    [step] = system.injected
+    assert (step.action, step.caller, step.target, step.abort, step.percent) == (
+        "calls",
+        "rides",
+        "matching",
+        503,
+        50,
+    )
+    assert system.stopped == ["chaos-1"]
 
 
 def test_a_hypothesis_broken_during_the_method_is_not_held(tmp_path: Path) -> None:

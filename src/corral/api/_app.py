@@ -345,7 +345,7 @@ def create_app(
         Access.DASHBOARD: lambda scope, token, params: own_request(scope),
     }
     if chaos_runs is not None:
-        app.include_router(chaos_runs_router(chaos_runs, admin=Admin))
+        app.include_router(chaos_runs_router(chaos_runs, admin=Admin, reader=Reader))
         rules.update(CHAOS_RUN_RULES)
     if telemetry is not None:
         app.include_router(telemetry_router(telemetry, admin=Admin))

@@ -203,6 +203,26 @@ class ApiClient:
         body = {"service": service, "seconds": seconds}
         return self._parsed(_EXPERIMENT, "POST", "/chaos/database", json=body)
 
+    def chaos_calls(
+        self,
+        caller: str,
+        target: str,
+        *,
+        percent: int,
+        abort_status: int | None,
+        delay_ms: int | None,
+        seconds: float,
+    ) -> ChaosExperiment:
+        body = {
+            "caller": caller,
+            "target": target,
+            "percent": percent,
+            "abort_status": abort_status,
+            "delay_ms": delay_ms,
+            "seconds": seconds,
+        }
+        return self._parsed(_EXPERIMENT, "POST", "/chaos/calls", json=body)
+
     def chaos_runs(self, limit: int = 20) -> list[Report]:
         return self._parsed(_RUNS, "GET", "/chaos/runs", params={"limit": limit})
 

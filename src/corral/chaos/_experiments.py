@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ExperimentKind = Literal["kill", "pause", "gateway", "nats", "database"]
+ExperimentKind = Literal["kill", "pause", "gateway", "nats", "database", "calls"]
 ExperimentState = Literal["active", "expired", "stopped", "done", "failed"]
 
 
@@ -18,7 +18,9 @@ class ChaosExperiment(BaseModel):
 
     id: str = Field(description="chaos-<n>, counted per running system.")
     kind: ExperimentKind
-    target: str = Field(description="The instance (kill, pause, nats) or service.")
+    target: str = Field(
+        description="The instance (kill, pause, nats) or service (for calls: the one called)."
+    )
     state: ExperimentState = Field(
         description="active, then expired (on time), stopped (asked), done (a kill or a "
         "restart) or failed."
@@ -31,9 +33,14 @@ class ChaosExperiment(BaseModel):
     outcome: str | None = Field(default=None, description="How it ended, once it has.")
     # The parameters it was begun with (null when its kind takes none of them).
     seconds: float | None = None
-    percent: int | None = Field(default=None, description="gateway: the share of requests.")
-    abort_status: int | None = Field(default=None, description="gateway: the status answered.")
-    delay_ms: int | None = Field(default=None, description="gateway: the delay added.")
+    percent: int | None = Field(default=None, description="gateway, calls: the share of requests.")
+    abort_status: int | None = Field(
+        default=None, description="gateway, calls: the status answered."
+    )
+    delay_ms: int | None = Field(default=None, description="gateway, calls: the delay added.")
+    caller: str | None = Field(
+        default=None, description="calls: the calling service, whose client injects the fault."
+    )
     mode: Literal["kill", "restart", "pause"] | None = Field(
         default=None, description="nats: the fault."
     )

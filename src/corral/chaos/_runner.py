@@ -100,7 +100,9 @@ def preflight(experiment: Experiment, status: SystemStatus) -> list[str]:
         if step.action in ("kill", "pause", "gateway", "database") and not instance:
             service(where, step.target)
         elif step.action == "calls":
-            problems.append(f"{where}: caller-side faults (calls) are not built yet")
+            # a caller that does not declare the target is refused when the fault begins
+            service(where, step.caller)
+            service(where, step.target)
         elif step.action == "nats":
             if status.nats_url is None:
                 problems.append(f"{where}: {status.system} has no event bus")

@@ -48,9 +48,11 @@ def describe(experiment: ChaosExperiment) -> str:
     left = f"  ({human_duration(remaining)} left)" if remaining is not None else ""
     ended = f"  -> {experiment.state}" if experiment.state != "active" else ""
     outcome = f": {experiment.outcome}" if experiment.outcome else ""
+    target = experiment.target
+    if experiment.caller:
+        target = f"{experiment.caller} -> {target}"
     return (
-        f"{experiment.id}  {experiment.kind}  {experiment.target}  "
-        f"{experiment.detail}{left}{ended}{outcome}"
+        f"{experiment.id}  {experiment.kind}  {target}  {experiment.detail}{left}{ended}{outcome}"
     )
 
 
@@ -104,6 +106,37 @@ def gateway(
     with client(file) as api:
         experiment = api.chaos_gateway(
             service, percent=percent, abort_status=abort, delay_ms=delay_ms, seconds=seconds
+        )
+    console.print(f"[yellow]⚡[/] {describe(experiment)}", highlight=False)
+
+
+@chaos_app.command("calls", cls=ManifestCommand)
+def calls(
+    caller: Annotated[str, typer.Argument(help="The calling service (its client injects).")],
+    target: Annotated[str, typer.Argument(help="The service it calls.")],
+    delay: Annotated[str | None, typer.Option(help="Delay calls, e.g. 200ms.")] = None,
+    abort: Annotated[
+        int | None, typer.Option(min=200, max=599, help="Answer with this status instead.")
+    ] = None,
+    percent: Annotated[int, typer.Option(min=1, max=100, help="Share of calls.")] = 100,
+    duration: For = "30s",
+    file: FileOption = None,
+) -> None:
+    """Abort and/or delay a share of CALLER's calls to TARGET, in the caller's own client
+    (other callers are untouched); the fault ends at its expiry even if the control
+    plane dies."""
+    if delay is None and abort is None:
+        raise UsageError("say what to inject: --abort STATUS, --delay DURATION or both")
+    delay_ms = None if delay is None else max(1, round(_seconds(delay) * 1000))
+    seconds = _seconds(duration)
+    with client(file) as api:
+        experiment = api.chaos_calls(
+            caller,
+            target,
+            percent=percent,
+            abort_status=abort,
+            delay_ms=delay_ms,
+            seconds=seconds,
         )
     console.print(f"[yellow]⚡[/] {describe(experiment)}", highlight=False)
 
@@ -175,6 +208,17 @@ class ApiTarget:
                 return [api.chaos_nats(step.mode or "", step.duration)]
             case "database":
                 return [api.chaos_database(target, seconds)]
+            case "calls":
+                return [
+                    api.chaos_calls(
+                        step.caller or "",
+                        target,
+                        percent=step.percent,
+                        abort_status=step.abort,
+                        delay_ms=delay_ms,
+                        seconds=seconds,
+                    )
+                ]
             case _:
                 raise ApiError(501, "fault not available", f"{step.action!r} is not built yet")
 

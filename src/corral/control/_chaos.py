@@ -12,6 +12,12 @@ reaper kills every process group, paused ones included, and Envoy with its fault
   instance replaced, as a real hang would.
 - ``gateway``: Envoy's fault filter on the routes to a service (abort with a status and/or
   delay, for a percentage of requests), set and cleared live through runtime keys.
+- ``calls``: latency and/or errors on one service's calls to another, injected by the
+  caller's own SDK client (so only that caller's calls to that target, not every
+  caller's as at the gateway). The control plane publishes the active ones on a feed
+  (``watch_calls``, served at ``contract.CALL_FAULTS_WATCH_PATH``) that callers follow;
+  each carries its absolute expiry, which the SDK enforces itself, so it ends on time
+  even if the control plane dies.
 - ``nats``: the embedded NATS server killed (its supervisor restarts it), restarted
   gracefully, or paused for a duration (SIGSTOP: connections stay open, nothing answers).
 - ``database``: a service's database made unavailable for a duration. SQLite: the
@@ -35,6 +41,7 @@ import random
 import sqlite3
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +79,31 @@ KEEP_ENDED = 20
 """Ended experiments listed under ``recent``."""
 CHAOS_RUNS_DIR = Path("chaos") / "runs"
 """Under the state directory: the finished runs of experiment files (``chaos run``)."""
+
+
+@dataclass(frozen=True)
+class CallFault:
+    """An active caller-side fault, as the feed publishes it."""
+
+    id: str
+    caller: str
+    target: str
+    percent: int
+    abort_status: int | None
+    delay_ms: int | None
+    expires_at: float
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "caller": self.caller,
+            "target": self.target,
+            "percent": self.percent,
+            "abort_status": self.abort_status,
+            "delay_ms": self.delay_ms,
+            "expires_at": self.expires_at,
+            "remaining": max(0.0, self.expires_at - now),
+        }
 
 
 @dataclass
@@ -124,8 +156,12 @@ class Chaos:
         """Experiments whose undo runs now (out of ``_active``, not yet ended)."""
         self._ended: deque[Experiment] = deque(maxlen=KEEP_ENDED)
         self._timers: dict[str, asyncio.Task[None]] = {}
-        self._undo: dict[str, Fault | Instance | sqlite3.Connection | asyncio.Task[None]] = {}
+        self._undo: dict[
+            str, Fault | CallFault | Instance | sqlite3.Connection | asyncio.Task[None]
+        ] = {}
         self._count = 0
+        self._calls_changed = asyncio.Event()
+        """Set (then replaced) whenever the caller-side faults change."""
 
     # --- reading ---------------------------------------------------------------------
 
@@ -141,7 +177,7 @@ class Chaos:
         return {
             undo.id
             for undo in self._undo.values()
-            if not isinstance(undo, Fault)
+            if not isinstance(undo, Fault | CallFault)
             and not isinstance(undo, sqlite3.Connection | asyncio.Task)
             and undo.paused_group is not None
             and undo.paused_group == undo.pgid
@@ -234,6 +270,103 @@ class Chaos:
         self._undo[experiment.id] = fault
         self._arm(experiment, seconds)
         return experiment.to_model()
+
+    async def calls(
+        self,
+        caller: str,
+        target: str,
+        *,
+        percent: int,
+        abort_status: int | None,
+        delay_ms: int | None,
+        seconds: float,
+    ) -> ChaosExperiment:
+        """Delay and/or abort ``percent``% of ``caller``'s calls to ``target``, in the
+        caller's own client (see the module doc). Refused, with nothing changed, when
+        either service is unknown, the caller is no SDK app (nothing would inject it) or
+        does not declare calling the target (``calls:``): a fault on a call the
+        manifest does not know is most likely a misspelt name, and would do nothing."""
+        self._check_duration(seconds)
+        if not abort_status and not delay_ms:
+            raise ChaosError(
+                Refusal.INVALID, "nothing to inject", "give an abort status, a delay or both"
+            )
+        plans = {}
+        for name in (caller, target):
+            try:
+                plans[name] = self._orchestrator.service_plan(name)
+            except UnknownServiceError as missing:
+                raise ChaosError(Refusal.UNKNOWN, "unknown service", str(missing)) from None
+        if caller == target:
+            raise ChaosError(
+                Refusal.INVALID, "same service", f"{caller} calling itself is not a call to fault"
+            )
+        calling = plans[caller]
+        if calling.app is None:
+            raise ChaosError(
+                Refusal.INVALID,
+                "not an SDK service",
+                f"{caller} is not a corral.sdk app, so no client of ours makes its calls; "
+                f"use `corral chaos gateway {target}` to fault the edge instead",
+            )
+        if target not in (calling.calls or ()):
+            declared = ", ".join(calling.calls or ()) or "none"
+            raise ChaosError(
+                Refusal.INVALID,
+                "not a declared call",
+                f"{caller} does not declare calling {target} (its calls: {declared}); "
+                f"add {target!r} to services.{caller}.calls in the manifest",
+            )
+        if any(
+            e.kind == "calls" and e.target == target and e.params.get("caller") == caller
+            for e in self._active.values()
+        ):
+            raise ChaosError(
+                Refusal.CONFLICT,
+                "already faulted",
+                f"{caller} -> {target} has a caller-side fault already",
+            )
+        parts = [f"abort {abort_status}"] if abort_status else []
+        parts += [f"delay {delay_ms}ms"] if delay_ms else []
+        experiment = self._new(
+            "calls",
+            target,
+            seconds,
+            f"{' and '.join(parts)} on {percent}% of {caller}'s calls",
+            seconds=seconds,
+            percent=percent,
+            abort_status=abort_status,
+            delay_ms=delay_ms,
+            caller=caller,
+        )
+        assert experiment.expires_at is not None
+        self._undo[experiment.id] = CallFault(
+            experiment.id, caller, target, percent, abort_status, delay_ms, experiment.expires_at
+        )
+        self._calls_change()
+        self._arm(experiment, seconds)
+        return experiment.to_model()
+
+    def call_faults(self, caller: str | None = None) -> dict[str, Any]:
+        """The feed's event: the active caller-side faults (of ``caller``'s calls)."""
+        now = time.time()
+        faults = [
+            undo.to_json(now)
+            for undo in self._undo.values()
+            if isinstance(undo, CallFault) and (caller is None or undo.caller == caller)
+        ]
+        return {"faults": faults}
+
+    async def watch_calls(self, caller: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The active caller-side faults now, then again after each change."""
+        while True:
+            changed = self._calls_changed
+            yield self.call_faults(caller)
+            await changed.wait()
+
+    def _calls_change(self) -> None:
+        changed, self._calls_changed = self._calls_changed, asyncio.Event()
+        changed.set()
 
     async def nats(self, mode: str, seconds: float | None) -> ChaosExperiment:
         """The embedded NATS server: ``kill`` (a crash; its supervisor restarts it),
@@ -433,6 +566,11 @@ class Chaos:
                     assert self._gateway is not None
                     await self._gateway.clear(undo)
                     outcome = "fault cleared"
+                elif isinstance(undo, CallFault):
+                    # Off the feed now; each caller's client also ends it at its expiry.
+                    self._undo.pop(experiment.id, None)
+                    self._calls_change()
+                    outcome = "fault lifted"
                 elif isinstance(undo, sqlite3.Connection):
                     await asyncio.to_thread(_release, undo)
                     outcome = "write lock released"

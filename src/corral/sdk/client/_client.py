@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from corral import contract
 from corral.sdk.client._balancer import Balancer, Balancing
@@ -35,12 +35,14 @@ from corral.sdk.client._deadline import deadline_var
 from corral.sdk.client._discovery import Resolver, resolver_from_env
 from corral.sdk.client._errors import (
     BulkheadFullError,
+    CircuitOpenError,
     DeadlineExceededError,
     ServiceCallError,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamTimeoutError,
 )
+from corral.sdk.client._faults import CallFault, injected_response
 from corral.sdk.client._headers import context_headers
 from corral.sdk.client._policy import (
     IDEMPOTENCY_KEY,
@@ -115,6 +117,9 @@ class ServiceClient:
         self._counts = self.telemetry.counts(target)
         self._deadline_ms = -1
         self._deadline_text = ""
+        self.fault: CallFault | None = None
+        """A caller-side chaos fault on these calls (set by the ClientHub's fault feed;
+        see ``_faults.py``): None on every call but those of a chaos experiment."""
 
     @property
     def caller(self) -> str | None:
@@ -240,25 +245,37 @@ class ServiceClient:
         self, method: str, args: tuple[Any, ...], fallback: Fallback[T] | None
     ) -> Response | T:
         """A call with a CLIENT span around it and/or a fallback for its final error."""
-        try:
-            if self.tracer is None:
+        if self.tracer is None:
+            try:
                 return await self._call(*args)
-            with self.tracer.start_as_current_span(
-                f"{method} {self.target}", kind=SpanKind.CLIENT
-            ) as span:
-                span.set_attribute("corral.target", self.target)
+            except ServiceCallError as exc:
+                if fallback is None:
+                    raise
+                return await self._fall_back(exc, fallback)
+        with self.tracer.start_as_current_span(
+            f"{method} {self.target}", kind=SpanKind.CLIENT
+        ) as span:
+            span.set_attribute("corral.target", self.target)
+            try:
                 # runs inside the span: it is current when awaited
                 response = await self._call(*args)
-                span.set_attribute("http.response.status_code", response.status_code)
-                return response
-        except ServiceCallError as exc:
-            if fallback is None:
-                raise
-            self.telemetry.fallback_used(self.target, exc.reason, str(exc))
-            result = fallback(exc)
-            if inspect.isawaitable(result):
-                return await result
-            return result
+            except ServiceCallError as exc:
+                if fallback is None:
+                    raise
+                # Inside the span, so the fallback is one of its events; the call failed
+                # all the same, and the span says so.
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                return await self._fall_back(exc, fallback)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    async def _fall_back(self, exc: ServiceCallError, fallback: Fallback[T]) -> T:
+        self.telemetry.fallback_used(self.target, exc.reason, str(exc))
+        result = fallback(exc)
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
     # -- the policy --------------------------------------------------------------------
     # One call is this coroutine plus one per attempt (_attempt); the steps between are
@@ -393,11 +410,15 @@ class ServiceClient:
         session, method, path, params, json, content, outgoing = request
         breaker = self.breaker
         # a closed breaker admits without a call (acquire() would return False)
-        probe = (
-            breaker.acquire(attempt_timeout)
-            if breaker is not None and breaker.state is not _CLOSED
-            else False
-        )
+        try:
+            probe = (
+                breaker.acquire(attempt_timeout)
+                if breaker is not None and breaker.state is not _CLOSED
+                else False
+            )
+        except CircuitOpenError as rejected:
+            self.telemetry.circuit_rejected(self.target, rejected.reason)
+            raise
         verdict: bool | None = None
         url = previous_url
         try:
@@ -405,6 +426,13 @@ class ServiceClient:
             url = urls[0] if len(urls) == 1 else self.balancer.pick(urls, previous_url or None)
             if attempt_timeout <= 0:  # aiohttp would read 0 as "no timeout"
                 raise TimeoutError
+            one_off = cut
+            if self.fault is not None:  # a chaos experiment: rare, kept out of the way
+                injected, attempt_timeout = await self._inject(url, attempt, attempt_timeout)
+                if injected is not None:
+                    verdict = injected.status_code < 500
+                    return injected, None, url
+                one_off = True
             # The deadline the callee gets: the caller's when it cuts the attempt, else the
             # end of the attempt timeout; in whole milliseconds, rounded down (never later
             # than the real one). The text is made once per millisecond (_deadline_text).
@@ -429,8 +457,8 @@ class ServiceClient:
                     json=json,
                     data=content,
                     headers=outgoing,
-                    timeout=(None if cut else self._timeouts.get(attempt_timeout))
-                    or self._timeout(attempt_timeout, cut),
+                    timeout=(None if one_off else self._timeouts.get(attempt_timeout))
+                    or self._timeout(attempt_timeout, one_off),
                 )
                 try:
                     body = await raw.read()
@@ -461,6 +489,29 @@ class ServiceClient:
         finally:
             if breaker is not None:
                 breaker.release(probe, verdict)
+
+    async def _inject(
+        self, url: str, attempt: int, attempt_timeout: float
+    ) -> tuple[Response | None, float]:
+        """Apply the caller-side fault to this attempt (see ``_faults.py``): the made-up
+        answer of an abort, or None and the attempt's time left after the delay. A delay
+        the attempt has no time for ends it as a timeout."""
+        fault = self.fault
+        if fault is None or fault.until <= time.time():
+            self.fault = None  # over: the client enforces the end itself
+            return None, attempt_timeout
+        if not fault.hits(random.random()):  # noqa: S311 - chaos, not cryptography
+            return None, attempt_timeout
+        self.telemetry.fault_injected(self.target, fault.id, fault.describe(), attempt)
+        if fault.delay:
+            if fault.delay >= attempt_timeout:
+                await asyncio.sleep(attempt_timeout)
+                raise TimeoutError
+            await asyncio.sleep(fault.delay)
+            attempt_timeout -= fault.delay
+        if fault.abort_status:
+            return injected_response(fault, url, attempt), attempt_timeout
+        return None, attempt_timeout
 
     def _deadline_text_for(self, ends_ms: int) -> None:
         """Format the deadline header's text for ``ends_ms``: float formatting is most of

@@ -10,10 +10,15 @@ Incoming deadlines are read by the SDK's own middleware (one ASGI layer less tha
 A call to a target the manifest's ``calls:`` does not list (``CORRAL_CALLS``) still goes
 out, so nothing breaks, but logs one warning per target: the call graph ``corral lint``
 checks is the declared one, and a call it does not know about is where it goes wrong.
+
+Under a control plane it also follows the feed of caller-side chaos faults
+(``_faults.FaultFeed``, started with the first client) and sets each client's ``fault``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
     from corral.sdk.client._balancer import Balancing
     from corral.sdk.client._client import ServiceClient
     from corral.sdk.client._discovery import Resolver
+    from corral.sdk.client._faults import CallFault, FaultFeed
     from corral.sdk.client._policy import Policies
     from corral.sdk.client._telemetry import ClientTelemetry
 
@@ -44,6 +50,8 @@ class ClientHub:
         self._telemetry: ClientTelemetry | None = None
         self._running = False
         self._warned: set[str] = set()
+        self._feed: FaultFeed | None = None
+        self._faults: Mapping[str, CallFault] = {}
         service.app.add_api_route(
             CIRCUITS_PATH, self._circuits_endpoint, methods=["GET"], include_in_schema=False
         )
@@ -57,6 +65,7 @@ class ClientHub:
             self._clients[target] = client
             if self._running:
                 self._check_declared(target)
+                self._follow_faults()
         return client
 
     def _new_client(
@@ -73,7 +82,7 @@ class ClientHub:
             self._policies = Policies.from_env()
         if self._telemetry is None:
             self._telemetry = ClientTelemetry(self._service.metrics.registry)
-        return ServiceClient(
+        client = ServiceClient(
             target,
             resolver=self._resolver,
             policy=self._policies.for_target(target),
@@ -84,6 +93,8 @@ class ClientHub:
             own_resolver=False,
             forward_identity=forward_identity,
         )
+        client.fault = self._faults.get(target)
+        return client
 
     def internal(self, target: str) -> ServiceClient:
         """A client for the SDK's own calls (identity keys): the service's discovery and
@@ -93,7 +104,28 @@ class ClientHub:
         if client is None:
             client = self._new_client(target, balancing=None, forward_identity=False)
             self._internal[target] = client
+            if self._running:
+                self._follow_faults()
         return client
+
+    # -- caller-side chaos faults -------------------------------------------------------
+    def _follow_faults(self) -> None:
+        """Start following the fault feed (once, with the first client, on the loop)."""
+        if self._feed is not None:
+            return
+        from corral.sdk.client._faults import FaultFeed
+
+        self._feed = FaultFeed.from_environment(
+            os.environ, caller=self._caller(), on_change=self.apply_faults
+        )
+        if self._feed is not None:
+            self._feed.start()
+
+    def apply_faults(self, faults: Mapping[str, CallFault]) -> None:
+        """Give each client the fault on its target now (None: none)."""
+        self._faults = faults
+        for client in (*self._clients.values(), *self._internal.values()):
+            client.fault = faults.get(client.target)
 
     def circuits(self) -> list[dict[str, object]]:
         return [client.circuit() for _, client in sorted(self._clients.items())]
@@ -143,9 +175,14 @@ class ClientHub:
             if client.caller is None:
                 client.caller = self._caller()
             self._check_declared(client.target)
+        if self._clients or self._internal:
+            self._follow_faults()
 
     async def stop(self) -> None:
         self._running = False
+        if self._feed is not None:
+            feed, self._feed = self._feed, None
+            await feed.stop()
         clients = [*self._clients.values(), *self._internal.values()]
         self._clients, self._internal = {}, {}
         for client in clients:

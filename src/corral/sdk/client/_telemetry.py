@@ -11,6 +11,13 @@ so they appear on its ``/metrics``; circuit states are also a gauge there, which
     corral_client_circuit_transitions_total{target, state}
     corral_client_bulkhead_rejections_total{target}
     corral_client_fallbacks_total{target, reason}
+    corral_client_faults_injected_total{target}           caller-side chaos faults applied
+
+Each resilience decision is also an event on the current span (the CLIENT span of the
+call when the service exports spans): ``corral.client.retry``,
+``corral.client.retry_budget_exhausted``, ``corral.client.circuit`` (a state change),
+``corral.client.circuit_rejected``, ``corral.client.bulkhead_rejected``,
+``corral.client.fallback`` and ``corral.client.chaos`` (an injected fault).
 """
 
 from __future__ import annotations
@@ -115,6 +122,12 @@ class ClientTelemetry:
             ("target", "reason"),
             registry=r,
         )
+        self.faults_injected = Counter(
+            "corral_client_faults_injected",
+            "Attempts a caller-side chaos fault delayed or aborted.",
+            ("target",),
+            registry=r,
+        )
         self.log = get_logger()
 
     def counts(self, target: str) -> CallCounts:
@@ -151,6 +164,22 @@ class ClientTelemetry:
 
     def circuit_created(self, target: str) -> None:
         self.circuit_state.labels(target).set(0)
+
+    def circuit_rejected(self, target: str, reason: str) -> None:
+        """An attempt refused by an open (or probing half-open) breaker: no log line,
+        which an open circuit would repeat per call; the span event and the calls counter
+        (outcome ``circuit_open``) say it."""
+        _span_event("corral.client.circuit_rejected", target=target, reason=reason)
+
+    def fault_injected(self, target: str, experiment: str, fault: str, attempt: int) -> None:
+        self.faults_injected.labels(target).inc()
+        _span_event(
+            "corral.client.chaos",
+            target=target,
+            experiment=experiment,
+            fault=fault,
+            attempt=attempt,
+        )
 
     def bulkhead_rejected(self, target: str, active: int, queued: int) -> None:
         self.bulkhead_rejections.labels(target).inc()
