@@ -243,7 +243,8 @@ def _route(attributes: Mapping[str, Any]) -> str | None:
 
 
 def _log_fields(line: str) -> tuple[int | None, str | None]:
-    """Level rank and trace id of an SDK JSON line (structlog), or (None, None)."""
+    """Level rank and trace id of an SDK JSON line (structlog; default or ECS names), or
+    (None, None)."""
     if not line.startswith("{"):
         return None, None
     try:
@@ -252,8 +253,9 @@ def _log_fields(line: str) -> tuple[int | None, str | None]:
         return None, None
     if not isinstance(value, dict):
         return None, None
-    level = LEVELS.get(str(value.get("level", "")).lower())
-    trace = value.get("trace_id")
+    # The SDK's default names, or ECS's (CORRAL_LOG_FORMAT=ecs).
+    level = LEVELS.get(str(value.get("level", value.get("log.level", ""))).lower())
+    trace = value.get("trace_id", value.get("trace.id"))
     trace_id = trace.lower() if isinstance(trace, str) and len(trace) == 32 else None
     if trace_id == "0" * 32:
         trace_id = None

@@ -901,11 +901,15 @@ function logLine(entry) {
   try {
     const parsed = JSON.parse(entry.line);
     if (parsed && typeof parsed === "object") {
-      level = parsed.level || level;
-      traceId = traceId || (typeof parsed.trace_id === "string" && /^[0-9a-f]{32}$/.test(parsed.trace_id) ? parsed.trace_id : null);
-      const skip = new Set(["event", "level", "timestamp", "service", "instance", "logger", "trace_id", "span_id"]);
+      // The SDK's default names, or ECS's (CORRAL_LOG_FORMAT=ecs).
+      level = parsed.level || parsed["log.level"] || level;
+      const given = parsed.trace_id ?? parsed["trace.id"];
+      traceId = traceId || (typeof given === "string" && /^[0-9a-f]{32}$/.test(given) ? given : null);
+      const skip = new Set(["event", "level", "timestamp", "service", "instance", "logger", "trace_id", "span_id",
+        "message", "log.level", "@timestamp", "service.name", "service.node.name", "log.logger", "trace.id",
+        "span.id", "ecs.version"]);
       const rest = Object.entries(parsed).filter(([k]) => !skip.has(k)).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
-      text = [parsed.event ?? "", ...rest].join("  ");
+      text = [parsed.event ?? parsed.message ?? "", ...rest].join("  ");
     }
   } catch { /* not JSON: shown as it came */ }
   if (traceId && /^0+$/.test(traceId)) traceId = null;
