@@ -208,3 +208,47 @@ async def test_a_misspelled_setting_is_a_422_naming_the_closest(api: Any) -> Non
         "/v1/config/services/web/set", json={**body, "new": True}, headers=auth(ADMIN)
     )
     assert forced.status_code == 200
+
+
+async def test_reads_answer_declared_models_with_the_same_json(api: Any) -> None:
+    """show, history and diff are declared in the OpenAPI; diff still says ``from``."""
+    http, _ = api
+    await http.post(
+        "/v1/config/services/web/set", json={"values": {"LEVEL": "debug"}}, headers=auth(ADMIN)
+    )
+    spec = (await http.get("/openapi.json")).json()
+    for path, model in (
+        ("", "ConfigShown"),
+        ("/diff", "ConfigDiff"),
+        ("/instances", "ConfigInstance"),
+    ):
+        schema = spec["paths"][f"/v1/config{path}"]["get"]["responses"]["200"]["content"]
+        assert model in str(schema["application/json"]["schema"]), schema
+    diff = (await http.get("/v1/config/diff?a=1&b=2", headers=auth(ADMIN))).json()
+    assert diff == {
+        "from": 1,
+        "to": 2,
+        "changes": [{"service": "web", "key": "LEVEL", "old": "info", "new": "debug"}],
+    }
+    shown = (await http.get("/v1/config?service=web", headers=auth(ADMIN))).json()
+    assert shown["services"]["web"]["LEVEL"]["value"] == "debug"
+    assert set(shown) == {"version", "time", "author", "kind", "message", "environment", "services"}
+
+
+async def test_each_instance_reports_its_version_and_propagation_latency(api: Any) -> None:
+    """After a live change, every instance of the service shows the new version, applied,
+    with a latency measured from publication to its report."""
+    http, _ = api
+    response = await http.post(
+        "/v1/config/services/web/set", json={"values": {"LEVEL": "debug"}}, headers=auth(ADMIN)
+    )
+    assert response.json()["services"] == {"web": "applied live"}
+    found = (await http.get("/v1/config/instances", headers=auth(ADMIN))).json()
+    web = [i for i in found if i["service"] == "web"]
+    assert web, found
+    for entry in web:
+        assert entry["version"] == 2, entry
+        assert entry["outcome"] == "applied"
+        assert entry["current"] is True
+        assert entry["latency"] is not None
+        assert entry["latency"] >= 0

@@ -34,16 +34,16 @@ def test_history_records_each_change_with_author_time_message(tmp_path: Path) ->
     store = ConfigStore(tmp_path / "config")
     commit_three(store)
     history = history_view(store.history())
-    assert [(v["version"], v["author"], v["kind"], v["time"]) for v in history] == [
+    assert [(v.version, v.author, v.kind, v.time) for v in history] == [
         (1, "ada", "up", 1.0),
         (2, "bob", "set", 2.0),
         (3, "ada", "rollback", 3.0),
     ]
-    assert history[1]["message"] == "more logs"
-    assert history[1]["changes"] == [
+    assert history[1].message == "more logs"
+    assert [c.model_dump() for c in history[1].changes] == [
         {"service": "web", "key": "LEVEL", "old": "info", "new": "debug"}
     ]
-    assert history[2]["changes"] == [
+    assert [c.model_dump() for c in history[2].changes] == [
         {"service": "web", "key": "LEVEL", "old": "debug", "new": "info"}
     ]
     assert store.get(3).services == store.get(1).services
@@ -54,13 +54,13 @@ def test_show_and_diff_between_any_two_versions(tmp_path: Path) -> None:
     store = ConfigStore(tmp_path / "config")
     commit_three(store)
     shown = version_view(store.get(2))
-    assert shown["services"]["web"]["LEVEL"] == {
+    assert shown.services["web"]["LEVEL"].model_dump() == {
         "value": "debug",
         "source": "corral config set (version 2, bob)",
     }
-    assert version_view(store.get(1))["services"]["web"]["LEVEL"]["source"] == "corral.yaml:5:7"
-    assert diff_view(store.get(1), store.get(3))["changes"] == []
-    assert diff_view(store.get(3), store.get(2))["changes"] == [
+    assert version_view(store.get(1)).services["web"]["LEVEL"].source == "corral.yaml:5:7"
+    assert diff_view(store.get(1), store.get(3)).changes == []
+    assert [c.model_dump() for c in diff_view(store.get(3), store.get(2)).changes] == [
         {"service": "web", "key": "LEVEL", "old": "info", "new": "debug"}
     ]
 

@@ -1,6 +1,6 @@
 """The kept store outlives `corral down`: a trace and its log lines are found from the
 file while the system is down (`corral traces`, `corral logs --trace`), and through the
-API after the next `corral up`."""
+API after the next `corral up`, with the metric history of the first run."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ from testkit import corral, wait_for
 
 def _get(api: str, token: str, path: str) -> httpx.Response:
     return httpx.get(api + path, headers={"authorization": f"Bearer {token}"}, timeout=10)
+
+
+def _requests(api: str, token: str) -> int:
+    """Requests `back` answered in the last hour, from the kept history."""
+    answer = _get(api, token, "/v1/telemetry/services/back/history?window=3600&step=60")
+    assert answer.status_code == 200, answer.text
+    return sum(n for n in answer.json()["requests"] if n is not None)
 
 
 def test_a_trace_survives_down_and_up(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -42,6 +49,12 @@ def test_a_trace_survives_down_and_up(tmp_path_factory: pytest.TempPathFactory) 
             timeout=90,  # a loaded machine: the batches of three processes
             what="the trace and its lines in the store",
         )
+        wait_for(
+            lambda: _requests(status["api_url"], token) >= 1,
+            timeout=90,
+            what="the request in the metric history",
+        )
+        before = _requests(status["api_url"], token)
     finally:
         down = corral("down", cwd=root, timeout=60)
     assert down.returncode == 0, down.stderr
@@ -62,5 +75,7 @@ def test_a_trace_survives_down_and_up(tmp_path_factory: pytest.TempPathFactory) 
         again = _get(status["api_url"], token, f"/v1/traces/{trace_id}")
         assert again.status_code == 200, again.text
         assert again.json()["span_count"] >= 3
+        # The first run's requests are still in the history the dashboard draws.
+        assert _requests(status["api_url"], token) >= before
     finally:
         corral("down", cwd=root, timeout=60)

@@ -317,3 +317,35 @@ def test_a_nearly_full_disk_trims_early_with_a_warning(
     store.retain(now=NOW)
     assert store.counts()["traces"] < 20
     assert any("free" in warning for warning in store.warnings)
+
+
+def test_history_reads_red_from_the_rollups_across_a_reopen(tmp_path: Path) -> None:
+    """Requests, errors and a p95 per step come back from the stored increments after the
+    store is closed and opened again (a `corral down`/`up`); a step without data is null."""
+    path = tmp_path / "telemetry.db"
+    first = TelemetryStore(path, clock=lambda: NOW)
+    deltas = {
+        ("http", "GET", "/orders", "200"): 9.0,
+        ("http", "GET", "/orders", "503"): 1.0,
+        ("bucket", "GET", "/orders", "0.01"): 8.0,
+        ("bucket", "GET", "/orders", "0.1"): 2.0,
+        ("latency_sum", "GET", "/orders", ""): 0.2,
+    }
+    first.put_metrics(NOW - 100, {"front": deltas})
+    first.flush()
+    first.close()
+    again = TelemetryStore(path, clock=lambda: NOW)
+    try:
+        history = again.history("front", since=NOW - 600, until=NOW, step=60)
+    finally:
+        again.close()
+    assert len(history["t"]) == len(history["rate"]) == 10
+    filled = [i for i, n in enumerate(history["requests"]) if n is not None]
+    assert len(filled) == 1, history
+    i = filled[0]
+    assert history["t"][i] - 60 <= NOW - 100 < history["t"][i]
+    assert (history["requests"][i], history["errors"][i]) == (10, 1)
+    assert history["rate"][i] == pytest.approx(10 / 60, abs=1e-3)
+    assert history["error_rate"][i] == pytest.approx(0.1)
+    assert 0.01 < history["p95"][i] <= 0.1
+    assert history["rate"][:i] == [None] * i  # nothing stored then: a gap, not a zero

@@ -25,9 +25,13 @@ from corral.api._problems import ApiProblem, problem
 from corral.api._version import API_VERSION
 from corral.config import (
     ConfigControl,
+    ConfigDiff,
     ConfigError,
+    ConfigHistoryEntry,
+    ConfigInstance,
     ConfigOutcome,
     ConfigRejectedError,
+    ConfigShown,
     InvalidChangeError,
     Outcome,
     Report,
@@ -36,6 +40,7 @@ from corral.config import (
     VersionConflictError,
     diff_view,
     history_view,
+    instances_view,
     version_view,
 )
 from corral.manifest import ManifestError
@@ -116,23 +121,38 @@ def config_router(control: ConfigControl, *, admin: DependsParam) -> APIRouter:
     async def show(
         service: str | None = None,
         version: Annotated[int | None, Query(ge=1)] = None,
-    ) -> dict[str, Any]:
+    ) -> ConfigShown:
         """A version's configuration (the current one by default): every variable's value
         and where it comes from; secrets as fingerprints."""
         record = control.current if version is None else _get(control, version)
         return version_view(record, known(service))
 
     @router.get(f"{prefix}/history", dependencies=[admin])
-    async def history(service: str | None = None) -> list[dict[str, Any]]:
+    async def history(service: str | None = None) -> list[ConfigHistoryEntry]:
         """Every version, oldest first, with its author, time, message and changes."""
         return history_view(control.store.history(), known(service))
 
     @router.get(f"{prefix}/diff", dependencies=[admin])
     async def diff(
         a: Annotated[int, Query(ge=1)], b: Annotated[int, Query(ge=1)], service: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ConfigDiff:
         """What differs from version a to version b."""
         return diff_view(_get(control, a), _get(control, b), known(service))
+
+    @router.get(f"{prefix}/instances", dependencies=[admin])
+    async def instances() -> list[ConfigInstance]:
+        """Each running instance of a service: the version it last reported, how it took
+        it, and the propagation latency (publication to report) of a version it took
+        while running. An instance that does not watch (a ``command:`` service) has
+        none."""
+        rollout = control.rollout
+        snapshot = rollout.runtime.registry.snapshot()
+        return instances_view(
+            [(r.service, r.instance) for r in snapshot.instances if not r.component],
+            rollout.reported(),
+            rollout.received(),
+            rollout.revisions(),
+        )
 
     @router.post(
         f"{prefix}/services/{{service}}/set", dependencies=[admin], response_model=ConfigOutcome

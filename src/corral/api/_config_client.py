@@ -7,25 +7,40 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from corral.api._client import ApiClient
-from corral.config import ConfigOutcome
+from corral.config import (
+    HISTORY,
+    ConfigDiff,
+    ConfigHistoryEntry,
+    ConfigInstance,
+    ConfigOutcome,
+    ConfigShown,
+)
 
 _OUTCOME = TypeAdapter(ConfigOutcome)
+_SHOWN = TypeAdapter(ConfigShown)
+_DIFF = TypeAdapter(ConfigDiff)
+_INSTANCES = TypeAdapter(list[ConfigInstance])
 
 
 class ConfigClient:
     def __init__(self, api: ApiClient) -> None:
         self._api = api
 
-    def show(self, service: str | None = None, version: int | None = None) -> dict[str, Any]:
+    # Answers are parsed: an answer of another shape is an ApiError.
+    def show(self, service: str | None = None, version: int | None = None) -> ConfigShown:
         params = _params(service=service, version=version)
-        return dict(self._api._request("GET", "/config", params=params))
+        return self._api._parsed(_SHOWN, "GET", "/config", params=params)
 
-    def history(self, service: str | None = None) -> list[dict[str, Any]]:
-        return list(self._api._request("GET", "/config/history", params=_params(service=service)))
+    def history(self, service: str | None = None) -> list[ConfigHistoryEntry]:
+        params = _params(service=service)
+        return self._api._parsed(HISTORY, "GET", "/config/history", params=params)
 
-    def diff(self, a: int, b: int, service: str | None = None) -> dict[str, Any]:
+    def diff(self, a: int, b: int, service: str | None = None) -> ConfigDiff:
         params = _params(a=a, b=b, service=service)
-        return dict(self._api._request("GET", "/config/diff", params=params))
+        return self._api._parsed(_DIFF, "GET", "/config/diff", params=params)
+
+    def instances(self) -> list[ConfigInstance]:
+        return self._api._parsed(_INSTANCES, "GET", "/config/instances")
 
     # ``change``: author, message and if_version (compare-and-swap), as the API names them.
     def set(self, service: str, values: dict[str, str], **change: Any) -> ConfigOutcome:

@@ -42,6 +42,10 @@ class TelemetrySource(Protocol):
 
     def series(self, service: str, *, window: float, step: float) -> dict[str, Any]: ...
 
+    def history(self, service: str, *, window: float, step: float) -> dict[str, Any] | None:
+        """From the kept store (None: none). May block: called from a worker thread."""
+        ...
+
     def graph(self) -> dict[str, Any]: ...
 
     async def event_bus(self) -> dict[str, Any] | None: ...
@@ -122,6 +126,26 @@ def telemetry_router(source: TelemetrySource, *, admin: DependsParam) -> APIRout
         if window / step > 2000:
             raise ApiProblem(422, "too many points", "window/step may be 2000 at most")
         return source.series(known(service), window=window, step=step)
+
+    @router.get(
+        f"{v}/telemetry/services/{{service}}/history", dependencies=[admin], tags=["telemetry"]
+    )
+    def history(
+        service: str,
+        window: Annotated[
+            float, Query(gt=0, le=7 * 86400, description="Seconds back from now.")
+        ] = 3600.0,
+        step: Annotated[float, Query(ge=10, le=86400, description="Seconds per point.")] = 60.0,
+    ) -> dict[str, Any]:
+        """Per-step RED of one service from the kept store's rollups (10 s buckets for
+        the last hour, 5 min beyond): earlier runs of the system included, a step with
+        nothing stored (the system was down) null. Plain function: read in a thread."""
+        if window / step > 2000:
+            raise ApiProblem(422, "too many points", "window/step may be 2000 at most")
+        found = source.history(known(service), window=window, step=step)
+        if found is None:
+            raise ApiProblem(503, "no metric history", "this system keeps no telemetry store")
+        return found
 
     @router.get(f"{v}/telemetry/graph", dependencies=[admin], tags=["telemetry"])
     async def graph() -> dict[str, Any]:

@@ -28,7 +28,12 @@ from corral.cli._common import (
 from corral.cli._progress import with_progress
 from corral.config import (
     CONFIG_DIRNAME,
+    HISTORY,
+    Change,
+    ConfigDiff,
+    ConfigHistoryEntry,
     ConfigOutcome,
+    ConfigShown,
     ConfigStore,
     UnknownVersionError,
     current_user,
@@ -114,23 +119,23 @@ def show(
 ) -> None:
     """Each variable's value and where it comes from (secrets as fingerprints)."""
 
-    def offline(store: ConfigStore) -> dict[str, Any]:
+    def offline(store: ConfigStore) -> ConfigShown:
         record = store.get(version) if version is not None else store.latest()
         assert record is not None
         if service is not None and service not in record.services:
             raise CorralError(f"no service named {service!r} in version {record.version}")
         return version_view(record, service)
 
-    data = _read(file, lambda c: c.show(service, version), offline)
+    data: ConfigShown = _read(file, lambda c: c.show(service, version), offline)
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data.model_dump(mode="json"), indent=2))
         return
     table = Table(title=_title(data), title_justify="left")
     for column in ("service", "variable", "value", "source"):
         table.add_column(column)
-    for name, variables in data["services"].items():
+    for name, variables in data.services.items():
         for key, entry in variables.items():
-            table.add_row(name, key, entry["value"], entry["source"])
+            table.add_row(name, key, entry.value, entry.source)
     console.print(table)
 
 
@@ -141,13 +146,15 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Every version: when, who, why, and what it changed."""
-    data = _read(file, lambda c: c.history(service), lambda s: history_view(s.history(), service))
+    data: list[ConfigHistoryEntry] = _read(
+        file, lambda c: c.history(service), lambda s: history_view(s.history(), service)
+    )
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(HISTORY.dump_python(data, mode="json"), indent=2))
         return
     for entry in data:
         console.print(_title(entry), highlight=False)
-        for change in entry["changes"]:
+        for change in entry.changes:
             console.print(f"    {_change_line(change)}", highlight=False, markup=False)
 
 
@@ -160,15 +167,15 @@ def diff(
     as_json: JsonOption = False,
 ) -> None:
     """What differs from version A to version B."""
-    data = _read(
+    data: ConfigDiff = _read(
         file, lambda c: c.diff(a, b, service), lambda s: diff_view(s.get(a), s.get(b), service)
     )
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data.model_dump(mode="json"), indent=2))
         return
-    if not data["changes"]:
+    if not data.changes:
         console.print(f"versions {a} and {b} give every service the same configuration")
-    for change in data["changes"]:
+    for change in data.changes:
         console.print(_change_line(change), highlight=False, markup=False)
 
 
@@ -255,23 +262,23 @@ def apply(
     )
 
 
-def _title(entry: dict[str, Any]) -> str:
-    when = datetime.datetime.fromtimestamp(entry["time"]).strftime("%Y-%m-%d %H:%M:%S")
-    text = f"version {entry['version']}  {when}  {entry['author']}  {entry['kind']}"
-    if entry.get("environment"):
-        text += f"  (env {entry['environment']})"
-    if entry.get("message"):
-        text += f": {entry['message']}"
+def _title(entry: ConfigShown | ConfigHistoryEntry) -> str:
+    when = datetime.datetime.fromtimestamp(entry.time).strftime("%Y-%m-%d %H:%M:%S")
+    text = f"version {entry.version}  {when}  {entry.author}  {entry.kind}"
+    if entry.environment:
+        text += f"  (env {entry.environment})"
+    if entry.message:
+        text += f": {entry.message}"
     return text
 
 
-def _change_line(change: dict[str, Any]) -> str:
-    where = f"{change['service']}.{change['key']}"
-    if change["old"] is None:
-        return f"+ {where} = {change['new']}"
-    if change["new"] is None:
-        return f"- {where} (was {change['old']})"
-    return f"~ {where}: {change['old']} -> {change['new']}"
+def _change_line(change: Change) -> str:
+    where = f"{change.service}.{change.key}"
+    if change.old is None:
+        return f"+ {where} = {change.new}"
+    if change.new is None:
+        return f"- {where} (was {change.old})"
+    return f"~ {where}: {change.old} -> {change.new}"
 
 
 def _print_outcome(outcome: ConfigOutcome) -> None:
@@ -280,7 +287,7 @@ def _print_outcome(outcome: ConfigOutcome) -> None:
     else:
         console.print(f"[green]✔[/] version {outcome.version}", highlight=False)
         for change in outcome.changes:
-            console.print(f"    {_change_line(change.model_dump())}", highlight=False, markup=False)
+            console.print(f"    {_change_line(change)}", highlight=False, markup=False)
         for service, how in outcome.services.items():
             console.print(f"  {service}: {how}", highlight=False)
     for note in outcome.notes:

@@ -126,12 +126,10 @@ class _Filter:
         if self.rank is None and self.trace is None:
             return True
         parsed = _json(text) or {}
-        if (
-            self.rank is not None
-            and LEVELS.get(str(parsed.get("level", "")).lower(), 0) < self.rank
-        ):
+        if self.rank is not None and LEVELS.get(_level(parsed, ""), 0) < self.rank:
             return False
-        return self.trace is None or str(parsed.get("trace_id", "")).lower() == self.trace
+        trace = parsed.get("trace_id", parsed.get("trace.id", ""))
+        return self.trace is None or str(trace).lower() == self.trace
 
 
 PALETTE = (
@@ -152,6 +150,14 @@ LEVEL_STYLE = {
     "critical": "bold red",
 }
 _SKIP = {"event", "level", "timestamp", "time", "service", "instance", "logger"}
+# The same fields under ECS names (CORRAL_LOG_FORMAT=ecs).
+_SKIP |= {"message", "log.level", "@timestamp", "service.name", "service.node.name"}
+_SKIP |= {"log.logger", "ecs.version"}
+
+
+def _level(parsed: Mapping[str, Any], default: str) -> str:
+    """A line's level under the SDK's default name or ECS's."""
+    return str(parsed.get("level", parsed.get("log.level", default))).lower()
 
 
 def colour_for(service: str, services: list[str]) -> str:
@@ -174,7 +180,7 @@ def format_line(entry: Mapping[str, Any], *, colour: str, width: int = 13) -> Te
         style = "red" if entry.get("stream") == "stderr" else ""
         text.append(raw, style=style)
         return text
-    level = str(parsed.get("level", "info")).lower()
+    level = _level(parsed, "info")
     text.append(f"{level:<7} ", style=LEVEL_STYLE.get(level, ""))
     text.append(str(parsed.get("event", parsed.get("message", ""))))
     for key, value in parsed.items():

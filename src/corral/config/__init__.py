@@ -38,20 +38,37 @@ from corral.config._model import (
 from corral.config._rollout import Report, Rollout, RolloutKind, Services
 from corral.config._secrets import Fingerprints, current_user, read_secret, resolve_secrets
 from corral.config._store import ConfigStore
-from corral.config._views import diff_view, history_view, version_view
+from corral.config._views import (
+    HISTORY,
+    ConfigDiff,
+    ConfigHistoryEntry,
+    ConfigInstance,
+    ConfigShown,
+    ConfigValue,
+    diff_view,
+    history_view,
+    instances_view,
+    version_view,
+)
 
 CONFIG_DIRNAME = "config"
 """``<state_dir>/config``: the version files and the fingerprint key."""
 
 __all__ = [
     "CONFIG_DIRNAME",
+    "HISTORY",
     "Change",
     "ConfigAddon",
     "ConfigControl",
+    "ConfigDiff",
     "ConfigError",
+    "ConfigHistoryEntry",
+    "ConfigInstance",
     "ConfigOutcome",
     "ConfigRejectedError",
+    "ConfigShown",
     "ConfigStore",
+    "ConfigValue",
     "ConfigVersion",
     "Fingerprints",
     "InvalidChangeError",
@@ -74,6 +91,7 @@ __all__ = [
     "diff",
     "diff_view",
     "history_view",
+    "instances_view",
     "manifest_layers",
     "other_changes",
     "read_secret",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
@@ -110,6 +111,11 @@ class Rollout:
         self._reports: dict[str, Report] = {}
         self._variables: dict[str, frozenset[str]] = {}
         """Per instance: the variables its settings model reads, as it reported them."""
+        self._published: dict[str, tuple[int, float]] = {}
+        """Per service: the last version published on its watch, and when."""
+        self._received: dict[str, tuple[float, float | None]] = {}
+        """Per instance: when its last report arrived, and the propagation latency (from
+        the version's publication to the report) when it ran before the publication."""
 
     def bind(
         self, services: Services, *, unresponsive: Callable[[], Collection[str]] = frozenset
@@ -197,8 +203,10 @@ class Rollout:
 
     def publish(self, record: ConfigVersion, services: Sequence[str]) -> None:
         """Send ``record`` on these services' watches."""
+        now = time.time()
         for name in services:
             self._revision[name] = record.version
+            self._published[name] = (record.version, now)
         self._wake()
 
     def _wake(self) -> None:
@@ -271,15 +279,37 @@ class Rollout:
             if not self._watching[instance]:
                 del self._watching[instance]
 
+    def revisions(self) -> Mapping[str, int]:
+        """Per service: the latest version that changed it (what its watch last sent)."""
+        return MappingProxyType(self._revision)
+
+    def received(self) -> Mapping[str, tuple[float, float | None]]:
+        """Per live instance: when its last report arrived and, when it took a version
+        published while it ran, seconds from the publication to its report."""
+        return MappingProxyType(self._received)
+
     async def report(self, instance: str, report: Report) -> None:
         self._reports[instance] = report
+        now = time.time()
+        record = self.runtime.registry.snapshot().get(instance)
+        published = self._published.get(record.service) if record is not None else None
+        latency = None
+        if (
+            record is not None
+            and published is not None
+            and published[0] == report.version
+            and (record.started_at is None or record.started_at <= published[1])
+        ):
+            latency = max(0.0, now - published[1])
+        self._received[instance] = (now, latency)
         if report.variables:
             # Upper case: settings models read the environment case-insensitively.
             self._variables[instance] = frozenset(v.upper() for v in report.variables)
         # Each new instance reports once it watches, so pruning here keeps the maps to
         # the instances the registry still has, however often the system scales.
         live = {r.instance for r in self.runtime.registry.snapshot().instances}
-        for table in (self._reports, self._variables):
+        tables: tuple[dict[str, Any], ...] = (self._reports, self._variables, self._received)
+        for table in tables:
             for gone in [i for i in table if i not in live]:
                 del table[gone]
         self._wake()

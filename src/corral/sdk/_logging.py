@@ -5,6 +5,11 @@ Records from the standard library (uvicorn, SQLAlchemy, Alembic) go through the 
 processors, so stdout holds nothing but these lines. Secret values are redacted from the
 *rendered* line, which also catches secrets inside exception text and nested values.
 
+``CORRAL_LOG_FORMAT=ecs`` renders the same lines with Elastic Common Schema field names
+(``@timestamp``, ``log.level``, ``message``, ``service.name``, ``trace.id``...; see
+:data:`ECS_FIELDS`), for a log stack that indexes ECS; the default stays ``json``, whose
+names the dashboard, ``corral logs`` and the kept log index read (they read both).
+
 Lines are rendered with orjson (about 15x faster than ``json.dumps``). The access line,
 one per request, skips structlog's generic processor chain: :func:`access_line` builds
 the same fields in the same order with the same dict operations and the line then leaves
@@ -50,6 +55,8 @@ finally:
 
 
 __all__ = [
+    "ECS_FIELDS",
+    "ECS_VERSION",
     "REDACTED",
     "LineWriter",
     "access_line",
@@ -195,6 +202,41 @@ class _WriterHandler(logging.Handler):
             self.handleError(record)
 
 
+ECS_VERSION = "8.11.0"
+"""The Elastic Common Schema version the ``ecs`` format's names follow."""
+
+ECS_FIELDS = {
+    "timestamp": "@timestamp",
+    "level": "log.level",
+    "event": "message",
+    "logger": "log.logger",
+    "service": "service.name",
+    "instance": "service.node.name",
+    "trace_id": "trace.id",
+    "span_id": "span.id",
+    "request_id": "http.request.id",
+    "method": "http.request.method",
+    "path": "url.path",
+    "route": "http.route",
+    "status": "http.response.status_code",
+    "exception": "error.stack_trace",
+}
+"""The SDK's field names -> ECS's. Other fields keep their names (ECS allows custom
+fields); ``duration_ms`` also becomes ECS's ``event.duration`` (nanoseconds)."""
+
+
+def ecs_fields(_: WrappedLogger | None, __: str, event_dict: EventDict) -> EventDict:
+    """A structlog processor: the line's fields under ECS names, plus ``ecs.version``."""
+    out: EventDict = {}
+    for key, value in event_dict.items():
+        out[ECS_FIELDS.get(key, key)] = value
+    duration = event_dict.get("duration_ms")
+    if isinstance(duration, int | float):
+        out["event.duration"] = int(duration * 1_000_000)
+    out["ecs.version"] = ECS_VERSION
+    return out
+
+
 def _shared_processors(console: bool) -> list[Processor]:
     chain: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -208,40 +250,47 @@ def _shared_processors(console: bool) -> list[Processor]:
     return chain
 
 
-def _configure_structlog(*, console: bool, level: int, cache: bool) -> Processor:
+def _configure_structlog(
+    *, console: bool, level: int, cache: bool, ecs: bool = False
+) -> list[Processor]:
     """structlog's process-wide configuration: the shared chain, then the renderer,
-    lines out through :data:`WRITER` (which redacts). Returns the renderer."""
+    lines out through :data:`WRITER` (which redacts). Returns the final processors (ECS
+    names, when asked, and the renderer)."""
     renderer: Processor = (
         structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
         if console
         else structlog.processors.JSONRenderer(serializer=dumps)
     )
+    final: list[Processor] = [ecs_fields, renderer] if ecs else [renderer]
     structlog.configure(
-        processors=[*_shared_processors(console), renderer],
+        processors=[*_shared_processors(console), *final],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=lambda *_: WRITER,
         cache_logger_on_first_use=cache,
     )
-    return renderer
+    return final
 
 
 def configure_logging(
     *, service: str, instance: str, log_format: str = "json", level: str = "info"
 ) -> None:
-    """Configure structlog and the standard library root logger (idempotent, process-wide)."""
+    """Configure structlog and the standard library root logger (idempotent, process-wide).
+    ``log_format``: json (the default), ecs (JSON with ECS names) or console."""
     console = log_format == "console"
+    ecs = log_format == "ecs"
     _static.clear()
     _static.update(service=service, instance=instance)
     numeric = logging.getLevelNamesMapping()[level.upper()]
     global fast_access  # process-wide, like structlog's own configuration
-    fast_access = not console and numeric <= logging.INFO
+    # The fast access line has the default names: ECS lines take the structlog chain.
+    fast_access = not console and not ecs and numeric <= logging.INFO
     shared = _shared_processors(console)
-    renderer = _configure_structlog(console=console, level=numeric, cache=True)
+    final = _configure_structlog(console=console, level=numeric, cache=True, ecs=ecs)
     handler = _WriterHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
         )
     )
     root = logging.getLogger()

@@ -53,7 +53,7 @@ class RuntimeEnv(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535, validation_alias=contract.PORT)
     database_url: SecretStr | None = Field(default=None, validation_alias=contract.DATABASE_URL)
     grace_period: float = Field(default=30.0, gt=0, validation_alias=contract.GRACE_PERIOD)
-    log_format: Literal["json", "console"] = Field(
+    log_format: Literal["json", "ecs", "console"] = Field(
         default="json", validation_alias=contract.LOG_FORMAT
     )
     otel_endpoint: str | None = Field(default=None, validation_alias=contract.OTEL_ENDPOINT)

@@ -306,6 +306,17 @@ class TelemetryAddon(Addon):
         now = time.time() if now is None else now
         return self.window.series(service, now=now, window=window, step=step)
 
+    def history(
+        self, service: str, *, window: float, step: float, now: float | None = None
+    ) -> dict[str, Any] | None:
+        """Per-step RED of ``service`` over the last ``window`` seconds, from the kept
+        store's rollups (so earlier runs of the system count); None without a store.
+        Blocking: call from a worker thread."""
+        if self.store is None:
+            return None
+        now = time.time() if now is None else now
+        return self.store.history(service, since=now - window, until=now, step=step)
+
     def graph(self) -> dict[str, Any]:
         """The plan's graph plus the calls seen in the kept window."""
         assert self._plan is not None

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import queue
 import re
 import shutil
@@ -54,6 +55,7 @@ from typing import Any
 import orjson
 
 from corral.telemetry._otlp import SpanRecord
+from corral.telemetry._window import _overall as overall_red
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -241,7 +243,8 @@ def _route(attributes: Mapping[str, Any]) -> str | None:
 
 
 def _log_fields(line: str) -> tuple[int | None, str | None]:
-    """Level rank and trace id of an SDK JSON line (structlog), or (None, None)."""
+    """Level rank and trace id of an SDK JSON line (structlog; default or ECS names), or
+    (None, None)."""
     if not line.startswith("{"):
         return None, None
     try:
@@ -250,8 +253,9 @@ def _log_fields(line: str) -> tuple[int | None, str | None]:
         return None, None
     if not isinstance(value, dict):
         return None, None
-    level = LEVELS.get(str(value.get("level", "")).lower())
-    trace = value.get("trace_id")
+    # The SDK's default names, or ECS's (CORRAL_LOG_FORMAT=ecs).
+    level = LEVELS.get(str(value.get("level", value.get("log.level", ""))).lower())
+    trace = value.get("trace_id", value.get("trace.id"))
     trace_id = trace.lower() if isinstance(trace, str) and len(trace) == 32 else None
     if trace_id == "0" * 32:
         trace_id = None
@@ -415,6 +419,26 @@ class StoreReader:
         for slot, key, value in rows:
             out.setdefault(slot, {})[key] = value
         return [{"t": slot, "values": values} for slot, values in sorted(out.items())]
+
+    def history(self, service: str, *, since: float, until: float, step: float) -> dict[str, Any]:
+        """Per step of ``step`` seconds in ``[since, until)``: the RED of ``service``
+        from the kept rollups (``t`` holds each step's end; a step with nothing stored,
+        such as while the system was down, is null throughout, so a chart shows a gap)."""
+        since -= since % step
+        steps = max(1, math.ceil((until - since) / step))
+        found = {
+            round((row["t"] - since) / step): row["values"]
+            for row in self.metric_totals(service, since=since, until=until, step=step)
+        }
+        names = ("rate", "error_rate", "p50", "p95", "p99", "requests", "errors")
+        columns: dict[str, list[Any]] = {name: [] for name in names}
+        for index in range(steps):
+            values = found.get(index)
+            red = _red_of(values, step) if values else None
+            for name in names:
+                columns[name].append(None if red is None else red[name])
+        times = [round(since + (i + 1) * step, 3) for i in range(steps)]
+        return {"service": service, "step": step, "t": times, **columns}
 
     def counts(self) -> dict[str, int]:
         with self._reader() as conn:
@@ -836,6 +860,16 @@ class TelemetryStore(StoreReader):
         conn.execute("PRAGMA incremental_vacuum")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return True
+
+
+def _red_of(values: Mapping[str, float], seconds: float) -> dict[str, Any]:
+    """RED of one step's stored increments (keys as :meth:`_write_metrics` wrote them:
+    JSON lists of the window's key tuples)."""
+    totals: dict[Any, float] = {}
+    for name, value in values.items():
+        if name.startswith("["):
+            totals[tuple(json.loads(name))] = value
+    return overall_red(totals, seconds)
 
 
 def _trace_summary(row: Sequence[Any]) -> dict[str, Any]:

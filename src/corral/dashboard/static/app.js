@@ -167,14 +167,14 @@ function handleError(error) {
 function route() {
   const hash = location.hash || "#/overview";
   const [, view = "overview", arg] = hash.split("/");
-  const known = ["overview", "services", "traces", "events", "logs"];
+  const known = ["overview", "services", "traces", "events", "logs", "config", "chaos"];
   const name = known.includes(view) ? view : "overview";
   stopTimers();
   if (name !== "logs") closeLogs();
   state.view = name;
   document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== `view-${name}`; });
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === name));
-  ({ overview, services, traces, events, logs })[name](arg ? decodeURIComponent(arg) : undefined);
+  ({ overview, services, traces, events, logs, config, chaos })[name](arg ? decodeURIComponent(arg) : undefined);
 }
 
 async function refreshStatus() {
@@ -534,7 +534,31 @@ function services(name) {
       el("td", { class: "muted", text: Object.entries(r.statuses).map(([k, v]) => `${k}×${v}`).join("  ") }))));
     void status;
   });
+  every(POLL_MS * 5, () => drawHistory(() => select.value || name));
+  $("history-window").onchange = () => { drawHistory(() => select.value || name).catch(handleError); };
   select.onchange = () => { location.hash = `#/services/${encodeURIComponent(select.value)}`; };
+}
+
+// The kept history of one service (the store's rollups): survives `corral down`/`up`.
+async function drawHistory(current) {
+  const service = current();
+  if (!service) return;
+  const window = Number($("history-window").value) || 3600;
+  const step = window <= 3600 ? 30 : window <= 21600 ? 120 : 300;
+  let found;
+  try {
+    found = await api(`/v1/telemetry/services/${encodeURIComponent(service)}/history?window=${window}&step=${step}`);
+  } catch (error) {
+    if (error instanceof Unauthorized) throw error;
+    $("history-message").textContent = error.message;
+    return;
+  }
+  const kept = found.requests.filter((n) => n !== null).length;
+  $("history-message").textContent = kept ? "" : "nothing kept yet for this service";
+  const t = found.t;
+  chart("chart-hist-rate", ["req/s"], ["#58a6ff"], rate, { gaps: false }).setData([t, found.rate]);
+  chart("chart-hist-errors", ["5xx"], ["#f85149"], percent).setData([t, found.error_rate]);
+  chart("chart-hist-p95", ["p95"], ["#d29922"], ms, { gaps: true }).setData([t, found.p95]);
 }
 
 // --- traces ----------------------------------------------------------------------------
@@ -743,6 +767,123 @@ async function letterAction(seq, action) {
   }
 }
 
+// --- config ----------------------------------------------------------------------------
+
+// Versions (newest first), what one changed, and the version each instance took. Values
+// come from the API already safe: a secret is its fingerprint, never its value.
+function config(arg) {
+  let selected = arg ? Number(arg) : null;
+  let shownVersions = "";
+  every(POLL_MS * 2, async () => {
+    await refreshStatus();
+    const [history, instances] = await Promise.all([api("/v1/config/history"), api("/v1/config/instances")]);
+    const newest = history.slice().reverse();
+    const ids = newest.map((v) => v.version).join(",");
+    if (ids !== shownVersions) {
+      shownVersions = ids;
+      fill($("config-versions").tBodies[0], newest.map((v) => el("tr", {
+        "data-version": v.version, class: v.version === selected ? "selected" : "",
+        onclick: () => { location.hash = `#/config/${v.version}`; } },
+        el("td", { class: "num", text: v.version }),
+        el("td", { class: "muted", text: new Date(v.time * 1000).toLocaleString([], { hour12: false }) }),
+        el("td", { text: v.author }),
+        el("td", {}, el("span", { class: `pill ${v.kind === "restore" ? "bad" : v.kind === "rollback" ? "warn" : "ok"}`, text: v.kind })),
+        el("td", { text: v.message }),
+        el("td", { class: "num", text: v.changes.length }))));
+    }
+    if (selected === null && newest.length) selected = newest[0].version;
+    if (selected !== null && $("config-diff").dataset.version !== String(selected)) await drawDiff(selected);
+    fill($("config-instances").tBodies[0], instances.map((i) => el("tr", { "data-instance": i.instance },
+      el("td", { text: i.instance }),
+      el("td", {}, el("span", { class: "dot", style: { background: colour(i.service) } }), i.service),
+      el("td", { class: `num ${i.version !== null && !i.current ? "warn" : ""}`, text: i.version ?? "–" }),
+      el("td", { class: i.outcome === "rejected" ? "bad" : i.outcome ? "ok" : "muted",
+        text: i.outcome ?? "does not report (not a corral.sdk service, or starting)" }),
+      el("td", { class: "num", title: i.latency === null && i.outcome ? "this instance started with the version it reports" : null,
+        text: i.latency !== null ? ms(i.latency) : i.outcome ? "at start" : "–" }),
+      el("td", { class: "muted", text: i.reported_at ? clock(i.reported_at) : "–" }))));
+  });
+}
+
+async function drawDiff(version) {
+  const table = $("config-diff");
+  table.dataset.version = String(version);
+  document.querySelectorAll("#config-versions tbody tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.version === String(version)));
+  const before = Math.max(1, version - 1);
+  const found = version === 1
+    ? { from: 1, to: 1, changes: (await api("/v1/config/history")).find((v) => v.version === 1)?.changes || [] }
+    : await api(`/v1/config/diff?a=${before}&b=${version}`);
+  $("config-diff-title").textContent = version === 1 ? "version 1" : `version ${found.from} → ${found.to}`;
+  const value = (v, cls) => (v === null ? el("td", { class: "muted", text: "(not set)" }) : el("td", {}, el("code", { class: cls, text: v })));
+  fill(table.tBodies[0], found.changes.map((c) => el("tr", {},
+    el("td", { text: c.service }), el("td", {}, el("code", { text: c.key })),
+    value(c.old, "bad"), value(c.new, "ok"))));
+  $("config-diff-empty").hidden = found.changes.length > 0;
+}
+
+// --- chaos -----------------------------------------------------------------------------
+
+// Active and ended experiments, and the runs of `corral chaos run` with their verdicts.
+// Stopping an experiment asks first.
+function chaos() {
+  every(POLL_MS, async () => {
+    await refreshStatus();
+    const [overview, runs] = await Promise.all([api("/v1/chaos"), api("/v1/chaos/runs?limit=50")]);
+    const count = $("chaos-count");
+    count.textContent = String(overview.active.length);
+    count.className = `pill ${overview.active.length ? "warn" : "ok"}`;
+    fill($("chaos-active").tBodies[0], overview.active.map((e) => el("tr", { "data-experiment": e.id },
+      el("td", {}, el("code", { text: e.id })), el("td", { text: e.kind }), el("td", { text: e.target }),
+      el("td", { class: "muted", text: e.detail }), el("td", { class: "muted", text: clock(e.started_at) }),
+      el("td", { class: "num", text: e.remaining === null ? "–" : duration(e.remaining) }),
+      el("td", { class: "actions" }, el("button", { type: "button", "data-action": "stop", text: "stop",
+        onclick: () => stopExperiment(e) })))));
+    $("chaos-active-empty").hidden = overview.active.length > 0;
+    fill($("chaos-recent").tBodies[0], overview.recent.map((e) => el("tr", { "data-experiment": e.id },
+      el("td", {}, el("code", { text: e.id })), el("td", { text: e.kind }), el("td", { text: e.target }),
+      el("td", { class: e.state === "failed" ? "bad" : "muted", text: e.state }),
+      el("td", { class: "muted", text: e.outcome ?? "" }),
+      el("td", { class: "muted", text: clock(e.started_at) }),
+      el("td", { class: "muted", text: e.ended_at ? clock(e.ended_at) : "–" }))));
+    const rows = runs.map((r) => el("tr", { "data-run": r.id, onclick: () => showRun(r.id) },
+      el("td", {}, el("code", { text: r.id })), el("td", { text: r.title }),
+      el("td", {}, el("span", { class: `pill ${r.verdict === "held" ? "ok" : "bad"}`, text: r.verdict })),
+      el("td", { class: "muted", text: r.reason }),
+      el("td", { class: "muted", text: clock(r.started_at) }),
+      el("td", { class: `num ${r.during_failed ? "bad" : ""}`, text: `${r.during_failed}/${r.during_checks}` })));
+    fill($("chaos-runs").tBodies[0], rows);
+    $("chaos-runs-empty").hidden = runs.length > 0;
+  });
+}
+
+async function stopExperiment(experiment) {
+  if (!window.confirm(`Stop ${experiment.id} (${experiment.kind} ${experiment.target}) now?`)) return;
+  const message = $("chaos-message");
+  message.hidden = false;
+  message.className = "muted";
+  try {
+    const stopped = await send(`/v1/chaos/${encodeURIComponent(experiment.id)}`, null, "DELETE");
+    message.textContent = `${stopped.id} ${stopped.state}${stopped.outcome ? `: ${stopped.outcome}` : ""}`;
+  } catch (error) {
+    if (error instanceof Unauthorized) { handleError(error); return; }
+    message.className = "bad";
+    message.textContent = `stop ${experiment.id} failed: ${error.message}`;
+  }
+}
+
+async function showRun(id) {
+  const run = await api(`/v1/chaos/runs/${encodeURIComponent(id)}`).catch(handleError);
+  if (!run) return;
+  document.querySelectorAll("#chaos-runs tbody tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.run === id));
+  const detail = $("chaos-run-detail");
+  detail.hidden = false;
+  detail.textContent = JSON.stringify({
+    id: run.id, title: run.title, file: run.file, verdict: run.verdict, reason: run.reason,
+    steps: run.steps.map((s) => ({ step: s.step, action: s.action, ok: s.ok, detail: s.detail })),
+    before: run.before, after: run.after, checks: `${run.during_failed} of ${run.during_checks} failed`,
+  }, null, 2);
+}
+
 // --- logs ----------------------------------------------------------------------------
 
 function closeLogs() {
@@ -760,11 +901,15 @@ function logLine(entry) {
   try {
     const parsed = JSON.parse(entry.line);
     if (parsed && typeof parsed === "object") {
-      level = parsed.level || level;
-      traceId = traceId || (typeof parsed.trace_id === "string" && /^[0-9a-f]{32}$/.test(parsed.trace_id) ? parsed.trace_id : null);
-      const skip = new Set(["event", "level", "timestamp", "service", "instance", "logger", "trace_id", "span_id"]);
+      // The SDK's default names, or ECS's (CORRAL_LOG_FORMAT=ecs).
+      level = parsed.level || parsed["log.level"] || level;
+      const given = parsed.trace_id ?? parsed["trace.id"];
+      traceId = traceId || (typeof given === "string" && /^[0-9a-f]{32}$/.test(given) ? given : null);
+      const skip = new Set(["event", "level", "timestamp", "service", "instance", "logger", "trace_id", "span_id",
+        "message", "log.level", "@timestamp", "service.name", "service.node.name", "log.logger", "trace.id",
+        "span.id", "ecs.version"]);
       const rest = Object.entries(parsed).filter(([k]) => !skip.has(k)).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
-      text = [parsed.event ?? "", ...rest].join("  ");
+      text = [parsed.event ?? parsed.message ?? "", ...rest].join("  ");
     }
   } catch { /* not JSON: shown as it came */ }
   if (traceId && /^0+$/.test(traceId)) traceId = null;
