@@ -4,6 +4,7 @@ with ``corral up -d --runtime R`` as a person would, and taken down after."""
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -20,6 +21,22 @@ from corral.api import ApiClient
 ROOT = Path(__file__).resolve().parents[2]
 
 RUNTIMES = ("process", "docker", "podman")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OVERLAY = "conformance"
+"""``fixtures/corral.conformance.yaml``, merged over hello's manifest (``--env``)."""
+SECRET = "GREETER_SIGNING_KEY"
+"""The secret the overlay declares on greeter (the variable greeter gets)."""
+SECRET_SOURCE = "HELLO_SIGNING_KEY_SOURCE"
+"""The variable of ``corral up``'s environment the secret is read from."""
+SECRET_VALUE = f"conformance-secret-{secrets.token_hex(8)}"
+"""This test run's value: found nowhere but in greeter's environment."""
+
+
+def add_overlay(root: Path) -> None:
+    """Put the suite's overlay beside the system's manifest."""
+    name = f"corral.{OVERLAY}.yaml"
+    shutil.copy2(FIXTURES / name, root / name)
 
 
 def corral(
@@ -71,10 +88,13 @@ def hello_system(runtime: str, folder: Path) -> Iterator[System]:
         root,
         ignore=shutil.ignore_patterns(".corral", "deploy", "__pycache__"),
     )
-    env = {"XDG_RUNTIME_DIR": str(folder / "run")}
+    add_overlay(root)
+    env = {"XDG_RUNTIME_DIR": str(folder / "run"), SECRET_SOURCE: SECRET_VALUE}
     # The first container run builds the wheelhouse and images (minutes on a new machine).
     try:
-        up = corral("up", "-d", "--runtime", runtime, cwd=root, timeout=1200, **env)
+        up = corral(
+            "up", "-d", "--runtime", runtime, "--env", OVERLAY, cwd=root, timeout=1200, **env
+        )
         assert up.returncode == 0, up.stdout + up.stderr
         with ApiClient.for_state_dir(root / ".corral") as api:
             yield System(runtime, root, api)

@@ -5,16 +5,29 @@ Expected differences between them are stated here, never skipped silently: the
 container runtimes run the same supervisor as the process runtime (one
 :class:`corral.runtime.Instance` per slot, a driver underneath), so every scenario
 holds unchanged; what differs is what runs the program (``container`` set in the
-registry and labelled containers in the engine). Compose, Swarm and Kubernetes are
-exports, not runtimes of ``corral up``: their differences are in docs/runtimes.md."""
+registry and labelled containers in the engine), and where a container's environment
+is kept (the engine's container config, see the secrets scenario). The Swarm column is
+test_conformance_swarm.py; Compose and Kubernetes are exports validated offline, their
+differences in docs/runtimes.md."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 from collections.abc import Iterator
 
 import pytest
-from conformance_helpers import RUNTIMES, System, containers, hello_system, wait_for
+from conformance_helpers import (
+    RUNTIMES,
+    SECRET,
+    SECRET_VALUE,
+    System,
+    containers,
+    corral,
+    hello_system,
+    wait_for,
+)
 
 # The first container run of a session builds the wheelhouse and images (minutes).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -130,3 +143,54 @@ def test_stop_ends_instances_within_the_grace_period(hello: System) -> None:
         assert not any("front" in str(n) for n in names), names
     hello.api.start("front")
     assert hello.get("/greet/again").status_code == 200
+
+
+def _environment(hello: System, container: str | None, pid: int | None) -> dict[str, str]:
+    """The environment greeter's program runs with: its process's, or its container's."""
+    if container:
+        out = subprocess.run([hello.runtime, "exec", container, "env"], capture_output=True,
+                             text=True, check=True, timeout=60).stdout  # fmt: skip
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert pid is not None
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        raw = environ.read().decode(errors="replace")
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def test_secrets_arrive_only_as_references(hello: System) -> None:
+    """The overlay's secret (``{env: HELLO_SIGNING_KEY_SOURCE}``) reaches greeter's
+    program, and only it, in its environment; its value is on no command line (``ps``:
+    the engine client is given ``--env NAME``), in no status, config or log answer, and
+    under a container runtime in none of the engine's labels, command or arguments.
+    Expected difference: the engine keeps a container's environment in its config
+    (``inspect`` shows ``Config.Env``, to root), as the kernel keeps a process's
+    (``/proc/PID/environ``, to its user)."""
+    for record in hello.records("greeter"):
+        assert _environment(hello, record.container, record.pid)[SECRET] == SECRET_VALUE
+    for record in hello.records("front"):
+        assert SECRET not in _environment(hello, record.container, record.pid)
+    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True,
+                        check=True).stdout  # fmt: skip
+    assert SECRET_VALUE not in ps
+    if CONTAINERISED[hello.runtime]:
+        assert f"--env {SECRET}" in ps  # by name: the client reads the value from its env
+    shown = [
+        corral(*command, cwd=hello.root).stdout
+        for command in (("status", "--json"), ("config", "show", "--json"), ("logs", "-n", "500"))
+    ]
+    assert all(shown)
+    assert "fp:" in shown[1]  # the secret's fingerprint stands for it
+    for text in shown:
+        assert SECRET_VALUE not in text
+    if CONTAINERISED[hello.runtime]:
+        names = [str(r.container) for r in hello.records("greeter")]
+        inspected = json.loads(subprocess.run(
+            [hello.runtime, "inspect", *names], capture_output=True, text=True, check=True,
+        ).stdout)  # fmt: skip
+        for container in inspected:
+            config = container["Config"]
+            assert f"{SECRET}={SECRET_VALUE}" in config["Env"]  # the expected difference
+            seen = json.dumps([config.get("Labels"), config.get("Cmd"),
+                               config.get("Entrypoint"), container.get("Args"),
+                               container.get("Path")])  # fmt: skip
+            assert SECRET_VALUE not in seen
