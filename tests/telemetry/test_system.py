@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import System
 from playwright.sync_api import sync_playwright
 
+from conftest import System
 from testkit import corral, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

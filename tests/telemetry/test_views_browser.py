@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import System
 from playwright.sync_api import Page, sync_playwright
 
+from conftest import System
 from testkit import corral, wait_for
 
 BROWSER_ARGS = [
