@@ -335,7 +335,7 @@ class Recording(MutableMapping):
 
 os.environ = Recording(os.environ)
 server = runpy.run_path(sys.argv[1])
-for name in server["PRELOAD"]:
+for name in server["PRELOAD"] + server["PRELOAD_IF_INSTALLED"]:
     importlib.import_module(name)
 print(json.dumps({key: sorted(files) for key, files in reads.items()}))
 """

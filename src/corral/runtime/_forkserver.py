@@ -50,9 +50,24 @@ _STARTUP_PREFIXES = (
     "WEBSOCKETS_",
     "PYDANTIC_",
     "PSUTIL_",
+    "AIOHTTP_",
+    "MULTIDICT_",
+    "YARL_",
+    "PROPCACHE_",
+    "FROZENLIST_",
+    "PROTOCOL_BUFFERS_",
+    "SSL",  # SSL_CERT_FILE/DIR (read by OpenSSL for aiohttp's default context), SSLKEYLOGFILE
 )
 _STARTUP_VARIABLES = frozenset(
-    {"HOME", "LANG", "LANGUAGE", "NO_COLOR", "FORCE_COLOR", "prometheus_multiproc_dir"}
+    {
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "prometheus_multiproc_dir",
+        "SPHINX_BUILD",
+    }
 )
 _READ_AFTER_IMPORT = ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_")
 """Of the prefixes above, what is read only once a service runs (so per-service values
@@ -64,7 +79,8 @@ def is_startup_variable(name: str) -> bool:
     hash seed, flags; the locale; ``HOME`` for the user site), or a module the fork
     server imports reads it at import (measured by tests/runtime/test_forkserver.py's
     audit: structlog's colours, OpenTelemetry's propagators, context and span limits,
-    prometheus_client's multiprocess mode, websockets' limits, psutil, pydantic)."""
+    prometheus_client's multiprocess mode, websockets' limits, psutil, pydantic,
+    aiohttp's C extensions and default TLS context, protobuf's implementation)."""
     if name in _STARTUP_VARIABLES:
         return True
     return name.startswith(_STARTUP_PREFIXES) and not name.startswith(_READ_AFTER_IMPORT)

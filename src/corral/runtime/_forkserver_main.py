@@ -81,6 +81,24 @@ PRELOAD = (
 """What ``corral.sdk.serve`` imports on every start (measured in bench/startup.py);
 ``corral.sdk.serve`` itself is not among them: ``-m`` runs it as ``__main__``."""
 
+PRELOAD_IF_INSTALLED = (
+    # Under ``corral up`` every instance exports traces and watches its configuration:
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "aiohttp",
+    # What services with a database or events load (ridehail's: each about 0.2 s CPU).
+    "sqlalchemy",
+    "sqlalchemy.ext.asyncio",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
+    "aiosqlite",
+    "nats",
+    "nats.js",
+    "jwt",
+)
+"""Measured worth pre-importing (CPU per instance start), where the interpreter has them;
+their import-time reads of the environment are keyed (tests/runtime/test_forkserver.py
+audits it)."""
+
 SERVE_MODULE = "corral.sdk.serve"
 _PR_SET_PDEATHSIG = 1
 _MAX_MESSAGE = 1 << 20
@@ -255,6 +273,9 @@ def main() -> None:
     try:
         for name in PRELOAD:
             importlib.import_module(name)
+        for name in PRELOAD_IF_INSTALLED:
+            with contextlib.suppress(ModuleNotFoundError):
+                importlib.import_module(name)
     except Exception as exc:
         sock.send(json.dumps({"failed": f"cannot import {name}: {exc!r}"}).encode())
         sys.exit(1)
