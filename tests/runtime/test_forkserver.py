@@ -36,6 +36,7 @@ import sys
 from corral.sdk import Service
 
 svc = Service("probe")
+svc.log.info("imported")  # before the service starts: the SDK's import-time setup
 
 
 @svc.get("/env/{name}")
@@ -145,8 +146,14 @@ async def test_a_forked_instance_serves_with_its_own_env_group_and_path(
     assert env["value"] == "instance-value"
     assert env["sdk_instance"] == "probe-1"
     assert "ONLY_HERE" not in psutil.Process(servers[0]).environ()
-    # Its output reaches the log store through the pipes the orchestrator reads.
-    await wait_until(lambda: any("probe-1" in line.line for line in orch.logs.read(["probe"])))
+    # Its output reaches the log store through the pipes the orchestrator reads; the
+    # line logged while its module was imported carries the names of this instance,
+    # which the fork server's environment never had.
+    imported = await wait_until(
+        lambda: [line.line for line in orch.logs.read(["probe"]) if '"imported"' in line.line]
+    )
+    assert json.loads(imported[0])["instance"] == "probe-1"
+    assert json.loads(imported[0])["service"] == "probe"
 
 
 async def test_exit_codes_and_signals_reach_the_slot(
@@ -285,3 +292,76 @@ async def test_sigkilled_orchestrator_leaves_no_fork_server_nor_child(tmp_path: 
         await wait_until(lambda: all(gone(pid) for pid in family), timeout=10)
     finally:
         driver.kill()
+
+
+AUDIT = """
+import importlib, json, os, runpy, sys, traceback
+from collections.abc import MutableMapping
+
+reads = {}
+
+
+class Recording(MutableMapping):
+    def __init__(self, inner):
+        self.inner = inner
+
+    def _note(self, key):
+        for frame in reversed(traceback.extract_stack()[:-2]):
+            if not frame.filename.startswith("<frozen"):
+                reads.setdefault(key, set()).add(frame.filename)
+                return
+
+    def __getitem__(self, key):
+        self._note(key)
+        return self.inner[key]
+
+    def __setitem__(self, key, value):
+        self.inner[key] = value
+
+    def __delitem__(self, key):
+        del self.inner[key]
+
+    def __iter__(self):
+        self._note("*every variable*")
+        return iter(self.inner)
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __contains__(self, key):
+        self._note(key)
+        return key in self.inner
+
+
+os.environ = Recording(os.environ)
+server = runpy.run_path(sys.argv[1])
+for name in server["PRELOAD"] + server["PRELOAD_IF_INSTALLED"]:
+    importlib.import_module(name)
+print(json.dumps({key: sorted(files) for key, files in reads.items()}))
+"""
+
+REFRESHED_IN_CHILD = ("wsgiref/handlers.py", "corral/sdk/_logging.py", "corral/sdk/_settings.py")
+"""Modules whose import-time copies of the environment the child reads again."""
+
+
+def test_what_the_fork_server_imports_reads_from_the_environment_is_keyed_or_refreshed() -> None:
+    """Every variable a pre-imported module reads at import either keys the fork server
+    (so it has the instance's value) or is read again in the child."""
+    from corral.runtime import _forkserver, _forkserver_main
+    from corral.runtime._forkserver import is_startup_variable
+
+    done = subprocess.run(
+        [sys.executable, "-c", AUDIT, _forkserver_main.__file__],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "CORRAL_SERVICE": "x", "OTEL_SERVICE_NAME": "x"},
+    )
+    reads: dict[str, list[str]] = json.loads(done.stdout.splitlines()[-1])
+    frozen = {
+        key: files
+        for key, files in reads.items()
+        if not is_startup_variable(key) and not all(f.endswith(REFRESHED_IN_CHILD) for f in files)
+    }
+    assert frozen == {}, f"read at import, neither keyed nor refreshed: {frozen}"
+    assert _forkserver.SERVE_MODULE == _forkserver_main.SERVE_MODULE

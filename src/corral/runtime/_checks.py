@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,9 @@ import aiohttp
 
 from corral.plan import CheckKind, CheckPlan
 from corral.runtime._process import signal_group, spawn
+
+LISTEN_POLL = 0.01
+"""Seconds between connects while waiting for a starting instance to listen."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,32 @@ class Prober:
             await self._session.close()
             self._session = None
 
+    async def until_listening(self, target: CheckTarget, *, within: float) -> bool:
+        """Up to ``within`` seconds: whether ``target``'s port accepts a connection,
+        tried every :data:`LISTEN_POLL` seconds (a refused loopback connect costs a few
+        microseconds; an HTTP probe many times that)."""
+        host = _probe_host(target.host)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setblocking(False)
+                try:
+                    async with asyncio.timeout(max(deadline - loop.time(), LISTEN_POLL)):
+                        await loop.sock_connect(sock, (host, target.port))
+                except (OSError, TimeoutError):
+                    pass
+                else:
+                    return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(LISTEN_POLL, remaining))
+
     async def probe(self, check: CheckPlan, target: CheckTarget) -> tuple[bool, str]:
         """(passed, message). Never raises (apart from cancellation)."""
-        host = "127.0.0.1" if target.host in ("0.0.0.0", "", "::") else target.host
+        host = _probe_host(target.host)
         try:
             async with asyncio.timeout(check.timeout):
                 if check.kind is CheckKind.HTTP:
@@ -70,6 +97,10 @@ class Prober:
             if 200 <= response.status < 400:
                 return True, f"GET {check.path} -> {response.status}"
             return False, f"GET {check.path} -> {response.status}"
+
+
+def _probe_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
 async def _probe_command(check: CheckPlan, target: CheckTarget) -> tuple[bool, str]:

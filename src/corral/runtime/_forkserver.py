@@ -41,9 +41,49 @@ START_TIMEOUT = 60.0
 """Seconds the fork server may take to import everything before it counts as failed."""
 _STREAM_LIMIT = 1 << 20
 
-_STARTUP_VARIABLES = frozenset({"HOME", "LANG", "LANGUAGE"})
-"""Besides ``PYTHON*`` and ``LC_*``: what an interpreter reads from the environment at
-start (``HOME`` locates the user site-packages)."""
+_STARTUP_PREFIXES = (
+    "PYTHON",
+    "_PYTHON",
+    "LC_",
+    "OTEL_",
+    "PROMETHEUS_",
+    "WEBSOCKETS_",
+    "PYDANTIC_",
+    "PSUTIL_",
+    "AIOHTTP_",
+    "MULTIDICT_",
+    "YARL_",
+    "PROPCACHE_",
+    "FROZENLIST_",
+    "PROTOCOL_BUFFERS_",
+    "SSL",  # SSL_CERT_FILE/DIR (read by OpenSSL for aiohttp's default context), SSLKEYLOGFILE
+)
+_STARTUP_VARIABLES = frozenset(
+    {
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "prometheus_multiproc_dir",
+        "SPHINX_BUILD",
+    }
+)
+_READ_AFTER_IMPORT = ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_")
+"""Of the prefixes above, what is read only once a service runs (so per-service values
+do not need fork servers of their own)."""
+
+
+def is_startup_variable(name: str) -> bool:
+    """Whether the interpreter reads ``name`` while starting (``PYTHON*``: path, bytecode,
+    hash seed, flags; the locale; ``HOME`` for the user site), or a module the fork
+    server imports reads it at import (measured by tests/runtime/test_forkserver.py's
+    audit: structlog's colours, OpenTelemetry's propagators, context and span limits,
+    prometheus_client's multiprocess mode, websockets' limits, psutil, pydantic,
+    aiohttp's C extensions and default TLS context, protobuf's implementation)."""
+    if name in _STARTUP_VARIABLES:
+        return True
+    return name.startswith(_STARTUP_PREFIXES) and not name.startswith(_READ_AFTER_IMPORT)
 
 
 class ForkUnavailable(Exception):
@@ -57,14 +97,9 @@ def forkable(argv: Sequence[str]) -> bool:
 
 def startup_key(python: str, env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
     """What must be equal for a fork to be the same as a fresh ``python``: the
-    interpreter and every variable it reads while starting (``PYTHON*``: path, bytecode,
-    hash seed, flags; locale; home)."""
-    items = sorted(
-        (key, value)
-        for key, value in env.items()
-        if key.startswith(("PYTHON", "LC_")) or key in _STARTUP_VARIABLES
-    )
-    return python, tuple(items)
+    interpreter and every variable read before the fork (:func:`is_startup_variable`).
+    The fork server runs with exactly these variables."""
+    return python, tuple(sorted((k, v) for k, v in env.items() if is_startup_variable(k)))
 
 
 class ForkedChild:

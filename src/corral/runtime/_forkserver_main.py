@@ -21,9 +21,12 @@ runs the code on disk now), then waits on the unix socket ``<fd>`` (SOCK_SEQPACK
 Fork safety: no thread and no event loop exist here at fork (checked before each fork:
 a refused request makes the orchestrator spawn instead); ``random`` is reseeded in the
 child by CPython's own at-fork hook; interpreter start-up state that comes from the
-environment (``PYTHON*`` variables, locale, ``HOME`` for the user site) is the same as
-the instance's, because the orchestrator keys fork servers by those variables
-(``corral.runtime._forkserver.startup_key``); everything else is read after the fork.
+environment (``PYTHON*`` variables, locale, ``HOME`` for the user site, and the few
+variables pre-imported modules read at import) is the same as the instance's, because
+the orchestrator keys fork servers by those variables
+(``corral.runtime._forkserver.startup_key``); what else was copied at import is copied
+again in the child (:func:`_refresh_environment_snapshots`, and the SDK's own in
+``corral.sdk.serve.main``).
 One accepted difference: children share this process's string-hash secret (a fresh
 interpreter draws its own), unless ``PYTHONHASHSEED`` fixes it for both.
 
@@ -71,9 +74,30 @@ PRELOAD = (
     "pydantic_settings",
     "structlog",
     "argparse",
+    "pydantic.v1",  # fastapi's compatibility layer, on the first route
+    "encodings.idna",
+    "unicodedata",
 )
 """What ``corral.sdk.serve`` imports on every start (measured in bench/startup.py);
 ``corral.sdk.serve`` itself is not among them: ``-m`` runs it as ``__main__``."""
+
+PRELOAD_IF_INSTALLED = (
+    # Under ``corral up`` every instance exports traces and watches its configuration:
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "aiohttp",
+    # What services with a database or events load (ridehail's: each about 0.2 s CPU).
+    "sqlalchemy",
+    "sqlalchemy.ext.asyncio",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
+    "aiosqlite",
+    "nats",
+    "nats.js",
+    "jwt",
+)
+"""Measured worth pre-importing (CPU per instance start), where the interpreter has them;
+their import-time reads of the environment are keyed (tests/runtime/test_forkserver.py
+audits it)."""
 
 SERVE_MODULE = "corral.sdk.serve"
 _PR_SET_PDEATHSIG = 1
@@ -184,7 +208,7 @@ class Server:
                     os._exit(127)
                 os.environ.clear()
                 os.environ.update(env)
-                time.tzset()
+                _refresh_environment_snapshots()
                 os.close(sync_w)
                 here = str(Path.cwd())
                 sys.path[:] = [here, *self.base_path]
@@ -219,6 +243,20 @@ class Server:
             os.close(fd)
 
 
+def _refresh_environment_snapshots() -> None:
+    """In the child, after ``os.environ`` is the instance's: what imported modules copied
+    from the environment at import, copied again (time zone; ``wsgiref.handlers``, which
+    prometheus_client imports, keeps a copy of the whole environment). What the SDK read
+    at import is read again by ``corral.sdk.serve``'s ``main``; the other import-time
+    reads are of start-up variables, equal by construction (the module docstring)."""
+    time.tzset()
+    if "wsgiref.handlers" in sys.modules:
+        from wsgiref import handlers
+
+        handlers.os_environ = handlers.read_environ()  # type: ignore[attr-defined]
+        handlers.BaseHandler.os_environ = handlers.os_environ  # type: ignore[attr-defined]
+
+
 def run_child(child: Child) -> None:
     """As ``python -m corral.sdk.serve <target>``: ``sys.argv[0]`` the module's file,
     ``__main__`` the module, ``SystemExit`` ending the interpreter as usual."""
@@ -235,6 +273,9 @@ def main() -> None:
     try:
         for name in PRELOAD:
             importlib.import_module(name)
+        for name in PRELOAD_IF_INSTALLED:
+            with contextlib.suppress(ModuleNotFoundError):
+                importlib.import_module(name)
     except Exception as exc:
         sock.send(json.dumps({"failed": f"cannot import {name}: {exc!r}"}).encode())
         sys.exit(1)

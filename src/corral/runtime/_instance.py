@@ -16,7 +16,7 @@ import time
 from typing import Protocol
 
 from corral.manifest import RestartPolicy
-from corral.plan import RestartPlan, ServicePlan, instance_id
+from corral.plan import CheckKind, RestartPlan, ServicePlan, instance_id
 from corral.runtime._checks import CheckTarget, Prober
 from corral.runtime._process import exit_status, port_in_use
 from corral.runtime._runstate import process_create_time
@@ -473,13 +473,19 @@ class Instance:
 
         await asyncio.sleep(check.initial_delay)
         interval = _FAST_READINESS
+        listening = False
         while True:
             ok, message = await probe()
             if ok:
                 break
             if self.record.message != f"not ready: {message}":
                 self._set(message=f"not ready: {message}")
-            await asyncio.sleep(interval)
+            if check.kind in (CheckKind.HTTP, CheckKind.TCP) and not listening:
+                # Probe again as soon as the port accepts (cheap connects every 10 ms),
+                # rather than up to a whole interval after the program began to listen.
+                listening = await prober.until_listening(target, within=interval)
+            else:
+                await asyncio.sleep(interval)
             interval = min(interval * 1.5, check.period)
         self._became_ready(spawned)
         ready, failures = True, 0

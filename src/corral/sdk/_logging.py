@@ -377,6 +377,7 @@ def _configure_until_start() -> None:
     runtime contract names (``CORRAL_SECRET_VARIABLES``, tokens, URL passwords); the
     settings' own secrets join at start. Without this, structlog's default would print
     them as given. Left alone when the process configured structlog itself."""
+    global _import_processors
     if structlog.is_configured():
         return
     from corral.sdk._settings import environment_secrets
@@ -391,6 +392,26 @@ def _configure_until_start() -> None:
         level=logging.INFO,
         cache=False,
     )
+    _import_processors = structlog.get_config()["processors"]
+
+
+_import_processors: object = None
+"""The processors :func:`_configure_until_start` configured: while they are structlog's,
+nobody else configured it since."""
+
+
+def refresh_until_start() -> None:
+    """:func:`_configure_until_start` again, from the environment as it is now: for a
+    process forked after this module was imported (Corral's fork server imports the SDK
+    once and gives each forked instance its own environment), so the lines logged while
+    the service's module is imported carry its names and redact its secrets. Nothing
+    when the process configured structlog itself."""
+    if structlog.is_configured() and structlog.get_config()["processors"] is not _import_processors:
+        return
+    for key in ("service", "instance"):
+        _static.pop(key, None)
+    structlog.reset_defaults()
+    _configure_until_start()
 
 
 _configure_until_start()

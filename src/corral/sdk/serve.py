@@ -30,6 +30,7 @@ from typing import Any
 
 import uvicorn
 
+from corral.sdk._logging import refresh_until_start
 from corral.sdk._service import Service
 from corral.sdk._settings import SettingsError
 
@@ -158,6 +159,9 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What the SDK's import read from the environment, read again: this process may be
+    # a fork of Corral's fork server, which imported the SDK under another environment.
+    refresh_until_start()
     parser = argparse.ArgumentParser(
         prog="python -m corral.sdk.serve",
         description="Serve a corral.sdk Service on HOST/PORT from the environment.",
