@@ -73,7 +73,9 @@ class CallsFaultRequest(BaseModel):
     percent: int = Field(default=100, ge=1, le=100, description="Share of calls.")
     abort_status: int | None = Field(default=None, ge=200, le=599)
     delay_ms: int | None = Field(default=None, ge=1, le=60_000)
-    seconds: float = Field(default=60.0, gt=0, le=MAX_FAULT_SECONDS)
+    seconds: float = Field(
+        default=60.0, description=f"At most {MAX_FAULT_SECONDS:g}s (refused in words past it)."
+    )
 
 
 def chaos_runs_router(
