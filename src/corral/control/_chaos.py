@@ -148,7 +148,9 @@ class Chaos:
         self, orchestrator: Orchestrator, gateway: GatewayAddon | None, *, runs: Path
     ) -> None:
         self._orchestrator = orchestrator
-        self.runs = RunStore(runs)
+        # the runs' records are redacted as the logs are (a command probe's output may
+        # print a secret)
+        self.runs = RunStore(runs, redact=self._redact)
         """Finished runs of experiment files, recorded by ``corral chaos run``."""
         self._gateway = gateway
         self._active: dict[str, Experiment] = {}
@@ -599,6 +601,10 @@ class Chaos:
         self._ended.append(experiment)
 
     # --- finished runs of experiment files (corral chaos run) ----------------------
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the secret values of any instance (as the logs are kept)."""
+        return self._orchestrator.logs.secrets.anywhere(text)
 
     def record(self, report: Report) -> Report:
         return self.runs.record(report)
