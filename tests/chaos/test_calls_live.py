@@ -100,7 +100,7 @@ def test_a_caller_side_abort_hits_only_that_callers_calls_and_is_stopped(hello: 
         "chaos", "calls", "front", "greeter", "--abort", "503", "--for", "2m", cwd=hello.root
     )
     assert begun.returncode == 0, begun.stderr
-    assert "calls  front -> greeter  abort 503 on 100% of front's calls" in begun.stdout
+    assert "calls  front -> greeter  abort 503 on 100% of the calls from front" in begun.stdout
     [active] = hello.chaos()["active"]
     assert (active["kind"], active["caller"], active["target"]) == ("calls", "front", "greeter")
 
@@ -162,7 +162,7 @@ def test_an_experiment_with_a_calls_step_holds_and_a_false_hypothesis_exits_1(
     report = json.loads(held.stdout)
     assert held.returncode == 0, json.dumps(report, indent=1)
     assert report["verdict"] == "held"
-    assert "delay 100ms on 100% of front's calls" in report["steps"][0]["detail"]
+    assert "delay 100ms on 100% of the calls from front" in report["steps"][0]["detail"]
 
     (hello.root / "broken.yaml").write_text(EXPERIMENT.format(fault="abort: 503"))
     broken = corral("chaos", "run", "broken.yaml", "--json", cwd=hello.root)

@@ -334,7 +334,7 @@ class Chaos:
             "calls",
             target,
             seconds,
-            f"{' and '.join(parts)} on {percent}% of {caller}'s calls",
+            f"{' and '.join(parts)} on {percent}% of the calls from {caller}",
             seconds=seconds,
             percent=percent,
             abort_status=abort_status,
