@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 import testkit
@@ -200,3 +201,23 @@ def test_a_system_not_running_is_one_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "no system is running" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_cpu_throttle_slows_an_instance_and_ends_with_it_running(hello: Hello) -> None:
+    """`corral chaos cpu greeter-1 --percent 90 --for 3s`: the instance is stopped most of
+    the time (seen stopped at least once), greeter still answers, and after the expiry
+    the process is running, not left stopped."""
+    begun = corral("chaos", "cpu", "greeter-1", "--percent", "90", "--for", "3s", cwd=hello.root)
+    assert begun.returncode == 0, begun.stderr
+    assert "cpu  greeter-1  stopped 90% of every 100ms" in begun.stdout
+    [pid] = [i["pid"] for i in hello.status()["instances"] if i["instance"] == "greeter-1"]
+    wait_for(
+        lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED,
+        timeout=5,
+        every=0.01,
+        what="greeter-1 stopped by the throttle",
+    )
+    assert httpx.get(f"{hello.gateway}/hello/ann", timeout=10).status_code == 200
+    wait_for(lambda: not hello.chaos()["active"], timeout=20, what="the throttle's expiry")
+    assert hello.chaos()["recent"][0]["outcome"] == "throttle ended: running freely"
+    assert psutil.Process(pid).status() != psutil.STATUS_STOPPED

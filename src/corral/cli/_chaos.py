@@ -105,6 +105,22 @@ def pause(
     console.print(f"[yellow]⏸[/] {describe(experiment)}", highlight=False)
 
 
+@chaos_app.command("cpu", cls=ManifestCommand)
+def cpu(
+    target: Annotated[str, typer.Argument(help="An instance (rides-1) or a service (one of its).")],
+    percent: Annotated[
+        int, typer.Option(min=1, max=99, help="Share of the time it is stopped.")
+    ] = 80,
+    duration: For = "30s",
+    file: FileOption = None,
+) -> None:
+    """Throttle one instance as a CPU quota does: stopped PERCENT% of every 100 ms."""
+    seconds = _fault_seconds(duration)
+    with client(file) as api:
+        experiment = api.chaos_cpu(target, percent, seconds)
+    console.print(f"[yellow]⏬[/] {describe(experiment)}", highlight=False)
+
+
 @chaos_app.command("gateway", cls=ManifestCommand)
 def gateway(
     service: Annotated[str, typer.Argument(help="The service whose gateway routes fail.")],
@@ -213,6 +229,8 @@ class ApiTarget:
                 return [api.chaos_kill(target)]
             case "pause":
                 return [api.chaos_pause(target, seconds)]
+            case "cpu":
+                return [api.chaos_cpu(target, step.percent, seconds)]
             case "gateway":
                 return [
                     api.chaos_gateway(
