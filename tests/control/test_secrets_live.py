@@ -80,6 +80,18 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         run("down", cwd=root, timeout=60)
 
 
+PRINTS = f"import os; print('probe saw', os.environ['{SOURCE}']); raise SystemExit(1)"
+EXPERIMENT = f"""title: a probe that prints the secret
+hypothesis:
+  probes:
+    - {{type: http, url: /echo, status: 200}}
+    - type: command
+      run: [python, -c, "{PRINTS}"]
+method:
+  - {{action: wait, duration: 100ms}}
+"""
+
+
 def _error_trace(system: System) -> dict[str, Any] | None:
     listed = system.get("/v1/traces?service=leaky&limit=500").json()
     for summary in listed:
@@ -90,9 +102,10 @@ def _error_trace(system: System) -> dict[str, Any] | None:
 
 def test_a_planted_secret_appears_nowhere(system: System) -> None:
     """The secret, printed at import, logged before logging is set up, printed in a
-    handler and raised in an exception, appears 0 times in the log files, `corral logs`,
-    /v1/logs, the traces, every API answer, `corral export`'s files, and the environment
-    of every process but the one service that declares it."""
+    handler, raised in an exception and printed by a chaos run's command probe, appears 0
+    times in the log files, `corral logs`, /v1/logs, the traces, every API answer, the
+    chaos run records, `corral export`'s files, and the environment of every process but
+    the one service that declares it."""
     with httpx.Client(base_url=system.gateway, timeout=10) as gateway:
         assert gateway.get("/echo").status_code == 200
         assert gateway.get("/boom").status_code == 500
@@ -125,6 +138,17 @@ def test_a_planted_secret_appears_nowhere(system: System) -> None:
         seen[f"GET {path}"] = answer.text
     seen["the trace"] = json.dumps(trace)
     seen["corral status"] = run("status", "--json", cwd=system.root).stdout
+    # A chaos run whose command probe prints the secret (the operator's environment has
+    # its source): the run's record, kept under .corral/chaos/runs/ and served by the API.
+    (system.root / "leak.yaml").write_text(EXPERIMENT)
+    chaos = run("chaos", "run", "leak.yaml", cwd=system.root)
+    assert chaos.returncode == 1, chaos.stdout + chaos.stderr
+    records = sorted((system.root / ".corral" / "chaos" / "runs").glob("run-*.json"))
+    assert records, "the run was not recorded"
+    for path in records:
+        seen[f"chaos record {path.name}"] = path.read_text()
+    seen["GET /v1/chaos/runs"] = system.get("/v1/chaos/runs").text
+    seen["corral chaos list"] = run("chaos", "list", "--json", cwd=system.root).stdout
     seen["corral config show"] = run("config", "show", cwd=system.root).stdout
     deploy = system.root / "deploy"
     exported = run("export", "all", "-o", str(deploy), cwd=system.root)
@@ -139,6 +163,7 @@ def test_a_planted_secret_appears_nowhere(system: System) -> None:
     logs = seen["file leaky-1.log"]
     for what in ("import-time print", "import-time stderr", "handler print"):
         assert f"{what} **********" in logs, what
+    assert "probe saw **********" in seen[f"chaos record {records[0].name}"]
     events = [e for span in trace["spans"] for e in span["events"]]
     assert any("**********" in json.dumps(e) for e in events), trace
 

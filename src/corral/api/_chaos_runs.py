@@ -54,6 +54,8 @@ class ChaosRuns(Protocol):
 
     def watch_calls(self, caller: str | None = None) -> AsyncIterator[dict[str, Any]]: ...
 
+    async def cpu(self, target: str, percent: int, seconds: float) -> ChaosExperiment: ...
+
 
 class NatsFaultRequest(BaseModel):
     mode: Literal["kill", "restart", "pause"]
@@ -73,7 +75,17 @@ class CallsFaultRequest(BaseModel):
     percent: int = Field(default=100, ge=1, le=100, description="Share of calls.")
     abort_status: int | None = Field(default=None, ge=200, le=599)
     delay_ms: int | None = Field(default=None, ge=1, le=60_000)
-    seconds: float = Field(default=60.0, gt=0, le=MAX_FAULT_SECONDS)
+    seconds: float = Field(
+        default=60.0, description=f"At most {MAX_FAULT_SECONDS:g}s (refused in words past it)."
+    )
+
+
+class CpuFaultRequest(BaseModel):
+    target: str = Field(description="An instance id, or a service (one random instance).")
+    percent: int = Field(default=80, description="Share of the time it is stopped, 1-99.")
+    seconds: float = Field(
+        default=30.0, description=f"At most {MAX_FAULT_SECONDS:g}s (refused in words past it)."
+    )
 
 
 def chaos_runs_router(
@@ -127,6 +139,12 @@ def chaos_runs_router(
             delay_ms=body.delay_ms,
             seconds=body.seconds,
         )
+
+    @router.post(f"{v}/chaos/cpu", dependencies=[admin], tags=["chaos"])
+    async def cpu(body: CpuFaultRequest) -> ChaosExperiment:
+        """Throttle one instance as a CPU quota would: stopped ``percent``% of every
+        100 ms, for ``seconds``."""
+        return await store.cpu(body.target, body.percent, body.seconds)
 
     @router.get(
         contract.CALL_FAULTS_WATCH_PATH,

@@ -223,6 +223,10 @@ class ApiClient:
         }
         return self._parsed(_EXPERIMENT, "POST", "/chaos/calls", json=body)
 
+    def chaos_cpu(self, target: str, percent: int, seconds: float) -> ChaosExperiment:
+        body = {"target": target, "percent": percent, "seconds": seconds}
+        return self._parsed(_EXPERIMENT, "POST", "/chaos/cpu", json=body)
+
     def chaos_runs(self, limit: int = 20) -> list[Report]:
         return self._parsed(_RUNS, "GET", "/chaos/runs", params={"limit": limit})
 

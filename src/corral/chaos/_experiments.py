@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ExperimentKind = Literal["kill", "pause", "gateway", "nats", "database", "calls"]
+ExperimentKind = Literal["kill", "pause", "gateway", "nats", "database", "calls", "cpu"]
 ExperimentState = Literal["active", "expired", "stopped", "done", "failed"]
 
 
@@ -19,7 +19,7 @@ class ChaosExperiment(BaseModel):
     id: str = Field(description="chaos-<n>, counted per running system.")
     kind: ExperimentKind
     target: str = Field(
-        description="The instance (kill, pause, nats) or service (for calls: the one called)."
+        description="The instance (kill, pause, cpu, nats) or service (calls: the one called)."
     )
     state: ExperimentState = Field(
         description="active, then expired (on time), stopped (asked), done (a kill or a "

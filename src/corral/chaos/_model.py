@@ -38,7 +38,7 @@ MAX_REPEAT = 1000
 
 ProbeType = Literal["ready", "error-rate", "latency", "http", "command", "dead-letters"]
 ActionKind = Literal[
-    "kill", "pause", "gateway", "nats", "database", "calls", "wait", "command", "parallel"
+    "kill", "pause", "cpu", "gateway", "nats", "database", "calls", "wait", "command", "parallel"
 ]
 NatsMode = Literal["kill", "restart", "pause"]
 Quantile = Literal["p50", "p95", "p99"]
@@ -65,6 +65,7 @@ _PROBE_NEEDS: dict[str, set[str]] = {
 _ACTION_KEYS: dict[str, set[str]] = {
     "kill": {"target", "repeat", "every", "start_after"},
     "pause": {"target", "duration", "repeat", "every", "start_after"},
+    "cpu": {"target", "duration", "percent", "start_after"},
     "gateway": {"target", "duration", "percent", "abort", "delay", "start_after"},
     "nats": {"mode", "duration", "start_after"},
     "database": {"target", "duration", "start_after"},
@@ -76,6 +77,7 @@ _ACTION_KEYS: dict[str, set[str]] = {
 _ACTION_NEEDS: dict[str, set[str]] = {
     "kill": {"target"},
     "pause": {"target", "duration"},
+    "cpu": {"target", "duration", "percent"},
     "gateway": {"target", "duration"},
     "nats": {"mode"},
     "database": {"target", "duration"},
@@ -212,6 +214,8 @@ class Step(BaseModel):
             raise ValueError(f"a NATS {self.mode} takes no duration (it is over at once)")
         if self.action == "parallel" and any(s.action == "parallel" for s in self.steps or ()):
             raise ValueError("parallel steps do not nest; list them in one parallel")
+        if self.action == "cpu" and self.percent > 99:
+            raise ValueError("a cpu throttle takes 1 to 99 percent of the time (100 is a pause)")
         if self.repeat > 1 and self.action not in ("kill", "pause"):
             raise ValueError("only kill and pause repeat")
         return self

@@ -1,11 +1,17 @@
 """Where finished runs are kept: one JSON file per run under ``.corral/chaos/runs/``,
 newest first when listed, the oldest dropped beyond :data:`KEEP_RUNS` (the control
-plane records them; ``corral chaos list`` and the dashboard read them back)."""
+plane records them; ``corral chaos list`` and the dashboard read them back).
+
+A report carries what its probes saw (a command's last lines, an answer's status), which
+may hold a secret a service or a command printed: the store redacts the whole report's
+text with the control plane's redactor (the secrets of every instance, as written and
+as escaped in JSON) before it is written, so neither the file nor the API holds one."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -22,8 +28,9 @@ def valid_id(run_id: str) -> bool:
 
 
 class RunStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, redact: Callable[[str], str] | None = None) -> None:
         self.directory = directory
+        self._redact = redact
 
     def record(self, report: Report) -> Report:
         """Keep ``report`` (an id already taken gets a suffix, so none is overwritten)."""
@@ -34,8 +41,13 @@ class RunStore:
         while (self.directory / f"{report.id}.json").exists():
             n += 1
             report = report.model_copy(update={"id": f"{base}-{n}"})
+        text = report.model_dump_json(indent=1)
+        if self._redact is not None:
+            redacted = self._redact(text)
+            if redacted != text:
+                text, report = redacted, Report.model_validate_json(redacted)
         partial = self.directory / f".{report.id}.json.tmp"
-        partial.write_text(report.model_dump_json(indent=1))
+        partial.write_text(text)
         partial.replace(self.directory / f"{report.id}.json")  # whole or absent
         for old in self._files()[KEEP_RUNS:]:
             with contextlib.suppress(FileNotFoundError):

@@ -96,8 +96,8 @@ def preflight(experiment: Experiment, status: SystemStatus) -> list[str]:
             problems.append(f"{where}: a path needs a gateway; give a full URL")
 
     def step_problems(where: str, step: Step) -> None:
-        instance = step.action in ("kill", "pause") and step.target in instances
-        if step.action in ("kill", "pause", "gateway", "database") and not instance:
+        instance = step.action in ("kill", "pause", "cpu") and step.target in instances
+        if step.action in ("kill", "pause", "cpu", "gateway", "database") and not instance:
             service(where, step.target)
         elif step.action == "calls":
             # a caller that does not declare the target is refused when the fault begins

@@ -15,7 +15,15 @@ from typing import Annotated, Any
 import typer
 
 from corral.api import ApiClient, ApiError
-from corral.chaos import ChaosExperiment, PreflightError, Report, Runner, Step, load
+from corral.chaos import (
+    MAX_FAULT_SECONDS,
+    ChaosExperiment,
+    PreflightError,
+    Report,
+    Runner,
+    Step,
+    load,
+)
 from corral.cli._common import FileOption, ManifestCommand, UsageError, client, console
 from corral.cli._tables import human_duration
 from corral.errors import CorralError
@@ -35,6 +43,17 @@ def _seconds(text: str) -> float:
         return float(parse_duration(text))
     except Exception:
         raise typer.BadParameter(f"{text!r} is not a duration such as 500ms, 10s or 2m") from None
+
+
+def _fault_seconds(text: str) -> float:
+    """A fault's ``--for``: a duration, at most the hour every fault is limited to."""
+    seconds = _seconds(text)
+    if not 0 < seconds <= MAX_FAULT_SECONDS:
+        raise UsageError(
+            f"invalid duration: --for {text} is {seconds:g}s; a fault lasts at most "
+            f"{MAX_FAULT_SECONDS:g}s (1h)"
+        )
+    return seconds
 
 
 For = Annotated[
@@ -80,10 +99,26 @@ def pause(
     file: FileOption = None,
 ) -> None:
     """SIGSTOP one instance (a hang: checks time out, it leaves traffic), SIGCONT after."""
-    seconds = _seconds(duration)
+    seconds = _fault_seconds(duration)
     with client(file) as api:
         experiment = api.chaos_pause(target, seconds)
     console.print(f"[yellow]⏸[/] {describe(experiment)}", highlight=False)
+
+
+@chaos_app.command("cpu", cls=ManifestCommand)
+def cpu(
+    target: Annotated[str, typer.Argument(help="An instance (rides-1) or a service (one of its).")],
+    percent: Annotated[
+        int, typer.Option(min=1, max=99, help="Share of the time it is stopped.")
+    ] = 80,
+    duration: For = "30s",
+    file: FileOption = None,
+) -> None:
+    """Throttle one instance as a CPU quota does: stopped PERCENT% of every 100 ms."""
+    seconds = _fault_seconds(duration)
+    with client(file) as api:
+        experiment = api.chaos_cpu(target, percent, seconds)
+    console.print(f"[yellow]⏬[/] {describe(experiment)}", highlight=False)
 
 
 @chaos_app.command("gateway", cls=ManifestCommand)
@@ -102,7 +137,7 @@ def gateway(
     if delay is None and abort is None:
         raise UsageError("say what to inject: --abort STATUS, --delay DURATION or both")
     delay_ms = None if delay is None else max(1, round(_seconds(delay) * 1000))
-    seconds = _seconds(duration)
+    seconds = _fault_seconds(duration)
     with client(file) as api:
         experiment = api.chaos_gateway(
             service, percent=percent, abort_status=abort, delay_ms=delay_ms, seconds=seconds
@@ -128,7 +163,7 @@ def calls(
     if delay is None and abort is None:
         raise UsageError("say what to inject: --abort STATUS, --delay DURATION or both")
     delay_ms = None if delay is None else max(1, round(_seconds(delay) * 1000))
-    seconds = _seconds(duration)
+    seconds = _fault_seconds(duration)
     with client(file) as api:
         experiment = api.chaos_calls(
             caller,
@@ -194,6 +229,8 @@ class ApiTarget:
                 return [api.chaos_kill(target)]
             case "pause":
                 return [api.chaos_pause(target, seconds)]
+            case "cpu":
+                return [api.chaos_cpu(target, step.percent, seconds)]
             case "gateway":
                 return [
                     api.chaos_gateway(

@@ -18,6 +18,11 @@ reaper kills every process group, paused ones included, and Envoy with its fault
   (``watch_calls``, served at ``contract.CALL_FAULTS_WATCH_PATH``) that callers follow;
   each carries its absolute expiry, which the SDK enforces itself, so it ends on time
   even if the control plane dies.
+- ``cpu``: an instance throttled as a CPU quota throttles it (the CFS bandwidth
+  controller behind ``docker --cpus`` and Kubernetes limits): every 100 ms period it is
+  stopped (SIGSTOP) for ``percent`` of the period and runs the rest, until the expiry.
+  Like a pause, it cannot outlive the control plane: the reaper kills every process
+  group, stopped ones included.
 - ``nats``: the embedded NATS server killed (its supervisor restarts it), restarted
   gracefully, or paused for a duration (SIGSTOP: connections stay open, nothing answers).
 - ``database``: a service's database made unavailable for a duration. SQLite: the
@@ -106,6 +111,18 @@ class CallFault:
         }
 
 
+THROTTLE_PERIOD = 0.1
+"""Seconds of one throttling period (the CFS default, ``cpu.cfs_period_us`` 100000)."""
+
+
+@dataclass
+class Throttle:
+    """A CPU throttle in progress: the task cycling the instance, and the instance."""
+
+    task: asyncio.Task[None]
+    instance: Instance
+
+
 @dataclass
 class Experiment:
     id: str
@@ -148,7 +165,9 @@ class Chaos:
         self, orchestrator: Orchestrator, gateway: GatewayAddon | None, *, runs: Path
     ) -> None:
         self._orchestrator = orchestrator
-        self.runs = RunStore(runs)
+        # the runs' records are redacted as the logs are (a command probe's output may
+        # print a secret)
+        self.runs = RunStore(runs, redact=self._redact)
         """Finished runs of experiment files, recorded by ``corral chaos run``."""
         self._gateway = gateway
         self._active: dict[str, Experiment] = {}
@@ -157,7 +176,8 @@ class Chaos:
         self._ended: deque[Experiment] = deque(maxlen=KEEP_ENDED)
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._undo: dict[
-            str, Fault | CallFault | Instance | sqlite3.Connection | asyncio.Task[None]
+            str,
+            Fault | CallFault | Throttle | Instance | sqlite3.Connection | asyncio.Task[None],
         ] = {}
         self._count = 0
         self._calls_changed = asyncio.Event()
@@ -177,7 +197,7 @@ class Chaos:
         return {
             undo.id
             for undo in self._undo.values()
-            if not isinstance(undo, Fault | CallFault)
+            if not isinstance(undo, Fault | CallFault | Throttle)
             and not isinstance(undo, sqlite3.Connection | asyncio.Task)
             and undo.paused_group is not None
             and undo.paused_group == undo.pgid
@@ -208,9 +228,13 @@ class Chaos:
         """SIGSTOP one instance for ``seconds``, then SIGCONT."""
         self._check_duration(seconds)
         instance = self._pick(target)
-        if any(e.kind == "pause" and e.target == instance.id for e in self._active.values()):
+        if any(
+            e.kind in ("pause", "cpu") and e.target == instance.id for e in self._active.values()
+        ):
             raise ChaosError(
-                Refusal.CONFLICT, "already paused", f"{instance.id} is paused by an experiment"
+                Refusal.CONFLICT,
+                "already paused",
+                f"{instance.id} is paused or throttled by an experiment",
             )
         pgid = instance.pause()
         if pgid is None:
@@ -221,6 +245,44 @@ class Chaos:
             "pause", instance.id, seconds, f"SIGSTOP to process group {pgid}", seconds=seconds
         )
         self._undo[experiment.id] = instance
+        self._arm(experiment, seconds)
+        return experiment.to_model()
+
+    async def cpu(self, target: str, percent: int, seconds: float) -> ChaosExperiment:
+        """Throttle one instance to ``100 - percent``% of the time for ``seconds`` (see
+        the module doc); ``target`` an instance, or a service (a random instance)."""
+        self._check_duration(seconds)
+        if not 1 <= percent <= 99:
+            raise ChaosError(
+                Refusal.INVALID,
+                "invalid share",
+                f"throttle between 1% and 99% of the time, got {percent}% (100% is a pause)",
+            )
+        instance = self._pick(target)
+        if any(
+            e.kind in ("pause", "cpu") and e.target == instance.id for e in self._active.values()
+        ):
+            raise ChaosError(
+                Refusal.CONFLICT,
+                "already stopped or throttled",
+                f"{instance.id} is paused or throttled by an experiment",
+            )
+        if instance.pgid is None:
+            raise ChaosError(
+                Refusal.CONFLICT, "nothing to throttle", f"{instance.id} has no process right now"
+            )
+        experiment = self._new(
+            "cpu",
+            instance.id,
+            seconds,
+            f"stopped {percent}% of every {THROTTLE_PERIOD * 1000:g}ms",
+            seconds=seconds,
+            percent=percent,
+        )
+        task = asyncio.get_running_loop().create_task(
+            _throttle(instance, percent / 100), name=f"corral-{experiment.id}-throttle"
+        )
+        self._undo[experiment.id] = Throttle(task, instance)
         self._arm(experiment, seconds)
         return experiment.to_model()
 
@@ -332,7 +394,7 @@ class Chaos:
             "calls",
             target,
             seconds,
-            f"{' and '.join(parts)} on {percent}% of {caller}'s calls",
+            f"{' and '.join(parts)} on {percent}% of the calls from {caller}",
             seconds=seconds,
             percent=percent,
             abort_status=abort_status,
@@ -566,6 +628,11 @@ class Chaos:
                     assert self._gateway is not None
                     await self._gateway.clear(undo)
                     outcome = "fault cleared"
+                elif isinstance(undo, Throttle):
+                    undo.task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await undo.task
+                    outcome = "throttle ended: running freely"
                 elif isinstance(undo, CallFault):
                     # Off the feed now; each caller's client also ends it at its expiry.
                     self._undo.pop(experiment.id, None)
@@ -600,6 +667,10 @@ class Chaos:
 
     # --- finished runs of experiment files (corral chaos run) ----------------------
 
+    def _redact(self, text: str) -> str:
+        """``text`` without the secret values of any instance (as the logs are kept)."""
+        return self._orchestrator.logs.secrets.anywhere(text)
+
     def record(self, report: Report) -> Report:
         return self.runs.record(report)
 
@@ -613,6 +684,21 @@ class Chaos:
         """End everything (the session is stopping); never raises."""
         with contextlib.suppress(Exception):
             await self.stop_all()
+
+
+async def _throttle(instance: Instance, share: float) -> None:
+    """Stop ``instance`` for ``share`` of every period until cancelled; it always ends
+    running (a process that replaced it meanwhile was never stopped)."""
+    try:
+        while True:
+            stopped = instance.pause() is not None
+            await asyncio.sleep(THROTTLE_PERIOD * share)
+            if stopped:
+                instance.resume()
+            await asyncio.sleep(THROTTLE_PERIOD * (1 - share))
+    finally:
+        if instance.paused_group is not None:
+            instance.resume()
 
 
 def _hold_write_lock(path: Path) -> sqlite3.Connection:

@@ -12,7 +12,8 @@ out, so nothing breaks, but logs one warning per target: the call graph ``corral
 checks is the declared one, and a call it does not know about is where it goes wrong.
 
 Under a control plane it also follows the feed of caller-side chaos faults
-(``_faults.FaultFeed``, started with the first client) and sets each client's ``fault``.
+(``_faults.FaultFeed``, started at start-up when the service declares calls, else with
+its first client) and sets each client's ``fault``.
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ class ClientHub:
         if self._feed is not None:
             self._feed.start()
 
+    def _declares_calls(self) -> bool:
+        try:
+            return bool(self._service.runtime.declared_calls)
+        except Exception:  # settings unreadable: the service fails to start anyway
+            return False
+
     def apply_faults(self, faults: Mapping[str, CallFault]) -> None:
         """Give each client the fault on its target now (None: none)."""
         self._faults = faults
@@ -175,7 +182,9 @@ class ClientHub:
             if client.caller is None:
                 client.caller = self._caller()
             self._check_declared(client.target)
-        if self._clients or self._internal:
+        if self._clients or self._internal or self._declares_calls():
+            # A service that declares calls follows the fault feed from the start, so a
+            # fault is there before its first call (not only from the call after it).
             self._follow_faults()
 
     async def stop(self) -> None:
