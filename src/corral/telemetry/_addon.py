@@ -71,12 +71,16 @@ _BUS_KEEP = 3600.0
 _BYTES = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
-def retention(environ: Mapping[str, str]) -> tuple[float, int, list[str]]:
-    """Seconds and bytes the store keeps, from the environment, and what was wrong with
-    it (a bad value falls back to the default with a warning: telemetry never stops
-    ``corral up``)."""
+def retention(environ: Mapping[str, str], plan: Plan | None = None) -> tuple[float, int, list[str]]:
+    """Seconds and bytes the store keeps: the manifest's ``telemetry:`` (in ``plan``),
+    overridden by the environment, and what was wrong with the environment (a bad value
+    falls back with a warning: telemetry never stops ``corral up``; the manifest's are
+    checked, with their location, when it is loaded)."""
     problems = []
     keep, max_bytes = DEFAULT_KEEP, DEFAULT_MAX_BYTES
+    if plan is not None:
+        keep = plan.telemetry_keep or keep
+        max_bytes = plan.telemetry_max_bytes or max_bytes
     raw = environ.get(KEEP_VARIABLE)
     if raw:
         match = _DURATION.match(raw)
@@ -149,7 +153,7 @@ class TelemetryAddon(Addon):
         self._scraper = Scraper(self.window, self.scrape_targets, interval=self.interval)
         self._targets = TargetFile(ctx.state_dir / "prometheus")
         self._targets.write_config(interval=self.interval)
-        keep, max_bytes, problems = retention(self._environ)
+        keep, max_bytes, problems = retention(self._environ, ctx.plan)
         for problem in problems:
             _LOG.warning("telemetry: %s", problem)
         # Opening checks the file (and may move a broken one aside): not on the loop.
