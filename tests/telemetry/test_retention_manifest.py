@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from corral.manifest import ManifestError, parse
-from corral.plan import resolve
+from corral.plan import Plan, resolve
 from corral.telemetry._addon import retention
 
 MANIFEST = """\
@@ -23,7 +23,7 @@ telemetry:
 """
 
 
-def _plan(keep: str, size: str, tmp_path: Path) -> object:
+def _plan(keep: str, size: str, tmp_path: Path) -> Plan:
     manifest = parse(MANIFEST.format(keep=keep, size=size), tmp_path / "corral.yaml")
     return resolve(manifest, python=sys.executable)
 
@@ -31,9 +31,9 @@ def _plan(keep: str, size: str, tmp_path: Path) -> object:
 def test_the_manifest_sets_retention_and_the_environment_overrides(tmp_path: Path) -> None:
     """keep and max_size reach the store's retention; CORRAL_TELEMETRY_* still win."""
     plan = _plan("168h", "2Gi", tmp_path)
-    assert retention({}, plan)[:2] == (168 * 3600.0, 2 * 2**30)  # type: ignore[arg-type]
+    assert retention({}, plan)[:2] == (168 * 3600.0, 2 * 2**30)
     environ = {"CORRAL_TELEMETRY_KEEP": "2h", "CORRAL_TELEMETRY_MAX_SIZE": "100MB"}
-    assert retention(environ, plan)[:2] == (7200.0, 100_000_000)  # type: ignore[arg-type]
+    assert retention(environ, plan)[:2] == (7200.0, 100_000_000)
     assert retention({})[:2] == (24 * 3600.0, 512 * 1024 * 1024)
 
 
