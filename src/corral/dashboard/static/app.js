@@ -758,7 +758,7 @@ async function drawBusHistory() {
       .setData([found.t, ...topics.map((n) => found.topics[n])]);
   }
   if (consumers.length) {
-    chart("chart-consumer-lag", consumers, consumers.map((_, i) => PALETTE[(i + 3) % PALETTE.length]), (v) => String(Math.round(v)), { gaps: true })
+    chart("chart-consumer-lag", consumers, consumers.map((_, i) => PALETTE[(i + 3) % PALETTE.length]), (v) => (v === null || Number.isInteger(v) ? String(v ?? "–") : ""), { gaps: true })
       .setData([found.t, ...consumers.map((n) => found.lag[n])]);
   }
 }
