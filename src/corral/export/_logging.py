@@ -38,7 +38,7 @@ from corral.export._model import Export, ExportOptions
 from corral.export._text import HEADER, to_yaml
 from corral.plan import Plan
 
-COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.148.0"
+COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.165.0"
 """The collector distribution with the filelog receiver and both exporters."""
 ELASTICSEARCH_ENDPOINT = "ELASTICSEARCH_ENDPOINT"
 ELASTICSEARCH_API_KEY = "ELASTICSEARCH_API_KEY"
@@ -143,7 +143,13 @@ def _collector(plan: Plan, *, include: str, container_format: str) -> dict[str, 
                 "start_at": "end",
                 "include_file_path": True,
                 "operators": [
-                    {"type": "container", "format": container_format},
+                    {
+                        "type": "container",
+                        "format": container_format,
+                        # Pod, namespace and container come from the kubelet's paths;
+                        # Docker's name only a container id (the line names its service).
+                        "add_metadata_from_filepath": container_format != "docker",
+                    },
                     *_sdk_line_operators(),
                 ],
             }
