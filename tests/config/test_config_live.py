@@ -122,6 +122,15 @@ async def test_a_reloadable_value_changes_without_a_restart(live: Live) -> None:
     assert await live.instances() == before
     status = (await live.api.get("/v1/status")).json()
     assert (status["config_version"], status["config_runtime_values"]) == (2, 1)
+    # Each instance reports the version it took live, with its propagation latency.
+    code, out, err = await corral(live.root, "config", "instances", "--json")
+    assert code == 0, err
+    taken = {i["instance"]: i for i in json.loads(out) if i["service"] == "tunable"}
+    assert set(taken) == set(before)
+    for entry in taken.values():
+        assert (entry["version"], entry["outcome"], entry["current"]) == (2, "applied", True)
+        assert entry["latency"] is not None
+        assert entry["latency"] >= 0
 
 
 async def test_a_non_reloadable_value_rolls_the_service_with_no_failed_request(

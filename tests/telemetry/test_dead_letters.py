@@ -114,3 +114,36 @@ def test_dead_letters_show_replay_and_purge(bus_system: Api, tmp_path: Path) -> 
         finally:
             browser.close()
     assert api.letters()["dead_letters"] == 0
+
+
+def test_topic_rates_and_consumer_lag_over_time(bus_system: Api, tmp_path: Path) -> None:
+    """Events published while the bus is sampled show as a publish rate for the topic and
+    a lag line for its consumer, in the API and drawn on the Events view."""
+    api = bus_system
+
+    def published() -> bool:
+        assert httpx.post(api.gateway + "/emit/hello", timeout=10).status_code == 200
+        answer = api.call("GET", "/v1/telemetry/events/history?window=3600")
+        assert answer.status_code == 200, answer.text
+        history = answer.json()
+        rates = history["topics"].get("word.said", [])
+        return any(r for r in rates) and "word.said/listener" in str(history["lag"])
+
+    wait_for(published, timeout=90, what="a publish rate of word.said in the history")
+    link = corral("dashboard", cwd=api.root).stdout.split()[0]
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        browser = p.chromium.launch_persistent_context(
+            profile, executable_path="/usr/bin/chromium", args=BROWSER_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.goto(link)
+            page.evaluate("location.hash = '#/events'")
+            page.wait_for_selector(
+                '#chart-topic-rate[data-points]:not([data-points="0"]) canvas', timeout=60_000
+            )
+            page.wait_for_selector("#chart-consumer-lag canvas", timeout=60_000)
+            assert page.get_attribute("#updated", "class") != "bad"
+            page.screenshot(path=tmp_path / "events-history.png", full_page=True)
+        finally:
+            browser.close()

@@ -436,3 +436,54 @@ def test_spans_are_redacted_at_the_receiver() -> None:
     assert trace is not None
     assert secret not in json.dumps(trace)
     assert trace["spans"][0]["events"][0]["attributes"]["exception.message"] == "boom **********"
+
+
+async def test_event_history_gives_topic_rates_and_consumer_lag() -> None:
+    """Samples of the bus become per-topic publish rates and per-consumer lag; a bus that
+    did not answer leaves a gap (null rate), not a made-up zero."""
+    answers: list[Any] = [
+        {
+            "topics": [
+                {
+                    "topic": "ride.requested",
+                    "messages": 10,
+                    "consumers": [{"consumer": "matching", "pending": 0}],
+                }
+            ]
+        },
+        {
+            "topics": [
+                {
+                    "topic": "ride.requested",
+                    "messages": 30,
+                    "consumers": [{"consumer": "matching", "pending": 5}],
+                }
+            ]
+        },
+        RuntimeError("bus restarting"),
+        {
+            "topics": [
+                {
+                    "topic": "ride.requested",
+                    "messages": 40,
+                    "consumers": [{"consumer": "matching", "pending": 1}],
+                }
+            ]
+        },
+    ]
+
+    async def bus() -> dict[str, Any] | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return dict(answer)
+
+    addon = TelemetryAddon(event_bus=bus)
+    for t in (1000.0, 1010.0, 1020.0, 1050.0):
+        assert await addon.sample_bus(now=t)
+    history = addon.event_history(window=3600, now=1055.0)
+    assert history is not None
+    assert history["t"] == [1000.0, 1010.0, 1050.0]
+    assert history["topics"] == {"ride.requested": [None, 2.0, None]}  # 40 s apart: a gap
+    assert history["lag"] == {"ride.requested/matching": [0, 5, 1]}
+    assert TelemetryAddon().event_history(window=60) is None  # no bus

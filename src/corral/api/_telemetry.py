@@ -50,6 +50,10 @@ class TelemetrySource(Protocol):
 
     async def event_bus(self) -> dict[str, Any] | None: ...
 
+    def event_history(self, *, window: float) -> dict[str, Any] | None:
+        """Topic rates and consumer lag over time; None without an event bus."""
+        ...
+
     async def dead_letter(self, action: str, seq: int | None = None) -> Any:
         """show (None: unknown), replay (sequences), purge (count); LookupError: no bus."""
         ...
@@ -160,6 +164,17 @@ def telemetry_router(source: TelemetrySource, *, admin: DependsParam) -> APIRout
             found = await source.event_bus()
         except Exception as exc:  # the bus being down is a state to show, not a 500
             raise ApiProblem(503, "the event bus did not answer", str(exc) or repr(exc)) from None
+        if found is None:
+            raise ApiProblem(404, "no event bus", "this system has no `events:` section")
+        return found
+
+    @router.get(f"{v}/telemetry/events/history", dependencies=[admin], tags=["telemetry"])
+    async def events_history(
+        window: Annotated[float, Query(gt=0, le=3600, description="Seconds back.")] = 3600.0,
+    ) -> dict[str, Any]:
+        """Each topic's publish rate and each consumer's lag, sampled every 10 s over the
+        last hour (kept in memory since this `corral up`)."""
+        found = source.event_history(window=window)
         if found is None:
             raise ApiProblem(404, "no event bus", "this system has no `events:` section")
         return found

@@ -1,4 +1,4 @@
-"""``corral config ...``: show, history, diff, set, unset, rollback, apply.
+"""``corral config ...``: show, history, diff, instances, set, unset, rollback, apply.
 
 Changes go through the running system's API, which rolls them out. Reading works on a
 stopped system too: the history lives in ``.corral/config/`` and is read from there.
@@ -177,6 +177,32 @@ def diff(
         console.print(f"versions {a} and {b} give every service the same configuration")
     for change in data.changes:
         console.print(_change_line(change), highlight=False, markup=False)
+
+
+@config_app.command("instances", cls=ManifestCommand)
+def instances(file: FileOption = None, as_json: JsonOption = False) -> None:
+    """The version each running instance took, how, and its propagation latency (from
+    the version's publication to the instance's report)."""
+    try:
+        api = client(file)
+    except NotRunningError as exc:
+        raise NotRunningError(f"config instances reads a running system: {exc}") from None
+    with api:
+        found = ConfigClient(api).instances()
+    if as_json:
+        print(json.dumps([i.model_dump(mode="json") for i in found], indent=2))
+        return
+    table = Table(title_justify="left")
+    for column in ("instance", "service", "version", "outcome", "propagation"):
+        right = column in ("version", "propagation")
+        table.add_column(column, justify="right" if right else "left")
+    for i in found:
+        latency = "-" if i.latency is None else f"{i.latency * 1000:.1f} ms"
+        if i.latency is None and i.outcome is not None:
+            latency = "at start"
+        version = "-" if i.version is None else str(i.version) + ("" if i.current else " (old)")
+        table.add_row(i.instance, i.service, version, i.outcome or "does not report", latency)
+    console.print(table)
 
 
 @config_app.command("set", cls=ManifestCommand)

@@ -293,7 +293,8 @@ TARGETS = {
     "kubernetes": ["kubernetes"],
     "prometheus": ["prometheus"],
     "grafana": ["grafana"],
-    "all": ["docker", "compose", "swarm", "kubernetes", "prometheus", "grafana"],
+    "logging": ["logging"],
+    "all": ["docker", "compose", "swarm", "kubernetes", "prometheus", "grafana", "logging"],
 }
 
 
@@ -309,9 +310,10 @@ def export(
             "compose/compose.yaml with the gateway, NATS and PostgreSQL, and the Dockerfiles. "
             "swarm: compose's files and swarm/stack.yaml for docker stack deploy. "
             "kubernetes: manifests for kubectl apply -k. prometheus: scrape configs and alert "
-            "rules. grafana: a dashboard and its provisioning. all: every one (nothing is "
-            "written if one of them cannot be exported).",
-            metavar="docker|compose|swarm|kubernetes|prometheus|grafana|all",
+            "rules. grafana: a dashboard and its provisioning. logging: an OpenTelemetry "
+            "Collector shipping the services' logs to Elasticsearch or Loki. all: every one "
+            "(nothing is written if one of them cannot be exported).",
+            metavar="docker|compose|swarm|kubernetes|prometheus|grafana|logging|all",
             show_default=False,
         ),
     ],

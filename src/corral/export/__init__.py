@@ -1,5 +1,5 @@
 """``corral export``: the same manifest as Dockerfiles, Compose, Kubernetes, Prometheus and
-Grafana files.
+Grafana files, and a log collector's configuration (``logging``).
 
 - pure renderers (:func:`render`, :func:`render_dockerfile`): Plan + options + sources ->
   files as text, deterministic and sorted; a manifest a target cannot run is an
@@ -16,6 +16,7 @@ from corral.export._docker import (
     render_dockerignore,
     render_requirements,
 )
+from corral.export._logging import render_logging
 from corral.export._model import (
     Export,
     ExportError,
@@ -49,6 +50,7 @@ __all__ = [
     "render",
     "render_dockerfile",
     "render_dockerignore",
+    "render_logging",
     "render_requirements",
     "source_name",
     "write_export",

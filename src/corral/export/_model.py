@@ -23,6 +23,7 @@ class Target(StrEnum):
     KUBERNETES = "kubernetes"
     PROMETHEUS = "prometheus"
     GRAFANA = "grafana"
+    LOGGING = "logging"
 
 
 CONTAINER_PORT = 8000

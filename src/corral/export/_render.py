@@ -8,6 +8,7 @@ from corral.export._compose import render_compose
 from corral.export._docker import render_docker
 from corral.export._grafana import render_grafana
 from corral.export._kubernetes import render_kubernetes
+from corral.export._logging import render_logging
 from corral.export._model import Export, ExportOptions, Sources, Target
 from corral.export._prometheus import render_prometheus
 from corral.export._swarm import render_swarm
@@ -39,6 +40,8 @@ def render(
             parts.append(render_kubernetes(plan, options, sources, monitored=monitored))
         elif target is Target.PROMETHEUS:
             parts.append(render_prometheus(plan, options))
+        elif target is Target.LOGGING:
+            parts.append(render_logging(plan, options))
         else:
             parts.append(render_grafana(plan, options))
     return Export.merge(parts)

@@ -10,7 +10,7 @@ from corral.manifest._events import EventsSpec
 from corral.manifest._gateway import GatewaySpec
 from corral.manifest._resilience import ResilienceSpec
 from corral.manifest._service import ServiceSpec
-from corral.manifest._types import STRICT, Name
+from corral.manifest._types import STRICT, Duration, MemoryBytes, Name
 
 
 class PostgresSpec(BaseModel):
@@ -27,6 +27,33 @@ class DatabasesSpec(BaseModel):
     postgres: PostgresSpec | None = None
 
 
+class TelemetrySpec(BaseModel):
+    """What the kept telemetry store (``.corral/telemetry/``) holds: traces, log lines
+    and metrics older than ``keep`` go, and the oldest go early past ``max_size``.
+    ``CORRAL_TELEMETRY_KEEP``/``CORRAL_TELEMETRY_MAX_SIZE`` in the shell override them."""
+
+    model_config = STRICT
+
+    keep: Duration | None = Field(default=None, description="How long, e.g. 24h (default), 168h.")
+    max_size: MemoryBytes | None = Field(
+        default=None, description="How large, e.g. 512Mi (default), 2Gi."
+    )
+
+    @field_validator("keep")
+    @classmethod
+    def _a_minute_at_least(cls, value: float | None) -> float | None:
+        if value is not None and value < 60:
+            raise ValueError("keep telemetry for a minute at least (e.g. 90m, 24h)")
+        return value
+
+    @field_validator("max_size")
+    @classmethod
+    def _room_for_something(cls, value: int | None) -> int | None:
+        if value is not None and value < 16 * 2**20:
+            raise ValueError("the telemetry store needs 16Mi at least (e.g. 512Mi, 2Gi)")
+        return value
+
+
 class SystemSpec(BaseModel):
     """A ``corral.yaml`` document."""
 
@@ -38,6 +65,7 @@ class SystemSpec(BaseModel):
     gateway: GatewaySpec | None = None
     events: EventsSpec | None = None
     resilience: ResilienceSpec | None = None
+    telemetry: TelemetrySpec | None = None
     runtime: Literal["process", "docker", "podman"] | None = Field(
         default=None,
         description="What runs the instances under `corral up` (default process); "

@@ -140,6 +140,10 @@ class Plan:
     resilience: ResiliencePlan | None = None
     runtime: str = "process"
     """``process``, ``docker`` or ``podman``: what runs the instances (``corral up``)."""
+    telemetry_keep: float | None = None
+    """Seconds the kept telemetry store holds (manifest ``telemetry.keep``)."""
+    telemetry_max_bytes: int | None = None
+    """Bytes it may take (manifest ``telemetry.max_size``)."""
 
     @property
     def stop_order(self) -> tuple[str, ...]:

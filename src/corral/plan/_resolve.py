@@ -61,6 +61,8 @@ def resolve(manifest: Manifest, *, python: str) -> Plan:
         events=resolve_events(manifest),
         resilience=resolve_resilience(manifest),
         runtime=spec.runtime or "process",
+        telemetry_keep=spec.telemetry.keep if spec.telemetry else None,
+        telemetry_max_bytes=spec.telemetry.max_size if spec.telemetry else None,
     )
 
 

@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -63,15 +64,23 @@ MAX_SIZE_VARIABLE = "CORRAL_TELEMETRY_MAX_SIZE"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.IGNORECASE)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BUS_EVERY = 10.0
+"""Seconds between two samples of the event bus."""
+_BUS_KEEP = 3600.0
+"""Seconds of event-bus samples kept."""
 _BYTES = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
-def retention(environ: Mapping[str, str]) -> tuple[float, int, list[str]]:
-    """Seconds and bytes the store keeps, from the environment, and what was wrong with
-    it (a bad value falls back to the default with a warning: telemetry never stops
-    ``corral up``)."""
+def retention(environ: Mapping[str, str], plan: Plan | None = None) -> tuple[float, int, list[str]]:
+    """Seconds and bytes the store keeps: the manifest's ``telemetry:`` (in ``plan``),
+    overridden by the environment, and what was wrong with the environment (a bad value
+    falls back with a warning: telemetry never stops ``corral up``; the manifest's are
+    checked, with their location, when it is loaded)."""
     problems = []
     keep, max_bytes = DEFAULT_KEEP, DEFAULT_MAX_BYTES
+    if plan is not None:
+        keep = plan.telemetry_keep or keep
+        max_bytes = plan.telemetry_max_bytes or max_bytes
     raw = environ.get(KEEP_VARIABLE)
     if raw:
         match = _DURATION.match(raw)
@@ -126,6 +135,12 @@ class TelemetryAddon(Addon):
         self._targets: TargetFile | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lines: list[LogRecord] = []
+        self.bus_samples: deque[tuple[float, dict[str, int], dict[str, int]]] = deque(
+            maxlen=int(_BUS_KEEP / _BUS_EVERY) + 1
+        )
+        """The event bus every ``_BUS_EVERY`` s: per topic its stream's message count, per
+        ``topic/consumer`` its lag (pending), for the Events view's charts (in memory:
+        the bus keeps no history of its own)."""
         self.store: TelemetryStore | None = None
         """The kept store (``<state_dir>/telemetry/telemetry.db``) once started; until
         then, and without a state directory, traces are held in memory only."""
@@ -138,7 +153,7 @@ class TelemetryAddon(Addon):
         self._scraper = Scraper(self.window, self.scrape_targets, interval=self.interval)
         self._targets = TargetFile(ctx.state_dir / "prometheus")
         self._targets.write_config(interval=self.interval)
-        keep, max_bytes, problems = retention(self._environ)
+        keep, max_bytes, problems = retention(self._environ, ctx.plan)
         for problem in problems:
             _LOG.warning("telemetry: %s", problem)
         # Opening checks the file (and may move a broken one aside): not on the loop.
@@ -154,6 +169,8 @@ class TelemetryAddon(Addon):
             loop.create_task(self._scraper.run(), name="corral-telemetry-scrape"),
             loop.create_task(self._follow_targets(ctx.registry), name="corral-telemetry-sd"),
         ]
+        if self._event_bus is not None:
+            self._tasks.append(loop.create_task(self._sample_bus(), name="corral-telemetry-bus"))
 
     def environment(self, service: ServicePlan) -> dict[str, str]:
         if self.otlp_endpoint is None:
@@ -327,6 +344,61 @@ class TelemetryAddon(Addon):
                 if key[0] == "calls":
                     calls.add((service, key[1]))
         return system_graph(self._plan, observed_calls=calls)
+
+    async def _sample_bus(self) -> None:
+        """A periodic task (cancelled by ``stop``), not a wait for a condition."""
+        while True:
+            if not await self.sample_bus():
+                return
+            await asyncio.sleep(_BUS_EVERY)
+
+    async def sample_bus(self, *, now: float | None = None) -> bool:
+        """Keep one sample of the event bus; False when the system has none. A bus that
+        does not answer (restarting, paused by chaos) leaves a gap."""
+        try:
+            found = await self.event_bus()
+        except Exception as exc:  # a state to show as a gap, not a reason to stop
+            _LOG.debug("telemetry: the event bus did not answer: %s", exc)
+            return True
+        if found is None:
+            return False
+        messages = {t["topic"]: int(t["messages"]) for t in found.get("topics", [])}
+        lag = {
+            f"{t['topic']}/{c['consumer']}": int(c["pending"])
+            for t in found.get("topics", [])
+            for c in t.get("consumers", [])
+        }
+        self.bus_samples.append((time.time() if now is None else now, messages, lag))
+        return True
+
+    def event_history(self, *, window: float, now: float | None = None) -> dict[str, Any] | None:
+        """Per sample over the last ``window`` s: each topic's publish rate (messages per
+        second since the sample before; null across a gap or a stream that shrank) and
+        each consumer's lag. None when the system has no event bus."""
+        if self._event_bus is None:
+            return None
+        now = time.time() if now is None else now
+        samples = [s for s in self.bus_samples if s[0] > now - window]
+        topics = sorted({name for _, messages, _ in samples for name in messages})
+        consumers = sorted({name for _, _, lag in samples for name in lag})
+        rates: dict[str, list[float | None]] = {name: [] for name in topics}
+        before: tuple[float, dict[str, int], dict[str, int]] | None = None
+        for sample in samples:
+            t, messages, _ = sample
+            for name in topics:
+                rate = None
+                if before is not None and t - before[0] <= 2.5 * _BUS_EVERY:
+                    earlier, now_count = before[1].get(name), messages.get(name)
+                    if earlier is not None and now_count is not None and now_count >= earlier:
+                        rate = round((now_count - earlier) / (t - before[0]), 3)
+                rates[name].append(rate)
+            before = sample
+        return {
+            "step": _BUS_EVERY,
+            "t": [round(s[0], 3) for s in samples],
+            "topics": rates,
+            "lag": {name: [s[2].get(name) for s in samples] for name in consumers},
+        }
 
     async def event_bus(self) -> dict[str, Any] | None:
         return None if self._event_bus is None else await self._event_bus()

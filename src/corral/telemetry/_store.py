@@ -432,9 +432,10 @@ class StoreReader:
         }
         names = ("rate", "error_rate", "p50", "p95", "p99", "requests", "errors")
         columns: dict[str, list[Any]] = {name: [] for name in names}
+        keys: dict[str, Any] = {}  # each stored key parsed once per query, not per step
         for index in range(steps):
             values = found.get(index)
-            red = _red_of(values, step) if values else None
+            red = _red_of(values, step, keys) if values else None
             for name in names:
                 columns[name].append(None if red is None else red[name])
         times = [round(since + (i + 1) * step, 3) for i in range(steps)]
@@ -862,13 +863,16 @@ class TelemetryStore(StoreReader):
         return True
 
 
-def _red_of(values: Mapping[str, float], seconds: float) -> dict[str, Any]:
+def _red_of(values: Mapping[str, float], seconds: float, keys: dict[str, Any]) -> dict[str, Any]:
     """RED of one step's stored increments (keys as :meth:`_write_metrics` wrote them:
-    JSON lists of the window's key tuples)."""
+    JSON lists of the window's key tuples; ``keys`` caches their parsing)."""
     totals: dict[Any, float] = {}
     for name, value in values.items():
-        if name.startswith("["):
-            totals[tuple(json.loads(name))] = value
+        key = keys.get(name)
+        if key is None:
+            key = keys[name] = tuple(orjson.loads(name)) if name.startswith("[") else ()
+        if key:
+            totals[key] = value
     return overall_red(totals, seconds)
 
 

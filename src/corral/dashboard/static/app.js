@@ -736,8 +736,31 @@ function events() {
         el("button", { type: "button", "data-action": "show", text: "show", onclick: () => letterAction(d.seq, "show") }),
         el("button", { type: "button", "data-action": "replay", text: "replay", onclick: () => letterAction(d.seq, "replay") })))));
   });
+  every(POLL_MS * 5, drawBusHistory);
   $("dlq-replay-all").onclick = () => letterAction(null, "replay");
   $("dlq-purge").onclick = () => letterAction(null, "purge");
+}
+
+// Topic rates and consumer lag over the last hour (the control plane samples the bus
+// every 10 s since this `corral up`).
+async function drawBusHistory() {
+  let found;
+  try {
+    found = await api("/v1/telemetry/events/history?window=3600");
+  } catch (error) {
+    if (error instanceof Unauthorized) throw error;
+    return; // no bus, or not answering: the table above says why
+  }
+  const topics = Object.keys(found.topics);
+  const consumers = Object.keys(found.lag);
+  if (topics.length) {
+    chart("chart-topic-rate", topics, topics.map((_, i) => PALETTE[i % PALETTE.length]), rate, { gaps: true })
+      .setData([found.t, ...topics.map((n) => found.topics[n])]);
+  }
+  if (consumers.length) {
+    chart("chart-consumer-lag", consumers, consumers.map((_, i) => PALETTE[(i + 3) % PALETTE.length]), (v) => (v === null || Number.isInteger(v) ? String(v ?? "–") : ""), { gaps: true })
+      .setData([found.t, ...consumers.map((n) => found.lag[n])]);
+  }
 }
 
 // Dead letters: show one, send one or all back to the failing service, or purge all
