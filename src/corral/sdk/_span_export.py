@@ -102,8 +102,17 @@ class QueueSpanProcessor(SpanProcessor):
         self._wake = threading.Event()
         self._waiters: list[threading.Event] = []
         self._stopping = False
+        # Started by the first span: a provider replaced before serving (the SDK configures
+        # telemetry once more as it starts) leaves no idle thread behind.
         self._thread = threading.Thread(target=self._run, name="corral-span-export", daemon=True)
-        self._thread.start()
+        self._running = False
+        self._start_lock = threading.Lock()
+
+    def _run_thread(self) -> None:
+        with self._start_lock:  # two threads' first spans must not start it twice
+            if not self._running and not self._stopping:
+                self._thread.start()
+                self._running = True
 
     # -- the request path ---------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -121,6 +130,8 @@ class QueueSpanProcessor(SpanProcessor):
         queue.append(span)
         if size + 1 == self.max_export_batch_size:
             self._wake.set()
+        if not self._running:
+            self._run_thread()
 
     # -- the export thread -------------------------------------------------------------
     def _run(self) -> None:
@@ -172,7 +183,7 @@ class QueueSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every span queued before this call; False if ``timeout_millis`` passes."""
         if not self._thread.is_alive():
-            self._drain()
+            self._drain()  # never started (no span yet), or shut down
             return True
         done = threading.Event()
         self._waiters.append(done)
@@ -183,7 +194,9 @@ class QueueSpanProcessor(SpanProcessor):
         if not self._stopping:
             self._stopping = True
             self._wake.set()
-            self._thread.join(30)
+            if self._running:
+                self._thread.join(30)
+            self._drain()
             self.exporter.shutdown()
 
 
