@@ -62,7 +62,7 @@ class ServerSpan(Span):
         super().set_attributes(attributes)
 
     def _bounded(self) -> None:
-        if self._attributes.__class__ is dict:
+        if self._attributes.__class__ is dict and self._end_time is None:
             self._attributes = BoundedAttributes(
                 self._limits.max_span_attributes,
                 self._attributes,
