@@ -51,6 +51,7 @@ from corral.sdk._span_server import ServerSpans
 _SERVER = """
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the control plane's receiver (uvicorn)
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self.send_response(200); self.send_header("content-length", "0"); self.end_headers()

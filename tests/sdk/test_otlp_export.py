@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider
@@ -232,3 +233,48 @@ def test_the_lean_exporter_posts_standard_otlp_with_the_configured_headers(
     assert attributes["q"].string_value == f"token={_secrets.REDACTED}"
     assert attributes["http.response.status_code"].int_value == 200
     assert sent.kind == sent.SPAN_KIND_SERVER
+
+
+async def test_a_service_exports_its_request_spans_through_the_lean_path() -> None:
+    """Through a real service with an OTLP endpoint: the middleware's span is the lean
+    one, a span the handler makes is its child, and what the collector decodes holds the
+    route name, the HTTP attributes, the 500's error status and the exception event."""
+    from corral import contract
+    from corral.sdk import Service
+    from corral.sdk.testing import serve_in_process
+
+    svc = Service("lean-spans")
+    seen: list[object] = []
+
+    @svc.get("/rides/{ride_id}")
+    async def ride(ride_id: str) -> None:
+        seen.append(trace.get_current_span())
+        with svc.tracer.start_as_current_span("lookup"):
+            pass
+        raise RuntimeError("no such ride")
+
+    collector = Collector()
+    try:
+        env = {contract.OTEL_ENDPOINT: collector.url}
+        async with serve_in_process(svc, env=env) as client:
+            assert (await client.get("/rides/7")).status_code == 500
+    finally:
+        collector.server.shutdown()
+    assert isinstance(seen[0], ServerSpan)
+    spans = {
+        s.name: s
+        for r in collector.requests
+        for rs in r.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    }
+    server, child = spans["GET /rides/{ride_id}"], spans["lookup"]
+    assert server.kind == server.SPAN_KIND_SERVER
+    assert child.parent_span_id == server.span_id
+    assert child.trace_id == server.trace_id
+    attributes = {kv.key: kv.value for kv in server.attributes}
+    assert attributes["http.route"].string_value == "/rides/{ride_id}"
+    assert attributes["http.request.method"].string_value == "GET"
+    assert attributes["http.response.status_code"].int_value == 500
+    assert server.status.code == server.status.STATUS_CODE_ERROR
+    assert [e.name for e in server.events] == ["exception"]
