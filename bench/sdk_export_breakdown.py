@@ -1,19 +1,25 @@
-"""Where span export's CPU goes, per span, in one process (issue 15, item 4: measure
-before fixing). The same 3-span "request" (a server span, a client span, an event) is
-made N times with:
+"""Where span export's CPU goes, per request, in one process (issue 15, item 4: measure
+before fixing), for the path the SDK used before (``old``) and the one it uses now
+(``new``). The same "request" (a server span with three HTTP attributes, a client span
+inside it, an event) is made N times with, for each path:
 
-- ``record``: a TracerProvider and no processor (what the SDK does with export off);
-- ``batch_noop``: plus a BatchSpanProcessor handing batches to an exporter that drops
-  them (the processor's queue and thread);
-- ``batch_encode``: the same exporter encoding each batch to OTLP protobuf (the
-  encoder ``opentelemetry-exporter-otlp-proto-common`` uses) and dropping the bytes;
-- ``batch_http``: the real ``OTLPSpanExporter`` posting to a local HTTP server that
-  answers 200 (the whole path under ``corral up``, minus the receiver's own work).
+- ``record``: spans made, no processor. Old: the SDK tracer's server span. New: the
+  middleware's lean server span (corral.sdk._span_server); the client span is the
+  SDK's in both;
+- ``queue_noop``: plus the span processor handing batches to an exporter that drops
+  them (old: the SDK's ``BatchSpanProcessor``; new: corral.sdk._span_export's
+  ``QueueSpanProcessor``);
+- ``queue_encode``: the exporter encoding each batch to OTLP protobuf bytes (old: the
+  official encoder; new: corral.sdk._otlp_encode) and dropping them;
+- ``queue_http``: the real OTLP/HTTP exporter (old: ``OTLPSpanExporter``; new:
+  ``LeanOTLPSpanExporter``) posting to a local HTTP server that answers 200 (the whole
+  path under ``corral up``, minus the receiver's own work), through the redacting
+  exporter with three secrets registered, as under ``corral up``.
 
 CPU is this process's (``time.process_time``, every thread), after ``force_flush``, so
 the background thread's work is counted; the server runs in another process.
 
-    uv run python bench/sdk_export_breakdown.py [--spans 30000]
+    uv run python bench/sdk_export_breakdown.py [--requests 15000]
 """
 
 from __future__ import annotations
@@ -28,15 +34,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from _common import free_port, write_result
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
+
+from corral.sdk._otlp_encode import encode_spans as lean_encode_spans
+from corral.sdk._secrets import register_secrets
+from corral.sdk._span_export import LeanOTLPSpanExporter, QueueSpanProcessor
+from corral.sdk._span_redaction import RedactingSpanExporter
+from corral.sdk._span_server import ServerSpans
 
 _SERVER = """
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the control plane's receiver (uvicorn)
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
@@ -46,50 +61,70 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 
 
 class _Drop(SpanExporter):
-    def __init__(self, *, encode: bool) -> None:
+    def __init__(self, encode: Any = None) -> None:
         self.encode = encode
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self.encode:
-            encode_spans(spans).SerializeToString()
+        if self.encode is not None:
+            self.encode(spans)
         return SpanExportResult.SUCCESS
 
 
-def _requests(provider: TracerProvider, count: int) -> float:
-    tracer = provider.get_tracer("bench")
+def _official(spans: Sequence[ReadableSpan]) -> bytes:
+    return encode_spans(spans).SerializeToString()
+
+
+def _requests(provider: TracerProvider, count: int, *, lean: bool) -> float:
+    tracer = provider.get_tracer("corral.sdk")
+    factory = ServerSpans(tracer) if lean else None  # type: ignore[arg-type]
     start = time.process_time()
     for i in range(count):
+        if factory is not None:  # as the middleware does it
+            server = factory.start("GET", None)
+        else:
+            server = tracer.start_span("GET", kind=SpanKind.SERVER)
+        token = otel_context.attach(trace.set_span_in_context(server))
         with tracer.start_as_current_span(
-            "GET /rides/{id}",
-            kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": "GET",
-                "http.route": "/rides/{id}",
-                "http.response.status_code": 200,
-            },
-        ) as server:
-            with tracer.start_as_current_span(
-                "GET matching", kind=SpanKind.CLIENT, attributes={"corral.target": "matching"}
-            ):
-                pass
-            server.add_event("retry", {"attempt": i % 3})
+            "GET matching", kind=SpanKind.CLIENT, attributes={"corral.target": "matching"}
+        ):
+            pass
+        server.add_event("retry", {"attempt": i % 3})
+        otel_context.detach(token)
+        if factory is not None:
+            server.finish("GET /rides/{id}", "GET", "/rides/{id}", 200)  # type: ignore[attr-defined]
+        else:
+            server.update_name("GET /rides/{id}")
+            server.set_attribute("http.request.method", "GET")
+            server.set_attribute("http.route", "/rides/{id}")
+            server.set_attribute("http.response.status_code", 200)
+            server.end()
     provider.force_flush(60_000)
     return time.process_time() - start
 
 
-def _provider(exporter: SpanExporter | None) -> TracerProvider:
+def _provider(processor: SpanProcessor | None) -> TracerProvider:
     provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
-    if exporter is not None:
-        # A queue that never fills: the SDK's default (2048) drops spans when a burst
-        # outruns the export thread, which would count as less work here.
-        provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 20))
+    if processor is not None:
+        provider.add_span_processor(processor)
     return provider
+
+
+def _old(exporter: SpanExporter) -> SpanProcessor:
+    # A queue that never fills: the SDK's default (2048) drops spans when a burst
+    # outruns the export thread, which would count as less work here.
+    return BatchSpanProcessor(exporter, max_queue_size=1 << 20)
+
+
+def _new(exporter: SpanExporter) -> SpanProcessor:
+    return QueueSpanProcessor(exporter, max_queue_size=1 << 20)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=15_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    load_before = round(os.getloadavg()[0], 2)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)])
     try:
@@ -97,39 +132,58 @@ def main() -> None:
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        # Three secrets, as under corral up (discovery and config tokens, a password).
+        register_secrets(["bench-secret-one", "bench-secret-two", "bench-secret-three"])
         variants: dict[str, Any] = {
-            "record": lambda: None,
-            "batch_noop": lambda: _Drop(encode=False),
-            "batch_encode": lambda: _Drop(encode=True),
-            "batch_http": OTLPSpanExporter,
+            "old.record": lambda: None,
+            "old.queue_noop": lambda: _old(_Drop()),
+            "old.queue_encode": lambda: _old(_Drop(_official)),
+            "old.queue_http": lambda: _old(RedactingSpanExporter(OTLPSpanExporter())),
+            "new.record": lambda: None,
+            "new.queue_noop": lambda: _new(_Drop()),
+            "new.queue_encode": lambda: _new(_Drop(lean_encode_spans)),
+            "new.queue_http": lambda: _new(RedactingSpanExporter(LeanOTLPSpanExporter())),
         }
         cpu: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(3):  # interleaved rounds: the machine's load drifts
+        for _ in range(args.rounds):  # interleaved rounds: the machine's load drifts
             for name, make in variants.items():
                 provider = _provider(make())
-                cpu[name].append(_requests(provider, args.requests) / args.requests * 1e6)
+                used = _requests(provider, args.requests, lean=name.startswith("new"))
+                cpu[name].append(used / args.requests * 1e6)
                 provider.shutdown()
     finally:
         server.terminate()
         server.wait()
     best = {name: round(min(values), 1) for name, values in cpu.items()}
+
+    def stages(path: str) -> dict[str, float]:
+        return {
+            "span_objects": best[f"{path}.record"],
+            "processor": round(best[f"{path}.queue_noop"] - best[f"{path}.record"], 1),
+            "encoding": round(best[f"{path}.queue_encode"] - best[f"{path}.queue_noop"], 1),
+            "redaction_and_http_post": round(
+                best[f"{path}.queue_http"] - best[f"{path}.queue_encode"], 1
+            ),
+        }
+
     out = {
-        "what": "CPU microseconds per request of 2 spans and 1 event, by export stage "
-        "(best of 3 interleaved rounds; this process, every thread)",
+        "what": "CPU microseconds per request of 2 spans and 1 event, by export stage, "
+        f"old path vs new (best of {args.rounds} interleaved rounds; this process, every "
+        "thread)",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "load_average_1m_before": load_before,
             "load_average_1m": round(os.getloadavg()[0], 2),
         },
         "requests": args.requests,
         "cpu_us_per_request": best,
-        "added_by_stage_us": {
-            "span_objects": best["record"],
-            "batch_processor": round(best["batch_noop"] - best["record"], 1),
-            "protobuf_encoding": round(best["batch_encode"] - best["batch_noop"], 1),
-            "http_post": round(best["batch_http"] - best["batch_encode"], 1),
-        },
+        "added_by_stage_us": {"old": stages("old"), "new": stages("new")},
+        "export_total_ratio_new_vs_old": round(best["new.queue_http"] / best["old.queue_http"], 3),
     }
     path = write_result("sdk_export_breakdown.json", out)
     print(path.read_text())

@@ -4,11 +4,15 @@ access log and server header off), side by side in one run. Load comes from wrk 
 separate process, to 127.0.0.1 only, bounded in duration. Results:
 bench/results/sdk_overhead.json (goal: SDK >= 0.85x bare throughput).
 
-Two more sides measure what exporting spans costs (``--export``, on by default): the SDK
-with ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at the control plane's own OTLP receiver
+More sides measure what exporting spans costs (``--export``, on by default), with
+``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at the control plane's own OTLP receiver
 (corral.telemetry behind the API's router, in its own process), every request's span
-exported, and the same sampled at 10% (``parentbased_traceidratio``). Their ratios are
-against the SDK without export, and the receiver's CPU per request is recorded too.
+exported: ``sdk_export`` is the SDK as it is (the middleware's lean server span, the
+queue processor, the direct encoder), ``sdk_export_old`` the path it replaced (the SDK
+tracer's ``start_span``, ``BatchSpanProcessor``, the official protobuf encoder), and with
+``--sampled`` the new path sampled at 10% (``parentbased_traceidratio``). Their ratios
+are against the SDK without export (goal: CPU per request <= 1.2x), and the receiver's
+CPU per exported request is recorded too (control-plane CPU, not the service's).
 
 Rounds alternate which app goes first; the ratio reported is the median of the per-round
 ratios (both apps measured minutes apart at most). On a shared machine req/s swings with
@@ -108,9 +112,38 @@ def export_env(receiver_port: int, *, ratio: float | None) -> dict[str, str]:
     return env
 
 
+def use_old_export_path() -> None:
+    """In this (child) process, export spans the way the SDK did before the lean path:
+    the SDK tracer's own server span, BatchSpanProcessor, the official encoder."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import SpanKind
+
+    from corral.sdk import _service, _tracing
+    from corral.sdk._middleware import TelemetryMiddleware
+    from corral.sdk._span_redaction import RedactingSpanExporter
+
+    lean = _tracing.build_tracer_provider
+
+    def build(*, service: str, instance: str, endpoint: str | None) -> Any:
+        provider = lean(service=service, instance=instance, endpoint=None)
+        if endpoint:
+            exporter = RedactingSpanExporter(OTLPSpanExporter())
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        return provider
+
+    def server_span(self: Any, tracer: Any, name: str, parent: Any) -> Any:
+        return tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+
+    _service.build_tracer_provider = build  # type: ignore[assignment]
+    TelemetryMiddleware._server_span = server_span  # type: ignore[method-assign]
+
+
 def serve(kind: str, port: int) -> None:
     """Child process: serve one app on 127.0.0.1:port."""
     os.environ.update(HOST="127.0.0.1", PORT=str(port))
+    if kind == "sdk_export_old":
+        use_old_export_path()
     if kind.startswith("sdk"):
         from corral.sdk.serve import run
 
@@ -231,7 +264,15 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "load_generator": "wrk 1 thread, separate process, 127.0.0.1",
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def commit() -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+    )
+    return out.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -248,18 +289,28 @@ def main() -> None:
         "--export",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="Also measure span export (all, and sampled at 10%%) to the OTLP receiver.",
+        help="Also measure span export (new path and old path) to the OTLP receiver.",
+    )
+    parser.add_argument(
+        "--sampled",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Also measure export sampled at 10%% (new path).",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
-    kinds = ["bare", "sdk"] + (["sdk_export", "sdk_sampled"] if args.export else [])
+    kinds = ["bare", "sdk"]
+    if args.export:
+        kinds += ["sdk_export_old", "sdk_export"] + (["sdk_sampled"] if args.sampled else [])
+    load_before = round(os.getloadavg()[0], 2)
     runs: dict[str, list[dict[str, dict[str, float]]]] = {kind: [] for kind in kinds}
     receiver: subprocess.Popen[bytes] | None = None
     receiver_port = free_port()
-    receiver_cpu: list[float] = []
+    receiver_cpu: dict[str, list[float]] = {"sdk_export": [], "sdk_export_old": []}
     envs: dict[str, dict[str, str]] = {
         "sdk_export": export_env(receiver_port, ratio=None),
+        "sdk_export_old": export_env(receiver_port, ratio=None),
         "sdk_sampled": export_env(receiver_port, ratio=0.1),
     }
     if args.export:
@@ -282,10 +333,10 @@ def main() -> None:
                         post_script=script,
                         env=envs.get(kind),
                     )
-                    if receiver is not None and kind == "sdk_export":
+                    if receiver is not None and kind in receiver_cpu:
                         served = sum(x["requests"] for x in result.values())
                         used = cpu_seconds(receiver.pid) - before
-                        receiver_cpu.append(round(used / served * 1e6, 1))
+                        receiver_cpu[kind].append(round(used / served * 1e6, 1))
                     runs[kind].append(result)
                     print(kind, json.dumps(result), flush=True)
     finally:
@@ -313,6 +364,8 @@ def main() -> None:
                 3,
             )
         row["goal"] = 0.85
+        if args.export:
+            row["goal_cpu_per_req_ratio_export_vs_sdk"] = 1.2
         for kind in kinds[2:]:
             row[kind] = {
                 key: round(statistics.median(x[endpoint][key] for x in runs[kind]), 2)
@@ -331,13 +384,15 @@ def main() -> None:
                 3,
             )
         summary[endpoint] = row
-    if receiver_cpu:
-        summary["receiver_cpu_us_per_exported_request"] = statistics.median(receiver_cpu)
+    for kind, values in receiver_cpu.items():
+        if values:
+            summary[f"receiver_cpu_us_per_exported_request_{kind}"] = statistics.median(values)
     report = {
         "what": "corral.sdk (metrics, JSON logs to stdout->/dev/null, tracing spans, request id) "
         "vs bare FastAPI, same handlers, uvicorn+uvloop+httptools, access log off",
+        "commit": commit(),
         "config": vars(args),
-        "machine": machine(),
+        "machine": {**machine(), "load_average_1m_before": load_before},
         "results": summary,
         "rounds": runs,
     }

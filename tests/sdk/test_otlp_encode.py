@@ -3,6 +3,7 @@ with ``opentelemetry-proto`` to equal messages, and the bytes are the same."""
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as official
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -13,7 +14,16 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
+from corral.sdk import _secrets
 from corral.sdk._otlp_encode import encode_spans
+from corral.sdk._span_redaction import redact_span
+
+
+@pytest.fixture(autouse=True)
+def no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets other tests in this process registered would be redacted here."""
+    monkeypatch.setattr(_secrets, "SECRET_FORMS", [])
+
 
 EVERY_TYPE = {
     "str": "value ü ☃",
@@ -124,3 +134,36 @@ def test_the_attribute_cache_tells_equal_values_of_different_types_apart() -> No
         with tracer.start_as_current_span("s", attributes={"v": value}):
             pass
     assert_same(list(exporter.get_finished_spans()))
+
+
+def test_known_secrets_are_redacted_as_spans_are_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With secrets registered, the bytes are the official encoding of the redacted copies
+    corral.sdk._span_redaction makes (names, attributes, events, links, status), and a
+    secret registered later is redacted too, even in a value encoded before."""
+    provider, exporter = recorded()
+    tracer = provider.get_tracer("secrets")
+
+    def spans() -> list[ReadableSpan]:
+        exporter.clear()
+        with tracer.start_as_current_span(
+            "GET /tok-early",
+            attributes={"url": "http://x/?t=tok-early", "later": "tok-later", "n": 1},
+            links=[Link(SpanContext(5, 6, False), {"why": "tok-early"})],
+        ) as span:
+            span.add_event("tok-later seen", {"list": ("tok-early", "ok")})
+            span.set_status(Status(StatusCode.ERROR, "failed with tok-early"))
+        return list(exporter.get_finished_spans())
+
+    monkeypatch.setattr(_secrets, "SECRET_FORMS", [])
+    assert b"tok-later" in encode_spans(spans())  # encoded (and cached) before it is secret
+    _secrets.register_secrets(["tok-early"])
+    first = spans()
+    assert encode_spans(first) == official([redact_span(s) for s in first]).SerializeToString()
+    assert b"tok-later" in encode_spans(first)
+    _secrets.register_secrets(["tok-later"])
+    second = spans()
+    body = encode_spans(second)
+    assert body == official([redact_span(s) for s in second]).SerializeToString()
+    assert b"tok-early" not in body
+    assert b"tok-later" not in body
+    assert _secrets.REDACTED.encode() in body

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import (
     DEFAULT_TRACE_STATE,
     INVALID_SPAN,
@@ -46,6 +47,7 @@ from corral.sdk._context import request_id_var
 from corral.sdk._errors import PROBLEM_JSON, problem_body
 from corral.sdk._logging import WRITER, access_line
 from corral.sdk._metrics import UNMATCHED_ROUTE
+from corral.sdk._span_server import ServerSpan, ServerSpans
 from corral.sdk._tracing import PROPAGATOR
 from corral.sdk.client._deadline import deadline_var, parse_deadline
 from corral.sdk.identity._middleware import IdentityMiddleware
@@ -225,6 +227,20 @@ class TelemetryMiddleware:
         self.app = app
         self.service = service
         self.quiet_paths = quiet_paths
+        self._spans: tuple[trace.Tracer, ServerSpans | None] | None = None
+
+    def _server_span(
+        self, tracer: trace.Tracer, name: str, parent: otel_context.Context | None
+    ) -> trace.Span:
+        """The request's span, made by :class:`ServerSpans` for the SDK's tracer (a fifth
+        of ``start_span``'s cost), by ``tracer`` itself for any other."""
+        spans = self._spans
+        if spans is None or spans[0] is not tracer:
+            spans = self._spans = (tracer, ServerSpans(tracer) if type(tracer) is Tracer else None)
+        factory = spans[1]
+        if factory is None:
+            return tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+        return factory.start(name, parent)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -254,7 +270,7 @@ class TelemetryMiddleware:
         parent = PROPAGATOR.extract(carrier) if carrier else None
         span: trace.Span
         if service.export_spans:
-            span = service.tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
+            span = self._server_span(service.tracer, method, parent)
         else:
             span = _light_span(parent)
         if _CURRENT_CONTEXT is not None:
@@ -318,7 +334,9 @@ class TelemetryMiddleware:
             health.request_finished()
             route = _route_template(scope)
             metrics.observe(method, route, status, seconds)
-            if recording:
+            if recording and span.__class__ is ServerSpan:
+                span.finish(f"{method} {route}", method, route, status)
+            elif recording:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.request.method", method)
                 span.set_attribute("http.route", route)

@@ -5,7 +5,8 @@ services in one test process do not share exporters. Spans are always recorded (
 go into every log line and outgoing call); they leave the process only when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, so an unset endpoint means no exporter, no
 background thread and no connection-refused warnings. Exported spans carry no known
-secret (see corral.sdk._span_redaction).
+secret (see corral.sdk._otlp_encode). What export costs, and why it is built as it is:
+corral.sdk._span_server, corral.sdk._span_export, docs/observability.md "Tracing cost".
 """
 
 from __future__ import annotations
@@ -42,13 +43,11 @@ def build_tracer_provider(*, service: str, instance: str, endpoint: str | None) 
     provider = TracerProvider(resource=resource)
     if endpoint:
         # Imported only when used: the exporter pulls in requests and protobuf.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from corral.sdk._span_export import LeanOTLPSpanExporter, QueueSpanProcessor
 
-        from corral.sdk._span_redaction import RedactingSpanExporter
-
-        # The exporter reads OTEL_EXPORTER_OTLP_* itself and appends /v1/traces.
-        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(OTLPSpanExporter())))
+        # The exporter reads OTEL_EXPORTER_OTLP_* itself and appends /v1/traces; it
+        # redacts known secrets as it encodes.
+        provider.add_span_processor(QueueSpanProcessor(LeanOTLPSpanExporter()))
     return provider
 
 
