@@ -47,11 +47,14 @@ def stack(exported: tuple[Path, int]) -> Iterator[Stack]:
 
 def test_converges_and_serves_through_the_gateway_from_ready_tasks(stack: Stack) -> None:
     """Every service at its replicas, every task's container healthy (Swarm's readiness:
-    the healthcheck gates the task), and both routes answer: /hello straight to greeter,
-    /greet through front, which finds greeter by DNS round robin."""
+    the image's HEALTHCHECK gates the task) and running as the image's user (10001, not
+    root), and both routes answer: /hello straight to greeter, /greet through front,
+    which finds greeter by DNS round robin."""
     assert stack.replicas()[stack.service("greeter")].startswith("2/2")
-    assert wait_for(lambda: stack.healthy("greeter", 2), timeout=60, what="2 healthy greeters")
-    assert wait_for(lambda: stack.healthy("front", 1), timeout=60, what="a healthy front")
+    greeters = wait_for(lambda: stack.healthy("greeter", 2), timeout=60, what="2 greeters")
+    front = wait_for(lambda: stack.healthy("front", 1), timeout=60, what="a healthy front")
+    for container in greeters + front:
+        assert docker("exec", container["Id"], "id", "-u").strip() == "10001"
     hello = stack.get("/hello/ada")
     assert hello.status_code == 200, hello.text
     assert "ada" in hello.text

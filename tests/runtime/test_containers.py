@@ -21,6 +21,7 @@ from corral.images._build import build_failure
 from corral.images._driver import container_environment, signal_exit
 
 ROOT = Path(__file__).resolve().parents[2]
+CONFORMANCE_OVERLAY = ROOT / "tests" / "conformance" / "fixtures" / "corral.conformance.yaml"
 
 
 def _corral(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -28,10 +29,13 @@ def _corral(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
 
 
 def _hello(folder: Path) -> Path:
+    """hello as the conformance suite runs it: the same files (its overlay included), so
+    the same content-hashed image tags, built once per machine for both."""
     root = folder / "hello"
     shutil.copytree(
         ROOT / "examples" / "hello", root, ignore=shutil.ignore_patterns(".corral", "deploy")
     )
+    shutil.copy2(CONFORMANCE_OVERLAY, root)
     return root
 
 
