@@ -54,8 +54,9 @@ class RuntimeScenarios:
     runtime: str
 
     @pytest.fixture(scope="class")
-    def hello(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-        yield from hello_system(self.runtime, tmp_path_factory.mktemp(self.runtime))
+    @classmethod
+    def hello(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+        yield from hello_system(cls.runtime, tmp_path_factory.mktemp(cls.runtime))
 
     def test_serves_through_the_gateway_from_ready_instances_of_its_runtime(
         self, hello: System
