@@ -20,8 +20,6 @@ from corral.api import ApiClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
-RUNTIMES = ("process", "docker", "podman")
-
 FIXTURES = Path(__file__).parent / "fixtures"
 OVERLAY = "conformance"
 """``fixtures/corral.conformance.yaml``, merged over hello's manifest (``--env``)."""

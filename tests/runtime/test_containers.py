@@ -4,6 +4,7 @@ build named by its Dockerfile line, and the environment a container gets."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,10 +18,13 @@ import pytest
 
 import testkit
 from corral.images import Engine, EngineError
+from corral.images import _base as images_base
+from corral.images import _wheels as images_wheels
 from corral.images._build import build_failure
 from corral.images._driver import container_environment, signal_exit
 
 ROOT = Path(__file__).resolve().parents[2]
+CONFORMANCE_OVERLAY = ROOT / "tests" / "conformance" / "fixtures" / "corral.conformance.yaml"
 
 
 def _corral(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -28,10 +32,13 @@ def _corral(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
 
 
 def _hello(folder: Path) -> Path:
+    """hello as the conformance suite runs it: the same files (its overlay included), so
+    the same content-hashed image tags, built once per machine for both."""
     root = folder / "hello"
     shutil.copytree(
         ROOT / "examples" / "hello", root, ignore=shutil.ignore_patterns(".corral", "deploy")
     )
+    shutil.copy2(CONFORMANCE_OVERLAY, root)
     return root
 
 
@@ -138,3 +145,61 @@ def test_engine_exit_codes_read_as_signals() -> None:
     assert signal_exit(143) == -signal.SIGTERM
     assert signal_exit(0) == 0
     assert signal_exit(3) == 3
+
+
+def test_a_second_maker_of_the_same_image_waits_for_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs on one machine making the same image: the second waits (and says so)
+    until the first is done, instead of building beside it."""
+    monkeypatch.setattr(images_base, "CACHE", tmp_path)
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        held, release = asyncio.Event(), asyncio.Event()
+        waiting = asyncio.Event()
+
+        async def first() -> None:
+            async with images_base.machine_lock("localhost/x:1", seen.append):
+                seen.append("first made it")
+                held.set()
+                await release.wait()
+
+        def progress(line: str) -> None:
+            seen.append(line)
+            waiting.set()
+
+        async def second() -> None:
+            await held.wait()
+            async with images_base.machine_lock("localhost/x:1", progress):
+                seen.append("second found it made")
+
+        tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+        await asyncio.wait_for(waiting.wait(), 10)
+        assert "second found it made" not in seen
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+    asyncio.run(scenario())
+    assert seen == [
+        "first made it",
+        "waiting for another corral making localhost/x:1",
+        "second found it made",
+    ]
+
+
+def test_prune_spares_wheelhouses_used_within_the_hour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every checkout on the machine shares the cache: a wheelhouse another run used
+    recently is never pruned, however many there are; old ones beyond three are."""
+    monkeypatch.setattr(images_wheels, "CACHE", tmp_path)
+    recent = [tmp_path / f"wheelhouse-recent{n}" for n in range(5)]
+    old = [tmp_path / f"wheelhouse-old{n}" for n in range(2)]
+    for folder in recent + old:
+        folder.mkdir()
+    long_ago = time.time() - 2 * images_wheels.IN_USE_S
+    for folder in old:
+        os.utime(folder, (long_ago, long_ago))
+    images_wheels._prune("wheelhouse-", keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in recent)

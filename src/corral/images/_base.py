@@ -9,10 +9,13 @@ it takes a few minutes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from corral.images._engine import Engine, EngineError, tail
@@ -30,9 +33,42 @@ CACHE = Path(os.environ.get("CORRAL_IMAGE_CACHE", "/var/tmp/corral-images"))  # 
 """Scratch space for the root file system and the wheelhouses (a cache: safe to delete)."""
 
 
+@contextlib.asynccontextmanager
+async def machine_lock(what: str, progress: Callable[[str], None]) -> AsyncIterator[None]:
+    """Held while ``what`` (an image or a wheelhouse) is made: another ``corral up`` on
+    this machine making the same thing waits, then finds it made (by either engine)
+    instead of running the same debootstrap, download or build beside it. An advisory
+    lock on a file under the cache; the OS releases it when its holder dies."""
+    folder = CACHE / "locks"
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(what.encode()).hexdigest()[:16]}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    progress(f"waiting for another corral making {what}")
+                    waiting = True
+                await asyncio.sleep(0.2)  # polled: a blocking flock would not be cancellable
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 async def ensure_base_image(engine: Engine, progress: Callable[[str], None]) -> str:
     """The base image's tag, made first if the engine does not have it."""
     if await engine.image_exists(BASE_IMAGE):
+        return BASE_IMAGE
+    async with machine_lock(BASE_IMAGE, progress):
+        return await _make_base_image(engine, progress)
+
+
+async def _make_base_image(engine: Engine, progress: Callable[[str], None]) -> str:
+    if await engine.image_exists(BASE_IMAGE):  # made while this run waited
         return BASE_IMAGE
     if await copy_from_other_engine(engine, BASE_IMAGE, progress):
         return BASE_IMAGE

@@ -25,7 +25,7 @@ from corral.export import (
     render_dockerignore,
     render_requirements,
 )
-from corral.images._base import copy_from_other_engine
+from corral.images._base import copy_from_other_engine, machine_lock
 from corral.images._engine import Engine, EngineError
 from corral.plan import Plan
 
@@ -100,19 +100,23 @@ async def build_image(
     files = render_build_files(plan, service, base_image=base_image, requirements=requirements)
     content = await asyncio.to_thread(digest, plan, files, wheelhouse, base)
     tag = image_tag(plan.system, service, content)
-    if await engine.image_exists(tag) or await copy_from_other_engine(engine, tag, progress):
+    if await engine.image_exists(tag):
         return tag
-    progress(f"building the image of {service} ({tag})")
-    context = plan.state_dir / "images" / service
-    await asyncio.to_thread(_write_context, plan, context, files, wheelhouse)
-    dockerfile = context / CONTEXT / "docker" / f"{service}.Dockerfile"
-    code, out, err = await engine.run(
-        "build", *engine.run_flags, "--network", "none", "--label", f"corral.system={plan.system}",
-        "-f", str(dockerfile), "-t", tag, str(context), timeout=900,
-    )  # fmt: skip
-    if code != 0:
-        raise EngineError(build_failure(service, dockerfile, out + err))
-    await asyncio.to_thread(shutil.rmtree, context, ignore_errors=True)
+    async with machine_lock(tag, progress):  # another run building it: wait, then reuse
+        if await engine.image_exists(tag) or await copy_from_other_engine(engine, tag, progress):
+            return tag
+        progress(f"building the image of {service} ({tag})")
+        context = plan.state_dir / "images" / service
+        await asyncio.to_thread(_write_context, plan, context, files, wheelhouse)
+        dockerfile = context / CONTEXT / "docker" / f"{service}.Dockerfile"
+        code, out, err = await engine.run(
+            "build", *engine.run_flags, "--network", "none",
+            "--label", f"corral.system={plan.system}",
+            "-f", str(dockerfile), "-t", tag, str(context), timeout=900,
+        )  # fmt: skip
+        if code != 0:
+            raise EngineError(build_failure(service, dockerfile, out + err))
+        await asyncio.to_thread(shutil.rmtree, context, ignore_errors=True)
     await _remove_older(engine, tag)
     return tag
 

@@ -22,11 +22,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from corral.images._base import BASE_PYTHON, CACHE
+from corral.images._base import BASE_PYTHON, CACHE, machine_lock
 from corral.images._engine import EngineError
 
 WHEELHOUSE_VARIABLE = "CORRAL_WHEELHOUSE"
@@ -99,8 +100,26 @@ async def build_wheelhouse(requirements: Iterable[str], progress: Callable[[str]
     target = [BASE_PYTHON.encode(), machine.encode(), "\n".join(own).encode()]
     key = _digest([source_digest(root).encode(), *target])
     folder = CACHE / f"wheelhouse-{key}"
-    if await asyncio.to_thread(folder.is_dir):
-        return folder
+    if not await asyncio.to_thread(_reuse, folder):
+        async with machine_lock(folder.name, progress):
+            if not await asyncio.to_thread(_reuse, folder):  # not made while this run waited
+                await _make(root, own, target, folder, progress)
+    return folder
+
+
+def _reuse(folder: Path) -> bool:
+    """Whether ``folder`` is made; if so marked as just used, so no prune removes it
+    while this run copies from it (every checkout on the machine shares the cache)."""
+    try:
+        os.utime(folder)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+async def _make(
+    root: Path, own: list[str], target: list[bytes], folder: Path, progress: Callable[[str], None]
+) -> None:
     progress(f"building corral's wheel from {root}")
     partial = await asyncio.to_thread(_scratch, "wheelhouse-partial-")
     try:
@@ -111,30 +130,37 @@ async def build_wheelhouse(requirements: Iterable[str], progress: Callable[[str]
         lock = root / "uv.lock"
         deps_key = _digest([await asyncio.to_thread(lock.read_bytes), *target])
         deps = CACHE / f"dependencies-{deps_key}"
-        if not await asyncio.to_thread(deps.is_dir):
-            progress(f"downloading the dependencies' wheels for Python {BASE_PYTHON}")
-            scratch = await asyncio.to_thread(_scratch, "dependencies-partial-")
-            try:
-                requirements_file = await asyncio.to_thread(_requirements_file, partial, own)
-                await _run(
-                    [*_pip(), "download", "--quiet", "--disable-pip-version-check",
-                     "--only-binary=:all:", "--python-version", BASE_PYTHON,
-                     "--implementation", "cp",
-                     *(f"--platform={tag}_{machine}" for tag in _MANYLINUX),
-                     "--dest", str(scratch), "-r", str(requirements_file)],
-                    "downloading the dependencies' wheels",
-                )  # fmt: skip
-                await asyncio.to_thread(_finish, scratch, requirements_file, deps)
-            except BaseException:
-                shutil.rmtree(scratch, ignore_errors=True)
-                raise
+        async with machine_lock(deps.name, progress):  # checkouts with one lock share it
+            if not await asyncio.to_thread(deps.is_dir):
+                await _download(partial, own, deps, progress)
         await asyncio.to_thread(_assemble, partial, deps, folder)
         await asyncio.to_thread(_prune, "wheelhouse-", keep=3)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     progress(f"wheelhouse ready in {folder}")
-    return folder
+
+
+async def _download(
+    partial: Path, own: list[str], deps: Path, progress: Callable[[str], None]
+) -> None:
+    """The dependencies' wheels of Corral's wheel (in ``partial``) and ``own`` into ``deps``."""
+    progress(f"downloading the dependencies' wheels for Python {BASE_PYTHON}")
+    scratch = await asyncio.to_thread(_scratch, "dependencies-partial-")
+    try:
+        requirements_file = await asyncio.to_thread(_requirements_file, partial, own)
+        await _run(
+            [*_pip(), "download", "--quiet", "--disable-pip-version-check",
+             "--only-binary=:all:", "--python-version", BASE_PYTHON,
+             "--implementation", "cp",
+             *(f"--platform={tag}_{platform.machine()}" for tag in _MANYLINUX),
+             "--dest", str(scratch), "-r", str(requirements_file)],
+            "downloading the dependencies' wheels",
+        )  # fmt: skip
+        await asyncio.to_thread(_finish, scratch, requirements_file, deps)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
 
 
 _MANYLINUX = ("manylinux2014", "manylinux_2_17", "manylinux_2_28", "manylinux_2_31",
@@ -170,12 +196,20 @@ def _finish(scratch: Path, requirements_file: Path, folder: Path) -> None:
     scratch.rename(folder)  # atomic: a half-made folder is never reused
 
 
+IN_USE_S = 3600.0
+"""A cache folder used this recently is never pruned: another checkout's ``corral up``
+(or test run) on the same machine may be copying from it."""
+
+
 def _prune(prefix: str, *, keep: int) -> None:
-    """Remove all but the ``keep`` newest cache folders of a kind (a cache: safe)."""
+    """Remove all but the ``keep`` newest cache folders of a kind (a cache: safe), and
+    none used within :data:`IN_USE_S`."""
     folders = sorted(CACHE.glob(f"{prefix}*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    now = time.time()
     for old in folders[keep:]:
-        if not old.name.startswith(f"{prefix}partial"):
-            shutil.rmtree(old, ignore_errors=True)
+        if old.name.startswith(f"{prefix}partial") or now - old.stat().st_mtime < IN_USE_S:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _assemble(partial: Path, deps: Path, folder: Path) -> None:
