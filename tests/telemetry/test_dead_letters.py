@@ -116,6 +116,7 @@ def test_dead_letters_show_replay_and_purge(bus_system: Api, tmp_path: Path) -> 
     assert api.letters()["dead_letters"] == 0
 
 
+@pytest.mark.timeout(300)  # a rollout, a pause and a browser on a loaded machine
 def test_topic_rates_and_consumer_lag_over_time(bus_system: Api, tmp_path: Path) -> None:
     """Events published while the bus is sampled show as a publish rate for the topic and
     a lag line for its consumer, in the API and drawn on the Events view."""

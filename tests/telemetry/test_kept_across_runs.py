@@ -26,6 +26,7 @@ def _requests(api: str, token: str) -> int:
     return sum(n for n in answer.json()["requests"] if n is not None)
 
 
+@pytest.mark.timeout(300)  # two `corral up`s, two CLI reads of the store: under load, >120 s
 def test_a_trace_survives_down_and_up(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Kept across runs: searched from the file while down, served again after up."""
     root: Path = tmp_path_factory.mktemp("kept")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from conftest import System
@@ -57,6 +58,7 @@ def _cells_fit(page: Page, selector: str) -> bool:
     )
 
 
+@pytest.mark.timeout(300)  # a rollout, a pause and a browser on a loaded machine
 def test_config_chaos_and_history_views(system: System, tmp_path: Path) -> None:
     """After traffic, a configuration change, a pause and a reported run: the config view
     lists the versions with author and message, the change's diff and each instance's
