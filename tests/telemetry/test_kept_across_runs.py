@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from telemetry_system import APPS, MANIFEST
 
-from conftest import APPS, MANIFEST
 from testkit import corral, wait_for
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import sync_playwright
+from telemetry_system import System
 
-from conftest import System
 from testkit import corral, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
+from telemetry_system import System
 
-from conftest import System
 from testkit import corral, wait_for
 
 BROWSER_ARGS = [
