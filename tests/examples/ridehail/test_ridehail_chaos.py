@@ -1,6 +1,7 @@
-"""Two of ridehail's chaos experiments, run for real with `corral chaos run` against
+"""Three of ridehail's chaos experiments, run for real with `corral chaos run` against
 `corral up -d` (every service a process, the embedded NATS, Envoy): the NATS server
-restarted mid-flow, and rides' database write-locked, each while a small city rides.
+restarted mid-flow, rides' database write-locked, and rides' calls to payments failing
+on rides' side, each while a small city rides.
 Each must hold (exit 0): every ride paid once, nothing stuck, nothing dead-lettered."""
 
 from __future__ import annotations
@@ -64,3 +65,12 @@ def test_a_rides_database_outage_is_survived(ridehail: Path) -> None:
         "rides database outage, then recovery",
         "NATS restart mid-flow loses nothing",
     ]
+
+
+def test_fare_estimates_failing_for_rides_only_degrade_it(ridehail: Path) -> None:
+    """A caller-side fault: rides' calls to payments answer 503 in rides' own client while
+    rides flow; rides falls back (no estimate), every ride is paid, nothing dead-lettered."""
+    report = run(ridehail, "fare-estimate-down")
+    assert report["verdict"] == "held"
+    [parallel] = report["steps"]
+    assert "abort 503 on 100% of the calls from rides" in parallel["detail"]

@@ -426,17 +426,17 @@ class ServiceClient:
             url = urls[0] if len(urls) == 1 else self.balancer.pick(urls, previous_url or None)
             if attempt_timeout <= 0:  # aiohttp would read 0 as "no timeout"
                 raise TimeoutError
-            one_off = cut
+            send_timeout, one_off = attempt_timeout, cut
             if self.fault is not None:  # a chaos experiment: rare, kept out of the way
-                injected, attempt_timeout = await self._inject(url, attempt, attempt_timeout)
+                injected, send_timeout = await self._inject(url, attempt, attempt_timeout)
                 if injected is not None:
                     verdict = injected.status_code < 500
                     return injected, None, url
-                one_off = True
+                one_off = cut or send_timeout != attempt_timeout  # what a delay left
             # The deadline the callee gets: the caller's when it cuts the attempt, else the
             # end of the attempt timeout; in whole milliseconds, rounded down (never later
             # than the real one). The text is made once per millisecond (_deadline_text).
-            ends_ms = int((at if cut and at is not None else time.time() + attempt_timeout) * 1000)
+            ends_ms = int((at if cut and at is not None else time.time() + send_timeout) * 1000)
             if ends_ms != self._deadline_ms:
                 self._deadline_text_for(ends_ms)
             outgoing[_DEADLINE] = self._deadline_text
@@ -457,8 +457,8 @@ class ServiceClient:
                     json=json,
                     data=content,
                     headers=outgoing,
-                    timeout=(None if one_off else self._timeouts.get(attempt_timeout))
-                    or self._timeout(attempt_timeout, one_off),
+                    timeout=(None if one_off else self._timeouts.get(send_timeout))
+                    or self._timeout(send_timeout, one_off),
                 )
                 try:
                     body = await raw.read()
