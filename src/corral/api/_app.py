@@ -382,7 +382,8 @@ _REGISTRY = {
     f"/{API_VERSION}/registry": Rule(Access.READER, _NO_BODY),
     f"/{API_VERSION}/registry/watch": Rule(Access.READER, _NO_BODY),
 }
-"""What the discovery token may read: the registry, nothing else."""
+"""What the discovery token may read here: the registry. (The only other route it
+reaches is the caller-side fault feed, declared with the chaos routes.)"""
 
 
 def _line(entry: Any) -> dict[str, Any]:
