@@ -20,7 +20,9 @@ generated-protobuf one.
 
 The OTEL_BSP_* variables size the queue, the batch and the timer, as they do the SDK's
 processor; the defaults differ on purpose: a deeper queue (the SDK's 2,048 drops spans
-in ordinary bursts) and a one-second timer (spans reach the dashboard sooner).
+in ordinary bursts), larger batches (a post costs about 1.5 ms of CPU whatever its size:
+2,048 spans, about 400 KB, make it under a microsecond a span) and a one-second timer
+(spans reach the dashboard sooner).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ __all__ = ["LeanOTLPSpanExporter", "QueueSpanProcessor"]
 _log = logging.getLogger(__name__)
 
 MAX_QUEUE = 16_384
-MAX_BATCH = 512
+MAX_BATCH = 2_048
 DELAY_MS = 1_000
 _DROP_REPORT_EVERY_S = 30.0
 
