@@ -283,7 +283,7 @@ def main() -> None:
     parser.add_argument(
         "--output",
         default="sdk_overhead.json",
-        help="Result file under bench/results (the export run of 2026-12-01: sdk_export.json).",
+        help="Result file under bench/results (export runs: sdk_export.json).",
     )
     parser.add_argument(
         "--export",

@@ -101,7 +101,7 @@ def test_bad_queue_settings_in_the_environment_fall_back(monkeypatch: pytest.Mon
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-3")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "250")
     processor = QueueSpanProcessor(InMemorySpanExporter())
-    assert (processor.max_queue_size, processor.max_export_batch_size) == (16_384, 512)
+    assert (processor.max_queue_size, processor.max_export_batch_size) == (16_384, 2_048)
     assert processor._delay_s == 0.25
     processor.shutdown()
 

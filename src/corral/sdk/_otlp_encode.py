@@ -26,7 +26,7 @@ resources and scopes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
@@ -39,7 +39,7 @@ from opentelemetry.trace import SpanKind
 from corral.sdk import _secrets
 from corral.sdk._span_server import ServerSpan
 
-__all__ = ["encode_spans"]
+__all__ = ["Group", "encode_request", "encode_span", "encode_spans", "group_of"]
 
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
@@ -322,13 +322,16 @@ def _redacted(text: str) -> bytes:
 _utf8 = _plain
 """How every text is written: redacted while the SDK knows a secret."""
 _forms: tuple[tuple[str, str], ...] = ()
+_forms_list: list[tuple[str, str]] | None = None
 _names: dict[str, bytes] = {}
 
 
 def _secrets_changed() -> None:
-    """Clear what was encoded under other secrets (they only grow: a config push, say)."""
-    global _utf8, _forms
-    _forms = tuple(_secrets.SECRET_FORMS)
+    """Clear what was encoded under other secrets. They are only ever added (a config
+    push, say), so a new length tells a change."""
+    global _utf8, _forms, _forms_list
+    _forms_list = _secrets.SECRET_FORMS
+    _forms = tuple(_forms_list)
     _pairs.clear()
     _names.clear()
     _resources.clear()
@@ -336,25 +339,46 @@ def _secrets_changed() -> None:
     _utf8 = _redacted if _forms else _plain
 
 
-def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
-    """The serialized ``ExportTraceServiceRequest`` for ``spans``, grouped by resource,
-    then instrumentation scope, in order of first appearance, as the official encoder
-    groups them (it uses equality; identity here: equal resources or scopes that are
-    distinct objects are written as separate groups, the same data either way, and one
-    provider hands all its spans the same objects)."""
-    if len(_secrets.SECRET_FORMS) != len(_forms) or tuple(_secrets.SECRET_FORMS) != _forms:
+Group = tuple[Resource, InstrumentationScope | None]
+"""Where a span is written: its resource and instrumentation scope."""
+_groups: dict[tuple[int, int], Group] = {}
+
+
+def group_of(span: ReadableSpan) -> Group:
+    """The span's (resource, scope), one tuple for all the spans of a tracer."""
+    resource, scope = span.resource, span.instrumentation_scope or None
+    group = _groups.get((id(resource), id(scope)))
+    if group is None or group[0] is not resource or group[1] is not scope:
+        if len(_groups) >= 1024:  # tracers made per request: new scope objects each
+            _groups.clear()
+        group = _groups[id(resource), id(scope)] = (resource, scope)
+    return group
+
+
+def encode_span(span: ReadableSpan) -> bytes:
+    """One span as the ``spans`` field of a ScopeSpans, for :func:`encode_request`."""
+    forms = _secrets.SECRET_FORMS
+    if forms is not _forms_list or len(forms) != len(_forms):
         _secrets_changed()
+    return _field(_SS_SPANS, _span(span))
+
+
+def encode_request(spans: Iterable[tuple[Group, bytes]]) -> bytes:
+    """The serialized ``ExportTraceServiceRequest`` of spans encoded by
+    :func:`encode_span`, grouped by resource, then instrumentation scope, in order of
+    first appearance, as the official encoder groups them (by equality; by identity
+    here: equal resources or scopes that are distinct objects are written as separate
+    groups, the same data either way, and one tracer hands all its spans the same
+    objects)."""
     grouped: dict[int, tuple[Resource, dict[int, tuple[Any, list[bytes]]]]] = {}
-    for span in spans:
-        resource = span.resource
-        group = grouped.get(id(resource))
-        if group is None:
-            group = grouped[id(resource)] = (resource, {})
-        scope = span.instrumentation_scope or None
-        scoped = group[1].get(id(scope))
+    for (resource, scope), encoded_span in spans:
+        by_resource = grouped.get(id(resource))
+        if by_resource is None:
+            by_resource = grouped[id(resource)] = (resource, {})
+        scoped = by_resource[1].get(id(scope))
         if scoped is None:
-            scoped = group[1][id(scope)] = (scope, [])
-        scoped[1].append(_field(_SS_SPANS, _span(span)))
+            scoped = by_resource[1][id(scope)] = (scope, [])
+        scoped[1].append(encoded_span)
     out = []
     for resource, scopes in grouped.values():
         parts = [_resource(resource)]
@@ -367,3 +391,8 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
             parts.append(_field(_RS_SCHEMA, resource.schema_url.encode()))
         out.append(_field(_REQ_RESOURCE_SPANS, b"".join(parts)))
     return b"".join(out)
+
+
+def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
+    """The serialized ``ExportTraceServiceRequest`` for ``spans``."""
+    return encode_request([(group_of(span), encode_span(span)) for span in spans])
