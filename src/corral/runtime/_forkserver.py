@@ -37,7 +37,7 @@ from corral.runtime._process import child_setup, pid_alive
 
 _SCRIPT = Path(__file__).with_name("_forkserver_main.py")
 SERVE_MODULE = "corral.sdk.serve"
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
 """Seconds the fork server may take to import everything before it counts as failed."""
 _STREAM_LIMIT = 1 << 20
 
