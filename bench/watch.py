@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from _common import percentile, write_result
+from startup import fork_server as fork_server_switch
 
 from corral.api import ApiClient
 from corral.control import SystemSession, addons_for
@@ -89,15 +90,8 @@ async def main(edits: int) -> dict[str, Any]:
 
 
 async def measure(edits: int, *, fork_server: bool) -> dict[str, Any]:
-    previous = os.environ.get(FORK_SERVER_VARIABLE)
-    os.environ[FORK_SERVER_VARIABLE] = "1" if fork_server else "0"
-    try:
+    with fork_server_switch(fork_server):
         return await _measure(edits)
-    finally:
-        if previous is None:
-            os.environ.pop(FORK_SERVER_VARIABLE, None)
-        else:
-            os.environ[FORK_SERVER_VARIABLE] = previous
 
 
 async def _measure(edits: int) -> dict[str, Any]:

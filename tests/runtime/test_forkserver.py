@@ -4,6 +4,7 @@ exit codes, restarts, reaping), and the runtime falls back to spawning when it i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -365,3 +366,31 @@ def test_what_the_fork_server_imports_reads_from_the_environment_is_keyed_or_ref
     }
     assert frozen == {}, f"read at import, neither keyed nor refreshed: {frozen}"
     assert _forkserver.SERVE_MODULE == _forkserver_main.SERVE_MODULE
+
+
+async def test_an_interpreter_without_corral_spawns_and_is_given_up(tmp_path: Path) -> None:
+    """A fork server that cannot start (its interpreter lacks Corral) means a plain spawn,
+    which fails as it always did; after three failed starts the driver stops trying."""
+    from corral.manifest import load
+    from corral.plan import resolve
+    from corral.runtime._process import Reaper
+
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    plan = resolve(load(_manifest(tmp_path)), python=str(base))
+    service = plan.services["probe"]
+    reaper = Reaper()
+    await reaper.start()
+    driver = ProcessDriver(reaper, fork=True)
+    try:
+        for _ in range(40):
+            program = await driver.start(service, "probe-1", {"PATH": os.environ["PATH"]})
+            assert isinstance(program._proc, asyncio.subprocess.Process), "spawned"
+            assert await program.wait() != 0  # no corral.sdk there, as before
+            await program.release()
+            if driver._given_up:
+                break
+        assert driver.fork_servers == []
+        assert len(driver._given_up) == 1, "three failed starts: no more tries"
+    finally:
+        await driver.close()
+        await reaper.stop()

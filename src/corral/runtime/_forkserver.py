@@ -186,6 +186,7 @@ class ForkServer:
             await asyncio.wait_for(asyncio.shield(self._ready), within)
         except TimeoutError:
             await self.close()
+            self._ready.exception()  # retrieved: nobody else waits for it
             raise ForkUnavailable("the fork server did not start in time") from None
         except ForkUnavailable:
             await self.close()
@@ -301,10 +302,13 @@ class ForkServer:
 
     async def close(self) -> None:
         """Stop the server (EOF on its socket); its remaining children die with it."""
+        if self._sock is not None and not self.dead:
+            # Before the socket is closed: a reader left on a closed fd would swallow the
+            # next registration of that fd number (asyncio only updates its own map when
+            # the mask is unchanged, so the kernel never polls the new file).
+            self._lost("the fork server was stopped")
         sock, self._sock = self._sock, None
         if sock is not None:
-            if not self.dead:
-                self._lost("the fork server was stopped")
             sock.close()
         self.dead = True
         proc = self._proc

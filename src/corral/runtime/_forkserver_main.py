@@ -97,7 +97,8 @@ PRELOAD_IF_INSTALLED = (
 )
 """Measured worth pre-importing (CPU per instance start), where the interpreter has them;
 their import-time reads of the environment are keyed (tests/runtime/test_forkserver.py
-audits it)."""
+audits it). Imported after ``ready``, one at a time while no request waits, so the first
+instances of ``corral up`` wait only for :data:`PRELOAD`."""
 
 SERVE_MODULE = "corral.sdk.serve"
 _PR_SET_PDEATHSIG = 1
@@ -110,6 +111,20 @@ class Child:
     def __init__(self, target: str, cwd: str) -> None:
         self.target = target
         self.cwd = cwd
+
+
+def _preload_one(names: list[str]) -> list[str]:
+    """Import ``names[0]`` (when installed); the names still to import. An import that
+    fails otherwise ends the preloading: what it left half done stays out of the way."""
+    name, rest = names[0], names[1:]
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        return rest
+    except Exception as exc:
+        print(f"fork server: not pre-importing {name}: {exc!r}", file=sys.stderr)
+        return []
+    return rest
 
 
 def _prctl_pdeathsig() -> None:
@@ -137,8 +152,15 @@ class Server:
         self.selector.register(self.sock, selectors.EVENT_READ)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         self.send({"ready": os.getpid()})
+        later = list(PRELOAD_IF_INSTALLED)
         while True:
-            for key, _ in self.selector.select():
+            events = self.selector.select(0 if later else None)
+            if not events and later:
+                # Idle: one more of the optional modules (a fork meanwhile imports what
+                # is not loaded yet itself, as a fresh interpreter would).
+                later = _preload_one(later)
+                continue
+            for key, _ in events:
                 if key.fileobj is self.sock:
                     try:
                         data, fds, _flags, _addr = socket.recv_fds(self.sock, _MAX_MESSAGE, 4)
@@ -273,9 +295,6 @@ def main() -> None:
     try:
         for name in PRELOAD:
             importlib.import_module(name)
-        for name in PRELOAD_IF_INSTALLED:
-            with contextlib.suppress(ModuleNotFoundError):
-                importlib.import_module(name)
     except Exception as exc:
         sock.send(json.dumps({"failed": f"cannot import {name}: {exc!r}"}).encode())
         sys.exit(1)

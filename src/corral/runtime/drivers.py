@@ -23,7 +23,6 @@ from corral.plan import Plan, ServicePlan
 from corral.runtime._forkserver import (
     ForkedChild,
     ForkServer,
-    ForkUnavailable,
     forkable,
     startup_key,
 )
@@ -149,6 +148,13 @@ _MAX_FORK_SERVERS = 4
 (an unusual manifest) spawn."""
 
 
+_START_ATTEMPTS = 3
+"""Fork server starts that may fail in a row (an interpreter without Corral, say) before
+the driver spawns every instance of that interpreter for the rest of the run."""
+
+_Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
 class ProcessDriver:
     """Each instance a local process group, recorded with the reaper.
 
@@ -165,7 +171,11 @@ class ProcessDriver:
         if fork is None:
             fork = os.environ.get(FORK_SERVER_VARIABLE, "1").strip() != "0"
         self._fork = fork
-        self._servers: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[ForkServer]] = {}
+        self._servers: dict[_Key, asyncio.Task[ForkServer]] = {}
+        self._start_failures: dict[_Key, int] = {}
+        self._given_up: set[_Key] = set()
+        self._restarted: set[_Key] = set()
+        """Keys whose first fork server is gone: a start never waits for a new one."""
         self._closed = False
 
     async def prepare(self, plan: Plan, reaper: Reaper) -> None:
@@ -181,27 +191,52 @@ class ProcessDriver:
         return _Process(proc, self._reaper)
 
     async def _forked(self, service: ServicePlan, env: Mapping[str, str]) -> Running | None:
+        """The instance forked, or None: spawn it (the fork server cannot)."""
         key = startup_key(service.argv[0], env)
+        if key in self._given_up:
+            return None
         task = self._servers.get(key)
         if task is None:
             if len(self._servers) >= _MAX_FORK_SERVERS:
                 return None
             task = self._servers[key] = asyncio.ensure_future(self._start_server(key))
+        elif not task.done() and key in self._restarted:
+            return None  # a replacement is still starting: spawning is sooner
         try:
             server = await asyncio.shield(task)
             child = await server.fork(service.argv[3], env, service.workdir)
-        except ForkUnavailable as exc:
-            _log.warning(
-                "fork server unavailable (%s); spawning %s, restarting it", exc, service.name
-            )
-            if self._servers.get(key) is task:
-                # Restart in the background: this instance spawns now, later ones fork.
-                self._servers[key] = asyncio.ensure_future(self._start_server(key))
+        except OSError:
+            raise  # what a spawn raises too: the working directory is missing
+        except Exception as exc:  # gone, refused, or could not start: spawn instead
+            self._unavailable(key, task, service.name, exc)
             return None
+        self._start_failures.pop(key, None)
         self._reaper.add(child.pid)
         return _Process(child, self._reaper)
 
-    async def _start_server(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> ForkServer:
+    def _unavailable(
+        self, key: _Key, task: asyncio.Task[ForkServer], service: str, exc: Exception
+    ) -> None:
+        if self._servers.get(key) is not task:
+            return  # another start already reported it and started a new one
+        failed_start = not task.cancelled() and task.exception() is not None
+        if failed_start:
+            self._start_failures[key] = self._start_failures.get(key, 0) + 1
+        if self._start_failures.get(key, 0) >= _START_ATTEMPTS:
+            self._given_up.add(key)
+            del self._servers[key]
+            _log.warning(
+                "fork server failed to start %d times (%s); spawning every instance",
+                _START_ATTEMPTS,
+                exc,
+            )
+            return
+        _log.warning("fork server unavailable (%s); spawning %s, restarting it", exc, service)
+        # Restarted in the background: this instance spawns now, later ones fork.
+        self._restarted.add(key)
+        self._servers[key] = asyncio.ensure_future(self._start_server(key))
+
+    async def _start_server(self, key: _Key) -> ForkServer:
         python, startup = key
         server = ForkServer(python, dict(startup))
         await server.start()
