@@ -338,7 +338,9 @@ class Service(Generic[S]):
         )
         register_secrets(secret_values(runtime, self._settings) | environment_secrets(os.environ))
         set_caller(self.service_name)
-        if runtime.otel_endpoint:
+        # serve configures before uvicorn starts and ``start`` again (for hosts that run
+        # the app themselves): one tracer provider, not a second one with its own exporter.
+        if runtime.otel_endpoint and not self.export_spans:
             self._tracer_provider = build_tracer_provider(
                 service=runtime.otel_service_name or self.service_name,
                 instance=self.instance,
