@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -20,7 +21,7 @@ import testkit
 from corral.images import Engine, EngineError
 from corral.images import _base as images_base
 from corral.images import _wheels as images_wheels
-from corral.images._build import build_failure
+from corral.images._build import base_id, build_failure
 from corral.images._driver import container_environment, signal_exit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,3 +204,23 @@ def test_prune_spares_wheelhouses_used_within_the_hour(
         os.utime(folder, (long_ago, long_ago))
     images_wheels._prune("wheelhouse-", keep=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in recent)
+
+
+class _PrintsId:
+    """An engine whose ``image inspect`` prints ``printed``."""
+
+    def __init__(self, printed: str) -> None:
+        self.printed = printed
+
+    async def run(self, *args: str, **kwargs: object) -> tuple[int, str, str]:
+        return 0, self.printed, ""
+
+
+def test_both_engines_name_one_base_image_alike() -> None:
+    """docker's "sha256:<id>" and podman's "<id>" of the same base give one id, so the
+    images' content tags agree and one engine copies the other's images."""
+    ids = {
+        asyncio.run(base_id(cast(Engine, _PrintsId(printed)), "localhost/corral-base:trixie"))
+        for printed in ("sha256:270ab5470672\n", "270ab5470672\n")
+    }
+    assert ids == {"270ab5470672"}

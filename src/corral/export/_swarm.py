@@ -14,11 +14,17 @@ where ``docker stack deploy`` reads Compose differently (measured with Docker 20
   interface: Swarm has no host address for a port);
 - no ``build`` or ``restart`` (ignored by Swarm: images are built beforehand, and
   ``deploy.restart_policy`` decides), a job that must not restart gets ``condition: none``;
-- ``tmpfs`` as a tmpfs mount, and no ``start_interval`` (API 1.41 ignores it).
+- ``tmpfs`` as a tmpfs mount, and no ``start_interval`` (API 1.41 ignores it);
+- a Python healthcheck's ``timeout`` at least :data:`PYTHON_PROBE_TIMEOUT_S`: Docker's
+  timeout covers starting the interpreter, which takes seconds on a loaded node, and in
+  Swarm a task that never turns healthy never counts (ridehail's stack did not converge
+  at load ~30 with 1-2 s: every check timed out); the probe's own request keeps the
+  manifest's timeout.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from corral.export._compose import compose_document
@@ -29,6 +35,25 @@ from corral.plan import Plan
 
 STACK_FILE = "swarm/stack.yaml"
 STACK_VERSION = "3.8"
+PYTHON_PROBE_TIMEOUT_S = 10
+
+
+def _healthcheck(check: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in check.items() if k != "start_interval"}
+    test = out.get("test", [])
+    if len(test) > 1 and test[0] == "CMD" and test[1] in ("python", "python3"):
+        timeout = max(_seconds(str(out.get("timeout", "0s"))), PYTHON_PROBE_TIMEOUT_S)
+        out["timeout"] = f"{timeout:g}s"
+    return out
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(duration: str) -> float:
+    """A Go duration as the Compose renderer writes it (``1s``, ``500ms``, ``1m30s``)."""
+    return sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION.findall(duration))
 
 
 def _port(spec: str) -> dict[str, Any]:
@@ -42,7 +67,7 @@ def _service(spec: dict[str, Any]) -> dict[str, Any]:
     if "depends_on" in spec:
         out["depends_on"] = sorted(spec["depends_on"])
     if "healthcheck" in spec:
-        out["healthcheck"] = {k: v for k, v in spec["healthcheck"].items() if k != "start_interval"}
+        out["healthcheck"] = _healthcheck(spec["healthcheck"])
     if "ports" in spec:
         out["ports"] = [_port(p) for p in spec["ports"]]
     if "tmpfs" in spec:

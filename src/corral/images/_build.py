@@ -82,7 +82,9 @@ async def base_id(engine: Engine, base_image: str) -> str:
     code, out, err = await engine.run("image", "inspect", "--format", "{{.Id}}", base_image)
     if code != 0:
         raise EngineError(f"base image {base_image}: {err.strip()}")
-    return out.strip()
+    # docker prints "sha256:<hex>", podman "<hex>" for the same image: one id, so both
+    # engines compute the same tags and each can copy the other's images, not rebuild.
+    return out.strip().removeprefix("sha256:")
 
 
 async def build_image(
