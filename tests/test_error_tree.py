@@ -24,6 +24,7 @@ INTERNAL_SIGNALS = {
     "corral.api._logins.LoginRefused": "answered as a 401/429 problem by the login route",
     "corral.config._rollout.Refused": "becomes ConfigRejectedError with every problem",
     "corral.manifest._limits.Refused": "becomes a located Diagnostic of a ManifestError",
+    "corral.runtime._forkserver.ForkUnavailable": "the process driver spawns the instance instead",
 }
 
 
