@@ -21,6 +21,8 @@ Goal (issue 13): a warm docker ``up`` of hello within 2x the process runtime's."
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import resource
@@ -210,7 +212,7 @@ def private_cache() -> None:
             shutil.copytree(deps, target, copy_function=os.link)
 
 
-def main() -> None:
+def main(systems: list[str], with_swarm: bool) -> None:
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="corral-bench-run-"))
     private_cache()
     commit = run("git", "rev-parse", "HEAD", cwd=ROOT).strip()
@@ -220,7 +222,7 @@ def main() -> None:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="corral-bench-runtime-") as scratch:
         folder = Path(scratch)
-        for system in SYSTEMS:
+        for system in systems:
             results[system] = {}
             for runtime in RUNTIMES:
                 print(f"{system} under {runtime}…", flush=True)
@@ -229,11 +231,13 @@ def main() -> None:
                 except RuntimeError as exc:
                     results[system][runtime] = {"error": str(exc)[-2000:]}
                 print(f"  {results[system][runtime]}", flush=True)
-        created = "inactive" in docker("info", "--format", "{{.Swarm.LocalNodeState}}")
+        created = with_swarm and "inactive" in docker(
+            "info", "--format", "{{.Swarm.LocalNodeState}}"
+        )
         if created:
             docker("swarm", "init", "--advertise-addr", "127.0.0.1")
         try:
-            for system in SYSTEMS:
+            for system in systems if with_swarm else []:
                 print(f"{system} on Swarm…", flush=True)
                 try:
                     swarms[system] = swarm(system, folder)
@@ -259,7 +263,9 @@ def main() -> None:
         "export --offline + docker build of every image, stack deploy to every service "
         "at its replicas and the gateway answering, stack rm to no service left",
         "commit": commit,
-        "process_runtime": "main's process driver (no fork server)",
+        "process_runtime": "the process driver, app: instances forked from the warm fork server"
+        if os.environ.get("CORRAL_FORK_SERVER") != "0"
+        else "the process driver, every instance spawned (CORRAL_FORK_SERVER=0)",
         "cache_note": "a private CORRAL_IMAGE_CACHE seeded with the downloaded dependencies: "
         "cold includes building corral's wheel, not downloading dependencies",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
@@ -277,9 +283,44 @@ def main() -> None:
         "ratios": ratios,
         "goal": "hello_docker_warm_over_process <= 2.0",
     }
+    if set(systems) != set(SYSTEMS) or not with_swarm:
+        data = _merged(data, systems, with_swarm)
     path = write_result("runtime.json", data)
     print(path)
 
 
+def _merged(data: dict[str, Any], systems: list[str], with_swarm: bool) -> dict[str, Any]:
+    """A run of some systems replaces only their entries of the stored results; each
+    system's runtimes still come from one run (side by side), named in ``runs``."""
+    path = ROOT / "bench" / "results" / "runtime.json"
+    stored: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    runs = stored.get("runs", {})
+    for system in systems:
+        runs[system] = {
+            "commit": data["commit"],
+            "wall_s": data["wall_s"],
+            "process_runtime": data["process_runtime"],
+        }
+        stored.setdefault("systems", {})[system] = data["systems"][system]
+        if with_swarm:
+            stored.setdefault("swarm", {})[system] = data["swarm"][system]
+    stored.setdefault("ratios", {}).update(data["ratios"])
+    stored["runs"] = runs
+    for key in ("what", "cache_note", "machine", "load_note", "cpu_note"):
+        stored[key] = data[key]
+    stored.setdefault("goal", data["goal"])
+    return stored
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        choices=sorted(SYSTEMS),
+        default=list(SYSTEMS),
+        help="measure only these (their stored entries are replaced, the others kept)",
+    )
+    parser.add_argument("--no-swarm", action="store_true", help="skip the Swarm deployment")
+    args = parser.parse_args()
+    main(args.systems, with_swarm=not args.no_swarm)
