@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from corral.sdk._logging import configure_logging
+from corral.sdk.client import ClientTelemetry, Policy, ServiceClient, StaticResolver
 from testkit import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -94,3 +95,27 @@ async def upstream(upstreams: tuple[Upstream, Upstream]) -> AsyncIterator[Upstre
     yield upstreams[0]
     for u in upstreams:
         await u.admin("/admin/reset")
+
+
+MakeClient = Callable[..., ServiceClient]
+
+
+@pytest.fixture
+async def make_client(upstream: Upstream) -> AsyncIterator[MakeClient]:
+    """A client of the fault service with the given policy; closed after the test."""
+    clients: list[ServiceClient] = []
+
+    def make(**policy: Any) -> ServiceClient:
+        client = ServiceClient(
+            "fault",
+            resolver=StaticResolver({"fault": upstream.url}),
+            policy=Policy(**policy),
+            telemetry=ClientTelemetry(),
+            caller="caller",
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()

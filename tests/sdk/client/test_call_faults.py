@@ -8,7 +8,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -24,12 +24,9 @@ from corral.sdk.client import (
     BulkheadFullError,
     BulkheadPolicy,
     CircuitState,
-    ClientTelemetry,
-    Policy,
     RetryPolicy,
     ServiceCallError,
     ServiceClient,
-    StaticResolver,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -51,26 +48,6 @@ def fault(**overrides: Any) -> CallFault:
         "until": time.time() + 60,
     }
     return CallFault(**{**values, **overrides})
-
-
-@pytest.fixture
-async def make_client(upstream: Upstream) -> AsyncIterator[Callable[..., ServiceClient]]:
-    clients: list[ServiceClient] = []
-
-    def make(**policy: Any) -> ServiceClient:
-        client = ServiceClient(
-            "fault",
-            resolver=StaticResolver({"fault": upstream.url}),
-            policy=Policy(**policy),
-            telemetry=ClientTelemetry(),
-            caller="caller",
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,12 +16,9 @@ from corral.sdk.client import (
     BulkheadPolicy,
     CircuitOpenError,
     CircuitState,
-    ClientTelemetry,
     DeadlineExceededError,
-    Policy,
     RetryPolicy,
     ServiceClient,
-    StaticResolver,
     UpstreamError,
     UpstreamTimeoutError,
     deadline,
@@ -35,26 +31,6 @@ NO_RETRY = RetryPolicy(attempts=1)
 GENEROUS_BUDGET = {"budget_ratio": 10.0, "budget_min_per_second": 100.0}
 
 MakeClient = Callable[..., ServiceClient]
-
-
-@pytest.fixture
-async def make_client(upstream: Upstream) -> AsyncIterator[MakeClient]:
-    clients: list[ServiceClient] = []
-
-    def make(**policy: Any) -> ServiceClient:
-        client = ServiceClient(
-            "fault",
-            resolver=StaticResolver({"fault": upstream.url}),
-            policy=Policy(**policy),
-            telemetry=ClientTelemetry(),
-            caller="caller",
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
 
 
 def metric(client: ServiceClient, name: str, **labels: str) -> float:
