@@ -228,14 +228,7 @@ class Chaos:
         """SIGSTOP one instance for ``seconds``, then SIGCONT."""
         self._check_duration(seconds)
         instance = self._pick(target)
-        if any(
-            e.kind in ("pause", "cpu") and e.target == instance.id for e in self._active.values()
-        ):
-            raise ChaosError(
-                Refusal.CONFLICT,
-                "already paused",
-                f"{instance.id} is paused or throttled by an experiment",
-            )
+        self._refuse_if_stopped(instance, "already paused")
         pgid = instance.pause()
         if pgid is None:
             raise ChaosError(
@@ -259,14 +252,7 @@ class Chaos:
                 f"throttle between 1% and 99% of the time, got {percent}% (100% is a pause)",
             )
         instance = self._pick(target)
-        if any(
-            e.kind in ("pause", "cpu") and e.target == instance.id for e in self._active.values()
-        ):
-            raise ChaosError(
-                Refusal.CONFLICT,
-                "already stopped or throttled",
-                f"{instance.id} is paused or throttled by an experiment",
-            )
+        self._refuse_if_stopped(instance, "already stopped or throttled")
         if instance.pgid is None:
             raise ChaosError(
                 Refusal.CONFLICT, "nothing to throttle", f"{instance.id} has no process right now"
@@ -574,6 +560,15 @@ class Chaos:
                     Refusal.CONFLICT, "nothing running", f"{target} has no running instance"
                 ) from None
             return random.choice(running)  # noqa: S311 - chaos, not cryptography
+
+    def _refuse_if_stopped(self, instance: Instance, title: str) -> None:
+        """A pause and a CPU throttle both signal the instance's group: one at a time."""
+        if any(
+            e.kind in ("pause", "cpu") and e.target == instance.id for e in self._active.values()
+        ):
+            raise ChaosError(
+                Refusal.CONFLICT, title, f"{instance.id} is paused or throttled by an experiment"
+            )
 
     def _check_duration(self, seconds: float) -> None:
         if not 0 < seconds <= MAX_DURATION:
