@@ -15,7 +15,9 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from corral.export import (
@@ -123,14 +125,46 @@ async def build_image(
     return tag
 
 
+KEEP_NEWEST = 2
+"""Older images of a service kept beside the current one, whatever their age."""
+KEEP_YOUNGER_S = 3600.0
+"""Older images created this recently are kept too: another checkout of the same system,
+or this system started before an edit, may still restart instances from them (an untagged
+image cannot be restarted from, and the instance would crash-loop with exit 125)."""
+_CREATED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)? ([+-]\d{4})")
+
+
 async def _remove_older(engine: Engine, tag: str) -> None:
-    """Untag the service's images of other content: each source edit makes one, and they
-    would pile up. Without --force, so an image a running container uses stays."""
+    """Untag the service's older images: each source edit makes one, and they would pile
+    up. Recent ones stay (see KEEP_YOUNGER_S); without --force, so an image a container
+    uses stays too."""
     repository = tag.rsplit(":", 1)[0]
-    code, out, _ = await engine.run("images", "--format", "{{.Repository}}:{{.Tag}}", repository)
-    older = [line for line in out.split() if line != tag] if code == 0 else []
+    code, out, _ = await engine.run(
+        "images", "--format", "{{.Repository}}:{{.Tag}}|{{.CreatedAt}}", repository
+    )
+    if code != 0:
+        return
+    rows = [(line.partition("|")[0], line.partition("|")[2]) for line in out.splitlines()]
+    older = images_to_untag(rows, current=tag, now=time.time())
     if older:
         await engine.run("rmi", *older)
+
+
+def images_to_untag(rows: list[tuple[str, str]], *, current: str, now: float) -> list[str]:
+    """Of (tag, created) rows as the engine lists them, the tags to untag: not the current
+    one, not the KEEP_NEWEST newest others, none younger than KEEP_YOUNGER_S, and none
+    whose creation time cannot be read (kept: removing is the irreversible choice)."""
+    dated: list[tuple[float, str]] = []
+    for name, created in rows:
+        if name == current:
+            continue
+        match = _CREATED.match(created.strip())
+        if match is None:
+            continue
+        stamp = datetime.strptime(" ".join(match.groups()), "%Y-%m-%d %H:%M:%S %z")
+        dated.append((stamp.timestamp(), name))
+    dated.sort(reverse=True)
+    return [name for at, name in dated[KEEP_NEWEST:] if now - at > KEEP_YOUNGER_S]
 
 
 def _write_context(plan: Plan, context: Path, files: dict[str, str], wheelhouse: Path) -> None:
