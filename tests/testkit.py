@@ -1,4 +1,5 @@
-"""What many test modules need: a free port, polling with a deadline, the real CLI.
+"""What many test modules need: a free port, polling with a deadline, the real CLI, a
+headless browser page.
 
 One copy (issue 17.7), importable from any test module as ``testkit`` because pytest puts
 ``tests/`` on ``sys.path`` (``pythonpath`` in pyproject.toml).
@@ -11,9 +12,26 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, ViewportSize
+
+BROWSER = "/usr/bin/chromium"
+"""The machine's Chromium: test tools cannot download a browser here."""
+BROWSER_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def free_port() -> int:
@@ -75,3 +93,28 @@ async def corral_async(
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+@contextmanager
+def browser_page(
+    url: str, *, viewport: ViewportSize | None = None
+) -> Iterator[tuple[Page, list[str]]]:
+    """A page of headless Chromium on a throwaway profile, opened at ``url``; yields it
+    with the list of uncaught page errors seen so far (a test asserts it is empty)."""
+    from playwright.sync_api import sync_playwright  # only browser tests pay its import
+
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        browser = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=BROWSER,
+            args=list(BROWSER_ARGS),
+            viewport=viewport,
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            yield page, errors
+        finally:
+            browser.close()

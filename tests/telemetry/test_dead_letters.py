@@ -4,17 +4,14 @@ one event every time): show, replay and purge through the API and the dashboard.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
-from test_system import BROWSER_ARGS
 
-from testkit import corral, wait_for
+from testkit import browser_page, corral, wait_for
 
 BUS = Path(__file__).parent / "bus"
 
@@ -95,24 +92,17 @@ def test_dead_letters_show_replay_and_purge(bus_system: Api, tmp_path: Path) -> 
     )
 
     link = corral("dashboard", cwd=api.root).stdout.split()[0]
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        browser = p.chromium.launch_persistent_context(
-            profile, executable_path="/usr/bin/chromium", args=BROWSER_ARGS
-        )
-        try:
-            page = browser.new_page()
-            page.goto(link)
-            page.evaluate("location.hash = '#/events'")
-            page.wait_for_selector("#dlq tbody tr[data-seq]", timeout=60_000)
-            assert "dead letter" in (page.text_content("#state") or "")
-            page.click('#dlq tbody tr[data-seq] button[data-action="show"]')
-            page.wait_for_selector("#dlq-detail:not([hidden]):has-text('poison')")
-            page.screenshot(path=tmp_path / "events.png", full_page=True)
-            page.once("dialog", lambda dialog: dialog.accept())
-            page.click("#dlq-purge")
-            page.wait_for_selector("#dlq-message:has-text('purged')", timeout=60_000)
-        finally:
-            browser.close()
+    with browser_page(link) as (page, errors):
+        page.evaluate("location.hash = '#/events'")
+        page.wait_for_selector("#dlq tbody tr[data-seq]", timeout=60_000)
+        assert "dead letter" in (page.text_content("#state") or "")
+        page.click('#dlq tbody tr[data-seq] button[data-action="show"]')
+        page.wait_for_selector("#dlq-detail:not([hidden]):has-text('poison')")
+        page.screenshot(path=tmp_path / "events.png", full_page=True)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#dlq-purge")
+        page.wait_for_selector("#dlq-message:has-text('purged')", timeout=60_000)
+        assert not errors, errors
     assert api.letters()["dead_letters"] == 0
 
 
@@ -132,19 +122,12 @@ def test_topic_rates_and_consumer_lag_over_time(bus_system: Api, tmp_path: Path)
 
     wait_for(published, timeout=90, what="a publish rate of word.said in the history")
     link = corral("dashboard", cwd=api.root).stdout.split()[0]
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        browser = p.chromium.launch_persistent_context(
-            profile, executable_path="/usr/bin/chromium", args=BROWSER_ARGS
+    with browser_page(link) as (page, errors):
+        page.evaluate("location.hash = '#/events'")
+        page.wait_for_selector(
+            '#chart-topic-rate[data-points]:not([data-points="0"]) canvas', timeout=60_000
         )
-        try:
-            page = browser.new_page()
-            page.goto(link)
-            page.evaluate("location.hash = '#/events'")
-            page.wait_for_selector(
-                '#chart-topic-rate[data-points]:not([data-points="0"]) canvas', timeout=60_000
-            )
-            page.wait_for_selector("#chart-consumer-lag canvas", timeout=60_000)
-            assert page.get_attribute("#updated", "class") != "bad"
-            page.screenshot(path=tmp_path / "events-history.png", full_page=True)
-        finally:
-            browser.close()
+        page.wait_for_selector("#chart-consumer-lag canvas", timeout=60_000)
+        assert page.get_attribute("#updated", "class") != "bad"
+        page.screenshot(path=tmp_path / "events-history.png", full_page=True)
+        assert not errors, errors

@@ -9,17 +9,15 @@ import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
 from telemetry_system import System
 
-from testkit import corral, wait_for
+from testkit import browser_page, corral, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -398,16 +396,6 @@ def test_top_prints_every_service(system: System) -> None:
         assert name in result.stdout
 
 
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 def test_dashboard_in_a_real_browser(system: System, tmp_path: Path) -> None:
     """Chromium logs in with the printed link, sees every instance, a chart with data, a
     trace waterfall with spans of front and back, filters traces to errors, follows a
@@ -416,109 +404,95 @@ def test_dashboard_in_a_real_browser(system: System, tmp_path: Path) -> None:
     screenshot of each view is saved in the test's tmp dir; no view shows an error."""
     link = corral("dashboard", cwd=system.root)
     url = link.stdout.split()[0]
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        browser = p.chromium.launch_persistent_context(
-            profile,
-            executable_path="/usr/bin/chromium",
-            args=BROWSER_ARGS,
-            viewport={"width": 1440, "height": 1000},
+    with browser_page(url, viewport={"width": 1440, "height": 1000}) as (page, errors):
+        assert "#login=" not in page.url  # the token left the address bar
+        for instance in ("back-1", "back-2", "front-1"):
+            page.wait_for_selector(f'#instances tr[data-instance="{instance}"]')
+        httpx.get(system.gateway + "/chain", timeout=10)
+        page.wait_for_selector(
+            '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=60_000
         )
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            assert "#login=" not in page.url  # the token left the address bar
-            for instance in ("back-1", "back-2", "front-1"):
-                page.wait_for_selector(f'#instances tr[data-instance="{instance}"]')
-            httpx.get(system.gateway + "/chain", timeout=10)
-            page.wait_for_selector(
-                '#chart-rate[data-points]:not([data-points="0"]) canvas', timeout=60_000
-            )
 
-            page.screenshot(path=tmp_path / "overview.png", full_page=True)
-            assert page.get_attribute("#updated", "class") != "bad"
-            # The graph reads: node labels inside their boxes, no two edge labels overlap.
-            layout = page.evaluate(
-                """() => {
-                  const box = (n) => n.getBoundingClientRect();
-                  const inside = [...document.querySelectorAll('#graph g.node')].every((g) => {
-                    const r = box(g.querySelector('rect'));
-                    return [...g.querySelectorAll('text')].every((t) => {
-                      const b = box(t);
-                      return b.left >= r.left && b.right <= r.right + 1 && b.top >= r.top
-                        && b.bottom <= r.bottom + 1;
-                    });
-                  });
-                  const labels = [...document.querySelectorAll('#graph .edge-label')].map(box);
-                  const overlaps = labels.some((a, i) => labels.slice(i + 1).some((b) =>
-                    a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
-                  return { inside, overlaps, labels: labels.length };
-                }"""
-            )
-            assert layout == {"inside": True, "overlaps": False, "labels": 2}, layout
-            page.click('#graph g.node[data-node="back"]')
-            page.wait_for_function("() => location.hash === '#/services/back'")
-            page.evaluate("location.hash = '#/overview'")
+        page.screenshot(path=tmp_path / "overview.png", full_page=True)
+        assert page.get_attribute("#updated", "class") != "bad"
+        # The graph reads: node labels inside their boxes, no two edge labels overlap.
+        layout = page.evaluate(
+            """() => {
+              const box = (n) => n.getBoundingClientRect();
+              const inside = [...document.querySelectorAll('#graph g.node')].every((g) => {
+                const r = box(g.querySelector('rect'));
+                return [...g.querySelectorAll('text')].every((t) => {
+                  const b = box(t);
+                  return b.left >= r.left && b.right <= r.right + 1 && b.top >= r.top
+                    && b.bottom <= r.bottom + 1;
+                });
+              });
+              const labels = [...document.querySelectorAll('#graph .edge-label')].map(box);
+              const overlaps = labels.some((a, i) => labels.slice(i + 1).some((b) =>
+                a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
+              return { inside, overlaps, labels: labels.length };
+            }"""
+        )
+        assert layout == {"inside": True, "overlaps": False, "labels": 2}, layout
+        page.click('#graph g.node[data-node="back"]')
+        page.wait_for_function("() => location.hash === '#/services/back'")
+        page.evaluate("location.hash = '#/overview'")
 
-            httpx.get(system.gateway + "/fail", timeout=10)
-            page.evaluate("location.hash = '#/traces'")
-            page.wait_for_selector('.wf-row[data-service="front"]', timeout=60_000)
-            page.wait_for_selector('.wf-row[data-service="back"]', timeout=60_000)
-            page.screenshot(path=tmp_path / "traces.png", full_page=True)
-            # The trace's log lines, one click away; each line links back to its trace.
-            page.wait_for_selector("#trace-logs:not([hidden])", timeout=60_000)
-            page.click("#trace-logs")
-            page.wait_for_selector("#log-lines .log-line a.trace-link", timeout=60_000)
-            assert page.input_value("#log-trace")
-            assert "match" in (page.text_content("#log-status") or "")
-            page.screenshot(path=tmp_path / "logs-of-a-trace.png", full_page=True)
-            page.click("#log-lines .log-line a.trace-link")
-            page.wait_for_selector('.wf-row[data-service="back"]', timeout=60_000)
-            # Filtered to errors: only traces with errors are listed.
-            page.check("#trace-errors")
-            page.wait_for_function(
-                "() => { const rows = [...document.querySelectorAll('#traces tbody tr')];"
-                " return rows.length > 0 && rows.every((r) => r.textContent.includes('error')); }",
-                timeout=60_000,
-            )
-            page.uncheck("#trace-errors")
-            # A search of the kept logs: text and level filters.
-            page.evaluate("location.hash = '#/logs'")
-            page.fill("#log-text", "/fail")
-            page.click("#log-search")
-            page.wait_for_selector("#log-lines .log-line:has-text('/fail')", timeout=60_000)
-            assert "match" in (page.text_content("#log-status") or "")
-            page.click("#log-clear")
+        httpx.get(system.gateway + "/fail", timeout=10)
+        page.evaluate("location.hash = '#/traces'")
+        page.wait_for_selector('.wf-row[data-service="front"]', timeout=60_000)
+        page.wait_for_selector('.wf-row[data-service="back"]', timeout=60_000)
+        page.screenshot(path=tmp_path / "traces.png", full_page=True)
+        # The trace's log lines, one click away; each line links back to its trace.
+        page.wait_for_selector("#trace-logs:not([hidden])", timeout=60_000)
+        page.click("#trace-logs")
+        page.wait_for_selector("#log-lines .log-line a.trace-link", timeout=60_000)
+        assert page.input_value("#log-trace")
+        assert "match" in (page.text_content("#log-status") or "")
+        page.screenshot(path=tmp_path / "logs-of-a-trace.png", full_page=True)
+        page.click("#log-lines .log-line a.trace-link")
+        page.wait_for_selector('.wf-row[data-service="back"]', timeout=60_000)
+        # Filtered to errors: only traces with errors are listed.
+        page.check("#trace-errors")
+        page.wait_for_function(
+            "() => { const rows = [...document.querySelectorAll('#traces tbody tr')];"
+            " return rows.length > 0 && rows.every((r) => r.textContent.includes('error')); }",
+            timeout=60_000,
+        )
+        page.uncheck("#trace-errors")
+        # A search of the kept logs: text and level filters.
+        page.evaluate("location.hash = '#/logs'")
+        page.fill("#log-text", "/fail")
+        page.click("#log-search")
+        page.wait_for_selector("#log-lines .log-line:has-text('/fail')", timeout=60_000)
+        assert "match" in (page.text_content("#log-status") or "")
+        page.click("#log-clear")
 
-            page.evaluate("location.hash = '#/logs'")
-            page.wait_for_selector("#log-status:text('live')", timeout=60_000)
-            marker = secrets.token_hex(6)
-            httpx.get(f"{system.gateway}/missing-{marker}", timeout=10)  # back logs a 404
-            page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=60_000)
+        page.evaluate("location.hash = '#/logs'")
+        page.wait_for_selector("#log-status:text('live')", timeout=60_000)
+        marker = secrets.token_hex(6)
+        httpx.get(f"{system.gateway}/missing-{marker}", timeout=10)  # back logs a 404
+        page.wait_for_selector(f"#log-lines .log-line:has-text('{marker}')", timeout=60_000)
 
-            page.screenshot(path=tmp_path / "logs.png", full_page=True)
+        page.screenshot(path=tmp_path / "logs.png", full_page=True)
 
-            # Actions: scale back up by one, then down again after confirming.
-            page.evaluate("location.hash = '#/overview'")
-            page.click('#instances tr[data-service="back"] button[data-action="scale-up"]')
-            page.wait_for_selector('#instances tr[data-instance="back-3"]', timeout=60_000)
-            page.once("dialog", lambda dialog: dialog.accept())
-            page.click('#instances tr[data-service="back"] button[data-action="scale-down"]')
-            page.wait_for_function(
-                "() => document.querySelector('#action-message')"
-                ".textContent.includes('scaled to 2')",
-                timeout=60_000,
-            )
-            assert system.get("/v1/status")["services"]["back"]["replicas"] == 2
-            page.evaluate("location.hash = '#/events'")
-            page.screenshot(path=tmp_path / "events.png", full_page=True)
+        # Actions: scale back up by one, then down again after confirming.
+        page.evaluate("location.hash = '#/overview'")
+        page.click('#instances tr[data-service="back"] button[data-action="scale-up"]')
+        page.wait_for_selector('#instances tr[data-instance="back-3"]', timeout=60_000)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click('#instances tr[data-service="back"] button[data-action="scale-down"]')
+        page.wait_for_function(
+            "() => document.querySelector('#action-message').textContent.includes('scaled to 2')",
+            timeout=60_000,
+        )
+        assert system.get("/v1/status")["services"]["back"]["replicas"] == 2
+        page.evaluate("location.hash = '#/events'")
+        page.screenshot(path=tmp_path / "events.png", full_page=True)
 
-            # Logout from the page itself (its DELETE carries the page's Origin) works.
-            page.click("#logout")
-            page.wait_for_selector("#login:not([hidden])")
-            after = page.evaluate("fetch('/v1/status').then((r) => r.status)")
-            assert after == 401
-            assert not errors, errors
-        finally:
-            browser.close()
+        # Logout from the page itself (its DELETE carries the page's Origin) works.
+        page.click("#logout")
+        page.wait_for_selector("#login:not([hidden])")
+        after = page.evaluate("fetch('/v1/status').then((r) => r.status)")
+        assert after == 401
+        assert not errors, errors

@@ -4,26 +4,16 @@ the test's tmp dir."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 from telemetry_system import System
 
-from testkit import corral, wait_for
-
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from testkit import browser_page, corral, wait_for
 
 
 def _send(system: System, method: str, path: str, body: Any) -> Any:
@@ -95,77 +85,62 @@ def test_config_chaos_and_history_views(system: System, tmp_path: Path) -> None:
 
     link = corral("dashboard", cwd=system.root)
     url = link.stdout.split()[0]
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        browser = p.chromium.launch_persistent_context(
-            profile,
-            executable_path="/usr/bin/chromium",
-            args=BROWSER_ARGS,
-            viewport={"width": 1440, "height": 1000},
+    with browser_page(url, viewport={"width": 1440, "height": 1000}) as (page, errors):
+        page.wait_for_selector('#instances tr[data-instance="front-1"]')
+
+        # Config: versions with author and message, the diff of the change, instances.
+        page.click('nav a[data-view="config"]')
+        row = f'#config-versions tr[data-version="{version}"]'
+        page.wait_for_selector(row, timeout=30_000)
+        assert "ada" in (page.text_content(row) or "")
+        assert "try blue" in (page.text_content(row) or "")
+        page.click(row)
+        page.wait_for_selector("#config-diff tbody tr:has-text('COLOUR')", timeout=30_000)
+        assert "blue" in (page.text_content("#config-diff tbody") or "")
+        page.wait_for_selector('#config-instances tr[data-instance="front-1"]', timeout=30_000)
+        for record in system.get("/v1/status")["instances"]:
+            if record["service"] == "back":
+                found = f'#config-instances tr[data-instance="{record["instance"]}"]'
+                page.wait_for_selector(found, timeout=30_000)
+        assert _cells_fit(page, "#config-versions")
+        assert _cells_fit(page, "#config-instances")
+        _no_error_banner(page)
+        page.screenshot(path=tmp_path / "config.png", full_page=True)
+
+        # Chaos: the active pause, stopped from the page after confirming; the run.
+        page.click('nav a[data-view="chaos"]')
+        active = f'#chaos-active tr[data-experiment="{pause["id"]}"]'
+        page.wait_for_selector(active, timeout=30_000)
+        assert pause["target"] in (page.text_content(active) or "")
+        run = f'#chaos-runs tr[data-run="{run_id}"]'
+        page.wait_for_selector(run, timeout=30_000)
+        assert "not held" in (page.text_content(run) or "")
+        assert _cells_fit(page, "#chaos-runs")
+        _no_error_banner(page)
+        page.screenshot(path=tmp_path / "chaos.png", full_page=True)
+        dismissed: list[str] = []
+        page.once("dialog", lambda dialog: (dismissed.append(dialog.message), dialog.dismiss()))
+        page.click(f'{active} button[data-action="stop"]')
+        wait_for(lambda: dismissed, timeout=10, what="the confirmation")
+        assert _send(system, "GET", "/v1/chaos", None)["active"]  # not stopped: dismissed
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click(f'{active} button[data-action="stop"]')
+        page.wait_for_selector(f'#chaos-recent tr[data-experiment="{pause["id"]}"]', timeout=30_000)
+        page.wait_for_selector("#chaos-active-empty:not([hidden])", timeout=30_000)
+        assert not _send(system, "GET", "/v1/chaos", None)["active"]
+        page.click(run)
+        page.wait_for_selector("#chaos-run-detail:not([hidden])")
+        assert "2 of 10 checks failed" in (page.text_content("#chaos-run-detail") or "")
+        page.screenshot(path=tmp_path / "chaos-stopped.png", full_page=True)
+
+        # History: the service's kept rollups drawn (requests made above).
+        page.evaluate("location.hash = '#/services/back'")
+        page.wait_for_selector(
+            '#chart-hist-rate[data-points]:not([data-points="0"]) canvas', timeout=90_000
         )
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            page.wait_for_selector('#instances tr[data-instance="front-1"]')
-
-            # Config: versions with author and message, the diff of the change, instances.
-            page.click('nav a[data-view="config"]')
-            row = f'#config-versions tr[data-version="{version}"]'
-            page.wait_for_selector(row, timeout=30_000)
-            assert "ada" in (page.text_content(row) or "")
-            assert "try blue" in (page.text_content(row) or "")
-            page.click(row)
-            page.wait_for_selector("#config-diff tbody tr:has-text('COLOUR')", timeout=30_000)
-            assert "blue" in (page.text_content("#config-diff tbody") or "")
-            page.wait_for_selector('#config-instances tr[data-instance="front-1"]', timeout=30_000)
-            for record in system.get("/v1/status")["instances"]:
-                if record["service"] == "back":
-                    found = f'#config-instances tr[data-instance="{record["instance"]}"]'
-                    page.wait_for_selector(found, timeout=30_000)
-            assert _cells_fit(page, "#config-versions")
-            assert _cells_fit(page, "#config-instances")
-            _no_error_banner(page)
-            page.screenshot(path=tmp_path / "config.png", full_page=True)
-
-            # Chaos: the active pause, stopped from the page after confirming; the run.
-            page.click('nav a[data-view="chaos"]')
-            active = f'#chaos-active tr[data-experiment="{pause["id"]}"]'
-            page.wait_for_selector(active, timeout=30_000)
-            assert pause["target"] in (page.text_content(active) or "")
-            run = f'#chaos-runs tr[data-run="{run_id}"]'
-            page.wait_for_selector(run, timeout=30_000)
-            assert "not held" in (page.text_content(run) or "")
-            assert _cells_fit(page, "#chaos-runs")
-            _no_error_banner(page)
-            page.screenshot(path=tmp_path / "chaos.png", full_page=True)
-            dismissed: list[str] = []
-            page.once("dialog", lambda dialog: (dismissed.append(dialog.message), dialog.dismiss()))
-            page.click(f'{active} button[data-action="stop"]')
-            wait_for(lambda: dismissed, timeout=10, what="the confirmation")
-            assert _send(system, "GET", "/v1/chaos", None)["active"]  # not stopped: dismissed
-            page.once("dialog", lambda dialog: dialog.accept())
-            page.click(f'{active} button[data-action="stop"]')
-            page.wait_for_selector(
-                f'#chaos-recent tr[data-experiment="{pause["id"]}"]', timeout=30_000
-            )
-            page.wait_for_selector("#chaos-active-empty:not([hidden])", timeout=30_000)
-            assert not _send(system, "GET", "/v1/chaos", None)["active"]
-            page.click(run)
-            page.wait_for_selector("#chaos-run-detail:not([hidden])")
-            assert "2 of 10 checks failed" in (page.text_content("#chaos-run-detail") or "")
-            page.screenshot(path=tmp_path / "chaos-stopped.png", full_page=True)
-
-            # History: the service's kept rollups drawn (requests made above).
-            page.evaluate("location.hash = '#/services/back'")
-            page.wait_for_selector(
-                '#chart-hist-rate[data-points]:not([data-points="0"]) canvas', timeout=90_000
-            )
-            page.wait_for_selector(
-                '#chart-hist-p95[data-points]:not([data-points="0"]) canvas', timeout=30_000
-            )
-            _no_error_banner(page)
-            page.screenshot(path=tmp_path / "history.png", full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+        page.wait_for_selector(
+            '#chart-hist-p95[data-points]:not([data-points="0"]) canvas', timeout=30_000
+        )
+        _no_error_banner(page)
+        page.screenshot(path=tmp_path / "history.png", full_page=True)
+        assert not errors, errors
