@@ -139,7 +139,22 @@ PIPELINES = {
     "gateway_orchestrator_logs": "capture",
     "gateway_orchestrator_logs_readline": "readline",
     "gateway_orchestrator_logs_indexed": "indexed",
+    "gateway_orchestrator_logs_envoy_file": "capture",
 }
+T_FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+
+
+def access_log_to_file(bootstrap: Path, path: Path) -> None:
+    """The same access log written by Envoy's file logger instead of on stdout (the
+    floor of what the orchestrator can pay: its pipe carries Envoy's own lines only)."""
+    config = json.loads(bootstrap.read_text())
+    listener = config["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    (log,) = hcm["access_log"]
+    log["name"] = "envoy.access_loggers.file"
+    log["typed_config"]["@type"] = T_FILE_LOG
+    log["typed_config"]["path"] = str(path)
+    bootstrap.write_text(json.dumps(config))
 
 
 def minimal_envoy(port: int, admin: int, upstream: int) -> dict[str, object]:
@@ -599,6 +614,8 @@ def main() -> None:
             directory=work / name / "gw",
             ports=orch_ports,
         )
+        if name.endswith("_envoy_file"):
+            access_log_to_file(orch_bootstrap, work / name / "access.log")
         pipeline = spawn(
             [
                 *(sys.executable, "log_pipeline.py", mode, str(work / name / "logs")),
@@ -754,6 +771,9 @@ def main() -> None:
             "(readline, LogLine, LogStore.append): the runtime's pump before LogStore.capture",
             "gateway_orchestrator_logs_indexed": "LogStore.capture plus the telemetry "
             "addon's tap into the kept store's search index, as corral up wires it",
+            "gateway_orchestrator_logs_envoy_file": "the access log written by Envoy's file "
+            "logger, the pipe carrying Envoy's own lines only (the floor; corral logs would "
+            "not read that file)",
         },
         "results": results,
         "ratios": ratios,
