@@ -268,8 +268,9 @@ def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
         "no_access_log": lambda config: hcm(config).pop("access_log"),
         "no_local_reply_config": lambda config: hcm(config).pop("local_reply_config"),
         "no_jwt": without_filters(F_JWT),
-        "jwt_without_payload_in_metadata": lambda config: [
-            p.pop("payload_in_metadata") for p in jwt_providers(config)
+        # Negative: what rendering payload_in_metadata for every provider cost (before).
+        "jwt_with_payload_in_metadata": lambda config: [
+            p.setdefault("payload_in_metadata", "jwt_payload") for p in jwt_providers(config)
         ],
         "no_rate_limit": without_filters(F_RATELIMIT),
         "no_fault": without_filters(F_FAULT),
