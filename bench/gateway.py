@@ -783,6 +783,16 @@ def main() -> None:
     }
     if all(name in results for name in ("minimal_envoy", "direct", "sdk_direct")):
         report["ceiling"] = ceiling(results, os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    if load_at_start[0] > cores:
+        # Other work held the cores before the run began: every target's req/s then swings
+        # with it (rounds above), and only CPU per request (above all the pipeline's own)
+        # still compares.
+        report["warning"] = (
+            f"load average {load_at_start[0]} at start on {cores} cores: req/s ratios are "
+            "not comparable; compare CPU per request"
+        )
+        print(f"WARNING: {report['warning']}", file=sys.stderr)
     if not args.only:  # a partial run is for exploring; it leaves the recorded one alone
         write_result("gateway.json", report)
     print(json.dumps(report, indent=2))
