@@ -43,7 +43,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "gateway"))
 from _common import parse_wrk, percentile, write_result
-from gateway_harness import KeyPair, manifest_from, start_gateway, write_jwks
+from gateway_harness import Gateway, KeyPair, manifest_from, start_gateway, write_jwks
 
 from corral.gateway import GatewayAddon, Ports, envoy_binary
 from corral.gateway._envoy import F_BUFFER, F_CORS, F_FAULT, F_JWT, F_MUTATION, F_RATELIMIT
@@ -449,6 +449,11 @@ def answers(url: str) -> bool:
         return False
 
 
+def wait_ready(port: int, what: str) -> None:
+    """Until the Envoy whose admin or stats listener is on ``port`` is ready."""
+    wait_for(lambda: answers(f"http://127.0.0.1:{port}/ready"), what=f"{what} ready")
+
+
 async def swaps(gw, upstream_ports: list[int], count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Registry change -> Envoy's /clusters shows it, over many endpoint swaps."""
     registry = Registry()
@@ -521,114 +526,113 @@ def main() -> None:
             "warn",
         ]
 
-    upstream_ports = [free_port(), free_port()]
-    upstreams = [
-        spawn(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "upstream_app:app",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ]
+    gateways: list[Gateway] = []
+    try:
+        upstream_ports = [free_port(), free_port()]
+        upstreams = [
+            spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "upstream_app:app",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ]
+            )
+            for port in upstream_ports
+        ]
+        proxy_port = free_port()
+        proxy = spawn(
+            [sys.executable, "proxy.py", str(proxy_port), f"http://127.0.0.1:{upstream_ports[0]}"]
         )
-        for port in upstream_ports
-    ]
-    proxy_port = free_port()
-    proxy = spawn(
-        [sys.executable, "proxy.py", str(proxy_port), f"http://127.0.0.1:{upstream_ports[0]}"]
-    )
-    # A realistic upstream: a Corral SDK service (metrics, logs, traces on), as
-    # bench/sdk_overhead.py serves it; with its own Python proxy.
-    sdk_port, sdk_proxy_port = free_port(), free_port()
-    sdk = spawn([sys.executable, str(SDK_BENCH), "serve", "sdk", str(sdk_port)])
-    sdk_proxy = spawn(
-        [sys.executable, "proxy.py", str(sdk_proxy_port), f"http://127.0.0.1:{sdk_port}"]
-    )
-    for port in [*upstream_ports, proxy_port, sdk_port, sdk_proxy_port]:
-        wait_for(lambda p=port: answers(f"http://127.0.0.1:{p}/"), what=f"port {port}")
+        # A realistic upstream: a Corral SDK service (metrics, logs, traces on), as
+        # bench/sdk_overhead.py serves it; with its own Python proxy.
+        sdk_port, sdk_proxy_port = free_port(), free_port()
+        sdk = spawn([sys.executable, str(SDK_BENCH), "serve", "sdk", str(sdk_port)])
+        sdk_proxy = spawn(
+            [sys.executable, "proxy.py", str(sdk_proxy_port), f"http://127.0.0.1:{sdk_port}"]
+        )
+        for port in [*upstream_ports, proxy_port, sdk_port, sdk_proxy_port]:
+            wait_for(lambda p=port: answers(f"http://127.0.0.1:{p}/"), what=f"port {port}")
 
-    # A minimal Envoy: the same binary, worker count and upstream, nothing else.
-    minimal_port, minimal_admin = free_port(), free_port()
-    minimal_bootstrap = work / "minimal.json"
-    minimal_bootstrap.write_text(
-        json.dumps(minimal_envoy(minimal_port, minimal_admin, upstream_ports[0]))
-    )
-    minimal = spawn(envoy(minimal_bootstrap), work / "minimal.log")
+        # A minimal Envoy: the same binary, worker count and upstream, nothing else.
+        minimal_port, minimal_admin = free_port(), free_port()
+        minimal_bootstrap = work / "minimal.json"
+        minimal_bootstrap.write_text(
+            json.dumps(minimal_envoy(minimal_port, minimal_admin, upstream_ports[0]))
+        )
+        minimal = spawn(envoy(minimal_bootstrap), work / "minimal.log")
 
-    key = KeyPair.generate("bench")
-    jwks = write_jwks(work / "jwks.json", [key])
-    now = int(time.time())
-    token = key.token(
-        {
-            "iss": "https://bench.test",
-            "aud": "bench",
-            "sub": "bench-user",
-            "iat": now,
-            "exp": now + 3600,
-        }
-    )
-    manifest = MANIFEST.format(jwks=jwks)
-    # Corral's gateway as the tests run it: stdout (the access log) to a file.
-    gw = start_gateway(manifest, work / "gw", [_record("api-1", upstream_ports[0])])
-    gw_sdk = start_gateway(manifest, work / "gw-sdk", [_record("api-1", sdk_port)])
-    # Our config, inline, one piece taken out per variant (only with --variants).
-    variant_targets: dict[str, tuple[str, list[int], int]] = {}
-    if args.variants:
-        _, plan = manifest_from(manifest, work / "variants")
-        assert plan.gateway is not None
-        for name, edit in variant_edits().items():
-            ports = Ports(listener=free_port(), stats=free_port())
-            config = render_static(
+        key = KeyPair.generate("bench")
+        jwks = write_jwks(work / "jwks.json", [key])
+        now = int(time.time())
+        token = key.token(
+            {
+                "iss": "https://bench.test",
+                "aud": "bench",
+                "sub": "bench-user",
+                "iat": now,
+                "exp": now + 3600,
+            }
+        )
+        manifest = MANIFEST.format(jwks=jwks)
+        # Corral's gateway as the tests run it: stdout (the access log) to a file.
+        gw = start_gateway(manifest, work / "gw", [_record("api-1", upstream_ports[0])])
+        gateways.append(gw)
+        gw_sdk = start_gateway(manifest, work / "gw-sdk", [_record("api-1", sdk_port)])
+        gateways.append(gw_sdk)
+        # Our config, inline, one piece taken out per variant (only with --variants).
+        variant_targets: dict[str, tuple[str, list[int], int]] = {}
+        if args.variants:
+            _, plan = manifest_from(manifest, work / "variants")
+            assert plan.gateway is not None
+            for name, edit in variant_edits().items():
+                ports = Ports(listener=free_port(), stats=free_port())
+                config = render_static(
+                    plan.gateway,
+                    Snapshot(1, (_record("api-1", upstream_ports[0]),)),
+                    ports=ports,
+                    layout=Layout(str(work / "variants" / name)),
+                )
+                edit(config)
+                (work / "variants" / name).mkdir(parents=True)
+                path = work / "variants" / f"{name}.json"
+                path.write_text(json.dumps(config))
+                process = spawn(envoy(path), work / "variants" / f"{name}.log")
+                wait_ready(ports.stats, name)
+                variant_targets[f"variant_{name}"] = (
+                    f"http://127.0.0.1:{ports.listener}/",
+                    [process.pid],
+                    upstreams[0].pid,
+                )
+        # The same config, with stdout read by the orchestrator's log pipeline, one Envoy per
+        # way of reading it.
+        orchestrated: dict[str, tuple[str, int]] = {}
+        for name, mode in PIPELINES.items():
+            _, plan = manifest_from(manifest, work / name)
+            assert plan.gateway is not None
+            orch_ports = Ports(listener=free_port(), stats=free_port())
+            orch_bootstrap = GatewayAddon().prepare(
                 plan.gateway,
                 Snapshot(1, (_record("api-1", upstream_ports[0]),)),
-                ports=ports,
-                layout=Layout(str(work / "variants" / name)),
+                directory=work / name / "gw",
+                ports=orch_ports,
             )
-            edit(config)
-            (work / "variants" / name).mkdir(parents=True)
-            path = work / "variants" / f"{name}.json"
-            path.write_text(json.dumps(config))
-            process = spawn(envoy(path), work / "variants" / f"{name}.log")
-            wait_for(
-                lambda p=ports.stats: answers(f"http://127.0.0.1:{p}/ready"), what=f"{name} ready"
+            if name.endswith("_envoy_file"):
+                access_log_to_file(orch_bootstrap, work / name / "access.log")
+            pipeline = spawn(
+                [
+                    *(sys.executable, "log_pipeline.py", mode, str(work / name / "logs")),
+                    *envoy(orch_bootstrap),
+                ]
             )
-            variant_targets[f"variant_{name}"] = (
-                f"http://127.0.0.1:{ports.listener}/",
-                [process.pid],
-                upstreams[0].pid,
-            )
-    # The same config, with stdout read by the orchestrator's log pipeline, one Envoy per
-    # way of reading it.
-    orchestrated: dict[str, tuple[str, int]] = {}
-    for name, mode in PIPELINES.items():
-        _, plan = manifest_from(manifest, work / name)
-        assert plan.gateway is not None
-        orch_ports = Ports(listener=free_port(), stats=free_port())
-        orch_bootstrap = GatewayAddon().prepare(
-            plan.gateway,
-            Snapshot(1, (_record("api-1", upstream_ports[0]),)),
-            directory=work / name / "gw",
-            ports=orch_ports,
-        )
-        if name.endswith("_envoy_file"):
-            access_log_to_file(orch_bootstrap, work / name / "access.log")
-        pipeline = spawn(
-            [
-                *(sys.executable, "log_pipeline.py", mode, str(work / name / "logs")),
-                *envoy(orch_bootstrap),
-            ]
-        )
-        orchestrated[name] = (f"http://127.0.0.1:{orch_ports.listener}", pipeline.pid)
-        wait_for(
-            lambda p=orch_ports.stats: answers(f"http://127.0.0.1:{p}/ready"), what="envoy ready"
-        )
-    wait_for(lambda: answers(f"http://127.0.0.1:{minimal_admin}/ready"), what="envoy ready")
-    try:
+            orchestrated[name] = (f"http://127.0.0.1:{orch_ports.listener}", pipeline.pid)
+            wait_ready(orch_ports.stats, name)
+        wait_ready(minimal_admin, "minimal_envoy")
         auth = {"authorization": f"Bearer {token}"}
         raw = upstreams[0].pid
         targets = {
@@ -668,9 +672,9 @@ def main() -> None:
             pipelines={name: pid for name, (_, pid) in orchestrated.items() if name in targets},
         )
         change = asyncio.run(swaps(gw, upstream_ports, args.swaps))
-    finally:
-        gw.stop()
-        gw_sdk.stop()
+    finally:  # also when setting up failed: nothing started is left running
+        for gateway in gateways:
+            gateway.stop()
         for process in processes:
             for child in psutil.Process(process.pid).children(recursive=True):
                 child.terminate()
