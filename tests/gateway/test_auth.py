@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_harness import Gateway, KeyPair, Upstream, start_gateway, write_jwks
+from gateway_harness import Gateway, KeyPair, Upstream, manifest_from, start_gateway, write_jwks
+
+from corral.gateway._filters import jwt_authn
 
 ISSUER = "https://auth.test"
 AUDIENCE = "ridehail"
@@ -245,3 +247,47 @@ def test_access_log_omits_the_query_string(gateway: Gateway, key: KeyPair) -> No
         _time.sleep(0.05)
     assert paths == ["/public/logged"], text[-600:]
     assert "s3cr3t-token-value" not in text
+
+
+PROVIDERS = """
+name: t
+services:
+  a: {{command: [python, -c, pass], port: 9000}}
+gateway:
+  jwt:
+    main: {{issuer: https://main.test, audiences: [t], jwks: {{file: {jwks}}}}}
+    other: {{issuer: https://other.test, audiences: [t], jwks: {{file: {jwks}}}}}
+  routes:
+    - match: {{prefix: /x}}
+      service: a
+      auth: {{jwt: main{main}}}
+    - match: {{prefix: /y}}
+      service: a
+      auth: {{jwt: other{other}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("main", "other", "in_metadata"),
+    [
+        ("", "", set()),
+        (", roles: [admin]", "", {"main"}),
+        ("", ", claims: {tenant: blue}", {"other"}),
+        (", roles: [admin]", ", claims: {tenant: blue}", {"main", "other"}),
+    ],
+)
+def test_verified_payloads_go_to_metadata_only_for_providers_rbac_reads(
+    tmp_path: Path, main: str, other: str, in_metadata: set[str]
+) -> None:
+    """Envoy builds a metadata copy of every verified payload it is asked to: rendered
+    only for the providers some route checks roles or claims of (RBAC reads it there),
+    while issuer and audiences stay checked for every provider."""
+    jwks = write_jwks(tmp_path / "jwks.json", [KeyPair.generate("k")])
+    text = PROVIDERS.format(jwks=jwks, main=main, other=other)
+    _, plan = manifest_from(text, tmp_path)
+    assert plan.gateway is not None
+    providers = jwt_authn(plan.gateway)["providers"]
+    assert {name for name, p in providers.items() if "payload_in_metadata" in p} == in_metadata
+    for name, provider in providers.items():
+        assert provider["issuer"] == f"https://{name}.test"
+        assert provider["audiences"] == ["t"]

@@ -105,7 +105,11 @@ def jwt_authn(plan: GatewayPlan) -> Json:
     Every rendered route carries a per-route config (a requirement, or ``disabled`` when
     public); the catch-all rule only applies to a route that somehow has none.
     """
-    providers = {p.name: _provider(p) for p in plan.providers}
+    # Only RBAC reads a verified payload from dynamic metadata (roles and claims checks),
+    # and Envoy builds that metadata for every request a provider verifies: rendered for
+    # the providers some route checks roles or claims of, and for no other.
+    checked = {r.auth.provider for r in plan.routes if r.auth and (r.auth.roles or r.auth.claims)}
+    providers = {p.name: _provider(p, in_metadata=p.name in checked) for p in plan.providers}
     if len(plan.providers) == 1:
         catch_all: Json = {"provider_name": plan.providers[0].name}
     else:
@@ -123,7 +127,7 @@ def jwt_authn(plan: GatewayPlan) -> Json:
     }
 
 
-def _provider(provider: ProviderPlan) -> Json:
+def _provider(provider: ProviderPlan, *, in_metadata: bool) -> Json:
     out: Json = {
         "issuer": provider.issuer,
         "audiences": list(provider.audiences),
@@ -137,10 +141,11 @@ def _provider(provider: ProviderPlan) -> Json:
             {"header_name": contract.CLAIM_HEADER_PREFIX + claim.lower(), "claim_name": claim}
             for claim in provider.forward_claims
         ],
-        "payload_in_metadata": PAYLOAD_METADATA_KEY,
         # 0 would mean "unset" (60 s) to Envoy, so the smallest skew is 1 s.
         "clock_skew_seconds": max(1, math.ceil(provider.clock_skew)),
     }
+    if in_metadata:
+        out["payload_in_metadata"] = PAYLOAD_METADATA_KEY
     if provider.jwks_file is not None:
         out["local_jwks"] = {"filename": str(provider.jwks_file)}
         # Remember verified tokens (until they expire): a signature check per request
