@@ -42,7 +42,9 @@ from pydantic import BaseModel
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "sdk"))
+# The tests' nats-server helper (tests/sdk/events/helpers.py) and what it imports
+# (tests/testkit.py).
+sys.path[:0] = [str(Path(__file__).parents[1] / "tests" / "sdk"), str(Path(__file__).parents[1] / "tests")]
 
 from _common import RESULTS, percentile, write_result
 from events.helpers import NatsServer
