@@ -17,11 +17,13 @@ The outbox rate counts only events the stream actually stored (its message count
 
 The embedded nats-server runs with ``sync_interval: always`` (read back from its config
 file and reported in the JSON). Run: uv run python bench/events.py [rounds]
+[--outbox-only] [--outbox-rounds=3] [--no-save]
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 # The tests' nats-server helper (tests/sdk/events/helpers.py) and what it imports
 # (tests/testkit.py).
-sys.path[:0] = [str(Path(__file__).parents[1] / "tests" / "sdk"), str(Path(__file__).parents[1] / "tests")]
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "sdk"))
 
 from _common import RESULTS, percentile, write_result
 from events.helpers import NatsServer
@@ -57,7 +60,9 @@ LAT_N, THR_N, OUTBOX_N = 500, 5000, 20000
 OUTBOX_BATCH = 1000
 ROUNDS = int(next((a for a in sys.argv[1:] if a.isdigit()), 5))
 OUTBOX_ONLY = "--outbox-only" in sys.argv
-OUTBOX_ROUNDS = 2
+OUTBOX_ROUNDS = int(
+    next((a.split("=")[1] for a in sys.argv if a.startswith("--outbox-rounds=")), 3)
+)
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -192,12 +197,42 @@ async def bench_sdk(url: str) -> dict[str, float]:
     return result
 
 
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+ROW_HEADERS = json.dumps({"Corral-Type": "ping", "traceparent": TRACEPARENT})
+"""The headers ``publish(..., session=s)`` stores with a row (a traced request's)."""
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU of ``processes`` (one that has exited counts nothing)."""
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(process.cpu_times()[:2])
+    return total
+
+
+async def database_backends(db: str, pg: asyncpg.Connection | None) -> list[psutil.Process]:
+    """The PostgreSQL server processes serving ``db``'s connections (its CPU per event
+    is part of the relay's cost); none for SQLite (it runs inside the relay process)."""
+    if pg is None or not db.startswith("postgresql"):
+        return []
+    name = db.rsplit("/", 1)[1]
+    rows = await pg.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+    return [psutil.Process(row["pid"]) for row in rows]
+
+
 async def bench_outbox(
-    url: str, db: str, *, batched: bool = True, broker_pid: int | None = None
+    url: str,
+    db: str,
+    *,
+    batched: bool = True,
+    broker_pid: int | None = None,
+    pg: asyncpg.Connection | None = None,
 ) -> dict[str, float]:
     """Outbox rows committed, then drained by ``relay_once``: stored events per second,
-    and CPU microseconds per event of the relay (this process) and of the broker (the
-    machine is shared: CPU per event is what its load distorts least).
+    and CPU microseconds per event of the relay (this process), the broker and the
+    database server (the machine is shared: CPU per event is what its load distorts
+    least; ``events_per_core_s`` is what one core would carry at that cost).
     ``batched=False``: the relay as it was before atomic batches (one acknowledgement
     per event), by refusing every batch, which is also the relay's fallback path."""
     system = "ob" + uuid.uuid4().hex[:6]
@@ -231,8 +266,10 @@ async def bench_outbox(
                 "id": eid,
                 "topic": "ping",
                 "subject": f"{system}.ping",
-                "headers": "{}",
-                "body": encode_envelope(event_id=eid, source="/b", type="ping", data={"n": n}),
+                "headers": ROW_HEADERS,
+                "body": encode_envelope(
+                    event_id=eid, source="/b", type="ping", data={"n": n}, traceparent=TRACEPARENT
+                ),
                 "created_at": time.time() + n * 1e-6,
                 "sent_at": None,
                 "attempts": 0,
@@ -247,26 +284,36 @@ async def bench_outbox(
         return int((await js0.stream_info(f"{system}_ping")).state.messages)
 
     before = await in_stream()
-    me = psutil.Process()
-    broker = psutil.Process(broker_pid) if broker_pid else None
-    cpu0 = sum(me.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0
+    me = [psutil.Process()]
+    broker = [psutil.Process(broker_pid)] if broker_pid else []
+    await events.outbox_pending()  # the pool's connection exists: its server process too
+    database = await database_backends(db, pg)
+    cpu0 = [cpu_seconds(p) for p in (me, broker, database)]
     start = time.perf_counter()
-    while await events.outbox_pending():
-        await events.relay_once()
+    # Relay until a round finds nothing (the rows are all committed before the clock).
+    while await events.relay_once():
+        pass
     elapsed = time.perf_counter() - start
-    cpu1 = sum(me.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0
+    cpu1 = [cpu_seconds(p) for p in (me, broker, database)]
     # Count what the broker stored, not what relay_once reported (a duplicate ack or an
     # error would otherwise be counted as relayed).
     stored = await in_stream() - before
     await nc0.close()
     assert stored == OUTBOX_N, (stored, OUTBOX_N)
+    assert await events.outbox_pending() == 0
     await events.stop()
     await engine.dispose()
     await drop_streams(url, system)
+    relay, broker_us, database_us = (
+        (b - a) / stored * 1e6 for a, b in zip(cpu0, cpu1, strict=True)
+    )
     return {
         "events_per_s": stored / elapsed,
-        "relay_cpu_us_per_event": (cpu1[0] - cpu0[0]) / stored * 1e6,
-        "broker_cpu_us_per_event": (cpu1[1] - cpu0[1]) / stored * 1e6,
+        "relay_cpu_us_per_event": relay,
+        "broker_cpu_us_per_event": broker_us,
+        "database_cpu_us_per_event": database_us,
+        "events_per_core_s": 1e6 / (relay + broker_us + database_us),
+        "loadavg_1m": os.getloadavg()[0],
     }
 
 
@@ -303,30 +350,50 @@ async def main() -> None:
             outbox_rates: dict[str, dict[str, list[dict[str, float]]]] = {}
             pid = server.proc.pid if server.proc else None
 
-            async def side_by_side(name: str, db: Callable[[int], str]) -> None:
+            async def side_by_side(
+                name: str,
+                make_db: Callable[[], Awaitable[str]],
+                drop_db: Callable[[str], Awaitable[None]],
+                pg: asyncpg.Connection | None = None,
+            ) -> None:
+                """Alternating runs, each on a fresh database (no earlier run's rows)."""
                 rates: dict[str, list[dict[str, float]]] = {"atomic_batches": [], "one_by_one": []}
                 for n in range(OUTBOX_ROUNDS):
                     order = [True, False] if n % 2 == 0 else [False, True]
                     for batched in order:
                         key = "atomic_batches" if batched else "one_by_one"
-                        rate = await bench_outbox(
-                            url, db(n * 2 + batched), batched=batched, broker_pid=pid
-                        )
+                        db = await make_db()
+                        try:
+                            rate = await bench_outbox(
+                                url, db, batched=batched, broker_pid=pid, pg=pg
+                            )
+                        finally:
+                            await drop_db(db)
                         rates[key].append({k: round(v, 1) for k, v in rate.items()})
                         print(name, key, rates[key][-1], flush=True)
                 outbox_rates[name] = rates
 
-            await side_by_side("sqlite", lambda n: f"sqlite+aiosqlite:///{tmp}/ob{n}.sqlite3")
-            pg_name = "bench_" + uuid.uuid4().hex[:8]
+            async def sqlite_db() -> str:
+                return f"sqlite+aiosqlite:///{tmp}/ob{uuid.uuid4().hex[:8]}.sqlite3"
+
+            async def sqlite_drop(db: str) -> None:
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(db.split(":///", 1)[1] + suffix).unlink(missing_ok=True)
+
+            await side_by_side("sqlite", sqlite_db, sqlite_drop)
             admin = await asyncpg.connect(PG)
-            await admin.execute(f'CREATE DATABASE "{pg_name}"')
+
+            async def pg_db() -> str:
+                name = "bench_" + uuid.uuid4().hex[:8]
+                await admin.execute(f'CREATE DATABASE "{name}"')
+                return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+
+            async def pg_drop(db: str) -> None:
+                await admin.execute(f'DROP DATABASE "{db.rsplit("/", 1)[1]}" WITH (FORCE)')
+
             try:
-                await side_by_side(
-                    "postgresql",
-                    lambda _: f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}",
-                )
+                await side_by_side("postgresql", pg_db, pg_drop, admin)
             finally:
-                await admin.execute(f'DROP DATABASE "{pg_name}" WITH (FORCE)')
                 await admin.close()
         finally:
             server.kill()
@@ -339,6 +406,12 @@ async def main() -> None:
         "events_per_round": OUTBOX_N,
         "relay_batch_rows": OUTBOX_BATCH,
         "goal_events_per_s": {"sqlite": 5000, "postgresql": 10000},
+        "cpu_note": (
+            "CPU per event: relay = the relaying process (SQLite runs inside it), broker ="
+            " nats-server, database = the PostgreSQL server processes of the bench's own"
+            " connections (its WAL writer and checkpointer are not counted);"
+            " events_per_core_s = 1e6 / their sum"
+        ),
         "machine_loadavg": [round(x, 2) for x in os.getloadavg()],
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -354,11 +427,16 @@ async def main() -> None:
             **rates,
             "median_events_per_s": {"atomic_batches": batched, "one_by_one": single},
             "ratio_batches_over_one_by_one": round(batched / single, 2),
-            "median_relay_cpu_us_per_event": {
-                k: median_of(k, "relay_cpu_us_per_event") for k in ("atomic_batches", "one_by_one")
-            },
-            "median_broker_cpu_us_per_event": {
-                k: median_of(k, "broker_cpu_us_per_event") for k in ("atomic_batches", "one_by_one")
+            **{
+                f"median_{measure}": {
+                    k: median_of(k, measure) for k in ("atomic_batches", "one_by_one")
+                }
+                for measure in (
+                    "relay_cpu_us_per_event",
+                    "broker_cpu_us_per_event",
+                    "database_cpu_us_per_event",
+                    "events_per_core_s",
+                )
             },
         }
         goal = outbox_summary["goal_events_per_s"][name]
