@@ -5,8 +5,9 @@ that publishes them after the commit.
 transaction (:meth:`OutboxRelay.add`). A relay task, woken right after the commit (and
 by a slow safety poll), publishes unsent rows with ``Nats-Msg-Id`` = event id (JetStream
 drops duplicates), each topic's rows as atomic batches where the broker allows them
-(corral.sdk.events._batch), and marks the acknowledged rows sent in one statement. A
-row the broker refuses counts an attempt (not when the connection is down or the
+(corral.sdk.events._batch_wire), and marks the acknowledged rows sent in one statement
+(or deletes them, with ``retention`` 0) in the same transaction. Nothing is tried while
+the connection is down. A row the broker refuses counts an attempt (not when the
 acknowledgement only timed out); a row that can never be published (bigger than
 max_payload) or that reached ``max_attempts`` is left as failed (logged,
 ``stats["outbox_failed"]``, :meth:`OutboxRelay.failed`) and no longer holds up the rows
@@ -44,7 +45,9 @@ class OutboxRelay:
     """One service instance's outbox: rows in, a relay task publishing them out.
 
     ``poll_interval``: the safety poll (a commit wakes the relay at once).
-    ``batch``: rows per round. ``retention``: seconds a sent row is kept.
+    ``batch``: rows per round. ``retention``: seconds a sent row is kept; 0 deletes a
+    row as soon as the broker acknowledged it (on PostgreSQL about 40% less database
+    CPU per event than marking it sent and deleting it later: bench/events.py).
     ``max_attempts``: refusals by the broker before a row is failed.
     """
 
@@ -189,11 +192,7 @@ class OutboxRelay:
             if not postgres:
                 transaction = await conn.begin()
             if ok:
-                await conn.execute(
-                    update(outbox)
-                    .where(_ids_in(ok, engine.dialect.name))
-                    .values(sent_at=time.time())
-                )
+                await conn.execute(self._sent(ok, engine.dialect.name))
             failed: list[tuple[Any, int, BaseException]] = []
             for row, exc, fails_now in counted:
                 # Counted in SQL, not from the value read: on SQLite the read was in its
@@ -218,6 +217,15 @@ class OutboxRelay:
                 self._report_failed(row, attempts, exc)
         self.stats["relayed"] += len(ok)
         return len(ok)
+
+    def _sent(self, ids: list[str], dialect: str) -> Any:
+        """The statement that records rows as sent: marked with the time (kept for
+        ``retention`` seconds), or deleted at once when ``retention`` is 0. Either way in
+        the round's transaction; a row whose mark is lost in a crash is published again
+        and dropped by the broker's de-duplication."""
+        if self.retention <= 0:
+            return delete(outbox).where(_ids_in(ids, dialect))
+        return update(outbox).where(_ids_in(ids, dialect)).values(sent_at=time.time())
 
     async def _publish_rows(self, rows: Any) -> list[BaseException | bool | None]:
         """Publish rows; per row None (acknowledged), an exception (refused), or False
