@@ -45,7 +45,6 @@ import psutil
 from nats.js import api
 from pydantic import BaseModel
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import create_async_engine
 
 # The tests' nats-server helper (tests/sdk/events/helpers.py) and what it imports
 # (tests/testkit.py).
@@ -55,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "sdk"))
 from _common import RESULTS, percentile, write_result
 from events.helpers import NatsServer
 
+from corral.sdk import Database
 from corral.sdk.events import Events, NatsTransport, Outgoing, TopicConfig, Topology
 from corral.sdk.events._envelope import encode_envelope, new_event_id
 from corral.sdk.events._tables import metadata, outbox
@@ -247,7 +247,11 @@ async def bench_outbox(
     ``retention``: seconds a sent row is kept (the default, 3600: marked sent, deleted
     later; 0: deleted when acknowledged)."""
     system = "ob" + uuid.uuid4().hex[:6]
-    engine = create_async_engine(db)
+    # The engine a service gets (corral.sdk.Database): on SQLite WAL, synchronous=NORMAL
+    # and BEGIN IMMEDIATE; on PostgreSQL pre-ping.
+    database = Database()
+    await database.start(db)
+    engine = database.engine
     topo = Topology(system=system, topics={"ping": TopicConfig("ping")})
     transport = NatsTransport(url)
     if not batched:
@@ -299,14 +303,14 @@ async def bench_outbox(
     me = [psutil.Process()]
     broker = [psutil.Process(broker_pid)] if broker_pid else []
     await events.outbox_pending()  # the pool's connection exists: its server process too
-    database = await database_backends(db, pg)
-    cpu0 = [cpu_seconds(p) for p in (me, broker, database)]
+    backends = await database_backends(db, pg)
+    cpu0 = [cpu_seconds(p) for p in (me, broker, backends)]
     start = time.perf_counter()
     # Relay until a round finds nothing (the rows are all committed before the clock).
     while await events.relay_once():
         pass
     elapsed = time.perf_counter() - start
-    cpu1 = [cpu_seconds(p) for p in (me, broker, database)]
+    cpu1 = [cpu_seconds(p) for p in (me, broker, backends)]
     # Count what the broker stored, not what relay_once reported (a duplicate ack or an
     # error would otherwise be counted as relayed).
     stored = await in_stream() - before
@@ -314,7 +318,7 @@ async def bench_outbox(
     assert stored == OUTBOX_N, (stored, OUTBOX_N)
     assert await events.outbox_pending() == 0
     await events.stop()
-    await engine.dispose()
+    await database.stop()
     await drop_streams(url, system)
     relay, broker_us, database_us = (
         (b - a) / stored * 1e6 for a, b in zip(cpu0, cpu1, strict=True)
