@@ -44,7 +44,9 @@ _KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SUBJECT_INVALID = re.compile(r"[\s]")
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 _checked_keys: set[str] = set()
-"""Header keys already validated (a handful in practice: Corral-Type, traceparent, ...)."""
+"""Header keys already validated (a handful in practice: Corral-Type, traceparent, ...);
+at most :data:`_KEYS_KEPT` are remembered, the rest are checked every time."""
+_KEYS_KEPT = 256
 
 
 class WireError(ValueError):
@@ -60,7 +62,8 @@ def header_block(headers: Mapping[str, str]) -> str:
         if key not in _checked_keys:
             if not _KEY.fullmatch(key):
                 raise WireError(f"invalid header key {key!r}")
-            _checked_keys.add(key)
+            if len(_checked_keys) < _KEYS_KEPT:
+                _checked_keys.add(key)
         value = value.strip()
         if "\r" in value or "\n" in value:
             value = value.translate(_NEWLINES)
