@@ -4,10 +4,13 @@
    async publishing, handler counts) through corral.sdk.events against raw nats-py doing
    the same work (JetStream publish with dedup id, durable push consumer with queue
    group, JSON decode, explicit ack);
-2. outbox relay events/s on SQLite and PostgreSQL (rows committed first, then drained),
-   with atomic batches (corral.sdk.events._batch) against one acknowledgement per event
-   (what the relay did before, and still does for a batch the broker refuses),
-   alternating. ``--outbox-only`` runs just this part (keeping the last rounds of 1.).
+2. outbox relay events/s on SQLite and PostgreSQL (rows committed first, then drained,
+   a fresh database per run), with atomic batches (corral.sdk.events._batch_wire),
+   with atomic batches deleting rows when acknowledged (``outbox_retention=0``), and
+   with one acknowledgement per event (what the relay did before, and still does for a
+   batch the broker refuses), in rotating order; with the CPU per event of the relay,
+   the broker and the PostgreSQL server, and the events/s one core would carry at that
+   cost. ``--outbox-only`` runs just this part (keeping the last rounds of 1.).
 
 Both sides publish with a de-duplication id and await the broker's ack in the latency
 phase (one event in flight), and keep every event in flight in the throughput phase
@@ -17,11 +20,13 @@ The outbox rate counts only events the stream actually stored (its message count
 
 The embedded nats-server runs with ``sync_interval: always`` (read back from its config
 file and reported in the JSON). Run: uv run python bench/events.py [rounds]
+[--outbox-only] [--outbox-rounds=3] [--no-save]
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -30,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +45,16 @@ import psutil
 from nats.js import api
 from pydantic import BaseModel
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import create_async_engine
 
+# The tests' nats-server helper (tests/sdk/events/helpers.py) and what it imports
+# (tests/testkit.py).
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "sdk"))
 
 from _common import RESULTS, percentile, write_result
 from events.helpers import NatsServer
 
+from corral.sdk import Database
 from corral.sdk.events import Events, NatsTransport, Outgoing, TopicConfig, Topology
 from corral.sdk.events._envelope import encode_envelope, new_event_id
 from corral.sdk.events._tables import metadata, outbox
@@ -55,7 +63,14 @@ LAT_N, THR_N, OUTBOX_N = 500, 5000, 20000
 OUTBOX_BATCH = 1000
 ROUNDS = int(next((a for a in sys.argv[1:] if a.isdigit()), 5))
 OUTBOX_ONLY = "--outbox-only" in sys.argv
-OUTBOX_ROUNDS = 2
+VARIANTS: dict[str, dict[str, Any]] = {
+    "atomic_batches": {"batched": True},  # the default relay: rows marked sent, kept 1 h
+    "atomic_batches_delete_on_send": {"batched": True, "retention": 0.0},
+    "one_by_one": {"batched": False},  # one acknowledgement per event (the fallback)
+}
+OUTBOX_ROUNDS = int(
+    next((a.split("=")[1] for a in sys.argv if a.startswith("--outbox-rounds=")), 3)
+)
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -190,16 +205,53 @@ async def bench_sdk(url: str) -> dict[str, float]:
     return result
 
 
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+ROW_HEADERS = json.dumps({"Corral-Type": "ping", "traceparent": TRACEPARENT})
+"""The headers ``publish(..., session=s)`` stores with a row (a traced request's)."""
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU of ``processes`` (one that has exited counts nothing)."""
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(process.cpu_times()[:2])
+    return total
+
+
+async def database_backends(db: str, pg: asyncpg.Connection | None) -> list[psutil.Process]:
+    """The PostgreSQL server processes serving ``db``'s connections (its CPU per event
+    is part of the relay's cost); none for SQLite (it runs inside the relay process)."""
+    if pg is None or not db.startswith("postgresql"):
+        return []
+    name = db.rsplit("/", 1)[1]
+    rows = await pg.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+    return [psutil.Process(row["pid"]) for row in rows]
+
+
 async def bench_outbox(
-    url: str, db: str, *, batched: bool = True, broker_pid: int | None = None
+    url: str,
+    db: str,
+    *,
+    batched: bool = True,
+    retention: float = 3600.0,
+    broker_pid: int | None = None,
+    pg: asyncpg.Connection | None = None,
 ) -> dict[str, float]:
     """Outbox rows committed, then drained by ``relay_once``: stored events per second,
-    and CPU microseconds per event of the relay (this process) and of the broker (the
-    machine is shared: CPU per event is what its load distorts least).
+    and CPU microseconds per event of the relay (this process), the broker and the
+    database server (the machine is shared: CPU per event is what its load distorts
+    least; ``events_per_core_s`` is what one core would carry at that cost).
     ``batched=False``: the relay as it was before atomic batches (one acknowledgement
-    per event), by refusing every batch, which is also the relay's fallback path."""
+    per event), by refusing every batch, which is also the relay's fallback path.
+    ``retention``: seconds a sent row is kept (the default, 3600: marked sent, deleted
+    later; 0: deleted when acknowledged)."""
     system = "ob" + uuid.uuid4().hex[:6]
-    engine = create_async_engine(db)
+    # The engine a service gets (corral.sdk.Database): on SQLite WAL, synchronous=NORMAL
+    # and BEGIN IMMEDIATE; on PostgreSQL pre-ping.
+    database = Database()
+    await database.start(db)
+    engine = database.engine
     topo = Topology(system=system, topics={"ping": TopicConfig("ping")})
     transport = NatsTransport(url)
     if not batched:
@@ -215,6 +267,7 @@ async def bench_outbox(
         engine=engine,
         outbox_poll_interval=3600,
         outbox_batch=OUTBOX_BATCH,
+        outbox_retention=retention,
     )
     await events.start()
     await events.relay.stop()  # measure the relay alone: stop the background task
@@ -229,8 +282,10 @@ async def bench_outbox(
                 "id": eid,
                 "topic": "ping",
                 "subject": f"{system}.ping",
-                "headers": "{}",
-                "body": encode_envelope(event_id=eid, source="/b", type="ping", data={"n": n}),
+                "headers": ROW_HEADERS,
+                "body": encode_envelope(
+                    event_id=eid, source="/b", type="ping", data={"n": n}, traceparent=TRACEPARENT
+                ),
                 "created_at": time.time() + n * 1e-6,
                 "sent_at": None,
                 "attempts": 0,
@@ -245,26 +300,36 @@ async def bench_outbox(
         return int((await js0.stream_info(f"{system}_ping")).state.messages)
 
     before = await in_stream()
-    me = psutil.Process()
-    broker = psutil.Process(broker_pid) if broker_pid else None
-    cpu0 = sum(me.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0
+    me = [psutil.Process()]
+    broker = [psutil.Process(broker_pid)] if broker_pid else []
+    await events.outbox_pending()  # the pool's connection exists: its server process too
+    backends = await database_backends(db, pg)
+    cpu0 = [cpu_seconds(p) for p in (me, broker, backends)]
     start = time.perf_counter()
-    while await events.outbox_pending():
-        await events.relay_once()
+    # Relay until a round finds nothing (the rows are all committed before the clock).
+    while await events.relay_once():
+        pass
     elapsed = time.perf_counter() - start
-    cpu1 = sum(me.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0
+    cpu1 = [cpu_seconds(p) for p in (me, broker, backends)]
     # Count what the broker stored, not what relay_once reported (a duplicate ack or an
     # error would otherwise be counted as relayed).
     stored = await in_stream() - before
     await nc0.close()
     assert stored == OUTBOX_N, (stored, OUTBOX_N)
+    assert await events.outbox_pending() == 0
     await events.stop()
-    await engine.dispose()
+    await database.stop()
     await drop_streams(url, system)
+    relay, broker_us, database_us = (
+        (b - a) / stored * 1e6 for a, b in zip(cpu0, cpu1, strict=True)
+    )
     return {
         "events_per_s": stored / elapsed,
-        "relay_cpu_us_per_event": (cpu1[0] - cpu0[0]) / stored * 1e6,
-        "broker_cpu_us_per_event": (cpu1[1] - cpu0[1]) / stored * 1e6,
+        "relay_cpu_us_per_event": relay,
+        "broker_cpu_us_per_event": broker_us,
+        "database_cpu_us_per_event": database_us,
+        "events_per_core_s": 1e6 / (relay + broker_us + database_us),
+        "loadavg_1m": os.getloadavg()[0],
     }
 
 
@@ -301,30 +366,51 @@ async def main() -> None:
             outbox_rates: dict[str, dict[str, list[dict[str, float]]]] = {}
             pid = server.proc.pid if server.proc else None
 
-            async def side_by_side(name: str, db: Callable[[int], str]) -> None:
-                rates: dict[str, list[dict[str, float]]] = {"atomic_batches": [], "one_by_one": []}
+            async def side_by_side(
+                name: str,
+                make_db: Callable[[], Awaitable[str]],
+                drop_db: Callable[[str], Awaitable[None]],
+                pg: asyncpg.Connection | None = None,
+            ) -> None:
+                """Alternating runs, each on a fresh database (no earlier run's rows)."""
+                rates: dict[str, list[dict[str, float]]] = {key: [] for key in VARIANTS}
                 for n in range(OUTBOX_ROUNDS):
-                    order = [True, False] if n % 2 == 0 else [False, True]
-                    for batched in order:
-                        key = "atomic_batches" if batched else "one_by_one"
-                        rate = await bench_outbox(
-                            url, db(n * 2 + batched), batched=batched, broker_pid=pid
-                        )
+                    order = (
+                        list(VARIANTS)[n % len(VARIANTS) :] + list(VARIANTS)[: n % len(VARIANTS)]
+                    )
+                    for key in order:
+                        db = await make_db()
+                        try:
+                            rate = await bench_outbox(
+                                url, db, **VARIANTS[key], broker_pid=pid, pg=pg
+                            )
+                        finally:
+                            await drop_db(db)
                         rates[key].append({k: round(v, 1) for k, v in rate.items()})
                         print(name, key, rates[key][-1], flush=True)
                 outbox_rates[name] = rates
 
-            await side_by_side("sqlite", lambda n: f"sqlite+aiosqlite:///{tmp}/ob{n}.sqlite3")
-            pg_name = "bench_" + uuid.uuid4().hex[:8]
+            async def sqlite_db() -> str:
+                return f"sqlite+aiosqlite:///{tmp}/ob{uuid.uuid4().hex[:8]}.sqlite3"
+
+            async def sqlite_drop(db: str) -> None:
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(db.split(":///", 1)[1] + suffix).unlink(missing_ok=True)
+
+            await side_by_side("sqlite", sqlite_db, sqlite_drop)
             admin = await asyncpg.connect(PG)
-            await admin.execute(f'CREATE DATABASE "{pg_name}"')
+
+            async def pg_db() -> str:
+                name = "bench_" + uuid.uuid4().hex[:8]
+                await admin.execute(f'CREATE DATABASE "{name}"')
+                return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+
+            async def pg_drop(db: str) -> None:
+                await admin.execute(f'DROP DATABASE "{db.rsplit("/", 1)[1]}" WITH (FORCE)')
+
             try:
-                await side_by_side(
-                    "postgresql",
-                    lambda _: f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}",
-                )
+                await side_by_side("postgresql", pg_db, pg_drop, admin)
             finally:
-                await admin.execute(f'DROP DATABASE "{pg_name}" WITH (FORCE)')
                 await admin.close()
         finally:
             server.kill()
@@ -337,6 +423,12 @@ async def main() -> None:
         "events_per_round": OUTBOX_N,
         "relay_batch_rows": OUTBOX_BATCH,
         "goal_events_per_s": {"sqlite": 5000, "postgresql": 10000},
+        "cpu_note": (
+            "CPU per event: relay = the relaying process (SQLite runs inside it), broker ="
+            " nats-server, database = the PostgreSQL server processes of the bench's own"
+            " connections (its WAL writer and checkpointer are not counted);"
+            " events_per_core_s = 1e6 / their sum"
+        ),
         "machine_loadavg": [round(x, 2) for x in os.getloadavg()],
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -350,13 +442,19 @@ async def main() -> None:
         batched, single = (median_of(k, "events_per_s") for k in ("atomic_batches", "one_by_one"))
         outbox_summary[name] = {
             **rates,
-            "median_events_per_s": {"atomic_batches": batched, "one_by_one": single},
+            "median_events_per_s": {k: median_of(k, "events_per_s") for k in VARIANTS},
             "ratio_batches_over_one_by_one": round(batched / single, 2),
-            "median_relay_cpu_us_per_event": {
-                k: median_of(k, "relay_cpu_us_per_event") for k in ("atomic_batches", "one_by_one")
-            },
-            "median_broker_cpu_us_per_event": {
-                k: median_of(k, "broker_cpu_us_per_event") for k in ("atomic_batches", "one_by_one")
+            "ratio_delete_on_send_over_batches": round(
+                median_of("atomic_batches_delete_on_send", "events_per_s") / batched, 2
+            ),
+            **{
+                f"median_{measure}": {k: median_of(k, measure) for k in VARIANTS}
+                for measure in (
+                    "relay_cpu_us_per_event",
+                    "broker_cpu_us_per_event",
+                    "database_cpu_us_per_event",
+                    "events_per_core_s",
+                )
             },
         }
         goal = outbox_summary["goal_events_per_s"][name]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -59,3 +60,24 @@ def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
 @pytest.fixture
 def tmp_db(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'svc.sqlite3'}"
+
+
+@pytest.fixture
+async def pg_db(pg_admin_url: str) -> AsyncIterator[str]:
+    """A new database on the real PostgreSQL server (skipped when none runs), dropped
+    afterwards."""
+    name = "t" + uuid.uuid4().hex[:10]
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+asyncpg://{pg_admin_url.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(params=["tmp_db", pytest.param("pg_db", marks=pytest.mark.postgres)])
+def outbox_db(request: pytest.FixtureRequest) -> str:
+    """A fresh service database: a SQLite file, or a new PostgreSQL database."""
+    url: str = request.getfixturevalue(request.param)
+    return url

@@ -74,6 +74,24 @@ async def stored(url: str, system: str, topic: str) -> int:
         await nc.close()
 
 
+async def stored_messages(url: str, system: str, topic: str) -> list[tuple[str, bytes]]:
+    """``(Nats-Msg-Id, body)`` of every event the topic's stream holds, in stream order."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        name = stream_name(system, topic)
+        count = int((await js.stream_info(name)).state.messages)
+        sub = await js.subscribe(f"{system}.>", stream=name, ordered_consumer=True)
+        ids: list[tuple[str, bytes]] = []
+        for _ in range(count):
+            msg = await sub.next_msg(timeout=10)
+            ids.append(((msg.headers or {}).get("Nats-Msg-Id", ""), msg.data))
+        await sub.unsubscribe()
+        return ids
+    finally:
+        await nc.close()
+
+
 async def eventually(
     check: Callable[[], Awaitable[bool] | bool], timeout: float = 30.0, what: str = ""
 ) -> None:

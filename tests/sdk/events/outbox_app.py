@@ -3,7 +3,8 @@ outbox and commits (``--crash after-commit`` kills it right there, ``--crash
 after-publish`` once the relay published it); ``relay`` starts the events component (its
 relay drains the outbox) and exits once nothing is pending; ``stream`` keeps publishing
 N events through the outbox, one transaction each; ``bulk`` commits N events in one
-transaction, then relays them (``--batch``: rows per relay round)."""
+transaction, then relays them (``--batch``: rows per relay round; ``--retention``: seconds a
+sent row is kept, 0 deletes it at once)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ async def main(
     count: int,
     crash: EventCrash | None,
     batch: int = 500,
+    retention: float = 3600.0,
 ) -> None:
     engine = create_async_engine(db)
     topology = Topology(system=system, topics={"ride.requested": TopicConfig("ride.requested")})
@@ -35,6 +37,7 @@ async def main(
         outbox_poll_interval=0.2,
         publish_timeout=2.0,
         outbox_batch=batch,
+        outbox_retention=retention,
     )
     if crash:
         inject_event_faults(events, crash=crash)
@@ -73,5 +76,17 @@ if __name__ == "__main__":
     parser.add_argument("count", type=int, nargs="?", default=0)
     parser.add_argument("--crash", choices=["after-commit", "after-publish"])
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--retention", type=float, default=3600.0)
     args = parser.parse_args()
-    asyncio.run(main(args.mode, args.url, args.system, args.db, args.count, args.crash, args.batch))
+    asyncio.run(
+        main(
+            args.mode,
+            args.url,
+            args.system,
+            args.db,
+            args.count,
+            args.crash,
+            args.batch,
+            args.retention,
+        )
+    )

@@ -493,6 +493,41 @@ class EventsSuite(abc.ABC):
         assert await producer.outbox_failed() == []
         await engine.dispose()
 
+    async def test_outbox_relay_tries_nothing_while_disconnected(
+        self, make: Make, tmp_db: str
+    ) -> None:
+        """While the transport is not connected a relay round publishes nothing and counts
+        no attempt against any row; once it is, the same rows go, each once."""
+        engine = create_async_engine(tmp_db)
+        producer = await make("rides", engine=engine)
+        await producer.relay.stop()  # rounds by hand below
+        published = count_publishes(producer)
+        async with AsyncSession(engine) as session, session.begin():
+            ids = [
+                await producer.publish(
+                    "ride.requested", RideRequested(ride_id=f"r{n}"), session=session
+                )
+                for n in range(2)
+            ]
+        transport = producer.transport
+        connected = transport.connected
+
+        async def disconnected() -> bool:
+            return False
+
+        transport.connected = disconnected  # type: ignore[method-assign]
+        for _ in range(3):
+            assert await producer.relay_once() == 0
+        assert published == {}
+        async with engine.connect() as conn:
+            attempts = await conn.scalar(select(func.max(outbox.c.attempts)))
+        assert attempts == 0
+        assert await producer.outbox_pending() == 2
+        transport.connected = connected  # type: ignore[method-assign]
+        assert await producer.relay_once() == 2
+        assert published == {ids[0]: 1, ids[1]: 1}
+        await engine.dispose()
+
     async def test_outbox_row_refused_counts_attempts_then_fails(
         self, make: Make, tmp_db: str
     ) -> None:

@@ -1,26 +1,29 @@
 """The outbox relay's atomic batches against real nats-servers and real processes: a
-relay killed mid-drain (at a random point, and exactly between a batch's acknowledgement
-and marking its rows sent) loses no event and stores none twice; a stream that does not
+relay killed mid-drain (at random points, and exactly between a batch's acknowledgement
+and marking its rows sent), on SQLite and on PostgreSQL, loses no event, stores none
+twice and keeps the outbox's order; a stream that does not
 allow atomic batches still gets every event, one by one."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import random
 import signal
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import nats
 import pytest
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from corral.sdk.events import Events, NatsTransport, TopicConfig, Topology
 from corral.sdk.events.wire import stream_config, stream_name
-from events.helpers import NatsServer, delete_streams, stored
+from events.helpers import NatsServer, delete_streams, stored, stored_messages
 from events.test_crash import APP, ROOT, run_app
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,13 +44,26 @@ async def unsent(db: str) -> int:
     return int(count or 0)
 
 
+async def assert_exactly_once_in_order(nats_url: str, system: str, db: str, total: int) -> None:
+    """The stream holds each of the ``total`` events the app committed (``{"n": 0}``,
+    ``{"n": 1}``, ...) once, in commit order, and the outbox has nothing left to send."""
+    stored = await stored_messages(nats_url, system, TOPIC)
+    ids = [msg_id for msg_id, _ in stored]
+    assert len(ids) == len(set(ids)), "an event was stored twice"
+    numbers = [json.loads(body)["data"]["n"] for _, body in stored]
+    assert sorted(numbers) == list(range(total)), "an event was lost or stored twice"
+    assert numbers == list(range(total)), "stored out of the outbox's order"
+    assert await unsent(db) == 0
+
+
 async def test_killed_between_batch_ack_and_marking(
-    nats_url: str, system: str, tmp_path: Path, cleanup: None
+    nats_url: str, system: str, outbox_db: str, cleanup: None
 ) -> None:
     """The broker stored the first batch, the relay died before marking it: the next
     relay's batch of those rows is refused as duplicates, and goes one by one (each
-    dropped by de-duplication): every event stored exactly once."""
-    db = f"sqlite+aiosqlite:///{tmp_path / 'rides.sqlite3'}"
+    dropped by de-duplication): every event stored exactly once, on SQLite and on
+    PostgreSQL (where the killed relay's row locks go with its connection)."""
+    db = outbox_db
     first = run_app("bulk", nats_url, system, db, "1200", "--batch", "400", crash="after-publish")
     assert first.returncode == -signal.SIGKILL, first.stderr
     assert await unsent(db) == 1200, "nothing was marked sent"
@@ -56,42 +72,62 @@ async def test_killed_between_batch_ack_and_marking(
     assert second.returncode == 0, second.stderr
     assert "drained" in second.stdout
     assert await stored(nats_url, system, TOPIC) == 1200
-    assert await unsent(db) == 0
+    await assert_exactly_once_in_order(nats_url, system, db, 1200)
 
 
-async def test_killed_at_a_random_point_mid_drain(
-    nats_url: str, system: str, tmp_path: Path, cleanup: None
-) -> None:
-    db = f"sqlite+aiosqlite:///{tmp_path / 'rides.sqlite3'}"
-    total = 4000
+async def stored_so_far(nats_url: str, system: str) -> int:
+    """Events stored; 0 while the producer has not created the stream yet."""
+    try:
+        return await stored(nats_url, system, TOPIC)
+    except NotFoundError:
+        return 0
+
+
+async def relay_until_killed(
+    nats_url: str, system: str, db: str, args: tuple[str, ...], kill_at: int
+) -> int:
+    """Run the producer app with ``args``; SIGKILL it once the stream holds at least
+    ``kill_at`` events (polled, no fixed sleep). How many it held at the kill."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(APP),
-        *("bulk", nats_url, system, db, str(total), "--batch", "100"),
+        *args,
         env=env,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    assert proc.stdout is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        assert line.strip() == b"committed"
         async with asyncio.timeout(60):
-            while (at_kill := await stored(nats_url, system, TOPIC)) == 0:
-                await asyncio.sleep(0.005)
+            while (at_kill := await stored_so_far(nats_url, system)) < kill_at:
+                await asyncio.sleep(0.002)
         proc.kill()
         await proc.wait()
+        return at_kill
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    after_kill = await stored(nats_url, system, TOPIC)
-    assert 0 < at_kill <= after_kill < total, "killed while draining"
-    second = run_app("relay", nats_url, system, db)
-    assert "drained" in second.stdout, second.stderr
-    assert await stored(nats_url, system, TOPIC) == total
-    assert await unsent(db) == 0
+
+
+@pytest.mark.parametrize("retention", ["3600", "0"])
+async def test_killed_at_random_points_mid_drain(
+    nats_url: str, system: str, outbox_db: str, retention: str, cleanup: None
+) -> None:
+    """A relay SIGKILLed twice at random points while it drains 4000 committed events
+    (mid-batch, between a batch's ack and its marking, or mid-marking), then a third
+    that runs to the end: every event is on the stream exactly once, in order, on
+    SQLite and on PostgreSQL, whether sent rows are kept or deleted at once."""
+    db, total = outbox_db, 4000
+    bulk = ("bulk", nats_url, system, db, str(total), "--batch", "100", "--retention", retention)
+    first = await relay_until_killed(nats_url, system, db, bulk, random.randint(1, total // 3))
+    relay = ("relay", nats_url, system, db, "--batch", "100", "--retention", retention)
+    target = random.randint(first + 1, total * 2 // 3)
+    second = await relay_until_killed(nats_url, system, db, relay, target)
+    assert 0 < first < second < total, "killed while draining, twice"
+    last = run_app("relay", nats_url, system, db, "--retention", retention)
+    assert "drained" in last.stdout, last.stderr
+    await assert_exactly_once_in_order(nats_url, system, db, total)
 
 
 async def test_stream_without_atomic_batches_gets_every_event(

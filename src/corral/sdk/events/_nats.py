@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from corral.sdk.events._batch import BATCH_HEADER_BYTES, publish_atomic
+from corral.sdk.events._batch_wire import publish_atomic
 from corral.sdk.events._topology import (
     ConsumerDef,
     TopicConfig,
@@ -47,7 +47,7 @@ def stream_config(system: str, topic: TopicConfig) -> js_api.StreamConfig:
         storage=js_api.StorageType.FILE,
         duplicate_window=topic.duplicate_window,
         discard=js_api.DiscardPolicy.OLD,
-        allow_atomic=True,  # the outbox relay's batches (corral.sdk.events._batch)
+        allow_atomic=True,  # the outbox relay's batches (corral.sdk.events._batch_wire)
     )
 
 
@@ -247,9 +247,8 @@ class NatsTransport(Transport):
         return await self.js.publish_async(message.subject, message.body, headers=headers)
 
     async def publish_atomic(self, messages: list[Outgoing], *, ack_timeout: float) -> bool:
-        limit = self.max_payload()
-        if limit is not None and any(m.size + BATCH_HEADER_BYTES > limit for m in messages):
-            return False  # one by one: the oversized one is refused alone
+        # A message too big for a batch makes it False: one by one, the oversized one is
+        # then refused alone (corral.sdk.events._batch_wire checks each size).
         return await publish_atomic(self.client, messages, ack_timeout=ack_timeout)
 
     async def subscribe(self, consumer: ConsumerDef, handler: Handler, *, ordered: bool) -> None:

@@ -5,8 +5,9 @@ that publishes them after the commit.
 transaction (:meth:`OutboxRelay.add`). A relay task, woken right after the commit (and
 by a slow safety poll), publishes unsent rows with ``Nats-Msg-Id`` = event id (JetStream
 drops duplicates), each topic's rows as atomic batches where the broker allows them
-(corral.sdk.events._batch), and marks the acknowledged rows sent in one statement. A
-row the broker refuses counts an attempt (not when the connection is down or the
+(corral.sdk.events._batch_wire), and marks the acknowledged rows sent in one statement
+(or deletes them, with ``retention`` 0) in the same transaction. Nothing is tried while
+the connection is down. A row the broker refuses counts an attempt (not when the
 acknowledgement only timed out); a row that can never be published (bigger than
 max_payload) or that reached ``max_attempts`` is left as failed (logged,
 ``stats["outbox_failed"]``, :meth:`OutboxRelay.failed`) and no longer holds up the rows
@@ -22,7 +23,9 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, update
+import orjson
+from sqlalchemy import String, any_, bindparam, delete, event, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
@@ -42,7 +45,9 @@ class OutboxRelay:
     """One service instance's outbox: rows in, a relay task publishing them out.
 
     ``poll_interval``: the safety poll (a commit wakes the relay at once).
-    ``batch``: rows per round. ``retention``: seconds a sent row is kept.
+    ``batch``: rows per round. ``retention``: seconds a sent row is kept; 0 deletes a
+    row as soon as the broker acknowledged it (on PostgreSQL about 40% less database
+    CPU per event than marking it sent and deleting it later: bench/events.py).
     ``max_attempts``: refusals by the broker before a row is failed.
     """
 
@@ -187,9 +192,7 @@ class OutboxRelay:
             if not postgres:
                 transaction = await conn.begin()
             if ok:
-                await conn.execute(
-                    update(outbox).where(outbox.c.id.in_(ok)).values(sent_at=time.time())
-                )
+                await conn.execute(self._sent(ok, engine.dialect.name))
             failed: list[tuple[Any, int, BaseException]] = []
             for row, exc, fails_now in counted:
                 # Counted in SQL, not from the value read: on SQLite the read was in its
@@ -215,6 +218,15 @@ class OutboxRelay:
         self.stats["relayed"] += len(ok)
         return len(ok)
 
+    def _sent(self, ids: list[str], dialect: str) -> Any:
+        """The statement that records rows as sent: marked with the time (kept for
+        ``retention`` seconds), or deleted at once when ``retention`` is 0. Either way in
+        the round's transaction; a row whose mark is lost in a crash is published again
+        and dropped by the broker's de-duplication."""
+        if self.retention <= 0:
+            return delete(outbox).where(_ids_in(ids, dialect))
+        return update(outbox).where(_ids_in(ids, dialect)).values(sent_at=time.time())
+
     async def _publish_rows(self, rows: Any) -> list[BaseException | bool | None]:
         """Publish rows; per row None (acknowledged), an exception (refused), or False
         (not tried: the connection refused an earlier row).
@@ -223,10 +235,12 @@ class OutboxRelay:
         to 1000 events: corral.sdk.events._batch); the rows of a batch the broker did
         not take go one by one, in order, de-duplicated by event id."""
         _, transport = self._bound()
-        messages = [
-            Outgoing(row.subject, json.loads(row.headers), row.body, row.id) for row in rows
-        ]
         results: list[BaseException | bool | None] = [False] * len(rows)
+        if not await transport.connected():
+            return results  # nothing tried, nothing counted: the next round retries
+        messages = [
+            Outgoing(row.subject, orjson.loads(row.headers), row.body, row.id) for row in rows
+        ]
         by_topic: dict[str, list[int]] = {}
         for index, row in enumerate(rows):
             by_topic.setdefault(row.topic, []).append(index)
@@ -344,3 +358,15 @@ class OutboxRelay:
                 .order_by(outbox.c.created_at, outbox.c.id)
             )
             return [row.id for row in rows]
+
+
+def _ids_in(ids: list[str], dialect: str) -> Any:
+    """``corral_outbox.id IN ids`` with the ids in one bound parameter (an array on
+    PostgreSQL, a JSON list on SQLite): an expanding ``IN`` renders one parameter per id
+    at every execution, which cost more than the rest of marking a 1000-row batch."""
+    if dialect == "postgresql":
+        return outbox.c.id == any_(bindparam("ids", ids, type_=ARRAY(String)))
+    if dialect == "sqlite":
+        values = func.json_each(bindparam("ids", json.dumps(ids))).table_valued("value")
+        return outbox.c.id.in_(select(values.c.value))
+    return outbox.c.id.in_(ids)
