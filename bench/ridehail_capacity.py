@@ -61,6 +61,16 @@ CITY = (52.45, 13.30, 52.57, 13.50)
 MATCHED_P99_S = 0.5
 PAID_P99_S = 2.0
 HEARTBEAT_S = 5.0
+SET_OFF_S = 0.1
+
+
+CALLS: Counter[str] = Counter()
+"""Requests the generator sent, by method and route kind (ids replaced by {id})."""
+
+
+def _kind(path: str) -> str:
+    parts = path.split("/")
+    return "/".join("{id}" if len(p) >= 32 else p for p in parts)
 
 
 def somewhere(rng: random.Random) -> dict[str, float]:
@@ -92,6 +102,7 @@ class Person:
         """The JSON answer, or None after counting an error (never raises on HTTP);
         ``quiet``: a status that is an answer, not an error (None, not counted)."""
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        CALLS[f"{method} {_kind(path)}"] += 1
         try:
             async with self.http.request(method, path, headers=headers, **kw) as response:
                 if response.status == quiet:
@@ -161,6 +172,10 @@ class Generator:
     # -- drivers ---------------------------------------------------------------------------
     async def driver(self, person: Person) -> None:
         where = somewhere(self.rng)
+        # The ride this driver last drove: matching answers it as "your ride" until it
+        # has handled its ride.completed; serving it again would spin (a PUT and a GET
+        # per turn), so the driver waits for its next assignment instead, as an app does.
+        done: str | None = None
         while not self.stop.is_set():
             answer = await person.call(
                 "PUT",
@@ -169,26 +184,27 @@ class Generator:
                 json={"available": True, "position": where},
             )
             ride_id = (answer or {}).get("ride_id")
-            if ride_id is None:
+            if ride_id is None or ride_id == done:
+                ride_id = None
                 with contextlib.suppress(TimeoutError):
                     ride_id = await asyncio.wait_for(person.assignments.get(), HEARTBEAT_S)
-            if not ride_id:  # a heartbeat is due ("" when told to stop)
+            if not ride_id or ride_id == done:  # a heartbeat is due ("" when told to stop)
                 continue
             where = await self.serve(person, ride_id) or where
-        await person.call("PUT", "/drivers/me/availability", self.errors, json={"available": False})
+            done = ride_id
 
     async def serve(self, driver: Person, ride_id: str) -> dict[str, float] | None:
-        # The driver heard of the match from the bus; rides may not have applied it yet
-        # (404, or not yet "matched"): look again shortly, as an app would.
+        # The driver heard of the match from the bus, as rides did; it sets off after
+        # SET_OFF_S and reads the ride first. rides may not have applied the match yet
+        # (404, or still "requested"): it looks again every SET_OFF_S, as an app would.
         ride = None
-        for _ in range(40):
+        for _ in range(100):
+            await asyncio.sleep(SET_OFF_S)
             ride = await driver.call("GET", f"/rides/{ride_id}", self.errors, quiet=404)
             if ride is not None and ride["status"] != "requested":
                 break
-            await asyncio.sleep(0.05)
         if ride is None or ride.get("driver_id") != driver.id or ride["status"] != "matched":
             return None
-        await asyncio.sleep(0.1)
         for step in ("arrive", "start"):
             if await driver.call("POST", f"/rides/{ride_id}/{step}", self.errors) is None:
                 return None
@@ -302,6 +318,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             nats_url = control_url(session.plan.state_dir)
             assert nats_url, "the system runs no event bus"
             instances = [i.to_json() for i in status.instances]
+            pids = {i["instance"]: i.get("pid") for i in instances}
+            print(json.dumps({"instances": pids}), file=sys.stderr, flush=True)
             connector = aiohttp.TCPConnector(limit=0)
             timeout = aiohttp.ClientTimeout(total=15)
             async with aiohttp.ClientSession(gateway, connector=connector, timeout=timeout) as http:
@@ -333,6 +351,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     for rate in rates:
                         gen.errors.clear()
+                        CALLS.clear()
                         load_before = os.getloadavg()
                         cpu0, mine0 = cpu_by_service(instances), cpu_of([me])
                         step_began = time.monotonic()
@@ -358,6 +377,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         step["cpu_ms_per_ride_system"] = round(
                             sum(step["cpu_ms_per_ride"].values()), 2
                         )
+                        step["requests_per_ride"] = {
+                            k: round(v / rides, 2) for k, v in sorted(CALLS.items())
+                        }
                         step["generator_cpu_ms_per_ride"] = round((mine1 - mine0) / rides * 1000, 2)
                         step["loadavg"] = [round(x, 2) for x in load_before]
                         steps.append(step)
