@@ -133,6 +133,11 @@ class MatchStore(Protocol):
         """Online drivers on no ride, with their positions."""
         ...
 
+    async def free_driver(self, driver_id: str) -> Position | None:
+        """Where this driver is if they are online and on no ride (else None): one
+        driver's row, where :meth:`available_drivers` reads them all."""
+        ...
+
     async def assignments(self) -> dict[str, str]:
         """ride id -> driver id of every ride a driver is on now."""
         ...
@@ -202,8 +207,7 @@ class Matcher:
             return Duty(on_ride)
         where = position or self.index.position(driver_id)
         if where is None:
-            drivers = await self.store.available_drivers()
-            where = drivers.get(driver_id)
+            where = await self.store.free_driver(driver_id)
             if where is None:
                 return Duty(None)
         self.index.upsert(driver_id, where)
@@ -229,8 +233,7 @@ class Matcher:
         )
         if driver_id is None:
             return None
-        drivers = await self.store.available_drivers()
-        where = drivers.get(driver_id)
+        where = await self.store.free_driver(driver_id)
         if where is None:  # went offline during the ride
             return None
         self.index.upsert(driver_id, where)
