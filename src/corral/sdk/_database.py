@@ -118,6 +118,20 @@ def _sqlite_begin_deferred(connection: Connection) -> None:
     _begin_on(connection, "BEGIN")
 
 
+def _one_trip_statements(url: URL, options: dict[str, Any]) -> dict[str, Any]:
+    """Engine options whose aiosqlite connections run a statement in one trip to their
+    thread (corral.sdk._sqlite_trips), opened with what the URL and ``connect_args``
+    say; a caller's own ``creator`` or ``async_creator`` is left alone."""
+    if "creator" in options or "async_creator" in options:
+        return options
+    from corral.sdk._sqlite_trips import connector
+
+    options = dict(options)
+    args, kwargs = url.get_dialect()().create_connect_args(url)
+    options["async_creator"] = connector(args, {**kwargs, **options.pop("connect_args", {})})
+    return options
+
+
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     # flock, not a library: the stdlib call is all a single-host SQLite file needs.
@@ -206,6 +220,8 @@ class Database:
         self.url = async_url(url)
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         options.update(self.engine_options)
+        if self.is_sqlite:
+            options = _one_trip_statements(self.url, options)
         engine = create_async_engine(self.url, **options)
         reader = None
         if self.is_sqlite:
