@@ -1,26 +1,30 @@
 """Capacity of the ride flow: an open-loop load generator (arrivals per second).
 
-    uv run python bench/ridehail_capacity.py [--rates 2,4,8,16] [--window 20]
+    uv run python bench/ridehail_capacity.py [--rates 1,2,4,8] [--window 20] [--env postgres]
 
-Starts its own ridehail system (examples/ridehail/corral.yaml, copied: SQLite per
-service, embedded NATS with sync_interval always, Envoy) and offers rides at fixed
-arrival rates, Poisson-spaced, each rate for ``--window`` seconds, lowest first.
-Riders do not wait for one ride before the next arrives (open loop: a slow system is not
-spared load, as a closed loop of riders would spare it). Times are taken from the
-bus, not by polling: the generator subscribes to the system's events, so requested ->
-matched is from the POST to ``ride.matched`` and requested -> paid to
-``payment.captured``. Drivers are simulated apps: they go available, get their
-assignment from ``ride.matched``, then arrive, start, post 4 positions and complete
-through the gateway (0.1 s apart), and go available again.
+Brings its own ridehail system up with ``corral up -d`` (examples/ridehail/corral.yaml,
+copied: SQLite per service, or PostgreSQL per service with ``--env postgres`` under a
+system name of its own whose databases are dropped after; embedded NATS with
+sync_interval always, Envoy) and offers rides at fixed arrival rates, Poisson-spaced,
+each rate for ``--window`` seconds, lowest first. Riders do not wait for one ride before
+the next arrives (open loop: a slow system is not spared load, as a closed loop of riders
+would spare it). Times are taken from the bus, not by polling: the generator subscribes
+to the system's events, so requested -> matched is from the POST to ``ride.matched`` and
+requested -> paid to ``payment.captured``. Drivers are simulated apps: they go available,
+get their assignment from ``ride.matched``, read the ride, then arrive, start, post 4
+positions and complete through the gateway (0.1 s apart), and go available again; while
+they wait they say so every 5 s.
 
 A rate passes when, over its window, requested -> matched p99 <= 500 ms, requested ->
 paid p99 <= 2 s, and there is no error (an HTTP error, a ride unmatched, not paid by the
 end of the drain, or a rider pool too small). Capacity is the highest passing rate.
 Per-service CPU per ride comes from the CPU time of every instance's process tree over
 the window, less what the same service burns idle (measured first, ``--idle`` seconds
-with the drivers on duty and no ride). The machine is shared: its load average is
-recorded with each rate.
-Writes bench/results/ridehail_capacity.json.
+with the drivers on duty and no ride); the orchestrator's own process (probes, scrapes,
+telemetry intake) and this generator are reported apart. Each step also records the
+requests per ride, publish -> bus latency by topic, the busiest instance, the machine's
+busy share and its load average (the machine is shared), and the result names the
+bottleneck at the first failing rate. Writes bench/results/ridehail_capacity.json.
 """
 
 from __future__ import annotations
