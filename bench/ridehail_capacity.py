@@ -24,7 +24,8 @@ with the drivers on duty and no ride); the orchestrator's own process (probes, s
 telemetry intake) and this generator are reported apart. Each step also records the
 requests per ride, publish -> bus latency by topic, the busiest instance, the machine's
 busy share and its load average (the machine is shared), and the result names the
-bottleneck at the first failing rate. Writes bench/results/ridehail_capacity.json.
+bottleneck at the first failing rate. Writes bench/results/ridehail_capacity.json
+(ridehail_capacity_postgres.json with ``--env postgres``).
 """
 
 from __future__ import annotations
@@ -597,7 +598,7 @@ def main() -> None:
     # uvloop, as the services run: the generator shares the two cores with the system,
     # so its own CPU per request matters (reported apart as generator_cpu_ms_per_ride).
     result = asyncio.run(run(args), loop_factory=uvloop.new_event_loop)
-    write_result("ridehail_capacity.json", result)
+    write_result(f"ridehail_capacity{'_' + args.env if args.env else ''}.json", result)
     print(json.dumps({k: v for k, v in result.items() if k != "steps"}, indent=2))
     if result["capacity_rides_per_s"] < result["goal_rides_per_s"]:
         print(f"GOAL MISSED: capacity {result['capacity_rides_per_s']} rides/s < 100")
