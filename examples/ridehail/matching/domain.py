@@ -133,6 +133,11 @@ class MatchStore(Protocol):
         """Online drivers on no ride, with their positions."""
         ...
 
+    async def free_driver(self, driver_id: str) -> Position | None:
+        """Where this driver is if they are online and on no ride (else None): one
+        driver's row, where :meth:`available_drivers` reads them all."""
+        ...
+
     async def assignments(self) -> dict[str, str]:
         """ride id -> driver id of every ride a driver is on now."""
         ...
@@ -150,6 +155,10 @@ class MatchingRules:
     """A free driver who has not confirmed availability for this long goes offline: a
     driver app that vanished without saying so must not be matched (its ride would wait
     forever in ``matched``). Driver apps re-send availability while they wait."""
+    idle_checks_per_timeout: int = 10
+    """Sweeps look for idle drivers every ``driver_idle_timeout / idle_checks_per_timeout``
+    (a vanished driver goes offline at most that much late), not at every sweep: the
+    check is a write transaction, and sweeps run twice a second on every replica."""
 
 
 class Matcher:
@@ -176,6 +185,7 @@ class Matcher:
         self._on_match = on_match
         self._on_unmatched = on_unmatched
         self._on_off_duty = on_off_duty
+        self._idle_checked: datetime | None = None
 
     # -- events and requests --------------------------------------------------------
     async def ride_requested(self, ride_id: str, pickup: Position, now: datetime) -> Match | None:
@@ -202,8 +212,7 @@ class Matcher:
             return Duty(on_ride)
         where = position or self.index.position(driver_id)
         if where is None:
-            drivers = await self.store.available_drivers()
-            where = drivers.get(driver_id)
+            where = await self.store.free_driver(driver_id)
             if where is None:
                 return Duty(None)
         self.index.upsert(driver_id, where)
@@ -229,8 +238,7 @@ class Matcher:
         )
         if driver_id is None:
             return None
-        drivers = await self.store.available_drivers()
-        where = drivers.get(driver_id)
+        where = await self.store.free_driver(driver_id)
         if where is None:  # went offline during the ride
             return None
         self.index.upsert(driver_id, where)
@@ -248,7 +256,11 @@ class Matcher:
     async def sweep(self, now: datetime) -> tuple[list[Match], list[str]]:
         """Take idle drivers offline; resync the index; expire rides that waited too long;
         retry the others."""
-        await self.store.expire_idle_drivers(now - self.rules.driver_idle_timeout)
+        timeout = self.rules.driver_idle_timeout
+        every = timeout / max(1, self.rules.idle_checks_per_timeout)
+        if self._idle_checked is None or now - self._idle_checked >= every:
+            self._idle_checked = now
+            await self.store.expire_idle_drivers(now - timeout)
         self.index.replace_all(await self.store.available_drivers())
         matches: list[Match] = []
         unmatched: list[str] = []

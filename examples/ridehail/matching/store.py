@@ -82,6 +82,12 @@ match_rides = Table(
 )
 
 
+_FREE_WITH_POSITION = and_(
+    drivers.c.online.is_(True), drivers.c.ride_id.is_(None), drivers.c.lat.is_not(None)
+)
+"""A driver who can be proposed: online, on no ride, somewhere known."""
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -289,8 +295,10 @@ class SqlMatchStore:
             )
             return sorted(result.scalars().all())
 
+    # The reads below take read sessions: on SQLite a plain session's BEGIN IMMEDIATE
+    # would take the write lock to read (every sweep, driver heartbeat and closed ride).
     async def waiting(self) -> list[WaitingRide]:
-        async with self._db.sessionmaker() as session:
+        async with self._db.read() as session:
             rows = await session.execute(
                 select(
                     match_rides.c.id,
@@ -309,21 +317,26 @@ class SqlMatchStore:
             ]
 
     async def available_drivers(self) -> dict[str, Position]:
-        async with self._db.sessionmaker() as session:
+        async with self._db.read() as session:
             rows = await session.execute(
-                select(drivers.c.id, drivers.c.lat, drivers.c.lng).where(
-                    and_(
-                        drivers.c.online.is_(True),
-                        drivers.c.ride_id.is_(None),
-                        drivers.c.lat.is_not(None),
-                    )
-                )
+                select(drivers.c.id, drivers.c.lat, drivers.c.lng).where(_FREE_WITH_POSITION)
             )
             return {r.id: Position(lat=r.lat, lng=r.lng) for r in rows}
 
+    async def free_driver(self, driver_id: str) -> Position | None:
+        async with self._db.read() as session:
+            row = (
+                await session.execute(
+                    select(drivers.c.lat, drivers.c.lng).where(
+                        and_(drivers.c.id == driver_id, _FREE_WITH_POSITION)
+                    )
+                )
+            ).first()
+            return Position(lat=row.lat, lng=row.lng) if row is not None else None
+
     async def assignments(self) -> dict[str, str]:
         """ride id -> driver id for every ride a driver is on now (for checks and admin)."""
-        async with self._db.sessionmaker() as session:
+        async with self._db.read() as session:
             rows = await session.execute(
                 select(drivers.c.ride_id, drivers.c.id).where(drivers.c.ride_id.is_not(None))
             )
@@ -458,6 +471,10 @@ class MemoryMatchStore:
             for driver_id, d in self.drivers.items()
             if d.online and d.ride_id is None and d.position is not None
         }
+
+    async def free_driver(self, driver_id: str) -> Position | None:
+        d = self.drivers.get(driver_id)
+        return d.position if d is not None and d.online and d.ride_id is None else None
 
     async def assignments(self) -> dict[str, str]:
         return {d.ride_id: driver_id for driver_id, d in self.drivers.items() if d.ride_id}

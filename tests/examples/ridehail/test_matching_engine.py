@@ -78,6 +78,20 @@ async def test_waiting_rides_are_served_oldest_first() -> None:
     assert duty.ride_id == duty.match.ride_id == "old"
 
 
+async def test_sweeps_look_for_idle_drivers_once_per_tenth_of_the_timeout() -> None:
+    """A sweep takes drivers silent for the idle timeout offline, but looks only every
+    tenth of that timeout (a write transaction; sweeps run twice a second): a driver
+    who vanished goes offline at most that much after the timeout."""
+    rules = MatchingRules(driver_idle_timeout=timedelta(seconds=100))
+    m = Matcher(MemoryMatchStore(), rules=rules)
+    await m.driver_availability("quiet", available=True, position=PICKUP, now=T0)
+    await m.sweep(T0 + timedelta(seconds=95))  # looks: not idle yet
+    await m.sweep(T0 + timedelta(seconds=101))  # idle, but the last look was 6 s ago
+    assert await m.store.available_drivers() == {"quiet": PICKUP}
+    await m.sweep(T0 + timedelta(seconds=105))  # a tenth of the timeout since: looks
+    assert await m.store.available_drivers() == {}
+
+
 async def test_waiting_ride_times_out_exactly_once() -> None:
     """After the timeout a sweep marks the ride unmatched (the hook fires once) and no
     driver is assigned to it later."""

@@ -82,6 +82,9 @@ async def test_claim_takes_driver_and_ride_once(make_store: Callable[[], Any]) -
     assert await store.assignments() == {"r1": "d1"}
     assert [w.id for w in await store.waiting()] == ["r2"]
     assert await store.available_drivers() == {"d2": HERE}
+    assert await store.free_driver("d2") == HERE
+    assert await store.free_driver("d1") is None, "d1 is on a ride"
+    assert await store.free_driver("nobody") is None
 
 
 async def test_offline_or_unknown_driver_cannot_be_claimed(make_store: Callable[[], Any]) -> None:
@@ -103,6 +106,7 @@ async def test_close_frees_driver_at_dropoff_and_tombstones(make_store: Callable
     await store.claim("d1", "r1", T0)
     assert await store.close_ride("r1", T0, driver_position=dropoff) == "d1"
     assert await store.available_drivers() == {"d1": dropoff}
+    assert await store.free_driver("d1") == dropoff
     assert await store.close_ride("early", T0) is None  # cancelled before requested arrived
     assert not await store.add_ride("early", HERE, T0)
     assert await store.waiting() == []
@@ -369,5 +373,6 @@ async def test_a_driver_lost_mid_ride_is_freed_off_duty(make_store: Callable[[],
     assert await store.close_ride("r1", T0, off_duty=True) == "d1"
     assert await store.assignments() == {}
     assert await store.available_drivers() == {}
+    assert await store.free_driver("d1") is None, "free but offline"
     await store.set_driver("d1", online=True, position=HERE, now=T0)
     assert await store.available_drivers() == {"d1": HERE}

@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from sqlalchemy import insert, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -217,16 +218,12 @@ class Consumer:
         seen = select(inbox.c.event_id).where(
             inbox.c.consumer == self.service, inbox.c.event_id == envelope.id
         )
+        row = {"consumer": self.service, "event_id": envelope.id, "processed_at": time.time()}
         try:
             async with self._sessions() as session, session.begin():
-                if (await session.execute(seen)).first() is not None:
+                if not await self._record(session, seen, row):
                     self.stats["duplicates"] += 1
                     return
-                await session.execute(
-                    insert(inbox).values(
-                        consumer=self.service, event_id=envelope.id, processed_at=time.time()
-                    )
-                )
                 kwargs[spec.session_param] = session
                 await spec.fn(**kwargs)
         except IntegrityError:
@@ -238,6 +235,24 @@ class Consumer:
                 if (await session.execute(seen)).first() is None:
                     raise
             self.stats["duplicates"] += 1
+
+    async def _record(self, session: AsyncSession, seen: Any, row: dict[str, Any]) -> bool:
+        """Insert the inbox row; False when it was there already (a duplicate).
+
+        One statement where the database has ``INSERT ... ON CONFLICT DO NOTHING``
+        (SQLite, PostgreSQL): no row inserted means the event's effect committed
+        before. On PostgreSQL a concurrent delivery's uncommitted row makes it wait
+        for that transaction, then insert (it rolled back) or skip (it committed):
+        the same verdict as the read-then-insert below, a statement less per event.
+        """
+        upsert = _insert_or_nothing(session.get_bind().dialect.name)
+        if upsert is not None:
+            result = await session.execute(upsert(inbox).values(**row).on_conflict_do_nothing())
+            return bool(cast(CursorResult[Any], result).rowcount)
+        if (await session.execute(seen)).first() is not None:
+            return False
+        await session.execute(insert(inbox).values(**row))
+        return True
 
     async def _dead_letter(
         self, delivery: Delivery, envelope: Envelope | None, error: str, topic: str
@@ -280,3 +295,17 @@ class Consumer:
             return
         self.stats["dead_lettered"] += 1
         await delivery.term()
+
+
+def _insert_or_nothing(dialect: str) -> Any:
+    """The dialect's ``insert`` that has ``on_conflict_do_nothing``, or None (imported
+    here: only the dialect in use is loaded)."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    return None
