@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from corral.sdk.events._batch import MAX_BATCH, _accepted
+from corral.sdk.events._batch import MAX_BATCH, accepted
 from corral.sdk.events._transport import Outgoing
 
 __all__ = ["WireError", "header_block", "hpub", "publish_atomic"]
@@ -119,7 +119,7 @@ async def publish_atomic(
         requests = [_request(m, batch, sequence, sequence == count, limit) for sequence, m in ends]
         subject, body, headers = requests[0]
         reply = await client.request(subject, body, timeout=ack_timeout, headers=headers)
-        if not _accepted(reply.data, batch, 1 if count == 1 else None):
+        if not accepted(reply.data, batch, 1 if count == 1 else None):
             return False
         if count == 1:
             return True
@@ -129,7 +129,7 @@ async def publish_atomic(
             await client._send_command(middle)
         subject, body, headers = requests[1]
         reply = await client.request(subject, body, timeout=ack_timeout, headers=headers)
-        return _accepted(reply.data, batch, count)
+        return accepted(reply.data, batch, count)
     except (NatsError, TimeoutError, OSError, WireError) as exc:
         log.debug("atomic batch %s not acknowledged: %s", batch, exc)
         return False
