@@ -190,6 +190,28 @@ class ProcessDriver:
         self._reaper.add(proc.pid)
         return _Process(proc, self._reaper)
 
+    def warm(self, service: ServicePlan, env: Mapping[str, str]) -> None:
+        """Start the fork server ``service``'s instances will fork from, without waiting
+        for it: ``env`` is what their environment will hold (its start-up variables
+        decide which server). Called by ``up`` before the addons start, so the server's
+        imports (about a second of CPU) run beside them on another core rather than
+        before the first instance. A server no instance asks for after all (an addon
+        set a start-up variable) idles until :meth:`close`."""
+        if not self._fork or self._closed or not forkable(service.argv):
+            return
+        key = startup_key(service.argv[0], env)
+        if key not in self._given_up and key not in self._servers:
+            self._server_task(key)
+
+    def _server_task(self, key: _Key) -> asyncio.Task[ForkServer] | None:
+        if key not in self._servers and len(self._servers) >= _MAX_FORK_SERVERS:
+            return None
+        task = self._servers[key] = asyncio.ensure_future(self._start_server(key))
+        # Its failure is handled by the fork that awaits it; a warmed server no fork
+        # awaits must not be reported as an exception nobody retrieved.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return task
+
     async def _forked(self, service: ServicePlan, env: Mapping[str, str]) -> Running | None:
         """The instance forked, or None: spawn it (the fork server cannot)."""
         key = startup_key(service.argv[0], env)
@@ -197,9 +219,9 @@ class ProcessDriver:
             return None
         task = self._servers.get(key)
         if task is None:
-            if len(self._servers) >= _MAX_FORK_SERVERS:
+            task = self._server_task(key)
+            if task is None:
                 return None
-            task = self._servers[key] = asyncio.ensure_future(self._start_server(key))
         elif not task.done() and key in self._restarted:
             return None  # a replacement is still starting: spawning is sooner
         try:
@@ -234,7 +256,7 @@ class ProcessDriver:
         _log.warning("fork server unavailable (%s); spawning %s, restarting it", exc, service)
         # Restarted in the background: this instance spawns now, later ones fork.
         self._restarted.add(key)
-        self._servers[key] = asyncio.ensure_future(self._start_server(key))
+        self._server_task(key)
 
     async def _start_server(self, key: _Key) -> ForkServer:
         python, startup = key

@@ -230,6 +230,7 @@ class Orchestrator:
             await self.driver.prepare(self._plan, self.reaper)
             self._save_run_state()
             self._register()
+            self._warm_fork_servers()
             for addon in self.addons:
                 await addon.start(self)
             async with asyncio.TaskGroup() as group:
@@ -554,16 +555,30 @@ class Orchestrator:
                 }
             )
             return env
+        addons: list[Addon] = []
+        if entry is not None:
+            service = entry.plan  # the current one: reconfigure() may have replaced it
+            addons = list(self.addons)
+        database = entry.database_url if entry is not None else None
+        env = self._instance_environment(service, instance, port, addons, database)
+        self.logs.secrets.add(instance, secret_values(env))
+        return env
+
+    def _instance_environment(
+        self,
+        service: ServicePlan,
+        instance: str,
+        port: int,
+        addons: Sequence[Addon],
+        database_url: str | None,
+    ) -> dict[str, str]:
         env = inherited_environment(
             os.environ,
             withheld=self._withheld(),
             bytecode_cache=str(self.state_dir / BYTECODE_CACHE),
         )
-        if entry is not None:
-            service = entry.plan  # the current one: reconfigure() may have replaced it
-            for addon in self.addons:
-                env.update(addon.environment(service))
-        database = entry.database_url if entry is not None else None
+        for addon in addons:
+            env.update(addon.environment(service))
         env.update(
             instance_environment(
                 self._plan,
@@ -571,11 +586,22 @@ class Orchestrator:
                 instance=instance,
                 port=port,
                 endpoints=self.endpoints,
-                database_url=database,
+                database_url=database_url,
             )
         )
-        self.logs.secrets.add(instance, secret_values(env))
         return env
+
+    def _warm_fork_servers(self) -> None:
+        """Have the process driver start the fork servers the services will fork from,
+        while the addons start (NATS, Envoy): their start-up variables come from the
+        inherited environment and the plan, which the addons do not change (see
+        :meth:`ProcessDriver.warm`)."""
+        if not isinstance(self.driver, ProcessDriver):
+            return
+        for service in self._plan.services.values():
+            # No addon's variables: an addon may need starting before it can give them.
+            env = self._instance_environment(service, f"{service.name}-0", 0, (), None)
+            self.driver.warm(service, env)
 
     def _withheld(self) -> set[str]:
         """Inherited variables no instance may see: the control plane's credentials and
