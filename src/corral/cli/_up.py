@@ -25,12 +25,13 @@ from corral.cli._common import (
 )
 from corral.cli._dashboard import login_line
 from corral.cli._logs import colour_for, format_line
-from corral.cli._progress import ChangeProgress, StartProgress
+from corral.cli._progress import ChangeProgress, StartProgress, timing_lines
 from corral.cli._tables import endpoints_lines
 from corral.cli._watch import require_process_runtime, watch_system, watch_until_signal
 from corral.errors import CorralError
 from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
+from corral.runtime._runstate import process_create_time
 from corral.runtime.errors import NotRunningError
 from corral.runtime.registry import InstanceRecord, Snapshot
 from corral.runtime.status import SystemStatus
@@ -68,6 +69,10 @@ def up(
             "--watch", "-w", help="Reload a service when its files change (docs/watch.md)."
         ),
     ] = False,
+    timings: Annotated[
+        bool,
+        typer.Option("--timings", help="Once ready, print where the start's time went."),
+    ] = False,
 ) -> None:
     """Start the system; Ctrl-C stops everything gracefully."""
     manifest = load(manifest_path(file), environment=env)
@@ -84,7 +89,7 @@ def up(
             f"`{hint('status', manifest.path)}`, or stop it with `{hint('down', manifest.path)}`"
         )
     if detach:
-        _up_detached(manifest.path, plan, env, chosen)
+        _up_detached(manifest.path, plan, env, chosen, timings=timings)
         if watch:  # the system runs on in the background; this terminal watches
             with ApiClient.for_state_dir(plan.state_dir) as api:
                 asyncio.run(watch_until_signal(api, manifest))
@@ -109,6 +114,7 @@ def up(
                 quiet=daemon,
                 follow_logs=not no_logs,
                 watch=watch and not daemon,
+                timings=timings,
             )
         )
     except StartError as exc:
@@ -127,6 +133,7 @@ async def _run_foreground(
     quiet: bool,
     follow_logs: bool,
     watch: bool = False,
+    timings: bool = False,
 ) -> None:
     path = manifest.path
     desired = {name: s.replicas for name, s in plan.services.items()}
@@ -141,6 +148,8 @@ async def _run_foreground(
             progress.update(_user_instances(session.registry.snapshot()))
         if session.ready.is_set():
             status = session.status()
+            if timings:
+                _print_timings(status)
             for line in endpoints_lines(status):
                 console.print(line, highlight=False)
             with ApiClient(str(status.api_url), session.admin_token) as own:
@@ -197,7 +206,21 @@ def choose_runtime(option: str | None, plan: Plan) -> str:
     return chosen
 
 
-def _up_detached(manifest_path: Path, plan: Plan, env: str | None, runtime: str) -> None:
+def _print_timings(status: SystemStatus, *, began: float | None = None) -> None:
+    """The start-up timeline; ``began``: when this command's process began (``up -d``:
+    before the control plane's)."""
+    offset = 0.0
+    daemon_began = process_create_time(status.pid)
+    if began is not None and daemon_began is not None:
+        offset = daemon_began - began
+        console.print(f"  [dim]the control plane's process began {offset:.3f}s in[/]")
+    for line in timing_lines(status.startup, offset=offset):
+        console.print(line, highlight=False, markup=False)
+
+
+def _up_detached(
+    manifest_path: Path, plan: Plan, env: str | None, runtime: str, *, timings: bool = False
+) -> None:
     plan.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = plan.state_dir / "corral.log"
     with log_path.open("ab") as log:
@@ -233,6 +256,8 @@ def _up_detached(manifest_path: Path, plan: Plan, env: str | None, runtime: str)
                     progress.update(status.user_instances)
             time.sleep(0.1)
     assert api is not None
+    if timings:
+        _print_timings(status, began=process_create_time(os.getpid()))
     for line in endpoints_lines(status):
         console.print(line, highlight=False)
     console.print(login_line(api), highlight=False)

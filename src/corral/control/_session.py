@@ -144,6 +144,9 @@ class SystemSession:
             on_event=on_event,
             driver=driver,
         )
+        timeline = self.orchestrator.timeline
+        # The interpreter, the imports, the manifest and the plan, before anything runs.
+        timeline.span("control plane start", timeline.origin, time.time())
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
         self._gateway = gateway
         self.chaos = Chaos(self.orchestrator, gateway, runs=plan.state_dir / CHAOS_RUNS_DIR)
@@ -282,12 +285,14 @@ class SystemSession:
             lifespan="off",
         )
         server = _ApiServer(config)
+        self.orchestrator.timeline.begin("api")
         api_task = asyncio.create_task(server.serve(), name="corral-api")
         try:
             while not server.started:
                 if api_task.done():
                     api_task.result()
                 await asyncio.sleep(0.01)
+            self.orchestrator.timeline.end("api")
             self.files.publish(
                 url=self.api_url,
                 pid=os.getpid(),

@@ -190,18 +190,20 @@ class ProcessDriver:
         self._reaper.add(proc.pid)
         return _Process(proc, self._reaper)
 
-    def warm(self, service: ServicePlan, env: Mapping[str, str]) -> None:
+    def warm(self, service: ServicePlan, env: Mapping[str, str]) -> asyncio.Task[ForkServer] | None:
         """Start the fork server ``service``'s instances will fork from, without waiting
         for it: ``env`` is what their environment will hold (its start-up variables
         decide which server). Called by ``up`` before the addons start, so the server's
         imports (about a second of CPU) run beside them on another core rather than
         before the first instance. A server no instance asks for after all (an addon
-        set a start-up variable) idles until :meth:`close`."""
+        set a start-up variable) idles until :meth:`close`. The server's start, when
+        this call began one."""
         if not self._fork or self._closed or not forkable(service.argv):
-            return
+            return None
         key = startup_key(service.argv[0], env)
-        if key not in self._given_up and key not in self._servers:
-            self._server_task(key)
+        if key in self._given_up or key in self._servers:
+            return None
+        return self._server_task(key)
 
     def _server_task(self, key: _Key) -> asyncio.Task[ForkServer] | None:
         if key not in self._servers and len(self._servers) >= _MAX_FORK_SERVERS:
@@ -265,6 +267,11 @@ class ProcessDriver:
         assert server.pid is not None
         self._reaper.add(server.pid)
         return server
+
+    @property
+    def fork_server_tasks(self) -> int:
+        """Fork servers started or starting."""
+        return len(self._servers)
 
     @property
     def fork_servers(self) -> list[int]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -63,6 +64,8 @@ from corral.runtime.errors import (
 )
 from corral.runtime.events import (
     AddonFailed,
+    InstanceReady,
+    InstanceStarted,
     RuntimeEvent,
     ServiceReady,
     ServiceStarting,
@@ -75,6 +78,7 @@ from corral.runtime.logs import LogStore
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry
 from corral.runtime.status import ServiceStatus, SystemStatus
 from corral.runtime.systems import RunningSystem, SystemsIndex
+from corral.runtime.timeline import Timeline
 
 _log = logging.getLogger(__name__)
 
@@ -159,6 +163,8 @@ class Orchestrator:
         self._down: asyncio.Task[None] | None = None
         self._save_scheduled = False
         self._create_time = _runstate.process_create_time(os.getpid())
+        self.timeline = Timeline(origin=self._create_time)
+        """Where ``up``'s time went (see :mod:`corral.runtime.timeline`)."""
         self._systems = systems if systems is not None else SystemsIndex()
         """Where ``corral ls`` finds this system while it runs."""
 
@@ -219,6 +225,7 @@ class Orchestrator:
         if self._state != "idle":
             raise CorralRuntimeError(f"this orchestrator was already started ({self._state})")
         began = time.monotonic()
+        self.timeline.begin("up")
         self._clean_stale_run()  # before owning anything: a live run's files stay untouched
         self._state = "starting"
         self.started_at = time.time()
@@ -232,7 +239,9 @@ class Orchestrator:
             self._register()
             self._warm_fork_servers()
             for addon in self.addons:
+                self.timeline.begin(f"addon {addon.name}")
                 await addon.start(self)
+                self.timeline.end(f"addon {addon.name}")
             async with asyncio.TaskGroup() as group:
                 for name in self._plan.start_order:
                     group.create_task(self._start_service(self._services[name]))
@@ -245,6 +254,8 @@ class Orchestrator:
                 raise failure from None
             raise
         self._state = "running"
+        self.timeline.end("up")
+        self.timeline.finish()
         self.emit(SystemReady(time.monotonic() - began))
 
     async def down(self) -> None:
@@ -524,12 +535,17 @@ class Orchestrator:
                 "services": services,
                 "instances": list(snapshot.instances),
                 "addon_errors": addon_errors,
+                "startup": self.timeline.phases(),
             }
         )
 
     # --- Host (what instances use) ------------------------------------------------------
 
     def emit(self, event: RuntimeEvent) -> None:
+        if isinstance(event, InstanceStarted):
+            self.timeline.begin(f"instance {event.instance}")
+        elif isinstance(event, InstanceReady):
+            self.timeline.end(f"instance {event.instance}")
         if self.on_event is None:
             return
         try:
@@ -601,7 +617,14 @@ class Orchestrator:
         for service in self._plan.services.values():
             # No addon's variables: an addon may need starting before it can give them.
             env = self._instance_environment(service, f"{service.name}-0", 0, (), None)
-            self.driver.warm(service, env)
+            warming = self.driver.warm(service, env)
+            if warming is not None:
+                name = f"fork server {self.driver.fork_server_tasks}"
+                self.timeline.begin(name)
+                warming.add_done_callback(functools.partial(self._warmed, name))
+
+    def _warmed(self, phase: str, _: object) -> None:
+        self.timeline.end(phase)
 
     def _withheld(self) -> set[str]:
         """Inherited variables no instance may see: the control plane's credentials and
@@ -692,9 +715,13 @@ class Orchestrator:
         entry.database_ready = True
 
     async def _start_service(self, entry: _Service) -> None:
+        phase = f"service {entry.name}"
+        self.timeline.begin(phase)
         for dependency, condition in entry.plan.depends_on.items():
             other = self._services[dependency]
             await (other.healthy if condition is Condition.HEALTHY else other.started).wait()
+        if entry.plan.depends_on:
+            self.timeline.mark(phase, "dependencies met")
         began = time.monotonic()
         self.emit(ServiceStarting(entry.name, entry.desired, entry.component))
         try:
@@ -711,6 +738,7 @@ class Orchestrator:
                 raise failure from None
             raise
         entry.healthy.set()
+        self.timeline.end(phase)
         self.emit(ServiceReady(entry.name, time.monotonic() - began))
 
     async def _wait_ready(self, entry: _Service, targets: Iterable[tuple[Instance, int]]) -> None:
