@@ -4,10 +4,13 @@ background, and stop it gracefully."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -89,11 +92,33 @@ def up(
             f"`{hint('status', manifest.path)}`, or stop it with `{hint('down', manifest.path)}`"
         )
     if detach:
-        _up_detached(manifest.path, plan, env, chosen, timings=timings)
+        _up_detached(manifest, plan, env, chosen, timings=timings)
         if watch:  # the system runs on in the background; this terminal watches
             with ApiClient.for_state_dir(plan.state_dir) as api:
                 asyncio.run(watch_until_signal(api, manifest))
         return
+    _run_system(
+        manifest,
+        plan,
+        chosen,
+        daemon=daemon,
+        follow_logs=not no_logs,
+        watch=watch and not daemon,
+        timings=timings,
+    )
+
+
+def _run_system(
+    manifest: Manifest,
+    plan: Plan,
+    chosen: str,
+    *,
+    daemon: bool,
+    follow_logs: bool,
+    watch: bool,
+    timings: bool,
+) -> None:
+    """Run the system in this process until it is stopped (the daemon of ``up -d`` too)."""
     from corral.broker import BrokerError
     from corral.control import SystemSession, addons_for
     from corral.gateway import GatewayError
@@ -112,8 +137,8 @@ def up(
                 plan,
                 manifest,
                 quiet=daemon,
-                follow_logs=not no_logs,
-                watch=watch and not daemon,
+                follow_logs=follow_logs,
+                watch=watch,
                 timings=timings,
             )
         )
@@ -218,15 +243,69 @@ def _print_timings(status: SystemStatus, *, began: float | None = None) -> None:
         console.print(line, highlight=False, markup=False)
 
 
-def _up_detached(
-    manifest_path: Path, plan: Plan, env: str | None, runtime: str, *, timings: bool = False
-) -> None:
-    plan.state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = plan.state_dir / "corral.log"
+class _Forked:
+    """The daemon as a child of this process: what ``up -d`` asks of a ``Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._code: int | None = None
+
+    def poll(self) -> int | None:
+        if self._code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self._code = os.waitstatus_to_exitcode(status)
+        return self._code
+
+
+def _start_daemon(
+    manifest: Manifest, plan: Plan, env: str | None, runtime: str, log_path: Path
+) -> _Forked | subprocess.Popen[bytes]:
+    """The control plane in the background, in its own session, its output in
+    ``log_path``. Forked from this process when it can be (no thread runs here yet):
+    the child has Corral imported already, where a new ``corral up --daemon`` spent
+    about a second of CPU (more under load) importing it again before anything of the
+    system started. Otherwise (a host that runs this command in a process with threads)
+    a new interpreter, as before."""
+    if threading.active_count() == 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the daemon: never returns into this command
+            code = 1
+            try:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDONLY)
+                out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                for fd, target in ((null, 0), (out, 1), (out, 2)):
+                    os.dup2(fd, target)
+                os.close(null)
+                os.close(out)
+                _run_system(
+                    manifest,
+                    plan,
+                    runtime,
+                    daemon=True,
+                    follow_logs=False,
+                    watch=False,
+                    timings=False,
+                )
+                code = 0
+            except CorralError as exc:
+                print(f"error: {exc.message}", file=sys.stderr)
+                code = exc.exit_code
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        return _Forked(pid)
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [
-                *(sys.executable, "-m", "corral", "up", str(manifest_path), "--daemon"),
+                *(sys.executable, "-m", "corral", "up", str(manifest.path), "--daemon"),
                 *(("--env", env) if env else ()),
                 *("--runtime", runtime),
             ],
@@ -235,6 +314,15 @@ def _up_detached(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def _up_detached(
+    manifest: Manifest, plan: Plan, env: str | None, runtime: str, *, timings: bool = False
+) -> None:
+    manifest_path = manifest.path
+    plan.state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = plan.state_dir / "corral.log"
+    process = _start_daemon(manifest, plan, env, runtime, log_path)
     desired = {name: s.replicas for name, s in plan.services.items()}
     api: ApiClient | None = None
     status: SystemStatus | None = None
