@@ -286,6 +286,35 @@ async def test_the_fork_server_starts_before_the_addons_and_serves_the_instances
     assert psutil.Process(seen["pid"]).ppid() == servers[0]
 
 
+async def test_a_fork_server_begun_before_the_orchestrator_is_adopted(
+    tmp_path: Path, orchestrators: list[Orchestrator]
+) -> None:
+    """A fork server begun before the orchestrator existed (as `corral up` does, before
+    importing the control plane) is the one its instances fork from, and the timeline
+    shows it began before ``up``; the driver closes it with the rest."""
+    from corral.manifest import load
+    from corral.plan import resolve
+    from corral.runtime.drivers import EarlyForkServers
+    from corral.runtime.orchestrator import startup_environment
+
+    path = _manifest(tmp_path)
+    plan = resolve(load(path), python=sys.executable)
+    early = EarlyForkServers()
+    await early.start((s, startup_environment(plan, s)) for s in plan.services.values())
+    [warming] = early.warming.values()
+    orch = Orchestrator(plan, manifest_path=path, start_timeout=30.0, fork_servers=early)
+    orchestrators.append(orch)
+    await orch.up()
+    server = (await warming.task).pid
+    assert _forks(orch) == [server], "adopted, not a second one"
+    seen = await _get(orch, "/process")
+    assert psutil.Process(seen["pid"]).ppid() == server
+    phases = {p.name: p for p in orch.status().startup}
+    assert phases["fork server 1"].start < phases["up"].start
+    await orch.down()
+    await wait_until(lambda: gone(server), timeout=10)
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [

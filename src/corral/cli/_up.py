@@ -119,32 +119,54 @@ def _run_system(
     timings: bool,
 ) -> None:
     """Run the system in this process until it is stopped (the daemon of ``up -d`` too)."""
+
+    async def run() -> None:
+        from corral.runtime.drivers import EarlyForkServers, fork_enabled
+        from corral.runtime.orchestrator import startup_environment
+
+        early = None
+        if chosen == "process" and fork_enabled():
+            # Begun before the control plane is imported: the fork server's imports and
+            # these run on two cores at once (corral.runtime.drivers.EarlyForkServers).
+            early = EarlyForkServers()
+            await early.start((s, startup_environment(plan, s)) for s in plan.services.values())
+        from corral.control import SystemSession, addons_for
+
+        driver = None
+        if chosen != "process":
+            from corral.images import ContainerDriver
+
+            driver = ContainerDriver(chosen, progress=lambda line: console.print(f"[dim]{line}[/]"))
+        session = SystemSession(
+            manifest, plan, addons=addons_for(plan), driver=driver, fork_servers=early
+        )
+        await _run_foreground(
+            session,
+            plan,
+            manifest,
+            quiet=daemon,
+            follow_logs=follow_logs,
+            watch=watch,
+            timings=timings,
+        )
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        _start_failed(exc, plan)
+        raise
+
+
+def _start_failed(exc: Exception, plan: Plan) -> None:
+    """A start that failed for a reason the person can act on: a message, not a
+    traceback. Imported only now: the start imports them after its fork server began."""
     from corral.broker import BrokerError
-    from corral.control import SystemSession, addons_for
     from corral.gateway import GatewayError
     from corral.runtime.errors import StartError
 
-    driver = None
-    if chosen != "process":
-        from corral.images import ContainerDriver
-
-        driver = ContainerDriver(chosen, progress=lambda line: console.print(f"[dim]{line}[/]"))
-    session = SystemSession(manifest, plan, addons=addons_for(plan), driver=driver)
-    try:
-        asyncio.run(
-            _run_foreground(
-                session,
-                plan,
-                manifest,
-                quiet=daemon,
-                follow_logs=follow_logs,
-                watch=watch,
-                timings=timings,
-            )
-        )
-    except StartError as exc:
+    if isinstance(exc, StartError):
         raise CorralError(f"{plan.system} could not start: {exc.details()}") from None
-    except (GatewayError, BrokerError) as exc:
+    if isinstance(exc, GatewayError | BrokerError):
         # Setup problems of the parts (no envoy or nats-server binary, NATS unreachable):
         # the person can fix them, so a message, not a traceback.
         raise CorralError(f"{plan.system} could not start: {exc}") from None

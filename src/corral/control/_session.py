@@ -35,7 +35,7 @@ from corral.gateway import GatewayAddon
 from corral.manifest import Manifest, load
 from corral.plan import Endpoints, Plan, resolve
 from corral.runtime.addon import Addon
-from corral.runtime.drivers import Driver
+from corral.runtime.drivers import Driver, EarlyForkServers
 from corral.runtime.errors import AlreadyRunningError
 from corral.runtime.events import RuntimeEvent
 from corral.runtime.orchestrator import Orchestrator
@@ -104,7 +104,10 @@ class SystemSession:
         addons: list[Addon] | None = None,
         on_event: Callable[[RuntimeEvent], None] | None = None,
         driver: Driver | None = None,
+        fork_servers: EarlyForkServers | None = None,
     ) -> None:
+        """``fork_servers``: begun before this session was made (see
+        :class:`~corral.runtime.drivers.EarlyForkServers`), for its instances to fork from."""
         self.manifest = manifest
         self.plan = plan
         self.files = RunFiles(plan.state_dir)
@@ -143,6 +146,7 @@ class SystemSession:
             ),
             on_event=on_event,
             driver=driver,
+            fork_servers=fork_servers,
         )
         timeline = self.orchestrator.timeline
         # The interpreter, the imports, the manifest and the plan, before anything runs.

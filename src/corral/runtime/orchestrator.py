@@ -33,14 +33,21 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from corral import contract
 from corral.manifest import Condition
-from corral.plan import Endpoints, Plan, SecretSource, ServicePlan, instance_environment
+from corral.plan import (
+    Endpoints,
+    Plan,
+    SecretSource,
+    ServicePlan,
+    instance_environment,
+    instance_id,
+)
 from corral.runtime import _runstate
 from corral.runtime._checks import Prober
 from corral.runtime._environ import (
@@ -52,7 +59,7 @@ from corral.runtime._environ import (
 from corral.runtime._instance import Instance
 from corral.runtime._process import Reaper
 from corral.runtime.addon import Addon
-from corral.runtime.drivers import Driver, ProcessDriver
+from corral.runtime.drivers import Driver, EarlyForkServers, ProcessDriver
 from corral.runtime.errors import (
     AlreadyRunningError,
     CorralRuntimeError,
@@ -129,6 +136,7 @@ class Orchestrator:
         addon_timeout: float = 10.0,
         systems: SystemsIndex | None = None,
         driver: Driver | None = None,
+        fork_servers: EarlyForkServers | None = None,
     ) -> None:
         self._manifest_path = manifest_path
         """Shown in status and ``corral ls`` (the plan holds only its folder)."""
@@ -144,7 +152,7 @@ class Orchestrator:
         self.logs = LogStore(plan.state_dir / "logs")
         self.prober = Prober()
         self.reaper = Reaper()
-        self._processes = ProcessDriver(self.reaper)
+        self._processes = ProcessDriver(self.reaper, early=fork_servers)
         self.driver: Driver = driver if driver is not None else self._processes
         """What runs service instances; components always run as processes."""
         self.started_at: float | None = None
@@ -615,13 +623,11 @@ class Orchestrator:
         if not isinstance(self.driver, ProcessDriver):
             return
         for service in self._plan.services.values():
-            # No addon's variables: an addon may need starting before it can give them.
-            env = self._instance_environment(service, f"{service.name}-0", 0, (), None)
-            warming = self.driver.warm(service, env)
+            warming = self.driver.warm(service, startup_environment(self._plan, service))
             if warming is not None:
                 name = f"fork server {self.driver.fork_server_tasks}"
-                self.timeline.begin(name)
-                warming.add_done_callback(functools.partial(self._warmed, name))
+                self.timeline.span(name, warming.began)
+                warming.task.add_done_callback(functools.partial(self._warmed, name))
 
     def _warmed(self, phase: str, _: object) -> None:
         self.timeline.end(phase)
@@ -874,6 +880,31 @@ class Orchestrator:
         )
 
 
+def startup_environment(
+    plan: Plan, service: ServicePlan, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What an instance of ``service`` inherits and is given before any addon's variables
+    or the run's addresses: where its start-up variables come from (the addons' and the
+    run's are none of them), so which fork server it will fork from is known before the
+    addons, or even the orchestrator, exist."""
+    env = inherited_environment(
+        os.environ if environ is None else environ,
+        withheld=(),
+        bytecode_cache=str(plan.state_dir / BYTECODE_CACHE),
+    )
+    env.update(
+        instance_environment(
+            plan,
+            service,
+            instance=instance_id(service.name, 0),
+            port=0,
+            endpoints=Endpoints(),
+            database_url=None,
+        )
+    )
+    return env
+
+
 def _first_start_error(exc: BaseException) -> StartError | None:
     if isinstance(exc, StartError):
         return exc
@@ -885,4 +916,4 @@ def _first_start_error(exc: BaseException) -> StartError | None:
     return None
 
 
-__all__ = ["InstanceState", "Orchestrator"]
+__all__ = ["InstanceState", "Orchestrator", "startup_environment"]
