@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 RUNTIMES = ("process", "docker", "podman")
+DEFAULT_START_TIMEOUT = 120.0
+"""Seconds a service's instances may take to become ready (``--timeout``)."""
 RUNTIME_VARIABLE = "CORRAL_RUNTIME"
 
 
@@ -76,6 +78,15 @@ def up(
         bool,
         typer.Option("--timings", help="Once ready, print where the start's time went."),
     ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            min=1.0,
+            help="Seconds each service's instances may take to become ready before the "
+            "start fails (naming the services not ready).",
+        ),
+    ] = DEFAULT_START_TIMEOUT,
 ) -> None:
     """Start the system; Ctrl-C stops everything gracefully."""
     manifest = load(manifest_path(file), environment=env)
@@ -92,7 +103,7 @@ def up(
             f"`{hint('status', manifest.path)}`, or stop it with `{hint('down', manifest.path)}`"
         )
     if detach:
-        _up_detached(manifest, plan, env, chosen, timings=timings)
+        _up_detached(manifest, plan, env, chosen, timings=timings, timeout=timeout)
         if watch:  # the system runs on in the background; this terminal watches
             with ApiClient.for_state_dir(plan.state_dir) as api:
                 asyncio.run(watch_until_signal(api, manifest))
@@ -105,6 +116,7 @@ def up(
         follow_logs=not no_logs,
         watch=watch and not daemon,
         timings=timings,
+        timeout=timeout,
     )
 
 
@@ -117,6 +129,7 @@ def _run_system(
     follow_logs: bool,
     watch: bool,
     timings: bool,
+    timeout: float = DEFAULT_START_TIMEOUT,
 ) -> None:
     """Run the system in this process until it is stopped (the daemon of ``up -d`` too)."""
 
@@ -138,7 +151,12 @@ def _run_system(
 
             driver = ContainerDriver(chosen, progress=lambda line: console.print(f"[dim]{line}[/]"))
         session = SystemSession(
-            manifest, plan, addons=addons_for(plan), driver=driver, fork_servers=early
+            manifest,
+            plan,
+            addons=addons_for(plan),
+            driver=driver,
+            fork_servers=early,
+            start_timeout=timeout,
         )
         await _run_foreground(
             session,
@@ -281,7 +299,7 @@ class _Forked:
 
 
 def _start_daemon(
-    manifest: Manifest, plan: Plan, env: str | None, runtime: str, log_path: Path
+    manifest: Manifest, plan: Plan, env: str | None, runtime: str, log_path: Path, timeout: float
 ) -> _Forked | subprocess.Popen[bytes]:
     """The control plane in the background, in its own session, its output in
     ``log_path``. Forked from this process when it can be (no thread runs here yet):
@@ -311,6 +329,7 @@ def _start_daemon(
                     follow_logs=False,
                     watch=False,
                     timings=False,
+                    timeout=timeout,
                 )
                 code = 0
             except CorralError as exc:
@@ -330,6 +349,7 @@ def _start_daemon(
                 *(sys.executable, "-m", "corral", "up", str(manifest.path), "--daemon"),
                 *(("--env", env) if env else ()),
                 *("--runtime", runtime),
+                *("--timeout", str(timeout)),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -339,12 +359,18 @@ def _start_daemon(
 
 
 def _up_detached(
-    manifest: Manifest, plan: Plan, env: str | None, runtime: str, *, timings: bool = False
+    manifest: Manifest,
+    plan: Plan,
+    env: str | None,
+    runtime: str,
+    *,
+    timings: bool = False,
+    timeout: float = DEFAULT_START_TIMEOUT,
 ) -> None:
     manifest_path = manifest.path
     plan.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = plan.state_dir / "corral.log"
-    process = _start_daemon(manifest, plan, env, runtime, log_path)
+    process = _start_daemon(manifest, plan, env, runtime, log_path, timeout)
     desired = {name: s.replicas for name, s in plan.services.items()}
     api: ApiClient | None = None
     status: SystemStatus | None = None

@@ -105,9 +105,11 @@ class SystemSession:
         on_event: Callable[[RuntimeEvent], None] | None = None,
         driver: Driver | None = None,
         fork_servers: EarlyForkServers | None = None,
+        start_timeout: float = 120.0,
     ) -> None:
         """``fork_servers``: begun before this session was made (see
-        :class:`~corral.runtime.drivers.EarlyForkServers`), for its instances to fork from."""
+        :class:`~corral.runtime.drivers.EarlyForkServers`), for its instances to fork from.
+        ``start_timeout``: seconds each service's instances may take to become ready."""
         self.manifest = manifest
         self.plan = plan
         self.files = RunFiles(plan.state_dir)
@@ -147,6 +149,7 @@ class SystemSession:
             on_event=on_event,
             driver=driver,
             fork_servers=fork_servers,
+            start_timeout=start_timeout,
         )
         timeline = self.orchestrator.timeline
         # The interpreter, the imports, the manifest and the plan, before anything runs.

@@ -256,6 +256,7 @@ class Orchestrator:
         except BaseException as exc:
             failure = _first_start_error(exc)
             if failure is not None:
+                failure = self._with_services_not_ready(failure)
                 self.emit(StartFailed(failure.service, failure.instance, failure.reason))
             await self.down()
             if failure is not None:
@@ -265,6 +266,23 @@ class Orchestrator:
         self.timeline.end("up")
         self.timeline.finish()
         self.emit(SystemReady(time.monotonic() - began))
+
+    def _with_services_not_ready(self, failure: StartError) -> StartError:
+        """A start that timed out names every service not ready at that moment (one
+        service's deadline ends the whole start, and the others' state is the clue)."""
+        if not failure.reason.startswith(_NOT_READY_AFTER):
+            return failure
+        late = [
+            name
+            for name in self._plan.start_order
+            if name in self._services and not self._services[name].healthy.is_set()
+        ]
+        return StartError(
+            failure.service,
+            f"{failure.reason}; services not ready: {', '.join(late)}",
+            instance=failure.instance,
+            log_tail=failure.log_tail,
+        )
 
     async def down(self) -> None:
         """Stop everything gracefully, in reverse dependency order. Idempotent."""
@@ -754,9 +772,12 @@ class Orchestrator:
                 for instance, generation in targets:
                     group.create_task(instance.wait_ready(generation))
         except TimeoutError:
-            late = next((i for i, g in targets if not i.record.serving), targets[0][0])
-            why = late.record.message or "readiness never passed"
-            raise late.start_error(f"not ready after {self.start_timeout:g}s ({why})") from None
+            waiting = [i for i, _ in targets if not i.record.serving] or [targets[0][0]]
+            why = "; ".join(
+                f"{i.id}: {i.record.message or 'readiness never passed'}" for i in waiting
+            )
+            reason = f"{_NOT_READY_AFTER} {self.start_timeout:g}s ({why})"
+            raise waiting[0].start_error(reason) from None
         except BaseExceptionGroup as group_error:
             failure = _first_start_error(group_error)
             if failure is None:
@@ -878,6 +899,9 @@ class Orchestrator:
                 "instances": instances,
             },
         )
+
+
+_NOT_READY_AFTER = "not ready after"
 
 
 def startup_environment(
