@@ -223,8 +223,14 @@ _KEY_PHASES = (
 )
 
 
-def _corral(*args: str, on: bool, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _corral(
+    *args: str, on: bool, check: bool = True, src: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m corral ARGS examples/ridehail``; ``src``: Corral's code from there
+    (a base revision's), not the working tree's."""
     env = {**os.environ, FORK_SERVER_VARIABLE: "1" if on else "0"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     return subprocess.run(
         [sys.executable, "-m", "corral", *args, str(RIDEHAIL)],
         check=check, env=env, capture_output=True, text=True,
@@ -254,7 +260,7 @@ def _tree_cpu(pid: int) -> dict[str, float]:
 def _phases(status: dict[str, object], offset: float) -> dict[str, object]:
     """The timeline's key phases (seconds since `corral up` began): when each ended,
     the first instance spawned, the last one listening, all ready."""
-    phases = {p["name"]: p for p in status["startup"]}  # type: ignore[attr-defined]
+    phases = {p["name"]: p for p in status.get("startup", [])}  # type: ignore[attr-defined]
     out: dict[str, object] = {}
     for name in _KEY_PHASES:
         phase = phases.get(name)
@@ -275,20 +281,20 @@ def _phases(status: dict[str, object], offset: float) -> dict[str, object]:
     return out
 
 
-def ridehail_up_once(on: bool) -> dict[str, object]:
+def ridehail_up_once(on: bool, src: Path | None = None) -> dict[str, object]:
     """One warm ``corral up -d`` of ridehail to all ready: the command's wall time, the
     timeline of the start, and the CPU each part used, then ``corral down``."""
     load = os.getloadavg()[0]
     began_wall = time.time()
     began = time.perf_counter()
-    _corral("up", "-d", on=on)
+    _corral("up", "-d", on=on, src=src)
     seconds = time.perf_counter() - began
-    status = json.loads(_corral("status", "--json", on=on).stdout)
+    status = json.loads(_corral("status", "--json", on=on, src=src).stdout)
     try:
         cpu = _tree_cpu(int(status["pid"]))
         offset = psutil.Process(int(status["pid"])).create_time() - began_wall
     finally:
-        _corral("down", on=on, check=False)
+        _corral("down", on=on, check=False, src=src)
     instances = sum(
         int(service["replicas"])
         for service in status["services"].values()
@@ -303,22 +309,36 @@ def ridehail_up_once(on: bool) -> dict[str, object]:
     }
 
 
-def ridehail_up(rounds: int) -> dict[str, object]:
-    """``corral up -d examples/ridehail`` to all ready, warm, fork server on and off
-    alternating; each up followed by ``corral down``. Per mode: every sample's wall
-    time, load, CPU by part and the timeline's key phases."""
-    _corral("up", "-d", on=True)  # warm: databases migrated, bytecode compiled
-    _corral("down", on=True)
-    samples: dict[str, list[dict[str, object]]] = {"fork_server": [], "spawn": []}
+def ridehail_up(rounds: int, base_src: Path | None = None) -> dict[str, object]:
+    """``corral up -d examples/ridehail`` to all ready, warm, fork server on and off,
+    and (``base_src``) the base revision's Corral with its fork server, in rotation;
+    each up followed by ``corral down``. Per mode: every sample's wall time, load, CPU
+    by part and the timeline's key phases (the base may have no timeline)."""
+    modes: dict[str, tuple[bool, Path | None]] = {
+        "fork_server": (True, None),
+        "spawn": (False, None),
+    }
+    if base_src is not None:
+        modes["base_fork_server"] = (True, base_src)
+    for on, src in modes.values():  # warm: databases migrated, bytecode compiled
+        _corral("up", "-d", on=on, src=src)
+        _corral("down", on=on, src=src)
+    samples: dict[str, list[dict[str, object]]] = {name: [] for name in modes}
+    names = list(modes)
     for index in range(rounds):
-        order = (True, False) if index % 2 == 0 else (False, True)
-        for on in order:
-            samples["fork_server" if on else "spawn"].append(ridehail_up_once(on))
+        shift = index % len(names)  # rotate who goes first
+        for name in names[shift:] + names[:shift]:
+            on, src = modes[name]
+            samples[name].append(ridehail_up_once(on, src))
     med = {
         name: statistics.median(float(str(x["seconds"])) for x in values)
         for name, values in samples.items()
     }
+    ratios = {}
+    if "base_fork_server" in med:
+        ratios["ratio_fork_server_vs_base"] = round(med["fork_server"] / med["base_fork_server"], 3)
     return {
+        **ratios,
         "rounds": rounds,
         "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
         "samples": samples,
@@ -392,7 +412,10 @@ def main(rounds: int, base: str) -> dict[str, object]:
     # Kept key: the default runtime's figure (now with the fork server).
     result["greeter_kill9_to_ready"] = kills["fork_server"]
     result["greeter_kill9_to_ready_with_without_fork_server"] = kills
-    result["ridehail_up_all_ready_warm"] = ridehail = ridehail_up(max(2, rounds // 5))
+    with tempfile.TemporaryDirectory() as tmp:
+        base_src = base_checkout(base, Path(tmp)) if base else None
+        ridehail = ridehail_up(max(2, rounds // 5), base_src)
+    result["ridehail_up_all_ready_warm"] = ridehail
     if not ridehail["goal_met"]:
         print("GOAL MISSED: ridehail all ready over 3 s", file=sys.stderr)
     machine = result["machine"]
@@ -428,8 +451,11 @@ if __name__ == "__main__":
         path = Path(__file__).parent / "results" / "startup.json"
         result = json.loads(path.read_text())
         before = os.getloadavg()
-        ridehail = ridehail_up(max(2, args.rounds // 5))
+        with tempfile.TemporaryDirectory() as tmp:
+            base_src = base_checkout(args.base, Path(tmp)) if args.base else None
+            ridehail = ridehail_up(max(2, args.rounds // 5), base_src)
         ridehail["commit"] = commit()
+        ridehail["base"] = args.base
         ridehail["loadavg_before"] = [round(x, 2) for x in before]
         ridehail["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         result["ridehail_up_all_ready_warm"] = ridehail
