@@ -374,6 +374,7 @@ def _up_detached(
     desired = {name: s.replicas for name, s in plan.services.items()}
     api: ApiClient | None = None
     status: SystemStatus | None = None
+    polls = 0
     with StartProgress(console, desired) as progress:
         while status is None or not (status.state == "running" or progress.all_ready):
             if process.poll() is not None:
@@ -384,13 +385,16 @@ def _up_detached(
                 if found is not None and found.pid == process.pid:
                     api = ApiClient(found.url, found.token)
             if api is not None:
-                try:
-                    status = api.status()
-                except NotRunningError:
-                    status = None
-                if status is not None:
-                    progress.update(status.user_instances)
-            time.sleep(0.1)
+                # The registry twenty times a second (readiness shows as it happens), the
+                # whole status, which costs the starting system more, once ready or
+                # every half second (a system whose services are all at 0 replicas).
+                with contextlib.suppress(NotRunningError):
+                    snapshot = api.registry()
+                    progress.update([r for r in snapshot.instances if not r.component])
+                    if progress.all_ready or polls % 10 == 0:
+                        status = api.status()
+                polls += 1
+            time.sleep(0.05)
     assert api is not None
     if timings:
         _print_timings(status, began=process_create_time(os.getpid()))
