@@ -179,3 +179,23 @@ def test_a_change_faster_than_a_poll_still_shows_its_end() -> None:
         ["-", "web-1", "stopped"],
         ["-", "web-2", "stopped"],
     ]
+
+
+def test_timing_lines_show_each_phase_shifted_to_when_the_command_began() -> None:
+    """``up --timings``: a line per phase, times moved by the offset of the control
+    plane's process, unfinished phases said so, marks listed."""
+    from corral.cli._progress import timing_lines
+    from corral.runtime.timeline import Phase
+
+    lines = timing_lines(
+        [
+            Phase(name="api", start=1.0, end=1.25),
+            Phase(name="instance web-1", start=2.0, end=2.5, marks={"listening": 2.4}),
+            Phase(name="instance web-2", start=2.0),
+        ],
+        offset=0.5,
+    )
+    assert lines[0].startswith("start-up timings")
+    assert lines[1].split() == ["api", "1.500", "→", "1.750", "0.250s"]
+    assert lines[2].split()[-2:] == ["(listening", "2.900)"]
+    assert "not finished" in lines[3]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -338,3 +339,26 @@ def test_stop_start_restart_and_ls_from_anywhere(system_dir: Path, tmp_path: Pat
 
     assert corral("down", "demo", cwd=elsewhere).returncode == 0
     assert json.loads(corral("ls", "--json", cwd=elsewhere).stdout) == []
+
+
+def test_detached_up_forks_its_daemon_and_prints_where_the_time_went(system_dir: Path) -> None:
+    """`up -d --timings`: the control plane is this command forked into its own session
+    (not a second interpreter importing Corral again), and once ready the command
+    prints the start-up timeline, each instance listening before ready; `status
+    --json` carries the same phases."""
+    up = corral("up", "-d", "--timings", cwd=system_dir)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "start-up timings" in up.stdout
+    lines = {
+        line.split()[0] + " " + line.split()[1]: line
+        for line in up.stdout.splitlines()[1:]
+        if line.startswith("  instance ")
+    }
+    assert {"instance api-1", "instance web-1"} <= set(lines), up.stdout
+    assert all("listening" in line for line in lines.values())
+    now = status(system_dir)
+    daemon = psutil.Process(now["pid"])
+    assert "--daemon" not in daemon.cmdline(), "forked from `corral up -d`, not spawned"
+    assert os.getsid(daemon.pid) == daemon.pid, "its own session"
+    phases = {phase["name"]: phase for phase in now["startup"]}
+    assert phases["instance web-1"]["start"] >= phases["service api"]["end"]

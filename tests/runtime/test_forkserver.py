@@ -20,6 +20,7 @@ import pytest
 from runtime_helpers import descendants, gone, wait_until
 
 from corral.runtime._environ import BYTECODE_CACHE
+from corral.runtime.addon import Addon, RuntimeContext
 from corral.runtime.drivers import ProcessDriver
 from corral.runtime.events import InstanceExited
 from corral.runtime.orchestrator import Orchestrator
@@ -253,6 +254,145 @@ async def test_down_leaves_no_process(tmp_path: Path, orchestrators: list[Orches
     await wait_until(lambda: gone(server) and gone(pid))
     record = orch.registry.snapshot().get("probe-1")
     assert record is None or record.state is not InstanceState.RUNNING
+
+
+class _SeesForkServers(Addon):
+    """Records how many fork servers the driver had begun when the addons started."""
+
+    name = "sees-fork-servers"
+
+    def __init__(self) -> None:
+        self.servers_at_start: int | None = None
+
+    async def start(self, ctx: RuntimeContext) -> None:
+        assert isinstance(ctx, Orchestrator)
+        driver = ctx.driver
+        assert isinstance(driver, ProcessDriver)
+        self.servers_at_start = len(driver._servers)
+
+
+async def test_the_fork_server_starts_before_the_addons_and_serves_the_instances(
+    tmp_path: Path, orchestrators: list[Orchestrator]
+) -> None:
+    """``up`` starts the fork server before the addons (its imports overlap theirs), and
+    that very server (keyed without the addons' variables) forks the instance."""
+    seer = _SeesForkServers()
+    orch = _orchestrator(tmp_path, orchestrators, addons=[seer])
+    await orch.up()
+    assert seer.servers_at_start == 1, "begun before the addons started"
+    servers = _forks(orch)
+    assert len(servers) == 1, "no second server: the warmed one had the instance's key"
+    seen = await _get(orch, "/process")
+    assert psutil.Process(seen["pid"]).ppid() == servers[0]
+
+
+async def test_a_fork_server_begun_before_the_orchestrator_is_adopted(
+    tmp_path: Path, orchestrators: list[Orchestrator]
+) -> None:
+    """A fork server begun before the orchestrator existed (as `corral up` does, before
+    importing the control plane) is the one its instances fork from, and the timeline
+    shows it began before ``up``; the driver closes it with the rest."""
+    from corral.manifest import load
+    from corral.plan import resolve
+    from corral.runtime.drivers import EarlyForkServers
+    from corral.runtime.orchestrator import startup_environment
+
+    path = _manifest(tmp_path)
+    plan = resolve(load(path), python=sys.executable)
+    early = EarlyForkServers()
+    await early.start((s, startup_environment(plan, s)) for s in plan.services.values())
+    [warming] = early.warming.values()
+    orch = Orchestrator(plan, manifest_path=path, start_timeout=30.0, fork_servers=early)
+    orchestrators.append(orch)
+    await orch.up()
+    server = (await warming.task).pid
+    assert _forks(orch) == [server], "adopted, not a second one"
+    seen = await _get(orch, "/process")
+    assert psutil.Process(seen["pid"]).ppid() == server
+    phases = {p.name: p for p in orch.status().startup}
+    assert phases["fork server 1"].start < phases["up"].start
+    await orch.down()
+    await wait_until(lambda: gone(server), timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, []),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, []),
+        ({"CORRAL_CONFIG_URL": "http://x"}, ["aiohttp", "corral.sdk._sse"]),
+        ({"NATS_URL": "nats://x"}, ["nats", "nats.js", "corral.sdk.events"]),
+        ({"CORRAL_EVENTS": "{}"}, ["nats", "nats.js", "corral.sdk.events"]),
+        (
+            {"DATABASE_URL": "sqlite+aiosqlite:///x.db"},
+            [
+                "sqlalchemy",
+                "sqlalchemy.ext.asyncio",
+                "sqlalchemy.orm",
+                "sqlalchemy.dialects.postgresql",
+                "sqlalchemy.dialects.sqlite.aiosqlite",
+                "aiosqlite",
+            ],
+        ),
+        (
+            {"DATABASE_URL": "postgresql+asyncpg://u@h/d"},
+            [
+                "sqlalchemy",
+                "sqlalchemy.ext.asyncio",
+                "sqlalchemy.orm",
+                "sqlalchemy.dialects.postgresql",
+                "sqlalchemy.dialects.postgresql.asyncpg",
+                "asyncpg",
+            ],
+        ),
+        (
+            {"CORRAL_IDENTITY": "{}", "CORRAL_CONFIG_URL": "http://x"},
+            ["aiohttp", "corral.sdk._sse", "jwt", "corral.sdk.identity._setup"],
+        ),
+    ],
+)
+def test_what_an_instance_will_import_is_read_from_its_environment(
+    env: dict[str, str], expected: list[str]
+) -> None:
+    """The modules the fork server loads before forking an instance follow what its
+    environment says the SDK will use, once each."""
+    from corral.runtime._forkserver_main import wanted
+
+    assert wanted(env) == expected
+
+
+def test_what_may_be_preloaded_before_a_fork_is_audited() -> None:
+    """Everything :func:`wanted` can name is in PRELOAD_IF_INSTALLED (what the import
+    audit covers), and it is keyed by the contract's own variable names."""
+    from corral import contract
+    from corral.runtime import _forkserver_main as server
+
+    names = {name for _, modules in server._WANTED_WITH for name in modules}
+    names |= {name for _, modules in server._DATABASE_DRIVERS for name in modules}
+    assert names <= set(server.PRELOAD_IF_INSTALLED)
+    variables = {variable for variable, _ in server._WANTED_WITH}
+    assert variables <= set(contract.ALL_VARIABLES) | {contract.OTEL_ENDPOINT}
+
+
+def test_a_fork_request_first_loads_what_the_instance_will_use() -> None:
+    """Before forking, the server imports the modules the instance's environment names
+    and no others; they are then off the idle list."""
+    import socket as sockets
+
+    from corral.runtime import _forkserver_main as server
+
+    ours, theirs = sockets.socketpair(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+    try:
+        srv = server.Server(theirs)
+        srv.preload_for({"CORRAL_EVENTS": "{}"})
+        assert not {"nats", "nats.js", "corral.sdk.events"} & set(srv.later)
+        assert "sqlalchemy" in srv.later, "not named by this environment: left for later"
+        srv.selector.close()
+        os.close(srv.wake_r)
+        os.close(srv.wake_w)
+    finally:
+        ours.close()
+        theirs.close()
 
 
 def test_startup_key_is_the_interpreter_and_its_start_variables() -> None:

@@ -265,3 +265,24 @@ async def test_reconfigured_plan_is_used_by_every_later_spawn(system) -> None:
         ("web-1", "LEVEL=debug"),
         ("web-2", "LEVEL=debug"),
     ]
+
+
+async def test_a_start_past_its_deadline_names_every_service_not_ready(system) -> None:
+    """``start_timeout`` bounds how long instances may take to become ready; the error
+    names the late instance with its readiness message and every service not ready."""
+    orch, _ = system(
+        {
+            "slow": service(env={"SVC_READY_AFTER": 60}),
+            "later": service(env={"SVC_READY_AFTER": 60}),
+            "quick": service(),
+        },
+        start_timeout=1.0,
+    )
+    with pytest.raises(StartError) as caught:
+        await orch.up()
+    reason = caught.value.reason
+    assert reason.startswith("not ready after 1s (")
+    assert f"{caught.value.instance}: not ready: " in reason, "the late instance and why"
+    late = set(reason.rsplit("services not ready: ", 1)[1].split(", "))
+    # `quick` too on a machine too loaded for it to answer within the second.
+    assert {"later", "slow"} <= late <= {"later", "slow", "quick"}

@@ -23,6 +23,7 @@ from rich.text import Text
 from corral.api import ApiClient
 from corral.runtime.errors import NotRunningError
 from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
+from corral.runtime.timeline import Phase
 
 FAILED_STATES = frozenset({InstanceState.CRASHLOOP, InstanceState.FAILED})
 
@@ -142,6 +143,25 @@ class StartProgress:
         table = Table.grid(padding=(0, 1))
         table.add_row(spinner, label)
         return table
+
+
+def timing_lines(phases: Sequence[Phase], *, offset: float = 0.0) -> list[str]:
+    """Pure: ``corral up --timings``, one line per phase: start and end in seconds since
+    ``corral up`` began (``offset``: how long before the control plane's own process
+    that was, under ``up -d``), how long it took, and its marks."""
+    width = max((len(p.name) for p in phases), default=0)
+    lines = ["start-up timings (seconds since `corral up` began):"]
+    for phase in phases:
+        start = phase.start + offset
+        if phase.end is None:
+            span = f"{start:7.3f} → {'…':>7}"
+            took = "not finished"
+        else:
+            span = f"{start:7.3f} → {phase.end + offset:7.3f}"
+            took = f"{phase.end - phase.start:6.3f}s"
+        marks = ", ".join(f"{what} {when + offset:.3f}" for what, when in phase.marks.items())
+        lines.append(f"  {phase.name:<{width}}  {span}  {took}" + (f"  ({marks})" if marks else ""))
+    return lines
 
 
 # --- changes ----------------------------------------------------------------------------

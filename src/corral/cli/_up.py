@@ -4,10 +4,13 @@ background, and stop it gracefully."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,12 +28,13 @@ from corral.cli._common import (
 )
 from corral.cli._dashboard import login_line
 from corral.cli._logs import colour_for, format_line
-from corral.cli._progress import ChangeProgress, StartProgress
+from corral.cli._progress import ChangeProgress, StartProgress, timing_lines
 from corral.cli._tables import endpoints_lines
 from corral.cli._watch import require_process_runtime, watch_system, watch_until_signal
 from corral.errors import CorralError
 from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
+from corral.runtime._runstate import process_create_time
 from corral.runtime.errors import NotRunningError
 from corral.runtime.registry import InstanceRecord, Snapshot
 from corral.runtime.status import SystemStatus
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 RUNTIMES = ("process", "docker", "podman")
+DEFAULT_START_TIMEOUT = 120.0
+"""Seconds a service's instances may take to become ready (``--timeout``)."""
 RUNTIME_VARIABLE = "CORRAL_RUNTIME"
 
 
@@ -68,6 +74,19 @@ def up(
             "--watch", "-w", help="Reload a service when its files change (docs/watch.md)."
         ),
     ] = False,
+    timings: Annotated[
+        bool,
+        typer.Option("--timings", help="Once ready, print where the start's time went."),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            min=1.0,
+            help="Seconds each service's instances may take to become ready before the "
+            "start fails (naming the services not ready).",
+        ),
+    ] = DEFAULT_START_TIMEOUT,
 ) -> None:
     """Start the system; Ctrl-C stops everything gracefully."""
     manifest = load(manifest_path(file), environment=env)
@@ -84,36 +103,88 @@ def up(
             f"`{hint('status', manifest.path)}`, or stop it with `{hint('down', manifest.path)}`"
         )
     if detach:
-        _up_detached(manifest.path, plan, env, chosen)
+        _up_detached(manifest, plan, env, chosen, timings=timings, timeout=timeout)
         if watch:  # the system runs on in the background; this terminal watches
             with ApiClient.for_state_dir(plan.state_dir) as api:
                 asyncio.run(watch_until_signal(api, manifest))
         return
+    _run_system(
+        manifest,
+        plan,
+        chosen,
+        daemon=daemon,
+        follow_logs=not no_logs,
+        watch=watch and not daemon,
+        timings=timings,
+        timeout=timeout,
+    )
+
+
+def _run_system(
+    manifest: Manifest,
+    plan: Plan,
+    chosen: str,
+    *,
+    daemon: bool,
+    follow_logs: bool,
+    watch: bool,
+    timings: bool,
+    timeout: float = DEFAULT_START_TIMEOUT,
+) -> None:
+    """Run the system in this process until it is stopped (the daemon of ``up -d`` too)."""
+
+    async def run() -> None:
+        from corral.runtime.drivers import EarlyForkServers, fork_enabled
+        from corral.runtime.orchestrator import startup_environment
+
+        early = None
+        if chosen == "process" and fork_enabled():
+            # Begun before the control plane is imported: the fork server's imports and
+            # these run on two cores at once (corral.runtime.drivers.EarlyForkServers).
+            early = EarlyForkServers()
+            await early.start((s, startup_environment(plan, s)) for s in plan.services.values())
+        from corral.control import SystemSession, addons_for
+
+        driver = None
+        if chosen != "process":
+            from corral.images import ContainerDriver
+
+            driver = ContainerDriver(chosen, progress=lambda line: console.print(f"[dim]{line}[/]"))
+        session = SystemSession(
+            manifest,
+            plan,
+            addons=addons_for(plan),
+            driver=driver,
+            fork_servers=early,
+            start_timeout=timeout,
+        )
+        await _run_foreground(
+            session,
+            plan,
+            manifest,
+            quiet=daemon,
+            follow_logs=follow_logs,
+            watch=watch,
+            timings=timings,
+        )
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        _start_failed(exc, plan)
+        raise
+
+
+def _start_failed(exc: Exception, plan: Plan) -> None:
+    """A start that failed for a reason the person can act on: a message, not a
+    traceback. Imported only now: the start imports them after its fork server began."""
     from corral.broker import BrokerError
-    from corral.control import SystemSession, addons_for
     from corral.gateway import GatewayError
     from corral.runtime.errors import StartError
 
-    driver = None
-    if chosen != "process":
-        from corral.images import ContainerDriver
-
-        driver = ContainerDriver(chosen, progress=lambda line: console.print(f"[dim]{line}[/]"))
-    session = SystemSession(manifest, plan, addons=addons_for(plan), driver=driver)
-    try:
-        asyncio.run(
-            _run_foreground(
-                session,
-                plan,
-                manifest,
-                quiet=daemon,
-                follow_logs=not no_logs,
-                watch=watch and not daemon,
-            )
-        )
-    except StartError as exc:
+    if isinstance(exc, StartError):
         raise CorralError(f"{plan.system} could not start: {exc.details()}") from None
-    except (GatewayError, BrokerError) as exc:
+    if isinstance(exc, GatewayError | BrokerError):
         # Setup problems of the parts (no envoy or nats-server binary, NATS unreachable):
         # the person can fix them, so a message, not a traceback.
         raise CorralError(f"{plan.system} could not start: {exc}") from None
@@ -127,6 +198,7 @@ async def _run_foreground(
     quiet: bool,
     follow_logs: bool,
     watch: bool = False,
+    timings: bool = False,
 ) -> None:
     path = manifest.path
     desired = {name: s.replicas for name, s in plan.services.items()}
@@ -141,6 +213,8 @@ async def _run_foreground(
             progress.update(_user_instances(session.registry.snapshot()))
         if session.ready.is_set():
             status = session.status()
+            if timings:
+                _print_timings(status)
             for line in endpoints_lines(status):
                 console.print(line, highlight=False)
             with ApiClient(str(status.api_url), session.admin_token) as own:
@@ -197,24 +271,110 @@ def choose_runtime(option: str | None, plan: Plan) -> str:
     return chosen
 
 
-def _up_detached(manifest_path: Path, plan: Plan, env: str | None, runtime: str) -> None:
-    plan.state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = plan.state_dir / "corral.log"
+def _print_timings(status: SystemStatus, *, began: float | None = None) -> None:
+    """The start-up timeline; ``began``: when this command's process began (``up -d``:
+    before the control plane's)."""
+    offset = 0.0
+    daemon_began = process_create_time(status.pid)
+    if began is not None and daemon_began is not None:
+        offset = daemon_began - began
+        console.print(f"  [dim]the control plane's process began {offset:.3f}s in[/]")
+    for line in timing_lines(status.startup, offset=offset):
+        console.print(line, highlight=False, markup=False)
+
+
+class _Forked:
+    """The daemon as a child of this process: what ``up -d`` asks of a ``Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._code: int | None = None
+
+    def poll(self) -> int | None:
+        if self._code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self._code = os.waitstatus_to_exitcode(status)
+        return self._code
+
+
+def _start_daemon(
+    manifest: Manifest, plan: Plan, env: str | None, runtime: str, log_path: Path, timeout: float
+) -> _Forked | subprocess.Popen[bytes]:
+    """The control plane in the background, in its own session, its output in
+    ``log_path``. Forked from this process when it can be (no thread runs here yet):
+    the child has Corral imported already, where a new ``corral up --daemon`` spent
+    about a second of CPU (more under load) importing it again before anything of the
+    system started. Otherwise (a host that runs this command in a process with threads)
+    a new interpreter, as before."""
+    if threading.active_count() == 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the daemon: never returns into this command
+            code = 1
+            try:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDONLY)
+                out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                for fd, target in ((null, 0), (out, 1), (out, 2)):
+                    os.dup2(fd, target)
+                os.close(null)
+                os.close(out)
+                _run_system(
+                    manifest,
+                    plan,
+                    runtime,
+                    daemon=True,
+                    follow_logs=False,
+                    watch=False,
+                    timings=False,
+                    timeout=timeout,
+                )
+                code = 0
+            except CorralError as exc:
+                print(f"error: {exc.message}", file=sys.stderr)
+                code = exc.exit_code
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        return _Forked(pid)
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [
-                *(sys.executable, "-m", "corral", "up", str(manifest_path), "--daemon"),
+                *(sys.executable, "-m", "corral", "up", str(manifest.path), "--daemon"),
                 *(("--env", env) if env else ()),
                 *("--runtime", runtime),
+                *("--timeout", str(timeout)),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def _up_detached(
+    manifest: Manifest,
+    plan: Plan,
+    env: str | None,
+    runtime: str,
+    *,
+    timings: bool = False,
+    timeout: float = DEFAULT_START_TIMEOUT,
+) -> None:
+    manifest_path = manifest.path
+    plan.state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = plan.state_dir / "corral.log"
+    process = _start_daemon(manifest, plan, env, runtime, log_path, timeout)
     desired = {name: s.replicas for name, s in plan.services.items()}
     api: ApiClient | None = None
     status: SystemStatus | None = None
+    polls = 0
     with StartProgress(console, desired) as progress:
         while status is None or not (status.state == "running" or progress.all_ready):
             if process.poll() is not None:
@@ -225,14 +385,19 @@ def _up_detached(manifest_path: Path, plan: Plan, env: str | None, runtime: str)
                 if found is not None and found.pid == process.pid:
                     api = ApiClient(found.url, found.token)
             if api is not None:
-                try:
-                    status = api.status()
-                except NotRunningError:
-                    status = None
-                if status is not None:
-                    progress.update(status.user_instances)
-            time.sleep(0.1)
+                # The registry twenty times a second (readiness shows as it happens), the
+                # whole status, which costs the starting system more, once ready or
+                # every half second (a system whose services are all at 0 replicas).
+                with contextlib.suppress(NotRunningError):
+                    snapshot = api.registry()
+                    progress.update([r for r in snapshot.instances if not r.component])
+                    if progress.all_ready or polls % 10 == 0:
+                        status = api.status()
+                polls += 1
+            time.sleep(0.05)
     assert api is not None
+    if timings:
+        _print_timings(status, began=process_create_time(os.getpid()))
     for line in endpoints_lines(status):
         console.print(line, highlight=False)
     console.print(login_line(api), highlight=False)

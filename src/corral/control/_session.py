@@ -35,7 +35,7 @@ from corral.gateway import GatewayAddon
 from corral.manifest import Manifest, load
 from corral.plan import Endpoints, Plan, resolve
 from corral.runtime.addon import Addon
-from corral.runtime.drivers import Driver
+from corral.runtime.drivers import Driver, EarlyForkServers
 from corral.runtime.errors import AlreadyRunningError
 from corral.runtime.events import RuntimeEvent
 from corral.runtime.orchestrator import Orchestrator
@@ -104,7 +104,12 @@ class SystemSession:
         addons: list[Addon] | None = None,
         on_event: Callable[[RuntimeEvent], None] | None = None,
         driver: Driver | None = None,
+        fork_servers: EarlyForkServers | None = None,
+        start_timeout: float = 120.0,
     ) -> None:
+        """``fork_servers``: begun before this session was made (see
+        :class:`~corral.runtime.drivers.EarlyForkServers`), for its instances to fork from.
+        ``start_timeout``: seconds each service's instances may take to become ready."""
         self.manifest = manifest
         self.plan = plan
         self.files = RunFiles(plan.state_dir)
@@ -143,7 +148,12 @@ class SystemSession:
             ),
             on_event=on_event,
             driver=driver,
+            fork_servers=fork_servers,
+            start_timeout=start_timeout,
         )
+        timeline = self.orchestrator.timeline
+        # The interpreter, the imports, the manifest and the plan, before anything runs.
+        timeline.span("control plane start", timeline.origin, time.time())
         gateway = next((a for a in self._addons if isinstance(a, GatewayAddon)), None)
         self._gateway = gateway
         self.chaos = Chaos(self.orchestrator, gateway, runs=plan.state_dir / CHAOS_RUNS_DIR)
@@ -282,12 +292,14 @@ class SystemSession:
             lifespan="off",
         )
         server = _ApiServer(config)
+        self.orchestrator.timeline.begin("api")
         api_task = asyncio.create_task(server.serve(), name="corral-api")
         try:
             while not server.started:
                 if api_task.done():
                     api_task.result()
                 await asyncio.sleep(0.01)
+            self.orchestrator.timeline.end("api")
             self.files.publish(
                 url=self.api_url,
                 pid=os.getpid(),

@@ -148,6 +148,9 @@ class ForkServer:
         self._buffer_error: str | None = None
         self.dead = False
         self._watchers: set[asyncio.Task[None]] = set()
+        self.spawned = asyncio.Event()
+        """Set once the process exists (or could not be started): it imports from then
+        on without this loop."""
 
     @property
     def alive(self) -> bool:
@@ -177,6 +180,7 @@ class ForkServer:
             raise ForkUnavailable(f"cannot start the fork server: {exc}") from exc
         finally:
             theirs.close()
+            self.spawned.set()
         self.pid = self._proc.pid
         ours.setblocking(False)
         self._sock = ours

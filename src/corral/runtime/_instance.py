@@ -35,6 +35,7 @@ from corral.runtime.events import (
 )
 from corral.runtime.logs import LogLine, LogStore, Stream
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry
+from corral.runtime.timeline import Timeline
 
 CRASHLOOP_AFTER = 3
 """Consecutive crashes, each without staying up ``reset_after``, that make a crash loop."""
@@ -57,6 +58,7 @@ class Host(Protocol):
     registry: Registry
     logs: LogStore
     prober: Prober
+    timeline: Timeline
 
     def emit(self, event: RuntimeEvent) -> None: ...
 
@@ -477,6 +479,8 @@ class Instance:
         while True:
             ok, message = await probe()
             if ok:
+                if check.kind in (CheckKind.HTTP, CheckKind.TCP):
+                    self.host.timeline.mark(f"instance {self.id}", "listening")
                 break
             if self.record.message != f"not ready: {message}":
                 self._set(message=f"not ready: {message}")
@@ -484,6 +488,8 @@ class Instance:
                 # Probe again as soon as the port accepts (cheap connects every 10 ms),
                 # rather than up to a whole interval after the program began to listen.
                 listening = await prober.until_listening(target, within=interval)
+                if listening:
+                    self.host.timeline.mark(f"instance {self.id}", "listening")
             else:
                 await asyncio.sleep(interval)
             interval = min(interval * 1.5, check.period)

@@ -16,7 +16,9 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from corral.plan import Plan, ServicePlan
@@ -155,6 +157,68 @@ the driver spawns every instance of that interpreter for the rest of the run."""
 _Key = tuple[str, tuple[tuple[str, str], ...]]
 
 
+def fork_enabled() -> bool:
+    """The fork server is on unless ``CORRAL_FORK_SERVER=0``."""
+    return os.environ.get(FORK_SERVER_VARIABLE, "1").strip() != "0"
+
+
+@dataclass
+class Warming:
+    """A fork server starting (or started) for a plan's instances."""
+
+    task: asyncio.Task[ForkServer]
+    began: float
+    """Unix time its start began."""
+
+
+class EarlyForkServers:
+    """Fork servers begun before the orchestrator exists, for its process driver to
+    adopt (``corral up``'s control plane begins them before it imports itself, so the
+    two imports run on two cores at once). Keys as :meth:`ProcessDriver.warm`'s."""
+
+    def __init__(self) -> None:
+        self.warming: dict[_Key, Warming] = {}
+        self._servers: list[ForkServer] = []
+
+    async def start(self, services: Iterable[tuple[ServicePlan, Mapping[str, str]]]) -> None:
+        """Begin a server per start-up environment of ``services`` (``app:`` ones);
+        return once each has been spawned (it imports on its own from then on)."""
+        for service, env in services:
+            if not forkable(service.argv):
+                continue
+            key = startup_key(service.argv[0], env)
+            if key in self.warming or len(self.warming) >= _MAX_FORK_SERVERS:
+                continue
+            python, startup = key
+            server = ForkServer(python, dict(startup))
+            self._servers.append(server)
+            task = asyncio.ensure_future(_started(server))
+            task.add_done_callback(_retrieved)
+            self.warming[key] = Warming(task, time.time())
+        for server in self._servers:
+            await server.spawned.wait()
+
+    async def close(self) -> None:
+        """Stop the servers no driver adopted (the start failed before the orchestrator
+        ran)."""
+        for warming in self.warming.values():
+            warming.task.cancel()
+            with contextlib.suppress(BaseException):
+                await (await warming.task).close()
+
+
+async def _started(server: ForkServer) -> ForkServer:
+    await server.start()
+    return server
+
+
+def _retrieved(task: asyncio.Task[ForkServer]) -> None:
+    # Its failure is handled by the fork that awaits it; a server no fork awaits must
+    # not be reported as an exception nobody retrieved.
+    if not task.cancelled():
+        task.exception()
+
+
 class ProcessDriver:
     """Each instance a local process group, recorded with the reaper.
 
@@ -166,11 +230,14 @@ class ProcessDriver:
 
     name = "process"
 
-    def __init__(self, reaper: Reaper, *, fork: bool | None = None) -> None:
+    def __init__(
+        self, reaper: Reaper, *, fork: bool | None = None, early: EarlyForkServers | None = None
+    ) -> None:
         self._reaper = reaper
         if fork is None:
-            fork = os.environ.get(FORK_SERVER_VARIABLE, "1").strip() != "0"
+            fork = fork_enabled()
         self._fork = fork
+        self._early = early
         self._servers: dict[_Key, asyncio.Task[ForkServer]] = {}
         self._start_failures: dict[_Key, int] = {}
         self._given_up: set[_Key] = set()
@@ -190,6 +257,41 @@ class ProcessDriver:
         self._reaper.add(proc.pid)
         return _Process(proc, self._reaper)
 
+    def warm(self, service: ServicePlan, env: Mapping[str, str]) -> Warming | None:
+        """Start the fork server ``service``'s instances will fork from, without waiting
+        for it: ``env`` is what their environment will hold (its start-up variables
+        decide which server). Called by ``up`` before the addons start, so the server's
+        imports (about a second of CPU) run beside them on another core rather than
+        before the first instance. A server no instance asks for after all (an addon
+        set a start-up variable) idles until :meth:`close`. A server begun early
+        (:class:`EarlyForkServers`) for the same key is adopted instead. The server's
+        start, when this call began or adopted one."""
+        if not self._fork or self._closed or not forkable(service.argv):
+            return None
+        key = startup_key(service.argv[0], env)
+        if key in self._given_up or key in self._servers:
+            return None
+        early = self._early.warming.pop(key, None) if self._early is not None else None
+        if early is not None and len(self._servers) < _MAX_FORK_SERVERS:
+            self._servers[key] = early.task
+            early.task.add_done_callback(self._adopted)
+            return early
+        task = self._server_task(key)
+        return None if task is None else Warming(task, time.time())
+
+    def _adopted(self, task: asyncio.Task[ForkServer]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            pid = task.result().pid
+            if pid is not None:
+                self._reaper.add(pid)
+
+    def _server_task(self, key: _Key) -> asyncio.Task[ForkServer] | None:
+        if key not in self._servers and len(self._servers) >= _MAX_FORK_SERVERS:
+            return None
+        task = self._servers[key] = asyncio.ensure_future(self._start_server(key))
+        task.add_done_callback(_retrieved)
+        return task
+
     async def _forked(self, service: ServicePlan, env: Mapping[str, str]) -> Running | None:
         """The instance forked, or None: spawn it (the fork server cannot)."""
         key = startup_key(service.argv[0], env)
@@ -197,9 +299,9 @@ class ProcessDriver:
             return None
         task = self._servers.get(key)
         if task is None:
-            if len(self._servers) >= _MAX_FORK_SERVERS:
+            task = self._server_task(key)
+            if task is None:
                 return None
-            task = self._servers[key] = asyncio.ensure_future(self._start_server(key))
         elif not task.done() and key in self._restarted:
             return None  # a replacement is still starting: spawning is sooner
         try:
@@ -234,7 +336,7 @@ class ProcessDriver:
         _log.warning("fork server unavailable (%s); spawning %s, restarting it", exc, service)
         # Restarted in the background: this instance spawns now, later ones fork.
         self._restarted.add(key)
-        self._servers[key] = asyncio.ensure_future(self._start_server(key))
+        self._server_task(key)
 
     async def _start_server(self, key: _Key) -> ForkServer:
         python, startup = key
@@ -243,6 +345,11 @@ class ProcessDriver:
         assert server.pid is not None
         self._reaper.add(server.pid)
         return server
+
+    @property
+    def fork_server_tasks(self) -> int:
+        """Fork servers started or starting."""
+        return len(self._servers)
 
     @property
     def fork_servers(self) -> list[int]:
@@ -257,6 +364,8 @@ class ProcessDriver:
 
     async def close(self) -> None:
         self._closed = True
+        if self._early is not None:
+            await self._early.close()
         servers, self._servers = self._servers, {}
         for task in servers.values():
             if not task.done():
@@ -271,6 +380,7 @@ class ProcessDriver:
 __all__ = [
     "FORK_SERVER_VARIABLE",
     "Driver",
+    "EarlyForkServers",
     "ProcessDriver",
     "Progress",
     "Reaper",

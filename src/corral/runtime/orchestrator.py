@@ -27,19 +27,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from corral import contract
 from corral.manifest import Condition
-from corral.plan import Endpoints, Plan, SecretSource, ServicePlan, instance_environment
+from corral.plan import (
+    Endpoints,
+    Plan,
+    SecretSource,
+    ServicePlan,
+    instance_environment,
+    instance_id,
+)
 from corral.runtime import _runstate
 from corral.runtime._checks import Prober
 from corral.runtime._environ import (
@@ -51,7 +59,7 @@ from corral.runtime._environ import (
 from corral.runtime._instance import Instance
 from corral.runtime._process import Reaper
 from corral.runtime.addon import Addon
-from corral.runtime.drivers import Driver, ProcessDriver
+from corral.runtime.drivers import Driver, EarlyForkServers, ProcessDriver
 from corral.runtime.errors import (
     AlreadyRunningError,
     CorralRuntimeError,
@@ -63,6 +71,8 @@ from corral.runtime.errors import (
 )
 from corral.runtime.events import (
     AddonFailed,
+    InstanceReady,
+    InstanceStarted,
     RuntimeEvent,
     ServiceReady,
     ServiceStarting,
@@ -75,6 +85,7 @@ from corral.runtime.logs import LogStore
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry
 from corral.runtime.status import ServiceStatus, SystemStatus
 from corral.runtime.systems import RunningSystem, SystemsIndex
+from corral.runtime.timeline import Timeline
 
 _log = logging.getLogger(__name__)
 
@@ -125,6 +136,7 @@ class Orchestrator:
         addon_timeout: float = 10.0,
         systems: SystemsIndex | None = None,
         driver: Driver | None = None,
+        fork_servers: EarlyForkServers | None = None,
     ) -> None:
         self._manifest_path = manifest_path
         """Shown in status and ``corral ls`` (the plan holds only its folder)."""
@@ -140,7 +152,7 @@ class Orchestrator:
         self.logs = LogStore(plan.state_dir / "logs")
         self.prober = Prober()
         self.reaper = Reaper()
-        self._processes = ProcessDriver(self.reaper)
+        self._processes = ProcessDriver(self.reaper, early=fork_servers)
         self.driver: Driver = driver if driver is not None else self._processes
         """What runs service instances; components always run as processes."""
         self.started_at: float | None = None
@@ -159,6 +171,8 @@ class Orchestrator:
         self._down: asyncio.Task[None] | None = None
         self._save_scheduled = False
         self._create_time = _runstate.process_create_time(os.getpid())
+        self.timeline = Timeline(origin=self._create_time)
+        """Where ``up``'s time went (see :mod:`corral.runtime.timeline`)."""
         self._systems = systems if systems is not None else SystemsIndex()
         """Where ``corral ls`` finds this system while it runs."""
 
@@ -219,6 +233,7 @@ class Orchestrator:
         if self._state != "idle":
             raise CorralRuntimeError(f"this orchestrator was already started ({self._state})")
         began = time.monotonic()
+        self.timeline.begin("up")
         self._clean_stale_run()  # before owning anything: a live run's files stay untouched
         self._state = "starting"
         self.started_at = time.time()
@@ -230,21 +245,44 @@ class Orchestrator:
             await self.driver.prepare(self._plan, self.reaper)
             self._save_run_state()
             self._register()
+            self._warm_fork_servers()
             for addon in self.addons:
+                self.timeline.begin(f"addon {addon.name}")
                 await addon.start(self)
+                self.timeline.end(f"addon {addon.name}")
             async with asyncio.TaskGroup() as group:
                 for name in self._plan.start_order:
                     group.create_task(self._start_service(self._services[name]))
         except BaseException as exc:
             failure = _first_start_error(exc)
             if failure is not None:
+                failure = self._with_services_not_ready(failure)
                 self.emit(StartFailed(failure.service, failure.instance, failure.reason))
             await self.down()
             if failure is not None:
                 raise failure from None
             raise
         self._state = "running"
+        self.timeline.end("up")
+        self.timeline.finish()
         self.emit(SystemReady(time.monotonic() - began))
+
+    def _with_services_not_ready(self, failure: StartError) -> StartError:
+        """A start that timed out names every service not ready at that moment (one
+        service's deadline ends the whole start, and the others' state is the clue)."""
+        if not failure.reason.startswith(_NOT_READY_AFTER):
+            return failure
+        late = [
+            name
+            for name in self._plan.start_order
+            if name in self._services and not self._services[name].healthy.is_set()
+        ]
+        return StartError(
+            failure.service,
+            f"{failure.reason}; services not ready: {', '.join(late)}",
+            instance=failure.instance,
+            log_tail=failure.log_tail,
+        )
 
     async def down(self) -> None:
         """Stop everything gracefully, in reverse dependency order. Idempotent."""
@@ -523,12 +561,17 @@ class Orchestrator:
                 "services": services,
                 "instances": list(snapshot.instances),
                 "addon_errors": addon_errors,
+                "startup": self.timeline.phases(),
             }
         )
 
     # --- Host (what instances use) ------------------------------------------------------
 
     def emit(self, event: RuntimeEvent) -> None:
+        if isinstance(event, InstanceStarted):
+            self.timeline.begin(f"instance {event.instance}")
+        elif isinstance(event, InstanceReady):
+            self.timeline.end(f"instance {event.instance}")
         if self.on_event is None:
             return
         try:
@@ -554,16 +597,30 @@ class Orchestrator:
                 }
             )
             return env
+        addons: list[Addon] = []
+        if entry is not None:
+            service = entry.plan  # the current one: reconfigure() may have replaced it
+            addons = list(self.addons)
+        database = entry.database_url if entry is not None else None
+        env = self._instance_environment(service, instance, port, addons, database)
+        self.logs.secrets.add(instance, secret_values(env))
+        return env
+
+    def _instance_environment(
+        self,
+        service: ServicePlan,
+        instance: str,
+        port: int,
+        addons: Sequence[Addon],
+        database_url: str | None,
+    ) -> dict[str, str]:
         env = inherited_environment(
             os.environ,
             withheld=self._withheld(),
             bytecode_cache=str(self.state_dir / BYTECODE_CACHE),
         )
-        if entry is not None:
-            service = entry.plan  # the current one: reconfigure() may have replaced it
-            for addon in self.addons:
-                env.update(addon.environment(service))
-        database = entry.database_url if entry is not None else None
+        for addon in addons:
+            env.update(addon.environment(service))
         env.update(
             instance_environment(
                 self._plan,
@@ -571,11 +628,27 @@ class Orchestrator:
                 instance=instance,
                 port=port,
                 endpoints=self.endpoints,
-                database_url=database,
+                database_url=database_url,
             )
         )
-        self.logs.secrets.add(instance, secret_values(env))
         return env
+
+    def _warm_fork_servers(self) -> None:
+        """Have the process driver start the fork servers the services will fork from,
+        while the addons start (NATS, Envoy): their start-up variables come from the
+        inherited environment and the plan, which the addons do not change (see
+        :meth:`ProcessDriver.warm`)."""
+        if not isinstance(self.driver, ProcessDriver):
+            return
+        for service in self._plan.services.values():
+            warming = self.driver.warm(service, startup_environment(self._plan, service))
+            if warming is not None:
+                name = f"fork server {self.driver.fork_server_tasks}"
+                self.timeline.span(name, warming.began)
+                warming.task.add_done_callback(functools.partial(self._warmed, name))
+
+    def _warmed(self, phase: str, _: object) -> None:
+        self.timeline.end(phase)
 
     def _withheld(self) -> set[str]:
         """Inherited variables no instance may see: the control plane's credentials and
@@ -666,9 +739,13 @@ class Orchestrator:
         entry.database_ready = True
 
     async def _start_service(self, entry: _Service) -> None:
+        phase = f"service {entry.name}"
+        self.timeline.begin(phase)
         for dependency, condition in entry.plan.depends_on.items():
             other = self._services[dependency]
             await (other.healthy if condition is Condition.HEALTHY else other.started).wait()
+        if entry.plan.depends_on:
+            self.timeline.mark(phase, "dependencies met")
         began = time.monotonic()
         self.emit(ServiceStarting(entry.name, entry.desired, entry.component))
         try:
@@ -685,6 +762,7 @@ class Orchestrator:
                 raise failure from None
             raise
         entry.healthy.set()
+        self.timeline.end(phase)
         self.emit(ServiceReady(entry.name, time.monotonic() - began))
 
     async def _wait_ready(self, entry: _Service, targets: Iterable[tuple[Instance, int]]) -> None:
@@ -694,9 +772,12 @@ class Orchestrator:
                 for instance, generation in targets:
                     group.create_task(instance.wait_ready(generation))
         except TimeoutError:
-            late = next((i for i, g in targets if not i.record.serving), targets[0][0])
-            why = late.record.message or "readiness never passed"
-            raise late.start_error(f"not ready after {self.start_timeout:g}s ({why})") from None
+            waiting = [i for i, _ in targets if not i.record.serving] or [targets[0][0]]
+            why = "; ".join(
+                f"{i.id}: {i.record.message or 'readiness never passed'}" for i in waiting
+            )
+            reason = f"{_NOT_READY_AFTER} {self.start_timeout:g}s ({why})"
+            raise waiting[0].start_error(reason) from None
         except BaseExceptionGroup as group_error:
             failure = _first_start_error(group_error)
             if failure is None:
@@ -820,6 +901,34 @@ class Orchestrator:
         )
 
 
+_NOT_READY_AFTER = "not ready after"
+
+
+def startup_environment(
+    plan: Plan, service: ServicePlan, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What an instance of ``service`` inherits and is given before any addon's variables
+    or the run's addresses: where its start-up variables come from (the addons' and the
+    run's are none of them), so which fork server it will fork from is known before the
+    addons, or even the orchestrator, exist."""
+    env = inherited_environment(
+        os.environ if environ is None else environ,
+        withheld=(),
+        bytecode_cache=str(plan.state_dir / BYTECODE_CACHE),
+    )
+    env.update(
+        instance_environment(
+            plan,
+            service,
+            instance=instance_id(service.name, 0),
+            port=0,
+            endpoints=Endpoints(),
+            database_url=None,
+        )
+    )
+    return env
+
+
 def _first_start_error(exc: BaseException) -> StartError | None:
     if isinstance(exc, StartError):
         return exc
@@ -831,4 +940,4 @@ def _first_start_error(exc: BaseException) -> StartError | None:
     return None
 
 
-__all__ = ["InstanceState", "Orchestrator"]
+__all__ = ["InstanceState", "Orchestrator", "startup_environment"]

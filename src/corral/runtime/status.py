@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from corral.runtime.registry import InstanceRecord
+from corral.runtime.timeline import Phase
 
 SystemState = Literal["idle", "starting", "running", "stopping", "stopped"]
 
@@ -84,6 +85,11 @@ class SystemStatus(BaseModel):
     config_runtime_values: int = 0
     addon_errors: dict[str, str] = Field(
         default_factory=dict, description="Addons whose status could not be read, and why."
+    )
+    startup: list[Phase] = Field(
+        default_factory=list,
+        description="Where the start's time went: seconds since the control plane's "
+        "process began (corral.runtime.timeline).",
     )
 
     def service_instances(self, service: str) -> list[InstanceRecord]:
