@@ -33,7 +33,7 @@ from corral.runtime.events import (
     ReadinessChanged,
     RuntimeEvent,
 )
-from corral.runtime.logs import LogLine, LogStore, Stream
+from corral.runtime.logs import LogStore, Stream
 from corral.runtime.registry import InstanceRecord, InstanceState, Registry
 from corral.runtime.timeline import Timeline
 
@@ -438,16 +438,11 @@ class Instance:
     async def _pump(self, stream: asyncio.StreamReader | None, name: Stream) -> None:
         if stream is None:
             return
-        logs = self.host.logs
-        while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:  # a line over the limit: the reader skipped it
-                raw = b"[corral: line too long, dropped]\n"
-            if not raw:
-                return
-            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            logs.append(LogLine(time.time(), self.service.name, self.id, name, text))
+        # By the chunk, not by the line: a chatty instance (Envoy's access log, a line
+        # per request) cost ~10 us of this process's CPU per line read one by one.
+        await self.host.logs.capture(
+            stream, service=self.service.name, instance=self.id, stream=name
+        )
 
     def _target(self) -> CheckTarget:
         return CheckTarget(self.address, self.port, self._env, self.service.workdir)
