@@ -164,6 +164,10 @@ def deploy(folder: Path, port: int, name: str, secret_value: str) -> Iterator[St
                  what=f"every service of {name} at its replicas")  # fmt: skip
         wait_for(lambda: stack.answer("/greet/ada"), timeout=90, every=0.5,
                  what="front calling greeter through the gateway")  # fmt: skip
+        # The gateway's own greeter cluster resolves by DNS on its refresh interval and
+        # health-checks new addresses first: it may trail front's client by seconds.
+        wait_for(lambda: stack.answer("/hello/ada"), timeout=90, every=0.5,
+                 what="the gateway routing to greeter")  # fmt: skip
         yield stack
     finally:
         subprocess.run(["docker", "stack", "rm", name], capture_output=True, timeout=60,

@@ -34,11 +34,10 @@ from corral.cli._watch import require_process_runtime, watch_system, watch_until
 from corral.errors import CorralError
 from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
-from corral.runtime._runstate import process_create_time
 from corral.runtime.errors import NotRunningError
 from corral.runtime.registry import InstanceRecord, Snapshot
 from corral.runtime.status import SystemStatus
-from corral.runtime.systems import process_alive
+from corral.runtime.systems import process_alive, process_create_time
 
 if TYPE_CHECKING:
     from corral.control import SystemSession

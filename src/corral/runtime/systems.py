@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from corral.runtime import _runstate
 
 process_alive = _runstate.alive
+process_create_time = _runstate.process_create_time
 """Whether a process still lives (pid, and its creation time when known)."""
 
 
@@ -100,4 +101,10 @@ class SystemsIndex:
             return None
 
 
-__all__ = ["RunningSystem", "SystemsIndex", "process_alive", "systems_dir"]
+__all__ = [
+    "RunningSystem",
+    "SystemsIndex",
+    "process_alive",
+    "process_create_time",
+    "systems_dir",
+]
