@@ -35,13 +35,23 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def _external() -> str:
+    if not _reachable(EXTERNAL_URL):
+        pytest.skip(f"no external nats-server at {EXTERNAL_URL}")
+    return EXTERNAL_URL
+
+
 @pytest.fixture(params=["embedded", "external"])
 def nats_url(request: pytest.FixtureRequest, embedded_nats: NatsServer) -> str:
     if request.param == "embedded":
         return embedded_nats.url
-    if not _reachable(EXTERNAL_URL):
-        pytest.skip(f"no external nats-server at {EXTERNAL_URL}")
-    return EXTERNAL_URL
+    return _external()
+
+
+@pytest.fixture
+def external_nats_url() -> str:
+    """The machine's own nats-server only (an older one: no atomic batches)."""
+    return _external()
 
 
 @pytest.fixture
