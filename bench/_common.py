@@ -6,8 +6,10 @@ Each benchmark runs as ``uv run python bench/<name>.py``, so this folder is on `
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +50,29 @@ def parse_wrk(out: str) -> dict[str, float]:
     }
 
 
+def git_commit() -> str:
+    """The checkout's short commit, ``+dirty`` when tracked files differ from it: a result
+    is only comparable with the code that produced it."""
+    root = RESULTS.parent.parent
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def write_result(name: str, data: Any) -> Path:
-    """``data`` as indented JSON in ``bench/results/<name>``; returns the path."""
+    """``data`` as indented JSON in ``bench/results/<name>``; returns the path.
+
+    A result that does not say which commit and what machine load produced it gets both
+    here (``commit``, ``load_average_at_write``), so no figure is left without them."""
+    if isinstance(data, dict):
+        data.setdefault("commit", git_commit())
+        data.setdefault("load_average_at_write", [round(x, 2) for x in os.getloadavg()])
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name
     path.write_text(json.dumps(data, indent=2) + "\n")
