@@ -3,23 +3,35 @@ SQLAlchemy reads from a cursor (rows, rowcount, RETURNING, executemany, streams,
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from corral.sdk import Database
-from corral.sdk._sqlite_trips import OneTripConnection
+from corral.sdk._sqlite_trips import PART, OneTripConnection
 
 metadata = MetaData()
 items = Table(
     "items",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("name", String(50), nullable=False, unique=True),
+    Column("name", String, nullable=False, unique=True),
 )
 
 
@@ -112,3 +124,66 @@ async def test_a_constraint_violation_is_sqlalchemys_integrity_error(db: Databas
         await twice()
     async with db.read() as session:
         assert await session.scalar(select(func.count()).select_from(items)) == 0
+
+
+async def test_a_stream_holds_a_part_of_its_rows_not_the_table(db: Database) -> None:
+    """A server-side cursor reads in parts: streaming 40 MB of rows never holds them
+    all (the cursor that buffered every result held the whole table at once)."""
+    blob = 20_000
+    rows = 2_000
+    async with db.transaction() as session:
+        await session.execute(
+            text(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows)"
+                " INSERT INTO items (name) SELECT hex(randomblob(:half)) FROM n"
+            ),
+            {"rows": rows, "half": blob // 2},
+        )
+    tracemalloc.start()
+    try:
+        seen = 0
+        async with db.read() as session:
+            stream = await session.stream(select(items.c.name).execution_options(yield_per=100))
+            async for partition in stream.partitions():
+                seen += sum(len(name) for (name,) in partition)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == rows * blob
+    # A part (PART rows), the rest of the one before and a partition: ~10 MB. The
+    # whole table is 40 MB.
+    assert peak < rows * blob / 2, peak
+
+
+@pytest.mark.parametrize("count", [PART - 1, PART, PART + 1, 3 * PART + 7])
+async def test_results_longer_than_a_part_come_whole(db: Database, count: int) -> None:
+    """Past a part, a plain SELECT, a RETURNING (with its rowcount) and a stream fetched
+    one row at a time all give every row."""
+    names = [f"n{i:05}" for i in range(count)]
+    async with db.transaction() as session:
+        await session.execute(insert(items), [{"name": n} for n in names])
+        changed = await session.execute(
+            update(items).values(name=items.c.name + "!").returning(items.c.name)
+        )
+        assert sorted(changed.scalars().all()) == [n + "!" for n in names]
+        assert changed.rowcount == count  # type: ignore[attr-defined]
+    async with db.read() as session:
+        everything = (await session.execute(select(items.c.name).order_by(items.c.id))).all()
+        assert [row.name for row in everything] == [n + "!" for n in names]
+        stream = await session.stream(select(items.c.name).order_by(items.c.id))
+        assert [row.name async for row in stream] == [n + "!" for n in names]
+
+
+async def test_a_stream_left_early_closes_its_cursor(db: Database) -> None:
+    """A stream abandoned after its first rows closes its sqlite3 cursor; the
+    connection then takes writes again."""
+    async with db.transaction() as session:
+        await session.execute(insert(items), [{"name": f"x{i}"} for i in range(2 * PART)])
+    async with db.read() as session:
+        stream = await session.stream(select(items.c.name))
+        assert len(await stream.fetchmany(3)) == 3
+        await stream.close()
+    async with db.transaction() as session:
+        await session.execute(insert(items).values(name="after"))
+    async with db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(items)) == 2 * PART + 1
