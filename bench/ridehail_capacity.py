@@ -32,9 +32,10 @@ taken together compare)::
 
     uv run python bench/ridehail_capacity.py --base 1e6c377 --pairs 2 --rates 4 --window 30
 
-exports the commit to a directory of its own with its own environment (``uv sync``),
-puts this generator in it (the same load and measurement on both sides), and runs the
-two alternately, base first, ``--pairs`` times; writes
+exports the commit, and this checkout's HEAD (committed work only: edits made while
+it runs are not measured), each to a directory of its own with its own environment
+(``uv sync``), puts this generator in both (the same load and measurement on both
+sides), and runs the two alternately, base first, ``--pairs`` times; writes
 bench/results/ridehail_capacity_branch_vs_base.json: per pair and rate, CPU per ride by
 service on each side and the ratios branch / base, with each run's machine load.
 """
@@ -605,7 +606,7 @@ def base_checkout(commit: str) -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    where = Path(tempfile.gettempdir()) / f"corral-ridehail-base-{sha}"
+    where = Path(tempfile.gettempdir()) / f"corral-ridehail-{sha}"
     if not (where / ".venv").exists():
         where.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(
@@ -622,10 +623,10 @@ def base_checkout(commit: str) -> Path:
 
 def side_by_side(args: argparse.Namespace, passed: list[str]) -> dict[str, Any]:
     """Base and branch alternately (see the module docstring)."""
-    base = base_checkout(args.base)
+    checkouts = {"base": base_checkout(args.base), "branch": base_checkout("HEAD")}
     sides = {
-        "base": [str(base / ".venv/bin/python"), str(base / "bench/ridehail_capacity.py")],
-        "branch": [sys.executable, str(ROOT / "bench/ridehail_capacity.py")],
+        side: [str(where / ".venv/bin/python"), str(where / "bench/ridehail_capacity.py")]
+        for side, where in checkouts.items()
     }
     pairs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ridehail-vs-") as tmp:
