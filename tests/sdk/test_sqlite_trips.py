@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from corral.sdk import Database
-from corral.sdk._sqlite_trips import PART, OneTripConnection
+from corral.sdk._sqlite_trips import PART, OneTripConnection, _begin_without_waiting
 
 metadata = MetaData()
 items = Table(
@@ -238,3 +238,47 @@ async def test_a_stream_left_early_closes_its_cursor(db: Database) -> None:
         await session.execute(insert(items).values(name="after"))
     async with db.read() as session:
         assert await session.scalar(select(func.count()).select_from(items)) == 2 * PART + 1
+
+
+class _Refusing:
+    """A sqlite3 connection whose BEGIN fails with ``code``; records what ran."""
+
+    def __init__(self, code: int | None) -> None:
+        self.code = code
+        self.ran: list[str] = []
+
+    def execute(self, sql: str) -> None:
+        self.ran.append(sql)
+        if sql.startswith("BEGIN") and self.code is not None:
+            exc = sqlite3.OperationalError("refused")
+            exc.sqlite_errorcode = self.code  # type: ignore[attr-defined]
+            raise exc
+
+
+@pytest.mark.parametrize(
+    ("code", "begun"),
+    [
+        (None, True),
+        (sqlite3.SQLITE_BUSY, False),
+        (261, False),  # SQLITE_BUSY_RECOVERY: another process rebuilds the WAL index
+        (517, False),  # SQLITE_BUSY_SNAPSHOT
+        (773, False),  # SQLITE_BUSY_TIMEOUT
+        (sqlite3.SQLITE_ERROR, "raises"),
+        (sqlite3.SQLITE_IOERR, "raises"),
+    ],
+)
+def test_a_begin_that_would_wait_goes_to_the_thread(code: int | None, begun: object) -> None:
+    """On the loop's thread a BEGIN IMMEDIATE never waits: any kind of busy (extended
+    codes included) sends it to aiosqlite's thread, any other error is raised; the
+    connection's busy timeout is put back either way."""
+    connection = _Refusing(code)
+    if begun == "raises":
+        with pytest.raises(sqlite3.OperationalError):
+            _begin_without_waiting(connection, "BEGIN IMMEDIATE", 15_000)  # type: ignore[arg-type]
+    else:
+        assert _begin_without_waiting(connection, "BEGIN IMMEDIATE", 15_000) is begun  # type: ignore[arg-type]
+    assert connection.ran == [
+        "PRAGMA busy_timeout=0",
+        "BEGIN IMMEDIATE",
+        "PRAGMA busy_timeout=15000",
+    ]

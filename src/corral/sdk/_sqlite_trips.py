@@ -162,7 +162,10 @@ def _begin_without_waiting(connection: sqlite3.Connection, statement: str, wait_
     try:
         connection.execute(statement)
     except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+        # The extended code: with no busy timeout, a connection opening the WAL while
+        # another rebuilds its index (every process's first connection does, as the
+        # replicas start together) gets SQLITE_BUSY_RECOVERY, not SQLITE_BUSY.
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
             raise
         return False
     finally:
