@@ -26,6 +26,18 @@ requests per ride, publish -> bus latency by topic, the busiest instance, the ma
 busy share and its load average (the machine is shared), and the result names the
 bottleneck at the first failing rate. Writes bench/results/ridehail_capacity.json
 (ridehail_capacity_postgres.json with ``--env postgres``).
+
+Side by side with an older commit, in one run (the machine is shared, so only runs
+taken together compare)::
+
+    uv run python bench/ridehail_capacity.py --base 1e6c377 --pairs 2 --rates 4 --window 30
+
+exports the commit, and this checkout's HEAD (committed work only: edits made while
+it runs are not measured), each to a directory of its own with its own environment
+(``uv sync``), puts this generator in both (the same load and measurement on both
+sides), and runs the two alternately, base first, ``--pairs`` times; writes
+bench/results/ridehail_capacity_branch_vs_base.json: per pair and rate, CPU per ride by
+service on each side and the ratios branch / base, with each run's machine load.
 """
 
 from __future__ import annotations
@@ -581,6 +593,122 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+SAME_GENERATOR = ("bench/ridehail_capacity.py", "bench/ridehail_sim.py", "bench/_common.py")
+
+
+def base_checkout(commit: str) -> Path:
+    """``commit`` exported to a directory with its own environment, and this generator
+    in it; kept between runs (made again only if missing)."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", commit],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    where = Path(tempfile.gettempdir()) / f"corral-ridehail-{sha}"
+    if not (where / ".venv").exists():
+        where.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", sha], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+        subprocess.run(
+            ["uv", "sync", "--locked", "--compile-bytecode", "-q"], cwd=where, check=True
+        )
+    for name in SAME_GENERATOR:
+        (where / name).write_bytes((ROOT / name).read_bytes())
+    return where
+
+
+def side_by_side(args: argparse.Namespace, passed: list[str]) -> dict[str, Any]:
+    """Base and branch alternately (see the module docstring)."""
+    checkouts = {"base": base_checkout(args.base), "branch": base_checkout("HEAD")}
+    sides = {
+        side: [str(where / ".venv/bin/python"), str(where / "bench/ridehail_capacity.py")]
+        for side, where in checkouts.items()
+    }
+    pairs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="ridehail-vs-") as tmp:
+        for pair in range(args.pairs):
+            runs: dict[str, Any] = {}
+            for side, command in sides.items():
+                out = Path(tmp) / f"{side}-{pair}.json"
+                subprocess.run([*command, *passed, "--out", str(out)], check=True)
+                runs[side] = json.loads(out.read_text())
+            pairs.append(compare(runs["base"], runs["branch"]))
+            print(json.dumps(pairs[-1], indent=2), flush=True)
+    return {
+        "benchmark": "ridehail_capacity_branch_vs_base",
+        "command": " ".join(["uv run python bench/ridehail_capacity.py", *sys.argv[1:]]),
+        "base": subprocess.run(
+            ["git", "rev-parse", "--short", args.base], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "branch": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "note": (
+            "Services' CPU per ride (idle subtracted), the orchestrator and the generator"
+            " apart; base and branch run alternately with the same generator. Shared"
+            " 2-core machine: compare within a pair (load per run recorded)."
+        ),
+        "pairs": pairs,
+    }
+
+
+def compare(base: dict[str, Any], branch: dict[str, Any]) -> dict[str, Any]:
+    """One pair: per rate, each side's figures and branch / base."""
+
+    def ratio(new: float, old: float) -> float | None:
+        return round(new / old, 3) if old > 0 else None
+
+    steps = []
+    for old, new in zip(base["steps"], branch["steps"], strict=True):
+        services = sorted(set(old["cpu_ms_per_ride"]) | set(new["cpu_ms_per_ride"]))
+        steps.append(
+            {
+                "rate_per_s": old["rate_per_s"],
+                "loadavg": {"base": old["loadavg"], "branch": new["loadavg"]},
+                "passed": {"base": old["passed"], "branch": new["passed"]},
+                "errors": {"base": old["errors"], "branch": new["errors"]},
+                "requested_to_matched_p99_ms": {
+                    "base": old["requested_to_matched_ms"]["p99"],
+                    "branch": new["requested_to_matched_ms"]["p99"],
+                },
+                "requested_to_paid_p99_ms": {
+                    "base": old["requested_to_paid_ms"]["p99"],
+                    "branch": new["requested_to_paid_ms"]["p99"],
+                },
+                "cpu_ms_per_ride_services": {
+                    "base": old["cpu_ms_per_ride_system"],
+                    "branch": new["cpu_ms_per_ride_system"],
+                    "ratio": ratio(new["cpu_ms_per_ride_system"], old["cpu_ms_per_ride_system"]),
+                },
+                "cpu_ms_per_ride_by_service": {
+                    s: {
+                        "base": old["cpu_ms_per_ride"].get(s),
+                        "branch": new["cpu_ms_per_ride"].get(s),
+                        "ratio": ratio(
+                            new["cpu_ms_per_ride"].get(s, 0.0), old["cpu_ms_per_ride"].get(s, 0.0)
+                        ),
+                    }
+                    for s in services
+                },
+                "control_plane_cpu_ms_per_ride": {
+                    "base": old["control_plane_cpu_ms_per_ride"],
+                    "branch": new["control_plane_cpu_ms_per_ride"],
+                },
+            }
+        )
+    return {
+        "capacity_rides_per_s": {
+            "base": base["capacity_rides_per_s"],
+            "branch": branch["capacity_rides_per_s"],
+        },
+        "steps": steps,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="2,4,8,16,32")
@@ -594,11 +722,28 @@ def main() -> None:
     parser.add_argument(
         "--env", choices=["postgres"], help="merge corral.<env>.yaml (PostgreSQL per service)"
     )
+    parser.add_argument("--out", type=Path, help="write the result here instead")
+    parser.add_argument("--base", help="a commit to compare with, side by side")
+    parser.add_argument("--pairs", type=int, default=2, help="base/branch pairs (--base)")
     args = parser.parse_args()
+    if args.base:
+        passed = [
+            *("--rates", args.rates, "--window", str(args.window), "--drain", str(args.drain)),
+            *("--riders", str(args.riders), "--drivers", str(args.drivers)),
+            *("--seed", str(args.seed), "--idle", str(args.idle)),
+            *(["--keep-going"] if args.keep_going else []),
+            *(["--env", args.env] if args.env else []),
+        ]
+        together = side_by_side(args, passed)
+        write_result("ridehail_capacity_branch_vs_base.json", together)
+        return
     # uvloop, as the services run: the generator shares the two cores with the system,
     # so its own CPU per request matters (reported apart as generator_cpu_ms_per_ride).
     result = asyncio.run(run(args), loop_factory=uvloop.new_event_loop)
-    write_result(f"ridehail_capacity{'_' + args.env if args.env else ''}.json", result)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    else:
+        write_result(f"ridehail_capacity{'_' + args.env if args.env else ''}.json", result)
     print(json.dumps({k: v for k, v in result.items() if k != "steps"}, indent=2))
     if result["capacity_rides_per_s"] < result["goal_rides_per_s"]:
         print(f"GOAL MISSED: capacity {result['capacity_rides_per_s']} rides/s < 100")

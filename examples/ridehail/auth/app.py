@@ -52,7 +52,7 @@ class Auth:
 
 
 made = Started[Auth]("auth's key ring and password hasher")
-AuthDep = Annotated[Auth, Depends(made)]
+AuthDep = Annotated[Auth, Depends(made.dependency)]
 
 
 @svc.on_startup

@@ -26,7 +26,9 @@ class Caller:
     role: str
 
 
-def _caller(identity: VerifiedCaller) -> Caller:
+async def _caller(identity: VerifiedCaller) -> Caller:
+    # async although it awaits nothing: FastAPI runs a plain ``def`` dependency on its
+    # thread pool, a hop to a worker thread and back on every request.
     role = next((r for r in ROLES if r in identity.roles), None)
     if role is None:
         raise Problem(403, "Forbidden", detail="no ridehail role (rider, driver or admin)")

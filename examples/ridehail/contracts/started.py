@@ -11,15 +11,16 @@ matcher, auth's key ring. A module-global dict would lose their types (and need 
         matcher.set(Matcher(...))
 
     @svc.get("/drivers")
-    async def drivers(m: Annotated[Matcher, Depends(matcher)]) -> ...:   # a dependency
+    async def drivers(m: Annotated[Matcher, Depends(matcher.dependency)]) -> ...:
         ...
 
     @svc.events.subscribe("ride.requested")
     async def on_requested(event: RideRequested) -> None:
         await matcher().ride_requested(...)                             # or a call
 
-As a FastAPI dependency it can be overridden in tests like any other
-(``app.dependency_overrides[matcher] = ...``).
+As a FastAPI dependency (``matcher.dependency``, a coroutine: FastAPI would run a plain
+callable on its thread pool, a hop per request) it can be overridden in tests like any
+other (``app.dependency_overrides[matcher.dependency] = ...``).
 """
 
 from __future__ import annotations
@@ -46,3 +47,6 @@ class Started[T]:
         if self._value is None:
             raise NotStarted(f"{self.what} is made when the service starts, and it has not")
         return self._value
+
+    async def dependency(self) -> T:
+        return self()

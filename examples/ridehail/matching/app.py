@@ -33,7 +33,7 @@ class Settings(ServiceSettings):
 
 svc = Service("matching", settings=Settings, metadata=metadata, title="ridehail matching")
 matcher = Started[Matcher]("the matcher")
-MatcherDep = Annotated[Matcher, Depends(matcher)]
+MatcherDep = Annotated[Matcher, Depends(matcher.dependency)]
 
 
 async def _publish_match(match: Match, session: AsyncSession) -> None:
