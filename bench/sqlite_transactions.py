@@ -1,6 +1,5 @@
-"""CPU of one SQLite transaction through the SDK's Database: aiosqlite's own cursor,
-one trip to aiosqlite's thread per statement, and the SDK's connection (calls on the
-loop's own thread in WAL mode: corral.sdk._sqlite_trips), side by side in one run.
+"""CPU of one SQLite transaction through the SDK's Database: aiosqlite's own cursor
+against one trip per statement (corral.sdk._sqlite_trips), side by side in one run.
 
     uv run python bench/sqlite_transactions.py [--n 300] [--rounds 5]
 
@@ -33,26 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
 from corral.sdk import Database
-from corral.sdk._sqlite_trips import OneTripConnection
-
-
-class ThreadTrips(OneTripConnection):
-    """Every call on aiosqlite's thread, one trip per statement (the SDK before calls
-    ran on the loop's thread)."""
-
-    def _inline(self) -> bool:
-        return False
-
-
-def thread_trips(path: str) -> Any:
-    async def connect() -> ThreadTrips:
-        connection = ThreadTrips(lambda: sqlite3.connect(path, check_same_thread=False), 64)
-        connection._thread.daemon = True
-        await connection
-        return connection
-
-    return connect
-
 
 metadata = MetaData()
 rows = Table("t", metadata, Column("id", Integer, primary_key=True), Column("v", String(50)))
@@ -96,26 +75,17 @@ async def run(args: argparse.Namespace, folder: str) -> dict[str, Any]:
         metadata=metadata, engine_options={"async_creator": lambda: aiosqlite.connect(base_path)}
     )
     await base.start(f"sqlite:///{base_path}")
-    trips_path = os.path.join(folder, "trips.db")
-    trips = Database(metadata=metadata, engine_options={"async_creator": thread_trips(trips_path)})
-    await trips.start(f"sqlite:///{trips_path}")
-    sdk = Database(metadata=metadata)
-    await sdk.start(f"sqlite:///{os.path.join(folder, 'sdk.db')}")
+    trips = Database(metadata=metadata)
+    await trips.start(f"sqlite:///{os.path.join(folder, 'trips.db')}")
     load = os.getloadavg()
-    samples: dict[str, list[tuple[float, float]]] = {
-        "aiosqlite_cursor": [],
-        "one_trip": [],
-        "loop_thread": [],
-    }
+    samples: dict[str, list[tuple[float, float]]] = {"aiosqlite_cursor": [], "one_trip": []}
     try:
         for _ in range(args.rounds):
             samples["aiosqlite_cursor"].append(await per_transaction(base, args.n))
             samples["one_trip"].append(await per_transaction(trips, args.n))
-            samples["loop_thread"].append(await per_transaction(sdk, args.n))
     finally:
         await base.stop()
         await trips.stop()
-        await sdk.stop()
     figures = {
         side: {
             "write_txn_cpu_us": round(statistics.median(s[0] for s in got), 1),
@@ -123,7 +93,7 @@ async def run(args: argparse.Namespace, folder: str) -> dict[str, Any]:
         }
         for side, got in samples.items()
     }
-    before, after, now = figures["aiosqlite_cursor"], figures["one_trip"], figures["loop_thread"]
+    before, after = figures["aiosqlite_cursor"], figures["one_trip"]
     return {
         "benchmark": "sqlite_transactions",
         "command": " ".join(["uv run python bench/sqlite_transactions.py", *sys.argv[1:]]),
@@ -137,10 +107,6 @@ async def run(args: argparse.Namespace, folder: str) -> dict[str, Any]:
         "one_trip_vs_aiosqlite_cursor": {
             "write": round(after["write_txn_cpu_us"] / before["write_txn_cpu_us"], 2),
             "read": round(after["read_txn_cpu_us"] / before["read_txn_cpu_us"], 2),
-        },
-        "loop_thread_vs_one_trip": {
-            "write": round(now["write_txn_cpu_us"] / after["write_txn_cpu_us"], 2),
-            "read": round(now["read_txn_cpu_us"] / after["read_txn_cpu_us"], 2),
         },
         "sqlite3_inline_write_txn_cpu_us": round(
             inline_write(os.path.join(folder, "inline.db"), args.n), 1

@@ -3,8 +3,6 @@ SQLAlchemy reads from a cursor (rows, rowcount, RETURNING, executemany, streams,
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from corral.sdk import Database
-from corral.sdk._sqlite_trips import PART, OneTripConnection, _begin_without_waiting
+from corral.sdk._sqlite_trips import PART, OneTripConnection
 
 metadata = MetaData()
 items = Table(
@@ -47,15 +45,15 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 @pytest.fixture
 def trips(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every call sent to an aiosqlite connection's thread, from now on."""
+    """Every call queued to an aiosqlite connection's thread, from now on."""
     seen: list[Any] = []
-    original = OneTripConnection._on_thread
+    original = OneTripConnection._execute
 
     async def counting(self: OneTripConnection, fn: Any, *args: Any, **kwargs: Any) -> Any:
         seen.append(fn)
         return await original(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(OneTripConnection, "_on_thread", counting)
+    monkeypatch.setattr(OneTripConnection, "_execute", counting)
     return seen
 
 
@@ -68,64 +66,15 @@ async def test_the_engine_uses_one_trip_connections(db: Database) -> None:
             assert isinstance(raw.driver_connection, OneTripConnection)
 
 
-async def test_transactions_run_on_the_loops_thread_in_wal_mode(
+async def test_a_write_transaction_takes_a_trip_per_statement(
     db: Database, trips: list[Any]
 ) -> None:
-    """Once a connection has found the database in WAL mode, a write transaction (BEGIN
-    IMMEDIATE, two statements, COMMIT) and a read take no trip to aiosqlite's thread
-    (they took four and three, ~80 us of CPU each)."""
-    for i in range(3):  # the pools' connections: the first BEGIN on each asks the mode
-        async with db.transaction() as session:
-            await session.execute(insert(items).values(name=f"warm {i}"))
-        async with db.read() as session:
-            await session.scalar(select(func.count()).select_from(items))
-    trips.clear()
+    """BEGIN, two statements, COMMIT: four trips (aiosqlite's own cursor took ten, and
+    the pool's rollback of the committed connection one more)."""
     async with db.transaction() as session:
         await session.execute(insert(items).values(name="a"))
-        assert (await session.execute(select(items.c.name).where(items.c.name == "a"))).scalar()
-    async with db.read() as session:
-        assert await session.scalar(select(func.count()).select_from(items)) == 4
-    assert trips == []
-
-
-async def test_a_held_write_lock_is_waited_for_off_the_loop(
-    db: Database, tmp_path: Path, trips: list[Any]
-) -> None:
-    """BEGIN IMMEDIATE while another connection (another replica, say) holds the write
-    lock waits on aiosqlite's thread: the event loop keeps running, and the transaction
-    goes ahead once the lock is let go."""
-    async with db.transaction() as session:  # the mode is known, calls run inline
-        await session.execute(insert(items).values(name="first"))
-    trips.clear()
-    other = sqlite3.connect(tmp_path / "items.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    async def write() -> None:
-        async with db.transaction() as session:
-            await session.execute(insert(items).values(name="second"))
-
-    beat = asyncio.create_task(ticker())
-    writing = asyncio.create_task(write())
-    try:
-        while ticks < 20:  # the loop turns while the writer waits for the lock
-            await asyncio.sleep(0.01)
-        assert not writing.done()
-        other.execute("ROLLBACK")
-        await asyncio.wait_for(writing, 10)
-    finally:
-        beat.cancel()
-        other.close()
-    assert trips, "the BEGIN that found the lock held did not wait on the thread"
-    async with db.read() as session:
-        names = (await session.execute(select(items.c.name).order_by(items.c.id))).scalars()
-        assert list(names) == ["first", "second"]
+        assert (await session.execute(select(items.c.name))).scalars().all() == ["a"]
+    assert len(trips) == 4, trips
 
 
 async def test_a_connection_returned_mid_transaction_is_rolled_back(db: Database) -> None:
@@ -238,47 +187,3 @@ async def test_a_stream_left_early_closes_its_cursor(db: Database) -> None:
         await session.execute(insert(items).values(name="after"))
     async with db.read() as session:
         assert await session.scalar(select(func.count()).select_from(items)) == 2 * PART + 1
-
-
-class _Refusing:
-    """A sqlite3 connection whose BEGIN fails with ``code``; records what ran."""
-
-    def __init__(self, code: int | None) -> None:
-        self.code = code
-        self.ran: list[str] = []
-
-    def execute(self, sql: str) -> None:
-        self.ran.append(sql)
-        if sql.startswith("BEGIN") and self.code is not None:
-            exc = sqlite3.OperationalError("refused")
-            exc.sqlite_errorcode = self.code  # type: ignore[attr-defined]
-            raise exc
-
-
-@pytest.mark.parametrize(
-    ("code", "begun"),
-    [
-        (None, True),
-        (sqlite3.SQLITE_BUSY, False),
-        (261, False),  # SQLITE_BUSY_RECOVERY: another process rebuilds the WAL index
-        (517, False),  # SQLITE_BUSY_SNAPSHOT
-        (773, False),  # SQLITE_BUSY_TIMEOUT
-        (sqlite3.SQLITE_ERROR, "raises"),
-        (sqlite3.SQLITE_IOERR, "raises"),
-    ],
-)
-def test_a_begin_that_would_wait_goes_to_the_thread(code: int | None, begun: object) -> None:
-    """On the loop's thread a BEGIN IMMEDIATE never waits: any kind of busy (extended
-    codes included) sends it to aiosqlite's thread, any other error is raised; the
-    connection's busy timeout is put back either way."""
-    connection = _Refusing(code)
-    if begun == "raises":
-        with pytest.raises(sqlite3.OperationalError):
-            _begin_without_waiting(connection, "BEGIN IMMEDIATE", 15_000)  # type: ignore[arg-type]
-    else:
-        assert _begin_without_waiting(connection, "BEGIN IMMEDIATE", 15_000) is begun  # type: ignore[arg-type]
-    assert connection.ran == [
-        "PRAGMA busy_timeout=0",
-        "BEGIN IMMEDIATE",
-        "PRAGMA busy_timeout=15000",
-    ]

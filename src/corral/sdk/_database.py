@@ -93,15 +93,10 @@ def _begin_on(connection: Connection, statement: str) -> None:
     if not isinstance(driver, aiosqlite.Connection):
         connection.exec_driver_sql(statement)
         return
-    from corral.sdk._sqlite_trips import OneTripConnection
-
     try:
-        if isinstance(driver, OneTripConnection):
-            await_only(driver.begin(statement))
-        else:
-            # The cursor is left to the garbage collector: a BEGIN has no rows to fetch,
-            # and closing it would be one more trip.
-            await_only(driver.execute(statement))
+        # The cursor is left to the garbage collector: a BEGIN has no rows to fetch, and
+        # closing it would be one more trip.
+        await_only(driver.execute(statement))
     except sqlite3.Error as exc:
         raise DBAPIError.instance(
             statement, None, exc, sqlite3.Error, dialect=connection.dialect

@@ -9,9 +9,7 @@ sqlite3 directly; bench/ridehail_capacity.py). :class:`OneTripConnection` is
 aiosqlite's connection with one change: its cursors execute a statement, read its rows
 and close in a single trip, then hand SQLAlchemy the buffered result. A transaction
 then takes a trip per statement plus BEGIN and COMMIT (the pool's rollback of a
-connection it takes back is skipped when the last call committed or rolled back), and
-in WAL mode none at all: the calls run on the event loop's thread, and only a BEGIN that
-finds the write lock held waits for it on aiosqlite's thread (:class:`OneTripConnection`).
+connection it takes back is skipped when the last call committed or rolled back).
 
 A trip reads at most :data:`PART` rows: a result that has more keeps its sqlite3
 cursor open on the connection's thread, and the rows after it come a part at a time, as
@@ -154,92 +152,18 @@ class OneTripCursor:
             await self._connection._execute(_close, cursor)
 
 
-def _begin_without_waiting(connection: sqlite3.Connection, statement: str, wait_ms: int) -> bool:
-    """On the loop's thread: ``statement`` (a BEGIN that takes the write lock) if the
-    lock is free now; False, with nothing begun, if another connection holds it.
-    ``wait_ms``: the connection's busy timeout, put back after."""
-    connection.execute("PRAGMA busy_timeout=0")
-    try:
-        connection.execute(statement)
-    except sqlite3.OperationalError as exc:
-        # The extended code: with no busy timeout, a connection opening the WAL while
-        # another rebuilds its index (every process's first connection does, as the
-        # replicas start together) gets SQLITE_BUSY_RECOVERY, not SQLITE_BUSY.
-        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-            raise
-        return False
-    finally:
-        connection.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
-    return True
-
-
-def _in_wal(connection: sqlite3.Connection) -> tuple[bool, int]:
-    """Whether the database is in WAL mode, and the connection's busy timeout."""
-    mode = str(connection.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-    return mode == "wal", int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
-
-
 class OneTripConnection(aiosqlite.Connection):
     """aiosqlite's connection, whose :meth:`cursor` costs no trip (see the module
     docstring), and whose :meth:`rollback` costs none right after a commit or rollback
-    (the pool rolls back every connection it takes back, committed or not).
-
-    Once :meth:`begin` has found the database in WAL mode, calls run on the event loop's
-    own thread instead of aiosqlite's: a trip there and back (a queue, two thread
-    wake-ups, the GIL handed over twice) cost ~80 us of CPU, where most statements of a
-    service take 10-50 us in SQLite. In WAL mode no call but taking the write lock waits
-    for another connection (readers read a snapshot; a commit waits for no reader), so
-    the loop never sleeps on a lock: a BEGIN IMMEDIATE that finds the lock held goes to
-    aiosqlite's thread and waits there (busy_timeout), as every call did before.
-    What still runs on the loop's thread is SQLite's own work: a statement's CPU and the
-    occasional automatic checkpoint (synchronous=NORMAL: no other disk sync).
-    """
+    (the pool rolls back every connection it takes back, committed or not)."""
 
     _idle = False
     """True only when the last call was a commit or rollback that succeeded: no
     transaction can be open. Any other call (SQL, BEGIN included) clears it first."""
-    _wal: bool | None = None
-    """Whether the database is in WAL mode: asked at the first :meth:`begin`."""
-    _wait_ms = 0
-    """The connection's busy timeout (the SDK's pragmas set it when it connects)."""
-    _sent = 0
-    """Calls handed to aiosqlite's thread (counted on the loop's thread)."""
-    _done = 0
-    """Of those, the ones finished (counted on aiosqlite's thread)."""
-
-    def _inline(self) -> bool:
-        # Never while aiosqlite's thread may still run a call on the connection (one
-        # whose awaiting task was cancelled): calls on a connection stay one at a time.
-        return bool(self._wal) and self._sent == self._done and self._connection is not None
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         self._idle = False
-        if self._inline():
-            return fn(*args, **kwargs)
-        return await self._on_thread(fn, *args, **kwargs)
-
-    async def _on_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        def counted() -> Any:
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self._done += 1
-
-        self._sent += 1
-        return await super()._execute(counted)  # type: ignore[no-untyped-call]
-
-    async def begin(self, statement: str) -> None:
-        """``statement``, a BEGIN; one that takes the write lock waits for it on
-        aiosqlite's thread if another connection holds it (see the class docstring)."""
-        self._idle = False
-        if self._wal is None:
-            self._wal, self._wait_ms = await self._on_thread(_in_wal, self._conn)
-        if not self._inline():
-            await self._on_thread(self._conn.execute, statement)
-        elif "IMMEDIATE" not in statement.upper() and "EXCLUSIVE" not in statement.upper():
-            self._conn.execute(statement)
-        elif not _begin_without_waiting(self._conn, statement, self._wait_ms):
-            await self._on_thread(self._conn.execute, statement)
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
 
     async def commit(self) -> None:
         await super().commit()
@@ -263,10 +187,7 @@ def connector(args: Sequence[Any], kwargs: dict[str, Any]) -> Callable[[], Any]:
     reads it), its thread a daemon as SQLAlchemy makes aiosqlite's."""
 
     async def connect() -> OneTripConnection:
-        # check_same_thread off: calls run on the loop's thread or aiosqlite's, one at a
-        # time (OneTripConnection).
-        options = {**kwargs, "check_same_thread": False}
-        connection = OneTripConnection(lambda: sqlite3.connect(*args, **options), 64)
+        connection = OneTripConnection(lambda: sqlite3.connect(*args, **kwargs), 64)
         connection._thread.daemon = True  # as SQLAlchemy's dialect makes aiosqlite's
         await connection  # starts the thread and connects
         return connection
