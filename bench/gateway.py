@@ -263,11 +263,22 @@ def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
 
         return edit
 
+    def access_log_format(config: dict[str, Any]) -> dict[str, Any]:
+        (log,) = hcm(config)["access_log"]
+        return log["typed_config"]["log_format"]["json_format"]  # type: ignore[no-any-return]
+
     def jwt_providers(config: dict[str, Any]) -> list[dict[str, Any]]:
         jwt = next(f for f in hcm(config)["http_filters"] if f["name"] == F_JWT)
         return list(jwt["typed_config"]["providers"].values())
 
-    return {
+    def everything(config: dict[str, Any]) -> None:
+        """Every piece above out at once: what is left against the minimal Envoy is the
+        shape of the config itself (routes, clusters, listener options)."""
+        for name, edit in edits.items():
+            if name.startswith("no_") and name not in ("no_header_mutation_cors_buffer",):
+                edit(config)
+
+    edits: dict[str, Callable[[dict[str, Any]], object]] = {
         "full": lambda config: None,
         "no_access_log": lambda config: hcm(config).pop("access_log"),
         "no_local_reply_config": lambda config: hcm(config).pop("local_reply_config"),
@@ -291,6 +302,17 @@ def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
         "no_method_match": lambda config: [
             r["match"].pop("headers", None) for r in routes(config) if "route" in r
         ],
+        # The access log with only what the log store, `corral logs` and the telemetry
+        # addon's sampling read (timestamp, level, logger, event, status) and what a person
+        # looks for first (method, path, route, duration, request id).
+        "access_log_essential": lambda config: [
+            access_log_format(config).pop(field)
+            for field in ("details", "flags", "upstream", "client", "bytes_sent")
+        ],
+        "access_log_no_timestamp": lambda config: access_log_format(config).pop("timestamp"),
+        "jwt_no_claim_headers": lambda config: [
+            p.__setitem__("claim_to_headers", []) for p in jwt_providers(config)
+        ],
         "no_internal_route": lambda config: routes(config).__setitem__(
             slice(None), [r for r in routes(config) if not r["name"].endswith("/internal")]
         ),
@@ -298,6 +320,8 @@ def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
             r.get("route", {}).pop("retry_policy", None) for r in routes(config)
         ],
     }
+    edits["everything_out"] = everything
+    return edits
 
 
 MANIFEST = """
