@@ -904,7 +904,11 @@ def main() -> None:
         "gateway_instructions.json); with --against REF, REF's renderer side by side",
     )
     parser.add_argument("--requests", type=int, default=2000, help="with --instructions")
-    parser.add_argument("--against", default="", help="with --instructions: a git revision")
+    parser.add_argument(
+        "--against",
+        default="",
+        help="a git revision whose renderer is measured side by side (gateway*_base)",
+    )
     args = parser.parse_args()
     if args.instructions:
         instructions_main(args)
@@ -993,6 +997,25 @@ def main() -> None:
         gateways.append(gw)
         gw_sdk = start_gateway(manifest, work / "gw-sdk", [_record("api-1", sdk_port)])
         gateways.append(gw_sdk)
+        # A route with JWT only, rendered by this tree and (--against REF) by REF's.
+        rendered_targets: dict[str, tuple[str, list[int], int]] = {}
+        base_src = source_tree(args.against, work / "base") if args.against else None
+        for name, text, src in (
+            ("gateway_jwt_only", MANIFEST_JWT_ONLY.format(jwks=jwks), None),
+            ("gateway_base", manifest, base_src),
+            ("gateway_jwt_only_base", MANIFEST_JWT_ONLY.format(jwks=jwks), base_src),
+        ):
+            if name.endswith("_base") and src is None:
+                continue
+            ports = Ports(listener=free_port(), stats=free_port())
+            bootstrap = render_gateway(text, work / name, upstream_ports[0], ports, src)
+            process = spawn(envoy(bootstrap), work / f"{name}.log")
+            wait_ready(ports.stats, name)
+            rendered_targets[name] = (
+                f"http://127.0.0.1:{ports.listener}/",
+                [process.pid],
+                upstreams[0].pid,
+            )
         # Our config, inline, one piece taken out per variant (only with --variants).
         variant_targets: dict[str, tuple[str, list[int], int]] = {}
         if args.variants:
@@ -1052,6 +1075,7 @@ def main() -> None:
             "sdk_direct": (f"http://127.0.0.1:{sdk_port}{SDK_PATH}", [], sdk.pid),
             "sdk_gateway": (gw_sdk.url + SDK_PATH, [gw_sdk.process.pid], sdk.pid),
             **variant_targets,
+            **rendered_targets,
             "sdk_aiohttp_proxy": (
                 f"http://127.0.0.1:{sdk_proxy_port}{SDK_PATH}",
                 [sdk_proxy.pid],
@@ -1122,6 +1146,17 @@ def main() -> None:
         ("gateway", "minimal_envoy"),
         lambda: cpu("gateway") / cpu("minimal_envoy"),
     )
+    for name in ("gateway", "gateway_jwt_only"):
+        ratio(
+            f"{name}_cpu_per_request_vs_base",
+            (name, f"{name}_base"),
+            lambda n=name: cpu(n) / cpu(f"{n}_base"),
+        )
+    ratio(
+        "gateway_jwt_only_cpu_per_request_vs_minimal_envoy",
+        ("gateway_jwt_only", "minimal_envoy"),
+        lambda: cpu("gateway_jwt_only") / cpu("minimal_envoy"),
+    )
     # What each piece costs: Envoy CPU per request of the full config minus the variant's.
     for name in results:
         if name.startswith("variant_") and name != "variant_full":
@@ -1149,13 +1184,9 @@ def main() -> None:
         for key, (op, goal) in goals.items()
         if key in ratios
     }
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
     report = {
         "benchmark": "gateway",
-        "commit": commit + ("+dirty" if dirty.stdout.strip() else ""),
+        "commit": git_commit(),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
