@@ -240,15 +240,49 @@ def minimal_envoy(port: int, admin: int, upstream: int) -> dict[str, object]:
     }
 
 
+def write_variants(manifest: str, folder: Path, upstream: int) -> dict[str, tuple[Path, Ports]]:
+    """Our config for ``manifest`` (routes and endpoints inline), edited by each of
+    variant_edits, written under ``folder``: name -> (bootstrap, its ports)."""
+    _, plan = manifest_from(manifest, folder)
+    assert plan.gateway is not None
+    out: dict[str, tuple[Path, Ports]] = {}
+    for name, edit in variant_edits().items():
+        ports = Ports(listener=free_port(), stats=free_port())
+        config = render_static(
+            plan.gateway,
+            Snapshot(1, (_record("api-1", upstream),)),
+            ports=ports,
+            layout=Layout(str(folder / name)),
+        )
+        edit(config)
+        (folder / name).mkdir(parents=True)
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(config))
+        out[name] = (path, ports)
+    return out
+
+
+def bench_key(work: Path) -> tuple[Path, str]:
+    """A signing key's JWKS file (in ``work``) and an hour-long token the bench manifests
+    accept."""
+    key = KeyPair.generate("bench")
+    jwks = write_jwks(work / "jwks.json", [key])
+    now = int(time.time())
+    claims = {"iss": "https://bench.test", "aud": "bench", "sub": "bench-user", "iat": now}
+    return jwks, key.token({**claims, "exp": now + 3600})
+
+
+def hcm(config: dict[str, Any]) -> dict[str, Any]:
+    """The gateway listener's HTTP connection manager in a bootstrap."""
+    listener = config["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]  # type: ignore[no-any-return]
+
+
 def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
     """Edits of our rendered config (routes and endpoints inline), one piece out each:
     what that piece costs per request is its CPU against ``full``'s, in the same run.
     Some pieces are guarantees (JWT, path normalization): they are measured, not
     candidates for removal."""
-
-    def hcm(config: dict[str, Any]) -> dict[str, Any]:
-        listener = config["static_resources"]["listeners"][0]
-        return listener["filter_chains"][0]["filters"][0]["typed_config"]  # type: ignore[no-any-return]
 
     def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
         return hcm(config)["route_config"]["virtual_hosts"][0]["routes"]  # type: ignore[no-any-return]
@@ -321,6 +355,27 @@ def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
         ],
     }
     edits["everything_out"] = everything
+
+    def only(keep: str) -> Callable[[dict[str, Any]], object]:
+        """Every piece out but ``keep``: what that piece costs on top of a bare config
+        (the one-out figures above miss what pieces cost together)."""
+
+        def edit(config: dict[str, Any]) -> None:
+            for name, each in list(edits.items()):
+                if name.startswith("no_") and name not in (keep, "no_header_mutation_cors_buffer"):
+                    each(config)
+
+        return edit
+
+    for piece in (
+        "jwt",
+        "access_log",
+        "rate_limit",
+        "use_remote_address",
+        "header_mutation",
+        "request_id",
+    ):
+        edits[f"only_{piece}"] = only(f"no_{piece}")
     return edits
 
 
@@ -339,6 +394,10 @@ gateway:
       service: api
       rate_limit: {{requests: 10000000, per: 1s, key: subject}}
 """
+# The same route with JWT and nothing else: what "JWT on" costs when a route asks no more.
+MANIFEST_JWT_ONLY = MANIFEST.replace(
+    "      rate_limit: {{requests: 10000000, per: 1s, key: subject}}\n", ""
+)
 
 
 def wrk(url: str, *, duration: int, connections: int, token: str) -> dict[str, float]:
@@ -555,21 +614,56 @@ print(GatewayAddon().prepare(plan.gateway, Snapshot(1, (record,)), directory=fol
                              ports=Ports(listener=listener, stats=stats)))
 """
 
-# A route with JWT and nothing else: what "JWT on" costs when a route asks for no more.
-MANIFEST_JWT_ONLY = """
-name: bench
-services:
-  api: {{command: "true"}}
-gateway:
-  jwt:
-    main:
-      issuer: https://bench.test
-      audiences: [bench]
-      jwks: {{file: {jwks}}}
-  routes:
-    - match: {{prefix: /}}
-      service: api
-"""
+
+def what_115_would_take() -> dict[str, Callable[[dict[str, Any]], object]]:
+    """Edits of the JWT-only gateway's bootstrap that trade a feature for CPU."""
+
+    def sample_routine_lines(config: dict[str, Any]) -> None:
+        # Every 4xx/5xx or flagged line, and 10% of the rest (a runtime key can change it).
+        (log,) = hcm(config)["access_log"]
+        log["filter"] = {
+            "or_filter": {
+                "filters": [
+                    {
+                        "status_code_filter": {
+                            "comparison": {
+                                "op": "GE",
+                                "value": {"default_value": 400, "runtime_key": "corral.log.ge"},
+                            }
+                        }
+                    },
+                    {"response_flag_filter": {}},
+                    {
+                        "runtime_filter": {
+                            "runtime_key": "corral.log.routine_percent",
+                            "percent_sampled": {"numerator": 10, "denominator": "HUNDRED"},
+                        }
+                    },
+                ]
+            }
+        }
+
+    def without(*pieces: str) -> Callable[[dict[str, Any]], object]:
+        def edit(config: dict[str, Any]) -> None:
+            manager = hcm(config)
+            if "access_log" in pieces:
+                manager.pop("access_log")
+            if "request_id" in pieces:
+                manager["generate_request_id"] = False
+            if "header_mutation" in pieces:
+                manager["http_filters"] = [
+                    f for f in manager["http_filters"] if f["name"] != F_MUTATION
+                ]
+
+        return edit
+
+    return {
+        "jwt_only_routine_access_lines_sampled": sample_routine_lines,
+        "jwt_only_no_access_log": without("access_log"),
+        "jwt_only_no_access_log_request_id_claim_stripping": without(
+            "access_log", "request_id", "header_mutation"
+        ),
+    }
 
 
 def source_tree(ref: str, into: Path) -> Path:
@@ -761,18 +855,7 @@ def instructions_main(args: argparse.Namespace) -> None:
     )
     try:
         wait_for(lambda: answers(f"http://127.0.0.1:{upstream_port}/"), what="upstream")
-        key = KeyPair.generate("bench")
-        jwks = write_jwks(work / "jwks.json", [key])
-        now = int(time.time())
-        token = key.token(
-            {
-                "iss": "https://bench.test",
-                "aud": "bench",
-                "sub": "bench-user",
-                "iat": now,
-                "exp": now + 3600,
-            }
-        )
+        jwks, token = bench_key(work)
         manifests = {
             "gateway": MANIFEST.format(jwks=jwks),
             "gateway_jwt_only": MANIFEST_JWT_ONLY.format(jwks=jwks),
@@ -794,20 +877,20 @@ def instructions_main(args: argparse.Namespace) -> None:
                 )
                 targets[name + suffix] = (bootstrap, f"http://127.0.0.1:{ports.listener}/")
         if args.variants:
-            _, plan = manifest_from(manifests["gateway"], work / "variants")
-            assert plan.gateway is not None
-            for name, edit in variant_edits().items():
+            # What reaching 1.15x on a JWT-only route would take (features traded, for the
+            # record: none of these is rendered).
+            for name, trade in what_115_would_take().items():
                 ports = Ports(listener=free_port(), stats=free_port())
-                config = render_static(
-                    plan.gateway,
-                    Snapshot(1, (_record("api-1", upstream_port),)),
-                    ports=ports,
-                    layout=Layout(str(work / "variants" / name)),
+                bootstrap = render_gateway(
+                    manifests["gateway_jwt_only"], work / name, upstream_port, ports
                 )
-                edit(config)
-                (work / "variants" / name).mkdir(parents=True)
-                path = work / "variants" / f"{name}.json"
-                path.write_text(json.dumps(config))
+                config = json.loads(bootstrap.read_text())
+                trade(config)
+                bootstrap.write_text(json.dumps(config))
+                targets[name] = (bootstrap, f"http://127.0.0.1:{ports.listener}/")
+            for name, (path, ports) in write_variants(
+                manifests["gateway"], work / "variants", upstream_port
+            ).items():
                 targets[f"variant_{name}"] = (path, f"http://127.0.0.1:{ports.listener}/")
         if args.only:
             patterns = args.only.split(",")
@@ -869,7 +952,7 @@ def instructions_main(args: argparse.Namespace) -> None:
             "met" if ratios["gateway_jwt_only_vs_minimal_envoy"] <= 1.15 else "NOT MET"
         )
     if not args.only:
-        write_result("gateway_instructions.json", report)
+        write_result(args.output or "gateway_instructions.json", report)
     print(json.dumps(report, indent=2))
 
 
@@ -908,6 +991,12 @@ def main() -> None:
         "--against",
         default="",
         help="a git revision whose renderer is measured side by side (gateway*_base)",
+    )
+    parser.add_argument(
+        "--output",
+        default="",
+        help="results file under bench/results (default gateway.json, or "
+        "gateway_instructions.json with --instructions)",
     )
     args = parser.parse_args()
     if args.instructions:
@@ -979,18 +1068,7 @@ def main() -> None:
         )
         minimal = spawn(envoy(minimal_bootstrap), work / "minimal.log")
 
-        key = KeyPair.generate("bench")
-        jwks = write_jwks(work / "jwks.json", [key])
-        now = int(time.time())
-        token = key.token(
-            {
-                "iss": "https://bench.test",
-                "aud": "bench",
-                "sub": "bench-user",
-                "iat": now,
-                "exp": now + 3600,
-            }
-        )
+        jwks, token = bench_key(work)
         manifest = MANIFEST.format(jwks=jwks)
         # Corral's gateway as the tests run it: stdout (the access log) to a file.
         gw = start_gateway(manifest, work / "gw", [_record("api-1", upstream_ports[0])])
@@ -1019,20 +1097,9 @@ def main() -> None:
         # Our config, inline, one piece taken out per variant (only with --variants).
         variant_targets: dict[str, tuple[str, list[int], int]] = {}
         if args.variants:
-            _, plan = manifest_from(manifest, work / "variants")
-            assert plan.gateway is not None
-            for name, edit in variant_edits().items():
-                ports = Ports(listener=free_port(), stats=free_port())
-                config = render_static(
-                    plan.gateway,
-                    Snapshot(1, (_record("api-1", upstream_ports[0]),)),
-                    ports=ports,
-                    layout=Layout(str(work / "variants" / name)),
-                )
-                edit(config)
-                (work / "variants" / name).mkdir(parents=True)
-                path = work / "variants" / f"{name}.json"
-                path.write_text(json.dumps(config))
+            for name, (path, ports) in write_variants(
+                manifest, work / "variants", upstream_ports[0]
+            ).items():
                 process = spawn(envoy(path), work / "variants" / f"{name}.log")
                 wait_ready(ports.stats, name)
                 variant_targets[f"variant_{name}"] = (
@@ -1237,7 +1304,7 @@ def main() -> None:
         )
         print(f"WARNING: {report['warning']}", file=sys.stderr)
     if not args.only:  # a partial run is for exploring; it leaves the recorded one alone
-        write_result("gateway.json", report)
+        write_result(args.output or "gateway.json", report)
     print(json.dumps(report, indent=2))
     for key, verdict in verdicts.items():
         print(f"{key} = {ratios[key]} ({verdict})", file=sys.stderr)
