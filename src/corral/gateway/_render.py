@@ -28,7 +28,6 @@ from corral.gateway._envoy import (
     T_CLUSTER,
     T_ENDPOINTS,
     T_HCM,
-    T_JWT_ROUTE,
     T_PREVIOUS_HOSTS,
     T_ROUTE_CONFIG,
     T_STDOUT_LOG,
@@ -41,6 +40,7 @@ from corral.gateway._faults import runtime_layers
 from corral.gateway._filters import (
     http_filters,
     local_reply_config,
+    off,
     route_filter_configs,
 )
 from corral.gateway._internal import refused_paths
@@ -120,7 +120,7 @@ def _not_found(plan: GatewayPlan, name: str, match: Json) -> Json:
         },
     }
     if plan.providers:
-        out["typed_per_filter_config"] = {F_JWT: {"@type": T_JWT_ROUTE, "disabled": True}}
+        out["typed_per_filter_config"] = {F_JWT: off()}
     return out
 
 
