@@ -157,6 +157,13 @@ METRICS_PATH: Final = "/metrics"
 CIRCUITS_PATH: Final = "/corral/circuits"
 """JSON: the state of this instance's circuit breakers per target (for ``corral status``)."""
 
+IDLE_KEEP_ALIVE_SECONDS: Final = 75
+"""How long a service keeps an idle HTTP connection open. The side that sends requests
+must close an idle connection first: a request sent on a connection just as the server
+closes it is reset after it was sent, and a proxy answers that 503 and never retries a
+POST. So the gateway drops idle upstream connections sooner (uvicorn's default, 5 s, was
+shorter than Envoy's, 1 h; the SDK's aiohttp client drops them after 15 s)."""
+
 # --- the control plane's endpoints a service calls ------------------------------------
 
 CONFIG_WATCH_PATH: Final = "/v1/config/instances/{instance}/watch"

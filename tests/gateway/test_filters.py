@@ -18,7 +18,7 @@ from corral.gateway._envoy import (
     F_ROUTER,
     T_FILTER_CONFIG,
 )
-from corral.gateway._filters import http_filters, route_filter_configs
+from corral.gateway._filters import http_filters, jwt_authn, route_filter_configs
 from corral.manifest import parse
 from corral.plan import GatewayPlan, resolve
 
@@ -113,3 +113,14 @@ def test_route_turns_on_what_it_uses(
     assert names | turned_off <= set(config)
     assert not absent & set(config)
     assert {name for name, value in config.items() if value == OFF} == turned_off
+
+
+@pytest.mark.parametrize(
+    ("routes", "bypass"),
+    [(PLAIN, False), (PLAIN + PUBLIC + LIMITED + ROLES, False), (PLAIN + CORS, True)],
+    ids=["jwt only", "no route answers CORS", "a CORS route"],
+)
+def test_preflight_skips_jwt_only_where_cors_is_answered(routes: str, bypass: bool) -> None:
+    """A tokenless CORS preflight reaches a service only when some route answers CORS;
+    elsewhere an OPTIONS request needs a token like any other."""
+    assert jwt_authn(_plan(routes))["bypass_cors_preflight"] is bypass

@@ -30,6 +30,8 @@ T_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 T_ROUTE_CONFIG = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 T_ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 T_FILTER_CONFIG = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+X_HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+T_HTTP_PROTOCOL_OPTIONS = "type.googleapis.com/" + X_HTTP_PROTOCOL_OPTIONS
 T_PREVIOUS_HOSTS = (
     "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 )

@@ -154,7 +154,9 @@ def jwt_authn(plan: GatewayPlan) -> Json:
             requirement_name(p.name): {"provider_name": p.name} for p in plan.providers
         },
         "rules": [{"match": {"prefix": "/"}, "requires": catch_all}],
-        "bypass_cors_preflight": True,
+        # A preflight carries no token by design; only where some route answers CORS may
+        # one pass unauthenticated (elsewhere it is an OPTIONS request like any other).
+        "bypass_cors_preflight": any(r.cors for r in plan.routes),
     }
 
 

@@ -22,15 +22,18 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from corral import contract
 from corral.gateway._admin_access import admin, admin_cluster, stats_listener
 from corral.gateway._envoy import (
     F_JWT,
     T_CLUSTER,
     T_ENDPOINTS,
     T_HCM,
+    T_HTTP_PROTOCOL_OPTIONS,
     T_PREVIOUS_HOSTS,
     T_ROUTE_CONFIG,
     T_STDOUT_LOG,
+    X_HTTP_PROTOCOL_OPTIONS,
     Json,
     discovery_response,
     duration,
@@ -322,6 +325,9 @@ _LB = {
 }
 
 
+UPSTREAM_IDLE_TIMEOUT_SECONDS = contract.IDLE_KEEP_ALIVE_SECONDS - 15
+
+
 def render_cluster(cluster: ClusterPlan, *, eds: Json | None = None, eds_path: str = "") -> Json:
     """One service's cluster: endpoints from ``eds_path`` (EDS), or inline ``eds``."""
     out: Json = {"name": cluster.name, "connect_timeout": duration(cluster.connect_timeout)}
@@ -336,6 +342,18 @@ def render_cluster(cluster: ClusterPlan, *, eds: Json | None = None, eds_path: s
     out["lb_policy"] = _LB[cluster.load_balancing]
     # A removed instance leaves at once, even while its health checks still pass.
     out["ignore_health_on_host_removal"] = True
+    # Envoy closes an idle upstream connection before the service does (see
+    # contract.IDLE_KEEP_ALIVE_SECONDS): a request sent on a connection as the service
+    # closes it would come back 503, and a POST is never retried.
+    out["typed_extension_protocol_options"] = {
+        X_HTTP_PROTOCOL_OPTIONS: {
+            "@type": T_HTTP_PROTOCOL_OPTIONS,
+            "common_http_protocol_options": {
+                "idle_timeout": duration(UPSTREAM_IDLE_TIMEOUT_SECONDS)
+            },
+            "explicit_http_config": {"http_protocol_options": {}},
+        }
+    }
     breaker = cluster.circuit_breaker
     threshold: Json = {
         "priority": "DEFAULT",

@@ -30,6 +30,7 @@ from typing import Any
 
 import uvicorn
 
+from corral import contract
 from corral.sdk._logging import refresh_until_start
 from corral.sdk._service import Service
 from corral.sdk._settings import SettingsError
@@ -39,13 +40,6 @@ __all__ = ["EXIT_CONFIG", "load_configured", "load_target", "main", "run"]
 EXIT_CONFIG = 2
 SHUTDOWN_MARGIN = 1.0
 """Seconds kept back from the grace period for the lifespan shutdown itself."""
-KEEP_ALIVE_S = 75
-"""How long an idle connection stays open. uvicorn's default (5 s) is shorter than the
-gateway's upstream idle timeout (Envoy's default: 1 h), so uvicorn closed connections
-Envoy still counted as ready, and a request Envoy sent on one as it closed came back 503
-(reset after the request was sent: a POST is never retried then). The side that sends
-requests must close an idle connection first: the gateway's should drop them sooner
-than this (and the SDK's client, aiohttp, drops them after 15 s)."""
 
 
 class TargetError(Exception):
@@ -155,7 +149,7 @@ def run(
         access_log=False,
         log_config=None,  # logging is already structlog's (configure_telemetry)
         server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_keep_alive=contract.IDLE_KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=max(int(runtime.grace_period - SHUTDOWN_MARGIN), 1),
     )
     server = _DrainingServer(config, service, runtime.grace_period)
