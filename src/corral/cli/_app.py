@@ -10,32 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from corral.cli import (
-    _chaos,
-    _checks,
-    _config,
-    _dashboard,
-    _events,
-    _export,
-    _gateway,
-    _logs,
-    _migrate,
-    _serve,
-    _services,
-    _status,
-    _traces,
-    _up,
-    _watch,
-)
-from corral.cli._common import errors
+from corral.cli._lazy import LazyGroup
 from corral.errors import CorralError
-from corral.manifest import ManifestError
 
 app = typer.Typer(
     name="corral",
@@ -44,10 +25,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=LazyGroup,
 )
 
 
 def _version() -> str:
+    # Here, not above: importlib.metadata costs every other command ~20 ms of imports.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("corral")
     except PackageNotFoundError:  # a source tree without metadata
@@ -75,29 +60,12 @@ def _root(
     """Run a system of Python services from one manifest (corral.yaml)."""
 
 
-# In the order `corral --help` lists them: the loop of a day's work first.
-for group in (
-    _checks,
-    _up,
-    _watch,
-    _status,
-    _logs,
-    _traces,
-    _services,
-    _migrate,
-    _dashboard,
-    _export,
-    _serve,
-):
-    app.add_typer(group.app)
-app.add_typer(_gateway.app, name="gateway")
-app.add_typer(_events.app, name="events")
-app.add_typer(_chaos.chaos_app, name="chaos")
-app.add_typer(_config.config_app, name="config")
-
-
 def main() -> None:
     """Entry point: user mistakes become messages and exit codes, never tracebacks."""
+    # Imported here, not above: the manifest's models are not needed by `--version`.
+    from corral.cli._common import errors
+    from corral.manifest import ManifestError
+
     try:
         app(prog_name="corral")
     except ManifestError as exc:
