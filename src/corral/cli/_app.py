@@ -8,6 +8,7 @@ system) is ``_common``.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -78,3 +79,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        # The interpreter's shutdown collects cycles over every object of the ~1300
+        # modules a command like `up` imports: 0.2-0.5 s of `corral up -d`'s exit on a
+        # loaded machine, ~0.03 s with them frozen. Nothing is lost: refcounting still
+        # frees them, and what a command must close it closes itself before this.
+        gc.freeze()
