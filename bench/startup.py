@@ -19,10 +19,13 @@
    command's wall time, the CPU of the control plane, fork server, instances and
    components, and the key phases of the start-up timeline (``status --json``'s
    ``startup``, seconds since the command began). Goal: <= 3 s.
+6. Client commands (``corral status`` with no system running, ``corral --version``):
+   their CPU here and at the base, alternating (what a command that only talks to the
+   API imports).
 
 Run: ``uv run python bench/startup.py [--rounds N] [--base REV]``; writes
-bench/results/startup.json. ``--ridehail-only`` (or ``--kills-only``) measures that part
-alone and updates its key.
+bench/results/startup.json. ``--ridehail-only`` (or ``--kills-only``, ``--commands-only``)
+measures that part alone and updates its key.
 """
 
 from __future__ import annotations
@@ -116,6 +119,46 @@ def imports(rounds: int, base_src: Path | None) -> dict[str, object]:
             med["sdk_at_base"] / med["fastapi_uvicorn"], 3
         )
         result["ratio_sdk_vs_sdk_at_base"] = round(med["sdk"] / med["sdk_at_base"], 3)
+    return result
+
+
+def client_commands(rounds: int, base_src: Path | None) -> dict[str, object]:
+    """CPU of commands that only talk to the API, here and at the base, alternating:
+    ``corral status`` (no system running: the whole import and manifest path, then its
+    message) and ``corral --version``. What they import is what a client pays."""
+    commands = {"status": ["status", str(RIDEHAIL)], "version": ["--version"]}
+    sides: dict[str, Mapping[str, str] | None] = {"here": None}
+    if base_src is not None:
+        sides["base"] = {**os.environ, "PYTHONPATH": str(base_src)}
+    cases = {
+        f"{command}_{side}": (
+            f"import sys\nsys.argv = ['corral', *{argv!r}]\nfrom corral.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n",
+            env,
+        )
+        for command, argv in commands.items()
+        for side, env in sides.items()
+    }
+    for code, env in cases.values():
+        child_cpu(code, env)  # warm: page cache, bytecode
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            code, env = cases[name]
+            cpu[name].append(child_cpu(code, env)[0])
+    med = {name: statistics.median(values) for name, values in cpu.items()}
+    result: dict[str, object] = {
+        "rounds": rounds,
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "cpu_median_seconds": {k: round(v, 4) for k, v in med.items()},
+    }
+    for command in commands:
+        if f"{command}_base" in med:
+            result[f"ratio_{command}_vs_base"] = round(
+                med[f"{command}_here"] / med[f"{command}_base"], 3
+            )
     return result
 
 
@@ -427,6 +470,7 @@ def main(rounds: int, base: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         base_src = base_checkout(base, Path(tmp)) if base else None
         ridehail = ridehail_up(max(2, rounds // 5), base_src)
+        result["client_commands"] = client_commands(rounds, base_src)
     result["ridehail_up_all_ready_warm"] = ridehail
     if not ridehail["goal_met"]:
         print("GOAL MISSED: ridehail all ready over 3 s", file=sys.stderr)
@@ -453,6 +497,12 @@ if __name__ == "__main__":
         "the fork server) and update that key of bench/results/startup.json",
     )
     parser.add_argument(
+        "--commands-only",
+        action="store_true",
+        help="measure the CPU of client commands (corral status, --version) here and at "
+        "the base only, and update that key of bench/results/startup.json",
+    )
+    parser.add_argument(
         "--kills-only",
         action="store_true",
         help="measure kill -9 -> ready only (with and without the fork server) and update "
@@ -473,6 +523,15 @@ if __name__ == "__main__":
         result["ridehail_up_all_ready_warm"] = ridehail
         if not ridehail["goal_met"]:
             print("GOAL MISSED: ridehail all ready over 3 s", file=sys.stderr)
+    elif args.commands_only:
+        path = Path(__file__).parent / "results" / "startup.json"
+        result = json.loads(path.read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            base_src = base_checkout(args.base, Path(tmp)) if args.base else None
+            commands = client_commands(args.rounds, base_src)
+        commands["commit"] = commit()
+        commands["base"] = args.base
+        result["client_commands"] = commands
     elif args.kills_only:
         path = Path(__file__).parent / "results" / "startup.json"
         result = json.loads(path.read_text())
