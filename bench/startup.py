@@ -127,9 +127,12 @@ def client_commands(rounds: int, base_src: Path | None) -> dict[str, object]:
     ``corral status`` (no system running: the whole import and manifest path, then its
     message) and ``corral --version``. What they import is what a client pays."""
     commands = {"status": ["status", str(RIDEHAIL)], "version": ["--version"]}
-    sides: dict[str, Mapping[str, str] | None] = {"here": None}
+    # An empty list of running systems: `status` would otherwise list (and ask) the
+    # systems other people run on this machine.
+    alone = {**os.environ, "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="corral-bench-")}
+    sides: dict[str, Mapping[str, str] | None] = {"here": alone}
     if base_src is not None:
-        sides["base"] = {**os.environ, "PYTHONPATH": str(base_src)}
+        sides["base"] = {**alone, "PYTHONPATH": str(base_src)}
     cases = {
         f"{command}_{side}": (
             f"import sys\nsys.argv = ['corral', *{argv!r}]\nfrom corral.cli import main\n"
