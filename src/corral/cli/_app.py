@@ -63,18 +63,19 @@ def _root(
 
 def main() -> None:
     """Entry point: user mistakes become messages and exit codes, never tracebacks."""
-    # Imported here, not above: the manifest's models are not needed by `--version`.
-    from corral.cli._common import errors
-    from corral.manifest import ManifestError
-
     try:
         app(prog_name="corral")
-    except ManifestError as exc:
-        # Paths under the current folder are shown relative, as editors and compilers do.
-        text = exc.render().replace(f"{Path.cwd()}{os.sep}", "")
-        errors.print(text, highlight=False, markup=False, soft_wrap=True)
-        sys.exit(1)
     except CorralError as exc:
+        # Imported only now: `--version` and `--help` need neither the manifest's models
+        # nor what the consoles' module brings (the API client, the plan).
+        from corral.cli._common import errors
+        from corral.manifest import ManifestError
+
+        if isinstance(exc, ManifestError):
+            # Paths under the current folder are shown relative, as editors do.
+            text = exc.render().replace(f"{Path.cwd()}{os.sep}", "")
+            errors.print(text, highlight=False, markup=False, soft_wrap=True)
+            sys.exit(1)
         errors.print(f"error: {exc.message}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

@@ -31,7 +31,6 @@ from corral.cli._feed import RegistryFeed
 from corral.cli._logs import colour_for, format_line
 from corral.cli._progress import ChangeProgress, StartProgress, timing_lines
 from corral.cli._tables import endpoints_lines
-from corral.cli._watch import require_process_runtime, watch_system, watch_until_signal
 from corral.errors import CorralError
 from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
@@ -93,6 +92,9 @@ def up(
     plan = resolve(manifest, python=sys.executable)
     chosen = choose_runtime(runtime, plan)
     if watch:
+        # Only with --watch: the file watcher is no part of a plain start's imports.
+        from corral.cli._watch import require_process_runtime
+
         require_process_runtime(chosen)
     running = published(plan.state_dir)
     # The daemon was started by a `up -d` that checked already (and the session's lock
@@ -105,6 +107,8 @@ def up(
     if detach:
         _up_detached(manifest, plan, env, chosen, timings=timings, timeout=timeout)
         if watch:  # the system runs on in the background; this terminal watches
+            from corral.cli._watch import watch_until_signal
+
             with ApiClient.for_state_dir(plan.state_dir) as api:
                 asyncio.run(watch_until_signal(api, manifest))
         return
@@ -228,6 +232,8 @@ async def _run_foreground(
             stop_watching = asyncio.Event()
             watcher_api = ApiClient(str(status.api_url), session.admin_token) if watch else None
             if watcher_api is not None:
+                from corral.cli._watch import watch_system
+
                 watching = watch_system(watcher_api, manifest, stop=stop_watching)
                 background.append(asyncio.create_task(watching))
             if follow_logs:
