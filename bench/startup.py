@@ -19,10 +19,13 @@
    command's wall time, the CPU of the control plane, fork server, instances and
    components, and the key phases of the start-up timeline (``status --json``'s
    ``startup``, seconds since the command began). Goal: <= 3 s.
+6. Client commands (``corral status`` with no system running, ``corral --version``):
+   their CPU here and at the base, alternating (what a command that only talks to the
+   API imports).
 
 Run: ``uv run python bench/startup.py [--rounds N] [--base REV]``; writes
-bench/results/startup.json. ``--ridehail-only`` (or ``--kills-only``) measures that part
-alone and updates its key.
+bench/results/startup.json. ``--ridehail-only`` (or ``--kills-only``, ``--commands-only``)
+measures that part alone and updates its key.
 """
 
 from __future__ import annotations
@@ -116,6 +119,49 @@ def imports(rounds: int, base_src: Path | None) -> dict[str, object]:
             med["sdk_at_base"] / med["fastapi_uvicorn"], 3
         )
         result["ratio_sdk_vs_sdk_at_base"] = round(med["sdk"] / med["sdk_at_base"], 3)
+    return result
+
+
+def client_commands(rounds: int, base_src: Path | None) -> dict[str, object]:
+    """CPU of commands that only talk to the API, here and at the base, alternating:
+    ``corral status`` (no system running: the whole import and manifest path, then its
+    message) and ``corral --version``. What they import is what a client pays."""
+    commands = {"status": ["status", str(RIDEHAIL)], "version": ["--version"]}
+    # An empty list of running systems: `status` would otherwise list (and ask) the
+    # systems other people run on this machine.
+    alone = {**os.environ, "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="corral-bench-")}
+    sides: dict[str, Mapping[str, str] | None] = {"here": alone}
+    if base_src is not None:
+        sides["base"] = {**alone, "PYTHONPATH": str(base_src)}
+    cases = {
+        f"{command}_{side}": (
+            f"import sys\nsys.argv = ['corral', *{argv!r}]\nfrom corral.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n",
+            env,
+        )
+        for command, argv in commands.items()
+        for side, env in sides.items()
+    }
+    for code, env in cases.values():
+        child_cpu(code, env)  # warm: page cache, bytecode
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            code, env = cases[name]
+            cpu[name].append(child_cpu(code, env)[0])
+    med = {name: statistics.median(values) for name, values in cpu.items()}
+    result: dict[str, object] = {
+        "rounds": rounds,
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "cpu_median_seconds": {k: round(v, 4) for k, v in med.items()},
+    }
+    for command in commands:
+        if f"{command}_base" in med:
+            result[f"ratio_{command}_vs_base"] = round(
+                med[f"{command}_here"] / med[f"{command}_base"], 3
+            )
     return result
 
 
@@ -286,9 +332,13 @@ def ridehail_up_once(on: bool, src: Path | None = None) -> dict[str, object]:
     timeline of the start, and the CPU each part used, then ``corral down``."""
     load = os.getloadavg()[0]
     began_wall = time.time()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     _corral("up", "-d", on=on, src=src)
     seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The command's own CPU (its daemon is not its waited-for child, so not in it).
+    command_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     status = json.loads(_corral("status", "--json", on=on, src=src).stdout)
     try:
         cpu = _tree_cpu(int(status["pid"]))
@@ -303,7 +353,7 @@ def ridehail_up_once(on: bool, src: Path | None = None) -> dict[str, object]:
     return {
         "seconds": round(seconds, 3),
         "loadavg_1m": round(load, 2),
-        "cpu_seconds": cpu,
+        "cpu_seconds": {"command": round(command_cpu, 3), **cpu},
         "instance_cpu_seconds_mean": round(cpu["instances"] / instances, 3),
         "phases": _phases(status, offset),
     }
@@ -334,6 +384,13 @@ def ridehail_up(rounds: int, base_src: Path | None = None) -> dict[str, object]:
         name: statistics.median(float(str(x["seconds"])) for x in values)
         for name, values in samples.items()
     }
+    cpu_med = {
+        name: {
+            part: round(statistics.median(float(x["cpu_seconds"][part]) for x in values), 3)  # type: ignore[index]
+            for part in ("command", "control_plane", "fork_server", "instances", "components")
+        }
+        for name, values in samples.items()
+    }
     ratios = {}
     if "base_fork_server" in med:
         ratios["ratio_fork_server_vs_base"] = round(med["fork_server"] / med["base_fork_server"], 3)
@@ -344,6 +401,7 @@ def ridehail_up(rounds: int, base_src: Path | None = None) -> dict[str, object]:
         "samples": samples,
         "seconds": {k: [x["seconds"] for x in v] for k, v in samples.items()},
         "median_seconds": {k: round(v, 3) for k, v in med.items()},
+        "median_cpu_seconds": cpu_med,
         "ratio_fork_server_vs_spawn": round(med["fork_server"] / med["spawn"], 3),
         "goal_seconds": 3.0,
         "goal_met": med["fork_server"] <= 3.0,
@@ -415,6 +473,7 @@ def main(rounds: int, base: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         base_src = base_checkout(base, Path(tmp)) if base else None
         ridehail = ridehail_up(max(2, rounds // 5), base_src)
+        result["client_commands"] = client_commands(rounds, base_src)
     result["ridehail_up_all_ready_warm"] = ridehail
     if not ridehail["goal_met"]:
         print("GOAL MISSED: ridehail all ready over 3 s", file=sys.stderr)
@@ -441,6 +500,12 @@ if __name__ == "__main__":
         "the fork server) and update that key of bench/results/startup.json",
     )
     parser.add_argument(
+        "--commands-only",
+        action="store_true",
+        help="measure the CPU of client commands (corral status, --version) here and at "
+        "the base only, and update that key of bench/results/startup.json",
+    )
+    parser.add_argument(
         "--kills-only",
         action="store_true",
         help="measure kill -9 -> ready only (with and without the fork server) and update "
@@ -461,6 +526,15 @@ if __name__ == "__main__":
         result["ridehail_up_all_ready_warm"] = ridehail
         if not ridehail["goal_met"]:
             print("GOAL MISSED: ridehail all ready over 3 s", file=sys.stderr)
+    elif args.commands_only:
+        path = Path(__file__).parent / "results" / "startup.json"
+        result = json.loads(path.read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            base_src = base_checkout(args.base, Path(tmp)) if args.base else None
+            commands = client_commands(args.rounds, base_src)
+        commands["commit"] = commit()
+        commands["base"] = args.base
+        result["client_commands"] = commands
     elif args.kills_only:
         path = Path(__file__).parent / "results" / "startup.json"
         result = json.loads(path.read_text())

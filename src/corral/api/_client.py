@@ -282,6 +282,11 @@ class ApiClient:
     def watch_registry(self) -> Iterator[dict[str, Any]]:
         yield from self._events("/registry/watch", {})
 
+    def registry_snapshots(self) -> Iterator[Snapshot]:
+        """The registry now, then each newer snapshot as it is made (server-sent events)."""
+        for data in self.watch_registry():
+            yield _SNAPSHOT.validate_python(data)
+
     def _events(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         # Server-sent events are line-based; the few lines of parsing we need here are
         # simpler than another dependency (only `data:` lines carry payloads).

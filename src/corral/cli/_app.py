@@ -8,34 +8,16 @@ system) is ``_common``.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from corral.cli import (
-    _chaos,
-    _checks,
-    _config,
-    _dashboard,
-    _events,
-    _export,
-    _gateway,
-    _logs,
-    _migrate,
-    _serve,
-    _services,
-    _status,
-    _traces,
-    _up,
-    _watch,
-)
-from corral.cli._common import errors
+from corral.cli._lazy import LazyGroup
 from corral.errors import CorralError
-from corral.manifest import ManifestError
 
 app = typer.Typer(
     name="corral",
@@ -44,10 +26,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=LazyGroup,
 )
 
 
 def _version() -> str:
+    # Here, not above: importlib.metadata costs every other command ~20 ms of imports.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("corral")
     except PackageNotFoundError:  # a source tree without metadata
@@ -75,38 +61,28 @@ def _root(
     """Run a system of Python services from one manifest (corral.yaml)."""
 
 
-# In the order `corral --help` lists them: the loop of a day's work first.
-for group in (
-    _checks,
-    _up,
-    _watch,
-    _status,
-    _logs,
-    _traces,
-    _services,
-    _migrate,
-    _dashboard,
-    _export,
-    _serve,
-):
-    app.add_typer(group.app)
-app.add_typer(_gateway.app, name="gateway")
-app.add_typer(_events.app, name="events")
-app.add_typer(_chaos.chaos_app, name="chaos")
-app.add_typer(_config.config_app, name="config")
-
-
 def main() -> None:
     """Entry point: user mistakes become messages and exit codes, never tracebacks."""
     try:
         app(prog_name="corral")
-    except ManifestError as exc:
-        # Paths under the current folder are shown relative, as editors and compilers do.
-        text = exc.render().replace(f"{Path.cwd()}{os.sep}", "")
-        errors.print(text, highlight=False, markup=False, soft_wrap=True)
-        sys.exit(1)
     except CorralError as exc:
+        # Imported only now: `--version` and `--help` need neither the manifest's models
+        # nor what the consoles' module brings (the API client, the plan).
+        from corral.cli._common import errors
+        from corral.manifest import ManifestError
+
+        if isinstance(exc, ManifestError):
+            # Paths under the current folder are shown relative, as editors do.
+            text = exc.render().replace(f"{Path.cwd()}{os.sep}", "")
+            errors.print(text, highlight=False, markup=False, soft_wrap=True)
+            sys.exit(1)
         errors.print(f"error: {exc.message}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        # The interpreter's shutdown collects cycles over every object of the ~1300
+        # modules a command like `up` imports: 0.2-0.5 s of `corral up -d`'s exit on a
+        # loaded machine, ~0.03 s with them frozen. Nothing is lost: refcounting still
+        # frees them, and what a command must close it closes itself before this.
+        gc.freeze()

@@ -27,10 +27,10 @@ from corral.cli._common import (
     manifest_path,
 )
 from corral.cli._dashboard import login_line
+from corral.cli._feed import RegistryFeed
 from corral.cli._logs import colour_for, format_line
 from corral.cli._progress import ChangeProgress, StartProgress, timing_lines
 from corral.cli._tables import endpoints_lines
-from corral.cli._watch import require_process_runtime, watch_system, watch_until_signal
 from corral.errors import CorralError
 from corral.manifest import Manifest, load
 from corral.plan import Plan, resolve
@@ -92,6 +92,9 @@ def up(
     plan = resolve(manifest, python=sys.executable)
     chosen = choose_runtime(runtime, plan)
     if watch:
+        # Only with --watch: the file watcher is no part of a plain start's imports.
+        from corral.cli._watch import require_process_runtime
+
         require_process_runtime(chosen)
     running = published(plan.state_dir)
     # The daemon was started by a `up -d` that checked already (and the session's lock
@@ -104,6 +107,8 @@ def up(
     if detach:
         _up_detached(manifest, plan, env, chosen, timings=timings, timeout=timeout)
         if watch:  # the system runs on in the background; this terminal watches
+            from corral.cli._watch import watch_until_signal
+
             with ApiClient.for_state_dir(plan.state_dir) as api:
                 asyncio.run(watch_until_signal(api, manifest))
         return
@@ -227,6 +232,8 @@ async def _run_foreground(
             stop_watching = asyncio.Event()
             watcher_api = ApiClient(str(status.api_url), session.admin_token) if watch else None
             if watcher_api is not None:
+                from corral.cli._watch import watch_system
+
                 watching = watch_system(watcher_api, manifest, stop=stop_watching)
                 background.append(asyncio.create_task(watching))
             if follow_logs:
@@ -372,28 +379,42 @@ def _up_detached(
     process = _start_daemon(manifest, plan, env, runtime, log_path, timeout)
     desired = {name: s.replicas for name, s in plan.services.items()}
     api: ApiClient | None = None
+    feed: RegistryFeed | None = None
+    last: Snapshot | None = None
     status: SystemStatus | None = None
     polls = 0
-    with StartProgress(console, desired) as progress:
-        while status is None or not (status.state == "running" or progress.all_ready):
-            if process.poll() is not None:
-                tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                raise CorralError(f"{plan.system} could not start:\n" + "\n".join(tail))
-            if api is None:
-                found = published(plan.state_dir)
-                if found is not None and found.pid == process.pid:
-                    api = ApiClient(found.url, found.token)
-            if api is not None:
-                # The registry twenty times a second (readiness shows as it happens), the
-                # whole status, which costs the starting system more, once ready or
+    try:
+        with StartProgress(console, desired) as progress:
+            while status is None or not (status.state == "running" or progress.all_ready):
+                if process.poll() is not None:
+                    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                    raise CorralError(f"{plan.system} could not start:\n" + "\n".join(tail))
+                if api is None:
+                    found = published(plan.state_dir)
+                    if found is not None and found.pid == process.pid:
+                        api = ApiClient(found.url, found.token)
+                        feed = RegistryFeed(found.url, found.token)
+                if api is None or feed is None:
+                    time.sleep(0.05)
+                    continue
+                # Each new registry as the control plane makes it (readiness shows, and
+                # the wait ends, as it happens), redrawn at least twenty times a second;
+                # the whole status, which costs the starting system more, once ready or
                 # every half second (a system whose services are all at 0 replicas).
                 with contextlib.suppress(NotRunningError):
-                    snapshot = api.registry()
-                    progress.update([r for r in snapshot.instances if not r.component])
+                    snapshot = feed.next(timeout=0.05)
+                    if feed.ended and snapshot is None:  # no stream: ask, as before
+                        snapshot = api.registry()
+                        time.sleep(0.05)
+                    last = snapshot or last
+                    if last is not None:  # redrawn even unchanged: the seconds go on
+                        progress.update([r for r in last.instances if not r.component])
                     if progress.all_ready or polls % 10 == 0:
                         status = api.status()
                 polls += 1
-            time.sleep(0.05)
+    finally:
+        if feed is not None:
+            feed.close()
     assert api is not None
     if timings:
         _print_timings(status, began=process_create_time(os.getpid()))

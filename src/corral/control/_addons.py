@@ -12,8 +12,9 @@ from corral.telemetry import GATEWAY_SERVICE, TelemetryAddon
 
 
 def addons_for(plan: Plan) -> list[Addon]:
-    """Broker first (services need NATS_URL at spawn), then the gateway, then telemetry
-    (which scrapes both and reads the bus for the dashboard)."""
+    """Broker, gateway, telemetry (which scrapes both and reads the bus for the
+    dashboard, through callables read once it runs; its bus sampler waits for the broker):
+    they start together, and stop in reverse order."""
     # The broker addon decides for itself: an embedded server for an `events:` section,
     # an external one when NATS_URL is given, nothing otherwise.
     broker = BrokerAddon()

@@ -5,8 +5,8 @@ Lifecycle (``up`` ... ``down``), in the order Nameko documents for its extension
 1. stale-run cleanup: a previous run whose orchestrator died leaves ``run.json``; its
    process groups that still live are killed (:class:`~corral.runtime.events.StaleRunCleaned`);
 2. the reaper starts (see :mod:`corral.runtime._reaper` for why);
-3. every addon's ``start(ctx)``, in the order given; addons may run supervised system
-   components through :meth:`Orchestrator.run_component`;
+3. every addon's ``start(ctx)``, all at once (none may need another started); addons
+   may run supervised system components through :meth:`Orchestrator.run_component`;
 4. services start as soon as their ``depends_on`` conditions hold (``started``: each
    dependency's processes are spawned; ``healthy``: each is ready), independent ones in
    parallel; ``up`` returns when every instance is ready.
@@ -246,10 +246,11 @@ class Orchestrator:
             self._save_run_state()
             self._register()
             self._warm_fork_servers()
-            for addon in self.addons:
-                self.timeline.begin(f"addon {addon.name}")
-                await addon.start(self)
-                self.timeline.end(f"addon {addon.name}")
+            # Together: none needs another started (NATS and Envoy start side by side;
+            # the telemetry addon reads the others only once it runs).
+            async with asyncio.TaskGroup() as addons:
+                for addon in self.addons:
+                    addons.create_task(self._start_addon(addon))
             async with asyncio.TaskGroup() as group:
                 for name in self._plan.start_order:
                     group.create_task(self._start_service(self._services[name]))
@@ -261,11 +262,19 @@ class Orchestrator:
             await self.down()
             if failure is not None:
                 raise failure from None
+            if isinstance(exc, BaseExceptionGroup):
+                # An addon's own error (no nats-server binary, say), as it would be alone.
+                raise _first_error(exc) from None
             raise
         self._state = "running"
         self.timeline.end("up")
         self.timeline.finish()
         self.emit(SystemReady(time.monotonic() - began))
+
+    async def _start_addon(self, addon: Addon) -> None:
+        self.timeline.begin(f"addon {addon.name}")
+        await addon.start(self)
+        self.timeline.end(f"addon {addon.name}")
 
     def _with_services_not_ready(self, failure: StartError) -> StartError:
         """A start that timed out names every service not ready at that moment (one
@@ -927,6 +936,16 @@ def startup_environment(
         )
     )
     return env
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error in ``group`` that is not a cancellation (the others' reaction)."""
+    for inner in group.exceptions:
+        if isinstance(inner, BaseExceptionGroup):
+            inner = _first_error(inner)
+        if not isinstance(inner, asyncio.CancelledError):
+            return inner
+    return group
 
 
 def _first_start_error(exc: BaseException) -> StartError | None:

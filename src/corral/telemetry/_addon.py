@@ -66,6 +66,9 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IG
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _BUS_EVERY = 10.0
 """Seconds between two samples of the event bus."""
+_BUS_RETRY_EVERY = 0.25
+"""Seconds between two tries while the bus is not there yet (the broker starting beside
+this addon, or restarting)."""
 _BUS_KEEP = 3600.0
 """Seconds of event-bus samples kept."""
 ROUTINE_ACCESS_INDEXED_EVERY = 10
@@ -360,11 +363,19 @@ class TelemetryAddon(Addon):
         return system_graph(self._plan, observed_calls=calls)
 
     async def _sample_bus(self) -> None:
-        """A periodic task (cancelled by ``stop``), not a wait for a condition."""
+        """A periodic task (cancelled by ``stop``), not a wait for a condition.
+
+        The addons start side by side, so the broker may not be up when this begins: no
+        bus *yet* (the plan has an ``events`` section) is tried again shortly, rather
+        than taken for a system without one. A plain loop, not a retry library: the
+        condition is "not started yet", not an error, and ``stop`` cancels it."""
         while True:
-            if not await self.sample_bus():
+            if await self.sample_bus():
+                await asyncio.sleep(_BUS_EVERY)
+            elif self._plan is not None and self._plan.events is not None:
+                await asyncio.sleep(_BUS_RETRY_EVERY)
+            else:
                 return
-            await asyncio.sleep(_BUS_EVERY)
 
     async def sample_bus(self, *, now: float | None = None) -> bool:
         """Keep one sample of the event bus; False when the system has none. A bus that
