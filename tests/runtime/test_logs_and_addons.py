@@ -125,6 +125,49 @@ async def test_addon_components_environment_and_draining(system) -> None:
     assert addon.order == ["start", "stop"]
 
 
+class _Rendezvous(Addon):
+    """Starts only once the other addon's start has begun too (within five seconds)."""
+
+    def __init__(self, name: str, mine: asyncio.Event, theirs: asyncio.Event) -> None:
+        self.name = name
+        self.mine = mine
+        self.theirs = theirs
+
+    async def start(self, ctx: RuntimeContext) -> None:
+        self.mine.set()
+        async with asyncio.timeout(5):
+            await self.theirs.wait()
+
+
+async def test_addons_start_together(system) -> None:
+    """Every addon's start runs at once (NATS and Envoy side by side): two addons that
+    each wait for the other's start to have begun both start."""
+    one, two = asyncio.Event(), asyncio.Event()
+    addons = [_Rendezvous("one", one, two), _Rendezvous("two", two, one)]
+    orch, _ = system({"web": service()}, addons=addons)
+    await orch.up()
+    phases = {p.name for p in orch.status().startup}
+    assert {"addon one", "addon two"} <= phases
+
+
+class _Broken(Addon):
+    name = "broken"
+
+    async def start(self, ctx: RuntimeContext) -> None:
+        raise LookupError("no such binary")
+
+
+async def test_an_addon_that_cannot_start_fails_up_with_its_own_error(system) -> None:
+    """An addon's error reaches the caller as itself (not wrapped in a group, so the
+    CLI can show its message), the other addons' starts are cancelled and nothing of the
+    system is left running."""
+    orch, _ = system({"web": service()}, addons=[RecordingAddon(), _Broken()])
+    with pytest.raises(LookupError, match="no such binary"):
+        await orch.up()
+    assert orch.state == "stopped"
+    assert all(not r.serving for r in orch.registry.snapshot().instances)
+
+
 def _write_log(path: Path, service: str, instance: str, times: list[float]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for n, t in enumerate(times):

@@ -6,8 +6,10 @@ an instance is stopped (the gateway drains it first), and stop after every servi
 
 Lifecycle, in this order (as Nameko documents its extensions'):
 
-1. ``start(ctx)``     before any service starts; may run supervised components
-                      through ``ctx.run_component`` and waits until they are ready.
+1. ``start(ctx)``     before any service starts, at the same time as the other
+                      addons' (so it may not rely on another having started); may run
+                      supervised components through ``ctx.run_component`` and waits
+                      until they are ready.
 2. ``environment(service)`` for every instance spawned afterwards.
 3. ``before_instance_stop(record)`` before each instance receives SIGTERM.
 4. ``stop()``         after every service has stopped; must never raise.
