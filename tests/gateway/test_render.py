@@ -30,7 +30,8 @@ def test_gateway_closes_idle_upstream_connections_before_the_service_does() -> N
     """A request sent on a connection as the service closes it comes back 503 and a POST
     is never retried: the gateway must be the side that closes an idle connection."""
     plan = resolve(parse(MANIFEST, "/shop/corral.yaml"), python=sys.executable)
-    assert plan.gateway is not None and len(plan.gateway.clusters) == 2
+    assert plan.gateway is not None
+    assert len(plan.gateway.clusters) == 2
     for cluster in plan.gateway.clusters:
         options = render_cluster(cluster, eds_path="/eds.json")["typed_extension_protocol_options"]
         http = options[X_HTTP_PROTOCOL_OPTIONS]
