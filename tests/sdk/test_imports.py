@@ -48,11 +48,25 @@ def test_importing_the_sdk_and_making_a_service_loads_nothing_heavy() -> None:
         ("from corral.sdk import DbSession", "sqlalchemy"),
         ("from corral.sdk.client import ServiceClient", "aiohttp"),
         ("from corral.sdk.identity import TokenVerifier", "jwt"),
-        ("import corral.sdk.events", "nats"),
+        ("from corral.sdk.events import NatsTransport", "nats"),
+        ("from corral.sdk.events import outbox", "sqlalchemy"),
     ],
 )
 def test_what_a_service_uses_is_loaded_when_used(code: str, expected: str) -> None:
     assert expected in {m.split(".")[0] for m in loaded_after(code)}
+
+
+def test_the_events_package_loads_a_name_when_it_is_used() -> None:
+    """The control plane imports the wire format and topology through corral.sdk.events:
+    that must not load NATS' client, the ORM or the Events facade (PEP 562 names)."""
+    modules = loaded_after("import corral.sdk.events._topology, corral.sdk.events._envelope")
+    assert "corral.sdk.events._events" not in modules
+    assert "sqlalchemy.orm" not in modules
+    assert "nats" not in modules
+    import corral.sdk.events
+
+    with pytest.raises(AttributeError, match="Nothing"):
+        _ = corral.sdk.events.Nothing
 
 
 def test_an_unknown_name_is_still_an_attribute_error() -> None:
