@@ -46,7 +46,7 @@ import psutil
 # The gateway test harness, and the testkit it imports.
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "gateway"))
-from _common import parse_wrk, percentile, write_result
+from _common import git_commit, parse_wrk, percentile, write_result
 from gateway_harness import Gateway, KeyPair, manifest_from, start_gateway, write_jwks
 
 from corral.gateway import GatewayAddon, Ports, envoy_binary
@@ -954,14 +954,6 @@ def instructions_main(args: argparse.Namespace) -> None:
     if not args.only:
         write_result(args.output or "gateway_instructions.json", report)
     print(json.dumps(report, indent=2))
-
-
-def git_commit() -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
-    return commit + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import free_port, parse_wrk, write_result
+from _common import free_port, git_commit, parse_wrk, write_result
 
 HERE = Path(__file__).resolve().parent
 ECHO_BODY = json.dumps({"rider": "ada", "pickup": [52.52, 13.405], "seats": 2, "note": "x" * 64})
@@ -268,13 +268,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-def commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-    )
-    return out.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=5)
@@ -390,7 +383,7 @@ def main() -> None:
     report = {
         "what": "corral.sdk (metrics, JSON logs to stdout->/dev/null, tracing spans, request id) "
         "vs bare FastAPI, same handlers, uvicorn+uvloop+httptools, access log off",
-        "commit": commit(),
+        "commit": git_commit(),
         "config": vars(args),
         "machine": {**machine(), "load_average_1m_before": load_before},
         "results": summary,

@@ -49,7 +49,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psutil
-from _common import write_result
+from _common import git_commit, write_result
 from orchestrator_startup import kills_to_ready, orchestrator_for
 
 from corral.runtime.drivers import FORK_SERVER_VARIABLE
@@ -441,13 +441,6 @@ async def greeter_kill_to_ready(rounds: int) -> dict[str, object]:
     }
 
 
-def commit() -> str:
-    done = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return done.stdout.strip()
-
-
 def main(rounds: int, base: str) -> dict[str, object]:
     load_before = os.getloadavg()
     # A warm environment: the working tree's bytecode exists (the base's is compiled too).
@@ -455,7 +448,7 @@ def main(rounds: int, base: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         base_src = base_checkout(base, Path(tmp)) if base else None
         result: dict[str, object] = {
-            "commit": commit(),
+            "commit": git_commit(),
             "base": base,
             "machine": {
                 "cpus": os.cpu_count(),
@@ -519,7 +512,7 @@ if __name__ == "__main__":
         with tempfile.TemporaryDirectory() as tmp:
             base_src = base_checkout(args.base, Path(tmp)) if args.base else None
             ridehail = ridehail_up(max(2, args.rounds // 5), base_src)
-        ridehail["commit"] = commit()
+        ridehail["commit"] = git_commit()
         ridehail["base"] = args.base
         ridehail["loadavg_before"] = [round(x, 2) for x in before]
         ridehail["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -532,7 +525,7 @@ if __name__ == "__main__":
         with tempfile.TemporaryDirectory() as tmp:
             base_src = base_checkout(args.base, Path(tmp)) if args.base else None
             commands = client_commands(args.rounds, base_src)
-        commands["commit"] = commit()
+        commands["commit"] = git_commit()
         commands["base"] = args.base
         result["client_commands"] = commands
     elif args.kills_only:
@@ -540,7 +533,7 @@ if __name__ == "__main__":
         result = json.loads(path.read_text())
         before = os.getloadavg()
         kills = asyncio.run(greeter_kill_to_ready_both(max(3, args.rounds // 2)))
-        kills["commit"] = commit()
+        kills["commit"] = git_commit()
         kills["loadavg_before"] = [round(x, 2) for x in before]
         kills["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         result["greeter_kill9_to_ready"] = kills["fork_server"]

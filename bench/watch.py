@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import percentile, write_result
+from _common import git_commit, percentile, write_result
 from startup import fork_server as fork_server_switch
 
 from corral.api import ApiClient
@@ -79,7 +78,7 @@ class Loop:
 
 
 async def main(edits: int) -> dict[str, Any]:
-    result: dict[str, Any] = {"commit": _commit()}
+    result: dict[str, Any] = {"commit": git_commit()}
     result |= await measure(edits, fork_server=True)
     without = await measure(edits, fork_server=False)
     result["without_fork_server"] = without
@@ -166,16 +165,6 @@ async def _measure(edits: int) -> dict[str, Any]:
         },
         "goal_median_s": 1.0,
     }
-
-
-def _commit() -> str:
-    done = subprocess.run(
-        ["git", "-C", str(HELLO.parents[1]), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip()
 
 
 def _outcome(events: list[WatchEvent]) -> Reloaded | ReloadFailed | None:
